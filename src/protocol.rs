@@ -1,0 +1,434 @@
+//! The JAM protocol, version 1, without any I/O.
+//!
+//! A [`Session`] is fed the bytes a client sent, in whatever pieces the network
+//! delivered them, and hands back one [`Action`] per complete request line. The
+//! caller (the server loop) carries the action out: it renders the time, writes
+//! a [`Reply`], or closes the connection. Nothing here knows about sockets or
+//! clocks, which is what lets the rules be tested to the byte and fuzzed.
+//!
+//! Memory is bounded: a session never holds more than `max_line_bytes` bytes of
+//! an unfinished line, and holds nothing at all between lines.
+
+use std::fmt;
+
+/// What the server must do in answer to one request line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// `TIME`: reply `JAM <time>`.
+    Time,
+    /// `QUIT`: close the connection without a reply.
+    Quit,
+    /// Any other non-empty line: reply `ERROR unknown command`, keep the connection.
+    Unknown,
+    /// More than `max_line_bytes` arrived without a line end: reply
+    /// `ERROR line too long`, then close.
+    TooLong,
+    /// A line that is empty once spaces and tabs are removed: no reply, but it
+    /// is a complete line (it resets the idle timer).
+    Empty,
+}
+
+impl Action {
+    /// Whether the connection ends after this action.
+    pub fn closes(self) -> bool {
+        matches!(self, Action::Quit | Action::TooLong)
+    }
+
+    /// Whether this action counts as an answered request (`requests=N` in the log).
+    pub fn is_answered(self) -> bool {
+        matches!(self, Action::Time | Action::Unknown)
+    }
+}
+
+/// An error reply the server can send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorReply {
+    /// The line was not a known command.
+    UnknownCommand,
+    /// The line exceeded `max_line_bytes`.
+    LineTooLong,
+    /// No complete line within `idle_timeout`.
+    IdleTimeout,
+    /// Too many clients (in all, or from this address).
+    ServerBusy,
+    /// The shutdown grace period ended.
+    ShuttingDown,
+}
+
+impl ErrorReply {
+    /// The whole reply line, CR LF included.
+    pub fn line(self) -> &'static [u8] {
+        match self {
+            ErrorReply::UnknownCommand => b"ERROR unknown command\r\n",
+            ErrorReply::LineTooLong => b"ERROR line too long\r\n",
+            ErrorReply::IdleTimeout => b"ERROR idle timeout\r\n",
+            ErrorReply::ServerBusy => b"ERROR server busy\r\n",
+            ErrorReply::ShuttingDown => b"ERROR server shutting down\r\n",
+        }
+    }
+}
+
+impl fmt::Display for ErrorReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let line = self.line();
+        // The lines are ASCII constants; strip the CR LF for display.
+        f.write_str(std::str::from_utf8(&line[..line.len() - 2]).unwrap_or("ERROR"))
+    }
+}
+
+/// Appends the reply to `TIME` for an already rendered time to `out`.
+pub fn write_time_reply(out: &mut Vec<u8>, rendered_time: &str) {
+    out.extend_from_slice(b"JAM ");
+    out.extend_from_slice(rendered_time.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Classifies one request line (its terminator already removed).
+///
+/// A trailing CR (of a CR LF terminator) is ignored.
+pub fn parse_line(line: &[u8]) -> Action {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let word = trim_blanks(line);
+    if word.is_empty() {
+        Action::Empty
+    } else if word.eq_ignore_ascii_case(b"TIME") {
+        Action::Time
+    } else if word.eq_ignore_ascii_case(b"QUIT") {
+        Action::Quit
+    } else {
+        Action::Unknown
+    }
+}
+
+fn trim_blanks(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// The per-connection protocol state: the unfinished part of the current line.
+///
+/// The buffer is allocated only while a line is split across reads, so an idle
+/// connection costs no heap memory here.
+#[derive(Debug)]
+pub struct Session {
+    partial: Vec<u8>,
+    max_line: usize,
+    ended: bool,
+}
+
+impl Session {
+    /// A new session accepting lines of at most `max_line_bytes` (terminator not counted).
+    pub fn new(max_line_bytes: usize) -> Self {
+        Session {
+            partial: Vec::new(),
+            max_line: max_line_bytes,
+            ended: false,
+        }
+    }
+
+    /// Changes the line limit (after a reload); applies from the next line.
+    pub fn set_max_line_bytes(&mut self, max_line_bytes: usize) {
+        self.max_line = max_line_bytes;
+    }
+
+    /// The number of bytes of an unfinished line held right now.
+    pub fn buffered(&self) -> usize {
+        self.partial.len()
+    }
+
+    /// Whether the session has ended (after `QUIT` or a too-long line).
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Takes bytes from the front of `input` until one request line is complete,
+    /// and returns what to do about it.
+    ///
+    /// Returns `None` when `input` is used up without completing a line (the
+    /// unfinished part is kept for the next call). After
+    /// an action that [closes](Action::closes) the connection, the session has
+    /// ended and every later call returns `None` without taking bytes.
+    pub fn next_action(&mut self, input: &mut &[u8]) -> Option<Action> {
+        while !self.ended && !input.is_empty() {
+            // The terminator counts as the end of the line, not part of it; a CR
+            // right before LF is part of the terminator. Allow one byte over the
+            // limit for that CR, and check the real length once the line is whole.
+            let room = self.max_line + 1 - self.partial.len().min(self.max_line + 1);
+            let window = &input[..input.len().min(room + 1)];
+            match memchr_lf(window) {
+                Some(i) => {
+                    let (line_part, rest) = input.split_at(i);
+                    *input = &rest[1..];
+                    let action = if self.partial.is_empty() {
+                        classify(line_part, self.max_line)
+                    } else {
+                        self.partial.extend_from_slice(line_part);
+                        let line = std::mem::take(&mut self.partial);
+                        classify(&line, self.max_line)
+                    };
+                    if action.closes() {
+                        self.end();
+                    }
+                    return Some(action);
+                }
+                None if window.len() > room => {
+                    // More than max_line (+ a possible CR) bytes without a line end.
+                    self.end();
+                    return Some(Action::TooLong);
+                }
+                None => {
+                    if self.partial.len() + window.len() > self.max_line {
+                        // Exactly one byte over: only fine if it is the CR of a CR LF
+                        // still to come. Anything else is too long.
+                        let last = window[window.len() - 1];
+                        if last != b'\r' || self.partial.len() + window.len() > self.max_line + 1 {
+                            self.end();
+                            return Some(Action::TooLong);
+                        }
+                    }
+                    if self.partial.capacity() == 0 {
+                        self.partial
+                            .reserve_exact(window.len().max(16).min(self.max_line + 1));
+                    }
+                    self.partial.extend_from_slice(window);
+                    *input = &input[window.len()..];
+                }
+            }
+        }
+        None
+    }
+
+    fn end(&mut self) {
+        self.ended = true;
+        self.partial = Vec::new();
+    }
+}
+
+/// Classifies a complete line, enforcing the length limit (terminator not counted).
+fn classify(line: &[u8], max_line: usize) -> Action {
+    let body = line.strip_suffix(b"\r").unwrap_or(line);
+    if body.len() > max_line {
+        return Action::TooLong;
+    }
+    parse_line(body)
+}
+
+fn memchr_lf(s: &[u8]) -> Option<usize> {
+    s.iter().position(|&b| b == b'\n')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(max: usize, chunks: &[&[u8]]) -> Vec<Action> {
+        let mut s = Session::new(max);
+        let mut out = Vec::new();
+        for chunk in chunks {
+            let mut input = *chunk;
+            while let Some(a) = s.next_action(&mut input) {
+                if a != Empty {
+                    out.push(a);
+                }
+            }
+            assert!(s.buffered() <= max + 1);
+        }
+        out
+    }
+
+    use Action::*;
+
+    #[test]
+    fn time_with_crlf_is_time() {
+        assert_eq!(run(256, &[b"TIME\r\n"]), [Time]);
+    }
+
+    #[test]
+    fn bare_lf_is_accepted() {
+        assert_eq!(run(256, &[b"TIME\n"]), [Time]);
+    }
+
+    #[test]
+    fn commands_are_case_insensitive() {
+        assert_eq!(run(256, &[b"time\r\ntImE\r\nquit\r\n"]), [Time, Time, Quit]);
+    }
+
+    #[test]
+    fn spaces_and_tabs_around_the_command_are_ignored() {
+        assert_eq!(run(256, &[b" \tTIME \t\r\n"]), [Time]);
+        assert_eq!(run(256, &[b"\t quit\t\n"]), [Quit]);
+    }
+
+    #[test]
+    fn inner_spaces_make_an_unknown_command() {
+        assert_eq!(run(256, &[b"TI ME\r\n"]), [Unknown]);
+        assert_eq!(run(256, &[b"TIME NOW\r\n"]), [Unknown]);
+    }
+
+    #[test]
+    fn empty_and_blank_lines_are_ignored() {
+        assert_eq!(run(256, &[b"\r\n\n  \t \r\nTIME\r\n"]), [Time]);
+        let mut s = Session::new(256);
+        let mut input: &[u8] = b" \t\r\n";
+        assert_eq!(s.next_action(&mut input), Some(Empty));
+        assert!(!Empty.is_answered() && !Empty.closes());
+    }
+
+    #[test]
+    fn unknown_command_keeps_the_session() {
+        let mut s = Session::new(256);
+        let mut input: &[u8] = b"HELLO\r\nTIME\r\n";
+        assert_eq!(s.next_action(&mut input), Some(Unknown));
+        assert!(!s.is_ended());
+        assert_eq!(s.next_action(&mut input), Some(Time));
+    }
+
+    #[test]
+    fn invalid_utf8_is_an_unknown_command() {
+        assert_eq!(run(256, &[b"\xff\xfeTIME\r\n"]), [Unknown]);
+        assert_eq!(run(256, &[b"T\xc3\x28\r\n"]), [Unknown]);
+    }
+
+    #[test]
+    fn nul_and_control_bytes_are_an_unknown_command() {
+        assert_eq!(run(256, &[b"TIME\0\r\n"]), [Unknown]);
+        assert_eq!(run(256, &[b"\rTIME\r\n"]), [Unknown]);
+    }
+
+    #[test]
+    fn pipelined_requests_are_answered_in_order() {
+        assert_eq!(
+            run(256, &[b"TIME\r\nBOGUS\r\nTIME\nQUIT\r\nTIME\r\n"]),
+            [Time, Unknown, Time, Quit]
+        );
+    }
+
+    #[test]
+    fn a_request_split_over_packets_is_reassembled() {
+        assert_eq!(run(256, &[b"TI", b"M", b"E\r", b"\n"]), [Time]);
+        assert_eq!(run(256, &[b"T", b"IME\r\nQU", b"IT\r\n"]), [Time, Quit]);
+    }
+
+    #[test]
+    fn every_split_point_gives_the_same_actions() {
+        let input: &[u8] = b"TIME\r\n  time \r\nfoo\n\r\nQUIT\r\n";
+        let whole = run(8, &[input]);
+        for i in 0..=input.len() {
+            for j in i..=input.len() {
+                assert_eq!(run(8, &[&input[..i], &input[i..j], &input[j..]]), whole);
+            }
+        }
+    }
+
+    #[test]
+    fn quit_ends_the_session_and_later_bytes_are_left() {
+        let mut s = Session::new(256);
+        let mut input: &[u8] = b"QUIT\r\nTIME\r\n";
+        assert_eq!(s.next_action(&mut input), Some(Quit));
+        assert!(s.is_ended());
+        assert_eq!(s.next_action(&mut input), None);
+    }
+
+    #[test]
+    fn a_line_of_exactly_the_limit_is_accepted() {
+        // "TIME" padded with spaces to exactly 8 bytes, with CR LF and with LF.
+        assert_eq!(run(8, &[b"TIME    \r\n"]), [Time]);
+        assert_eq!(run(8, &[b"TIME    \n"]), [Time]);
+        assert_eq!(run(8, &[b"TIME    \r", b"\n"]), [Time]);
+        assert_eq!(run(8, &[b"TIME", b"    ", b"\r", b"\n"]), [Time]);
+    }
+
+    #[test]
+    fn a_line_one_byte_over_the_limit_is_too_long() {
+        assert_eq!(run(8, &[b"TIME     \r\n"]), [TooLong]);
+        assert_eq!(run(8, &[b"TIME     \n"]), [TooLong]);
+        assert_eq!(run(8, &[b"TIME", b"     \n"]), [TooLong]);
+    }
+
+    #[test]
+    fn too_long_without_any_terminator_is_detected_at_once() {
+        let mut s = Session::new(8);
+        let mut input: &[u8] = b"123456789";
+        assert_eq!(s.next_action(&mut input), Some(TooLong));
+        assert!(s.is_ended());
+    }
+
+    #[test]
+    fn too_long_split_without_terminator_is_detected_when_the_limit_passes() {
+        let mut s = Session::new(8);
+        let mut input: &[u8] = b"12345678";
+        assert_eq!(s.next_action(&mut input), None);
+        assert_eq!(s.buffered(), 8);
+        let mut input: &[u8] = b"9";
+        assert_eq!(s.next_action(&mut input), Some(TooLong));
+    }
+
+    #[test]
+    fn a_cr_at_the_limit_waits_for_its_lf() {
+        let mut s = Session::new(8);
+        let mut input: &[u8] = b"12345678\r";
+        assert_eq!(s.next_action(&mut input), None);
+        let mut input: &[u8] = b"x";
+        assert_eq!(s.next_action(&mut input), Some(TooLong));
+    }
+
+    #[test]
+    fn too_long_ends_the_session() {
+        assert_eq!(run(4, &[b"TIME\r\nTIMETIME\r\nTIME\r\n"]), [Time, TooLong]);
+    }
+
+    #[test]
+    fn the_session_never_holds_more_than_the_limit() {
+        let mut s = Session::new(16);
+        for _ in 0..100 {
+            let mut input: &[u8] = b"ab";
+            let _ = s.next_action(&mut input);
+            assert!(s.buffered() <= 17);
+        }
+        assert!(s.is_ended());
+    }
+
+    #[test]
+    fn an_idle_session_holds_no_heap_memory() {
+        let mut s = Session::new(256);
+        let mut input: &[u8] = b"TIME\r\n";
+        assert_eq!(s.next_action(&mut input), Some(Time));
+        assert_eq!(s.partial.capacity(), 0);
+        let mut input: &[u8] = b"TI";
+        assert_eq!(s.next_action(&mut input), None);
+        let mut input: &[u8] = b"ME\r\n";
+        assert_eq!(s.next_action(&mut input), Some(Time));
+        assert_eq!(s.partial.capacity(), 0);
+    }
+
+    #[test]
+    fn reply_lines_end_with_crlf() {
+        let mut out = Vec::new();
+        write_time_reply(&mut out, "14:03:27");
+        assert_eq!(out, b"JAM 14:03:27\r\n");
+        for e in [
+            ErrorReply::UnknownCommand,
+            ErrorReply::LineTooLong,
+            ErrorReply::IdleTimeout,
+            ErrorReply::ServerBusy,
+            ErrorReply::ShuttingDown,
+        ] {
+            assert!(e.line().ends_with(b"\r\n"));
+            assert!(e.line().starts_with(b"ERROR "));
+        }
+        assert_eq!(ErrorReply::ServerBusy.to_string(), "ERROR server busy");
+    }
+
+    #[test]
+    fn answered_requests_count_time_and_unknown_only() {
+        assert!(Time.is_answered());
+        assert!(Unknown.is_answered());
+        assert!(!Quit.is_answered());
+        assert!(!TooLong.is_answered());
+    }
+}
