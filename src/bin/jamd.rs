@@ -63,7 +63,12 @@ fn main() -> ExitCode {
                 Some(activation.sockets)
             }
             Ok(None) => None,
-            Err(why) => return fail(1, &why.to_string(), false),
+            Err(why) => {
+                for w in &warnings {
+                    eprintln!("jamd: warning: {w}");
+                }
+                return fail(1, &why.to_string(), false);
+            }
         }
     };
     let stdio_is_client = args.inetd || matches!(inherited, Some(Sockets::Connection(_)));
@@ -93,6 +98,18 @@ fn main() -> ExitCode {
         Some(s) => {
             for n in notices {
                 log.info(n);
+            }
+            if let Sockets::Listeners(listeners) = &s {
+                let from = if args.inetd {
+                    "inetd"
+                } else {
+                    "the service manager"
+                };
+                for l in listeners {
+                    if let Ok(addr) = l.local_addr() {
+                        log.info(format!("listening on {} (from {from})", show_addr(&addr)));
+                    }
+                }
             }
             s
         }
