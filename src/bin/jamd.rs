@@ -150,7 +150,6 @@ fn main() -> ExitCode {
         } else {
             None
         },
-        explicit_config: explicit,
         overrides: args.overrides(),
         stdio_is_client,
     };
