@@ -10,7 +10,6 @@
 
 pub mod check;
 pub mod cli;
-pub mod zone;
 
 use std::fmt;
 use std::io::{self, Read, Write};

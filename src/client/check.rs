@@ -1,5 +1,7 @@
 //! Reading a server's time and measuring its offset, for `jamc --check`.
 //!
+//! The server's zone (`--timezone`) is a [`Zone`] as in the daemon's configuration.
+//!
 //! # How the offset is measured
 //!
 //! jamc notes this machine's clock when it sends `TIME` and again when the reply
@@ -27,7 +29,7 @@ use std::fmt;
 use chrono::format::{Fixed, Item, Numeric, Parsed, StrftimeItems};
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 
-use super::zone::Zone;
+use crate::clock::Zone;
 
 /// Nanoseconds in half a day: time-of-day offsets are wrapped into ±this.
 const HALF_DAY_NANOS: i128 = 12 * 3600 * 1_000_000_000;
@@ -178,9 +180,10 @@ pub enum ServerTime {
 impl ServerTime {
     /// Server minus local at `local` (the middle of the round trip), read in `zone`.
     pub fn offset_from(&self, local: DateTime<Utc>, zone: &Zone) -> Duration {
-        let wall_at = |offset: Option<i32>| match offset {
-            Some(secs) => local.naive_utc() + Duration::seconds(i64::from(secs)),
-            None => zone.wall_clock(local),
+        // The wall clock the server would show at `local` if it were exact.
+        let wall_at = |offset: Option<i32>| {
+            let secs = offset.unwrap_or_else(|| zone.offset_at(local.timestamp()));
+            local.naive_utc() + Duration::seconds(i64::from(secs))
         };
         match *self {
             ServerTime::Instant(instant) => instant.signed_duration_since(local),

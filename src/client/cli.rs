@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{CommandFactory, Parser};
 
 use super::check::{Thresholds, TimeFormat};
-use super::zone::Zone;
+use crate::clock::Zone;
 
 /// Default JAM port.
 pub const DEFAULT_PORT: u16 = 45000;
@@ -289,7 +289,7 @@ impl JamcArgs {
                     critical: self.critical,
                 },
                 format: TimeFormat::new(&self.format).map_err(|e| e.to_string())?,
-                zone: Zone::parse(&self.timezone).map_err(|e| e.to_string())?,
+                zone: Zone::parse(self.timezone.trim()).map_err(|e| format!("--timezone: {e}"))?,
             }))
         } else if self.raw {
             Mode::Raw
