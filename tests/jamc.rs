@@ -264,7 +264,7 @@ fn over_long_reply_is_reported_without_reading_it_all() {
     );
 
     let mut long = b"JAM ".to_vec();
-    long.extend(std::iter::repeat(b'9').take(2000));
+    long.extend_from_slice(&[b'9'; 2000]);
     long.extend_from_slice(b"\r\n");
     let terminated = FakeServer::start(Behaviour::Reply(long));
     let run = jamc(&[&terminated.target()]);
