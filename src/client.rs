@@ -14,6 +14,7 @@ pub mod cli;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -539,15 +540,25 @@ fn judge(server: &str, reply: &Reply) -> Result<(), ClientError> {
     }
 }
 
+/// Whether a conversation goes on after a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Ask again if `-n` says so.
+    Continue,
+    /// Say QUIT now.
+    Stop,
+}
+
 /// One client's conversation: connect, `count` × TIME, then QUIT.
 ///
 /// `on_reply` sees every reply line (also non-JAM ones, for `--raw` and
-/// `--json`) before it is judged; the first failure ends the conversation.
+/// `--json`) before it is judged; the first failure ends the conversation,
+/// and so does `on_reply` returning [`Flow::Stop`] (nobody reads our output).
 pub fn query(
     settings: &Settings,
     addrs: &[SocketAddr],
     started: Instant,
-    on_reply: &mut dyn FnMut(&Reply),
+    on_reply: &mut dyn FnMut(&Reply) -> Flow,
 ) -> Result<(), ClientError> {
     let server = settings.target.to_string();
     let deadline = started + settings.timeout;
@@ -566,8 +577,11 @@ pub fn query(
             Instant::now() + settings.timeout
         };
         let reply = conn.ask(deadline)?;
-        on_reply(&reply);
+        let flow = on_reply(&reply);
         judge(&server, &reply)?;
+        if flow == Flow::Stop {
+            break;
+        }
     }
     conn.quit();
     Ok(())
@@ -577,13 +591,23 @@ pub fn query(
 struct Output<'a> {
     out: Mutex<&'a mut (dyn Write + Send)>,
     err: Mutex<&'a mut (dyn Write + Send)>,
+    /// Set when stdout is gone (`jamc -n 1000 | head -1`): no point asking further.
+    out_closed: AtomicBool,
 }
 
 impl Output<'_> {
-    fn out(&self, bytes: &[u8]) {
+    fn out(&self, bytes: &[u8]) -> Flow {
         if let Ok(mut w) = self.out.lock() {
-            // A closed stdout (jamc | head -1) is not worth a failure of its own.
-            let _ = w.write_all(bytes).and_then(|()| w.flush());
+            // A closed stdout (jamc | head -1) is not worth a failure of its own,
+            // but it does end the run.
+            if w.write_all(bytes).and_then(|()| w.flush()).is_err() {
+                self.out_closed.store(true, Ordering::Relaxed);
+            }
+        }
+        if self.out_closed.load(Ordering::Relaxed) {
+            Flow::Stop
+        } else {
+            Flow::Continue
         }
     }
 
@@ -604,7 +628,7 @@ struct JsonReply<'a> {
     rtt_ms: f64,
 }
 
-fn print_reply(settings: &Settings, client: u32, reply: &Reply, output: &Output<'_>) {
+fn print_reply(settings: &Settings, client: u32, reply: &Reply, output: &Output<'_>) -> Flow {
     let prefix = match settings.parallel {
         Some(_) => format!("[{client}] "),
         None => String::new(),
@@ -614,7 +638,7 @@ fn print_reply(settings: &Settings, client: u32, reply: &Reply, output: &Output<
             let mut bytes = prefix.into_bytes();
             bytes.extend_from_slice(&reply.line);
             bytes.push(b'\n');
-            output.out(&bytes);
+            output.out(&bytes)
         }
         Mode::Json => {
             let line = String::from_utf8_lossy(&reply.line);
@@ -625,17 +649,16 @@ fn print_reply(settings: &Settings, client: u32, reply: &Reply, output: &Output<
                 time: reply.jam_time(),
                 rtt_ms: (reply.rtt.as_secs_f64() * 1_000_000.0).round() / 1000.0,
             };
-            if let Ok(mut text) = serde_json::to_string(&obj) {
-                text.push('\n');
-                output.out(text.as_bytes());
+            match serde_json::to_string(&obj) {
+                Ok(text) => output.out(format!("{text}\n").as_bytes()),
+                Err(_) => Flow::Continue,
             }
         }
-        Mode::Plain => {
-            if let Some(time) = reply.jam_time() {
-                output.out(format!("{prefix}{time}\n").as_bytes());
-            }
-        }
-        Mode::Check(_) => {}
+        Mode::Plain => match reply.jam_time() {
+            Some(time) => output.out(format!("{prefix}{time}\n").as_bytes()),
+            None => Flow::Continue,
+        },
+        Mode::Check(_) => Flow::Continue,
     }
 }
 
@@ -644,10 +667,11 @@ pub fn run(settings: &Settings, out: &mut (dyn Write + Send), err: &mut (dyn Wri
     let output = Output {
         out: Mutex::new(out),
         err: Mutex::new(err),
+        out_closed: AtomicBool::new(false),
     };
     if let Mode::Check(check) = &settings.mode {
         let (status, line) = self::check(settings, check);
-        output.out(format!("{line}\n").as_bytes());
+        let _ = output.out(format!("{line}\n").as_bytes());
         return status.code();
     }
 
@@ -751,6 +775,7 @@ pub fn check(settings: &Settings, check: &CheckSettings) -> (Status, String) {
             if reply.jam_time().is_some() && better {
                 best = Some(reply.clone());
             }
+            Flow::Continue
         };
         query(settings, &addrs, started, &mut keep)
     });
