@@ -1,12 +1,15 @@
 //! What jamc does: ask a JAM server the time ([`query`]), many clients at once
-//! ([`run`] with `-P`), and the monitoring check ([`check`]). No argument
-//! parsing here: [`cli`] holds the clap definition and resolves it into
+//! ([`run`] with `-P`), and the monitoring check ([`check()`]; how the offset is
+//! measured and how precise it is: [`mod@check`]). No argument parsing here:
+//! [`cli`] holds the clap definition ([`cli::JamcArgs`]) and resolves it into
 //! [`cli::Settings`].
 //!
-//! Every wait is bounded by `--timeout`: connecting (all addresses of a host
-//! together) plus the first reply share one deadline, and each later reply on
-//! the same connection gets the timeout again. Every failure becomes a
-//! [`ClientError`] whose `Display` says what happened in words.
+//! Every wait is bounded by `--timeout`: name resolution, connecting (all
+//! addresses of a host in turn, each given an equal share of the time left) and
+//! the first reply share one deadline, and each later reply on the same
+//! connection (`-n`) gets the timeout again. So `jamc -w 5` with one request
+//! never takes much more than 5 s. Every failure becomes a [`ClientError`]
+//! whose `Display` says what happened in words.
 
 pub mod check;
 pub mod cli;
@@ -756,7 +759,7 @@ fn parallel(settings: &Settings, addrs: &[SocketAddr], clients: u32, output: &Ou
 /// `--check`: one query, the offset judged against the thresholds; returns the state and its line.
 ///
 /// With `-n N` the reply with the shortest round trip is used, as it pins the
-/// server's reading most tightly (see [`check`] for the precision).
+/// server's reading most tightly (see [`mod@check`] for the precision).
 pub fn check(settings: &Settings, check: &CheckSettings) -> (Status, String) {
     let server = settings.target.to_string();
     let started = Instant::now();

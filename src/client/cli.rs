@@ -30,8 +30,12 @@ pub const MAX_PARALLEL: u32 = 1000;
         With --check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."
 )]
 pub struct JamcArgs {
-    /// Server to ask: HOST, HOST:PORT, an IPv6 address, or [IPv6]:PORT
-    #[arg(value_name = "HOST[:PORT]", default_value = "localhost")]
+    /// The server to ask, as written on the command line.
+    #[arg(
+        value_name = "HOST[:PORT]",
+        default_value = "localhost",
+        help = "Server to ask: HOST, HOST:PORT, an IPv6 address, or [IPv6]:PORT"
+    )]
     pub server: String,
 
     /// TCP port (default 45000)
