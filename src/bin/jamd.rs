@@ -8,7 +8,7 @@ use clap::Parser;
 
 use jamd::cli::JamdArgs;
 use jamd::config::{Config, LogConfig, DEFAULT_PATH};
-use jamd::control::Notifier;
+use jamd::control::{Notifier, Signals};
 use jamd::listen::{self, show_addr, Sockets};
 use jamd::log::Logger;
 use jamd::server::{self, Options};
@@ -36,6 +36,13 @@ fn main() -> ExitCode {
             }
         };
     }
+
+    // Before anything can announce that jamd is up: a signal sent right
+    // after the first log line must find its handler in place.
+    let signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => return fail(1, &format!("cannot install signal handlers: {e}"), false),
+    };
 
     // Inherited sockets first: whether standard I/O is a client decides
     // where every later message may go.
@@ -130,7 +137,7 @@ fn main() -> ExitCode {
         overrides: args.overrides(),
         stdio_is_client,
     };
-    let result = server::run(config, sockets, log.clone(), notifier, options);
+    let result = server::run(config, sockets, log.clone(), signals, notifier, options);
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(why) => {

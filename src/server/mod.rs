@@ -133,14 +133,17 @@ const SIGNAL_TOKEN: Token = Token(0);
 
 /// Serves until a signal stops it (or, with one inherited connection, until
 /// that connection ends). Returns when every worker has finished.
+///
+/// `signals` must be installed before the first `listening on` line, so that
+/// a SIGHUP or SIGTERM sent as soon as jamd listens is never lost (or fatal).
 pub fn run(
     config: Config,
     sockets: Sockets,
     log: Logger,
+    signals: Signals,
     notifier: Notifier,
     options: Options,
 ) -> Result<(), ServerError> {
-    let signals = Signals::install().map_err(ServerError::Setup)?;
     let mut poll = Poll::new().map_err(ServerError::Setup)?;
     poll.registry()
         .register(
