@@ -93,6 +93,9 @@ pub struct Conn {
     pub wants_write: bool,
     /// Whether the per-source table counts this connection.
     pub source_counted: bool,
+    /// The poller reported the peer's FIN (or an error) already: a short
+    /// read no longer proves that nothing more is coming, so read on to EOF.
+    pub peer_closed: bool,
 }
 
 impl Conn {
@@ -112,6 +115,7 @@ impl Conn {
             unread_input: false,
             wants_write: false,
             source_counted: false,
+            peer_closed: false,
         }
     }
 
@@ -166,10 +170,12 @@ impl Conn {
             if !s.out.is_empty() && !self.write_out(s.out) {
                 return self.blocked_or_error();
             }
-            if n < s.read.len() && self.closing.is_none() {
+            if n < s.read.len() && self.closing.is_none() && !self.peer_closed {
                 // A short read drained the socket; with edge-triggered polling
                 // any later byte (or FIN) brings a new event, so a second read
                 // would only return EAGAIN: one syscall per request saved.
+                // Not so for a FIN that came with the data: its event is the
+                // one being handled, so no other follows (`peer_closed`).
                 return Next::Wait;
             }
         }
