@@ -29,6 +29,9 @@ const SWEEP_EVERY: Duration = Duration::from_millis(250);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How long a closing connection may take to take its last bytes.
 const CLOSING_LIMIT: Duration = Duration::from_secs(5);
+/// Whether an accepted socket inherits TCP_NODELAY from its listener, as on
+/// Linux; elsewhere it is set on each connection.
+const NODELAY_INHERITED: bool = cfg!(any(target_os = "linux", target_os = "android"));
 
 pub(crate) struct Worker {
     id: usize,
@@ -50,6 +53,8 @@ pub(crate) struct Worker {
     listeners_closed: bool,
     grace_handled: bool,
     emfile_logged: Option<Instant>,
+    /// TCP_NODELAY is set on every listener, so accepted sockets have it.
+    nodelay_inherited: bool,
 }
 
 impl Worker {
@@ -80,9 +85,13 @@ impl Worker {
             listeners_closed: false,
             grace_handled: false,
             emfile_logged: None,
+            nodelay_inherited: true,
         };
         for (i, l) in listeners.into_iter().enumerate() {
             l.set_nonblocking(true)?;
+            // Accepted sockets inherit it: no setsockopt per connection.
+            w.nodelay_inherited &=
+                NODELAY_INHERITED && socket2::SockRef::from(&l).set_tcp_nodelay(true).is_ok();
             let mut l = TcpListener::from_std(l);
             w.poll
                 .registry()
@@ -278,7 +287,10 @@ impl Worker {
             source_counted = true;
         }
         // Replies are whole lines written at once: never hold them back.
-        let _ = stream.set_nodelay(true);
+        // Sockets accepted from our listeners have it already (Linux).
+        if self.single || !self.nodelay_inherited {
+            let _ = stream.set_nodelay(true);
+        }
         let mut conn = Conn::new(stream, peer, limits.max_line_bytes);
         conn.source_counted = source_counted;
         let entry = self.conns.vacant_entry();
@@ -446,4 +458,22 @@ fn transient_accept_error(e: &io::Error) -> bool {
             | Some(libc::EOPNOTSUPP)
             | Some(libc::ENETUNREACH)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_sockets_inherit_nodelay_from_the_listener() {
+        let listener = StdListener::bind("127.0.0.1:0").unwrap();
+        socket2::SockRef::from(&listener)
+            .set_tcp_nodelay(true)
+            .unwrap();
+        let _client = StdStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        if NODELAY_INHERITED {
+            assert!(accepted.nodelay().unwrap());
+        }
+    }
 }
