@@ -1,14 +1,24 @@
 //! Checks of what ships besides the binaries (SPEC section 6): the systemd
 //! units, the inetd/xinetd entries, the cron example and the Debian metadata.
 //!
-//! Tests that need an outside tool (systemd-analyze, sh) skip with a message
-//! when it is missing, except under CI (`CI=true`), where a missing tool is a
-//! failure: CI must prove the packaging, not skip it. Building the .deb is
-//! left to `scripts/build-deb` and lintian in `.ci/run`: it is too slow here.
+//! Tests that need an outside tool (systemd-analyze, sh, xinetd,
+//! openbsd-inetd) skip with a message when it is missing, except under CI
+//! (`CI=true`), where a missing tool is a failure: CI must prove the
+//! packaging, not skip it. Building the .deb is left to `scripts/build-deb`
+//! and lintian in `.ci/run`: it is too slow here.
+
+mod common;
 
 use std::fs;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{jam_time, Client, SyslogSink, JAMD};
+
+/// How long a daemon under test may take to answer or to log.
+const T: Duration = Duration::from_secs(10);
 
 /// The highest `systemd-analyze security` exposure we accept for our services.
 const MAX_EXPOSURE: f64 = 1.5;
@@ -513,4 +523,205 @@ fn deb_metadata_ships_binaries_man_pages_units_config_and_examples() {
     for file in ["changelog", "copyright"] {
         assert!(repo().join("packaging/debian").join(file).is_file());
     }
+}
+
+/// A daemon from a Debian package: unpacked by .ci/run into
+/// target/tools/root (openbsd-inetd and xinetd conflict as packages, and
+/// installing one would start a system inetd), or installed.
+fn daemon(name: &str, test: &str) -> Option<PathBuf> {
+    let unpacked = repo().join("target/tools/root/usr/sbin").join(name);
+    let installed = Path::new("/usr/sbin").join(name);
+    let found = [unpacked, installed].into_iter().find(|p| p.is_file());
+    if found.is_none() {
+        assert!(
+            !in_ci(),
+            "{test}: {name} is in neither target/tools/root/usr/sbin nor /usr/sbin, \
+             and CI=true requires it"
+        );
+        eprintln!("{test}: skipped, {name} is not installed");
+    }
+    found
+}
+
+/// An inetd under test. Dropping it kills it and the jamd processes it
+/// started that are still running, so no test leaves a daemon behind.
+struct Running(Child);
+
+impl Running {
+    /// The processes whose parent is this inetd (the jamds it started).
+    fn children(&self) -> Vec<u32> {
+        let parent = self.0.id();
+        let Ok(entries) = fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                // /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces.
+                fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                    stat.rsplit_once(')')
+                        .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                        .and_then(|ppid| ppid.parse::<u32>().ok())
+                        == Some(parent)
+                })
+            })
+            .collect()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for pid in self.children() {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn current_user() -> String {
+    let out = Command::new("id").arg("-un").output().expect("run id -un");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A jamd configuration that logs to `sink` (under inetd jamd logs to
+/// syslog only).
+fn sink_config(scratch: &Scratch, sink: &SyslogSink) -> PathBuf {
+    let path = scratch.0.join("jamd.toml");
+    let body = format!("[log]\nsyslog_socket = \"{}\"\n", sink.path.display());
+    fs::write(&path, body).expect("write jamd.toml");
+    path
+}
+
+/// Waits (bounded) until something listens on `addr`; on failure shows `log`.
+fn wait_listening(addr: SocketAddr, log: &Path) {
+    let deadline = Instant::now() + T;
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = fs::read_to_string(log).unwrap_or_default();
+    panic!("nothing listens on {addr}; daemon log:\n{log}");
+}
+
+/// Two clients in turn, each served by the jamd the inetd starts for it.
+fn assert_serves_jam(addr: SocketAddr, sink: &SyslogSink) {
+    for _ in 0..2 {
+        let mut client = Client::connect(addr);
+        let reply = client.ask("TIME");
+        assert!(jam_time(&reply).is_some(), "TIME got {reply:?}");
+        assert_eq!(client.ask("HELLO"), "ERROR unknown command");
+        client.send(b"QUIT\r\n");
+        assert_eq!(
+            client.line_raw(),
+            "",
+            "nothing but replies may reach the client"
+        );
+    }
+    assert!(
+        sink.wait_for("reason=quit", T).is_some(),
+        "jamd under inetd should log to syslog"
+    );
+}
+
+#[test]
+fn packaged_xinetd_service_serves_jam_through_jamd() {
+    let test = "packaged_xinetd_service_serves_jam_through_jamd";
+    let Some(xinetd) = daemon("xinetd", test) else {
+        return;
+    };
+    let scratch = Scratch::new("xinetd");
+    let sink = SyslogSink::bind("pkg-xinetd");
+    let config = sink_config(&scratch, &sink);
+    let port = free_port();
+    // The shipped file, with a free loopback port, the built jamd and the
+    // current user (root could not exec a binary under a private home as
+    // nobody); server_args keeps the shipped --inetd.
+    let mut conf = String::new();
+    for line in read("packaging/xinetd/jamd").lines() {
+        match line.split_whitespace().next().unwrap_or("") {
+            "port" => conf.push_str(&format!("\tport = {port}\n\tbind = 127.0.0.1\n")),
+            "server" => conf.push_str(&format!("\tserver = {JAMD}\n")),
+            "server_args" => conf.push_str(&format!("{line} -c {}\n", config.display())),
+            "user" => conf.push_str(&format!("\tuser = {}\n", current_user())),
+            "group" => {}
+            _ => {
+                conf.push_str(line);
+                conf.push('\n');
+            }
+        }
+    }
+    let conf_path = scratch.0.join("xinetd.conf");
+    fs::write(&conf_path, conf).expect("write xinetd.conf");
+    let log = scratch.0.join("xinetd.log");
+    let _xinetd = Running(
+        Command::new(xinetd)
+            .arg("-dontfork")
+            .arg("-filelog")
+            .arg(&log)
+            .arg("-pidfile")
+            .arg(scratch.0.join("xinetd.pid"))
+            .arg("-f")
+            .arg(&conf_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start xinetd"),
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_listening(addr, &log);
+    assert_serves_jam(addr, &sink);
+}
+
+#[test]
+fn packaged_inetd_line_serves_jam_through_jamd() {
+    let test = "packaged_inetd_line_serves_jam_through_jamd";
+    let Some(inetd) = daemon("inetd", test) else {
+        return;
+    };
+    let scratch = Scratch::new("inetd");
+    let sink = SyslogSink::bind("pkg-inetd");
+    let config = sink_config(&scratch, &sink);
+    let port = free_port();
+    // The shipped IPv4 line, on a free loopback port, with the built jamd
+    // and the current user.
+    let fields = config_lines("packaging/inetd/jamd.inetd")
+        .into_iter()
+        .find(|f| f.get(2).map(String::as_str) == Some("tcp"))
+        .expect("a tcp line in packaging/inetd/jamd.inetd");
+    let mut fields = fields;
+    fields[0] = format!("127.0.0.1:{port}");
+    fields[4] = current_user();
+    fields[5] = JAMD.to_string();
+    fields.push("-c".to_string());
+    fields.push(config.display().to_string());
+    let conf_path = scratch.0.join("inetd.conf");
+    fs::write(&conf_path, fields.join("\t") + "\n").expect("write inetd.conf");
+    let log = scratch.0.join("inetd.log");
+    let log_file = fs::File::create(&log).expect("create inetd.log");
+    let _inetd = Running(
+        Command::new(inetd)
+            // -d: foreground, debug lines on stderr (kept for diagnosis).
+            .arg("-d")
+            .arg(&conf_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("start inetd"),
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_listening(addr, &log);
+    assert_serves_jam(addr, &sink);
 }
