@@ -500,6 +500,7 @@ fn deb_metadata_ships_binaries_man_pages_units_config_and_examples() {
         "packaging/systemd/jamd-conn@.service",
         "usr/lib/systemd/system/",
     );
+    ships("README.md", "usr/share/doc/jamd/");
     ships("packaging/inetd/jamd.inetd", "usr/share/doc/jamd/examples/");
     ships("packaging/xinetd/jamd", "usr/share/doc/jamd/examples/");
     ships("packaging/cron/jamd-check", "usr/share/doc/jamd/examples/");
