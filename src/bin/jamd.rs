@@ -17,6 +17,7 @@ use jamd::server::{self, Options};
 const EX_CONFIG: u8 = 78;
 
 fn main() -> ExitCode {
+    jamd::sys::ensure_stdio_open();
     let args = JamdArgs::parse();
     let explicit = args.config.is_some();
     let path = args
@@ -150,7 +151,6 @@ fn main() -> ExitCode {
         } else {
             None
         },
-        explicit_config: explicit,
         overrides: args.overrides(),
         stdio_is_client,
     };

@@ -104,8 +104,6 @@ pub struct Options {
     /// The configuration file to re-read on SIGHUP; `None` when the default
     /// file was missing at start (then it is looked for again on reload).
     pub config_path: Option<PathBuf>,
-    /// Whether `config_path` was given with `-c`.
-    pub explicit_config: bool,
     /// Command-line settings that win over the file, also on reload.
     pub overrides: Overrides,
     /// Standard I/O is a client connection: never write to it.
