@@ -504,6 +504,16 @@ fn deb_metadata_ships_binaries_man_pages_units_config_and_examples() {
     ships("packaging/inetd/jamd.inetd", "usr/share/doc/jamd/examples/");
     ships("packaging/xinetd/jamd", "usr/share/doc/jamd/examples/");
     ships("packaging/cron/jamd-check", "usr/share/doc/jamd/examples/");
+    for (file, dir) in [
+        ("jamd.bash", "usr/share/bash-completion/completions/jamd"),
+        ("jamc.bash", "usr/share/bash-completion/completions/jamc"),
+        ("_jamd", "usr/share/zsh/vendor-completions/"),
+        ("_jamc", "usr/share/zsh/vendor-completions/"),
+        ("jamd.fish", "usr/share/fish/vendor_completions.d/"),
+        ("jamc.fish", "usr/share/fish/vendor_completions.d/"),
+    ] {
+        ships(&format!("target/completions/{file}"), dir);
+    }
     // Sources in the repository exist (man pages are checked by build-deb,
     // as they come from another branch).
     for (source, _) in &assets {
