@@ -1,1 +1,451 @@
-//! clock (being written).
+//! "What time is it, rendered how": a strftime format and a time zone, turned
+//! into the text of a `JAM` reply.
+//!
+//! Both halves are checked when the configuration is loaded, so rendering can
+//! not fail at request time. [`ClockCache`] keeps the last rendered string and
+//! reuses it while the clock is still inside the same unit of the format's
+//! resolution (a second for `%H:%M:%S`, a millisecond for `%.3f`, …). It reads
+//! the clock on every request, so a reply never shows a second (or
+//! millisecond) that had already passed when the request arrived.
+
+use std::fmt::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use chrono::format::{Fixed, Item, Numeric, StrftimeItems};
+use chrono::{DateTime, FixedOffset};
+
+/// A validated strftime format (chrono's dialect).
+#[derive(Clone)]
+pub struct TimeFormat {
+    source: String,
+    items: Vec<Item<'static>>,
+    /// Nanoseconds per distinct rendering: 1 s, 1 ms, 1 µs or 1 ns.
+    resolution_ns: u32,
+}
+
+impl fmt::Debug for TimeFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("TimeFormat").field(&self.source).finish()
+    }
+}
+
+impl PartialEq for TimeFormat {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl TimeFormat {
+    /// Parses and checks a format; the error says what is wrong with it.
+    pub fn parse(source: &str) -> Result<Self, String> {
+        if source.is_empty() {
+            return Err("the time format is empty".into());
+        }
+        if source.contains(['\r', '\n']) {
+            return Err("the time format must not contain a line break".into());
+        }
+        let items = StrftimeItems::new(source)
+            .parse_to_owned()
+            .map_err(|_| format!("invalid strftime format {source:?}"))?;
+        let format = TimeFormat {
+            source: source.to_owned(),
+            resolution_ns: resolution_of(&items),
+            items,
+        };
+        // Some specifiers parse but cannot be rendered from a date and time
+        // with an offset; find out now, not at request time.
+        let probe = DateTime::from_timestamp(0, 0)
+            .map(|t| t.with_timezone(&FixedOffset::east_opt(0).unwrap_or(chrono::Utc.fix())));
+        let mut out = String::new();
+        match probe {
+            Some(t) if write!(out, "{}", t.format_with_items(format.items.iter())).is_ok() => {
+                Ok(format)
+            }
+            _ => Err(format!("strftime format {source:?} cannot be rendered")),
+        }
+    }
+
+    /// The format as written in the configuration.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// The smallest time step the format shows, in nanoseconds.
+    pub fn resolution_ns(&self) -> u32 {
+        self.resolution_ns
+    }
+}
+
+use chrono::Offset as _;
+
+fn resolution_of(items: &[Item<'_>]) -> u32 {
+    let mut res = 1_000_000_000;
+    for item in items {
+        let r = match item {
+            Item::Fixed(Fixed::Nanosecond3) => 1_000_000,
+            Item::Fixed(Fixed::Nanosecond6) => 1_000,
+            Item::Fixed(Fixed::Nanosecond | Fixed::Nanosecond9 | Fixed::Internal(_)) => 1,
+            Item::Numeric(Numeric::Nanosecond, _) => 1,
+            _ => 1_000_000_000,
+        };
+        res = res.min(r);
+    }
+    res
+}
+
+/// A time zone: the machine's local zone, UTC, a fixed offset, or an IANA zone.
+#[derive(Clone)]
+pub struct Zone {
+    name: String,
+    rules: ZoneRules,
+}
+
+#[derive(Clone)]
+enum ZoneRules {
+    Fixed(i32),
+    Tz(Arc<tz::TimeZone>),
+}
+
+impl fmt::Debug for Zone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Zone").field(&self.name).finish()
+    }
+}
+
+impl PartialEq for Zone {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+/// Where IANA zone files are read from (`TZDIR` overrides, as in the C library).
+fn zoneinfo_dir() -> PathBuf {
+    std::env::var_os("TZDIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/share/zoneinfo"))
+}
+
+impl Zone {
+    /// UTC.
+    pub fn utc() -> Self {
+        Zone {
+            name: "UTC".into(),
+            rules: ZoneRules::Fixed(0),
+        }
+    }
+
+    /// Parses `local`, `UTC`, a fixed offset (`+07:00`, `-0330`, `+07`) or an
+    /// IANA name (`Asia/Jakarta`), reading zone files from the system's
+    /// zoneinfo so that tzdata updates apply on the next load.
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        if spec.eq_ignore_ascii_case("local") {
+            return Zone::local().map_err(|e| format!("cannot read the local time zone: {e}"));
+        }
+        if spec.eq_ignore_ascii_case("UTC") || spec == "Z" {
+            return Ok(Zone::utc());
+        }
+        if spec.starts_with(['+', '-']) {
+            let secs = parse_fixed_offset(spec).ok_or_else(|| {
+                format!("invalid UTC offset {spec:?} (expected +HH:MM or -HH:MM)")
+            })?;
+            return Ok(Zone {
+                name: spec.to_owned(),
+                rules: ZoneRules::Fixed(secs),
+            });
+        }
+        let tz = read_zone_file(&zoneinfo_dir(), spec)?;
+        Ok(Zone {
+            name: spec.to_owned(),
+            rules: ZoneRules::Tz(Arc::new(tz)),
+        })
+    }
+
+    /// The machine's local zone: `TZ` when set, else `/etc/localtime`, else UTC.
+    fn local() -> Result<Self, String> {
+        let rules = match std::env::var("TZ") {
+            Ok(tz) if !tz.is_empty() => {
+                let name = tz.strip_prefix(':').unwrap_or(&tz);
+                match read_zone_file(&zoneinfo_dir(), name) {
+                    Ok(z) => z,
+                    // Not a zone name: a POSIX TZ rule such as "EST5EDT".
+                    Err(_) => tz::TimeZone::from_posix_tz(&tz)
+                        .map_err(|e| format!("TZ={tz:?} is not a time zone: {e}"))?,
+                }
+            }
+            _ => match std::fs::read("/etc/localtime") {
+                Ok(bytes) => tz::TimeZone::from_tz_data(&bytes)
+                    .map_err(|e| format!("/etc/localtime: {e}"))?,
+                // No zone configured at all: the C library's answer is UTC too.
+                Err(_) => tz::TimeZone::utc(),
+            },
+        };
+        Ok(Zone {
+            name: "local".into(),
+            rules: ZoneRules::Tz(Arc::new(rules)),
+        })
+    }
+
+    /// The zone as written in the configuration.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The offset from UTC, in seconds, at a Unix time.
+    pub fn offset_at(&self, unix_secs: i64) -> i32 {
+        match &self.rules {
+            ZoneRules::Fixed(s) => *s,
+            ZoneRules::Tz(tz) => tz
+                .find_local_time_type(unix_secs)
+                .map(|t| t.ut_offset())
+                .unwrap_or(0),
+        }
+    }
+}
+
+fn read_zone_file(dir: &Path, name: &str) -> Result<tz::TimeZone, String> {
+    let valid = !name.is_empty()
+        && !name.starts_with('/')
+        && name
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..")
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '+'));
+    if !valid {
+        return Err(format!(
+            "unknown time zone {name:?} (expected \"local\", \"UTC\", an offset like \"+07:00\" or a name like \"Asia/Jakarta\")"
+        ));
+    }
+    let path = dir.join(name);
+    let bytes = std::fs::read(&path)
+        .map_err(|e| format!("unknown time zone {name:?} ({}: {e})", path.display()))?;
+    tz::TimeZone::from_tz_data(&bytes).map_err(|e| {
+        format!(
+            "time zone {name:?}: {} is not a zone file: {e}",
+            path.display()
+        )
+    })
+}
+
+/// `+HH:MM`, `-HH:MM`, `+HHMM`, `+HH` → seconds east of UTC.
+pub fn parse_fixed_offset(s: &str) -> Option<i32> {
+    let (sign, rest) = match s.as_bytes().first()? {
+        b'+' => (1, &s[1..]),
+        b'-' => (-1, &s[1..]),
+        _ => return None,
+    };
+    let digits: String = match rest.len() {
+        2 => format!("{rest}00"),
+        4 => rest.to_owned(),
+        5 if rest.as_bytes()[2] == b':' => format!("{}{}", &rest[..2], &rest[3..]),
+        _ => return None,
+    };
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let hours: i32 = digits[..2].parse().ok()?;
+    let minutes: i32 = digits[2..].parse().ok()?;
+    if hours > 23 || minutes > 59 {
+        return None;
+    }
+    Some(sign * (hours * 3600 + minutes * 60))
+}
+
+/// A format and a zone: everything needed to render a reply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Clock {
+    /// How the time is written.
+    pub format: TimeFormat,
+    /// Which zone it is written in.
+    pub zone: Zone,
+}
+
+impl Clock {
+    /// Renders a given instant (Unix seconds and nanoseconds) into `out`.
+    pub fn render_at(&self, secs: i64, nanos: u32, out: &mut String) {
+        out.clear();
+        let offset = self.zone.offset_at(secs);
+        let fixed = FixedOffset::east_opt(offset).unwrap_or(chrono::Utc.fix());
+        if let Some(t) = DateTime::from_timestamp(secs, nanos) {
+            let local = t.with_timezone(&fixed);
+            // Checked at load: a TimeFormat always renders.
+            let _ = write!(out, "{}", local.format_with_items(self.format.items.iter()));
+        }
+    }
+}
+
+/// The last rendered time string, reused while the clock stays within one unit
+/// of the format's resolution. One per worker thread: nothing is shared.
+#[derive(Debug, Default)]
+pub struct ClockCache {
+    clock: Option<Arc<Clock>>,
+    key: (i64, u32),
+    text: String,
+}
+
+impl ClockCache {
+    /// A cache with nothing rendered yet.
+    pub fn new() -> Self {
+        ClockCache::default()
+    }
+
+    /// The current time rendered by `clock`.
+    pub fn now(&mut self, clock: &Arc<Clock>) -> &str {
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        self.at(clock, since.as_secs() as i64, since.subsec_nanos())
+    }
+
+    /// The time `secs`.`nanos` rendered by `clock`, from the cache when it holds it.
+    pub fn at(&mut self, clock: &Arc<Clock>, secs: i64, nanos: u32) -> &str {
+        let key = (secs, nanos / clock.format.resolution_ns);
+        let same_clock = self.clock.as_ref().is_some_and(|c| Arc::ptr_eq(c, clock));
+        if !same_clock || key != self.key || self.text.is_empty() {
+            clock.render_at(secs, nanos, &mut self.text);
+            self.key = key;
+            if !same_clock {
+                self.clock = Some(Arc::clone(clock));
+            }
+        }
+        &self.text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clock(format: &str, zone: &str) -> Arc<Clock> {
+        Arc::new(Clock {
+            format: TimeFormat::parse(format).unwrap(),
+            zone: Zone::parse(zone).unwrap(),
+        })
+    }
+
+    // 2026-11-25 14:03:27.123456789 UTC
+    const T: i64 = 1_795_615_407;
+
+    #[test]
+    fn default_format_is_hh_mm_ss_in_utc() {
+        let mut c = ClockCache::new();
+        assert_eq!(c.at(&clock("%H:%M:%S", "UTC"), T, 123_456_789), "14:03:27");
+    }
+
+    #[test]
+    fn fixed_offsets_shift_the_time() {
+        let mut c = ClockCache::new();
+        assert_eq!(c.at(&clock("%H:%M", "+07:00"), T, 0), "21:03");
+        assert_eq!(c.at(&clock("%H:%M", "-03:30"), T, 0), "10:33");
+        assert_eq!(c.at(&clock("%H:%M", "+0545"), T, 0), "19:48");
+        assert_eq!(c.at(&clock("%H:%M", "-10"), T, 0), "04:03");
+    }
+
+    #[test]
+    fn bad_offsets_are_rejected() {
+        for bad in ["+7", "+24:00", "+07:60", "+07-00", "+ab:cd", "+071", "-"] {
+            assert!(Zone::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn iana_zones_come_from_the_system_zoneinfo() {
+        if !Path::new("/usr/share/zoneinfo/Asia/Jakarta").exists() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "tzdata missing in CI"
+            );
+            eprintln!("skipped: tzdata is not installed");
+            return;
+        }
+        let mut c = ClockCache::new();
+        assert_eq!(
+            c.at(&clock("%H:%M %z", "Asia/Jakarta"), T, 0),
+            "21:03 +0700"
+        );
+        // New York is in standard time in late November: UTC-5.
+        assert_eq!(c.at(&clock("%H:%M", "America/New_York"), T, 0), "09:03");
+        // …and in summer time in July: UTC-4.
+        assert_eq!(
+            c.at(&clock("%H:%M", "America/New_York"), 1_784_000_000, 0),
+            "23:33"
+        );
+    }
+
+    #[test]
+    fn unknown_zone_names_are_rejected_with_a_reason() {
+        let e = Zone::parse("Mars/Olympus_Mons").unwrap_err();
+        assert!(e.contains("unknown time zone"), "{e}");
+        assert!(Zone::parse("../../etc/passwd").is_err());
+        assert!(Zone::parse("/etc/localtime").is_err());
+        assert!(Zone::parse("").is_err());
+    }
+
+    #[test]
+    fn invalid_formats_are_rejected_at_parse() {
+        assert!(TimeFormat::parse("%H:%M:%").is_err());
+        assert!(TimeFormat::parse("%Q").is_err());
+        assert!(TimeFormat::parse("").is_err());
+        assert!(TimeFormat::parse("%H\r\n").is_err());
+        assert!(TimeFormat::parse("%H:%M:%S").is_ok());
+    }
+
+    #[test]
+    fn sub_second_formats_have_a_finer_resolution() {
+        assert_eq!(
+            TimeFormat::parse("%T").unwrap().resolution_ns(),
+            1_000_000_000
+        );
+        assert_eq!(
+            TimeFormat::parse("%T%.3f").unwrap().resolution_ns(),
+            1_000_000
+        );
+        assert_eq!(TimeFormat::parse("%T%.6f").unwrap().resolution_ns(), 1_000);
+        assert_eq!(TimeFormat::parse("%T%.f").unwrap().resolution_ns(), 1);
+        assert_eq!(TimeFormat::parse("%T.%3f").unwrap().resolution_ns(), 1);
+        assert_eq!(TimeFormat::parse("%T.%f").unwrap().resolution_ns(), 1);
+    }
+
+    #[test]
+    fn the_cache_never_shows_a_second_that_has_passed() {
+        let c = clock("%H:%M:%S", "UTC");
+        let mut cache = ClockCache::new();
+        assert_eq!(cache.at(&c, T, 999_999_999), "14:03:27");
+        assert_eq!(cache.at(&c, T + 1, 0), "14:03:28");
+        assert_eq!(cache.at(&c, T + 1, 500), "14:03:28");
+    }
+
+    #[test]
+    fn the_cache_follows_milliseconds_with_a_millisecond_format() {
+        let c = clock("%H:%M:%S%.3f", "UTC");
+        let mut cache = ClockCache::new();
+        assert_eq!(cache.at(&c, T, 1_999_999), "14:03:27.001");
+        assert_eq!(cache.at(&c, T, 2_000_000), "14:03:27.002");
+    }
+
+    #[test]
+    fn a_new_clock_is_rendered_at_once() {
+        let mut cache = ClockCache::new();
+        assert_eq!(cache.at(&clock("%H:%M:%S", "UTC"), T, 0), "14:03:27");
+        assert_eq!(cache.at(&clock("%H.%M", "UTC"), T, 0), "14.03");
+    }
+
+    #[test]
+    fn now_matches_the_system_clock() {
+        let c = clock("%s", "UTC");
+        let mut cache = ClockCache::new();
+        let before = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let shown: u64 = cache.now(&c).parse().unwrap();
+        let after = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(before <= shown && shown <= after);
+    }
+}
