@@ -1,1 +1,231 @@
-//! control (being written).
+//! Signals (signal-hook) and service-manager notification (sd_notify).
+//!
+//! Signal handlers only set a flag and write a byte to a self-pipe; the
+//! control thread polls the pipe and does the real work outside the handler.
+
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram, UnixStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+
+/// The signals jamd acts on, as flags set by their handlers.
+pub struct Signals {
+    wake: UnixStream,
+    stop: Arc<AtomicBool>,
+    reload: Arc<AtomicBool>,
+}
+
+/// What arrived since the last look.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Arrived {
+    /// SIGTERM or SIGINT.
+    pub stop: bool,
+    /// SIGHUP.
+    pub reload: bool,
+}
+
+impl Signals {
+    /// Installs the handlers for SIGTERM, SIGINT and SIGHUP.
+    pub fn install() -> io::Result<Signals> {
+        let (read_end, write_end) = UnixStream::pair()?;
+        read_end.set_nonblocking(true)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let reload = Arc::new(AtomicBool::new(false));
+        for sig in [SIGTERM, SIGINT] {
+            signal_hook::flag::register(sig, Arc::clone(&stop))?;
+            signal_hook::low_level::pipe::register(sig, write_end.try_clone()?)?;
+        }
+        signal_hook::flag::register(SIGHUP, Arc::clone(&reload))?;
+        signal_hook::low_level::pipe::register(SIGHUP, write_end)?;
+        Ok(Signals {
+            wake: read_end,
+            stop,
+            reload,
+        })
+    }
+
+    /// The descriptor that becomes readable when a signal arrives.
+    pub fn fd(&self) -> RawFd {
+        self.wake.as_raw_fd()
+    }
+
+    /// Takes the signals that arrived (each reported once).
+    pub fn take(&self) -> Arrived {
+        let mut buf = [0u8; 64];
+        while matches!((&self.wake).read(&mut buf), Ok(n) if n > 0) {}
+        Arrived {
+            stop: self.stop.swap(false, Ordering::SeqCst),
+            reload: self.reload.swap(false, Ordering::SeqCst),
+        }
+    }
+}
+
+/// Messages to the service manager (`NOTIFY_SOCKET`), see sd_notify(3).
+pub struct Notifier {
+    target: Option<(UnixDatagram, UnixAddr)>,
+    watchdog: Option<Duration>,
+}
+
+impl Notifier {
+    /// Reads `NOTIFY_SOCKET` and `WATCHDOG_USEC`; problems go to `warnings`.
+    pub fn from_env(warnings: &mut Vec<String>) -> Notifier {
+        let target = match std::env::var("NOTIFY_SOCKET") {
+            Ok(path) if !path.is_empty() => match notify_target(&path) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    warnings.push(format!(
+                        "NOTIFY_SOCKET={path:?} cannot be used ({e}); not notifying the service manager"
+                    ));
+                    None
+                }
+            },
+            _ => None,
+        };
+        let watchdog = watchdog_interval(warnings);
+        Notifier { target, watchdog }
+    }
+
+    /// A notifier that sends nothing.
+    pub fn none() -> Notifier {
+        Notifier {
+            target: None,
+            watchdog: None,
+        }
+    }
+
+    /// Whether a service manager listens.
+    pub fn is_active(&self) -> bool {
+        self.target.is_some()
+    }
+
+    /// How often to send `WATCHDOG=1` (half of `WATCHDOG_USEC`).
+    pub fn watchdog_every(&self) -> Option<Duration> {
+        self.target.as_ref().and(self.watchdog)
+    }
+
+    /// Sends a raw message such as `READY=1`; failures are ignored (the
+    /// service manager may be gone, which must not stop the service).
+    pub fn send(&self, msg: &str) {
+        if let Some((sock, addr)) = &self.target {
+            let _ = sock.send_to_addr(msg.as_bytes(), addr);
+        }
+    }
+
+    /// `READY=1`, with a status line.
+    pub fn ready(&self, status: &str) {
+        self.send(&format!("READY=1\nSTATUS={status}"));
+    }
+
+    /// `RELOADING=1` with `MONOTONIC_USEC=`.
+    pub fn reloading(&self) {
+        self.send(&format!(
+            "RELOADING=1\nMONOTONIC_USEC={}",
+            crate::sys::monotonic_usec()
+        ));
+    }
+
+    /// `STOPPING=1`.
+    pub fn stopping(&self) {
+        self.send("STOPPING=1");
+    }
+
+    /// `STATUS=N connection(s) open`.
+    pub fn status_connections(&self, open: usize) {
+        self.send(&format!("STATUS={open} connection(s) open"));
+    }
+
+    /// `WATCHDOG=1`.
+    pub fn watchdog(&self) {
+        self.send("WATCHDOG=1");
+    }
+}
+
+fn notify_target(path: &str) -> io::Result<(UnixDatagram, UnixAddr)> {
+    let addr = if let Some(name) = path.strip_prefix('@') {
+        abstract_addr(name.as_bytes())?
+    } else if path.starts_with('/') {
+        UnixAddr::from_pathname(path)?
+    } else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not an absolute path or an @abstract name",
+        ));
+    };
+    let sock = UnixDatagram::unbound()?;
+    sock.set_nonblocking(true)?;
+    Ok((sock, addr))
+}
+
+#[cfg(target_os = "linux")]
+fn abstract_addr(name: &[u8]) -> io::Result<UnixAddr> {
+    use std::os::linux::net::SocketAddrExt;
+    UnixAddr::from_abstract_name(name)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn abstract_addr(_name: &[u8]) -> io::Result<UnixAddr> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "abstract sockets are Linux-only",
+    ))
+}
+
+fn watchdog_interval(warnings: &mut Vec<String>) -> Option<Duration> {
+    let usec = std::env::var("WATCHDOG_USEC").ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.trim().parse::<u32>().ok() != Some(std::process::id()) {
+            return None;
+        }
+    }
+    match usec.trim().parse::<u64>() {
+        Ok(n) if n > 0 => Some(Duration::from_micros(n / 2)),
+        _ => {
+            warnings.push(format!(
+                "WATCHDOG_USEC={usec:?} is not a positive number; no watchdog pings"
+            ));
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_reach_a_path_socket() {
+        let dir = std::env::temp_dir().join(format!("jamd-notify-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("notify.sock");
+        let _ = std::fs::remove_file(&path);
+        let rx = UnixDatagram::bind(&path).unwrap();
+        rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let n = Notifier {
+            target: Some(notify_target(path.to_str().unwrap()).unwrap()),
+            watchdog: None,
+        };
+        n.ready("serving");
+        n.status_connections(3);
+        n.reloading();
+        let mut buf = [0u8; 256];
+        let len = rx.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..len], b"READY=1\nSTATUS=serving");
+        let len = rx.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..len], b"STATUS=3 connection(s) open");
+        let len = rx.recv(&mut buf).unwrap();
+        let text = String::from_utf8_lossy(&buf[..len]).into_owned();
+        assert!(text.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{text}");
+        let usec: u64 = text.rsplit('=').next().unwrap().parse().unwrap();
+        assert!(usec > 0);
+    }
+
+    #[test]
+    fn garbage_notify_socket_values_are_refused() {
+        assert!(notify_target("relative/path").is_err());
+        assert!(notify_target("").is_err());
+    }
+}

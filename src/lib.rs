@@ -19,6 +19,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;
@@ -27,3 +28,4 @@ pub mod listen;
 pub mod log;
 pub mod protocol;
 pub mod server;
+pub mod sys;

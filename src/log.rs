@@ -1,1 +1,497 @@
-//! log (being written).
+//! Logging to syslog and/or standard error, without ever blocking a worker.
+//!
+//! Workers hand finished lines to a bounded queue and go on; one logging thread
+//! writes them out. When the queue is full (syslog slow or gone) a line is
+//! dropped and counted, and the count is logged as soon as lines get through
+//! again: `dropped N log line(s)`.
+//!
+//! If syslog cannot be reached at start, jamd says so once on standard error
+//! and logs there instead, trying syslog again now and then. When standard
+//! input, output or error is a client connection (inetd, `Accept=yes`), no
+//! line is ever written to standard error.
+
+use std::io::Write as _;
+use std::net::{ToSocketAddrs, UdpSocket};
+use std::os::unix::net::UnixDatagram;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use syslog::{Formatter3164, LoggerBackend};
+
+use crate::config::{Facility, Level, LogConfig, LogTarget, SyslogSocket};
+
+/// Lines waiting for the logging thread before new ones are dropped.
+const QUEUE_LINES: usize = 4096;
+/// How long one syslog write may wait for a slow reader.
+const SYSLOG_WRITE_TIMEOUT: Duration = Duration::from_millis(200);
+/// How often an unreachable syslog is tried again.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+
+/// A handle for logging; cheap to clone, shared by every thread.
+#[derive(Clone)]
+pub struct Logger {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tx: SyncSender<Msg>,
+    level: AtomicU8,
+    connections: AtomicBool,
+    dropped: Arc<AtomicU64>,
+}
+
+enum Msg {
+    Line(Level, String),
+    Reconfigure(Sinks),
+    Flush(SyncSender<()>),
+}
+
+/// Where lines go, as the logging thread needs to know it.
+#[derive(Clone, Debug, PartialEq)]
+struct Sinks {
+    target: LogTarget,
+    facility: Facility,
+    socket: SyslogSocket,
+    stdio_is_client: bool,
+}
+
+fn level_index(l: Level) -> u8 {
+    match l {
+        Level::Error => 0,
+        Level::Warn => 1,
+        Level::Info => 2,
+        Level::Debug => 3,
+    }
+}
+
+impl Logger {
+    /// Starts the logging thread. `stdio_is_client` forbids writing to stderr.
+    pub fn start(config: &LogConfig, stdio_is_client: bool) -> Logger {
+        let (tx, rx) = mpsc::sync_channel(QUEUE_LINES);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let sinks = Sinks {
+            target: config.target,
+            facility: config.facility,
+            socket: config.syslog_socket.clone(),
+            stdio_is_client,
+        };
+        let writer = Writer::new(sinks, Arc::clone(&dropped));
+        // If the thread cannot start, lines are dropped and counted: logging
+        // must never stop the service.
+        let _ = thread::Builder::new()
+            .name("jamd-log".into())
+            .spawn(move || writer.run(rx));
+        Logger {
+            inner: Arc::new(Inner {
+                tx,
+                level: AtomicU8::new(level_index(config.level)),
+                connections: AtomicBool::new(config.connections),
+                dropped,
+            }),
+        }
+    }
+
+    /// Applies new `[log]` settings (after a reload).
+    pub fn reconfigure(&self, config: &LogConfig, stdio_is_client: bool) {
+        self.inner
+            .level
+            .store(level_index(config.level), Ordering::Relaxed);
+        self.inner
+            .connections
+            .store(config.connections, Ordering::Relaxed);
+        let sinks = Sinks {
+            target: config.target,
+            facility: config.facility,
+            socket: config.syslog_socket.clone(),
+            stdio_is_client,
+        };
+        let _ = self.inner.tx.send(Msg::Reconfigure(sinks));
+    }
+
+    /// Whether lines of this level are logged.
+    pub fn enabled(&self, level: Level) -> bool {
+        level_index(level) <= self.inner.level.load(Ordering::Relaxed)
+    }
+
+    /// Whether connection lines (`connection from`, `closed`) are logged.
+    pub fn connections(&self) -> bool {
+        self.inner.connections.load(Ordering::Relaxed) && self.enabled(Level::Info)
+    }
+
+    /// Logs a line at a level; never blocks.
+    pub fn log(&self, level: Level, line: String) {
+        if !self.enabled(level) {
+            return;
+        }
+        match self.inner.tx.try_send(Msg::Line(level, line)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Logs an error.
+    pub fn error(&self, line: impl Into<String>) {
+        self.log(Level::Error, line.into());
+    }
+
+    /// Logs a warning.
+    pub fn warn(&self, line: impl Into<String>) {
+        self.log(Level::Warn, line.into());
+    }
+
+    /// Logs a line of normal operation.
+    pub fn info(&self, line: impl Into<String>) {
+        self.log(Level::Info, line.into());
+    }
+
+    /// Logs a debugging detail.
+    pub fn debug(&self, line: impl Into<String>) {
+        self.log(Level::Debug, line.into());
+    }
+
+    /// Lines dropped so far and not yet reported.
+    pub fn dropped(&self) -> u64 {
+        self.inner.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Waits (at most `timeout`) until every line queued so far is written.
+    pub fn flush(&self, timeout: Duration) {
+        let (ack_tx, ack_rx) = mpsc::sync_channel(1);
+        let deadline = Instant::now() + timeout;
+        // The queue may be full; keep trying until the deadline.
+        let mut msg = Msg::Flush(ack_tx);
+        loop {
+            match self.inner.tx.try_send(msg) {
+                Ok(()) => break,
+                Err(TrySendError::Full(m)) if Instant::now() < deadline => {
+                    msg = m;
+                    thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => return,
+            }
+        }
+        let _ = ack_rx.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+    }
+}
+
+type Syslog = syslog::Logger<LoggerBackend, Formatter3164>;
+
+/// The logging thread's state.
+struct Writer {
+    sinks: Sinks,
+    syslog: Option<Syslog>,
+    /// syslog was unreachable at start: lines go to stderr until it is back.
+    fallback_stderr: bool,
+    next_retry: Instant,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Writer {
+    fn new(sinks: Sinks, dropped: Arc<AtomicU64>) -> Writer {
+        let mut w = Writer {
+            sinks,
+            syslog: None,
+            fallback_stderr: false,
+            next_retry: Instant::now(),
+            dropped,
+        };
+        w.open_syslog(true);
+        w
+    }
+
+    fn wants_syslog(&self) -> bool {
+        // With stdio being the client, syslog is the only place lines may go.
+        self.sinks.stdio_is_client || self.sinks.target != LogTarget::Stderr
+    }
+
+    fn wants_stderr(&self) -> bool {
+        !self.sinks.stdio_is_client
+            && (self.sinks.target != LogTarget::Syslog || self.fallback_stderr)
+    }
+
+    /// Connects to syslog; at start, failure means falling back to stderr.
+    fn open_syslog(&mut self, at_start: bool) {
+        self.syslog = None;
+        if !self.wants_syslog() {
+            return;
+        }
+        match connect_syslog(&self.sinks) {
+            Ok(logger) => {
+                self.syslog = Some(logger);
+                if self.fallback_stderr {
+                    self.fallback_stderr = false;
+                    self.write_syslog(Level::Info, "syslog is reachable again");
+                }
+            }
+            Err(why) => {
+                self.next_retry = Instant::now() + RETRY_EVERY;
+                if at_start && !self.sinks.stdio_is_client {
+                    self.fallback_stderr = true;
+                    write_stderr(
+                        Level::Warn,
+                        &format!(
+                            "cannot reach syslog at {} ({why}); logging to stderr",
+                            self.sinks.socket
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    fn run(mut self, rx: Receiver<Msg>) {
+        loop {
+            let msg = match rx.recv_timeout(RETRY_EVERY) {
+                Ok(m) => m,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.retry_syslog();
+                    self.report_drops();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            match msg {
+                Msg::Line(level, line) => {
+                    self.retry_syslog();
+                    self.report_drops();
+                    if !self.write(level, &line) {
+                        self.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Msg::Reconfigure(sinks) => {
+                    if sinks != self.sinks {
+                        self.sinks = sinks;
+                        self.fallback_stderr = false;
+                        self.open_syslog(true);
+                    }
+                }
+                Msg::Flush(ack) => {
+                    self.report_drops();
+                    let _ = ack.send(());
+                }
+            }
+        }
+    }
+
+    fn retry_syslog(&mut self) {
+        if self.wants_syslog() && self.syslog.is_none() && Instant::now() >= self.next_retry {
+            self.open_syslog(false);
+        }
+    }
+
+    fn report_drops(&mut self) {
+        let n = self.dropped.swap(0, Ordering::Relaxed);
+        if n > 0 {
+            let line = format!("dropped {n} log line(s)");
+            if !self.write(Level::Warn, &line) {
+                // Nowhere to say it yet: keep the count for later.
+                self.dropped.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Writes a line to every sink; false if it reached none.
+    fn write(&mut self, level: Level, line: &str) -> bool {
+        let mut written = false;
+        if self.wants_syslog() && self.syslog.is_some() {
+            written |= self.write_syslog(level, line);
+        }
+        if self.wants_stderr() {
+            written |= write_stderr(level, line);
+        }
+        written
+    }
+
+    fn write_syslog(&mut self, level: Level, line: &str) -> bool {
+        let Some(logger) = self.syslog.as_mut() else {
+            return false;
+        };
+        let result = match level {
+            Level::Error => logger.err(line),
+            Level::Warn => logger.warning(line),
+            Level::Info => logger.info(line),
+            Level::Debug => logger.debug(line),
+        };
+        match result {
+            Ok(()) => true,
+            Err(e) => {
+                // A slow reader (timeout) keeps the socket; anything else
+                // (socket removed, reader gone) means connecting again later.
+                if !is_timeout(&e) {
+                    self.syslog = None;
+                    self.next_retry = Instant::now() + RETRY_EVERY;
+                }
+                false
+            }
+        }
+    }
+}
+
+fn is_timeout(e: &syslog::Error) -> bool {
+    match e {
+        syslog::Error::Io(io) | syslog::Error::Write(io) => matches!(
+            io.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        syslog::Error::Initialization(_) => false,
+    }
+}
+
+fn write_stderr(level: Level, line: &str) -> bool {
+    let prefix = match level {
+        Level::Error => "jamd: error: ",
+        Level::Warn => "jamd: warning: ",
+        Level::Info | Level::Debug => "jamd: ",
+    };
+    let mut err = std::io::stderr().lock();
+    writeln!(err, "{prefix}{line}").is_ok()
+}
+
+fn facility(f: Facility) -> syslog::Facility {
+    use syslog::Facility as S;
+    match f {
+        Facility::Daemon => S::LOG_DAEMON,
+        Facility::User => S::LOG_USER,
+        Facility::Local0 => S::LOG_LOCAL0,
+        Facility::Local1 => S::LOG_LOCAL1,
+        Facility::Local2 => S::LOG_LOCAL2,
+        Facility::Local3 => S::LOG_LOCAL3,
+        Facility::Local4 => S::LOG_LOCAL4,
+        Facility::Local5 => S::LOG_LOCAL5,
+        Facility::Local6 => S::LOG_LOCAL6,
+        Facility::Local7 => S::LOG_LOCAL7,
+    }
+}
+
+fn connect_syslog(sinks: &Sinks) -> Result<Syslog, String> {
+    let mut formatter = Formatter3164 {
+        facility: facility(sinks.facility),
+        hostname: None,
+        process: "jamd".into(),
+        pid: std::process::id(),
+    };
+    match &sinks.socket {
+        SyslogSocket::Unix(path) => {
+            // Connect by hand: the syslog crate's helper would fall back to a
+            // stream socket, which can block forever on a stuck reader.
+            let sock = UnixDatagram::unbound().map_err(|e| e.to_string())?;
+            sock.connect(path).map_err(|e| e.to_string())?;
+            sock.set_write_timeout(Some(SYSLOG_WRITE_TIMEOUT))
+                .map_err(|e| e.to_string())?;
+            Ok(syslog::Logger::new(LoggerBackend::Unix(sock), formatter))
+        }
+        SyslogSocket::Udp(hostport) => {
+            // Remote collectors want to know which host the line is from.
+            formatter.hostname = hostname();
+            let server = hostport
+                .to_socket_addrs()
+                .map_err(|e| e.to_string())?
+                .next()
+                .ok_or_else(|| format!("{hostport} has no address"))?;
+            let local = if server.is_ipv4() {
+                "0.0.0.0:0"
+            } else {
+                "[::]:0"
+            };
+            let sock = UdpSocket::bind(local).map_err(|e| e.to_string())?;
+            Ok(syslog::Logger::new(
+                LoggerBackend::Udp(sock, server),
+                formatter,
+            ))
+        }
+    }
+}
+
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn config(target: LogTarget, socket: PathBuf) -> LogConfig {
+        LogConfig {
+            target,
+            syslog_socket: SyslogSocket::Unix(socket),
+            ..LogConfig::default()
+        }
+    }
+
+    fn temp_socket(name: &str) -> (PathBuf, UnixDatagram) {
+        let dir = std::env::temp_dir().join(format!("jamd-log-test-{}-{name}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("log.sock");
+        let _ = std::fs::remove_file(&path);
+        let sock = UnixDatagram::bind(&path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        (path, sock)
+    }
+
+    fn recv(sock: &UnixDatagram) -> String {
+        let mut buf = [0u8; 2048];
+        let n = sock.recv(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    #[test]
+    fn lines_reach_the_syslog_socket_with_ident_and_facility() {
+        let (path, sock) = temp_socket("basic");
+        let logger = Logger::start(&config(LogTarget::Syslog, path), false);
+        logger.info("hello there");
+        let line = recv(&sock);
+        // daemon (3) * 8 + info (6) = 30
+        assert!(line.starts_with("<30>"), "{line}");
+        assert!(
+            line.contains(&format!("jamd[{}]: hello there", std::process::id())),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn levels_below_the_configured_one_are_not_logged() {
+        let (path, sock) = temp_socket("levels");
+        let mut c = config(LogTarget::Syslog, path);
+        c.level = Level::Warn;
+        let logger = Logger::start(&c, false);
+        logger.info("not this");
+        logger.warn("this");
+        assert!(recv(&sock).ends_with("this"));
+        assert!(!logger.connections());
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_and_reports_later() {
+        let (path, sock) = temp_socket("drops");
+        let logger = Logger::start(&config(LogTarget::Syslog, path), false);
+        // Nobody reads: the socket buffer and then the queue fill up, and the
+        // caller must never block.
+        let start = Instant::now();
+        for i in 0..(QUEUE_LINES * 4) {
+            logger.info(format!("line {i} {}", "x".repeat(200)));
+        }
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert!(logger.dropped() > 0);
+        // Read everything: the drop count must be reported.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        sock.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut buf = [0u8; 2048];
+        let mut reported = false;
+        while Instant::now() < deadline && !reported {
+            if let Ok(n) = sock.recv(&mut buf) {
+                reported = String::from_utf8_lossy(&buf[..n]).contains("log line(s)");
+            }
+        }
+        assert!(reported);
+    }
+}

@@ -1,1 +1,391 @@
-//! server (being written).
+//! The server: a few event-loop workers over many connections, and the
+//! control loop on the main thread that handles signals, reloads, shutdown
+//! and service-manager notification.
+//!
+//! Workers share the listening sockets (each polls its own duplicate) and a
+//! handful of atomics; the configuration is an `Arc` swapped whole on reload,
+//! which each worker picks up by comparing a generation counter once per turn
+//! of its loop. Nothing is locked on the path of a request.
+
+mod conn;
+mod worker;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use crate::clock::Clock;
+use crate::config::{Config, Overrides, DEFAULT_PATH};
+use crate::control::{Notifier, Signals};
+use crate::listen::{show_addr, Sockets};
+use crate::log::Logger;
+
+/// The configuration as the workers see it: swapped whole on reload.
+#[derive(Debug)]
+pub struct Runtime {
+    /// The effective configuration.
+    pub config: Config,
+    /// The clock built from `config.time`.
+    pub clock: Arc<Clock>,
+}
+
+impl Runtime {
+    /// Builds the runtime view of a configuration.
+    pub fn new(config: Config) -> Arc<Runtime> {
+        let clock = config.time.clock();
+        Arc::new(Runtime { config, clock })
+    }
+}
+
+/// State shared by the workers and the control loop.
+pub(crate) struct Shared {
+    current: Mutex<Arc<Runtime>>,
+    generation: AtomicU64,
+    /// Connections open right now, over all workers.
+    open: AtomicUsize,
+    /// Connections per source address, kept while a per-source limit is set.
+    per_source: Mutex<HashMap<IpAddr, usize>>,
+    /// SIGTERM arrived: stop accepting, drain.
+    stopping: AtomicBool,
+    /// The grace period is over: tell the remaining clients and close.
+    grace_over: AtomicBool,
+    log: Logger,
+    refused_second: AtomicU64,
+    refused_suppressed: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A worker that panicked while holding a lock must not take the others down.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Shared {
+    fn runtime(&self) -> (u64, Arc<Runtime>) {
+        let guard = lock(&self.current);
+        (self.generation.load(Ordering::Acquire), Arc::clone(&guard))
+    }
+
+    /// Logs `refused ADDR: server busy` at most once a second over all workers.
+    fn log_refused(&self, peer: &SocketAddr) {
+        let second = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_secs());
+        let last = self.refused_second.load(Ordering::Relaxed);
+        if last != second
+            && self
+                .refused_second
+                .compare_exchange(last, second, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let more = self.refused_suppressed.swap(0, Ordering::Relaxed);
+            let tail = if more > 0 {
+                format!(" (and {more} more)")
+            } else {
+                String::new()
+            };
+            self.log
+                .warn(format!("refused {}: server busy{tail}", show_addr(peer)));
+        } else {
+            self.refused_suppressed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// How jamd was started, for reloads and for where output may go.
+pub struct Options {
+    /// The configuration file to re-read on SIGHUP; `None` when the default
+    /// file was missing at start (then it is looked for again on reload).
+    pub config_path: Option<PathBuf>,
+    /// Whether `config_path` was given with `-c`.
+    pub explicit_config: bool,
+    /// Command-line settings that win over the file, also on reload.
+    pub overrides: Overrides,
+    /// Standard I/O is a client connection: never write to it.
+    pub stdio_is_client: bool,
+}
+
+/// Why the server could not run.
+#[derive(Debug)]
+pub enum ServerError {
+    /// Setting up the event loops or signal handlers failed.
+    Setup(io::Error),
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerError::Setup(e) => write!(f, "cannot start the server: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+const SIGNAL_TOKEN: Token = Token(0);
+
+/// Serves until a signal stops it (or, with one inherited connection, until
+/// that connection ends). Returns when every worker has finished.
+pub fn run(
+    config: Config,
+    sockets: Sockets,
+    log: Logger,
+    notifier: Notifier,
+    options: Options,
+) -> Result<(), ServerError> {
+    let signals = Signals::install().map_err(ServerError::Setup)?;
+    let mut poll = Poll::new().map_err(ServerError::Setup)?;
+    poll.registry()
+        .register(
+            &mut SourceFd(&signals.fd()),
+            SIGNAL_TOKEN,
+            Interest::READABLE,
+        )
+        .map_err(ServerError::Setup)?;
+
+    let workers = match &sockets {
+        Sockets::Listeners(_) => config.server.worker_count(),
+        Sockets::Connection(_) => 1,
+    };
+    let shared = Arc::new(Shared {
+        current: Mutex::new(Runtime::new(config)),
+        generation: AtomicU64::new(0),
+        open: AtomicUsize::new(0),
+        per_source: Mutex::new(HashMap::new()),
+        stopping: AtomicBool::new(false),
+        grace_over: AtomicBool::new(false),
+        log: log.clone(),
+        refused_second: AtomicU64::new(0),
+        refused_suppressed: AtomicU64::new(0),
+    });
+    let pool = spawn_workers(&shared, sockets, workers).map_err(ServerError::Setup)?;
+
+    notifier.ready("serving");
+    let mut control = Control {
+        shared,
+        pool,
+        notifier,
+        options,
+        log,
+        deadline: None,
+        last_status: (0, Instant::now()),
+        next_watchdog: Instant::now(),
+    };
+    control.notifier.watchdog();
+    let mut events = Events::with_capacity(8);
+    loop {
+        let timeout = control.next_timeout();
+        if let Err(e) = poll.poll(&mut events, Some(timeout)) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                control.log.error(format!("control loop: {e}"));
+                thread::sleep(Duration::from_millis(100));
+            }
+        }
+        let arrived = signals.take();
+        if arrived.stop {
+            control.stop();
+        }
+        if arrived.reload {
+            control.reload();
+        }
+        if control.tick() {
+            break;
+        }
+    }
+    for handle in control.pool.handles.drain(..) {
+        let _ = handle.join();
+    }
+    control.log.info("stopped");
+    Ok(())
+}
+
+struct Pool {
+    handles: Vec<JoinHandle<()>>,
+    wakers: Vec<Arc<Waker>>,
+}
+
+impl Pool {
+    fn wake_all(&self) {
+        for w in &self.wakers {
+            let _ = w.wake();
+        }
+    }
+
+    fn finished(&self) -> bool {
+        self.handles.iter().all(|h| h.is_finished())
+    }
+}
+
+fn spawn_workers(shared: &Arc<Shared>, sockets: Sockets, count: usize) -> io::Result<Pool> {
+    let mut pool = Pool {
+        handles: Vec::new(),
+        wakers: Vec::new(),
+    };
+    let (listeners, mut connection): (Vec<TcpListener>, Option<TcpStream>) = match sockets {
+        Sockets::Listeners(l) => (l, None),
+        Sockets::Connection(c) => (Vec::new(), Some(c)),
+    };
+    for id in 0..count {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), worker::WAKER)?);
+        let mine = listeners
+            .iter()
+            .map(|l| l.try_clone())
+            .collect::<io::Result<Vec<_>>>()?;
+        let w = worker::Worker::new(id, poll, Arc::clone(shared), mine, connection.take())?;
+        let handle = thread::Builder::new()
+            .name(format!("jamd-worker-{id}"))
+            .spawn(move || w.run())?;
+        pool.handles.push(handle);
+        pool.wakers.push(waker);
+    }
+    // The workers hold duplicates; the originals are closed here so that a
+    // listener really closes once every worker has dropped its copy.
+    drop(listeners);
+    Ok(pool)
+}
+
+struct Control {
+    shared: Arc<Shared>,
+    pool: Pool,
+    notifier: Notifier,
+    options: Options,
+    log: Logger,
+    deadline: Option<Instant>,
+    last_status: (usize, Instant),
+    next_watchdog: Instant,
+}
+
+impl Control {
+    fn next_timeout(&self) -> Duration {
+        let mut t = Duration::from_millis(if self.deadline.is_some() { 20 } else { 250 });
+        if let Some(every) = self.notifier.watchdog_every() {
+            t = t.min(
+                self.next_watchdog
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1))
+                    .min(every),
+            );
+        }
+        t
+    }
+
+    /// SIGTERM/SIGINT: stop accepting and drain; a second one ends the grace period.
+    fn stop(&mut self) {
+        if self.shared.stopping.swap(true, Ordering::SeqCst) {
+            self.shared.grace_over.store(true, Ordering::SeqCst);
+        } else {
+            let open = self.shared.open.load(Ordering::SeqCst);
+            self.notifier.stopping();
+            self.log
+                .info(format!("shutting down: {open} connection(s) open"));
+            let grace = self.shared.runtime().1.config.server.shutdown_timeout;
+            self.deadline = Some(Instant::now() + Duration::from_secs(grace));
+        }
+        self.pool.wake_all();
+    }
+
+    /// SIGHUP: re-read the file; keep the old configuration if it is broken.
+    fn reload(&mut self) {
+        if self.shared.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        self.notifier.reloading();
+        match self.load() {
+            Ok(mut new) => {
+                let (_, old) = self.shared.runtime();
+                let old = &old.config.server;
+                let mut needs_restart = Vec::new();
+                if new.server.port != old.port && self.options.overrides.port.is_none() {
+                    needs_restart.push("port");
+                }
+                if new.server.bind != old.bind {
+                    needs_restart.push("bind");
+                }
+                if new.server.backlog != old.backlog {
+                    needs_restart.push("backlog");
+                }
+                if new.server.reuse_address != old.reuse_address {
+                    needs_restart.push("reuse_address");
+                }
+                if new.server.workers != old.workers {
+                    needs_restart.push("workers");
+                }
+                // What is running stays described truthfully.
+                new.server.port = old.port;
+                new.server.bind = old.bind.clone();
+                new.server.backlog = old.backlog;
+                new.server.reuse_address = old.reuse_address;
+                new.server.workers = old.workers;
+                for warning in new.warnings() {
+                    self.log.warn(warning);
+                }
+                self.log.reconfigure(&new.log, self.options.stdio_is_client);
+                {
+                    let mut current = lock(&self.shared.current);
+                    *current = Runtime::new(new);
+                    self.shared.generation.fetch_add(1, Ordering::AcqRel);
+                }
+                self.pool.wake_all();
+                self.log.info("configuration reloaded");
+                for key in needs_restart {
+                    self.log.warn(format!(
+                        "server.{key} changed: restart jamd for it to take effect"
+                    ));
+                }
+            }
+            Err(why) => {
+                self.log.error(format!(
+                    "reload failed: {why}; keeping the previous configuration"
+                ));
+            }
+        }
+        self.notifier.ready("serving");
+    }
+
+    fn load(&self) -> Result<Config, String> {
+        let path = self
+            .options
+            .config_path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH));
+        let mut config = if self.options.config_path.is_none() && !path.exists() {
+            Config::default()
+        } else {
+            Config::load(&path).map_err(|e| e.to_string())?
+        };
+        self.options.overrides.apply(&mut config);
+        Ok(config)
+    }
+
+    /// Periodic work; returns true when it is time to exit.
+    fn tick(&mut self) -> bool {
+        let now = Instant::now();
+        if let Some(deadline) = self.deadline {
+            if now >= deadline && !self.shared.grace_over.swap(true, Ordering::SeqCst) {
+                self.pool.wake_all();
+            }
+        }
+        let open = self.shared.open.load(Ordering::Relaxed);
+        if open != self.last_status.0
+            && now.duration_since(self.last_status.1) >= Duration::from_secs(1)
+        {
+            self.notifier.status_connections(open);
+            self.last_status = (open, now);
+        }
+        if let Some(every) = self.notifier.watchdog_every() {
+            if now >= self.next_watchdog {
+                self.notifier.watchdog();
+                self.next_watchdog = now + every;
+            }
+        }
+        self.pool.finished()
+    }
+}

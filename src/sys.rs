@@ -1,0 +1,108 @@
+//! The few places where the OS forces `unsafe`: adopting file descriptors that
+//! a service manager or inetd passed to us, and pointing standard I/O away from
+//! a client connection. Nothing else in the crate may use `unsafe`.
+#![allow(unsafe_code)]
+
+use std::fs::OpenOptions;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+/// Whether `fd` is open in this process.
+fn is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD only reads the descriptor's flags; any integer is
+    // acceptable and an unused one just gives EBADF.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
+}
+
+/// What an inherited descriptor is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FdKind {
+    /// Not open at all.
+    Closed,
+    /// Open, but not a socket (a file, a pipe, a terminal).
+    NotASocket,
+    /// A socket.
+    Socket,
+}
+
+/// Finds out what `fd` is without taking it over.
+pub fn kind(fd: RawFd) -> FdKind {
+    if !is_open(fd) {
+        return FdKind::Closed;
+    }
+    // SAFETY: `stat` is plain data that fstat fills in; the descriptor is open.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat writes only into `st`, which lives for the call.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return FdKind::NotASocket;
+    }
+    if st.st_mode & libc::S_IFMT == libc::S_IFSOCK {
+        FdKind::Socket
+    } else {
+        FdKind::NotASocket
+    }
+}
+
+/// Takes ownership of an inherited descriptor (from `LISTEN_FDS`), marking it
+/// close-on-exec. Returns `None` if it is not open.
+pub fn adopt(fd: RawFd) -> Option<OwnedFd> {
+    if !is_open(fd) || fd < 3 {
+        return None;
+    }
+    // SAFETY: the service manager passed this descriptor to us for our use,
+    // it is open (checked above), and nothing else in the process owns it: it
+    // is adopted once, at start, before any other thread exists.
+    let owned = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // SAFETY: F_SETFD on a descriptor we own.
+    unsafe { libc::fcntl(owned.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    Some(owned)
+}
+
+/// Duplicates standard input (inetd's socket) into a new descriptor we own.
+pub fn dup_stdin() -> io::Result<OwnedFd> {
+    if !is_open(0) {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
+    // SAFETY: descriptor 0 is open (checked above) and stays open for the
+    // duration of this borrow.
+    let stdin = unsafe { BorrowedFd::borrow_raw(0) };
+    stdin.try_clone_to_owned()
+}
+
+/// Points every standard descriptor (0, 1, 2) that is a socket at /dev/null,
+/// so that closing our own descriptor really ends the client's connection and
+/// nothing we print can reach the client.
+pub fn detach_stdio_sockets() -> io::Result<()> {
+    let null = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    for fd in 0..=2 {
+        if kind(fd) == FdKind::Socket {
+            // SAFETY: dup2 atomically replaces descriptor `fd` (a socket that
+            // we do not otherwise use through this number) with /dev/null.
+            if unsafe { libc::dup2(null.as_raw_fd(), fd) } == -1 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether any of the standard descriptors is a socket.
+pub fn stdio_has_socket() -> bool {
+    (0..=2).any(|fd| kind(fd) == FdKind::Socket)
+}
+
+/// CLOCK_MONOTONIC in microseconds, as systemd's `MONOTONIC_USEC=` wants it.
+pub fn monotonic_usec() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes only into `ts`, which lives for the call.
+    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) } != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
+}
