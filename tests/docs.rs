@@ -376,6 +376,48 @@ fn every_key_of_the_shipped_config_is_documented_with_its_default() {
     }
 }
 
+/// The `table.key` names of a configuration.
+fn key_names(config: &toml::Table) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for (table, keys) in config {
+        match keys.as_table() {
+            Some(keys) => names.extend(keys.keys().map(|k| format!("{table}.{k}"))),
+            None => {
+                names.insert(table.clone());
+            }
+        }
+    }
+    names
+}
+
+/// The key tests above start from config/jamd.toml; this one makes sure that
+/// file names every key jamd itself knows (`jamd -t` prints them all), so a
+/// key added to the code cannot skip both the file and the page.
+#[test]
+fn every_key_jamd_knows_is_in_the_shipped_config() {
+    let path = repo().join("config/jamd.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_jamd"))
+        .arg("-t")
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .expect("cannot run jamd -t");
+    assert!(
+        out.status.success(),
+        "jamd -t -c config/jamd.toml exited {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let effective: toml::Table = String::from_utf8_lossy(&out.stdout)
+        .parse()
+        .expect("jamd -t prints TOML");
+    assert_eq!(
+        key_names(&effective),
+        key_names(&shipped_config()),
+        "the keys jamd -t prints and the keys of config/jamd.toml differ"
+    );
+}
+
 #[test]
 fn the_default_file_shown_in_jamd_toml_5_is_the_shipped_config() {
     let page = Page::read("jamd.toml.5");
