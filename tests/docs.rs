@@ -244,18 +244,27 @@ fn fl_flags<'a>(lines: impl IntoIterator<Item = &'a str>) -> BTreeSet<String> {
 }
 
 /// The flags an option listing of `--help` defines: the leading `-x, --long`
-/// words of every line that starts with a dash.
+/// words of every option line. clap indents option lines by at most six
+/// spaces and the text under them by more, which may itself start with a
+/// flag (`--check: ...`).
 fn help_flags(help: &str) -> BTreeSet<String> {
+    let is_flag = |w: &str| {
+        let name = w.trim_start_matches('-');
+        w.starts_with('-')
+            && w.len() - name.len() <= 2
+            && !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
     let mut flags = BTreeSet::new();
     for line in help.lines() {
-        let line = line.trim_start();
-        if !line.starts_with('-') {
+        let body = line.trim_start();
+        if line.len() - body.len() > 6 {
             continue;
         }
-        for word in line.split_whitespace() {
+        for word in body.split_whitespace() {
             let word = word.trim_end_matches(',');
             let word = word.split('=').next().unwrap_or(word);
-            if !word.starts_with('-') || word == "-" || word == "--" {
+            if !is_flag(word) {
                 break;
             }
             flags.insert(word.to_string());
@@ -753,10 +762,10 @@ fn the_page_reader_understands_the_mdoc_it_is_given() {
             .map(|s| s.to_string())
             .collect()
     );
-    let help = "Usage: jamd [OPTIONS]\n\nOptions:\n  -c, --config <FILE>  configuration file\n      --inetd          serve from inetd; see --help\n  -4                   IPv4 only\n";
+    let help = "Usage: jamd [OPTIONS]\n\nOptions:\n  -c, --config <FILE>  configuration file\n      --inetd          serve from inetd; see --help\n  -4                   IPv4 only\n      --warning <SECS>\n          --check: |offset| that makes WARNING\n          - stderr: standard error\n";
     assert_eq!(
         help_flags(help),
-        ["-c", "--config", "--inetd", "-4"]
+        ["-c", "--config", "--inetd", "-4", "--warning"]
             .iter()
             .map(|s| s.to_string())
             .collect()
