@@ -10,7 +10,12 @@ use crate::config::{LogTarget, Overrides};
 
 /// jamd — a small TCP time service: clients send TIME and get `JAM 14:03:27`.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "jamd", version, about, long_about = None)]
+#[command(
+    name = "jamd",
+    version,
+    about = "jamd: a small TCP time service. Clients send TIME and get JAM 14:03:27.",
+    after_help = "Signals: SIGTERM/SIGINT drain and stop, SIGHUP reloads the configuration.\nExit status: 0 clean stop, 1 failure to start, 2 bad command line, 78 configuration error."
+)]
 pub struct JamdArgs {
     /// Configuration file [default: /etc/jamd/jamd.toml]
     #[arg(short = 'c', long = "config", value_name = "FILE")]

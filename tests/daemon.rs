@@ -504,3 +504,32 @@ fn kill_pid(pid: u32, sig: &str) {
         .unwrap()
         .success());
 }
+
+#[test]
+fn sighup_moves_logging_to_a_new_target() {
+    let sink = SyslogSink::bind("syslog-reload");
+    let dir = temp_dir("log-reload");
+    let stderr_cfg = format!(
+        "[log]\ntarget = \"stderr\"\nsyslog_socket = \"{}\"\n",
+        sink.path.display()
+    );
+    let cfg = write(&dir, "jamd.toml", &stderr_cfg);
+    let mut cmd = Command::new(JAMD);
+    cmd.args(["-c", &cfg, "-p", "0", "-b", "127.0.0.1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let jamd = Jamd::spawn(cmd, dir.clone(), dir.join("jamd.toml"));
+    jamd.write_config(&stderr_cfg.replace("\"stderr\"", "\"syslog\""));
+    jamd.signal("HUP");
+    assert!(sink.wait_for("configuration reloaded", T).is_some());
+    let mut c = jamd.connect();
+    assert!(jam_time(&c.ask("TIME")).is_some());
+    assert!(sink.wait_for("connection from 127.0.0.1:", T).is_some());
+    assert_eq!(
+        jamd.stderr.count("connection from"),
+        0,
+        "{:?}",
+        jamd.stderr.all()
+    );
+}
