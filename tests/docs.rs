@@ -2,7 +2,9 @@
 //! code and the contract (SPEC.md) name. Each test fails when one side changes
 //! without the other: a flag added to `--help`, a key added to
 //! `config/jamd.toml`, a default changed, a log line renamed, a page that no
-//! longer lints.
+//! longer lints, or an example whose output is no longer what the page shows
+//! (the configuration error of jamd.toml.5, the `nc` session of jamd.8, the
+//! `check_tcp` line of jamc.1, run against a real jamd).
 //!
 //! The pages are read as mdoc source, through a small reader that knows just
 //! enough of mdoc to find sections, list items and the words a reader sees
@@ -798,4 +800,203 @@ fn the_page_reader_understands_the_mdoc_it_is_given() {
     );
     assert!(now.contains("idle_timeout") && !now.contains("port"));
     assert!(later.contains("port") && later.contains("bind") && !later.contains("idle_timeout"));
+}
+
+/// The lines of the literal display in `lines` that starts with a line
+/// beginning with `first`, up to `.Ed`, escapes resolved.
+fn display_starting_with(lines: &[&str], first: &str) -> Option<Vec<String>> {
+    let start = lines.iter().position(|l| l.starts_with(first))?;
+    Some(
+        lines[start..]
+            .iter()
+            .take_while(|l| !l.starts_with(".Ed"))
+            .map(|l| unescape(l))
+            .collect(),
+    )
+}
+
+/// A private directory for one test.
+fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("jamd-docs-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create a scratch directory");
+    dir
+}
+
+#[test]
+fn the_configuration_error_shown_in_jamd_toml_5_is_what_jamd_prints() {
+    let page = Page::read("jamd.toml.5");
+    let examples = page.section("EXAMPLES");
+    let shown = display_starting_with(&examples, "$ cat bad.toml")
+        .expect("jamd.toml.5: EXAMPLES has no `$ cat bad.toml` session");
+    // $ cat bad.toml / file lines / $ jamd -t -c bad.toml / error / $ echo $? / code
+    let run_at = shown
+        .iter()
+        .position(|l| l.starts_with("$ jamd "))
+        .expect("the session runs jamd");
+    let file = shown[1..run_at].join("\n") + "\n";
+    let args: Vec<&str> = shown[run_at]["$ jamd ".len()..]
+        .split_whitespace()
+        .collect();
+    let error = &shown[run_at + 1];
+    assert_eq!(shown.get(run_at + 2).map(String::as_str), Some("$ echo $?"));
+    let code: i32 = shown[run_at + 3].parse().expect("an exit code");
+
+    let dir = scratch_dir("bad-toml");
+    std::fs::write(dir.join("bad.toml"), file).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_jamd"))
+        .args(&args)
+        .current_dir(&dir)
+        .output()
+        .expect("cannot run jamd");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "exit status of jamd {args:?}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        error,
+        "jamd.toml.5 shows another error than jamd prints"
+    );
+}
+
+/// Finds a program on PATH or in `extra` directories. Missing, the test that
+/// needs it is skipped, except in CI (`CI=true`), where it must be installed.
+fn tool(name: &str, extra: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain(extra.iter().map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{name} is not installed, and CI=true"
+        );
+        eprintln!("skipped: {name} is not installed");
+    }
+    found
+}
+
+/// A jamd on a free loopback port, killed when dropped.
+struct Daemon {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Daemon {
+    fn start() -> Daemon {
+        use std::io::{BufRead, BufReader};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_jamd"))
+            .arg("-c")
+            .arg(repo().join("config/jamd.toml"))
+            .args(["-p", "0", "-b", "127.0.0.1", "--log", "stderr"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("cannot start jamd");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("jamd: listening on 127.0.0.1:") {
+                    let port = rest.split_whitespace().next().and_then(|p| p.parse().ok());
+                    let _ = tx.send(port);
+                }
+            }
+        });
+        let port = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .ok()
+            .flatten();
+        match port {
+            Some(port) => Daemon { child, port },
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("jamd did not log `listening on 127.0.0.1:PORT`");
+            }
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs an example command line from a page with `sh`, the server and port
+/// it names replaced by the test daemon's; returns its standard output.
+fn run_example(command: &str, daemon: &Daemon, path_extra: &[PathBuf]) -> String {
+    let command = command
+        .replace("45000", &daemon.port.to_string())
+        .replace("timehost", "127.0.0.1");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let path = std::env::join_paths(
+        path_extra
+            .iter()
+            .cloned()
+            .chain(std::env::split_paths(&path)),
+    )
+    .expect("a usable PATH");
+    let out = Command::new("timeout")
+        .args(["10", "sh", "-c", &command])
+        .env("PATH", path)
+        .output()
+        .expect("cannot run sh");
+    assert!(
+        out.status.success(),
+        "`{command}` exited {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_nc_example_of_jamd_8_gets_the_time() {
+    if tool("nc", &[]).is_none() {
+        return;
+    }
+    let page = Page::read("jamd.8");
+    let examples = page.section("EXAMPLES");
+    let shown = display_starting_with(&examples, "$ printf 'TIME")
+        .expect("jamd.8: EXAMPLES has no `printf 'TIME...' | nc` line");
+    let daemon = Daemon::start();
+    let out = run_example(&shown[0]["$ ".len()..], &daemon, &[]);
+    let reply = out.trim_end();
+    assert!(
+        reply.starts_with("JAM ") && reply.lines().count() == 1,
+        "the example printed {out:?}"
+    );
+    assert!(
+        shown[1].starts_with("JAM "),
+        "the page shows {:?}",
+        shown[1]
+    );
+}
+
+#[test]
+fn the_check_tcp_example_of_jamc_1_says_ok() {
+    let dirs = [
+        "/usr/lib/nagios/plugins",
+        "/usr/lib/monitoring-plugins",
+        "/usr/lib64/nagios/plugins",
+    ];
+    let Some(check_tcp) = tool("check_tcp", &dirs) else {
+        return;
+    };
+    let page = Page::read("jamc.1");
+    let examples = page.section("EXAMPLES");
+    let shown = display_starting_with(&examples, "check_tcp ")
+        .expect("jamc.1: EXAMPLES has no check_tcp line");
+    let daemon = Daemon::start();
+    let dir = check_tcp.parent().map(PathBuf::from).unwrap_or_default();
+    let out = run_example(&shown[0], &daemon, &[dir]);
+    assert!(out.starts_with("TCP OK"), "check_tcp said {out:?}");
 }
