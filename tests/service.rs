@@ -198,22 +198,31 @@ fn listen_fds_for_another_process_are_ignored_with_a_warning() {
     assert!(jam_time(&jamd.connect().ask("TIME")).is_some());
 }
 
-#[test]
-fn a_passed_descriptor_that_is_not_a_socket_is_refused_clearly() {
-    let dir = temp_dir("notsock");
+/// Runs jamd through `sh` so that `LISTEN_PID=$$` names jamd itself (the
+/// shell's pid survives the exec); returns its exit code and stderr.
+fn run_activated(env: &str, redirect: &str) -> (Option<i32>, String) {
+    let dir = temp_dir("activated");
     let cfg = write_config(&dir, "");
-    // sh's $$ survives the exec, so LISTEN_PID names jamd; fd 3 is a file.
     let out = Command::new("sh")
         .arg("-c")
         .arg(format!(
-            "LISTEN_PID=$$ LISTEN_FDS=1 exec {JAMD} -c {} --log stderr 3</dev/null",
+            "LISTEN_PID=$$ {env} exec {JAMD} -c {} --log stderr {redirect}",
             cfg.display()
         ))
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_passed_descriptor_that_is_not_a_socket_is_refused_clearly() {
+    // fd 3 is a file, not a socket.
+    let (code, err) = run_activated("LISTEN_FDS=1", "3</dev/null");
+    assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("descriptor 3 is not a socket"), "{err}");
     assert!(
         err.lines().last().unwrap().contains("is a TCP socket"),
@@ -223,19 +232,8 @@ fn a_passed_descriptor_that_is_not_a_socket_is_refused_clearly() {
 
 #[test]
 fn garbage_listen_fds_is_an_error_not_a_crash() {
-    let dir = temp_dir("garbagefds");
-    let cfg = write_config(&dir, "");
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "LISTEN_PID=$$ LISTEN_FDS=lots exec {JAMD} -c {} --log stderr",
-            cfg.display()
-        ))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (code, err) = run_activated("LISTEN_FDS=lots", "");
+    assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("LISTEN_FDS=\"lots\""), "{err}");
 }
 
