@@ -336,6 +336,7 @@ fn random_bytes_from_500_clients_leave_jamd_serving_without_growing() {
     );
     let rss_after = rss_kib(pid);
     let growth = rss_after.saturating_sub(rss_before);
+    eprintln!("RSS {rss_before} → {rss_after} KiB, descriptors {base_fds} → {fds}");
     assert!(
         growth < 20 * 1024,
         "RSS grew by {growth} KiB ({rss_before} → {rss_after} KiB)"
@@ -391,6 +392,8 @@ fn slowloris_clients_do_not_delay_normal_clients() {
                     if let Err(e) = r {
                         failures.lock().unwrap().push(e);
                     }
+                    // Spread them over two seconds of trickling slowloris bytes.
+                    thread::sleep(Duration::from_millis(100));
                 }
             });
         }
@@ -401,6 +404,7 @@ fn slowloris_clients_do_not_delay_normal_clients() {
     let failures = failures.lock().unwrap();
     assert!(failures.is_empty(), "normal clients failed: {failures:?}");
     let slowest = *slowest.lock().unwrap();
+    eprintln!("slowest normal client {slowest:?}; slowloris bytes sent {sent}");
     assert!(
         slowest < Duration::from_secs(1),
         "a normal client waited {slowest:?} for its reply"
@@ -514,6 +518,12 @@ fn out_of_descriptors_jamd_idles_serves_its_clients_and_recovers() {
     let (cpu0, t0) = (cpu_seconds(pid), Instant::now());
     thread::sleep(Duration::from_secs(2));
     let rate = (cpu_seconds(pid) - cpu0) / t0.elapsed().as_secs_f64();
+    eprintln!(
+        "holding {} of {} clients, {} descriptors, {rate:.3} CPU-s/s",
+        held.len(),
+        answered.len(),
+        fd_count(pid)
+    );
     assert!(rate < 0.5, "jamd used {rate:.2} CPU-seconds per second");
 
     // The clients it holds are served.
@@ -828,6 +838,7 @@ fn syslog_socket_removed_and_recreated_serving_goes_on_and_drops_are_reported() 
         dropped.is_some() && find(&lines, mark, "connection from").is_some()
     });
     let result = load.finish();
+    eprintln!("{result:?}; {dropped:?}");
     assert!(
         resumed,
         "logging did not resume: {:?}",
@@ -898,7 +909,10 @@ fn a_hundred_sighups_in_a_second_fail_no_client() {
     stop.store(true, Ordering::Relaxed);
     let long = long.join().unwrap();
     let result = load.finish();
-
+    eprintln!(
+        "{} connections during the storm; long-lived client {long:?}",
+        result.ok
+    );
     assert!(
         result.failures.is_empty(),
         "clients failed: {:?}",
