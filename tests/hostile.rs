@@ -347,8 +347,9 @@ fn random_bytes_from_500_clients_leave_jamd_serving_without_growing() {
 // 2. Slowloris.
 
 #[test]
-fn slowloris_clients_do_not_delay_normal_clients() {
-    let jamd = Jamd::start(BASE);
+fn slowloris_clients_do_not_delay_normal_clients_and_are_timed_out() {
+    let idle = 3;
+    let jamd = Jamd::start(&format!("[server]\nidle_timeout = {idle}\n{BASE}"));
     let addr = jamd.addr;
     let stop = Arc::new(AtomicBool::new(false));
     let started = Arc::new(Barrier::new(2));
@@ -364,19 +365,21 @@ fn slowloris_clients_do_not_delay_normal_clients() {
             let mut sent = 0usize;
             while !stop.load(Ordering::Relaxed) {
                 for c in &mut conns {
+                    // Once jamd has closed one, writes to it fail: that is fine.
                     if c.write_all(b"x").is_ok() {
                         sent += 1;
                     }
                 }
                 thread::sleep(Duration::from_millis(200));
             }
-            sent
+            (conns, sent)
         })
     };
     started.wait();
+    let trickle_start = Instant::now();
     thread::sleep(Duration::from_millis(500));
 
-    // Beside them, 200 normal clients in 10 threads.
+    // Beside them, 200 normal clients in 10 threads, over about two seconds.
     let slowest = Arc::new(Mutex::new(Duration::ZERO));
     let failures = Arc::new(Mutex::new(Vec::new()));
     thread::scope(|scope| {
@@ -387,19 +390,24 @@ fn slowloris_clients_do_not_delay_normal_clients() {
                     let t = Instant::now();
                     let r = ask_time(addr);
                     let took = t.elapsed();
-                    let mut s = slowest.lock().unwrap();
-                    *s = (*s).max(took);
+                    {
+                        let mut s = slowest.lock().unwrap();
+                        *s = (*s).max(took);
+                    }
                     if let Err(e) = r {
                         failures.lock().unwrap().push(e);
                     }
-                    // Spread them over two seconds of trickling slowloris bytes.
                     thread::sleep(Duration::from_millis(100));
                 }
             });
         }
     });
+    // A trickle of bytes is not a request: once idle_timeout has passed
+    // since they connected, jamd must have closed every slowloris client.
+    let until = trickle_start + Duration::from_secs(idle) + Duration::from_millis(1500);
+    thread::sleep(until.saturating_duration_since(Instant::now()));
     stop.store(true, Ordering::Relaxed);
-    let sent = slow.join().unwrap();
+    let (conns, sent) = slow.join().unwrap();
 
     let failures = failures.lock().unwrap();
     assert!(failures.is_empty(), "normal clients failed: {failures:?}");
@@ -409,7 +417,19 @@ fn slowloris_clients_do_not_delay_normal_clients() {
         slowest < Duration::from_secs(1),
         "a normal client waited {slowest:?} for its reply"
     );
-    assert!(sent >= 200, "the slowloris clients sent only {sent} bytes");
+    assert!(sent >= 2000, "the slowloris clients sent only {sent} bytes");
+    for (i, c) in conns.into_iter().enumerate() {
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut reader = BufReader::new(c);
+        match read_reply(&mut reader) {
+            Reply::Line(l) if l == "ERROR idle timeout" => {}
+            Reply::Line(l) => panic!("slowloris client {i} got {l:?}"),
+            Reply::Closed => panic!("slowloris client {i} closed without ERROR idle timeout"),
+            Reply::Truncated(b) => panic!("slowloris client {i} got a truncated {b:?}"),
+            Reply::Failed(e) => panic!("slowloris client {i} still open: {e}"),
+        }
+        assert!(matches!(read_reply(&mut reader), Reply::Closed));
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -900,7 +920,19 @@ fn a_hundred_sighups_in_a_second_fail_no_client() {
         })
     };
     thread::sleep(Duration::from_millis(200));
-    for _ in 0..100 {
+    // Each reload really changes something: the limits and the log settings
+    // alternate. The file is replaced by rename, so every read sees a whole one.
+    let variants = [
+        format!("[server]\nmax_line_bytes = 64\nidle_timeout = 10\n{BASE}"),
+        format!(
+            "[server]\nmax_line_bytes = 128\nidle_timeout = 20\nmax_connections = 500\n\
+             {BASE}[log]\nlevel = \"debug\"\nconnections = false\n"
+        ),
+    ];
+    let next = jamd.dir.join("next.toml");
+    for i in 0..100 {
+        std::fs::write(&next, &variants[i % 2]).unwrap();
+        std::fs::rename(&next, &jamd.config).unwrap();
         // SAFETY: kill(2) on the pid of our own child.
         assert_eq!(unsafe { libc::kill(jamd.pid(), libc::SIGHUP) }, 0);
         thread::sleep(Duration::from_millis(10));
