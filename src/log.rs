@@ -15,7 +15,7 @@ use std::net::{ToSocketAddrs, UdpSocket};
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -41,11 +41,13 @@ struct Inner {
     level: AtomicU8,
     connections: AtomicBool,
     dropped: Arc<AtomicU64>,
+    /// New sinks after a reload, picked up by the logging thread. A slot, not
+    /// a queued message: a reload must not wait behind a full queue.
+    reconfigure: Arc<Mutex<Option<Sinks>>>,
 }
 
 enum Msg {
     Line(Level, String),
-    Reconfigure(Sinks),
     Flush(SyncSender<()>),
 }
 
@@ -78,7 +80,8 @@ impl Logger {
             socket: config.syslog_socket.clone(),
             stdio_is_client,
         };
-        let writer = Writer::new(sinks, Arc::clone(&dropped));
+        let reconfigure = Arc::new(Mutex::new(None));
+        let writer = Writer::new(sinks, Arc::clone(&dropped), Arc::clone(&reconfigure));
         // If the thread cannot start, lines are dropped and counted: logging
         // must never stop the service.
         let _ = thread::Builder::new()
@@ -90,6 +93,7 @@ impl Logger {
                 level: AtomicU8::new(level_index(config.level)),
                 connections: AtomicBool::new(config.connections),
                 dropped,
+                reconfigure,
             }),
         }
     }
@@ -108,7 +112,9 @@ impl Logger {
             socket: config.syslog_socket.clone(),
             stdio_is_client,
         };
-        let _ = self.inner.tx.send(Msg::Reconfigure(sinks));
+        if let Ok(mut slot) = self.inner.reconfigure.lock() {
+            *slot = Some(sinks);
+        }
     }
 
     /// Whether lines of this level are logged.
@@ -189,16 +195,22 @@ struct Writer {
     fallback_stderr: bool,
     next_retry: Instant,
     dropped: Arc<AtomicU64>,
+    reconfigure: Arc<Mutex<Option<Sinks>>>,
 }
 
 impl Writer {
-    fn new(sinks: Sinks, dropped: Arc<AtomicU64>) -> Writer {
+    fn new(
+        sinks: Sinks,
+        dropped: Arc<AtomicU64>,
+        reconfigure: Arc<Mutex<Option<Sinks>>>,
+    ) -> Writer {
         let mut w = Writer {
             sinks,
             syslog: None,
             fallback_stderr: false,
             next_retry: Instant::now(),
             dropped,
+            reconfigure,
         };
         w.open_syslog(true);
         w
@@ -246,7 +258,9 @@ impl Writer {
 
     fn run(mut self, rx: Receiver<Msg>) {
         loop {
-            let msg = match rx.recv_timeout(RETRY_EVERY) {
+            let msg = rx.recv_timeout(RETRY_EVERY);
+            self.apply_reconfigure();
+            let msg = match msg {
                 Ok(m) => m,
                 Err(RecvTimeoutError::Timeout) => {
                     self.retry_syslog();
@@ -263,17 +277,24 @@ impl Writer {
                         self.dropped.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                Msg::Reconfigure(sinks) => {
-                    if sinks != self.sinks {
-                        self.sinks = sinks;
-                        self.fallback_stderr = false;
-                        self.open_syslog(true);
-                    }
-                }
                 Msg::Flush(ack) => {
                     self.report_drops();
                     let _ = ack.send(());
                 }
+            }
+        }
+    }
+
+    fn apply_reconfigure(&mut self) {
+        let new = match self.reconfigure.lock() {
+            Ok(mut slot) => slot.take(),
+            Err(_) => None,
+        };
+        if let Some(sinks) = new {
+            if sinks != self.sinks {
+                self.sinks = sinks;
+                self.fallback_stderr = false;
+                self.open_syslog(true);
             }
         }
     }

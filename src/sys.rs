@@ -106,3 +106,18 @@ pub fn monotonic_usec() -> u64 {
     }
     ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
 }
+
+/// Opens /dev/null on any of descriptors 0, 1 and 2 that is closed, so that a
+/// socket can never get one of those numbers and have log lines written to it.
+pub fn ensure_stdio_open() {
+    for fd in 0..=2 {
+        if !is_open(fd) {
+            // open(2) returns the lowest free number: this one.
+            if let Ok(null) = OpenOptions::new().read(true).write(true).open("/dev/null") {
+                if null.as_raw_fd() == fd {
+                    std::mem::forget(null);
+                }
+            }
+        }
+    }
+}

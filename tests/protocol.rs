@@ -276,3 +276,65 @@ fn ipv6_loopback_is_served_when_bound() {
         .wait_for("connection from [::1]:", Duration::from_secs(5))
         .is_some());
 }
+
+/// Seconds since midnight in a zone `offset` seconds east of UTC.
+fn now_in(offset: i64) -> u32 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    (secs + offset).rem_euclid(86_400) as u32
+}
+
+fn assert_shows_zone(reply: &str, offset: i64) {
+    let (h, m, s) = jam_time(reply).unwrap_or_else(|| panic!("not a JAM line: {reply:?}"));
+    let shown = (h * 3600 + m * 60 + s) as i64;
+    let expected = now_in(offset) as i64;
+    let diff = (shown - expected).rem_euclid(86_400);
+    assert!(
+        diff <= 2 || diff >= 86_398,
+        "{reply} vs {expected} (offset {offset})"
+    );
+}
+
+#[test]
+fn fixed_offset_zones_shift_the_reply() {
+    let jamd = Jamd::start("[time]\ntimezone = \"+07:00\"\n");
+    assert_shows_zone(&jamd.connect().ask("TIME"), 7 * 3600);
+    let jamd = Jamd::start("[time]\ntimezone = \"-03:30\"\n");
+    assert_shows_zone(&jamd.connect().ask("TIME"), -(3 * 3600 + 1800));
+}
+
+#[test]
+fn iana_zone_names_are_honoured() {
+    if !std::path::Path::new("/usr/share/zoneinfo/Asia/Jakarta").exists() {
+        assert!(!common::in_ci(), "tzdata must be installed in CI");
+        eprintln!("skipped: no tzdata");
+        return;
+    }
+    // Jakarta has had no daylight saving time since 1964: always UTC+7.
+    let jamd = Jamd::start("[time]\ntimezone = \"Asia/Jakarta\"\n");
+    assert_shows_zone(&jamd.connect().ask("TIME"), 7 * 3600);
+}
+
+#[test]
+fn local_time_follows_the_tz_variable() {
+    if !std::path::Path::new("/usr/share/zoneinfo/Asia/Kolkata").exists() {
+        assert!(!common::in_ci(), "tzdata must be installed in CI");
+        eprintln!("skipped: no tzdata");
+        return;
+    }
+    let dir = common::temp_dir("tz");
+    let cfg = dir.join("jamd.toml");
+    std::fs::write(&cfg, "[time]\ntimezone = \"local\"\n").unwrap();
+    let mut cmd = std::process::Command::new(common::JAMD);
+    cmd.arg("-c")
+        .arg(&cfg)
+        .args(["-p", "0", "-b", "127.0.0.1", "--log", "stderr"])
+        .env("TZ", "Asia/Kolkata")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let jamd = Jamd::spawn(cmd, dir.clone(), cfg);
+    assert_shows_zone(&jamd.connect().ask("TIME"), 5 * 3600 + 1800);
+}

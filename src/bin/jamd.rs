@@ -8,7 +8,7 @@ use clap::Parser;
 
 use jamd::cli::JamdArgs;
 use jamd::config::{Config, LogConfig, DEFAULT_PATH};
-use jamd::control::Notifier;
+use jamd::control::{Notifier, Signals};
 use jamd::listen::{self, show_addr, Sockets};
 use jamd::log::Logger;
 use jamd::server::{self, Options};
@@ -17,6 +17,7 @@ use jamd::server::{self, Options};
 const EX_CONFIG: u8 = 78;
 
 fn main() -> ExitCode {
+    jamd::sys::ensure_stdio_open();
     let args = JamdArgs::parse();
     let explicit = args.config.is_some();
     let path = args
@@ -37,6 +38,13 @@ fn main() -> ExitCode {
         };
     }
 
+    // Before anything can announce that jamd is up: a signal sent right
+    // after the first log line must find its handler in place.
+    let signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => return fail(1, &format!("cannot install signal handlers: {e}"), false),
+    };
+
     // Inherited sockets first: whether standard I/O is a client decides
     // where every later message may go.
     let mut warnings = Vec::new();
@@ -56,7 +64,12 @@ fn main() -> ExitCode {
                 Some(activation.sockets)
             }
             Ok(None) => None,
-            Err(why) => return fail(1, &why.to_string(), false),
+            Err(why) => {
+                for w in &warnings {
+                    eprintln!("jamd: warning: {w}");
+                }
+                return fail(1, &why.to_string(), false);
+            }
         }
     };
     let stdio_is_client = args.inetd || matches!(inherited, Some(Sockets::Connection(_)));
@@ -86,6 +99,18 @@ fn main() -> ExitCode {
         Some(s) => {
             for n in notices {
                 log.info(n);
+            }
+            if let Sockets::Listeners(listeners) = &s {
+                let from = if args.inetd {
+                    "inetd"
+                } else {
+                    "the service manager"
+                };
+                for l in listeners {
+                    if let Ok(addr) = l.local_addr() {
+                        log.info(format!("listening on {} (from {from})", show_addr(&addr)));
+                    }
+                }
             }
             s
         }
@@ -126,11 +151,10 @@ fn main() -> ExitCode {
         } else {
             None
         },
-        explicit_config: explicit,
         overrides: args.overrides(),
         stdio_is_client,
     };
-    let result = server::run(config, sockets, log.clone(), notifier, options);
+    let result = server::run(config, sockets, log.clone(), signals, notifier, options);
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(why) => {

@@ -166,6 +166,12 @@ impl Conn {
             if !s.out.is_empty() && !self.write_out(s.out) {
                 return self.blocked_or_error();
             }
+            if n < s.read.len() && self.closing.is_none() {
+                // A short read drained the socket; with edge-triggered polling
+                // any later byte (or FIN) brings a new event, so a second read
+                // would only return EAGAIN: one syscall per request saved.
+                return Next::Wait;
+            }
         }
         match self.closing {
             Some(reason) => Next::Close(reason),

@@ -104,8 +104,6 @@ pub struct Options {
     /// The configuration file to re-read on SIGHUP; `None` when the default
     /// file was missing at start (then it is looked for again on reload).
     pub config_path: Option<PathBuf>,
-    /// Whether `config_path` was given with `-c`.
-    pub explicit_config: bool,
     /// Command-line settings that win over the file, also on reload.
     pub overrides: Overrides,
     /// Standard I/O is a client connection: never write to it.
@@ -133,14 +131,17 @@ const SIGNAL_TOKEN: Token = Token(0);
 
 /// Serves until a signal stops it (or, with one inherited connection, until
 /// that connection ends). Returns when every worker has finished.
+///
+/// `signals` must be installed before the first `listening on` line, so that
+/// a SIGHUP or SIGTERM sent as soon as jamd listens is never lost (or fatal).
 pub fn run(
     config: Config,
     sockets: Sockets,
     log: Logger,
+    signals: Signals,
     notifier: Notifier,
     options: Options,
 ) -> Result<(), ServerError> {
-    let signals = Signals::install().map_err(ServerError::Setup)?;
     let mut poll = Poll::new().map_err(ServerError::Setup)?;
     poll.registry()
         .register(

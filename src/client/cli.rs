@@ -1,0 +1,437 @@
+//! jamc's command line: every flag defined once, here, in [`JamcArgs`] (used for
+//! `--help`, and by the tools that generate shell completions and check the man
+//! page), then resolved into checked [`Settings`] the client runs with.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::time::Duration;
+
+use clap::{CommandFactory, Parser};
+
+use super::check::{Thresholds, TimeFormat};
+use crate::clock::Zone;
+
+/// Default JAM port.
+pub const DEFAULT_PORT: u16 = 45000;
+/// Most clients `-P` starts at once (each is a thread and a socket).
+pub const MAX_PARALLEL: u32 = 1000;
+
+/// jamc's raw command-line arguments (clap derive).
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "jamc",
+    version,
+    about = "Ask a JAM time server (jamd) for the time",
+    long_about = "Ask a JAM time server (jamd) for the time.\n\n\
+        Plain use prints the server's time, one line per reply. --check measures the \
+        server's clock offset and reports it the monitoring-plugins way (Nagios, \
+        Icinga, cron).\n\n\
+        Exit status: 0 every reply was a JAM line, 1 otherwise, 2 bad command line. \
+        With --check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."
+)]
+pub struct JamcArgs {
+    /// The server to ask, as written on the command line.
+    #[arg(
+        value_name = "HOST[:PORT]",
+        default_value = "localhost",
+        help = "Server to ask: HOST, HOST:PORT, an IPv6 address, or [IPv6]:PORT"
+    )]
+    pub server: String,
+
+    /// TCP port (default 45000)
+    #[arg(short = 'p', long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+
+    /// Seconds allowed for connecting and for each reply
+    #[arg(short = 'w', long, value_name = "SECS", default_value = "5", value_parser = parse_timeout)]
+    pub timeout: f64,
+
+    /// TIME requests on each connection
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub count: u32,
+
+    /// N clients at once, each on its own connection
+    #[arg(short = 'P', long, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_PARALLEL)))]
+    pub parallel: Option<u32>,
+
+    /// Print reply lines exactly as received (without CR LF)
+    #[arg(long, conflicts_with_all = ["json", "check"])]
+    pub raw: bool,
+
+    /// Print one JSON object per reply
+    #[arg(long, conflicts_with = "check")]
+    pub json: bool,
+
+    /// Monitoring mode: one status line, exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN
+    #[arg(long, conflicts_with = "parallel")]
+    pub check: bool,
+
+    /// --check: |offset| in seconds that makes WARNING
+    #[arg(long, value_name = "SECS", default_value = "2", requires = "check", value_parser = parse_threshold)]
+    pub warning: f64,
+
+    /// --check: |offset| in seconds that makes CRITICAL
+    #[arg(long, value_name = "SECS", default_value = "10", requires = "check", value_parser = parse_threshold)]
+    pub critical: f64,
+
+    /// --check: strftime format of the server's time (fractional seconds are read when present)
+    #[arg(
+        long,
+        value_name = "FMT",
+        default_value = "%H:%M:%S",
+        requires = "check"
+    )]
+    pub format: String,
+
+    /// --check: the server's time zone: local, UTC, +07:00 or an IANA name
+    #[arg(
+        long,
+        value_name = "TZ",
+        default_value = "local",
+        requires = "check",
+        allow_hyphen_values = true
+    )]
+    pub timezone: String,
+
+    /// IPv4 only
+    #[arg(short = '4', conflicts_with = "ipv6")]
+    pub ipv4: bool,
+
+    /// IPv6 only
+    #[arg(short = '6')]
+    pub ipv6: bool,
+}
+
+fn parse_seconds(text: &str, min_exclusive: bool) -> Result<f64, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !secs.is_finite() || secs < 0.0 || (min_exclusive && secs == 0.0) {
+        return Err(format!("{text:?} is not a usable number of seconds"));
+    }
+    if secs > 86_400.0 {
+        return Err(format!("{text:?} is more than a day"));
+    }
+    Ok(secs)
+}
+
+fn parse_timeout(text: &str) -> Result<f64, String> {
+    parse_seconds(text, true)
+}
+
+fn parse_threshold(text: &str) -> Result<f64, String> {
+    parse_seconds(text, false)
+}
+
+/// IP families a host name may be resolved to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// Any address (the default).
+    Any,
+    /// `-4`: IPv4 only.
+    V4,
+    /// `-6`: IPv6 only.
+    V6,
+}
+
+/// The server to ask: a host (name or address literal) and a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Host name or IP address literal (without brackets).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl Target {
+    /// Reads `HOST`, `HOST:PORT`, `::1`, `[::1]` or `[::1]:PORT`; `port_flag` is `-p`.
+    pub fn parse(text: &str, port_flag: Option<u16>) -> Result<Target, String> {
+        let text = text.trim();
+        let (host, port_text) = if let Some(rest) = text.strip_prefix('[') {
+            let (host, after) = rest
+                .split_once(']')
+                .ok_or_else(|| format!("{text:?}: missing ']' after the IPv6 address"))?;
+            match after {
+                "" => (host, None),
+                _ => match after.strip_prefix(':') {
+                    Some(port) => (host, Some(port)),
+                    None => return Err(format!("{text:?}: expected ':PORT' after ']'")),
+                },
+            }
+        } else if text.matches(':').count() == 1 {
+            let (host, port) = text.split_once(':').unwrap_or((text, ""));
+            (host, Some(port))
+        } else {
+            // No colon, or several: a bare IPv6 address.
+            (text, None)
+        };
+        if host.is_empty() {
+            return Err(format!("{text:?}: no host"));
+        }
+        let port = match port_text {
+            None => port_flag.unwrap_or(DEFAULT_PORT),
+            Some(p) => {
+                let port: u16 = p
+                    .parse()
+                    .ok()
+                    .filter(|&p| p != 0)
+                    .ok_or_else(|| format!("{text:?}: {p:?} is not a port number (1-65535)"))?;
+                if let Some(flag) = port_flag.filter(|&f| f != port) {
+                    return Err(format!(
+                        "port given twice: {port} in {text:?} and {flag} with -p"
+                    ));
+                }
+                port
+            }
+        };
+        Ok(Target {
+            host: host.to_string(),
+            port,
+        })
+    }
+
+    /// True when the host is an IPv6 address literal.
+    pub fn is_ipv6_literal(&self) -> bool {
+        self.host.parse::<std::net::Ipv6Addr>().is_ok()
+    }
+}
+
+impl fmt::Display for Target {
+    /// `localhost:45000`, `[::1]:45000`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_ipv6_literal() {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// What `--check` needs besides the connection settings.
+#[derive(Debug, Clone)]
+pub struct CheckSettings {
+    /// `--warning` and `--critical`.
+    pub thresholds: Thresholds,
+    /// `--format`.
+    pub format: TimeFormat,
+    /// `--timezone`.
+    pub zone: Zone,
+}
+
+/// How replies are reported.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// The server's time, one line per reply.
+    Plain,
+    /// `--raw`: reply lines exactly as received.
+    Raw,
+    /// `--json`: one JSON object per reply.
+    Json,
+    /// `--check`: one monitoring-plugin status line.
+    Check(Box<CheckSettings>),
+}
+
+/// Checked settings the client runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The server.
+    pub target: Target,
+    /// `-4` / `-6`.
+    pub family: Family,
+    /// `-w`: for connecting (all addresses together) plus the first reply, and for each later reply.
+    pub timeout: Duration,
+    /// `-n`: TIME requests per connection.
+    pub count: u32,
+    /// `-P`: clients at once, when given.
+    pub parallel: Option<u32>,
+    /// What to print.
+    pub mode: Mode,
+}
+
+impl Settings {
+    /// True in `--check` mode.
+    pub fn is_check(&self) -> bool {
+        matches!(self.mode, Mode::Check(_))
+    }
+}
+
+/// The end of a run decided while reading the command line (help, version, usage error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EarlyExit {
+    /// Exit code: 0 for help/version, 2 for a bad command line, 3 with --check.
+    pub code: u8,
+    /// Text for stdout.
+    pub stdout: String,
+    /// Text for stderr.
+    pub stderr: String,
+}
+
+impl JamcArgs {
+    /// Checks the values clap cannot check alone and builds [`Settings`].
+    pub fn resolve(self) -> Result<Settings, String> {
+        let target = Target::parse(&self.server, self.port)?;
+        let family = match (self.ipv4, self.ipv6) {
+            (true, _) => Family::V4,
+            (_, true) => Family::V6,
+            _ => Family::Any,
+        };
+        if let Ok(ip) = target.host.parse::<std::net::IpAddr>() {
+            if (family == Family::V4 && ip.is_ipv6()) || (family == Family::V6 && ip.is_ipv4()) {
+                return Err(format!(
+                    "{ip} does not fit -{}",
+                    if ip.is_ipv4() { 6 } else { 4 }
+                ));
+            }
+        }
+        let mode = if self.check {
+            Mode::Check(Box::new(CheckSettings {
+                thresholds: Thresholds {
+                    warning: self.warning,
+                    critical: self.critical,
+                },
+                format: TimeFormat::new(&self.format).map_err(|e| e.to_string())?,
+                zone: Zone::parse(self.timezone.trim()).map_err(|e| format!("--timezone: {e}"))?,
+            }))
+        } else if self.raw {
+            Mode::Raw
+        } else if self.json {
+            Mode::Json
+        } else {
+            Mode::Plain
+        };
+        Ok(Settings {
+            target,
+            family,
+            timeout: Duration::from_secs_f64(self.timeout),
+            count: self.count,
+            parallel: self.parallel,
+            mode,
+        })
+    }
+}
+
+/// Reads the command line (argv\[0\] first) into [`Settings`], or says how to exit.
+///
+/// A bad command line exits 2, or 3 (UNKNOWN) when `--check` is among the
+/// arguments, with a `JAM UNKNOWN - ...` line on stdout as a plugin must.
+pub fn parse_args<I, T>(argv: I) -> Result<Settings, EarlyExit>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
+    let check = argv
+        .iter()
+        .skip(1)
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--check");
+    let usage_error = |message: String| {
+        let first = message
+            .lines()
+            .next()
+            .unwrap_or("bad command line")
+            .trim_start_matches("error: ")
+            .to_string();
+        if check {
+            EarlyExit {
+                code: 3,
+                stdout: format!("JAM UNKNOWN - {first}\n"),
+                stderr: message,
+            }
+        } else {
+            EarlyExit {
+                code: 2,
+                stdout: String::new(),
+                stderr: message,
+            }
+        }
+    };
+    let args = match JamcArgs::try_parse_from(&argv) {
+        Ok(args) => args,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let text = e.render().to_string();
+            return Err(match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => EarlyExit {
+                    code: 0,
+                    stdout: text,
+                    stderr: String::new(),
+                },
+                _ => usage_error(text),
+            });
+        }
+    };
+    args.resolve().map_err(|why| {
+        let usage = JamcArgs::command().render_usage().to_string();
+        usage_error(format!(
+            "error: {why}\n\n{usage}\n\nFor more information, try '--help'.\n"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        JamcArgs::command().debug_assert();
+    }
+
+    #[test]
+    fn targets_are_read_in_every_spelling() {
+        let t = |s: &str, p| Target::parse(s, p);
+        assert_eq!(t("localhost", None).unwrap().to_string(), "localhost:45000");
+        assert_eq!(t("example.org:123", None).unwrap().port, 123);
+        assert_eq!(t("127.0.0.1", Some(9)).unwrap().to_string(), "127.0.0.1:9");
+        assert_eq!(t("[::1]:45001", None).unwrap().to_string(), "[::1]:45001");
+        assert_eq!(t("[::1]", Some(7)).unwrap().to_string(), "[::1]:7");
+        assert_eq!(t("::1", None).unwrap().to_string(), "[::1]:45000");
+        assert_eq!(t("h:5", Some(5)).unwrap().port, 5);
+        for bad in ["", ":45000", "h:0", "h:x", "h:70000", "[::1", "[::1]x"] {
+            assert!(t(bad, None).is_err(), "{bad}");
+        }
+        assert!(t("h:5", Some(6)).is_err());
+    }
+
+    #[test]
+    fn bad_arguments_exit_2_or_3_with_check() {
+        let e = parse_args(["jamc", "--count", "0"]).unwrap_err();
+        assert_eq!(e.code, 2);
+        let e = parse_args(["jamc", "--check", "--warning", "x"]).unwrap_err();
+        assert_eq!(e.code, 3);
+        assert!(e.stdout.starts_with("JAM UNKNOWN - "), "{}", e.stdout);
+        let e = parse_args(["jamc", "--check", "--timezone", "Nowhere/Land"]).unwrap_err();
+        assert_eq!(e.code, 3);
+        let e = parse_args(["jamc", "--check", "-P", "2"]).unwrap_err();
+        assert_eq!(e.code, 3);
+        let e = parse_args(["jamc", "--warning", "3"]).unwrap_err();
+        assert_eq!(e.code, 2);
+        let e = parse_args(["jamc", "-4", "::1"]).unwrap_err();
+        assert_eq!(e.code, 2);
+        assert_eq!(parse_args(["jamc", "--help"]).unwrap_err().code, 0);
+    }
+
+    #[test]
+    fn good_arguments_resolve() {
+        let s = parse_args([
+            "jamc",
+            "--check",
+            "--timezone=-03:00",
+            "-w",
+            "0.5",
+            "[::1]:1",
+        ])
+        .unwrap();
+        assert!(s.is_check());
+        assert_eq!(s.timeout, Duration::from_millis(500));
+        assert_eq!(s.target.port, 1);
+        let s = parse_args(["jamc", "-P", "9", "-n", "3", "--json", "-6"]).unwrap();
+        assert_eq!(s.parallel, Some(9));
+        assert_eq!(s.family, Family::V6);
+        assert!(matches!(s.mode, Mode::Json));
+    }
+}

@@ -1,0 +1,535 @@
+//! SPEC 3 and 4 checked from outside: configuration errors and exit codes,
+//! overrides, -t, signals (drain and reload), and log lines as syslog gets them.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{jam_time, run_jamd, temp_dir, Jamd, SyslogSink, JAMD};
+
+const T: Duration = Duration::from_secs(10);
+
+fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+#[test]
+fn check_config_prints_the_effective_settings_and_exits_0() {
+    let dir = temp_dir("check");
+    let cfg = write(
+        &dir,
+        "jamd.toml",
+        "[server]\nport = 4511\n[time]\ntimezone = \"UTC\"\n",
+    );
+    let (code, out, err) = run_jamd(&["-t", "-c", &cfg], T);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("port = 4511"), "{out}");
+    assert!(
+        out.contains("[time]") && out.contains("timezone = \"UTC\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("max_line_bytes = 256"),
+        "defaults shown too: {out}"
+    );
+    // The output is itself a valid configuration.
+    let again = write(&dir, "again.toml", &out);
+    assert_eq!(run_jamd(&["-t", "-c", &again], T).0, Some(0));
+}
+
+#[test]
+fn check_config_binds_nothing() {
+    // A port that is in use does not matter to -t.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port().to_string();
+    let dir = temp_dir("check-nobind");
+    let cfg = write(&dir, "jamd.toml", "");
+    let (code, out, _) = run_jamd(&["-t", "-c", &cfg, "-p", &port, "-b", "127.0.0.1"], T);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains(&format!("port = {port}")),
+        "overrides shown: {out}"
+    );
+    assert!(out.contains("bind = [\"127.0.0.1\"]"), "{out}");
+}
+
+#[test]
+fn overrides_win_over_the_file_in_check_output() {
+    let dir = temp_dir("overrides");
+    let cfg = write(
+        &dir,
+        "jamd.toml",
+        "[server]\nport = 4512\n[log]\ntarget = \"syslog\"\n",
+    );
+    let (code, out, _) = run_jamd(
+        &[
+            "-t",
+            "-c",
+            &cfg,
+            "-p",
+            "4600",
+            "-b",
+            "::1",
+            "-b",
+            "127.0.0.1",
+            "--log",
+            "both",
+        ],
+        T,
+    );
+    assert_eq!(code, Some(0));
+    assert!(out.contains("port = 4600"), "{out}");
+    assert!(out.contains("bind = [\"::1\", \"127.0.0.1\"]"), "{out}");
+    assert!(out.contains("target = \"both\""), "{out}");
+}
+
+#[test]
+fn config_errors_name_file_line_column_and_exit_78() {
+    let dir = temp_dir("errors");
+    let cases = [
+        (
+            "[server]\nport = 1\nbogus = 2\n",
+            ":3:1: ",
+            "unknown field `bogus`",
+        ),
+        ("[server]\nport = \"x\"\n", ":2:8: ", "expected"),
+        ("[time]\nformat = \"%H:%\"\n", ":2:10: ", "strftime"),
+        (
+            "[time]\ntimezone = \"Mars/Base\"\n",
+            ":2:12: ",
+            "unknown time zone",
+        ),
+        ("[server]\nbind = [\"nonsense\"]\n", ":2:9: ", "IP address"),
+        (
+            "[log]\ntarget = \"printer\"\n",
+            ":2:10: ",
+            "expected one of",
+        ),
+        ("[server\n", ":1:", ""),
+    ];
+    for (i, (text, place, what)) in cases.iter().enumerate() {
+        let cfg = write(&dir, &format!("bad{i}.toml"), text);
+        for args in [
+            vec!["-t", "-c", &cfg],
+            vec!["-c", &cfg, "-p", "0", "-b", "127.0.0.1"],
+        ] {
+            let (code, out, err) = run_jamd(&args, T);
+            assert_eq!(code, Some(78), "{text:?} {args:?}: {err}");
+            assert!(out.is_empty(), "nothing on stdout: {out}");
+            let line = err.trim();
+            assert_eq!(line.lines().count(), 1, "one line: {err}");
+            assert!(
+                line.starts_with(&format!("jamd: {cfg}{place}")),
+                "{text:?}: {line}"
+            );
+            assert!(line.contains(what), "{text:?}: {line}");
+        }
+    }
+}
+
+#[test]
+fn a_missing_file_given_with_c_is_a_config_error() {
+    let (code, _, err) = run_jamd(&["-c", "/nonexistent/jamd.toml", "-t"], T);
+    assert_eq!(code, Some(78));
+    assert!(err.contains("/nonexistent/jamd.toml"), "{err}");
+}
+
+#[test]
+fn a_missing_default_file_means_built_in_defaults_with_a_notice() {
+    if std::path::Path::new("/etc/jamd/jamd.toml").exists() {
+        eprintln!("skipped: /etc/jamd/jamd.toml exists on this machine");
+        return;
+    }
+    let (code, out, _) = run_jamd(&["-t"], T);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("port = 45000"));
+    let mut cmd = Command::new(JAMD);
+    cmd.args(["-p", "0", "-b", "127.0.0.1", "--log", "stderr"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let dir = temp_dir("nodefault");
+    let jamd = Jamd::spawn(cmd, dir.clone(), dir.join("none.toml"));
+    assert!(jamd
+        .stderr
+        .wait_for("using built-in defaults", T)
+        .is_some_and(|l| l.contains("/etc/jamd/jamd.toml")));
+}
+
+#[test]
+fn bad_command_lines_exit_2() {
+    for args in [
+        vec!["--no-such-flag"],
+        vec!["-p", "notaport"],
+        vec!["-p", "70000"],
+        vec!["-b", "not-an-address"],
+        vec!["--log", "printer"],
+    ] {
+        let (code, _, err) = run_jamd(&args, T);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn help_and_version_exit_0() {
+    let (code, out, _) = run_jamd(&["--help"], T);
+    assert_eq!(code, Some(0));
+    for flag in [
+        "--config",
+        "--port",
+        "--bind",
+        "--log",
+        "--inetd",
+        "--check-config",
+        "--version",
+    ] {
+        assert!(out.contains(flag), "{flag} in --help");
+    }
+    let (code, out, _) = run_jamd(&["-V"], T);
+    assert_eq!(code, Some(0));
+    assert!(out.starts_with("jamd "), "{out}");
+}
+
+#[test]
+fn an_address_in_use_exits_1_with_one_clear_line() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port().to_string();
+    let dir = temp_dir("inuse");
+    let cfg = write(&dir, "jamd.toml", "[server]\nreuse_address = false\n");
+    let (code, _, err) = run_jamd(
+        &[
+            "-c",
+            &cfg,
+            "-p",
+            &port,
+            "-b",
+            "127.0.0.1",
+            "--log",
+            "stderr",
+        ],
+        T,
+    );
+    assert_eq!(code, Some(1), "{err}");
+    let last = err.lines().last().unwrap_or("");
+    assert!(
+        last.starts_with(&format!("jamd: cannot listen on 127.0.0.1:{port}: ")),
+        "{err}"
+    );
+    assert!(last.to_lowercase().contains("in use"), "{err}");
+}
+
+#[test]
+fn an_explicit_address_that_cannot_be_bound_is_fatal() {
+    // 192.0.2.1 (TEST-NET-1) is not an address of this machine; nothing is sent.
+    let dir = temp_dir("nobind");
+    let cfg = write(&dir, "jamd.toml", "");
+    let (code, _, err) = run_jamd(
+        &["-c", &cfg, "-p", "0", "-b", "192.0.2.1", "--log", "stderr"],
+        T,
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("cannot listen on 192.0.2.1:0"), "{err}");
+}
+
+#[test]
+fn each_listener_is_logged_with_its_backlog() {
+    let jamd = Jamd::start("[server]\nbacklog = 77\n");
+    let line = jamd.stderr.wait_for("listening on", T).unwrap();
+    assert!(
+        line.ends_with(&format!("listening on {} (backlog 77)", jamd.addr)),
+        "{line}"
+    );
+}
+
+#[test]
+fn sigterm_with_no_clients_exits_0_at_once() {
+    let mut jamd = Jamd::start("");
+    let start = Instant::now();
+    jamd.signal("TERM");
+    assert_eq!(jamd.wait_exit(T), Some(0));
+    assert!(start.elapsed() < Duration::from_secs(3));
+    assert!(jamd
+        .stderr
+        .wait_for("shutting down: 0 connection(s) open", T)
+        .is_some());
+    assert!(jamd.stderr.wait_for("stopped", T).is_some());
+}
+
+#[test]
+fn sigint_stops_like_sigterm() {
+    let mut jamd = Jamd::start("");
+    jamd.signal("INT");
+    assert_eq!(jamd.wait_exit(T), Some(0));
+}
+
+#[test]
+fn sigterm_drains_open_connections_then_tells_them_and_exits_0() {
+    let mut jamd = Jamd::start("[server]\nshutdown_timeout = 2\n");
+    let mut c = jamd.connect();
+    assert!(jam_time(&c.ask("TIME")).is_some());
+    let start = Instant::now();
+    jamd.signal("TERM");
+    assert!(jamd
+        .stderr
+        .wait_for("shutting down: 1 connection(s) open", T)
+        .is_some());
+    // New clients are no longer accepted…
+    let deadline = Instant::now() + T;
+    while std::net::TcpStream::connect(jamd.addr).is_ok() {
+        assert!(Instant::now() < deadline, "listener still open");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // …but the open one is served as usual during the grace period.
+    assert!(jam_time(&c.ask("TIME")).is_some());
+    assert_eq!(c.line(), "ERROR server shutting down");
+    assert!(c.closed());
+    let waited = start.elapsed();
+    assert!(waited >= Duration::from_millis(1800), "{waited:?}");
+    assert_eq!(jamd.wait_exit(T), Some(0));
+    assert!(jamd.stderr.wait_for("reason=shutdown", T).is_some());
+}
+
+#[test]
+fn sigterm_exits_as_soon_as_the_last_client_leaves() {
+    let mut jamd = Jamd::start("[server]\nshutdown_timeout = 30\n");
+    let mut c = jamd.connect();
+    assert!(jam_time(&c.ask("TIME")).is_some());
+    jamd.signal("TERM");
+    assert!(jamd.stderr.wait_for("shutting down", T).is_some());
+    let start = Instant::now();
+    c.send(b"QUIT\r\n");
+    assert_eq!(jamd.wait_exit(T), Some(0));
+    assert!(start.elapsed() < Duration::from_secs(3));
+}
+
+#[test]
+fn a_request_received_before_sigterm_is_answered_in_full() {
+    let mut jamd = Jamd::start("[server]\nshutdown_timeout = 1\n");
+    let mut c = jamd.connect();
+    c.send(b"TIME\r\nTIME\r\nTIME\r\n");
+    jamd.signal("TERM");
+    for _ in 0..3 {
+        assert!(jam_time(&c.line()).is_some());
+    }
+    assert_eq!(c.line(), "ERROR server shutting down");
+    assert_eq!(jamd.wait_exit(T), Some(0));
+}
+
+#[test]
+fn sighup_applies_a_new_time_format_to_open_connections() {
+    let jamd = Jamd::start("[time]\nformat = \"%H:%M:%S\"\ntimezone = \"UTC\"\n");
+    let mut c = jamd.connect();
+    assert!(jam_time(&c.ask("TIME")).is_some());
+    jamd.write_config("[time]\nformat = \"day %j\"\ntimezone = \"UTC\"\n");
+    jamd.signal("HUP");
+    assert!(jamd.stderr.wait_for("configuration reloaded", T).is_some());
+    let reply = c.ask("TIME");
+    assert!(reply.starts_with("JAM day "), "{reply}");
+}
+
+#[test]
+fn sighup_applies_new_limits_without_dropping_anyone() {
+    let jamd = Jamd::start("[server]\nmax_line_bytes = 100\n");
+    let mut c = jamd.connect();
+    assert!(jam_time(&c.ask("TIME")).is_some());
+    jamd.write_config("[server]\nmax_line_bytes = 8\nmax_connections = 1\n");
+    jamd.signal("HUP");
+    assert!(jamd.stderr.wait_for("configuration reloaded", T).is_some());
+    // The open connection stays, with the new line limit.
+    assert!(jam_time(&c.ask("TIME")).is_some());
+    let mut other = jamd.connect();
+    assert_eq!(other.line(), "ERROR server busy");
+    c.send(b"TIME TIME TIME\r\n");
+    assert_eq!(c.line(), "ERROR line too long");
+}
+
+#[test]
+fn sighup_with_a_broken_file_keeps_the_old_configuration() {
+    let jamd = Jamd::start("[time]\nformat = \"%H:%M:%S\"\n");
+    let mut c = jamd.connect();
+    jamd.write_config("[time]\nformat = \"%H:%\"\n");
+    jamd.signal("HUP");
+    let line = jamd
+        .stderr
+        .wait_for("reload failed", T)
+        .expect("reload failed line");
+    assert!(line.contains(":2:10: "), "names the place: {line}");
+    assert!(
+        line.ends_with("; keeping the previous configuration"),
+        "{line}"
+    );
+    assert!(jam_time(&c.ask("TIME")).is_some(), "old format still used");
+    // Still reloadable once fixed.
+    jamd.write_config("[time]\nformat = \"%H.%M\"\n");
+    jamd.signal("HUP");
+    assert!(jamd.stderr.wait_for("configuration reloaded", T).is_some());
+    assert_eq!(c.ask("TIME").len(), "JAM 12.34".len());
+}
+
+#[test]
+fn sighup_logs_that_a_port_change_needs_a_restart() {
+    let jamd = Jamd::start("[server]\nbacklog = 10\n");
+    jamd.write_config("[server]\nbacklog = 20\nreuse_address = false\n");
+    jamd.signal("HUP");
+    assert!(jamd.stderr.wait_for("configuration reloaded", T).is_some());
+    assert!(jamd
+        .stderr
+        .wait_for("server.backlog changed: restart", T)
+        .is_some());
+    assert!(jamd
+        .stderr
+        .wait_for("server.reuse_address changed: restart", T)
+        .is_some());
+    // Still listening where it was.
+    assert!(jam_time(&jamd.connect().ask("TIME")).is_some());
+}
+
+fn syslog_config(sink: &SyslogSink, extra: &str) -> String {
+    format!(
+        "[log]\ntarget = \"syslog\"\nfacility = \"local3\"\nsyslog_socket = \"{}\"\n{extra}",
+        sink.path.display()
+    )
+}
+
+/// Starts jamd logging to syslog only; the port comes from the syslog line.
+fn start_syslog_only(
+    sink: &SyslogSink,
+    extra: &str,
+) -> (std::process::Child, std::net::SocketAddr) {
+    let dir = temp_dir("syslog");
+    let cfg = write(&dir, "jamd.toml", &syslog_config(sink, extra));
+    let child = Command::new(JAMD)
+        .args(["-c", &cfg, "-p", "0", "-b", "127.0.0.1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let line = sink
+        .wait_for("listening on", T)
+        .expect("listening line via syslog");
+    (child, common::parse_listening(&line).unwrap())
+}
+
+#[test]
+fn log_lines_reach_syslog_with_ident_facility_and_spec_text() {
+    let sink = SyslogSink::bind("syslog-lines");
+    let (mut child, addr) = start_syslog_only(&sink, "");
+    let pid = child.id();
+    let mut c = common::Client::connect(addr);
+    assert!(jam_time(&c.ask("TIME")).is_some());
+    assert_eq!(c.ask("HUH"), "ERROR unknown command");
+    c.send(b"\r\nQUIT\r\n");
+    assert!(c.closed());
+    let connected = sink
+        .wait_for("connection from 127.0.0.1:", T)
+        .expect("connect line");
+    // local3 (19) * 8 + info (6) = 158
+    assert!(connected.starts_with("<158>"), "{connected}");
+    assert!(
+        connected.contains(&format!("jamd[{pid}]: connection from 127.0.0.1:")),
+        "{connected}"
+    );
+    let closed = sink.wait_for("closed 127.0.0.1:", T).expect("closed line");
+    assert!(closed.contains(" requests=2 duration_ms="), "{closed}");
+    assert!(closed.ends_with(" reason=quit"), "{closed}");
+    kill_pid(pid, "HUP");
+    assert!(sink.wait_for("configuration reloaded", T).is_some());
+    kill_pid(pid, "TERM");
+    assert!(sink
+        .wait_for("shutting down: 0 connection(s) open", T)
+        .is_some());
+    assert!(sink.wait_for("stopped", T).is_some());
+    let deadline = Instant::now() + T;
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn connection_lines_can_be_turned_off() {
+    let sink = SyslogSink::bind("syslog-quiet");
+    let (mut child, addr) = start_syslog_only(&sink, "connections = false\n");
+    let mut c = common::Client::connect(addr);
+    assert!(jam_time(&c.ask("TIME")).is_some());
+    c.send(b"QUIT\r\n");
+    assert!(c.closed());
+    let later = sink.drain(Duration::from_millis(500));
+    assert!(
+        later
+            .iter()
+            .all(|l| !l.contains("connection from") && !l.contains("closed ")),
+        "{later:?}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn an_unreachable_syslog_is_said_once_on_stderr_then_stderr_is_used() {
+    let dir = temp_dir("nosyslog");
+    let cfg = write(
+        &dir,
+        "jamd.toml",
+        &format!(
+            "[log]\ntarget = \"syslog\"\nsyslog_socket = \"{}\"\n",
+            dir.join("missing.sock").display()
+        ),
+    );
+    let mut cmd = Command::new(JAMD);
+    cmd.args(["-c", &cfg, "-p", "0", "-b", "127.0.0.1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let jamd = Jamd::spawn(cmd, dir.clone(), dir.join("jamd.toml"));
+    let notice = jamd.stderr.wait_for("cannot reach syslog", T).unwrap();
+    assert!(notice.contains("logging to stderr"), "{notice}");
+    let mut c = jamd.connect();
+    assert!(jam_time(&c.ask("TIME")).is_some());
+    assert!(jamd
+        .stderr
+        .wait_for("connection from 127.0.0.1:", T)
+        .is_some());
+    assert_eq!(jamd.stderr.count("cannot reach syslog"), 1);
+}
+
+fn kill_pid(pid: u32, sig: &str) {
+    assert!(Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+}
+
+#[test]
+fn sighup_moves_logging_to_a_new_target() {
+    let sink = SyslogSink::bind("syslog-reload");
+    let dir = temp_dir("log-reload");
+    let stderr_cfg = format!(
+        "[log]\ntarget = \"stderr\"\nsyslog_socket = \"{}\"\n",
+        sink.path.display()
+    );
+    let cfg = write(&dir, "jamd.toml", &stderr_cfg);
+    let mut cmd = Command::new(JAMD);
+    cmd.args(["-c", &cfg, "-p", "0", "-b", "127.0.0.1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let jamd = Jamd::spawn(cmd, dir.clone(), dir.join("jamd.toml"));
+    jamd.write_config(&stderr_cfg.replace("\"stderr\"", "\"syslog\""));
+    jamd.signal("HUP");
+    assert!(sink.wait_for("configuration reloaded", T).is_some());
+    let mut c = jamd.connect();
+    assert!(jam_time(&c.ask("TIME")).is_some());
+    assert!(sink.wait_for("connection from 127.0.0.1:", T).is_some());
+    assert_eq!(
+        jamd.stderr.count("connection from"),
+        0,
+        "{:?}",
+        jamd.stderr.all()
+    );
+}

@@ -1,0 +1,739 @@
+//! jamc against an independent JAM server written here (which can lie about the
+//! time, answer garbage, stall, close early, or say it is busy), against the
+//! real jamd, and the monitoring-plugins `check_tcp` against the real jamd.
+//!
+//! Loopback only; every wait is bounded; every process is stopped by its handle.
+
+mod jamc_support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use jamc_support::*;
+
+fn clock(shift_ms: i64) -> Behaviour {
+    Behaviour::Clock {
+        shift_ms,
+        utc_offset_secs: 0,
+        format: "%H:%M:%S",
+    }
+}
+
+fn is_hms(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 8
+        && b[2] == b':'
+        && b[5] == b':'
+        && [0, 1, 3, 4, 6, 7].iter().all(|&i| b[i].is_ascii_digit())
+}
+
+// ---------------------------------------------------------------- plain use
+
+#[test]
+fn plain_query_prints_the_servers_time_and_says_quit() {
+    let server = FakeServer::start(clock(0));
+    let run = jamc(&[&server.target()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(is_hms(run.stdout.trim_end()), "{run:?}");
+    assert_eq!(run.stdout.lines().count(), 1);
+    assert_eq!(server.wait_for_lines(2), ["TIME", "QUIT"]);
+}
+
+#[test]
+fn port_flag_and_host_port_both_work() {
+    let server = FakeServer::start(clock(0));
+    let port = server.addr.port().to_string();
+    let run = jamc(&["-p", &port, "127.0.0.1"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let run = jamc(&["--port", &port, &format!("127.0.0.1:{port}")]);
+    assert_eq!(run.code, 0, "{run:?}");
+}
+
+#[test]
+fn count_sends_n_time_requests_on_one_connection_then_quit() {
+    let server = FakeServer::start(clock(0));
+    let run = jamc(&["-n", "3", &server.target()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.stdout.lines().count(), 3);
+    assert!(run.stdout.lines().all(is_hms), "{run:?}");
+    assert_eq!(server.wait_for_lines(4), ["TIME", "TIME", "TIME", "QUIT"]);
+    assert_eq!(server.connections(), 1);
+}
+
+#[test]
+fn parallel_prefixes_each_line_with_its_client_and_summarises_on_stderr() {
+    let server = FakeServer::start(clock(0));
+    let run = jamc(&["-P", "9", "-n", "2", &server.target()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let mut clients: Vec<u32> = run
+        .stdout
+        .lines()
+        .map(|l| {
+            let (k, time) = l.split_once("] ").expect("[k] prefix");
+            assert!(is_hms(time), "{l:?}");
+            k.trim_start_matches('[').parse().expect("client number")
+        })
+        .collect();
+    clients.sort_unstable();
+    let expected: Vec<u32> = (1..=9).flat_map(|k| [k, k]).collect();
+    assert_eq!(clients, expected);
+    assert!(run.stderr.contains("9/9 clients ok in "), "{run:?}");
+    assert!(run.stderr.trim_end().ends_with(" s"), "{run:?}");
+    assert_eq!(server.connections(), 9);
+}
+
+#[test]
+fn parallel_counts_failed_clients_and_exits_1() {
+    let server = FakeServer::start(Behaviour::Reply(b"HELLO\r\n".to_vec()));
+    let run = jamc(&["-P", "3", &server.target()]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("0/3 clients ok in "), "{run:?}");
+    assert!(run.stderr.contains("jamc: [2] "), "{run:?}");
+}
+
+#[test]
+fn raw_prints_reply_lines_exactly_as_received() {
+    let server = FakeServer::start(Behaviour::Reply(b"JAM 12:34:56 and more\r\n".to_vec()));
+    let run = jamc(&["--raw", "-n", "2", &server.target()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.stdout, "JAM 12:34:56 and more\nJAM 12:34:56 and more\n");
+
+    let garbage = FakeServer::start(Behaviour::Reply(b"HELLO\tthere\r\n".to_vec()));
+    let run = jamc(&["--raw", &garbage.target()]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(run.stdout, "HELLO\tthere\n");
+}
+
+#[test]
+fn json_prints_one_object_per_reply_in_the_documented_shape() {
+    let server = FakeServer::start(clock(0));
+    let run = jamc(&["--json", "-n", "2", &server.target()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 2);
+    let prefix = format!(
+        "{{\"client\":1,\"server\":\"{}\",\"reply\":\"JAM ",
+        server.target()
+    );
+    for line in lines {
+        assert!(line.starts_with(&prefix), "{line}");
+        let v: serde_json::Value = serde_json::from_str(line).expect("JSON");
+        let time = v["time"].as_str().expect("time");
+        assert!(is_hms(time));
+        assert_eq!(v["reply"].as_str(), Some(format!("JAM {time}").as_str()));
+        let rtt = v["rtt_ms"].as_f64().expect("rtt_ms");
+        assert!((0.0..5000.0).contains(&rtt), "{rtt}");
+        let keys: Vec<&String> = v.as_object().expect("object").keys().collect();
+        assert_eq!(keys.len(), 5);
+    }
+}
+
+#[test]
+fn json_shows_a_reply_that_is_not_a_jam_line_with_a_null_time() {
+    let server = FakeServer::start(Behaviour::Reply(b"ERROR unknown command\r\n".to_vec()));
+    let run = jamc(&["--json", &server.target()]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).expect("JSON");
+    assert_eq!(v["reply"], "ERROR unknown command");
+    assert!(v["time"].is_null());
+}
+
+// ---------------------------------------------------------------- failures
+
+#[test]
+fn garbage_reply_is_not_a_jam_line() {
+    let server = FakeServer::start(Behaviour::Reply(b"HELLO WORLD\r\n".to_vec()));
+    let run = jamc(&[&server.target()]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.is_empty(), "{run:?}");
+    assert!(
+        run.stderr
+            .contains("reply is not a JAM line: \"HELLO WORLD\""),
+        "{run:?}"
+    );
+    let run = jamc(&["--check", &server.target()]);
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(run.stdout.starts_with("JAM UNKNOWN - "), "{run:?}");
+    assert_eq!(run.stdout.lines().count(), 1);
+}
+
+#[test]
+fn server_busy_is_said_in_words() {
+    let server = FakeServer::start(Behaviour::GreetAndClose(b"ERROR server busy\r\n".to_vec()));
+    let run = jamc(&[&server.target()]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains("server said ERROR server busy"),
+        "{run:?}"
+    );
+    let run = jamc(&["--check", &server.target()]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stdout.starts_with("JAM CRITICAL - "), "{run:?}");
+    assert!(run.stdout.contains("ERROR server busy"), "{run:?}");
+}
+
+#[test]
+fn stalled_server_times_out_within_the_timeout() {
+    let server = FakeServer::start(Behaviour::Stall);
+    let run = jamc(&["-w", "1", &server.target()]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains("timed out waiting for a reply"),
+        "{run:?}"
+    );
+    assert!(run.took < Duration::from_secs(4), "{run:?}");
+    let run = jamc(&["--check", "--timeout", "0.5", &server.target()]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stdout.starts_with("JAM CRITICAL - timed out waiting"),
+        "{run:?}"
+    );
+    assert!(run.took < Duration::from_secs(3), "{run:?}");
+}
+
+#[test]
+fn stalled_connect_times_out_within_the_timeout() {
+    // A listener that never accepts, with its backlog filled: Linux drops further
+    // SYNs, so a new connect hangs until the client gives up.
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    socket.bind(&addr.into()).expect("bind");
+    socket.listen(0).expect("listen");
+    let addr = socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .expect("local addr");
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            fillers.push(s);
+        }
+    }
+    if TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok() {
+        eprintln!("skipped: this kernel does not drop SYNs to a full backlog");
+        return;
+    }
+    let run = jamc(&["-w", "1", &addr.to_string()]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("timed out connecting to"), "{run:?}");
+    assert!(run.took < Duration::from_secs(4), "{run:?}");
+    let run = jamc(&["--check", "-w", "1", &addr.to_string()]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stdout
+            .starts_with("JAM CRITICAL - timed out connecting"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn server_closing_before_replying_is_reported() {
+    let server = FakeServer::start(Behaviour::ReplyAndClose(Vec::new()));
+    let run = jamc(&[&server.target()]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("server closed the connection before replying"),
+        "{run:?}"
+    );
+    let run = jamc(&["--check", &server.target()]);
+    assert_eq!(run.code, 2, "{run:?}");
+}
+
+#[test]
+fn unterminated_reply_is_reported() {
+    let server = FakeServer::start(Behaviour::ReplyAndClose(b"JAM 12:00:00".to_vec()));
+    let run = jamc(&[&server.target()]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("reply not terminated"), "{run:?}");
+    assert!(run.stdout.is_empty(), "{run:?}");
+}
+
+#[test]
+fn over_long_reply_is_reported_without_reading_it_all() {
+    let endless = FakeServer::start(Behaviour::Reply(vec![b'x'; 100_000]));
+    let run = jamc(&[&endless.target()]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains("reply longer than 1024 bytes"),
+        "{run:?}"
+    );
+
+    let mut long = b"JAM ".to_vec();
+    long.extend_from_slice(&[b'9'; 2000]);
+    long.extend_from_slice(b"\r\n");
+    let terminated = FakeServer::start(Behaviour::Reply(long));
+    let run = jamc(&[&terminated.target()]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains("reply longer than 1024 bytes"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn refused_connection_is_reported() {
+    let port = closed_port();
+    let target = format!("127.0.0.1:{port}");
+    let run = jamc(&[&target]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(
+        run.stderr.trim(),
+        format!("jamc: cannot connect to {target}: connection refused")
+    );
+    let run = jamc(&["--check", &target]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert_eq!(
+        run.stdout.trim(),
+        format!("JAM CRITICAL - cannot connect to {target}: connection refused")
+    );
+}
+
+#[test]
+fn bad_command_line_exits_2_or_3_with_check() {
+    for args in [
+        &["--count", "0"][..],
+        &["-w", "-1"],
+        &["--timeout", "soon"],
+        &["-P", "0"],
+        &["--warning", "3"],
+        &["127.0.0.1:99999"],
+        &["-6", "127.0.0.1"],
+        &["--raw", "--json"],
+        &["--no-such-flag"],
+    ] {
+        let run = jamc(args);
+        assert_eq!(run.code, 2, "{args:?}: {run:?}");
+        assert!(run.stdout.is_empty(), "{args:?}: {run:?}");
+        assert!(run.stderr.starts_with("error: "), "{args:?}: {run:?}");
+    }
+    for args in [
+        &["--check", "--warning", "x"][..],
+        &["--check", "--critical", "-5"],
+        &["--check", "--timezone", "Nowhere/Land"],
+        &["--check", "--timezone=+25:00"],
+        &["--check", "--format", "%H:%Q"],
+        &["--check", "-P", "2"],
+        &["--check", "--json"],
+        &["--check", "--no-such-flag"],
+    ] {
+        let run = jamc(args);
+        assert_eq!(run.code, 3, "{args:?}: {run:?}");
+        assert!(
+            run.stdout.starts_with("JAM UNKNOWN - "),
+            "{args:?}: {run:?}"
+        );
+        assert_eq!(run.stdout.lines().count(), 1, "{args:?}: {run:?}");
+    }
+    let run = jamc(&["--help"]);
+    assert_eq!(run.code, 0);
+    assert!(run.stdout.contains("--timezone"));
+}
+
+// ---------------------------------------------------------------- addresses
+
+#[test]
+fn addresses_are_tried_one_by_one_until_one_answers() {
+    let server = FakeServer::start(clock(0));
+    let dead: SocketAddr = format!("127.0.0.1:{}", closed_port())
+        .parse()
+        .expect("addr");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let stream = jamd::client::connect(
+        "test",
+        &[dead, server.addr],
+        deadline,
+        Duration::from_secs(5),
+    )
+    .expect("second address answers");
+    assert_eq!(stream.peer_addr().ok(), Some(server.addr));
+    let err = jamd::client::connect("test", &[dead, dead], deadline, Duration::from_secs(5))
+        .expect_err("nothing answers");
+    assert_eq!(
+        err.to_string(),
+        format!("cannot connect to test: {dead} connection refused; {dead} connection refused")
+    );
+}
+
+fn localhost_addrs(port: u16) -> Vec<SocketAddr> {
+    ("localhost", port)
+        .to_socket_addrs()
+        .map(|a| a.collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn localhost_works_whichever_family_the_server_listens_on() {
+    let v4 = FakeServer::start(clock(0));
+    let port = v4.addr.port().to_string();
+    let run = jamc(&[&format!("localhost:{port}")]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let run = jamc(&["-4", "-p", &port, "localhost"]);
+    assert_eq!(run.code, 0, "{run:?}");
+
+    let Some(v6) = FakeServer::start_on("[::1]:0", clock(0)) else {
+        eprintln!("skipped the IPv6 half: cannot bind [::1]");
+        return;
+    };
+    let target = format!("[::1]:{}", v6.addr.port());
+    let run = jamc(&[&target]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let run = jamc(&["-6", &target]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let run = jamc(&["::1", "-p", &v6.addr.port().to_string()]);
+    assert_eq!(run.code, 0, "{run:?}");
+
+    let localhost = localhost_addrs(v6.addr.port());
+    if localhost.iter().any(SocketAddr::is_ipv6) && localhost.iter().any(SocketAddr::is_ipv4) {
+        // Only [::1] listens: jamc must get past a refused 127.0.0.1 (or start with ::1).
+        let run = jamc(&[&format!("localhost:{}", v6.addr.port())]);
+        assert_eq!(run.code, 0, "{run:?}");
+    } else {
+        eprintln!("localhost is not both ::1 and 127.0.0.1 here ({localhost:?})");
+        let run = jamc(&["-6", &format!("localhost:{}", v6.addr.port())]);
+        if !localhost.iter().any(SocketAddr::is_ipv6) {
+            assert_eq!(run.code, 1, "{run:?}");
+            assert!(run.stderr.contains("has no IPv6 address"), "{run:?}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------- --check
+
+fn check_line(run: &Run) -> &str {
+    assert_eq!(run.stdout.lines().count(), 1, "one status line: {run:?}");
+    run.stdout.trim_end()
+}
+
+#[test]
+fn check_is_ok_for_an_honest_server() {
+    let server = FakeServer::start(clock(0));
+    let run = jamc(&["--check", "--timezone=+00:00", &server.target()]);
+    let line = check_line(&run);
+    eprintln!("honest server: {line}");
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(line.starts_with("JAM OK - offset "), "{line}");
+    assert!(
+        line.contains(&format!(" s from {} | offset=", server.target())),
+        "{line}"
+    );
+    assert!(line.contains("s;2;10 time="), "{line}");
+    assert!(perf_offset(line).abs() <= 0.6, "{line}");
+}
+
+#[test]
+fn check_warns_for_a_server_5_s_ahead() {
+    let server = FakeServer::start(clock(5_000));
+    let run = jamc(&["--check", "--timezone=+00:00", &server.target()]);
+    let line = check_line(&run);
+    eprintln!("5 s ahead: {line}");
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(line.starts_with("JAM WARNING - offset +"), "{line}");
+    let offset = perf_offset(line);
+    assert!((4.4..=5.6).contains(&offset), "{line}");
+}
+
+#[test]
+fn check_is_critical_for_a_server_60_s_behind() {
+    let server = FakeServer::start(clock(-60_000));
+    let run = jamc(&["--check", "--timezone=+00:00", &server.target()]);
+    let line = check_line(&run);
+    eprintln!("60 s behind: {line}");
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(line.starts_with("JAM CRITICAL - offset -"), "{line}");
+    let offset = perf_offset(line);
+    assert!((-60.6..=-59.4).contains(&offset), "{line}");
+}
+
+#[test]
+fn check_thresholds_are_taken_from_the_command_line() {
+    let server = FakeServer::start(clock(60_000));
+    let run = jamc(&[
+        "--check",
+        "--timezone=UTC",
+        "--warning",
+        "30",
+        "--critical=90",
+        &server.target(),
+    ]);
+    let line = check_line(&run);
+    eprintln!("60 s ahead, 30/90: {line}");
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(line.starts_with("JAM WARNING - offset +"), "{line}");
+    assert!((59.4..=60.6).contains(&perf_offset(line)), "{line}");
+    assert!(line.contains("s;30;90 time="), "{line}");
+}
+
+#[test]
+fn check_reads_fractional_seconds_when_present() {
+    let server = FakeServer::start(Behaviour::Clock {
+        shift_ms: 5_000,
+        utc_offset_secs: 0,
+        format: "%H:%M:%S%.3f",
+    });
+    // The default --format has no fraction: it is read anyway, for a tighter offset.
+    let run = jamc(&["--check", "--timezone=+00:00", "-n", "3", &server.target()]);
+    let line = check_line(&run);
+    eprintln!("5 s ahead, with milliseconds: {line}");
+    assert_eq!(run.code, 1, "{run:?}");
+    let offset = perf_offset(line);
+    assert!((4.9..=5.1).contains(&offset), "{line}");
+}
+
+#[test]
+fn check_understands_a_zone_and_another_format() {
+    // The server shows 12-hour time at +07:00.
+    let server = FakeServer::start(Behaviour::Clock {
+        shift_ms: 0,
+        utc_offset_secs: 7 * 3600,
+        format: "%I:%M:%S %p",
+    });
+    let run = jamc(&[
+        "--check",
+        "--timezone",
+        "+07:00",
+        "--format",
+        "%I:%M:%S %p",
+        &server.target(),
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(perf_offset(check_line(&run)).abs() <= 0.6, "{run:?}");
+    // Read as UTC instead, the same replies are 7 h ahead.
+    let run = jamc(&[
+        "--check",
+        "--timezone=UTC",
+        "--format",
+        "%I:%M:%S %p",
+        &server.target(),
+    ]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        (25_199.0..=25_201.0).contains(&perf_offset(check_line(&run))),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn check_says_unknown_for_a_time_it_cannot_read() {
+    let server = FakeServer::start(Behaviour::Reply(b"JAM tea time\r\n".to_vec()));
+    let run = jamc(&["--check", &server.target()]);
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(check_line(&run).starts_with("JAM UNKNOWN - "), "{run:?}");
+    assert!(run.stdout.contains("cannot read \"tea time\""), "{run:?}");
+    // Plain use only wants a JAM line.
+    let run = jamc(&[&server.target()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.stdout, "tea time\n");
+}
+
+/// The wall clock is put just before midnight by a fixed --timezone; the server,
+/// 150 s ahead, is already in the next day.
+#[test]
+fn check_wraps_forward_across_midnight() {
+    let (offset, zone) = zone_putting_wall_clock_at(23 * 3600 + 58 * 60);
+    let server = FakeServer::start(Behaviour::Clock {
+        shift_ms: 150_000,
+        utc_offset_secs: offset,
+        format: "%H:%M:%S",
+    });
+    let run = jamc(&[
+        "--check",
+        &format!("--timezone={zone}"),
+        "--warning=200",
+        "--critical=300",
+        &server.target(),
+    ]);
+    let line = check_line(&run);
+    eprintln!("across midnight, ahead (zone {zone}): {line}");
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!((149.4..=150.6).contains(&perf_offset(line)), "{line}");
+}
+
+/// The wall clock is put just after midnight; the server, 150 s behind, is
+/// still in the previous day.
+#[test]
+fn check_wraps_backward_across_midnight() {
+    let (offset, zone) = zone_putting_wall_clock_at(60);
+    let server = FakeServer::start(Behaviour::Clock {
+        shift_ms: -150_000,
+        utc_offset_secs: offset,
+        format: "%H:%M:%S",
+    });
+    let run = jamc(&[
+        "--check",
+        &format!("--timezone={zone}"),
+        "--warning=200",
+        "--critical=300",
+        &server.target(),
+    ]);
+    let line = check_line(&run);
+    eprintln!("across midnight, behind (zone {zone}): {line}");
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!((-150.6..=-149.4).contains(&perf_offset(line)), "{line}");
+}
+
+// ---------------------------------------------------------------- real jamd
+
+const JAMD_CONFIG: &str = "[log]\nlevel = \"info\"\n";
+
+#[test]
+fn real_jamd_answers_plain_count_and_parallel_queries() {
+    let jamd = Jamd::start(JAMD_CONFIG);
+    let run = jamc(&[&jamd.target()]);
+    assert_eq!(run.code, 0, "{run:?} {:?}", jamd.log());
+    assert!(is_hms(run.stdout.trim_end()), "{run:?}");
+
+    let run = jamc(&["-n", "3", &jamd.target()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        run.stdout.lines().filter(|l| is_hms(l)).count(),
+        3,
+        "{run:?}"
+    );
+
+    let run = jamc(&["-P", "9", "-n", "2", &jamd.target()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.stdout.lines().count(), 18, "{run:?}");
+    assert!(run.stderr.contains("9/9 clients ok in "), "{run:?}");
+
+    let run = jamc(&["-p", &jamd.port.to_string(), "localhost"]);
+    assert_eq!(run.code, 0, "{run:?}");
+}
+
+#[test]
+fn real_jamd_json_and_raw() {
+    let jamd = Jamd::start(JAMD_CONFIG);
+    let run = jamc(&["--json", &jamd.target()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).expect("JSON");
+    assert_eq!(v["client"], 1);
+    assert_eq!(v["server"], jamd.target());
+    assert!(
+        v["reply"].as_str().is_some_and(|r| r.starts_with("JAM ")),
+        "{v}"
+    );
+    let run = jamc(&["--raw", &jamd.target()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.starts_with("JAM "), "{run:?}");
+}
+
+#[test]
+fn real_jamd_check_is_ok() {
+    let jamd = Jamd::start(JAMD_CONFIG);
+    let run = jamc(&["--check", &jamd.target()]);
+    let line = check_line(&run);
+    eprintln!("real jamd: {line}");
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(line.starts_with("JAM OK - offset "), "{line}");
+    assert!(perf_offset(line).abs() <= 0.6, "{line}");
+}
+
+#[test]
+fn real_jamd_check_with_milliseconds_and_a_named_zone() {
+    if !std::path::Path::new("/usr/share/zoneinfo/Asia/Jakarta").exists() {
+        eprintln!("skipped: no system zoneinfo");
+        return;
+    }
+    let jamd = Jamd::start("[time]\nformat = \"%H:%M:%S%.3f\"\ntimezone = \"Asia/Jakarta\"\n");
+    let run = jamc(&[
+        "--check",
+        "--timezone",
+        "Asia/Jakarta",
+        "-n",
+        "3",
+        &jamd.target(),
+    ]);
+    let line = check_line(&run);
+    eprintln!("real jamd, ms, Asia/Jakarta: {line}");
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(perf_offset(line).abs() <= 0.1, "{line}");
+}
+
+#[test]
+fn real_jamd_busy_is_said_in_words() {
+    let jamd = Jamd::start("[server]\nmax_connections = 1\n");
+    // Hold the one slot, and make sure jamd has really taken this connection.
+    let mut holder = TcpStream::connect(jamd.target()).expect("connect");
+    holder
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    holder.write_all(b"TIME\r\n").expect("write");
+    let mut line = String::new();
+    BufReader::new(&holder).read_line(&mut line).expect("reply");
+    assert!(line.starts_with("JAM "), "{line:?}");
+
+    let run = jamc(&[&jamd.target()]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains("server said ERROR server busy"),
+        "{run:?}"
+    );
+    let run = jamc(&["--check", &jamd.target()]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stdout.starts_with("JAM CRITICAL - "), "{run:?}");
+    drop(holder);
+}
+
+// ---------------------------------------------------------------- check_tcp
+
+const CHECK_TCP: &str = "/usr/lib/nagios/plugins/check_tcp";
+
+#[test]
+fn monitoring_plugins_check_tcp_probes_real_jamd() {
+    if !std::path::Path::new(CHECK_TCP).exists() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{CHECK_TCP} is missing: install monitoring-plugins-basic");
+        }
+        eprintln!("skipped: {CHECK_TCP} not installed (apt-get install monitoring-plugins-basic)");
+        return;
+    }
+    let jamd = Jamd::start(JAMD_CONFIG);
+    let port = jamd.port.to_string();
+    let run = run_bounded(
+        Command::new(CHECK_TCP).args([
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-E",
+            "-s",
+            "TIME\\r\\n",
+            "-e",
+            "JAM ",
+            "-q",
+            "QUIT\\r\\n",
+            "-t",
+            "10",
+        ]),
+        Duration::from_secs(20),
+    );
+    eprintln!("check_tcp: {}", run.stdout.trim());
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.starts_with("TCP OK"), "{run:?}");
+
+    // And it notices a server that does not speak JAM.
+    let liar = FakeServer::start(Behaviour::Reply(b"HELLO\r\n".to_vec()));
+    let run = run_bounded(
+        Command::new(CHECK_TCP).args([
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &liar.addr.port().to_string(),
+            "-E",
+            "-s",
+            "TIME\\r\\n",
+            "-e",
+            "JAM ",
+            "-q",
+            "QUIT\\r\\n",
+            "-t",
+            "10",
+        ]),
+        Duration::from_secs(20),
+    );
+    assert_ne!(run.code, 0, "{run:?}");
+}

@@ -1,0 +1,440 @@
+//! jamd under a service manager, against the real tools: systemd's
+//! socket activation (`systemd-socket-activate`, both modes), openbsd-inetd
+//! (nowait and wait), and sd_notify readiness on a unix datagram socket.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{jam_time, require_tool, temp_dir, Client, Jamd, SyslogSink, JAMD};
+
+const T: Duration = Duration::from_secs(10);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let p = dir.join("jamd.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Connects, retrying (bounded) while the server is still starting.
+fn connect_retry(addr: SocketAddr) -> Client {
+    let deadline = Instant::now() + T;
+    loop {
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok() {
+            // That probe connection is closed at once; now the real one.
+            return Client::connect(addr);
+        }
+        assert!(Instant::now() < deadline, "nothing listens on {addr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn syslog_log(sink: &SyslogSink) -> String {
+    format!(
+        "[log]\ntarget = \"stderr\"\nsyslog_socket = \"{}\"\n",
+        sink.path.display()
+    )
+}
+
+#[test]
+fn socket_activation_serves_the_passed_listeners() {
+    let Some(activate) = require_tool("systemd-socket-activate") else {
+        return;
+    };
+    let (p1, p2) = (free_port(), free_port());
+    let dir = temp_dir("activate");
+    let cfg = write_config(&dir, "");
+    let log = dir.join("stderr.log");
+    // systemd-socket-activate execs jamd when the first client connects, so
+    // jamd's pid is the tool's pid and its stderr goes to the file.
+    let mut child = Command::new(activate)
+        .args([
+            "-l",
+            &format!("127.0.0.1:{p1}"),
+            "-l",
+            &format!("127.0.0.1:{p2}"),
+        ])
+        .arg(JAMD)
+        .arg("-c")
+        .arg(&cfg)
+        .args(["--log", "stderr"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    for port in [p1, p2] {
+        let mut c = connect_retry(SocketAddr::from(([127, 0, 0, 1], port)));
+        assert!(jam_time(&c.ask("TIME")).is_some());
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("jamd: using 2 socket(s) from the service manager"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "listening on 127.0.0.1:{p1} (from the service manager)"
+        )),
+        "{text}"
+    );
+    // It did not bind anything of its own (the configured port is 45000).
+    assert!(!text.contains("(backlog "), "{text}");
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let deadline = Instant::now() + T;
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        assert!(Instant::now() < deadline, "jamd did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn socket_activation_with_accept_serves_one_connection_per_process() {
+    let Some(activate) = require_tool("systemd-socket-activate") else {
+        return;
+    };
+    let port = free_port();
+    let sink = SyslogSink::bind("accept");
+    let dir = temp_dir("accept");
+    // log.target is stderr, but with Accept=yes stdio may be the client:
+    // jamd must log to syslog only.
+    let cfg = write_config(&dir, &syslog_log(&sink));
+    let mut child = Command::new(activate)
+        .args(["-l", &format!("127.0.0.1:{port}"), "--accept"])
+        .arg(JAMD)
+        .arg("-c")
+        .arg(&cfg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    for _ in 0..2 {
+        let mut c = connect_retry(addr);
+        let reply = c.ask("TIME");
+        assert!(jam_time(&reply).is_some(), "{reply:?}");
+        assert_eq!(c.ask("HELLO"), "ERROR unknown command");
+        c.send(b"QUIT\r\n");
+        assert_eq!(c.line_raw(), "", "closed after QUIT, nothing else sent");
+    }
+    assert!(sink
+        .wait_for("using 1 socket(s) from the service manager", T)
+        .is_some());
+    let closed = sink
+        .wait_for("reason=quit", T)
+        .expect("closed line on syslog");
+    assert!(
+        closed.contains("closed 127.0.0.1:") && closed.contains("requests=2"),
+        "{closed}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn listen_fds_for_another_process_are_ignored_with_a_warning() {
+    let mut cmd = Command::new(JAMD);
+    let dir = temp_dir("otherpid");
+    let cfg = write_config(&dir, "");
+    cmd.arg("-c")
+        .arg(&cfg)
+        .args(["-p", "0", "-b", "127.0.0.1", "--log", "stderr"])
+        .env("LISTEN_PID", "1")
+        .env("LISTEN_FDS", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let jamd = Jamd::spawn(cmd, dir, cfg);
+    assert!(jamd
+        .stderr
+        .wait_for(
+            "ignoring LISTEN_FDS: LISTEN_PID=\"1\" is not this process",
+            T
+        )
+        .is_some());
+    assert!(jam_time(&jamd.connect().ask("TIME")).is_some());
+}
+
+#[test]
+fn a_passed_descriptor_that_is_not_a_socket_is_refused_clearly() {
+    let dir = temp_dir("notsock");
+    let cfg = write_config(&dir, "");
+    // sh's $$ survives the exec, so LISTEN_PID names jamd; fd 3 is a file.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "LISTEN_PID=$$ LISTEN_FDS=1 exec {JAMD} -c {} --log stderr 3</dev/null",
+            cfg.display()
+        ))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("descriptor 3 is not a socket"), "{err}");
+    assert!(
+        err.lines().last().unwrap().contains("is a TCP socket"),
+        "{err}"
+    );
+}
+
+#[test]
+fn garbage_listen_fds_is_an_error_not_a_crash() {
+    let dir = temp_dir("garbagefds");
+    let cfg = write_config(&dir, "");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "LISTEN_PID=$$ LISTEN_FDS=lots exec {JAMD} -c {} --log stderr",
+            cfg.display()
+        ))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("LISTEN_FDS=\"lots\""), "{err}");
+}
+
+/// openbsd-inetd: installed, or unpacked by .ci/run into target/tools.
+fn inetd() -> Option<PathBuf> {
+    let unpacked = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools/root/usr/sbin/inetd");
+    if unpacked.exists() {
+        return Some(unpacked);
+    }
+    require_tool("/usr/sbin/inetd")
+}
+
+fn user() -> String {
+    let out = Command::new("id").arg("-un").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Children of a process, from /proc.
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) {
+            let after = stat.rsplit(')').next().unwrap_or("");
+            let ppid = after.split_whitespace().nth(1).and_then(|p| p.parse().ok());
+            if ppid == Some(pid) {
+                out.push(child);
+            }
+        }
+    }
+    out
+}
+
+fn run_inetd(mode: &str, sink: &SyslogSink) -> Option<(std::process::Child, SocketAddr, PathBuf)> {
+    let inetd = inetd()?;
+    let port = free_port();
+    let dir = temp_dir(&format!("inetd-{mode}"));
+    let cfg = write_config(&dir, &syslog_log(sink));
+    let conf = dir.join("inetd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "127.0.0.1:{port} stream tcp {mode} {} {JAMD} jamd --inetd -c {}\n",
+            user(),
+            cfg.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(inetd)
+        .arg("-i")
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Some((child, SocketAddr::from(([127, 0, 0, 1], port)), dir))
+}
+
+#[test]
+fn inetd_nowait_runs_jamd_per_connection_and_nothing_but_replies_reach_the_client() {
+    let sink = SyslogSink::bind("inetd-nowait");
+    let Some((mut inetd, addr, _dir)) = run_inetd("nowait", &sink) else {
+        return;
+    };
+    for _ in 0..2 {
+        let mut c = connect_retry(addr);
+        assert!(jam_time(&c.ask("TIME")).is_some());
+        assert_eq!(c.ask("BOGUS"), "ERROR unknown command");
+        c.send(b"QUIT\r\n");
+        // Only replies: no log line leaked onto the connection (stderr is the socket).
+        assert_eq!(c.line_raw(), "");
+    }
+    assert!(sink.wait_for("connection from 127.0.0.1:", T).is_some());
+    assert!(sink.wait_for("reason=quit", T).is_some());
+    let _ = inetd.kill();
+    let _ = inetd.wait();
+}
+
+#[test]
+fn inetd_wait_hands_jamd_the_listening_socket() {
+    let sink = SyslogSink::bind("inetd-wait");
+    let Some((mut inetd, addr, _dir)) = run_inetd("wait", &sink) else {
+        return;
+    };
+    let mut a = connect_retry(addr);
+    assert!(jam_time(&a.ask("TIME")).is_some());
+    // One jamd accepts every later client itself.
+    let mut b = Client::connect(addr);
+    assert!(jam_time(&b.ask("TIME")).is_some());
+    let kids = children_of(inetd.id());
+    assert_eq!(kids.len(), 1, "one jamd serves them all: {kids:?}");
+    let _ = Command::new("kill").arg(kids[0].to_string()).status();
+    assert!(sink.wait_for("stopped", T).is_some());
+    let _ = inetd.kill();
+    let _ = inetd.wait();
+}
+
+#[test]
+fn inetd_flag_without_a_socket_on_stdin_exits_1() {
+    let out = Command::new(JAMD)
+        .args(["--inetd", "--log", "stderr"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+/// Receives notify datagrams (bounded) until one satisfies `pred`.
+fn notify_wait(
+    sock: &UnixDatagram,
+    timeout: Duration,
+    pred: impl Fn(&str) -> bool,
+) -> Option<String> {
+    let deadline = Instant::now() + timeout;
+    let mut buf = [0u8; 1024];
+    while Instant::now() < deadline {
+        if let Ok(n) = sock.recv(&mut buf) {
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if pred(&msg) {
+                return Some(msg);
+            }
+        }
+    }
+    None
+}
+
+fn notify_socket(name: &str) -> (UnixDatagram, PathBuf) {
+    let dir = temp_dir(name);
+    let path = dir.join("notify.sock");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    (sock, path)
+}
+
+fn start_notified(notify: &str, extra_env: &[(&str, &str)]) -> Jamd {
+    let dir = temp_dir("notified");
+    let cfg = write_config(&dir, "");
+    let mut cmd = Command::new(JAMD);
+    cmd.arg("-c")
+        .arg(&cfg)
+        .args(["-p", "0", "-b", "127.0.0.1", "--log", "stderr"])
+        .env("NOTIFY_SOCKET", notify)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    Jamd::spawn(cmd, dir, cfg)
+}
+
+#[test]
+fn readiness_reload_status_and_stopping_are_notified() {
+    let (sock, path) = notify_socket("notify");
+    let mut jamd = start_notified(path.to_str().unwrap(), &[]);
+    let ready = notify_wait(&sock, T, |m| m.contains("READY=1")).expect("READY=1");
+    assert!(ready.lines().any(|l| l == "READY=1"), "{ready:?}");
+    // Listening by then.
+    let mut c = jamd.connect();
+    assert!(jam_time(&c.ask("TIME")).is_some());
+    let status = notify_wait(&sock, T, |m| m.starts_with("STATUS=1 connection(s) open"));
+    assert!(status.is_some());
+    jamd.signal("HUP");
+    let reloading = notify_wait(&sock, T, |m| m.contains("RELOADING=1")).expect("RELOADING=1");
+    let usec: u64 = reloading
+        .lines()
+        .find_map(|l| l.strip_prefix("MONOTONIC_USEC="))
+        .expect("MONOTONIC_USEC")
+        .parse()
+        .unwrap();
+    assert!(usec > 0);
+    assert!(
+        notify_wait(&sock, T, |m| m.contains("READY=1")).is_some(),
+        "READY=1 after reload"
+    );
+    c.send(b"QUIT\r\n");
+    assert!(notify_wait(&sock, T, |m| m.starts_with("STATUS=0 connection(s) open")).is_some());
+    jamd.signal("TERM");
+    assert!(notify_wait(&sock, T, |m| m == "STOPPING=1").is_some());
+    assert_eq!(jamd.wait_exit(T), Some(0));
+}
+
+#[test]
+fn watchdog_pings_come_at_half_the_interval() {
+    let (sock, path) = notify_socket("watchdog");
+    let jamd = start_notified(path.to_str().unwrap(), &[("WATCHDOG_USEC", "600000")]);
+    assert!(notify_wait(&sock, T, |m| m.contains("READY=1")).is_some());
+    let start = Instant::now();
+    let mut pings = Vec::new();
+    let mut buf = [0u8; 256];
+    while start.elapsed() < Duration::from_millis(2000) {
+        if let Ok(n) = sock.recv(&mut buf) {
+            if &buf[..n] == b"WATCHDOG=1" {
+                pings.push(start.elapsed());
+            }
+        }
+    }
+    // Every 300 ms: about 6 in 2 s. Bounds are loose for a busy machine, but
+    // no pings at all, or a flood, fails.
+    assert!((4..=10).contains(&pings.len()), "{pings:?}");
+    drop(jamd);
+}
+
+#[test]
+fn abstract_notify_sockets_work() {
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!("jamd-test-notify-{}", std::process::id());
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let sock = UnixDatagram::bind_addr(&addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let _jamd = start_notified(&format!("@{name}"), &[]);
+    assert!(notify_wait(&sock, T, |m| m.contains("READY=1")).is_some());
+}
+
+#[test]
+fn a_garbage_notify_socket_is_logged_and_jamd_serves_anyway() {
+    let jamd = start_notified("not a socket path", &[]);
+    assert!(jamd
+        .stderr
+        .wait_for("NOTIFY_SOCKET=\"not a socket path\" cannot be used", T)
+        .is_some());
+    assert!(jam_time(&jamd.connect().ask("TIME")).is_some());
+}
