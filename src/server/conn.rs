@@ -93,6 +93,10 @@ pub struct Conn {
     pub wants_write: bool,
     /// Whether the per-source table counts this connection.
     pub source_counted: bool,
+    /// The poller reported the client's FIN or an error. From then on a short
+    /// read proves nothing: the EOF may be queued behind the data, and no
+    /// further edge will announce it, so reads go on until EOF or EAGAIN.
+    pub peer_closed: bool,
 }
 
 impl Conn {
@@ -112,6 +116,7 @@ impl Conn {
             unread_input: false,
             wants_write: false,
             source_counted: false,
+            peer_closed: false,
         }
     }
 
@@ -166,10 +171,12 @@ impl Conn {
             if !s.out.is_empty() && !self.write_out(s.out) {
                 return self.blocked_or_error();
             }
-            if n < s.read.len() && self.closing.is_none() {
+            if n < s.read.len() && self.closing.is_none() && !self.peer_closed {
                 // A short read drained the socket; with edge-triggered polling
                 // any later byte (or FIN) brings a new event, so a second read
                 // would only return EAGAIN: one syscall per request saved.
+                // Not so when the event that woke us already carried the FIN
+                // (data and FIN arrived together): see `peer_closed`.
                 return Next::Wait;
             }
         }

@@ -114,7 +114,14 @@ impl Worker {
                 match event.token() {
                     WAKER => {}
                     Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE),
-                    Token(key) => self.drive(key),
+                    Token(key) => {
+                        if event.is_read_closed() || event.is_error() {
+                            if let Some(conn) = self.conns.get_mut(key) {
+                                conn.peer_closed = true;
+                            }
+                        }
+                        self.drive(key)
+                    }
                 }
             }
             for key in std::mem::take(&mut self.again) {
