@@ -649,6 +649,55 @@ fn two_thousand_sequential_connections_leak_no_descriptor() {
     );
 }
 
+/// Found by the test above: data and the client's FIN that arrive together
+/// come with one edge-triggered event, and a short read must not be taken to
+/// mean "nothing more" — the EOF is queued behind the data. jamd is stopped
+/// (SIGSTOP) while the clients send and close, so that every connection is
+/// first seen with its data and its FIN already there. With the idle timeout
+/// off, a missed EOF would hold the connection for ever.
+#[test]
+fn data_and_fin_arriving_together_are_both_seen() {
+    let jamd = start_ready(&format!("[server]\nidle_timeout = 0\n{BASE}"), &[]);
+    let pid = jamd.pid();
+    assert_serving(jamd.addr);
+    let base_fds = fd_count(pid);
+    // SAFETY: kill(2) on the pid of our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let clients: Vec<(TcpStream, &[u8])> = (0..30)
+        .map(|i| {
+            let s = TcpStream::connect_timeout(&jamd.addr, Duration::from_secs(5)).unwrap();
+            let sent: &[u8] = match i % 3 {
+                0 => b"TIME\r\n",
+                1 => b"TI",
+                _ => b"TIME\r\nTIME\r\nTIME",
+            };
+            (&s).write_all(sent).unwrap();
+            s.shutdown(Shutdown::Write).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            (s, sent)
+        })
+        .collect();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    for (i, (s, sent)) in clients.into_iter().enumerate() {
+        let mut reader = BufReader::new(s);
+        let whole_lines = sent.iter().filter(|&&b| b == b'\n').count();
+        for _ in 0..whole_lines {
+            match read_reply(&mut reader) {
+                Reply::Line(l) if jam_time(&l).is_some() => {}
+                _ => panic!("client {i} ({sent:?}) got no reply"),
+            }
+        }
+        match read_reply(&mut reader) {
+            Reply::Closed => {}
+            Reply::Failed(e) => panic!("client {i} ({sent:?}) was not closed after its EOF: {e}"),
+            _ => panic!("client {i} ({sent:?}) got more than it asked for"),
+        }
+    }
+    let fds = settle_fds(pid, base_fds);
+    assert_eq!(fds, base_fds, "descriptors before {base_fds}, after {fds}");
+}
+
 // ---------------------------------------------------------------------------
 // 6. Connection limits.
 
