@@ -80,7 +80,11 @@ pub fn check(data: &[u8]) {
     let whole = run(max, &[stream]);
     assert_eq!(run(max, &chunks), whole, "split changed the actions");
     let bytes: Vec<&[u8]> = stream.chunks(1).collect();
-    assert_eq!(run(max, &bytes), whole, "byte-at-a-time changed the actions");
+    assert_eq!(
+        run(max, &bytes),
+        whole,
+        "byte-at-a-time changed the actions"
+    );
     // At most one TooLong or Quit, and only as the last action.
     if let Some(pos) = whole.iter().position(|a| a.closes()) {
         assert_eq!(pos, whole.len() - 1);
