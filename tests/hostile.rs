@@ -1087,6 +1087,12 @@ fn sigterm_under_load_truncates_no_reply_and_exits_zero_in_time() {
     );
     let bad: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().err()).collect();
     assert!(bad.is_empty(), "clients saw: {bad:?}");
-    // Open connections were served during the grace period.
+    // Open connections were served during the grace period, and all of them
+    // were still open when it ended: each was told so (SPEC 2).
     assert!(replies_after.load(Ordering::Relaxed) > 0);
+    let told = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(l) if l == "ERROR server shutting down"))
+        .count();
+    assert_eq!(told, clients, "clients told ERROR server shutting down");
 }
