@@ -61,7 +61,14 @@ impl TimeFormat {
         let mut out = String::new();
         match probe {
             Some(t) if write!(out, "{}", t.format_with_items(format.items.iter())).is_ok() => {
-                Ok(format)
+                // %n renders a line break, which would end the reply line early.
+                if out.contains(['\r', '\n']) {
+                    Err(format!(
+                        "strftime format {source:?} would put a line break into the reply"
+                    ))
+                } else {
+                    Ok(format)
+                }
             }
             _ => Err(format!("strftime format {source:?} cannot be rendered")),
         }
@@ -390,6 +397,7 @@ mod tests {
         assert!(TimeFormat::parse("%Q").is_err());
         assert!(TimeFormat::parse("").is_err());
         assert!(TimeFormat::parse("%H\r\n").is_err());
+        assert!(TimeFormat::parse("%H%n%M").is_err());
         assert!(TimeFormat::parse("%H:%M:%S").is_ok());
     }
 

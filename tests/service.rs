@@ -14,6 +14,26 @@ use common::{jam_time, require_tool, temp_dir, Client, Jamd, SyslogSink, JAMD};
 
 const T: Duration = Duration::from_secs(10);
 
+/// A supervisor (inetd, systemd-socket-activate) that, however the test ends,
+/// is stopped by its pid together with the jamd processes it started.
+struct Supervisor(std::process::Child);
+
+impl Supervisor {
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        for kid in children_of(self.0.id()) {
+            let _ = Command::new("kill").arg(kid.to_string()).status();
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -115,16 +135,18 @@ fn socket_activation_with_accept_serves_one_connection_per_process() {
     // log.target is stderr, but with Accept=yes stdio may be the client:
     // jamd must log to syslog only.
     let cfg = write_config(&dir, &syslog_log(&sink));
-    let mut child = Command::new(activate)
-        .args(["-l", &format!("127.0.0.1:{port}"), "--accept"])
-        .arg(JAMD)
-        .arg("-c")
-        .arg(&cfg)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = Supervisor(
+        Command::new(activate)
+            .args(["-l", &format!("127.0.0.1:{port}"), "--accept"])
+            .arg(JAMD)
+            .arg("-c")
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     for _ in 0..2 {
         let mut c = connect_retry(addr);
@@ -144,8 +166,12 @@ fn socket_activation_with_accept_serves_one_connection_per_process() {
         closed.contains("closed 127.0.0.1:") && closed.contains("requests=2"),
         "{closed}"
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    // Each per-connection jamd has exited.
+    let deadline = Instant::now() + T;
+    while !children_of(child.id()).is_empty() {
+        assert!(Instant::now() < deadline, "per-connection jamd lingers");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]
@@ -172,22 +198,31 @@ fn listen_fds_for_another_process_are_ignored_with_a_warning() {
     assert!(jam_time(&jamd.connect().ask("TIME")).is_some());
 }
 
-#[test]
-fn a_passed_descriptor_that_is_not_a_socket_is_refused_clearly() {
-    let dir = temp_dir("notsock");
+/// Runs jamd through `sh` so that `LISTEN_PID=$$` names jamd itself (the
+/// shell's pid survives the exec); returns its exit code and stderr.
+fn run_activated(env: &str, redirect: &str) -> (Option<i32>, String) {
+    let dir = temp_dir("activated");
     let cfg = write_config(&dir, "");
-    // sh's $$ survives the exec, so LISTEN_PID names jamd; fd 3 is a file.
     let out = Command::new("sh")
         .arg("-c")
         .arg(format!(
-            "LISTEN_PID=$$ LISTEN_FDS=1 exec {JAMD} -c {} --log stderr 3</dev/null",
+            "LISTEN_PID=$$ {env} exec {JAMD} -c {} --log stderr {redirect}",
             cfg.display()
         ))
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_passed_descriptor_that_is_not_a_socket_is_refused_clearly() {
+    // fd 3 is a file, not a socket.
+    let (code, err) = run_activated("LISTEN_FDS=1", "3</dev/null");
+    assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("descriptor 3 is not a socket"), "{err}");
     assert!(
         err.lines().last().unwrap().contains("is a TCP socket"),
@@ -197,19 +232,8 @@ fn a_passed_descriptor_that_is_not_a_socket_is_refused_clearly() {
 
 #[test]
 fn garbage_listen_fds_is_an_error_not_a_crash() {
-    let dir = temp_dir("garbagefds");
-    let cfg = write_config(&dir, "");
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "LISTEN_PID=$$ LISTEN_FDS=lots exec {JAMD} -c {} --log stderr",
-            cfg.display()
-        ))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (code, err) = run_activated("LISTEN_FDS=lots", "");
+    assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("LISTEN_FDS=\"lots\""), "{err}");
 }
 
@@ -245,7 +269,7 @@ fn children_of(pid: u32) -> Vec<u32> {
     out
 }
 
-fn run_inetd(mode: &str, sink: &SyslogSink) -> Option<(std::process::Child, SocketAddr, PathBuf)> {
+fn run_inetd(mode: &str, sink: &SyslogSink) -> Option<(Supervisor, SocketAddr, PathBuf)> {
     let inetd = inetd()?;
     let port = free_port();
     let dir = temp_dir(&format!("inetd-{mode}"));
@@ -268,13 +292,17 @@ fn run_inetd(mode: &str, sink: &SyslogSink) -> Option<(std::process::Child, Sock
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    Some((child, SocketAddr::from(([127, 0, 0, 1], port)), dir))
+    Some((
+        Supervisor(child),
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        dir,
+    ))
 }
 
 #[test]
 fn inetd_nowait_runs_jamd_per_connection_and_nothing_but_replies_reach_the_client() {
     let sink = SyslogSink::bind("inetd-nowait");
-    let Some((mut inetd, addr, _dir)) = run_inetd("nowait", &sink) else {
+    let Some((inetd, addr, _dir)) = run_inetd("nowait", &sink) else {
         return;
     };
     for _ in 0..2 {
@@ -287,14 +315,27 @@ fn inetd_nowait_runs_jamd_per_connection_and_nothing_but_replies_reach_the_clien
     }
     assert!(sink.wait_for("connection from 127.0.0.1:", T).is_some());
     assert!(sink.wait_for("reason=quit", T).is_some());
-    let _ = inetd.kill();
-    let _ = inetd.wait();
+    // Each jamd exits once its connection is over, also when TIME and QUIT
+    // arrive together and the connection ends before jamd ever waits.
+    let mut c = connect_retry(addr);
+    c.send(b"TIME\r\nQUIT\r\n");
+    assert!(jam_time(&c.line()).is_some());
+    assert_eq!(c.line_raw(), "");
+    let deadline = Instant::now() + T;
+    while !children_of(inetd.id()).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "jamd lingers after its connection"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(inetd);
 }
 
 #[test]
 fn inetd_wait_hands_jamd_the_listening_socket() {
     let sink = SyslogSink::bind("inetd-wait");
-    let Some((mut inetd, addr, _dir)) = run_inetd("wait", &sink) else {
+    let Some((inetd, addr, _dir)) = run_inetd("wait", &sink) else {
         return;
     };
     let mut a = connect_retry(addr);
@@ -306,8 +347,7 @@ fn inetd_wait_hands_jamd_the_listening_socket() {
     assert_eq!(kids.len(), 1, "one jamd serves them all: {kids:?}");
     let _ = Command::new("kill").arg(kids[0].to_string()).status();
     assert!(sink.wait_for("stopped", T).is_some());
-    let _ = inetd.kill();
-    let _ = inetd.wait();
+    drop(inetd);
 }
 
 #[test]

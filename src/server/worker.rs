@@ -100,6 +100,11 @@ impl Worker {
     pub(crate) fn run(mut self) {
         let mut events = Events::with_capacity(256);
         loop {
+            // Checked before waiting: an inherited connection may already be
+            // finished (served and closed while the worker was set up).
+            if self.finished() {
+                return;
+            }
             let timeout = self.timeout();
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
@@ -134,11 +139,13 @@ impl Worker {
                 }
             }
             self.housekeeping();
-            let stopping = self.shared.stopping.load(Ordering::Acquire);
-            if self.conns.is_empty() && (stopping || self.single) {
-                return;
-            }
         }
+    }
+
+    /// Nothing left to serve: draining and empty, or the one inherited
+    /// connection is gone.
+    fn finished(&self) -> bool {
+        self.conns.is_empty() && (self.single || self.shared.stopping.load(Ordering::Acquire))
     }
 
     fn timeout(&self) -> Duration {

@@ -1,0 +1,738 @@
+//! Checks of what ships besides the binaries (SPEC section 6): the systemd
+//! units, the inetd/xinetd entries, the cron example and the Debian metadata.
+//!
+//! Tests that need an outside tool (systemd-analyze, sh, xinetd,
+//! openbsd-inetd) skip with a message when it is missing, except under CI
+//! (`CI=true`), where a missing tool is a failure: CI must prove the
+//! packaging, not skip it. Building the .deb is left to `scripts/build-deb`
+//! and lintian in `.ci/run`: it is too slow here.
+
+mod common;
+
+use std::fs;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{jam_time, Client, SyslogSink, JAMD};
+
+/// How long a daemon under test may take to answer or to log.
+const T: Duration = Duration::from_secs(10);
+
+/// The highest `systemd-analyze security` exposure we accept for our services.
+const MAX_EXPOSURE: f64 = 1.5;
+
+/// Every unit file we ship, by its file name in packaging/systemd/.
+const UNITS: [&str; 4] = [
+    "jamd.service",
+    "jamd.socket",
+    "jamd-conn.socket",
+    "jamd-conn@.service",
+];
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(rel: &str) -> String {
+    let path = repo().join(rel);
+    fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Whether `tool` is on PATH. When it is not: a skip message outside CI, a
+/// panic under CI.
+fn have_tool(tool: &str, test: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()));
+    if !found {
+        assert!(
+            !in_ci(),
+            "{test}: `{tool}` is not installed, and CI=true requires it \
+             (apt-get install systemd / dash)"
+        );
+        eprintln!("{test}: skipped, `{tool}` is not installed");
+    }
+    found
+}
+
+/// A scratch directory removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("jamd-pkgtest-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create scratch directory");
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// The `Key=value` assignments of a unit file, in order (comments skipped).
+fn unit_settings(unit: &str) -> Vec<(String, String)> {
+    read(&format!("packaging/systemd/{unit}"))
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with(['#', ';', '[']))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+fn setting(settings: &[(String, String)], key: &str) -> Option<String> {
+    // The last assignment wins, as in systemd.
+    settings
+        .iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
+}
+
+fn assert_setting(unit: &str, key: &str, expected: &str) {
+    let settings = unit_settings(unit);
+    assert_eq!(
+        setting(&settings, key).as_deref(),
+        Some(expected),
+        "{unit}: expected {key}={expected}"
+    );
+}
+
+/// Copies of our units whose ExecStart names the jamd binary cargo built, so
+/// `systemd-analyze verify` finds an executable without /usr/bin/jamd.
+fn units_with_built_binary(scratch: &Scratch) -> Vec<PathBuf> {
+    let jamd = env!("CARGO_BIN_EXE_jamd");
+    let jamd = if jamd.contains(char::is_whitespace) {
+        format!("\"{jamd}\"")
+    } else {
+        jamd.to_string()
+    };
+    UNITS
+        .iter()
+        .map(|unit| {
+            let copy = scratch.0.join(unit);
+            let body = read(&format!("packaging/systemd/{unit}")).replace("/usr/bin/jamd", &jamd);
+            fs::write(&copy, body).expect("write unit copy");
+            copy
+        })
+        .collect()
+}
+
+/// Runs `systemd-analyze verify` on `files` and returns the lines that are
+/// about our units (other lines concern the host's own units, e.g. targets).
+fn verify_complaints(files: &[PathBuf]) -> Vec<String> {
+    let output = Command::new("systemd-analyze")
+        .arg("verify")
+        // Documentation= names our man pages, which are not installed here.
+        .arg("--man=no")
+        .args(files)
+        .env("SYSTEMD_LOG_COLOR", "0")
+        .output()
+        .expect("run systemd-analyze verify");
+    let all = text(&output);
+    let ours: Vec<String> = all
+        .lines()
+        .filter(|l| l.contains("jamd"))
+        .map(str::to_string)
+        .collect();
+    for other in all.lines().filter(|l| !l.contains("jamd")) {
+        eprintln!("systemd-analyze verify (not about our units): {other}");
+    }
+    if !output.status.success() && ours.is_empty() {
+        panic!("systemd-analyze verify failed ({}):\n{all}", output.status);
+    }
+    ours
+}
+
+#[test]
+fn units_pass_systemd_analyze_verify() {
+    if !have_tool("systemd-analyze", "units_pass_systemd_analyze_verify") {
+        return;
+    }
+    let scratch = Scratch::new("verify");
+    let files = units_with_built_binary(&scratch);
+    let complaints = verify_complaints(&files);
+    assert!(
+        complaints.is_empty(),
+        "systemd-analyze verify complains:\n{}",
+        complaints.join("\n")
+    );
+}
+
+#[test]
+fn systemd_analyze_verify_would_catch_a_broken_unit() {
+    // Guards the test above against passing because verify saw nothing.
+    if !have_tool(
+        "systemd-analyze",
+        "systemd_analyze_verify_would_catch_a_broken_unit",
+    ) {
+        return;
+    }
+    let scratch = Scratch::new("verify-broken");
+    let files = units_with_built_binary(&scratch);
+    let service = scratch.0.join("jamd.service");
+    let body = fs::read_to_string(&service).expect("read copy");
+    fs::write(
+        &service,
+        body.replace("Type=notify", "Type=notify\nNoSuchSetting=1"),
+    )
+    .expect("write broken copy");
+    let complaints = verify_complaints(&files);
+    assert!(
+        complaints.iter().any(|l| l.contains("NoSuchSetting")),
+        "verify did not report an unknown key: {complaints:?}"
+    );
+}
+
+/// The overall exposure `systemd-analyze security --offline=true` gives a unit.
+fn exposure(unit: &str) -> f64 {
+    let path = repo().join("packaging/systemd").join(unit);
+    let output = Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(&path)
+        .env("SYSTEMD_LOG_COLOR", "0")
+        .output()
+        .expect("run systemd-analyze security");
+    let all = text(&output);
+    // "→ Overall exposure level for jamd.service: 1.1 OK 🙂"
+    let line = all
+        .lines()
+        .find(|l| l.contains("Overall exposure level for"))
+        .unwrap_or_else(|| panic!("no exposure level in systemd-analyze output:\n{all}"));
+    let after = line
+        .rsplit_once(": ")
+        .map(|(_, rest)| rest)
+        .unwrap_or_else(|| panic!("cannot read exposure line: {line}"));
+    let number = after.split_whitespace().next().unwrap_or_default();
+    number
+        .parse()
+        .unwrap_or_else(|e| panic!("cannot read exposure {number:?} in {line:?}: {e}"))
+}
+
+#[test]
+fn services_are_sandboxed_to_exposure_at_most_1_5() {
+    if !have_tool(
+        "systemd-analyze",
+        "services_are_sandboxed_to_exposure_at_most_1_5",
+    ) {
+        return;
+    }
+    for unit in ["jamd.service", "jamd-conn@.service"] {
+        let level = exposure(unit);
+        eprintln!("{unit}: exposure {level}");
+        assert!(
+            level <= MAX_EXPOSURE,
+            "{unit}: systemd-analyze security exposure {level} > {MAX_EXPOSURE}"
+        );
+    }
+}
+
+#[test]
+fn service_is_notify_type_reloads_by_sighup_and_stops_on_config_errors() {
+    let unit = "jamd.service";
+    assert_setting(unit, "Type", "notify");
+    assert_setting(unit, "ExecStart", "/usr/bin/jamd");
+    assert_setting(unit, "ExecReload", "/bin/kill -HUP $MAINPID");
+    assert_setting(unit, "Restart", "on-failure");
+    assert_setting(unit, "RestartPreventExitStatus", "78");
+    let settings = unit_settings(unit);
+    assert!(
+        setting(&settings, "WatchdogSec").is_some(),
+        "{unit}: WatchdogSec missing"
+    );
+}
+
+#[test]
+fn services_do_not_run_as_root() {
+    for unit in ["jamd.service", "jamd-conn@.service"] {
+        let settings = unit_settings(unit);
+        let dynamic = setting(&settings, "DynamicUser").as_deref() == Some("yes");
+        let user = setting(&settings, "User").filter(|u| u != "root" && u != "0");
+        assert!(dynamic || user.is_some(), "{unit}: runs as root");
+        assert_eq!(
+            setting(&settings, "CapabilityBoundingSet").as_deref(),
+            Some(""),
+            "{unit}: should drop every capability"
+        );
+    }
+}
+
+#[test]
+fn socket_listens_on_45000_with_backlog_128() {
+    for unit in ["jamd.socket", "jamd-conn.socket"] {
+        assert_setting(unit, "ListenStream", "45000");
+        assert_setting(unit, "Backlog", "128");
+        assert_setting(unit, "BindIPv6Only", "both");
+    }
+    let settings = unit_settings("jamd.socket");
+    assert!(
+        !matches!(setting(&settings, "Accept"), Some(v) if v != "no" && v != "false"),
+        "jamd.socket must hand jamd the listening socket (Accept=no)"
+    );
+}
+
+#[test]
+fn per_connection_pair_accepts_and_starts_one_jamd_per_client() {
+    assert_setting("jamd-conn.socket", "Accept", "yes");
+    // Accept=yes sockets start NAME@.service: the template must exist.
+    assert!(repo()
+        .join("packaging/systemd/jamd-conn@.service")
+        .is_file());
+    assert_setting("jamd-conn@.service", "ExecStart", "/usr/bin/jamd");
+    // Both listen on 45000: they must not run together.
+    let conflicts = setting(&unit_settings("jamd-conn.socket"), "Conflicts").unwrap_or_default();
+    assert!(
+        conflicts.contains("jamd.socket") && conflicts.contains("jamd.service"),
+        "jamd-conn.socket should conflict with jamd.socket and jamd.service"
+    );
+}
+
+/// The non-comment lines of a config file, split on whitespace.
+fn config_lines(rel: &str) -> Vec<Vec<String>> {
+    read(rel)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect()
+}
+
+#[test]
+fn inetd_entries_run_jamd_with_inetd_flag_over_ipv4_and_ipv6() {
+    let lines = config_lines("packaging/inetd/jamd.inetd");
+    let mut protocols = Vec::new();
+    for fields in &lines {
+        // service socket-type protocol wait user server argv0 args...
+        assert!(fields.len() >= 8, "short inetd.conf line: {fields:?}");
+        assert_eq!(fields[0], "jam");
+        assert_eq!(fields[1], "stream");
+        assert_eq!(fields[3], "nowait");
+        assert_eq!(fields[4], "nobody");
+        assert_eq!(fields[5], "/usr/bin/jamd");
+        assert_eq!(fields[6..], ["jamd", "--inetd"]);
+        protocols.push(fields[2].clone());
+    }
+    assert_eq!(protocols, ["tcp", "tcp6"]);
+    assert!(
+        read("packaging/inetd/jamd.inetd").contains("45000/tcp"),
+        "the inetd example should say which /etc/services line it needs"
+    );
+}
+
+#[test]
+fn xinetd_service_runs_jamd_with_inetd_flag_and_limits() {
+    let lines = config_lines("packaging/xinetd/jamd");
+    let attr = |name: &str| -> Option<String> {
+        lines
+            .iter()
+            .find(|f| f.len() >= 3 && f[0] == name && (f[1] == "=" || f[1] == "+="))
+            .map(|f| f[2..].join(" "))
+    };
+    assert_eq!(attr("server").as_deref(), Some("/usr/bin/jamd"));
+    assert_eq!(attr("server_args").as_deref(), Some("--inetd"));
+    assert_eq!(attr("port").as_deref(), Some("45000"));
+    assert_eq!(attr("type").as_deref(), Some("UNLISTED"));
+    assert_eq!(attr("socket_type").as_deref(), Some("stream"));
+    assert_eq!(attr("wait").as_deref(), Some("no"));
+    assert_eq!(attr("user").as_deref(), Some("nobody"));
+    for limit in ["instances", "per_source"] {
+        let value = attr(limit).unwrap_or_else(|| panic!("xinetd: {limit} missing"));
+        let n: u32 = value
+            .parse()
+            .unwrap_or_else(|e| panic!("xinetd {limit}={value}: {e}"));
+        assert!(n > 0, "xinetd {limit} should be a positive limit");
+    }
+    assert!(attr("cps").is_some(), "xinetd: cps missing");
+}
+
+/// The schedule and the command of the one job line of the cron example.
+fn cron_job() -> (String, String) {
+    let text = read("packaging/cron/jamd-check");
+    // Job lines start with the minute field; the others are comments or
+    // VARIABLE=value lines.
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with(|c: char| c == '*' || c.is_ascii_digit()))
+        .expect("a job line in packaging/cron/jamd-check");
+    // cron.d format: minute hour day month weekday user command
+    let mut rest = line;
+    let mut fields = Vec::new();
+    for _ in 0..6 {
+        let (field, tail) = rest
+            .split_once(char::is_whitespace)
+            .unwrap_or_else(|| panic!("cron.d line needs 7 fields: {line}"));
+        fields.push(field);
+        rest = tail.trim_start();
+    }
+    assert_eq!(fields[5], "nobody", "the check needs no privileges");
+    (fields[..5].join(" "), rest.to_string())
+}
+
+#[test]
+fn cron_example_runs_jamc_check_every_five_minutes() {
+    let (schedule, command) = cron_job();
+    assert_eq!(schedule, "*/5 * * * *");
+    assert!(command.contains("jamc --check"), "cron job: {command}");
+    // cron turns an unescaped % into a newline.
+    assert!(
+        !command.contains('%'),
+        "cron job must not contain %: {command}"
+    );
+    assert!(read("packaging/cron/jamd-check").contains("MAILTO="));
+}
+
+/// Runs the cron job's command with stand-ins for jamc (exiting with
+/// `jamc_exit`) and logger; returns what it printed and what it logged.
+fn run_cron_job(jamc_exit: i32) -> (String, String) {
+    let scratch = Scratch::new(&format!("cron-{jamc_exit}"));
+    let bin = scratch.0.join("bin");
+    fs::create_dir_all(&bin).expect("create stub dir");
+    let log = scratch.0.join("logged");
+    let status = ["OK", "WARNING", "CRITICAL", "UNKNOWN"][jamc_exit as usize];
+    write_script(
+        &bin.join("jamc"),
+        &format!("#!/bin/sh\necho \"JAM {status} - from $*\"\nexit {jamc_exit}\n"),
+    );
+    write_script(
+        &bin.join("logger"),
+        &format!(
+            "#!/bin/sh\nwhile IFS= read -r l; do echo \"$*: $l\"; done >> '{}'\n",
+            log.display()
+        ),
+    );
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let (_, command) = cron_job();
+    let output = Command::new("/bin/sh")
+        .args(["-c", &command])
+        .env("PATH", path)
+        .output()
+        .expect("run the cron job");
+    let logged = fs::read_to_string(&log).unwrap_or_default();
+    (text(&output), logged)
+}
+
+fn write_script(path: &Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::write(path, body).expect("write stub");
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).expect("chmod stub");
+}
+
+#[test]
+fn cron_example_is_silent_when_ok_and_speaks_on_trouble() {
+    if !have_tool("sh", "cron_example_is_silent_when_ok_and_speaks_on_trouble") {
+        return;
+    }
+    let (printed, logged) = run_cron_job(0);
+    assert_eq!(printed, "", "an OK check must not make cron send mail");
+    assert_eq!(logged, "", "an OK check must not be logged");
+    for exit in [1, 2, 3] {
+        let (printed, logged) = run_cron_job(exit);
+        assert!(
+            printed.contains("JAM ") && printed.contains("--check localhost"),
+            "exit {exit}: the status line should reach cron's mail, got {printed:?}"
+        );
+        assert!(
+            logged.contains("-t jamc") && logged.contains("JAM "),
+            "exit {exit}: the status line should go to syslog, got {logged:?}"
+        );
+    }
+}
+
+#[test]
+fn deb_metadata_ships_binaries_man_pages_units_config_and_examples() {
+    let manifest: toml::Table = read("Cargo.toml").parse().expect("Cargo.toml is TOML");
+    let deb = manifest["package"]["metadata"]["deb"]
+        .as_table()
+        .expect("[package.metadata.deb]");
+    let assets: Vec<(String, String)> = deb["assets"]
+        .as_array()
+        .expect("assets list")
+        .iter()
+        .map(|a| {
+            let a = a.as_array().expect("asset [source, dest, mode]");
+            (
+                a[0].as_str().expect("source").to_string(),
+                a[1].as_str().expect("dest").to_string(),
+            )
+        })
+        .collect();
+    let ships = |source: &str, dest_prefix: &str| {
+        assert!(
+            assets
+                .iter()
+                .any(|(s, d)| s == source && d.starts_with(dest_prefix)),
+            "the .deb should install {source} under /{dest_prefix}"
+        );
+    };
+    ships("target/release/jamd", "usr/bin/");
+    ships("target/release/jamc", "usr/bin/");
+    ships("man/jamd.8", "usr/share/man/man8/");
+    ships("man/jamc.1", "usr/share/man/man1/");
+    ships("man/jamd.toml.5", "usr/share/man/man5/");
+    ships("config/jamd.toml", "etc/jamd/jamd.toml");
+    ships(
+        "packaging/systemd/jamd-conn.socket",
+        "usr/lib/systemd/system/",
+    );
+    ships(
+        "packaging/systemd/jamd-conn@.service",
+        "usr/lib/systemd/system/",
+    );
+    ships("README.md", "usr/share/doc/jamd/");
+    ships("packaging/inetd/jamd.inetd", "usr/share/doc/jamd/examples/");
+    ships("packaging/xinetd/jamd", "usr/share/doc/jamd/examples/");
+    ships("packaging/cron/jamd-check", "usr/share/doc/jamd/examples/");
+    for (file, dir) in [
+        ("jamd.bash", "usr/share/bash-completion/completions/jamd"),
+        ("jamc.bash", "usr/share/bash-completion/completions/jamc"),
+        ("_jamd", "usr/share/zsh/vendor-completions/"),
+        ("_jamc", "usr/share/zsh/vendor-completions/"),
+        ("jamd.fish", "usr/share/fish/vendor_completions.d/"),
+        ("jamc.fish", "usr/share/fish/vendor_completions.d/"),
+    ] {
+        ships(&format!("target/completions/{file}"), dir);
+    }
+    // Sources in the repository exist (man pages are checked by build-deb,
+    // as they come from another branch).
+    for (source, _) in &assets {
+        if !source.starts_with("target/") && !source.starts_with("man/") {
+            assert!(repo().join(source).is_file(), "asset {source} is missing");
+        }
+    }
+    // jamd.service and jamd.socket come in through systemd-units.
+    let units = deb["systemd-units"].as_array().expect("systemd-units list");
+    let main = units
+        .iter()
+        .find(|u| u.get("unit-name").and_then(|n| n.as_str()) == Some("jamd"))
+        .expect("a systemd-units entry for jamd");
+    assert_eq!(
+        main.get("unit-scripts").and_then(|d| d.as_str()),
+        Some("packaging/systemd/")
+    );
+    for file in ["changelog", "copyright"] {
+        assert!(repo().join("packaging/debian").join(file).is_file());
+    }
+}
+
+/// A daemon from a Debian package: unpacked by .ci/run into
+/// target/tools/root (openbsd-inetd and xinetd conflict as packages, and
+/// installing one would start a system inetd), or installed.
+fn daemon(name: &str, test: &str) -> Option<PathBuf> {
+    let unpacked = repo().join("target/tools/root/usr/sbin").join(name);
+    let installed = Path::new("/usr/sbin").join(name);
+    let found = [unpacked, installed].into_iter().find(|p| p.is_file());
+    if found.is_none() {
+        assert!(
+            !in_ci(),
+            "{test}: {name} is in neither target/tools/root/usr/sbin nor /usr/sbin, \
+             and CI=true requires it"
+        );
+        eprintln!("{test}: skipped, {name} is not installed");
+    }
+    found
+}
+
+/// An inetd under test. Dropping it kills it and the jamd processes it
+/// started that are still running, so no test leaves a daemon behind.
+struct Running(Child);
+
+impl Running {
+    /// The processes whose parent is this inetd (the jamds it started).
+    fn children(&self) -> Vec<u32> {
+        let parent = self.0.id();
+        let Ok(entries) = fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                // /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces.
+                fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                    stat.rsplit_once(')')
+                        .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                        .and_then(|ppid| ppid.parse::<u32>().ok())
+                        == Some(parent)
+                })
+            })
+            .collect()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for pid in self.children() {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn current_user() -> String {
+    let out = Command::new("id").arg("-un").output().expect("run id -un");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A jamd configuration that logs to `sink` (under inetd jamd logs to
+/// syslog only).
+fn sink_config(scratch: &Scratch, sink: &SyslogSink) -> PathBuf {
+    let path = scratch.0.join("jamd.toml");
+    let body = format!("[log]\nsyslog_socket = \"{}\"\n", sink.path.display());
+    fs::write(&path, body).expect("write jamd.toml");
+    path
+}
+
+/// Waits (bounded) until something listens on `addr`; on failure shows `log`.
+fn wait_listening(addr: SocketAddr, log: &Path) {
+    let deadline = Instant::now() + T;
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = fs::read_to_string(log).unwrap_or_default();
+    panic!("nothing listens on {addr}; daemon log:\n{log}");
+}
+
+/// Two clients in turn, each served by the jamd the inetd starts for it.
+fn assert_serves_jam(addr: SocketAddr, sink: &SyslogSink) {
+    for _ in 0..2 {
+        let mut client = Client::connect(addr);
+        let reply = client.ask("TIME");
+        assert!(jam_time(&reply).is_some(), "TIME got {reply:?}");
+        assert_eq!(client.ask("HELLO"), "ERROR unknown command");
+        client.send(b"QUIT\r\n");
+        assert_eq!(
+            client.line_raw(),
+            "",
+            "nothing but replies may reach the client"
+        );
+    }
+    assert!(
+        sink.wait_for("reason=quit", T).is_some(),
+        "jamd under inetd should log to syslog"
+    );
+}
+
+#[test]
+fn packaged_xinetd_service_serves_jam_through_jamd() {
+    let test = "packaged_xinetd_service_serves_jam_through_jamd";
+    let Some(xinetd) = daemon("xinetd", test) else {
+        return;
+    };
+    let scratch = Scratch::new("xinetd");
+    let sink = SyslogSink::bind("pkg-xinetd");
+    let config = sink_config(&scratch, &sink);
+    let port = free_port();
+    // The shipped file, with a free loopback port, the built jamd and the
+    // current user (root could not exec a binary under a private home as
+    // nobody); server_args keeps the shipped --inetd.
+    let mut conf = String::new();
+    for line in read("packaging/xinetd/jamd").lines() {
+        match line.split_whitespace().next().unwrap_or("") {
+            "port" => conf.push_str(&format!("\tport = {port}\n\tbind = 127.0.0.1\n")),
+            "server" => conf.push_str(&format!("\tserver = {JAMD}\n")),
+            "server_args" => conf.push_str(&format!("{line} -c {}\n", config.display())),
+            "user" => conf.push_str(&format!("\tuser = {}\n", current_user())),
+            "group" => {}
+            _ => {
+                conf.push_str(line);
+                conf.push('\n');
+            }
+        }
+    }
+    let conf_path = scratch.0.join("xinetd.conf");
+    fs::write(&conf_path, conf).expect("write xinetd.conf");
+    let log = scratch.0.join("xinetd.log");
+    let _xinetd = Running(
+        Command::new(xinetd)
+            .arg("-dontfork")
+            .arg("-filelog")
+            .arg(&log)
+            .arg("-pidfile")
+            .arg(scratch.0.join("xinetd.pid"))
+            .arg("-f")
+            .arg(&conf_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start xinetd"),
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_listening(addr, &log);
+    assert_serves_jam(addr, &sink);
+}
+
+#[test]
+fn packaged_inetd_line_serves_jam_through_jamd() {
+    let test = "packaged_inetd_line_serves_jam_through_jamd";
+    let Some(inetd) = daemon("inetd", test) else {
+        return;
+    };
+    let scratch = Scratch::new("inetd");
+    let sink = SyslogSink::bind("pkg-inetd");
+    let config = sink_config(&scratch, &sink);
+    let port = free_port();
+    // The shipped IPv4 line, on a free loopback port, with the built jamd
+    // and the current user.
+    let fields = config_lines("packaging/inetd/jamd.inetd")
+        .into_iter()
+        .find(|f| f.get(2).map(String::as_str) == Some("tcp"))
+        .expect("a tcp line in packaging/inetd/jamd.inetd");
+    let mut fields = fields;
+    fields[0] = format!("127.0.0.1:{port}");
+    fields[4] = current_user();
+    fields[5] = JAMD.to_string();
+    fields.push("-c".to_string());
+    fields.push(config.display().to_string());
+    let conf_path = scratch.0.join("inetd.conf");
+    fs::write(&conf_path, fields.join("\t") + "\n").expect("write inetd.conf");
+    let log = scratch.0.join("inetd.log");
+    let log_file = fs::File::create(&log).expect("create inetd.log");
+    let _inetd = Running(
+        Command::new(inetd)
+            // -d: foreground, debug lines on stderr (kept for diagnosis).
+            .arg("-d")
+            .arg(&conf_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("start inetd"),
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_listening(addr, &log);
+    assert_serves_jam(addr, &sink);
+}
