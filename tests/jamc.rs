@@ -277,7 +277,7 @@ fn over_long_reply_is_reported_without_reading_it_all() {
 
 #[test]
 fn refused_connection_is_reported() {
-    let port = closed_port();
+    let (port, _reserved) = closed_port();
     let target = format!("127.0.0.1:{port}");
     let run = jamc(&[&target]);
     assert_eq!(run.code, 1, "{run:?}");
@@ -339,9 +339,8 @@ fn bad_command_line_exits_2_or_3_with_check() {
 #[test]
 fn addresses_are_tried_one_by_one_until_one_answers() {
     let server = FakeServer::start(clock(0));
-    let dead: SocketAddr = format!("127.0.0.1:{}", closed_port())
-        .parse()
-        .expect("addr");
+    let (dead_port, _reserved) = closed_port();
+    let dead: SocketAddr = format!("127.0.0.1:{dead_port}").parse().expect("addr");
     let deadline = Instant::now() + Duration::from_secs(5);
     let stream = jamd::client::connect(
         "test",

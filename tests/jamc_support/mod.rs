@@ -369,10 +369,21 @@ impl Drop for Jamd {
     }
 }
 
-/// A 127.0.0.1 port with nothing listening (bound, then released).
-pub fn closed_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
+/// A 127.0.0.1 port where connections are refused: a socket is bound to it
+/// but never listens, and it stays bound (so no parallel test can take the
+/// port) until the returned socket is dropped.
+pub fn closed_port() -> (u16, socket2::Socket) {
+    use socket2::{Domain, Socket, Type};
+    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    sock.bind(&any.into()).expect("bind");
+    let port = sock
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .map(|a| a.port())
+        .expect("bound port");
+    (port, sock)
 }
 
 /// Parses `offset=5.123s` out of a --check line.

@@ -1,0 +1,118 @@
+//! Fuzz target for the protocol core: one input is a byte stream plus the
+//! points where the network split it. It checks what SPEC 2 promises of
+//! `jamd::protocol::Session`:
+//!
+//! - feeding the stream in pieces gives the same actions as feeding it whole,
+//!   and the same as one byte at a time;
+//! - a session never holds more than `max_line_bytes` bytes of a line (one
+//!   more only for a CR that may start a CR LF);
+//! - after QUIT or a too-long line it takes no more input and holds nothing;
+//! - nothing panics.
+//!
+//! Input layout: byte 0 picks `max_line_bytes` (1..=256), byte 1 the number
+//! of cuts (0..=15), then two bytes per cut, then the stream.
+
+use jamd::protocol::{Action, Session};
+
+fn run(max: usize, chunks: &[&[u8]]) -> Vec<Action> {
+    let mut s = Session::new(max);
+    let mut out = Vec::new();
+    let mut last_taken = None;
+    for chunk in chunks {
+        let mut input = *chunk;
+        loop {
+            let before = input.len();
+            let action = s.next_action(&mut input);
+            assert!(input.len() <= before, "input grew");
+            if input.len() < before {
+                last_taken = Some(chunk[chunk.len() - input.len() - 1]);
+            }
+            let held = s.buffered();
+            assert!(
+                held <= max || (held == max + 1 && last_taken == Some(b'\r')),
+                "holds {held} bytes with max_line_bytes {max}"
+            );
+            match action {
+                Some(a) => {
+                    assert_eq!(a.closes(), s.is_ended(), "{a:?} and is_ended disagree");
+                    out.push(a);
+                }
+                None => break,
+            }
+        }
+        if s.is_ended() {
+            assert_eq!(s.buffered(), 0);
+            let mut more = *chunk;
+            assert_eq!(s.next_action(&mut more), None);
+            assert_eq!(more.len(), chunk.len(), "an ended session took input");
+        }
+    }
+    out
+}
+
+/// Checks one fuzz input; panics (which the fuzzer records) on a violation.
+pub fn check(data: &[u8]) {
+    let Some((&max_byte, rest)) = data.split_first() else {
+        return;
+    };
+    let max = max_byte as usize + 1;
+    let Some((&ncuts, rest)) = rest.split_first() else {
+        return;
+    };
+    let ncuts = (ncuts & 15) as usize;
+    if rest.len() < 2 * ncuts {
+        return;
+    }
+    let (cut_bytes, stream) = rest.split_at(2 * ncuts);
+    let mut cuts: Vec<usize> = cut_bytes
+        .chunks(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]) as usize % (stream.len() + 1))
+        .collect();
+    cuts.sort_unstable();
+    let mut chunks = Vec::new();
+    let mut from = 0;
+    for c in cuts {
+        chunks.push(&stream[from..c]);
+        from = c;
+    }
+    chunks.push(&stream[from..]);
+
+    let whole = run(max, &[stream]);
+    assert_eq!(run(max, &chunks), whole, "split changed the actions");
+    let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+    assert_eq!(
+        run(max, &bytes),
+        whole,
+        "byte-at-a-time changed the actions"
+    );
+    // At most one TooLong or Quit, and only as the last action.
+    if let Some(pos) = whole.iter().position(|a| a.closes()) {
+        assert_eq!(pos, whole.len() - 1);
+    }
+}
+
+#[cfg(feature = "afl")]
+fn main() {
+    afl::fuzz!(|data: &[u8]| {
+        check(data);
+    });
+}
+
+/// Without AFL: check each file named on the command line, or standard input.
+#[cfg(not(feature = "afl"))]
+fn main() {
+    use std::io::Read;
+    let files: Vec<String> = std::env::args().skip(1).collect();
+    if files.is_empty() {
+        let mut data = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut data)
+            .expect("read standard input");
+        check(&data);
+    } else {
+        for f in &files {
+            check(&std::fs::read(f).unwrap_or_else(|e| panic!("{f}: {e}")));
+        }
+        eprintln!("{} input(s) checked", files.len());
+    }
+}
