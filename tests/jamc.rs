@@ -529,13 +529,12 @@ fn check_says_unknown_for_a_time_it_cannot_read() {
     assert_eq!(run.stdout, "tea time\n");
 }
 
-/// The wall clock is put just before midnight by a fixed --timezone; the server,
-/// 150 s ahead, is already in the next day.
-#[test]
-fn check_wraps_forward_across_midnight() {
-    let (offset, zone) = zone_putting_wall_clock_at(23 * 3600 + 58 * 60);
+/// Puts the wall clock at `wall_secs` after midnight with a fixed
+/// --timezone, runs a server `shift_ms` away, and returns the check's offset.
+fn check_across_midnight(wall_secs: i64, shift_ms: i64, what: &str) -> f64 {
+    let (offset, zone) = zone_putting_wall_clock_at(wall_secs);
     let server = FakeServer::start(Behaviour::Clock {
-        shift_ms: 150_000,
+        shift_ms,
         utc_offset_secs: offset,
         format: "%H:%M:%S",
     });
@@ -547,32 +546,25 @@ fn check_wraps_forward_across_midnight() {
         &server.target(),
     ]);
     let line = check_line(&run);
-    eprintln!("across midnight, ahead (zone {zone}): {line}");
+    eprintln!("across midnight, {what} (zone {zone}): {line}");
     assert_eq!(run.code, 0, "{run:?}");
-    assert!((149.4..=150.6).contains(&perf_offset(line)), "{line}");
+    perf_offset(line)
+}
+
+/// The wall clock is put just before midnight; the server, 150 s ahead, is
+/// already in the next day.
+#[test]
+fn check_wraps_forward_across_midnight() {
+    let offset = check_across_midnight(23 * 3600 + 58 * 60, 150_000, "ahead");
+    assert!((149.4..=150.6).contains(&offset), "{offset}");
 }
 
 /// The wall clock is put just after midnight; the server, 150 s behind, is
 /// still in the previous day.
 #[test]
 fn check_wraps_backward_across_midnight() {
-    let (offset, zone) = zone_putting_wall_clock_at(60);
-    let server = FakeServer::start(Behaviour::Clock {
-        shift_ms: -150_000,
-        utc_offset_secs: offset,
-        format: "%H:%M:%S",
-    });
-    let run = jamc(&[
-        "--check",
-        &format!("--timezone={zone}"),
-        "--warning=200",
-        "--critical=300",
-        &server.target(),
-    ]);
-    let line = check_line(&run);
-    eprintln!("across midnight, behind (zone {zone}): {line}");
-    assert_eq!(run.code, 0, "{run:?}");
-    assert!((-150.6..=-149.4).contains(&perf_offset(line)), "{line}");
+    let offset = check_across_midnight(60, -150_000, "behind");
+    assert!((-150.6..=-149.4).contains(&offset), "{offset}");
 }
 
 // ---------------------------------------------------------------- real jamd
