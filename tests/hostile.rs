@@ -134,6 +134,20 @@ fn settle_fds(pid: i32, base: usize) -> usize {
     now
 }
 
+/// Asserts (after a bounded wait) that jamd holds exactly the descriptors it
+/// held before (`base_list` is what they were, for the failure message);
+/// returns the count.
+fn assert_fds_back(pid: i32, base_fds: usize, base_list: &[String]) -> usize {
+    let fds = settle_fds(pid, base_fds);
+    assert_eq!(
+        fds,
+        base_fds,
+        "descriptors before {base_list:?}, after {:?}",
+        fd_list(pid)
+    );
+    fds
+}
+
 /// A small deterministic random generator (xorshift64*), so that a failing
 /// run can be repeated.
 struct Rng(u64);
@@ -327,13 +341,7 @@ fn random_bytes_from_500_clients_leave_jamd_serving_without_growing() {
     });
 
     assert_serving(jamd.addr);
-    let fds = settle_fds(pid, base_fds);
-    assert_eq!(
-        fds,
-        base_fds,
-        "descriptors before {base_list:?}, after {:?}",
-        fd_list(pid)
-    );
+    let fds = assert_fds_back(pid, base_fds, &base_list);
     let rss_after = rss_kib(pid);
     let growth = rss_after.saturating_sub(rss_before);
     eprintln!("RSS {rss_before} → {rss_after} KiB, descriptors {base_fds} → {fds}");
@@ -474,13 +482,7 @@ fn connections_reset_mid_request_leave_jamd_serving_and_leak_nothing() {
         }
     });
     assert_serving(jamd.addr);
-    let fds = settle_fds(pid, base_fds);
-    assert_eq!(
-        fds,
-        base_fds,
-        "descriptors before {base_list:?}, after {:?}",
-        fd_list(pid)
-    );
+    assert_fds_back(pid, base_fds, &base_list);
 }
 
 // ---------------------------------------------------------------------------
@@ -639,13 +641,7 @@ fn two_thousand_sequential_connections_leak_no_descriptor() {
         }
     }
     assert_serving(jamd.addr);
-    let fds = settle_fds(pid, base_fds);
-    assert_eq!(
-        fds,
-        base_fds,
-        "descriptors before {base_list:?}, after {:?}",
-        fd_list(pid)
-    );
+    assert_fds_back(pid, base_fds, &base_list);
 }
 
 /// Found by the test above: data and the client's FIN that arrive together

@@ -673,6 +673,28 @@ fn real_jamd_busy_is_said_in_words() {
 
 const CHECK_TCP: &str = "/usr/lib/nagios/plugins/check_tcp";
 
+/// Probes 127.0.0.1:`port` the way the README shows: TIME, expect "JAM ", QUIT.
+fn check_tcp(port: &str) -> Run {
+    run_bounded(
+        Command::new(CHECK_TCP).args([
+            "-H",
+            "127.0.0.1",
+            "-p",
+            port,
+            "-E",
+            "-s",
+            "TIME\\r\\n",
+            "-e",
+            "JAM ",
+            "-q",
+            "QUIT\\r\\n",
+            "-t",
+            "10",
+        ]),
+        Duration::from_secs(20),
+    )
+}
+
 #[test]
 fn monitoring_plugins_check_tcp_probes_real_jamd() {
     if !std::path::Path::new(CHECK_TCP).exists() {
@@ -684,47 +706,13 @@ fn monitoring_plugins_check_tcp_probes_real_jamd() {
     }
     let jamd = Jamd::start(JAMD_CONFIG);
     let port = jamd.port.to_string();
-    let run = run_bounded(
-        Command::new(CHECK_TCP).args([
-            "-H",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-E",
-            "-s",
-            "TIME\\r\\n",
-            "-e",
-            "JAM ",
-            "-q",
-            "QUIT\\r\\n",
-            "-t",
-            "10",
-        ]),
-        Duration::from_secs(20),
-    );
+    let run = check_tcp(&port);
     eprintln!("check_tcp: {}", run.stdout.trim());
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.starts_with("TCP OK"), "{run:?}");
 
     // And it notices a server that does not speak JAM.
     let liar = FakeServer::start(Behaviour::Reply(b"HELLO\r\n".to_vec()));
-    let run = run_bounded(
-        Command::new(CHECK_TCP).args([
-            "-H",
-            "127.0.0.1",
-            "-p",
-            &liar.addr.port().to_string(),
-            "-E",
-            "-s",
-            "TIME\\r\\n",
-            "-e",
-            "JAM ",
-            "-q",
-            "QUIT\\r\\n",
-            "-t",
-            "10",
-        ]),
-        Duration::from_secs(20),
-    );
+    let run = check_tcp(&liar.addr.port().to_string());
     assert_ne!(run.code, 0, "{run:?}");
 }
