@@ -121,3 +121,54 @@ pub fn ensure_stdio_open() {
         }
     }
 }
+
+/// Adds a listening socket to an epoll set as an *exclusive* waiter
+/// (`EPOLLEXCLUSIVE`, Linux 4.5), edge-triggered, for input.
+///
+/// When the workers' epoll sets all watch the same listening socket, a new
+/// connection then wakes one worker that is waiting instead of every one.
+/// mio has no such interest, so this is the one registration done by hand;
+/// `token` goes where mio keeps its `Token` (the event's `u64`), which a test
+/// in `server::worker` checks against mio itself. The flag can only be given
+/// when the descriptor is added, so the caller removes it again with
+/// [`epoll_delete`], not through mio.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn epoll_add_exclusive(epoll: &impl AsRawFd, fd: &impl AsRawFd, token: u64) -> io::Result<()> {
+    let mut event = libc::epoll_event {
+        events: (libc::EPOLLIN | libc::EPOLLET | libc::EPOLLEXCLUSIVE) as u32,
+        u64: token,
+    };
+    // SAFETY: both descriptors are open while borrowed, and epoll_ctl only
+    // reads `event`, which lives for the call.
+    let r = unsafe {
+        libc::epoll_ctl(
+            epoll.as_raw_fd(),
+            libc::EPOLL_CTL_ADD,
+            fd.as_raw_fd(),
+            &mut event,
+        )
+    };
+    if r == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Removes a descriptor added by [`epoll_add_exclusive`] from an epoll set.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn epoll_delete(epoll: &impl AsRawFd, fd: &impl AsRawFd) -> io::Result<()> {
+    // SAFETY: both descriptors are open while borrowed; EPOLL_CTL_DEL ignores
+    // the event argument, which may be null since Linux 2.6.9.
+    let r = unsafe {
+        libc::epoll_ctl(
+            epoll.as_raw_fd(),
+            libc::EPOLL_CTL_DEL,
+            fd.as_raw_fd(),
+            std::ptr::null_mut(),
+        )
+    };
+    if r == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -55,6 +55,9 @@ pub(crate) struct Worker {
     emfile_logged: Option<Instant>,
     /// TCP_NODELAY is set on every listener, so accepted sockets have it.
     nodelay_inherited: bool,
+    /// The listeners were registered with `EPOLLEXCLUSIVE` (by hand, not by
+    /// mio).
+    listeners_exclusive: bool,
 }
 
 impl Worker {
@@ -86,6 +89,7 @@ impl Worker {
             grace_handled: false,
             emfile_logged: None,
             nodelay_inherited: true,
+            listeners_exclusive: cfg!(any(target_os = "linux", target_os = "android")),
         };
         for (i, l) in listeners.into_iter().enumerate() {
             l.set_nonblocking(true)?;
@@ -93,9 +97,7 @@ impl Worker {
             w.nodelay_inherited &=
                 NODELAY_INHERITED && socket2::SockRef::from(&l).set_tcp_nodelay(true).is_ok();
             let mut l = TcpListener::from_std(l);
-            w.poll
-                .registry()
-                .register(&mut l, Token(LISTENER_BASE + i), Interest::READABLE)?;
+            w.register_listener(&mut l, Token(LISTENER_BASE + i))?;
             w.listeners.push(l);
         }
         if let Some(c) = connection {
@@ -389,11 +391,39 @@ impl Worker {
     fn close_listeners(&mut self) {
         self.listeners_closed = true;
         self.accept_again = false;
-        for mut l in self.listeners.drain(..) {
+        for mut l in std::mem::take(&mut self.listeners) {
             // The descriptor is shared with the other workers' duplicates, so
             // it must leave this poll set explicitly.
-            let _ = self.poll.registry().deregister(&mut l);
+            self.deregister_listener(&mut l);
         }
+    }
+
+    /// Watches a listener, as an exclusive waiter where the OS has them: the
+    /// workers all watch the same listening sockets (duplicates of one), and
+    /// without it every idle worker wakes for each new connection and all
+    /// but one find nothing to accept.
+    fn register_listener(&mut self, l: &mut TcpListener, token: Token) -> io::Result<()> {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if self.listeners_exclusive {
+            match crate::sys::epoll_add_exclusive(&self.poll, l, token.0 as u64) {
+                Ok(()) => return Ok(()),
+                // Before Linux 4.5: the flag is unknown.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    self.listeners_exclusive = false
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.poll.registry().register(l, token, Interest::READABLE)
+    }
+
+    fn deregister_listener(&mut self, l: &mut TcpListener) {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if self.listeners_exclusive {
+            let _ = crate::sys::epoll_delete(&self.poll, l);
+            return;
+        }
+        let _ = self.poll.registry().deregister(l);
     }
 
     fn end_all(&mut self, reply: ErrorReply, reason: CloseReason) {
@@ -482,5 +512,74 @@ mod tests {
         if NODELAY_INHERITED {
             assert!(accepted.nodelay().unwrap());
         }
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn an_exclusive_listener_reports_mios_token_until_removed() {
+        let listener = StdListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut poll = Poll::new().unwrap();
+        let token = Token(LISTENER_BASE + 3);
+        crate::sys::epoll_add_exclusive(&poll, &listener, token.0 as u64).unwrap();
+        let mut events = Events::with_capacity(8);
+        let _c1 = StdStream::connect(addr).unwrap();
+        poll.poll(&mut events, Some(Duration::from_secs(5)))
+            .unwrap();
+        let seen: Vec<_> = events
+            .iter()
+            .map(|e| (e.token(), e.is_readable()))
+            .collect();
+        assert_eq!(seen, vec![(token, true)]);
+        listener.accept().unwrap();
+
+        crate::sys::epoll_delete(&poll, &listener).unwrap();
+        let _c2 = StdStream::connect(addr).unwrap();
+        poll.poll(&mut events, Some(Duration::from_millis(200)))
+            .unwrap();
+        assert!(events.is_empty(), "a removed listener still reports events");
+    }
+
+    /// Two workers' poll sets wait on duplicates of one listener: a new
+    /// connection wakes one of them, not both.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn a_new_connection_wakes_one_exclusive_waiter() {
+        let listener = StdListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut woken = Vec::new();
+        // A waiter that has not yet gone to sleep when the connection comes
+        // also sees it; three tries make that all but impossible.
+        for _ in 0..3 {
+            let waiters: Vec<_> = (0..2)
+                .map(|_| {
+                    let mut poll = Poll::new().unwrap();
+                    let l = listener.try_clone().unwrap();
+                    crate::sys::epoll_add_exclusive(&poll, &l, 7).unwrap();
+                    std::thread::spawn(move || {
+                        let mut events = Events::with_capacity(8);
+                        poll.poll(&mut events, Some(Duration::from_secs(1)))
+                            .unwrap();
+                        drop(l);
+                        !events.is_empty()
+                    })
+                })
+                .collect();
+            std::thread::sleep(Duration::from_millis(300));
+            let _client = StdStream::connect(addr).unwrap();
+            let n = waiters
+                .into_iter()
+                .map(|w| w.join().unwrap())
+                .filter(|&w| w)
+                .count();
+            while listener.accept().is_ok() {}
+            woken.push(n);
+            if n == 1 {
+                return;
+            }
+        }
+        panic!("waiters woken per connection, three tries: {woken:?} (want 1)");
     }
 }
