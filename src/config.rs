@@ -56,7 +56,8 @@ pub struct ServerConfig {
     /// Seconds SIGTERM waits for open connections.
     #[serde(deserialize_with = "seconds")]
     pub shutdown_timeout: u64,
-    /// Event-loop threads; 0 means one per CPU.
+    /// Event-loop threads; 0 means one per CPU. One by default: see
+    /// BENCHMARKS.md, "Workers".
     #[serde(deserialize_with = "workers")]
     pub workers: usize,
 }
@@ -81,7 +82,7 @@ impl Default for ServerConfig {
             idle_timeout: 30,
             max_line_bytes: 256,
             shutdown_timeout: 5,
-            workers: 0,
+            workers: 1,
         }
     }
 }
