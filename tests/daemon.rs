@@ -347,6 +347,32 @@ fn sighup_applies_new_limits_without_dropping_anyone() {
 }
 
 #[test]
+fn sighup_setting_a_per_source_limit_counts_the_clients_already_connected() {
+    let jamd = Jamd::start("[server]\nmax_connections_per_source = 0\n");
+    let mut held: Vec<_> = (0..3).map(|_| jamd.connect()).collect();
+    for c in &mut held {
+        assert!(jam_time(&c.ask("TIME")).is_some());
+    }
+    jamd.write_config("[server]\nmax_connections_per_source = 2\n");
+    jamd.signal("HUP");
+    assert!(jamd.stderr.wait_for("configuration reloaded", T).is_some());
+    // Three clients of 127.0.0.1 were there before the limit of two: they
+    // stay, and a fourth is refused.
+    assert_eq!(jamd.connect().line(), "ERROR server busy");
+    for c in &mut held {
+        assert!(jam_time(&c.ask("TIME")).is_some());
+    }
+    // Two leave; with one left there is room for exactly one more.
+    for mut c in held.drain(..2) {
+        c.send(b"QUIT\r\n");
+        assert!(c.closed());
+    }
+    let mut again = jamd.connect();
+    assert!(jam_time(&again.ask("TIME")).is_some());
+    assert_eq!(jamd.connect().line(), "ERROR server busy");
+}
+
+#[test]
 fn sighup_with_a_broken_file_keeps_the_old_configuration() {
     let jamd = Jamd::start("[time]\nformat = \"%H:%M:%S\"\n");
     let mut c = jamd.connect();

@@ -187,6 +187,19 @@ impl Worker {
         for (_, conn) in self.conns.iter_mut() {
             conn.set_max_line_bytes(max_line);
         }
+        // Sources are counted only while a per-source limit is set; when a
+        // reload sets one, the clients already connected count against it.
+        if self.rt.config.server.max_connections_per_source > 0
+            && self.conns.iter().any(|(_, c)| !c.source_counted)
+        {
+            let mut table = lock(&self.shared.per_source);
+            for (_, conn) in self.conns.iter_mut() {
+                if !conn.source_counted {
+                    *table.entry(source_ip(&conn.peer)).or_insert(0) += 1;
+                    conn.source_counted = true;
+                }
+            }
+        }
     }
 
     fn scratch(&mut self) -> (&mut Slab<Conn>, Scratch<'_>) {
