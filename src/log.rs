@@ -29,9 +29,6 @@ const QUEUE_LINES: usize = 4096;
 const SYSLOG_WRITE_TIMEOUT: Duration = Duration::from_millis(200);
 /// How often an unreachable syslog is tried again.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
-/// How long the logging thread lets lines gather after a burst before it
-/// waits for the next one.
-const NAP: Duration = Duration::from_millis(2);
 
 /// A handle for logging; cheap to clone, shared by every thread.
 #[derive(Clone)]
@@ -263,32 +260,13 @@ impl Writer {
         loop {
             let msg = rx.recv_timeout(RETRY_EVERY);
             self.apply_reconfigure();
-            let msg = match msg {
-                Ok(m) => m,
+            match msg {
+                Ok(m) => self.handle(m),
                 Err(RecvTimeoutError::Timeout) => {
                     self.retry_syslog();
                     self.report_drops();
-                    continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => return,
-            };
-            self.handle(msg);
-            // Take the rest of the burst, then nap before waiting again:
-            // while this thread waits on the queue, every line a worker
-            // queues must wake it (a futex call in the worker); while it
-            // naps, lines just pile up and are written together. A line
-            // waits at most about NAP longer.
-            loop {
-                self.apply_reconfigure();
-                let mut taken = 0;
-                for m in rx.try_iter().take(QUEUE_LINES) {
-                    self.handle(m);
-                    taken += 1;
-                }
-                if taken == 0 {
-                    break;
-                }
-                thread::sleep(NAP);
             }
         }
     }
@@ -545,8 +523,8 @@ mod tests {
         let (path, sock) = temp_socket("burst");
         let logger = Logger::start(&config(LogTarget::Syslog, path), false);
         let reader = thread::spawn(move || (0..2000).map(|_| recv(&sock)).collect::<Vec<_>>());
-        // Three bursts with pauses between them, so that the logging thread
-        // both naps between rounds and goes back to waiting on the queue.
+        // Three bursts with pauses between them: lines queued faster than
+        // they are written, and a logging thread that goes back to waiting.
         for burst in 0..3 {
             let lines = if burst == 2 { 1000 } else { 500 };
             for i in 0..lines {
