@@ -49,6 +49,8 @@ struct Inner {
 enum Msg {
     Line(Level, String),
     Flush(SyncSender<()>),
+    /// New sinks are in the slot: wakes a logging thread that is waiting.
+    Reconfigured,
 }
 
 /// Where lines go, as the logging thread needs to know it.
@@ -115,6 +117,8 @@ impl Logger {
         if let Ok(mut slot) = self.inner.reconfigure.lock() {
             *slot = Some(sinks);
         }
+        // If the queue is full the thread is busy and sees the slot soon.
+        let _ = self.inner.tx.try_send(Msg::Reconfigured);
     }
 
     /// Whether lines of this level are logged.
@@ -258,7 +262,13 @@ impl Writer {
 
     fn run(mut self, rx: Receiver<Msg>) {
         loop {
-            let msg = rx.recv_timeout(RETRY_EVERY);
+            // Wait for ever unless there is something to do later: syslog to
+            // try again, or drops to report. An idle jamd makes no wake-ups.
+            let msg = if self.has_timer_work() {
+                rx.recv_timeout(RETRY_EVERY)
+            } else {
+                rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+            };
             self.apply_reconfigure();
             match msg {
                 Ok(m) => self.handle(m),
@@ -284,7 +294,12 @@ impl Writer {
                 self.report_drops();
                 let _ = ack.send(());
             }
+            Msg::Reconfigured => {}
         }
+    }
+
+    fn has_timer_work(&self) -> bool {
+        (self.wants_syslog() && self.syslog.is_none()) || self.dropped.load(Ordering::Relaxed) > 0
     }
 
     fn apply_reconfigure(&mut self) {

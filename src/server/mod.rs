@@ -60,6 +60,10 @@ pub(crate) struct Shared {
     log: Logger,
     refused_second: AtomicU64,
     refused_suppressed: AtomicU64,
+    /// Wakes the control loop when a worker ends, so that it need not look.
+    worker_ended: Waker,
+    /// Worker threads that have ended (or are ending: counted on the way out).
+    workers_ended: AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -128,6 +132,12 @@ impl std::fmt::Display for ServerError {
 impl std::error::Error for ServerError {}
 
 const SIGNAL_TOKEN: Token = Token(0);
+const WORKER_ENDED: Token = Token(1);
+/// How often the control loop looks at the connection count, to pass it on
+/// as `STATUS=`; only when a service manager listens.
+const STATUS_EVERY: Duration = Duration::from_secs(1);
+/// How often the control loop looks around while draining, as a safety net.
+const DRAIN_TICK: Duration = Duration::from_millis(250);
 
 /// Serves until a signal stops it (or, with one inherited connection, until
 /// that connection ends). Returns when every worker has finished.
@@ -165,6 +175,8 @@ pub fn run(
         log: log.clone(),
         refused_second: AtomicU64::new(0),
         refused_suppressed: AtomicU64::new(0),
+        worker_ended: Waker::new(poll.registry(), WORKER_ENDED).map_err(ServerError::Setup)?,
+        workers_ended: AtomicUsize::new(0),
     });
     let pool = spawn_workers(&shared, sockets, workers).map_err(ServerError::Setup)?;
 
@@ -182,8 +194,10 @@ pub fn run(
     control.notifier.watchdog();
     let mut events = Events::with_capacity(8);
     loop {
+        // Asleep until a signal, a worker ending, or a timer that is due:
+        // an idle jamd makes no wake-ups of its own.
         let timeout = control.next_timeout();
-        if let Err(e) = poll.poll(&mut events, Some(timeout)) {
+        if let Err(e) = poll.poll(&mut events, timeout) {
             if e.kind() != io::ErrorKind::Interrupted {
                 control.log.error(format!("control loop: {e}"));
                 thread::sleep(Duration::from_millis(100));
@@ -207,6 +221,16 @@ pub fn run(
     Ok(())
 }
 
+/// Tells the control loop that a worker thread ended, also by a panic.
+struct WakeOnEnd(Arc<Shared>);
+
+impl Drop for WakeOnEnd {
+    fn drop(&mut self) {
+        self.0.workers_ended.fetch_add(1, Ordering::SeqCst);
+        let _ = self.0.worker_ended.wake();
+    }
+}
+
 struct Pool {
     handles: Vec<JoinHandle<()>>,
     wakers: Vec<Arc<Waker>>,
@@ -217,10 +241,6 @@ impl Pool {
         for w in &self.wakers {
             let _ = w.wake();
         }
-    }
-
-    fn finished(&self) -> bool {
-        self.handles.iter().all(|h| h.is_finished())
     }
 }
 
@@ -241,9 +261,13 @@ fn spawn_workers(shared: &Arc<Shared>, sockets: Sockets, count: usize) -> io::Re
             .map(|l| l.try_clone())
             .collect::<io::Result<Vec<_>>>()?;
         let w = worker::Worker::new(id, poll, Arc::clone(shared), mine, connection.take())?;
+        let ended = WakeOnEnd(Arc::clone(shared));
         let handle = thread::Builder::new()
             .name(format!("jamd-worker-{id}"))
-            .spawn(move || w.run())?;
+            .spawn(move || {
+                let _ended = ended;
+                w.run()
+            })?;
         pool.handles.push(handle);
         pool.wakers.push(waker);
     }
@@ -265,12 +289,25 @@ struct Control {
 }
 
 impl Control {
-    fn next_timeout(&self) -> Duration {
-        let mut t = Duration::from_millis(if self.deadline.is_some() { 20 } else { 250 });
+    /// How long the control loop may sleep: for ever when idle and no
+    /// service manager listens.
+    fn next_timeout(&self) -> Option<Duration> {
+        let now = Instant::now();
+        let mut t: Option<Duration> = None;
+        let mut at_most = |d: Duration| t = Some(t.map_or(d, |t| t.min(d)));
+        if let Some(deadline) = self.deadline {
+            if !self.shared.grace_over.load(Ordering::Relaxed) {
+                at_most(deadline.saturating_duration_since(now));
+            }
+            at_most(DRAIN_TICK);
+        }
+        if self.notifier.is_active() {
+            at_most(STATUS_EVERY);
+        }
         if let Some(every) = self.notifier.watchdog_every() {
-            t = t.min(
+            at_most(
                 self.next_watchdog
-                    .saturating_duration_since(Instant::now())
+                    .saturating_duration_since(now)
                     .max(Duration::from_millis(1))
                     .min(every),
             );
@@ -387,6 +424,8 @@ impl Control {
                 self.next_watchdog = now + every;
             }
         }
-        self.pool.finished()
+        // Counted by the workers on their way out (see WakeOnEnd): a thread
+        // that has woken us may not have quite finished yet.
+        self.shared.workers_ended.load(Ordering::SeqCst) >= self.pool.handles.len()
     }
 }
