@@ -323,9 +323,7 @@ fn sighup_applies_a_new_time_format_to_open_connections() {
     let jamd = Jamd::start("[time]\nformat = \"%H:%M:%S\"\ntimezone = \"UTC\"\n");
     let mut c = jamd.connect();
     assert!(jam_time(&c.ask("TIME")).is_some());
-    jamd.write_config("[time]\nformat = \"day %j\"\ntimezone = \"UTC\"\n");
-    jamd.signal("HUP");
-    assert!(jamd.stderr.wait_for("configuration reloaded", T).is_some());
+    jamd.reload("[time]\nformat = \"day %j\"\ntimezone = \"UTC\"\n");
     let reply = c.ask("TIME");
     assert!(reply.starts_with("JAM day "), "{reply}");
 }
@@ -335,9 +333,7 @@ fn sighup_applies_new_limits_without_dropping_anyone() {
     let jamd = Jamd::start("[server]\nmax_line_bytes = 100\n");
     let mut c = jamd.connect();
     assert!(jam_time(&c.ask("TIME")).is_some());
-    jamd.write_config("[server]\nmax_line_bytes = 8\nmax_connections = 1\n");
-    jamd.signal("HUP");
-    assert!(jamd.stderr.wait_for("configuration reloaded", T).is_some());
+    jamd.reload("[server]\nmax_line_bytes = 8\nmax_connections = 1\n");
     // The open connection stays, with the new line limit.
     assert!(jam_time(&c.ask("TIME")).is_some());
     let mut other = jamd.connect();
@@ -353,9 +349,7 @@ fn sighup_setting_a_per_source_limit_counts_the_clients_already_connected() {
     for c in &mut held {
         assert!(jam_time(&c.ask("TIME")).is_some());
     }
-    jamd.write_config("[server]\nmax_connections_per_source = 2\n");
-    jamd.signal("HUP");
-    assert!(jamd.stderr.wait_for("configuration reloaded", T).is_some());
+    jamd.reload("[server]\nmax_connections_per_source = 2\n");
     // Three clients of 127.0.0.1 were there before the limit of two: they
     // stay, and a fourth is refused.
     assert_eq!(jamd.connect().line(), "ERROR server busy");
@@ -389,18 +383,14 @@ fn sighup_with_a_broken_file_keeps_the_old_configuration() {
     );
     assert!(jam_time(&c.ask("TIME")).is_some(), "old format still used");
     // Still reloadable once fixed.
-    jamd.write_config("[time]\nformat = \"%H.%M\"\n");
-    jamd.signal("HUP");
-    assert!(jamd.stderr.wait_for("configuration reloaded", T).is_some());
+    jamd.reload("[time]\nformat = \"%H.%M\"\n");
     assert_eq!(c.ask("TIME").len(), "JAM 12.34".len());
 }
 
 #[test]
 fn sighup_logs_that_a_port_change_needs_a_restart() {
     let jamd = Jamd::start("[server]\nbacklog = 10\n");
-    jamd.write_config("[server]\nbacklog = 20\nreuse_address = false\n");
-    jamd.signal("HUP");
-    assert!(jamd.stderr.wait_for("configuration reloaded", T).is_some());
+    jamd.reload("[server]\nbacklog = 20\nreuse_address = false\n");
     assert!(jamd
         .stderr
         .wait_for("server.backlog changed: restart", T)

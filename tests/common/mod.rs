@@ -162,6 +162,20 @@ impl Jamd {
     pub fn write_config(&self, text: &str) {
         std::fs::write(&self.config, text).unwrap();
     }
+
+    /// Replaces the configuration file, sends SIGHUP and waits until jamd
+    /// says on stderr that it took the new file.
+    pub fn reload(&self, text: &str) {
+        self.write_config(text);
+        self.signal("HUP");
+        assert!(
+            self.stderr
+                .wait_for("configuration reloaded", Duration::from_secs(10))
+                .is_some(),
+            "no \"configuration reloaded\" line: {:?}",
+            self.stderr.all()
+        );
+    }
 }
 
 impl Drop for Jamd {
