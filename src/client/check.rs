@@ -1,221 +1,12 @@
-//! Reading a server's time and measuring its offset, for `jamc --check`.
-//!
-//! The server's zone (`--timezone`) is a [`Zone`] as in the daemon's configuration.
-//!
-//! # How the offset is measured
-//!
-//! jamc notes this machine's clock when it sends `TIME` and again when the reply
-//! line is complete, and takes the middle of that round trip as the instant the
-//! server read its clock. The offset is *server time − local time* at that instant
-//! (positive: the server is ahead).
-//!
-//! A reply that holds only a time of day is placed on the date nearest to the
-//! local instant, i.e. the difference is wrapped into ±12 h, so `00:00:02`
-//! against a local `23:59:58` reads as +4 s, not −23 h 59 min 56 s.
-//!
-//! A reply without fractions of a second (the default `%H:%M:%S`) was truncated
-//! by the server anywhere inside its second, so it is read as the middle of
-//! that second (+0.5 s); likewise `%H:%M` is read as the middle of its minute.
-//!
-//! # Precision
-//!
-//! For a whole-second format the offset is good to ±0.5 s plus half the round
-//! trip (±(0.5 s + rtt/2)); with fractions of a second it is good to ±rtt/2
-//! (plus the digits' own resolution). On a LAN rtt/2 is well under a
-//! millisecond, so the default thresholds (2 s, 10 s) are far above the noise.
+//! `--check`: one server's clock judged against thresholds, reported the
+//! monitoring-plugins way (status word, exit code, one line with perfdata).
 
-use std::fmt;
+use std::time::Instant;
 
-use chrono::format::{Fixed, Item, Numeric, Parsed, StrftimeItems};
-use chrono::{DateTime, Duration, NaiveDateTime, Utc};
-
-use crate::clock::Zone;
-
-/// Nanoseconds in half a day: time-of-day offsets are wrapped into ±this.
-const HALF_DAY_NANOS: i128 = 12 * 3600 * 1_000_000_000;
-/// Nanoseconds in a day.
-const DAY_NANOS: i128 = 2 * HALF_DAY_NANOS;
-
-/// A strftime format the server's time is read with, checked when built.
-#[derive(Debug, Clone)]
-pub struct TimeFormat {
-    text: String,
-    /// The format's items, with an optional fraction (`%.f`) after each `%S`.
-    items: Vec<Item<'static>>,
-}
-
-/// Why a `--format` was not accepted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FormatError(String);
-
-impl fmt::Display for FormatError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid --format {:?}: not a valid strftime format",
-            self.0
-        )
-    }
-}
-
-impl std::error::Error for FormatError {}
-
-impl TimeFormat {
-    /// Parses a chrono strftime format; fractional seconds after `%S` are read when present.
-    pub fn new(text: &str) -> Result<TimeFormat, FormatError> {
-        let parsed = StrftimeItems::new(text)
-            .parse_to_owned()
-            .map_err(|_| FormatError(text.to_string()))?;
-        let mut items = Vec::with_capacity(parsed.len() + 1);
-        let mut iter = parsed.into_iter().peekable();
-        while let Some(item) = iter.next() {
-            let is_second = matches!(item, Item::Numeric(Numeric::Second, _));
-            items.push(item);
-            if is_second {
-                let fraction_follows = matches!(
-                    iter.peek(),
-                    Some(Item::Fixed(
-                        Fixed::Nanosecond
-                            | Fixed::Nanosecond3
-                            | Fixed::Nanosecond6
-                            | Fixed::Nanosecond9
-                            | Fixed::Internal(_)
-                    )) | Some(Item::Numeric(Numeric::Nanosecond, _))
-                );
-                if !fraction_follows {
-                    // `%.f` parses `.123` when it is there and nothing otherwise.
-                    items.push(Item::Fixed(Fixed::Nanosecond));
-                }
-            }
-        }
-        Ok(TimeFormat {
-            text: text.to_string(),
-            items,
-        })
-    }
-
-    /// The format as given.
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-
-    /// Reads the time part of a JAM reply.
-    pub fn read(&self, text: &str) -> Result<ServerTime, TimeError> {
-        let bad = || TimeError {
-            text: text.to_string(),
-            format: self.text.clone(),
-        };
-        let mut parsed = Parsed::new();
-        chrono::format::parse(&mut parsed, text.trim(), self.items.iter()).map_err(|_| bad())?;
-
-        // The reading is truncated to its finest field; take the middle of that unit.
-        let half_unit = if parsed.nanosecond().is_some() {
-            Duration::zero()
-        } else if parsed.second().is_some() || parsed.timestamp().is_some() {
-            Duration::milliseconds(500)
-        } else {
-            Duration::seconds(30)
-        };
-
-        if let Some(ts) = parsed.timestamp() {
-            let nanos = parsed.nanosecond().unwrap_or(0);
-            let instant = DateTime::from_timestamp(ts, nanos).ok_or_else(bad)?;
-            return Ok(ServerTime::Instant(instant + half_unit));
-        }
-        let time = parsed.to_naive_time().map_err(|_| bad())?;
-        let offset = parsed.offset();
-        match parsed.to_naive_date() {
-            Ok(date) => Ok(ServerTime::DateTime {
-                wall: NaiveDateTime::new(date, time) + half_unit,
-                offset,
-            }),
-            Err(_) => Ok(ServerTime::TimeOfDay {
-                since_midnight: time.signed_duration_since(chrono::NaiveTime::MIN) + half_unit,
-                offset,
-            }),
-        }
-    }
-}
-
-/// A reply's time that could not be read with the format.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TimeError {
-    text: String,
-    format: String,
-}
-
-impl fmt::Display for TimeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "cannot read {:?} as a time with format {:?}",
-            self.text, self.format
-        )
-    }
-}
-
-impl std::error::Error for TimeError {}
-
-/// What a reply says the server's clock read, already moved to the middle of its last unit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ServerTime {
-    /// A time of day only (the usual case): placed on the nearest date.
-    TimeOfDay {
-        /// Time since midnight (may exceed 24 h by a leap second or the half-unit).
-        since_midnight: Duration,
-        /// UTC offset written in the reply (`%z`), if any; else the zone given.
-        offset: Option<i32>,
-    },
-    /// A full date and time on the wall clock.
-    DateTime {
-        /// The wall-clock reading.
-        wall: NaiveDateTime,
-        /// UTC offset written in the reply (`%z`), if any; else the zone given.
-        offset: Option<i32>,
-    },
-    /// An absolute instant (`%s`).
-    Instant(DateTime<Utc>),
-}
-
-impl ServerTime {
-    /// Server minus local at `local` (the middle of the round trip), read in `zone`.
-    pub fn offset_from(&self, local: DateTime<Utc>, zone: &Zone) -> Duration {
-        // The wall clock the server would show at `local` if it were exact.
-        let wall_at = |offset: Option<i32>| {
-            let secs = offset.unwrap_or_else(|| zone.offset_at(local.timestamp()));
-            local.naive_utc() + Duration::seconds(i64::from(secs))
-        };
-        match *self {
-            ServerTime::Instant(instant) => instant.signed_duration_since(local),
-            ServerTime::DateTime { wall, offset } => wall.signed_duration_since(wall_at(offset)),
-            ServerTime::TimeOfDay {
-                since_midnight,
-                offset,
-            } => {
-                let local_wall = wall_at(offset);
-                let midnight = local_wall.date().and_time(chrono::NaiveTime::MIN);
-                let diff = (midnight + since_midnight).signed_duration_since(local_wall);
-                Duration::nanoseconds(wrap_half_day(nanos(diff)) as i64)
-            }
-        }
-    }
-}
-
-/// Nanoseconds in a chrono duration (saturating far outside any real offset).
-fn nanos(d: Duration) -> i128 {
-    d.num_nanoseconds()
-        .map(i128::from)
-        .unwrap_or(if d < Duration::zero() {
-            i128::from(i64::MIN)
-        } else {
-            i128::from(i64::MAX)
-        })
-}
-
-/// Wraps a time-of-day difference into [−12 h, +12 h).
-fn wrap_half_day(diff: i128) -> i128 {
-    (diff + HALF_DAY_NANOS).rem_euclid(DAY_NANOS) - HALF_DAY_NANOS
-}
+use super::cli::{CheckSettings, Settings};
+use super::error::{ClientError, ClientErrorKind};
+use super::net::{resolve, Reply};
+use super::query::{query, Flow};
 
 /// Monitoring-plugin states, with their exit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -296,132 +87,68 @@ pub fn failure_line(status: Status, what: &str) -> String {
     format!("JAM {} - {}", status.word(), what)
 }
 
+/// Checks the server: one query, the offset judged against the thresholds;
+/// returns the state and its line.
+///
+/// With `-n N` the reply with the shortest round trip is used, as it pins the
+/// server's reading most tightly (see [`super::reading`] for the precision).
+pub fn run(settings: &Settings, check: &CheckSettings) -> (Status, String) {
+    let server = settings.target.to_string();
+    let started = Instant::now();
+    let mut best: Option<Reply> = None;
+    let result = resolve(
+        &settings.target,
+        settings.family,
+        started + settings.timeout,
+    )
+    .and_then(|addrs| {
+        let mut keep = |reply: &Reply| {
+            let better = match &best {
+                Some(b) => reply.rtt < b.rtt,
+                None => true,
+            };
+            if reply.jam_time().is_some() && better {
+                best = Some(reply.clone());
+            }
+            Flow::Continue
+        };
+        query(settings, &addrs, started, &mut keep)
+    });
+    let reading = result.and_then(|()| {
+        let reply = best.ok_or_else(|| ClientError::new(&server, ClientErrorKind::ClosedEarly))?;
+        let time = reply.jam_time().unwrap_or_default();
+        let server_time = check
+            .format
+            .read(time)
+            .map_err(|e| ClientError::new(&server, ClientErrorKind::Time { why: e.to_string() }))?;
+        let offset = server_time.offset_from(reply.mid, &check.zone);
+        Ok((offset, reply.rtt))
+    });
+    match reading {
+        Ok((offset, rtt)) => {
+            let offset_secs = offset
+                .num_nanoseconds()
+                .map_or_else(|| offset.num_seconds() as f64, |n| n as f64 / 1e9);
+            let status = check.thresholds.judge(offset_secs);
+            let line = status_line(
+                status,
+                offset_secs,
+                &server,
+                rtt.as_secs_f64(),
+                &check.thresholds,
+            );
+            (status, line)
+        }
+        Err(e) => {
+            let status = e.status();
+            (status, failure_line(status, &e.to_string()))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone as _;
-
-    fn at(h: u32, m: u32, s: u32, ms: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 25, h, m, s).unwrap() + Duration::milliseconds(ms.into())
-    }
-
-    fn offset_ms(format: &str, reply: &str, local: DateTime<Utc>, zone: &str) -> i64 {
-        let t = TimeFormat::new(format).unwrap().read(reply).unwrap();
-        t.offset_from(local, &Zone::parse(zone).unwrap())
-            .num_milliseconds()
-    }
-
-    #[test]
-    fn whole_second_reply_is_read_as_middle_of_its_second() {
-        assert_eq!(
-            offset_ms("%H:%M:%S", "14:03:27", at(14, 3, 27, 0), "UTC"),
-            500
-        );
-        assert_eq!(
-            offset_ms("%H:%M:%S", "14:03:32", at(14, 3, 27, 0), "UTC"),
-            5500
-        );
-        assert_eq!(
-            offset_ms("%H:%M:%S", "14:02:27", at(14, 3, 27, 500), "UTC"),
-            -60_000
-        );
-    }
-
-    #[test]
-    fn fractions_are_read_when_present_even_if_format_lacks_them() {
-        assert_eq!(
-            offset_ms("%H:%M:%S", "14:03:32.250", at(14, 3, 27, 0), "UTC"),
-            5250
-        );
-        assert_eq!(
-            offset_ms("%H:%M:%S%.3f", "14:03:27.100", at(14, 3, 27, 0), "UTC"),
-            100
-        );
-        // An explicit %.f with no fraction in the reply still means whole seconds.
-        assert_eq!(
-            offset_ms("%H:%M:%S%.f", "14:03:27", at(14, 3, 27, 0), "UTC"),
-            500
-        );
-    }
-
-    #[test]
-    fn midnight_wraps_forward_and_backward() {
-        // Server already past midnight, we are just before it: server ahead.
-        assert_eq!(
-            offset_ms("%H:%M:%S", "00:00:02", at(23, 59, 58, 0), "UTC"),
-            4500
-        );
-        // Server still before midnight, we are just past it: server behind.
-        assert_eq!(
-            offset_ms("%H:%M:%S", "23:59:58", at(0, 0, 2, 0), "UTC"),
-            -3500
-        );
-    }
-
-    #[test]
-    fn offsets_stay_within_half_a_day() {
-        assert_eq!(
-            offset_ms("%H:%M:%S", "02:00:00", at(14, 0, 0, 0), "UTC"),
-            -43_199_500
-        );
-        assert_eq!(
-            offset_ms("%H:%M:%S", "01:59:59", at(14, 0, 0, 0), "UTC"),
-            43_199_500
-        );
-    }
-
-    #[test]
-    fn fixed_zone_is_applied_before_comparing() {
-        // 23:59:58 UTC is 06:59:58 at +07:00; 22:00:00 at -02:00.
-        assert_eq!(
-            offset_ms("%H:%M:%S", "07:00:03", at(23, 59, 58, 0), "+07:00"),
-            5500
-        );
-        assert_eq!(
-            offset_ms("%H:%M:%S", "21:59:00", at(23, 59, 58, 0), "-02:00"),
-            -57_500
-        );
-    }
-
-    #[test]
-    fn other_formats_are_understood() {
-        assert_eq!(
-            offset_ms("%I:%M:%S %p", "02:03:30 PM", at(14, 3, 27, 0), "UTC"),
-            3500
-        );
-        assert_eq!(offset_ms("%H:%M", "14:03", at(14, 3, 0, 0), "UTC"), 30_000);
-        assert_eq!(
-            offset_ms(
-                "%Y-%m-%d %H:%M:%S",
-                "2026-11-24 14:03:27",
-                at(14, 3, 27, 0),
-                "UTC"
-            ),
-            -86_400_000 + 500
-        );
-        assert_eq!(
-            offset_ms(
-                "%s",
-                "1795615412",
-                Utc.timestamp_opt(1_795_615_410, 0).unwrap(),
-                "UTC"
-            ),
-            2500
-        );
-        assert_eq!(
-            offset_ms("%H:%M:%S %z", "16:03:27 +0200", at(14, 3, 27, 0), "-05:00"),
-            500
-        );
-    }
-
-    #[test]
-    fn unreadable_times_are_errors() {
-        let f = TimeFormat::new("%H:%M:%S").unwrap();
-        for bad in ["", "noon", "25:00:00", "14:03", "14:03:27 extra"] {
-            assert!(f.read(bad).is_err(), "{bad}");
-        }
-        assert!(TimeFormat::new("%H:%Q").is_err());
-    }
 
     #[test]
     fn thresholds_and_lines() {

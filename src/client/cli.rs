@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
 
-use super::check::{Thresholds, TimeFormat};
+use super::check::Thresholds;
+use super::reading::ReplyFormat;
 use crate::clock::Zone;
 
 /// Default JAM port.
@@ -216,7 +217,7 @@ pub struct CheckSettings {
     /// `--warning` and `--critical`.
     pub thresholds: Thresholds,
     /// `--format`.
-    pub format: TimeFormat,
+    pub format: ReplyFormat,
     /// `--timezone`.
     pub zone: Zone,
 }
@@ -292,7 +293,7 @@ impl JamcArgs {
                     warning: self.warning,
                     critical: self.critical,
                 },
-                format: TimeFormat::new(&self.format).map_err(|e| e.to_string())?,
+                format: ReplyFormat::new(&self.format).map_err(|e| e.to_string())?,
                 zone: Zone::parse(self.timezone.trim()).map_err(|e| format!("--timezone: {e}"))?,
             }))
         } else if self.raw {
