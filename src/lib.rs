@@ -29,4 +29,5 @@ pub mod listen;
 pub mod log;
 pub mod protocol;
 pub mod server;
+pub mod sources;
 pub mod sys;
