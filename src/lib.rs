@@ -14,6 +14,7 @@
 //! - [`server`]: the event-loop workers: accept, connections, limits, timers, shutdown.
 //! - [`control`]: signals and service-manager notification.
 //! - [`log`]: syslog / stderr logging that never blocks a worker.
+//! - [`metrics`]: counters and the Prometheus `/metrics` endpoint.
 //! - [`client`]: what jamc does (query, parallel, check).
 
 #![deny(unsafe_code)]
@@ -27,6 +28,7 @@ pub mod config;
 pub mod control;
 pub mod listen;
 pub mod log;
+pub mod metrics;
 pub mod protocol;
 pub mod server;
 pub mod sources;

@@ -172,3 +172,11 @@ pub fn epoll_delete(epoll: &impl AsRawFd, fd: &impl AsRawFd) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Clock ticks a second (`_SC_CLK_TCK`), the unit of the times in
+/// `/proc/self/stat`; `None` if the system does not say.
+pub fn clock_ticks_per_second() -> Option<u64> {
+    // SAFETY: sysconf only reads a system constant; it has no pointers.
+    let n = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(n).ok().filter(|&n| n > 0)
+}

@@ -1,0 +1,410 @@
+//! Metrics: counters kept by the workers, rendered on demand in the
+//! Prometheus text format and served over HTTP on a socket of their own.
+//!
+//! - [`Metrics`]: the counters, one shard per worker, summed at scrape.
+//! - [`render`]: a [`Sample`] (numbers only) → the text format.
+//! - [`process`]: the `process_*` metrics, read from `/proc/self`.
+//! - [`http`]: the `/metrics` endpoint, on its own thread.
+//!
+//! Why shards: a counter bumped for every request by every worker would be one
+//! cache line bouncing between the CPUs on the hot path. Each worker writes
+//! only its own shard (a relaxed add to a line no other CPU touches), and the
+//! rare scrape pays for the sum. A shard is never reset, so counters only grow
+//! and survive reloads (the `Metrics` value lives as long as the process).
+
+pub mod http;
+pub mod process;
+pub mod render;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use render::{render, Sample};
+
+/// Why a connection was refused: the `reason` label of
+/// `jamd_connections_refused_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `max_connections` reached.
+    Busy,
+    /// `max_connections_per_source` reached for the client's source.
+    SourceBusy,
+    /// The source's connection rate bucket was empty.
+    RateLimited,
+    /// `[access]` denied the client.
+    AccessDenied,
+    /// A trusted balancer sent a bad PROXY header (or none in time).
+    BadProxyHeader,
+}
+
+impl Refusal {
+    /// Every reason, in the order they are rendered.
+    pub const ALL: [Refusal; 5] = [
+        Refusal::Busy,
+        Refusal::SourceBusy,
+        Refusal::RateLimited,
+        Refusal::AccessDenied,
+        Refusal::BadProxyHeader,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::Busy => "busy",
+            Refusal::SourceBusy => "source_busy",
+            Refusal::RateLimited => "rate_limited",
+            Refusal::AccessDenied => "access_denied",
+            Refusal::BadProxyHeader => "bad_proxy_header",
+        }
+    }
+}
+
+/// Why an admitted connection ended: the `reason=` of the `closed` log line
+/// and the `reason` label of `jamd_connections_closed_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// The client sent QUIT.
+    Quit,
+    /// The client closed its side.
+    Eof,
+    /// No complete line within the idle timeout.
+    Idle,
+    /// A line longer than max_line_bytes.
+    TooLong,
+    /// A socket error.
+    Error,
+    /// The shutdown grace period ended.
+    Shutdown,
+}
+
+impl Closed {
+    /// Every reason, in the order they are rendered.
+    pub const ALL: [Closed; 6] = [
+        Closed::Quit,
+        Closed::Eof,
+        Closed::Idle,
+        Closed::TooLong,
+        Closed::Error,
+        Closed::Shutdown,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Closed::Quit => "quit",
+            Closed::Eof => "eof",
+            Closed::Idle => "idle",
+            Closed::TooLong => "too_long",
+            Closed::Error => "error",
+            Closed::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// A request line that was answered: the `command` label of
+/// `jamd_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// `TIME`.
+    Time,
+    /// Anything else that got `ERROR unknown command`.
+    Unknown,
+}
+
+impl Command {
+    /// Every command, in the order they are rendered.
+    pub const ALL: [Command; 2] = [Command::Time, Command::Unknown];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Command::Time => "time",
+            Command::Unknown => "unknown",
+        }
+    }
+}
+
+/// How a SIGHUP ended: the `result` label of `jamd_reloads_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reload {
+    /// The new configuration is in effect.
+    Ok,
+    /// The file was unreadable or invalid; the old configuration stays.
+    Failed,
+}
+
+impl Reload {
+    /// Every result, in the order they are rendered.
+    pub const ALL: [Reload; 2] = [Reload::Ok, Reload::Failed];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Reload::Ok => "ok",
+            Reload::Failed => "failed",
+        }
+    }
+}
+
+/// What a trusted balancer's PROXY header turned out to be: the `result`
+/// label of `jamd_proxy_headers_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyHeader {
+    /// A header carrying the client's address.
+    Proxy,
+    /// A `LOCAL` / `PROXY UNKNOWN` header (a health check).
+    Local,
+    /// A malformed or oversized header.
+    Invalid,
+    /// No complete header within `header_timeout`.
+    Timeout,
+}
+
+impl ProxyHeader {
+    /// Every result, in the order they are rendered.
+    pub const ALL: [ProxyHeader; 4] = [
+        ProxyHeader::Proxy,
+        ProxyHeader::Local,
+        ProxyHeader::Invalid,
+        ProxyHeader::Timeout,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            ProxyHeader::Proxy => "proxy",
+            ProxyHeader::Local => "local",
+            ProxyHeader::Invalid => "invalid",
+            ProxyHeader::Timeout => "timeout",
+        }
+    }
+}
+
+/// One writer's counters. Aligned to two cache lines so that two shards never
+/// share one (adjacent-line prefetching pairs lines on x86).
+#[repr(align(128))]
+#[derive(Debug, Default)]
+pub struct Shard {
+    accepted: AtomicU64,
+    refused: [AtomicU64; 5],
+    closed: [AtomicU64; 6],
+    requests: [AtomicU64; 2],
+    evicted: AtomicU64,
+    reloads: [AtomicU64; 2],
+    proxy: [AtomicU64; 4],
+}
+
+/// Adds one. Relaxed: each counter is independent, and a scrape that sees
+/// one a little before another is still true a moment later.
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Shard {
+    /// A client was admitted.
+    pub fn accepted(&self) {
+        bump(&self.accepted);
+    }
+
+    /// A client was refused.
+    pub fn refused(&self, why: Refusal) {
+        bump(&self.refused[why as usize]);
+    }
+
+    /// An admitted client's connection ended.
+    pub fn closed(&self, why: Closed) {
+        bump(&self.closed[why as usize]);
+    }
+
+    /// A request line was answered.
+    pub fn request(&self, command: Command) {
+        bump(&self.requests[command as usize]);
+    }
+
+    /// `n` request lines of one kind were answered (one read's worth).
+    pub fn requests(&self, command: Command, n: u64) {
+        if n > 0 {
+            self.requests[command as usize].fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// A source was forgotten because the per-source table was full.
+    pub fn evicted(&self) {
+        bump(&self.evicted);
+    }
+
+    /// A SIGHUP was handled.
+    pub fn reload(&self, result: Reload) {
+        bump(&self.reloads[result as usize]);
+    }
+
+    /// A trusted balancer's connection began (or failed to begin) with a header.
+    pub fn proxy_header(&self, result: ProxyHeader) {
+        bump(&self.proxy[result as usize]);
+    }
+
+    fn add_to(&self, c: &mut Counters) {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        c.accepted += get(&self.accepted);
+        for (sum, a) in c.refused.iter_mut().zip(&self.refused) {
+            *sum += get(a);
+        }
+        for (sum, a) in c.closed.iter_mut().zip(&self.closed) {
+            *sum += get(a);
+        }
+        for (sum, a) in c.requests.iter_mut().zip(&self.requests) {
+            *sum += get(a);
+        }
+        c.evicted += get(&self.evicted);
+        for (sum, a) in c.reloads.iter_mut().zip(&self.reloads) {
+            *sum += get(a);
+        }
+        for (sum, a) in c.proxy.iter_mut().zip(&self.proxy) {
+            *sum += get(a);
+        }
+    }
+}
+
+/// Every counter of the process: one [`Shard`] per worker plus one for the
+/// control loop (reloads and other rare events).
+#[derive(Debug)]
+pub struct Metrics {
+    shards: Box<[Shard]>,
+}
+
+impl Metrics {
+    /// Counters for `workers` workers (and the control loop), all at 0.
+    pub fn new(workers: usize) -> Metrics {
+        Metrics {
+            shards: (0..=workers).map(|_| Shard::default()).collect(),
+        }
+    }
+
+    /// The shard worker `id` writes.
+    pub fn worker(&self, id: usize) -> &Shard {
+        // The last shard is the control loop's; a worker id past the end
+        // (none today) shares it rather than panicking.
+        &self.shards[id.min(self.shards.len() - 1)]
+    }
+
+    /// The shard for everything that is not a worker: the control loop.
+    pub fn control(&self) -> &Shard {
+        &self.shards[self.shards.len() - 1]
+    }
+
+    /// The sum of every shard, now.
+    pub fn counters(&self) -> Counters {
+        let mut c = Counters::default();
+        for shard in self.shards.iter() {
+            shard.add_to(&mut c);
+        }
+        c
+    }
+}
+
+/// The counters summed over the shards at one moment: plain numbers, indexed
+/// like the `ALL` arrays of [`Refusal`], [`Closed`], [`Command`], [`Reload`]
+/// and [`ProxyHeader`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Clients admitted.
+    pub accepted: u64,
+    /// Clients refused, by [`Refusal`].
+    pub refused: [u64; 5],
+    /// Admitted connections ended, by [`Closed`].
+    pub closed: [u64; 6],
+    /// Request lines answered, by [`Command`].
+    pub requests: [u64; 2],
+    /// Sources forgotten because the per-source table was full.
+    pub evicted: u64,
+    /// SIGHUPs handled, by [`Reload`].
+    pub reloads: [u64; 2],
+    /// PROXY headers from trusted balancers, by [`ProxyHeader`].
+    pub proxy: [u64; 4],
+}
+
+impl Counters {
+    /// Clients refused for any reason.
+    pub fn refused_total(&self) -> u64 {
+        self.refused.iter().sum()
+    }
+
+    /// Admitted connections that have ended, whatever the reason.
+    pub fn closed_total(&self) -> u64 {
+        self.closed.iter().sum()
+    }
+
+    /// Request lines answered, whatever the command.
+    pub fn requests_total(&self) -> u64 {
+        self.requests.iter().sum()
+    }
+
+    /// The SIGUSR1 line (SPEC 12), from the same numbers a scrape shows.
+    pub fn status_line(&self, open: u64) -> String {
+        format!(
+            "status: {open} connection(s) open, accepted={} refused={} requests={}",
+            self.accepted,
+            self.refused_total(),
+            self.requests_total()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_are_summed_and_start_at_zero() {
+        let m = Metrics::new(2);
+        assert_eq!(m.counters(), Counters::default());
+        m.worker(0).accepted();
+        m.worker(1).accepted();
+        m.worker(1).refused(Refusal::RateLimited);
+        m.worker(0).closed(Closed::TooLong);
+        m.worker(0).requests(Command::Time, 3);
+        m.worker(1).request(Command::Unknown);
+        m.control().reload(Reload::Failed);
+        m.control().proxy_header(ProxyHeader::Timeout);
+        m.control().evicted();
+        let c = m.counters();
+        assert_eq!(c.accepted, 2);
+        assert_eq!(c.refused, [0, 0, 1, 0, 0]);
+        assert_eq!(c.closed, [0, 0, 0, 1, 0, 0]);
+        assert_eq!(c.requests, [3, 1]);
+        assert_eq!(c.reloads, [0, 1]);
+        assert_eq!(c.proxy, [0, 0, 0, 1]);
+        assert_eq!(c.evicted, 1);
+        assert_eq!(
+            c.status_line(1),
+            "status: 1 connection(s) open, accepted=2 refused=1 requests=4"
+        );
+    }
+
+    #[test]
+    fn label_order_matches_the_enum_index() {
+        for (i, r) in Refusal::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+        for (i, r) in Closed::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+        for (i, r) in Command::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+        for (i, r) in Reload::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+        for (i, r) in ProxyHeader::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+    }
+
+    #[test]
+    fn shards_do_not_share_a_cache_line() {
+        assert!(std::mem::align_of::<Shard>() >= 128);
+        let m = Metrics::new(3);
+        let a = m.worker(0) as *const Shard as usize;
+        let b = m.worker(1) as *const Shard as usize;
+        assert!(b - a >= 128);
+    }
+}

@@ -1,0 +1,410 @@
+//! The Prometheus text format (version 0.0.4), written by hand: a few dozen
+//! lines instead of a client library and its dependencies.
+//!
+//! Rules followed (prometheus.io, "Exposition formats"): lines end with `\n`,
+//! the last one too; `# HELP` and `# TYPE` come once per metric, before its
+//! samples; label values escape `\`, `"` and line feed; help text escapes `\`
+//! and line feed; every label value a counter can have is written from the
+//! start, at 0, so that `rate()` sees the first increment.
+
+use std::fmt::Write;
+
+use super::process::Process;
+use super::{Closed, Command, Counters, ProxyHeader, Refusal, Reload};
+
+/// Everything one scrape shows, as plain numbers.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sample {
+    /// `jamd_build_info{version}`.
+    pub version: String,
+    /// The counters, summed over the workers.
+    pub counters: Counters,
+    /// Clients connected now.
+    pub open: u64,
+    /// Sources in the per-source table now.
+    pub tracked_sources: u64,
+    /// Log lines lost so far (a counter kept by the logger).
+    pub log_lines_dropped: u64,
+    /// The `process_*` metrics; what could not be read is left out.
+    pub process: Process,
+}
+
+/// A metric's kind, as `# TYPE` says it.
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+struct Out<'a>(&'a mut String);
+
+impl Out<'_> {
+    fn head(&mut self, name: &str, kind: Kind, help: &str) {
+        let kind = match kind {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        };
+        let _ = writeln!(self.0, "# HELP {name} {}", escape_help(help));
+        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+    }
+
+    fn value(&mut self, name: &str, value: impl std::fmt::Display) {
+        let _ = writeln!(self.0, "{name} {value}");
+    }
+
+    fn labelled(&mut self, name: &str, label: &str, label_value: &str, value: u64) {
+        let _ = writeln!(
+            self.0,
+            "{name}{{{label}=\"{}\"}} {value}",
+            escape_label_value(label_value)
+        );
+    }
+
+    /// A metric with one sample.
+    fn single(&mut self, name: &str, kind: Kind, help: &str, value: impl std::fmt::Display) {
+        self.head(name, kind, help);
+        self.value(name, value);
+    }
+
+    /// A counter with one label, every value of it written.
+    fn counter_by(&mut self, name: &str, help: &str, label: &str, values: &[(&str, u64)]) {
+        self.head(name, Kind::Counter, help);
+        for (label_value, v) in values {
+            self.labelled(name, label, label_value, *v);
+        }
+    }
+}
+
+fn escape_help(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+fn escape_label_value(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn by<T: Copy>(
+    all: &[T],
+    label: fn(T) -> &'static str,
+    counts: &[u64],
+) -> Vec<(&'static str, u64)> {
+    all.iter()
+        .zip(counts)
+        .map(|(&k, &n)| (label(k), n))
+        .collect()
+}
+
+/// Appends the whole exposition for `s` to `out`.
+pub fn render(s: &Sample, out: &mut String) {
+    let c = &s.counters;
+    let mut o = Out(out);
+    o.head(
+        "jamd_build_info",
+        Kind::Gauge,
+        "Always 1; the version label says which jamd is running.",
+    );
+    o.labelled("jamd_build_info", "version", &s.version, 1);
+    o.single(
+        "jamd_connections_open",
+        Kind::Gauge,
+        "Clients connected now.",
+        s.open,
+    );
+    o.single(
+        "jamd_connections_accepted_total",
+        Kind::Counter,
+        "Clients admitted (served).",
+        c.accepted,
+    );
+    o.counter_by(
+        "jamd_connections_refused_total",
+        "Clients refused, by reason.",
+        "reason",
+        &by(&Refusal::ALL, Refusal::label, &c.refused),
+    );
+    o.counter_by(
+        "jamd_connections_closed_total",
+        "Admitted connections that ended, by the reason= of the closed log line.",
+        "reason",
+        &by(&Closed::ALL, Closed::label, &c.closed),
+    );
+    o.counter_by(
+        "jamd_requests_total",
+        "Request lines answered, by command.",
+        "command",
+        &by(&Command::ALL, Command::label, &c.requests),
+    );
+    o.single(
+        "jamd_tracked_sources",
+        Kind::Gauge,
+        "Sources in the per-source table now.",
+        s.tracked_sources,
+    );
+    o.single(
+        "jamd_tracked_sources_evicted_total",
+        Kind::Counter,
+        "Sources forgotten because the per-source table was full.",
+        c.evicted,
+    );
+    o.single(
+        "jamd_log_lines_dropped_total",
+        Kind::Counter,
+        "Log lines lost to a full or missing log target.",
+        s.log_lines_dropped,
+    );
+    o.counter_by(
+        "jamd_reloads_total",
+        "Configuration reloads (SIGHUP), by result.",
+        "result",
+        &by(&Reload::ALL, Reload::label, &c.reloads),
+    );
+    o.counter_by(
+        "jamd_proxy_headers_total",
+        "PROXY protocol headers from trusted balancers, by result.",
+        "result",
+        &by(&ProxyHeader::ALL, ProxyHeader::label, &c.proxy),
+    );
+    let p = &s.process;
+    if let Some(v) = p.start_time_seconds {
+        o.single(
+            "process_start_time_seconds",
+            Kind::Gauge,
+            "Start time of the process since unix epoch in seconds.",
+            v,
+        );
+    }
+    if let Some(v) = p.cpu_seconds {
+        o.single(
+            "process_cpu_seconds_total",
+            Kind::Counter,
+            "Total user and system CPU time spent in seconds.",
+            v,
+        );
+    }
+    if let Some(v) = p.resident_memory_bytes {
+        o.single(
+            "process_resident_memory_bytes",
+            Kind::Gauge,
+            "Resident memory size in bytes.",
+            v,
+        );
+    }
+    if let Some(v) = p.open_fds {
+        o.single(
+            "process_open_fds",
+            Kind::Gauge,
+            "Number of open file descriptors.",
+            v,
+        );
+    }
+    if let Some(v) = p.max_fds {
+        o.single(
+            "process_max_fds",
+            Kind::Gauge,
+            "Maximum number of open file descriptors.",
+            v,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Sample {
+        Sample {
+            version: "1.2.3".into(),
+            counters: Counters {
+                accepted: 7,
+                refused: [1, 2, 3, 4, 5],
+                closed: [1, 1, 1, 1, 1, 0],
+                requests: [10, 2],
+                evicted: 9,
+                reloads: [3, 1],
+                proxy: [4, 3, 2, 1],
+            },
+            open: 2,
+            tracked_sources: 6,
+            log_lines_dropped: 8,
+            process: Process {
+                start_time_seconds: Some(1_700_000_000.25),
+                cpu_seconds: Some(0.5),
+                resident_memory_bytes: Some(4096),
+                open_fds: Some(12),
+                max_fds: Some(1024),
+            },
+        }
+    }
+
+    fn rendered(s: &Sample) -> String {
+        let mut out = String::new();
+        render(s, &mut out);
+        out
+    }
+
+    /// The samples as `name{labels} value` → value.
+    fn values(text: &str) -> Vec<(String, String)> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| {
+                let (k, v) = l.rsplit_once(' ').unwrap();
+                (k.to_string(), v.to_string())
+            })
+            .collect()
+    }
+
+    fn value_of(text: &str, key: &str) -> String {
+        values(text)
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .unwrap_or_else(|| panic!("no sample {key} in:\n{text}"))
+            .1
+    }
+
+    #[test]
+    fn every_metric_of_the_contract_is_there_with_help_and_type() {
+        let text = rendered(&sample());
+        let contract = [
+            ("jamd_build_info", "gauge"),
+            ("jamd_connections_open", "gauge"),
+            ("jamd_connections_accepted_total", "counter"),
+            ("jamd_connections_refused_total", "counter"),
+            ("jamd_connections_closed_total", "counter"),
+            ("jamd_requests_total", "counter"),
+            ("jamd_tracked_sources", "gauge"),
+            ("jamd_tracked_sources_evicted_total", "counter"),
+            ("jamd_log_lines_dropped_total", "counter"),
+            ("jamd_reloads_total", "counter"),
+            ("jamd_proxy_headers_total", "counter"),
+            ("process_start_time_seconds", "gauge"),
+            ("process_cpu_seconds_total", "counter"),
+            ("process_resident_memory_bytes", "gauge"),
+            ("process_open_fds", "gauge"),
+            ("process_max_fds", "gauge"),
+        ];
+        for (name, kind) in contract {
+            assert_eq!(
+                text.matches(&format!("# HELP {name} ")).count(),
+                1,
+                "{name}: one HELP"
+            );
+            assert!(
+                text.contains(&format!("\n# TYPE {name} {kind}\n")),
+                "{name}: TYPE {kind}"
+            );
+            // HELP, then TYPE, then the samples, with no other metric between.
+            let help = text.find(&format!("# HELP {name} ")).unwrap();
+            let after: Vec<&str> = text[help..].lines().skip(2).take(1).collect();
+            assert!(after[0].starts_with(name), "{name}: samples follow TYPE");
+        }
+        assert!(text.ends_with('\n'));
+        assert!(!text.contains("\n\n"));
+    }
+
+    #[test]
+    fn values_and_labels_are_written_as_named_in_the_contract() {
+        let text = rendered(&sample());
+        assert_eq!(value_of(&text, "jamd_build_info{version=\"1.2.3\"}"), "1");
+        assert_eq!(value_of(&text, "jamd_connections_open"), "2");
+        assert_eq!(value_of(&text, "jamd_connections_accepted_total"), "7");
+        for (label, v) in [
+            ("busy", "1"),
+            ("source_busy", "2"),
+            ("rate_limited", "3"),
+            ("access_denied", "4"),
+            ("bad_proxy_header", "5"),
+        ] {
+            let key = format!("jamd_connections_refused_total{{reason=\"{label}\"}}");
+            assert_eq!(value_of(&text, &key), v);
+        }
+        for label in ["quit", "eof", "idle", "too_long", "error"] {
+            let key = format!("jamd_connections_closed_total{{reason=\"{label}\"}}");
+            assert_eq!(value_of(&text, &key), "1");
+        }
+        assert_eq!(
+            value_of(&text, "jamd_connections_closed_total{reason=\"shutdown\"}"),
+            "0"
+        );
+        assert_eq!(
+            value_of(&text, "jamd_requests_total{command=\"time\"}"),
+            "10"
+        );
+        assert_eq!(
+            value_of(&text, "jamd_requests_total{command=\"unknown\"}"),
+            "2"
+        );
+        assert_eq!(value_of(&text, "jamd_tracked_sources"), "6");
+        assert_eq!(value_of(&text, "jamd_tracked_sources_evicted_total"), "9");
+        assert_eq!(value_of(&text, "jamd_log_lines_dropped_total"), "8");
+        assert_eq!(value_of(&text, "jamd_reloads_total{result=\"ok\"}"), "3");
+        assert_eq!(
+            value_of(&text, "jamd_reloads_total{result=\"failed\"}"),
+            "1"
+        );
+        for (label, v) in [
+            ("proxy", "4"),
+            ("local", "3"),
+            ("invalid", "2"),
+            ("timeout", "1"),
+        ] {
+            let key = format!("jamd_proxy_headers_total{{result=\"{label}\"}}");
+            assert_eq!(value_of(&text, &key), v);
+        }
+        assert_eq!(
+            value_of(&text, "process_start_time_seconds"),
+            "1700000000.25"
+        );
+        assert_eq!(value_of(&text, "process_cpu_seconds_total"), "0.5");
+        assert_eq!(value_of(&text, "process_resident_memory_bytes"), "4096");
+        assert_eq!(value_of(&text, "process_open_fds"), "12");
+        assert_eq!(value_of(&text, "process_max_fds"), "1024");
+    }
+
+    #[test]
+    fn a_fresh_process_shows_every_label_value_at_zero() {
+        let text = rendered(&Sample {
+            version: "0.1.0".into(),
+            ..Sample::default()
+        });
+        let samples = values(&text);
+        // 1 build_info + open + accepted + 5 refused + 6 closed + 2 requests
+        // + tracked + evicted + dropped + 2 reloads + 4 proxy.
+        assert_eq!(samples.len(), 25, "{text}");
+        for (k, v) in samples {
+            if k.starts_with("jamd_build_info") {
+                assert_eq!(v, "1");
+            } else {
+                assert_eq!(v, "0", "{k}");
+            }
+        }
+        // Unreadable process metrics are left out entirely, HELP and TYPE too.
+        assert!(!text.contains("process_"));
+    }
+
+    #[test]
+    fn label_values_and_help_are_escaped() {
+        assert_eq!(escape_label_value("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
+        assert_eq!(escape_help("a\\b\"c\nd"), "a\\\\b\"c\\nd");
+        let text = rendered(&Sample {
+            version: "1.0\"\n".into(),
+            ..Sample::default()
+        });
+        assert!(text.contains("jamd_build_info{version=\"1.0\\\"\\n\"} 1\n"));
+    }
+
+    #[test]
+    fn names_are_valid_and_counters_end_in_total() {
+        let text = rendered(&sample());
+        for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+            let mut parts = line.split(' ').skip(2);
+            let name = parts.next().unwrap();
+            let kind = parts.next().unwrap();
+            assert!(name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
+            assert_eq!(kind == "counter", name.ends_with("_total"), "{name}");
+        }
+    }
+}
