@@ -71,15 +71,27 @@ pub fn status_line(
     t: &Thresholds,
 ) -> String {
     format!(
-        "JAM {} - offset {:+.1} s from {} | offset={:.3}s;{};{} time={:.3}s",
+        "JAM {} - offset {:+.1} s from {} | offset={:.3}s;{};{} time={:.6}s",
         status.word(),
-        offset_secs,
+        shown(offset_secs, 1),
         server,
-        offset_secs,
+        shown(offset_secs, 3),
         t.warning,
         t.critical,
         rtt_secs
     )
+}
+
+/// `x` rounded to `decimals` places, with a negative zero made positive, so
+/// that a tiny negative offset is not printed as `-0.000`.
+fn shown(x: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    let rounded = (x * scale).round() / scale;
+    if rounded == 0.0 {
+        0.0
+    } else {
+        rounded
+    }
 }
 
 /// The line for a check that got no usable reading.
@@ -162,7 +174,12 @@ mod tests {
         assert_eq!(t.judge(60.5), Status::Critical);
         assert_eq!(
             status_line(Status::Ok, 0.4, "localhost:45000", 0.002, &t),
-            "JAM OK - offset +0.4 s from localhost:45000 | offset=0.400s;2;10 time=0.002s"
+            "JAM OK - offset +0.4 s from localhost:45000 | offset=0.400s;2;10 time=0.002000s"
+        );
+        // A tiny negative offset is no "-0.0".
+        assert_eq!(
+            status_line(Status::Ok, -0.0001, "h:1", 0.000_123, &t),
+            "JAM OK - offset +0.0 s from h:1 | offset=0.000s;2;10 time=0.000123s"
         );
     }
 }

@@ -287,6 +287,14 @@ impl JamcArgs {
                 ));
             }
         }
+        if self.warning > self.critical {
+            // As the monitoring plugins do: a WARNING band that CRITICAL
+            // swallows is a mistake on the command line, not a choice.
+            return Err(format!(
+                "--warning {} is more than --critical {}: the warning threshold must not exceed the critical one",
+                self.warning, self.critical
+            ));
+        }
         let mode = if self.check {
             Mode::Check(Box::new(CheckSettings {
                 thresholds: Thresholds {

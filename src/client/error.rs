@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::check::Status;
 use super::net::MAX_REPLY_BYTES;
+use super::output::escape;
 
 /// Why connecting to one address failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,9 +164,15 @@ impl fmt::Display for ClientError {
                 "timed out waiting for a reply from {server} after {} s",
                 secs(*timeout)
             ),
-            ClientErrorKind::ServerSaid { line } => write!(f, "{server}: server said {line}"),
+            ClientErrorKind::ServerSaid { line } => {
+                write!(f, "{server}: server said {}", escape(line.as_bytes()))
+            }
             ClientErrorKind::NotJam { line } => {
-                write!(f, "{server}: reply is not a JAM line: {line:?}")
+                write!(
+                    f,
+                    "{server}: reply is not a JAM line: \"{}\"",
+                    escape(line.as_bytes())
+                )
             }
             ClientErrorKind::TooLong => write!(
                 f,
@@ -173,7 +180,8 @@ impl fmt::Display for ClientError {
             ),
             ClientErrorKind::Unterminated { partial } => write!(
                 f,
-                "{server}: reply not terminated: server closed the connection after {partial:?}"
+                "{server}: reply not terminated: server closed the connection after \"{}\"",
+                escape(partial.as_bytes())
             ),
             ClientErrorKind::ClosedEarly => {
                 write!(f, "{server}: server closed the connection before replying")

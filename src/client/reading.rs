@@ -29,6 +29,7 @@ use std::fmt;
 use chrono::format::{Fixed, Item, Numeric, Parsed, StrftimeItems};
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 
+use super::output::escape;
 use crate::clock::Zone;
 
 /// Nanoseconds in half a day: time-of-day offsets are wrapped into ±this.
@@ -69,26 +70,18 @@ impl ReplyFormat {
         let parsed = StrftimeItems::new(text)
             .parse_to_owned()
             .map_err(|_| FormatError(text.to_string()))?;
+        // A format that reads a fraction anywhere (`%S%.3f`, but also
+        // `%S.%3f` and `%T.%f`, where a literal dot comes between) reads it
+        // as written; otherwise an optional `%.f` after each `%S` reads the
+        // fraction a server may add.
+        let has_fraction = parsed.iter().any(is_fraction);
         let mut items = Vec::with_capacity(parsed.len() + 1);
-        let mut iter = parsed.into_iter().peekable();
-        while let Some(item) = iter.next() {
+        for item in parsed {
             let is_second = matches!(item, Item::Numeric(Numeric::Second, _));
             items.push(item);
-            if is_second {
-                let fraction_follows = matches!(
-                    iter.peek(),
-                    Some(Item::Fixed(
-                        Fixed::Nanosecond
-                            | Fixed::Nanosecond3
-                            | Fixed::Nanosecond6
-                            | Fixed::Nanosecond9
-                            | Fixed::Internal(_)
-                    )) | Some(Item::Numeric(Numeric::Nanosecond, _))
-                );
-                if !fraction_follows {
-                    // `%.f` parses `.123` when it is there and nothing otherwise.
-                    items.push(Item::Fixed(Fixed::Nanosecond));
-                }
+            if is_second && !has_fraction {
+                // `%.f` parses `.123` when it is there and nothing otherwise.
+                items.push(Item::Fixed(Fixed::Nanosecond));
             }
         }
         Ok(ReplyFormat {
@@ -140,6 +133,20 @@ impl ReplyFormat {
     }
 }
 
+/// True for an item that reads fractions of a second.
+fn is_fraction(item: &Item<'_>) -> bool {
+    matches!(
+        item,
+        Item::Fixed(
+            Fixed::Nanosecond
+                | Fixed::Nanosecond3
+                | Fixed::Nanosecond6
+                | Fixed::Nanosecond9
+                | Fixed::Internal(_)
+        ) | Item::Numeric(Numeric::Nanosecond, _)
+    )
+}
+
 /// A reply's time that could not be read with the format.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimeError {
@@ -151,8 +158,9 @@ impl fmt::Display for TimeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "cannot read {:?} as a time with format {:?}",
-            self.text, self.format
+            "cannot read \"{}\" as a time with format \"{}\"",
+            escape(self.text.as_bytes()),
+            escape(self.format.as_bytes())
         )
     }
 }
@@ -182,26 +190,69 @@ pub enum ServerTime {
 
 impl ServerTime {
     /// Server minus local at `local` (the middle of the round trip), read in `zone`.
+    ///
+    /// A reading taken near a change of the zone's UTC offset (DST) may come
+    /// from the other side of the change than `local`: each offset the zone
+    /// has within half a day is tried, those that agree with the instant they
+    /// imply are kept, and of these the reading nearest local time wins.
     pub fn offset_from(&self, local: DateTime<Utc>, zone: &Zone) -> Duration {
-        // The wall clock the server would show at `local` if it were exact.
-        let wall_at = |offset: Option<i32>| {
-            let secs = offset.unwrap_or_else(|| zone.offset_at(local.timestamp()));
-            local.naive_utc() + Duration::seconds(i64::from(secs))
+        let written = match *self {
+            ServerTime::Instant(instant) => return instant.signed_duration_since(local),
+            ServerTime::DateTime { offset, .. } | ServerTime::TimeOfDay { offset, .. } => offset,
         };
+        if let Some(secs) = written {
+            return self.offset_with(local, secs);
+        }
+        let mut best: Option<(bool, Duration)> = None;
+        for secs in offsets_near(zone, local) {
+            let diff = self.offset_with(local, secs);
+            let implied = local + diff;
+            let agrees = zone.offset_at(implied.timestamp()) == secs;
+            let better = match best {
+                None => true,
+                Some((best_agrees, best_diff)) => {
+                    (agrees, std::cmp::Reverse(diff.abs()))
+                        > (best_agrees, std::cmp::Reverse(best_diff.abs()))
+                }
+            };
+            if better {
+                best = Some((agrees, diff));
+            }
+        }
+        best.map_or_else(
+            || self.offset_with(local, zone.offset_at(local.timestamp())),
+            |(_, diff)| diff,
+        )
+    }
+
+    /// Server minus local, the reading taken at UTC offset `secs`.
+    fn offset_with(&self, local: DateTime<Utc>, secs: i32) -> Duration {
+        // The wall clock the server would show at `local` if it were exact.
+        let local_wall = local.naive_utc() + Duration::seconds(i64::from(secs));
         match *self {
             ServerTime::Instant(instant) => instant.signed_duration_since(local),
-            ServerTime::DateTime { wall, offset } => wall.signed_duration_since(wall_at(offset)),
-            ServerTime::TimeOfDay {
-                since_midnight,
-                offset,
-            } => {
-                let local_wall = wall_at(offset);
+            ServerTime::DateTime { wall, .. } => wall.signed_duration_since(local_wall),
+            ServerTime::TimeOfDay { since_midnight, .. } => {
                 let midnight = local_wall.date().and_time(chrono::NaiveTime::MIN);
                 let diff = (midnight + since_midnight).signed_duration_since(local_wall);
                 Duration::nanoseconds(wrap_half_day(nanos(diff)) as i64)
             }
         }
     }
+}
+
+/// The distinct UTC offsets `zone` has within half a day of `local`.
+///
+/// Sampled every half hour: no zone keeps an offset for less than that.
+fn offsets_near(zone: &Zone, local: DateTime<Utc>) -> Vec<i32> {
+    let mut offsets = vec![zone.offset_at(local.timestamp())];
+    for step in -24..=24_i64 {
+        let secs = zone.offset_at(local.timestamp() + step * 1800);
+        if !offsets.contains(&secs) {
+            offsets.push(secs);
+        }
+    }
+    offsets
 }
 
 /// Nanoseconds in a chrono duration (saturating far outside any real offset).
@@ -345,5 +396,49 @@ mod tests {
             assert!(f.read(bad).is_err(), "{bad}");
         }
         assert!(ReplyFormat::new("%H:%Q").is_err());
+    }
+
+    #[test]
+    fn fractions_after_a_literal_dot_are_read_as_written() {
+        for (format, reply) in [
+            ("%H:%M:%S.%3f", "14:03:27.250"),
+            ("%T.%f", "14:03:27.250000000"),
+            ("%H:%M:%S%.3f", "14:03:27.250"),
+            ("%T%.6f", "14:03:27.250000"),
+        ] {
+            assert_eq!(
+                offset_ms(format, reply, at(14, 3, 27, 0), "UTC"),
+                250,
+                "{format}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_reading_across_a_dst_change_is_taken_on_the_side_nearest_local_time() {
+        // New York leaves DST at 06:00 UTC on 1 November 2026 (02:00 EDT -> 01:00 EST).
+        let local = Utc.with_ymd_and_hms(2026, 11, 1, 5, 59, 59).unwrap();
+        assert_eq!(
+            offset_ms("%H:%M:%S", "01:00:01", local, "America/New_York"),
+            2500
+        );
+        // The other way: the server still shows EDT, we are already past the change.
+        let local = Utc.with_ymd_and_hms(2026, 11, 1, 6, 0, 1).unwrap();
+        assert_eq!(
+            offset_ms("%H:%M:%S", "01:59:59", local, "America/New_York"),
+            -1500
+        );
+        // Entering DST (8 March 2026, 07:00 UTC: 02:00 EST -> 03:00 EDT).
+        let local = Utc.with_ymd_and_hms(2026, 3, 8, 6, 59, 59).unwrap();
+        assert_eq!(
+            offset_ms("%H:%M:%S", "03:00:01", local, "America/New_York"),
+            2500
+        );
+        // A server an hour wrong on the evening before the change stays an hour wrong.
+        let local = Utc.with_ymd_and_hms(2026, 11, 1, 3, 0, 0).unwrap();
+        assert_eq!(
+            offset_ms("%H:%M:%S", "22:00:00", local, "America/New_York"),
+            -3_599_500
+        );
     }
 }
