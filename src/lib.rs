@@ -30,6 +30,7 @@ pub mod listen;
 pub mod log;
 pub mod metrics;
 pub mod protocol;
+pub mod proxy;
 pub mod server;
 pub mod sources;
 pub mod sys;

@@ -1,0 +1,95 @@
+//! Fuzz target for the PROXY protocol parser: one input is a byte stream
+//! plus the points where the network split it. It checks what SPEC 10 and
+//! `jamd::proxy` promise:
+//!
+//! - parsing the buffer as it grows, piece by piece, and stopping at the
+//!   first answer that is not `Incomplete`, gives the answer for the whole
+//!   stream (and so does one byte at a time);
+//! - a header never takes more bytes than were received, nor more than the
+//!   protocol allows (v1: 107, v2: 16 + 4096), and the bytes after it change
+//!   nothing;
+//! - `Incomplete` is only ever said of fewer bytes than the longest header;
+//! - nothing panics.
+//!
+//! Input layout: byte 0 the number of cuts (0..=15), then two bytes per cut,
+//! then the stream.
+
+use jamd::proxy::{parse, Parse, MAX_V1, MAX_V2};
+
+fn incremental(stream: &[u8], ends: &[usize]) -> Parse {
+    for &end in ends {
+        let p = parse(&stream[..end]);
+        if p != Parse::Incomplete {
+            return p;
+        }
+    }
+    parse(stream)
+}
+
+/// Checks one fuzz input; panics (which the fuzzer records) on a violation.
+pub fn check(data: &[u8]) {
+    let Some((&ncuts, rest)) = data.split_first() else {
+        return;
+    };
+    let ncuts = (ncuts & 15) as usize;
+    if rest.len() < 2 * ncuts {
+        return;
+    }
+    let (cut_bytes, stream) = rest.split_at(2 * ncuts);
+    let mut ends: Vec<usize> = cut_bytes
+        .chunks(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]) as usize % (stream.len() + 1))
+        .collect();
+    ends.sort_unstable();
+
+    let whole = parse(stream);
+    assert_eq!(incremental(stream, &ends), whole, "split changed the answer");
+    let every: Vec<usize> = (0..stream.len()).collect();
+    assert_eq!(
+        incremental(stream, &every),
+        whole,
+        "byte-at-a-time changed the answer"
+    );
+    match whole {
+        Parse::Incomplete => assert!(stream.len() < MAX_V2, "Incomplete past the limit"),
+        Parse::Done { header, consumed } => {
+            assert!(consumed <= stream.len(), "consumed more than received");
+            assert!(consumed <= MAX_V2);
+            if stream[0] == b'P' {
+                assert!(consumed <= MAX_V1);
+            }
+            assert_eq!(
+                parse(&stream[..consumed]),
+                Parse::Done { header, consumed },
+                "the bytes after the header changed it"
+            );
+        }
+        Parse::Invalid(why) => assert!(!why.to_string().is_empty()),
+    }
+}
+
+#[cfg(feature = "afl")]
+fn main() {
+    afl::fuzz!(|data: &[u8]| {
+        check(data);
+    });
+}
+
+/// Without AFL: check each file named on the command line, or standard input.
+#[cfg(not(feature = "afl"))]
+fn main() {
+    use std::io::Read;
+    let files: Vec<String> = std::env::args().skip(1).collect();
+    if files.is_empty() {
+        let mut data = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut data)
+            .expect("read standard input");
+        check(&data);
+    } else {
+        for f in &files {
+            check(&std::fs::read(f).unwrap_or_else(|e| panic!("{f}: {e}")));
+        }
+        eprintln!("{} input(s) checked", files.len());
+    }
+}
