@@ -107,6 +107,11 @@ fn resolution_of(items: &[Item<'_>]) -> u32 {
 pub struct Zone {
     name: String,
     rules: ZoneRules,
+    /// For "local": the zone in effect and where it came from, as `jamd -t`
+    /// shows it (`Asia/Jakarta, from TZ`).
+    origin: Option<String>,
+    /// Something the log should say about how the zone was found.
+    warning: Option<String>,
 }
 
 #[derive(Clone)]
@@ -123,7 +128,7 @@ impl fmt::Debug for Zone {
 
 impl PartialEq for Zone {
     fn eq(&self, other: &Self) -> bool {
-        self.name == other.name
+        self.name == other.name && self.origin == other.origin
     }
 }
 
@@ -135,12 +140,22 @@ fn zoneinfo_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/usr/share/zoneinfo"))
 }
 
+/// What `timezone` takes, for error messages.
+const ZONE_FORMS: &str =
+    "expected \"local\", \"UTC\", an offset like \"+07:00\" or a name like \"Asia/Jakarta\"";
+
 impl Zone {
     /// UTC.
     pub fn utc() -> Self {
+        Zone::named("UTC", ZoneRules::Fixed(0))
+    }
+
+    fn named(name: &str, rules: ZoneRules) -> Self {
         Zone {
-            name: "UTC".into(),
-            rules: ZoneRules::Fixed(0),
+            name: name.to_owned(),
+            rules,
+            origin: None,
+            warning: None,
         }
     }
 
@@ -158,46 +173,68 @@ impl Zone {
             let secs = parse_fixed_offset(spec).ok_or_else(|| {
                 format!("invalid UTC offset {spec:?} (expected +HH:MM or -HH:MM)")
             })?;
-            return Ok(Zone {
-                name: spec.to_owned(),
-                rules: ZoneRules::Fixed(secs),
-            });
+            return Ok(Zone::named(spec, ZoneRules::Fixed(secs)));
         }
-        let tz = read_zone_file(&zoneinfo_dir(), spec)?;
-        Ok(Zone {
-            name: spec.to_owned(),
-            rules: ZoneRules::Tz(Arc::new(tz)),
-        })
+        let tz = read_zone_name(spec)?;
+        Ok(Zone::named(spec, ZoneRules::Tz(Arc::new(tz))))
     }
 
-    /// The machine's local zone: `TZ` when set, else `/etc/localtime`, else UTC.
+    /// The machine's local zone as the C library finds it: `TZ` when set
+    /// (a zone name, `:name`, an absolute zone file path, or a POSIX rule
+    /// such as `EST5EDT` or `CET-1CEST`), else `/etc/localtime`. No `TZ` and
+    /// no `/etc/localtime` is UTC, as in the C library, with a warning.
     fn local() -> Result<Self, String> {
-        let rules = match std::env::var("TZ") {
-            Ok(tz) if !tz.is_empty() => {
-                let name = tz.strip_prefix(':').unwrap_or(&tz);
-                match read_zone_file(&zoneinfo_dir(), name) {
-                    Ok(z) => z,
-                    // Not a zone name: a POSIX TZ rule such as "EST5EDT".
-                    Err(_) => tz::TimeZone::from_posix_tz(&tz)
-                        .map_err(|e| format!("TZ={tz:?} is not a time zone: {e}"))?,
-                }
+        let (rules, origin, warning) = match std::env::var_os("TZ") {
+            Some(tz) if !tz.is_empty() => {
+                let tz = tz
+                    .into_string()
+                    .map_err(|tz| format!("TZ={tz:?} is not text"))?;
+                let (rules, name) = local_from_tz(&tz)?;
+                (rules, format!("{name}, from TZ"), None)
             }
-            _ => match std::fs::read("/etc/localtime") {
-                Ok(bytes) => tz::TimeZone::from_tz_data(&bytes)
-                    .map_err(|e| format!("/etc/localtime: {e}"))?,
-                // No zone configured at all: the C library's answer is UTC too.
-                Err(_) => tz::TimeZone::utc(),
+            _ => match read_zone_file(Path::new("/etc/localtime")) {
+                Ok(rules) => {
+                    // The zone's name, when /etc/localtime links into zoneinfo.
+                    let name = std::fs::read_link("/etc/localtime")
+                        .ok()
+                        .and_then(|p| {
+                            let p = p.to_string_lossy().into_owned();
+                            p.split_once("zoneinfo/").map(|(_, n)| n.to_owned())
+                        })
+                        .unwrap_or_else(|| "the zone".into());
+                    (rules, format!("{name}, from /etc/localtime"), None)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => (
+                    tz::TimeZone::utc(),
+                    "UTC: no TZ and no /etc/localtime".into(),
+                    Some(
+                        "time.timezone = \"local\": no TZ and no /etc/localtime, so local time is UTC".into(),
+                    ),
+                ),
+                Err(e) => return Err(format!("/etc/localtime: {e}")),
             },
         };
         Ok(Zone {
             name: "local".into(),
             rules: ZoneRules::Tz(Arc::new(rules)),
+            origin: Some(origin),
+            warning,
         })
     }
 
     /// The zone as written in the configuration.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// For "local": the zone in effect and where it came from.
+    pub fn origin(&self) -> Option<&str> {
+        self.origin.as_deref()
+    }
+
+    /// A warning about how the zone was found, for the log.
+    pub fn warning(&self) -> Option<String> {
+        self.warning.clone()
     }
 
     /// The offset from UTC, in seconds, at a Unix time.
@@ -212,7 +249,33 @@ impl Zone {
     }
 }
 
-fn read_zone_file(dir: &Path, name: &str) -> Result<tz::TimeZone, String> {
+/// `TZ` as glibc reads it; returns the rules and a name for them.
+fn local_from_tz(tz: &str) -> Result<(tz::TimeZone, String), String> {
+    let name = tz.strip_prefix(':').unwrap_or(tz);
+    if name.starts_with('/') {
+        let rules = read_zone_file(Path::new(name)).map_err(|e| format!("TZ={tz:?}: {e}"))?;
+        return Ok((rules, name.to_owned()));
+    }
+    if let Ok(rules) = read_zone_name(name) {
+        return Ok((rules, name.to_owned()));
+    }
+    if let Ok(rules) = tz::TimeZone::from_posix_tz(tz) {
+        return Ok((rules, tz.to_owned()));
+    }
+    // A DST name without rules ("CET-1CEST", "EST5EDT4"): glibc takes the
+    // US rules of its posixrules default, which is what date(1) shows.
+    if !tz.contains(',') {
+        if let Ok(rules) = tz::TimeZone::from_posix_tz(&format!("{tz},M3.2.0,M11.1.0")) {
+            return Ok((rules, tz.to_owned()));
+        }
+    }
+    Err(format!(
+        "TZ={tz:?} is neither a zone name (such as \"Asia/Jakarta\") nor a POSIX TZ rule (such as \"CET-1CEST\")"
+    ))
+}
+
+/// An IANA zone by name, from the zoneinfo directory.
+fn read_zone_name(name: &str) -> Result<tz::TimeZone, String> {
     let valid = !name.is_empty()
         && !name.starts_with('/')
         && name
@@ -221,20 +284,35 @@ fn read_zone_file(dir: &Path, name: &str) -> Result<tz::TimeZone, String> {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '+'));
+    let unknown = || format!("unknown time zone {name:?}; {ZONE_FORMS}");
     if !valid {
-        return Err(format!(
-            "unknown time zone {name:?} (expected \"local\", \"UTC\", an offset like \"+07:00\" or a name like \"Asia/Jakarta\")"
-        ));
+        return Err(unknown());
     }
-    let path = dir.join(name);
-    let bytes = std::fs::read(&path)
-        .map_err(|e| format!("unknown time zone {name:?} ({}: {e})", path.display()))?;
-    tz::TimeZone::from_tz_data(&bytes).map_err(|e| {
-        format!(
-            "time zone {name:?}: {} is not a zone file: {e}",
-            path.display()
-        )
+    let path = zoneinfo_dir().join(name);
+    read_zone_file(&path).map_err(|e| match e.kind() {
+        // A directory ("America") or a name tzdata does not have.
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory => unknown(),
+        _ if path.is_dir() => unknown(),
+        _ => format!("time zone {name:?}: {}: {e}", path.display()),
     })
+}
+
+/// A compiled zone file, refusing anything but a regular file without
+/// blocking on it (a FIFO would hang the loading thread).
+fn read_zone_file(path: &Path) -> std::io::Result<tz::TimeZone> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    tz::TimeZone::from_tz_data(&bytes)
+        .map_err(|e| std::io::Error::other(format!("not a zone file ({e})")))
 }
 
 /// `+HH:MM`, `-HH:MM`, `+HHMM`, `+HH` → seconds east of UTC.

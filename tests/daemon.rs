@@ -93,7 +93,7 @@ fn config_errors_name_file_line_column_and_exit_78() {
         (
             "[server]\nport = 1\nbogus = 2\n",
             ":3:1: ",
-            "unknown field `bogus`",
+            "server.bogus: unknown key",
         ),
         ("[server]\nport = \"x\"\n", ":2:8: ", "expected"),
         ("[time]\nformat = \"%H:%\"\n", ":2:10: ", "strftime"),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use jamd::cli::JamdArgs;
-use jamd::config::{Config, LogConfig, DEFAULT_PATH};
+use jamd::config::{self, Config, LogConfig, DEFAULT_PATH};
 use jamd::control::{Notifier, Signals};
 use jamd::listen::{self, show_addr, Sockets};
 use jamd::log::Logger;
@@ -27,7 +27,17 @@ fn main() -> ExitCode {
 
     if args.check_config {
         return match load(&path, explicit, &args) {
-            Ok((config, _)) => {
+            Ok((config, missing_default)) => {
+                // What start-up would log, so -t before a reload shows it.
+                if missing_default {
+                    eprintln!(
+                        "jamd: no configuration file at {}; using built-in defaults",
+                        path.display()
+                    );
+                }
+                for w in config.warnings() {
+                    eprintln!("jamd: warning: {w}");
+                }
                 print!("{}", config.to_toml());
                 ExitCode::SUCCESS
             }
@@ -172,13 +182,8 @@ fn main() -> ExitCode {
 /// Loads the configuration and applies the command line. The flag says the
 /// default file was missing and built-in defaults are used.
 fn load(path: &Path, explicit: bool, args: &JamdArgs) -> Result<(Config, bool), String> {
-    let (mut config, missing) = if !explicit && !path.exists() {
-        (Config::default(), true)
-    } else {
-        (Config::load(path).map_err(|e| e.to_string())?, false)
-    };
-    args.overrides().apply(&mut config);
-    Ok((config, missing))
+    let loaded = config::load(path, explicit, &args.overrides()).map_err(|e| e.to_string())?;
+    Ok((loaded.config, loaded.missing_default))
 }
 
 /// Reports a fatal error in one line and returns the exit code. When standard

@@ -23,7 +23,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::clock::Clock;
-use crate::config::{Config, Overrides, DEFAULT_PATH};
+use crate::config::{self, Config, Overrides, DEFAULT_PATH};
 use crate::control::{Notifier, Signals};
 use crate::listen::{show_addr, Sockets};
 use crate::log::Logger;
@@ -394,13 +394,10 @@ impl Control {
             .config_path
             .clone()
             .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH));
-        let mut config = if self.options.config_path.is_none() && !path.exists() {
-            Config::default()
-        } else {
-            Config::load(&path).map_err(|e| e.to_string())?
-        };
-        self.options.overrides.apply(&mut config);
-        Ok(config)
+        let explicit = self.options.config_path.is_some();
+        config::load(&path, explicit, &self.options.overrides)
+            .map(|loaded| loaded.config)
+            .map_err(|e| e.to_string())
     }
 
     /// Periodic work; returns true when it is time to exit.
