@@ -1,10 +1,14 @@
 //! The JAM protocol, version 1, without any I/O.
 //!
 //! A [`Session`] is fed the bytes a client sent, in whatever pieces the network
-//! delivered them, and hands back one [`Action`] per complete request line. The
-//! caller (the server loop) carries the action out: it renders the time, writes
-//! a [`Reply`], or closes the connection. Nothing here knows about sockets or
-//! clocks, which is what lets the rules be tested to the byte and fuzzed.
+//! delivered them, and hands back one [`Action`] per complete request line.
+//! The action says everything the caller (the server's connection) must do,
+//! in the manner of ntpd-rs's `ntp-proto`: which [`Reply`] to send
+//! ([`Action::reply`]) and whether to close afterwards, and why
+//! ([`Action::close`]). How the connection ends after an idle timeout or at
+//! shutdown is decided here too ([`CloseReason::farewell`]). The caller only
+//! moves bytes. Nothing here knows about sockets or clocks, which is what
+//! lets the rules be tested to the byte and fuzzed.
 //!
 //! Memory is bounded: a session never holds more than `max_line_bytes` bytes of
 //! an unfinished line, and holds nothing at all between lines.
@@ -31,12 +35,91 @@ pub enum Action {
 impl Action {
     /// Whether the connection ends after this action.
     pub fn closes(self) -> bool {
-        matches!(self, Action::Quit | Action::TooLong)
+        self.close().is_some()
+    }
+
+    /// What to send in answer, if anything.
+    pub fn reply(self) -> Option<Reply> {
+        match self {
+            Action::Time => Some(Reply::Time),
+            Action::Unknown => Some(Reply::Error(ErrorReply::UnknownCommand)),
+            Action::TooLong => Some(Reply::Error(ErrorReply::LineTooLong)),
+            Action::Quit | Action::Empty => None,
+        }
+    }
+
+    /// Whether to close the connection once the reply is sent, and why.
+    pub fn close(self) -> Option<CloseReason> {
+        match self {
+            Action::Quit => Some(CloseReason::Quit),
+            Action::TooLong => Some(CloseReason::TooLong),
+            Action::Time | Action::Unknown | Action::Empty => None,
+        }
     }
 
     /// Whether this action counts as an answered request (`requests=N` in the log).
     pub fn is_answered(self) -> bool {
         matches!(self, Action::Time | Action::Unknown)
+    }
+}
+
+/// A reply line to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// `JAM <time>`, the time rendered as the request is answered (see
+    /// [`write_time_reply`]).
+    Time,
+    /// An `ERROR …` line.
+    Error(ErrorReply),
+}
+
+/// Why a connection ended. The names are stable: the `closed … reason=`
+/// log line and the `jamd_connections_closed_total{reason}` metric use
+/// [`CloseReason::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client sent QUIT.
+    Quit,
+    /// The client closed its side.
+    Eof,
+    /// No complete line within the idle timeout.
+    Idle,
+    /// A line longer than max_line_bytes.
+    TooLong,
+    /// A socket error (reset, broken pipe, …).
+    Error,
+    /// The shutdown grace period ended.
+    Shutdown,
+}
+
+impl CloseReason {
+    /// The stable name, as in the `closed` log line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Quit => "quit",
+            CloseReason::Eof => "eof",
+            CloseReason::Idle => "idle",
+            CloseReason::TooLong => "too_long",
+            CloseReason::Error => "error",
+            CloseReason::Shutdown => "shutdown",
+        }
+    }
+
+    /// The line a client is told when the server ends its connection for
+    /// this reason on its own (not in answer to a request line).
+    pub fn farewell(self) -> Option<ErrorReply> {
+        match self {
+            CloseReason::Idle => Some(ErrorReply::IdleTimeout),
+            CloseReason::Shutdown => Some(ErrorReply::ShuttingDown),
+            CloseReason::TooLong => Some(ErrorReply::LineTooLong),
+            CloseReason::Quit | CloseReason::Eof | CloseReason::Error => None,
+        }
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -422,6 +505,48 @@ mod tests {
             assert!(e.line().starts_with(b"ERROR "));
         }
         assert_eq!(ErrorReply::ServerBusy.to_string(), "ERROR server busy");
+    }
+
+    #[test]
+    fn each_action_says_what_to_send_and_whether_to_close() {
+        assert_eq!(Time.reply(), Some(Reply::Time));
+        assert_eq!(
+            Unknown.reply(),
+            Some(Reply::Error(ErrorReply::UnknownCommand))
+        );
+        assert_eq!(TooLong.reply(), Some(Reply::Error(ErrorReply::LineTooLong)));
+        assert_eq!(Quit.reply(), None);
+        assert_eq!(Empty.reply(), None);
+        assert_eq!(Quit.close(), Some(CloseReason::Quit));
+        assert_eq!(TooLong.close(), Some(CloseReason::TooLong));
+        for a in [Time, Unknown, Empty] {
+            assert_eq!(a.close(), None);
+        }
+    }
+
+    #[test]
+    fn close_reasons_have_stable_names_and_farewells() {
+        let names: Vec<_> = [
+            CloseReason::Quit,
+            CloseReason::Eof,
+            CloseReason::Idle,
+            CloseReason::TooLong,
+            CloseReason::Error,
+            CloseReason::Shutdown,
+        ]
+        .iter()
+        .map(|r| r.to_string())
+        .collect();
+        assert_eq!(
+            names,
+            ["quit", "eof", "idle", "too_long", "error", "shutdown"]
+        );
+        assert_eq!(CloseReason::Idle.farewell(), Some(ErrorReply::IdleTimeout));
+        assert_eq!(
+            CloseReason::Shutdown.farewell(),
+            Some(ErrorReply::ShuttingDown)
+        );
+        assert_eq!(CloseReason::Eof.farewell(), None);
     }
 
     #[test]
