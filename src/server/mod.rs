@@ -7,12 +7,12 @@
 //! which each worker picks up by comparing a generation counter once per turn
 //! of its loop. Nothing is locked on the path of a request.
 
+mod admission;
 mod conn;
 mod worker;
 
-use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -49,10 +49,8 @@ impl Runtime {
 pub(crate) struct Shared {
     current: Mutex<Arc<Runtime>>,
     generation: AtomicU64,
-    /// Connections open right now, over all workers.
-    open: AtomicUsize,
-    /// Connections per source address, kept while a per-source limit is set.
-    per_source: Mutex<HashMap<IpAddr, usize>>,
+    /// Who is served: the open count and the per-source table.
+    admission: Arc<admission::Admission>,
     /// SIGTERM arrived: stop accepting, drain.
     stopping: AtomicBool,
     /// The grace period is over: tell the remaining clients and close.
@@ -77,8 +75,8 @@ impl Shared {
         (self.generation.load(Ordering::Acquire), Arc::clone(&guard))
     }
 
-    /// Logs `refused ADDR: server busy` at most once a second over all workers.
-    fn log_refused(&self, peer: &SocketAddr) {
+    /// Logs `refused ADDR: WHY` at most once a second over all workers.
+    fn log_refused(&self, peer: &SocketAddr, why: admission::Refusal) {
         let second = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_secs());
@@ -95,8 +93,11 @@ impl Shared {
             } else {
                 String::new()
             };
-            self.log
-                .warn(format!("refused {}: server busy{tail}", show_addr(peer)));
+            self.log.warn(format!(
+                "refused {}: {}{tail}",
+                show_addr(peer),
+                why.words()
+            ));
         } else {
             self.refused_suppressed.fetch_add(1, Ordering::Relaxed);
         }
@@ -168,8 +169,7 @@ pub fn run(
     let shared = Arc::new(Shared {
         current: Mutex::new(Runtime::new(config)),
         generation: AtomicU64::new(0),
-        open: AtomicUsize::new(0),
-        per_source: Mutex::new(HashMap::new()),
+        admission: admission::Admission::new(),
         stopping: AtomicBool::new(false),
         grace_over: AtomicBool::new(false),
         log: log.clone(),
@@ -320,7 +320,7 @@ impl Control {
         if self.shared.stopping.swap(true, Ordering::SeqCst) {
             self.shared.grace_over.store(true, Ordering::SeqCst);
         } else {
-            let open = self.shared.open.load(Ordering::SeqCst);
+            let open = self.shared.admission.open();
             self.notifier.stopping();
             self.log
                 .info(format!("shutting down: {open} connection(s) open"));
@@ -408,7 +408,7 @@ impl Control {
                 self.pool.wake_all();
             }
         }
-        let open = self.shared.open.load(Ordering::Relaxed);
+        let open = self.shared.admission.open();
         if open != self.last_status.0
             && now.duration_since(self.last_status.1) >= Duration::from_secs(1)
         {

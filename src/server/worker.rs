@@ -11,11 +11,12 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use super::conn::{CloseReason, Conn, Next, Scratch};
-use super::{lock, Runtime, Shared};
+use super::admission::Refusal;
+use super::conn::{self, CloseReason, Conn, Next, Scratch};
+use super::{Runtime, Shared};
 use crate::clock::ClockCache;
-use crate::listen::{show_addr, source_ip};
-use crate::protocol::ErrorReply;
+use crate::config::Level;
+use crate::listen::show_addr;
 
 /// The token of the waker the control loop uses.
 pub(crate) const WAKER: Token = Token(usize::MAX);
@@ -33,6 +34,33 @@ const CLOSING_LIMIT: Duration = Duration::from_secs(5);
 /// Linux; elsewhere it is set on each connection.
 const NODELAY_INHERITED: bool = cfg!(any(target_os = "linux", target_os = "android"));
 
+/// Whether, and when, the worker takes new connections from its listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Accepting {
+    /// When a listener reports one.
+    Open,
+    /// At the end of this turn too: a burst was cut short, so more may be
+    /// waiting without a new event to say so.
+    Again,
+    /// Not before then (out of descriptors, or accept failed); then again.
+    PausedUntil(Instant),
+    /// Never again: the listeners are closed (shutdown).
+    Closed,
+}
+
+/// Where the worker is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Accepting and serving.
+    Serving,
+    /// Shutting down: no new connections; the open ones are served until
+    /// they end or the grace period does.
+    Draining,
+    /// The grace period is over: the remaining clients were told and are
+    /// being closed.
+    GraceOver,
+}
+
 pub(crate) struct Worker {
     id: usize,
     poll: Poll,
@@ -44,14 +72,13 @@ pub(crate) struct Worker {
     cache: ClockCache,
     read_buf: Box<[u8]>,
     out_buf: Vec<u8>,
+    /// Connections to drive again at the end of this turn.
     again: Vec<usize>,
-    accept_again: bool,
-    accept_paused_until: Option<Instant>,
+    accepting: Accepting,
+    phase: Phase,
     /// Serving one inherited connection: exit when it is gone.
     single: bool,
     next_sweep: Instant,
-    listeners_closed: bool,
-    grace_handled: bool,
     emfile_logged: Option<Instant>,
     /// TCP_NODELAY is set on every listener, so accepted sockets have it.
     nodelay_inherited: bool,
@@ -81,12 +108,10 @@ impl Worker {
             read_buf: vec![0u8; 4096].into_boxed_slice(),
             out_buf: Vec::with_capacity(4096),
             again: Vec::new(),
-            accept_again: false,
-            accept_paused_until: None,
+            accepting: Accepting::Open,
+            phase: Phase::Serving,
             single: connection.is_some(),
             next_sweep: Instant::now() + SWEEP_EVERY,
-            listeners_closed: false,
-            grace_handled: false,
             emfile_logged: None,
             nodelay_inherited: true,
             listeners_exclusive: cfg!(any(target_os = "linux", target_os = "android")),
@@ -133,7 +158,7 @@ impl Worker {
                     Token(key) => {
                         if event.is_read_closed() || event.is_error() {
                             if let Some(conn) = self.conns.get_mut(key) {
-                                conn.peer_closed = true;
+                                conn.peer_closed();
                             }
                         }
                         self.drive(key)
@@ -143,8 +168,8 @@ impl Worker {
             for key in std::mem::take(&mut self.again) {
                 self.drive(key);
             }
-            if self.accept_again && self.accept_paused_until.is_none() {
-                self.accept_again = false;
+            if self.accepting == Accepting::Again {
+                self.accepting = Accepting::Open;
                 for i in 0..self.listeners.len() {
                     self.accept(i);
                 }
@@ -160,7 +185,7 @@ impl Worker {
     }
 
     fn timeout(&self) -> Duration {
-        if !self.again.is_empty() || (self.accept_again && self.accept_paused_until.is_none()) {
+        if !self.again.is_empty() || self.accepting == Accepting::Again {
             return Duration::ZERO;
         }
         let now = Instant::now();
@@ -169,7 +194,7 @@ impl Worker {
         } else {
             self.next_sweep.saturating_duration_since(now)
         };
-        if let Some(until) = self.accept_paused_until {
+        if let Accepting::PausedUntil(until) = self.accepting {
             t = t.min(until.saturating_duration_since(now));
         }
         t
@@ -189,15 +214,9 @@ impl Worker {
         }
         // Sources are counted only while a per-source limit is set; when a
         // reload sets one, the clients already connected count against it.
-        if self.rt.config.server.max_connections_per_source > 0
-            && self.conns.iter().any(|(_, c)| !c.source_counted)
-        {
-            let mut table = lock(&self.shared.per_source);
+        if self.rt.config.server.max_connections_per_source > 0 {
             for (_, conn) in self.conns.iter_mut() {
-                if !conn.source_counted {
-                    *table.entry(source_ip(&conn.peer)).or_insert(0) += 1;
-                    conn.source_counted = true;
-                }
+                conn.ticket_mut().count_source();
             }
         }
     }
@@ -232,23 +251,21 @@ impl Worker {
                 let Some(conn) = self.conns.get_mut(key) else {
                     return;
                 };
-                if conn.has_pending() && !conn.wants_write {
-                    conn.wants_write = true;
-                    let r = self.poll.registry().reregister(
-                        &mut conn.stream,
-                        Token(key),
-                        Interest::READABLE | Interest::WRITABLE,
-                    );
-                    if r.is_err() {
-                        self.close(key, CloseReason::Error);
-                    }
+                if conn
+                    .watch_writable(self.poll.registry(), Token(key))
+                    .is_err()
+                {
+                    self.close(key, CloseReason::Error);
                 }
             }
         }
     }
 
     fn accept(&mut self, i: usize) {
-        if self.accept_paused_until.is_some() || self.listeners_closed {
+        if matches!(
+            self.accepting,
+            Accepting::PausedUntil(_) | Accepting::Closed
+        ) {
             return;
         }
         for _ in 0..ACCEPT_BURST {
@@ -261,8 +278,7 @@ impl Worker {
                 Err(e) if out_of_descriptors(&e) => {
                     // Back off instead of spinning: the pending connections
                     // wait in the backlog until descriptors free up.
-                    self.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
-                    self.accept_again = true;
+                    self.accepting = Accepting::PausedUntil(Instant::now() + ACCEPT_BACKOFF);
                     let now = Instant::now();
                     if self
                         .emfile_logged
@@ -278,54 +294,38 @@ impl Worker {
                 Err(e) if transient_accept_error(&e) => continue,
                 Err(e) => {
                     self.shared.log.error(format!("accept failed: {e}"));
-                    self.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
-                    self.accept_again = true;
+                    self.accepting = Accepting::PausedUntil(Instant::now() + ACCEPT_BACKOFF);
                     return;
                 }
             }
         }
         // More may be waiting: come back after the connections had a turn.
-        self.accept_again = true;
+        self.accepting = Accepting::Again;
     }
 
-    /// Admits a new connection, or refuses it when a limit is reached.
+    /// Serves a new connection if admission lets it in, or refuses it.
+    ///
+    /// SPEC 10: a connection from a trusted balancer is not admitted here
+    /// but enters the slab awaiting its PROXY header; admission runs when
+    /// the header names the client.
     fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
-        let limits = &self.rt.config.server;
-        let open = self.shared.open.fetch_add(1, Ordering::AcqRel) + 1;
-        if open > limits.max_connections {
-            self.shared.open.fetch_sub(1, Ordering::AcqRel);
-            return self.refuse(stream, peer);
-        }
-        let mut source_counted = false;
-        if limits.max_connections_per_source > 0 {
-            let mut table = lock(&self.shared.per_source);
-            let count = table.entry(source_ip(&peer)).or_insert(0);
-            if *count >= limits.max_connections_per_source {
-                drop(table);
-                self.shared.open.fetch_sub(1, Ordering::AcqRel);
-                return self.refuse(stream, peer);
-            }
-            *count += 1;
-            source_counted = true;
-        }
+        let ticket = match self.shared.admission.admit(&self.rt, peer.ip()) {
+            Ok(ticket) => ticket,
+            Err(refusal) => return self.refuse(stream, peer, refusal),
+        };
         // Replies are whole lines written at once: never hold them back.
         // Sockets accepted from our listeners have it already (Linux).
         if self.single || !self.nodelay_inherited {
             let _ = stream.set_nodelay(true);
         }
-        let mut conn = Conn::new(stream, peer, limits.max_line_bytes);
-        conn.source_counted = source_counted;
+        let mut conn = Conn::new(stream, peer, ticket, self.rt.config.server.max_line_bytes);
         let entry = self.conns.vacant_entry();
         let key = entry.key();
-        if self
-            .poll
-            .registry()
-            .register(&mut conn.stream, Token(key), Interest::READABLE)
-            .is_err()
-        {
-            self.release(&conn);
+        if conn.register(self.poll.registry(), Token(key)).is_err() {
+            // Dropping it closes the socket and gives its slots back.
             return;
         }
+        // SPEC 9: the `accepted` counter goes here.
         if self.shared.log.connections() {
             self.shared
                 .log
@@ -338,27 +338,19 @@ impl Worker {
         }
     }
 
-    fn refuse(&mut self, stream: TcpStream, peer: SocketAddr) {
-        let mut conn = Conn::new(stream, peer, 0);
-        let (_, mut s) = self.scratch();
-        let _ = conn.end_with(ErrorReply::ServerBusy, CloseReason::Error, &mut s);
-        conn.close(CloseReason::Shutdown);
-        self.shared.log_refused(&peer);
-    }
-
-    /// Undoes the counts a connection holds.
-    fn release(&self, conn: &Conn) {
-        self.shared.open.fetch_sub(1, Ordering::AcqRel);
-        if conn.source_counted {
-            let mut table = lock(&self.shared.per_source);
-            let ip = source_ip(&conn.peer);
-            if let Some(count) = table.get_mut(&ip) {
-                *count -= 1;
-                if *count == 0 {
-                    table.remove(&ip);
-                }
-            }
+    fn refuse(&mut self, stream: TcpStream, peer: SocketAddr, refusal: Refusal) {
+        // SPEC 9: the `refused{reason}` counter goes here.
+        conn::refuse(stream, refusal.reply());
+        if self.shared.log.enabled(Level::Debug) {
+            self.shared.log.debug(format!(
+                "refused {}: {} (reason={}, open={})",
+                show_addr(&peer),
+                refusal.words(),
+                refusal.as_str(),
+                self.shared.admission.open()
+            ));
         }
+        self.shared.log_refused(&peer, refusal);
     }
 
     fn close(&mut self, key: usize, reason: CloseReason) {
@@ -367,13 +359,13 @@ impl Worker {
         };
         // Closing the descriptor removes it from the poll set: connections
         // are never duplicated, so no deregister call is needed.
-        self.release(&conn);
+        // SPEC 9: the `closed{reason}` counter goes here.
         if self.shared.log.connections() {
             self.shared.log.info(format!(
                 "closed {} requests={} duration_ms={} reason={}",
-                show_addr(&conn.peer),
-                conn.requests,
-                conn.opened.elapsed().as_millis(),
+                show_addr(conn.peer()),
+                conn.requests(),
+                conn.opened().elapsed().as_millis(),
                 reason
             ));
         }
@@ -383,17 +375,18 @@ impl Worker {
     /// Idle sweep, accept back-off, and shutdown.
     fn housekeeping(&mut self) {
         let now = Instant::now();
-        if let Some(until) = self.accept_paused_until {
+        if let Accepting::PausedUntil(until) = self.accepting {
             if now >= until {
-                self.accept_paused_until = None;
+                self.accepting = Accepting::Again;
             }
         }
-        if self.shared.stopping.load(Ordering::Acquire) && !self.listeners_closed {
+        if self.phase == Phase::Serving && self.shared.stopping.load(Ordering::Acquire) {
+            self.phase = Phase::Draining;
             self.close_listeners();
         }
-        if self.shared.grace_over.load(Ordering::Acquire) && !self.grace_handled {
-            self.grace_handled = true;
-            self.end_all(ErrorReply::ShuttingDown, CloseReason::Shutdown);
+        if self.phase == Phase::Draining && self.shared.grace_over.load(Ordering::Acquire) {
+            self.phase = Phase::GraceOver;
+            self.end_all(CloseReason::Shutdown);
         }
         if now >= self.next_sweep {
             self.next_sweep = now + SWEEP_EVERY;
@@ -402,8 +395,7 @@ impl Worker {
     }
 
     fn close_listeners(&mut self) {
-        self.listeners_closed = true;
-        self.accept_again = false;
+        self.accepting = Accepting::Closed;
         for mut l in std::mem::take(&mut self.listeners) {
             // The descriptor is shared with the other workers' duplicates, so
             // it must leave this poll set explicitly.
@@ -439,35 +431,40 @@ impl Worker {
         let _ = self.poll.registry().deregister(l);
     }
 
-    fn end_all(&mut self, reply: ErrorReply, reason: CloseReason) {
+    fn end_all(&mut self, reason: CloseReason) {
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
-            let (conns, mut s) = self.scratch();
-            if let Some(conn) = conns.get_mut(key) {
-                let next = conn.end_with(reply, reason, &mut s);
-                self.after(key, next);
-            }
+            self.end(key, reason);
+        }
+    }
+
+    /// Ends a connection on the server's initiative.
+    fn end(&mut self, key: usize, reason: CloseReason) {
+        let (conns, mut s) = self.scratch();
+        if let Some(conn) = conns.get_mut(key) {
+            let next = conn.end(reason, &mut s);
+            self.after(key, next);
         }
     }
 
     fn sweep(&mut self, now: Instant) {
         let idle = Duration::from_secs(self.rt.config.server.idle_timeout);
-        let grace_over = self.grace_handled;
+        let limit = if self.phase == Phase::GraceOver {
+            Duration::from_millis(500)
+        } else {
+            CLOSING_LIMIT
+        };
         let mut idle_keys = Vec::new();
         let mut stuck = Vec::new();
         for (key, conn) in self.conns.iter() {
-            match conn.closing_since {
-                Some(since) => {
-                    let limit = if grace_over {
-                        Duration::from_millis(500)
-                    } else {
-                        CLOSING_LIMIT
-                    };
-                    if now.duration_since(since) >= limit {
-                        stuck.push((key, conn.closing.unwrap_or(CloseReason::Error)));
-                    }
+            // SPEC 10: a connection awaiting its PROXY header past
+            // `header_timeout` is found here too.
+            match conn.closing() {
+                Some((reason, since)) if now.duration_since(since) >= limit => {
+                    stuck.push((key, reason))
                 }
-                None if !idle.is_zero() && now.duration_since(conn.last_line) >= idle => {
+                Some(_) => {}
+                None if !idle.is_zero() && now.duration_since(conn.last_line()) >= idle => {
                     idle_keys.push(key)
                 }
                 None => {}
@@ -477,11 +474,7 @@ impl Worker {
             self.close(key, reason);
         }
         for key in idle_keys {
-            let (conns, mut s) = self.scratch();
-            if let Some(conn) = conns.get_mut(key) {
-                let next = conn.end_with(ErrorReply::IdleTimeout, CloseReason::Idle, &mut s);
-                self.after(key, next);
-            }
+            self.end(key, CloseReason::Idle);
         }
     }
 }
