@@ -362,6 +362,28 @@ impl Clock {
     }
 }
 
+/// The system clock as Unix seconds and nanoseconds, also before 1970: a
+/// clock set wrong is still shown as it reads (a time service says the truth
+/// it has, not the epoch), so the operator can see that it is wrong.
+pub fn unix_now() -> (i64, u32) {
+    unix_time(SystemTime::now())
+}
+
+/// A system time as Unix seconds (floor) and nanoseconds past them.
+fn unix_time(t: SystemTime) -> (i64, u32) {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
+        Err(before) => {
+            let d = before.duration();
+            let secs = -(d.as_secs() as i64);
+            match d.subsec_nanos() {
+                0 => (secs, 0),
+                n => (secs - 1, 1_000_000_000 - n),
+            }
+        }
+    }
+}
+
 /// The last rendered time string, reused while the clock stays within one unit
 /// of the format's resolution. One per worker thread: nothing is shared.
 #[derive(Debug, Default)]
@@ -379,10 +401,8 @@ impl ClockCache {
 
     /// The current time rendered by `clock`.
     pub fn now(&mut self, clock: &Arc<Clock>) -> &str {
-        let since = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        self.at(clock, since.as_secs() as i64, since.subsec_nanos())
+        let (secs, nanos) = unix_now();
+        self.at(clock, secs, nanos)
     }
 
     /// The time `secs`.`nanos` rendered by `clock`, from the cache when it holds it.

@@ -1,0 +1,126 @@
+//! The local zone as the C library reads it, and a clock before 1970
+//! (SPEC 12; issue 12 items 11 and 12).
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{require_tool, run_jamd, temp_dir, Jamd, JAMD};
+
+/// Starts jamd with `config`, `TZ` set to `tz`, and more environment.
+fn start_in(config: &str, tz: &str, env: &[(&str, &str)]) -> Jamd {
+    let dir = temp_dir("clock");
+    let path = dir.join("jamd.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut cmd = Command::new(JAMD);
+    cmd.arg("-c")
+        .arg(&path)
+        .args(["-p", "0", "-b", "127.0.0.1", "--log", "stderr"])
+        .env("TZ", tz)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    Jamd::spawn(cmd, dir, path)
+}
+
+/// libfaketime's multi-threaded preload library (Debian package faketime).
+fn libfaketime() -> Option<String> {
+    require_tool("faketime")?;
+    let found = std::fs::read_dir("/usr/lib").ok().and_then(|dirs| {
+        dirs.flatten()
+            .map(|d| d.path().join("faketime/libfaketimeMT.so.1"))
+            .find(|p| p.is_file())
+    });
+    assert!(
+        found.is_some() || !common::in_ci(),
+        "libfaketimeMT.so.1 not found"
+    );
+    found.map(|p| p.to_string_lossy().into_owned())
+}
+
+/// What date(1) prints for `format` in zone `tz` (the C library's answer).
+fn date(tz: &str, format: &str) -> String {
+    let out = Command::new("date")
+        .arg(format!("+{format}"))
+        .env("TZ", tz)
+        .output()
+        .expect("date");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn a_posix_tz_without_rules_is_read_as_glibc_reads_it() {
+    for tz in ["CET-1CEST", "EST5EDT", "JST-9", "<+0545>-5:45"] {
+        // With timezone = "local" given, and with no [time] section at all
+        // (which used to fall back to UTC in silence).
+        for config in ["[time]\ntimezone = \"local\"\nformat = \"%z\"\n", ""] {
+            let config = if config.is_empty() {
+                "[server]\nidle_timeout = 5\n[time]\nformat = \"%z\"\n"
+            } else {
+                config
+            };
+            let mut jamd = start_in(config, tz, &[]);
+            let reply = jamd.connect().ask("TIME");
+            assert_eq!(reply, format!("JAM {}", date(tz, "%z")), "TZ={tz}");
+            jamd.signal("TERM");
+            assert_eq!(jamd.wait_exit(Duration::from_secs(10)), Some(0));
+        }
+    }
+}
+
+#[test]
+fn a_local_zone_that_cannot_be_read_is_an_error_not_utc() {
+    let dir = temp_dir("badtz");
+    let path = dir.join("jamd.toml");
+    std::fs::write(&path, "").unwrap();
+    for tz in ["Nowhere/Atlantis", "not a zone"] {
+        let out = Command::new(JAMD)
+            .arg("-c")
+            .arg(&path)
+            .args(["-p", "0", "-b", "127.0.0.1", "--log", "stderr"])
+            .env("TZ", tz)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "TZ={tz}: {err}");
+        assert!(
+            err.contains("time.timezone (default \"local\"): cannot read the local time zone"),
+            "{err}"
+        );
+    }
+    // -t too: the zone in effect is part of the checked configuration.
+    let (code, _, err) = run_jamd(
+        &["-t", "-c", path.to_str().unwrap()],
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, Some(0), "the test's own TZ is readable: {err}");
+}
+
+/// A clock set before 1970 is shown as it reads, not as the epoch.
+#[test]
+fn a_clock_before_1970_is_served_as_it_reads() {
+    let Some(lib) = libfaketime() else {
+        return;
+    };
+    // Preloaded into jamd itself (the faketime wrapper would stand between
+    // the test and jamd's pid); the monotonic clock stays real.
+    let mut jamd = start_in(
+        "[time]\nformat = \"%Y-%m-%d %H:%M\"\ntimezone = \"UTC\"\n",
+        "UTC",
+        &[
+            ("LD_PRELOAD", &lib),
+            ("FAKETIME", "@1960-01-02 03:04:05"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ],
+    );
+    let reply = jamd.connect().ask("TIME");
+    assert!(
+        reply == "JAM 1960-01-02 03:04" || reply == "JAM 1960-01-02 03:05",
+        "{reply}"
+    );
+    jamd.signal("TERM");
+    assert_eq!(jamd.wait_exit(Duration::from_secs(10)), Some(0));
+}
