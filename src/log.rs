@@ -336,10 +336,11 @@ impl Writer {
     /// Writes a line to every sink; false if it reached none.
     fn write(&mut self, level: Level, line: &str) -> bool {
         let mut written = false;
+        let to_stderr = self.wants_stderr();
         if self.wants_syslog() && self.syslog.is_some() {
             written |= self.write_syslog(level, line);
         }
-        if self.wants_stderr() {
+        if to_stderr {
             written |= write_stderr(level, line);
         }
         written
@@ -357,16 +358,53 @@ impl Writer {
         };
         match result {
             Ok(()) => true,
+            // A slow reader keeps the socket; the line is dropped and counted.
+            Err(e) if is_timeout(&e) => false,
             Err(e) => {
-                // A slow reader (timeout) keeps the socket; anything else
-                // (socket removed, reader gone) means connecting again later.
-                if !is_timeout(&e) {
+                // The reader is gone (socket removed, receiver restarted):
+                // a restarted receiver is already back at the same path, so
+                // connect again at once and resend; only if that fails too
+                // do lines go to stderr until syslog answers (SPEC 3).
+                self.syslog = None;
+                if let Ok(again) = connect_syslog(&self.sinks) {
+                    self.syslog = Some(again);
+                    if self.resend(level, line) {
+                        return true;
+                    }
                     self.syslog = None;
-                    self.next_retry = Instant::now() + RETRY_EVERY;
                 }
-                false
+                self.next_retry = Instant::now() + RETRY_EVERY;
+                if !self.sinks.stdio_is_client && !self.fallback_stderr {
+                    self.fallback_stderr = true;
+                    write_stderr(
+                        Level::Warn,
+                        &format!(
+                            "cannot reach syslog at {} ({e}); logging to stderr",
+                            self.sinks.socket
+                        ),
+                    );
+                }
+                // Not written to stderr here when the target includes it:
+                // write() does that.
+                self.sinks.target == LogTarget::Syslog
+                    && !self.sinks.stdio_is_client
+                    && write_stderr(level, line)
             }
         }
+    }
+
+    /// One more try on a freshly connected syslog.
+    fn resend(&mut self, level: Level, line: &str) -> bool {
+        let Some(logger) = self.syslog.as_mut() else {
+            return false;
+        };
+        let result = match level {
+            Level::Error => logger.err(line),
+            Level::Warn => logger.warning(line),
+            Level::Info => logger.info(line),
+            Level::Debug => logger.debug(line),
+        };
+        result.is_ok()
     }
 }
 
@@ -380,14 +418,52 @@ fn is_timeout(e: &syslog::Error) -> bool {
     }
 }
 
+/// Writes one line to standard error. When that is the journal
+/// (`JOURNAL_STREAM` names it, sd-daemon(3)) the line starts with the `<N>`
+/// syslog priority journald reads, so `journalctl -p warning` works;
+/// otherwise with `jamd: ` and the level (info is the unmarked level).
 fn write_stderr(level: Level, line: &str) -> bool {
+    let mut err = std::io::stderr().lock();
+    if stderr_is_journal() {
+        let priority = match level {
+            Level::Error => 3,
+            Level::Warn => 4,
+            Level::Info => 6,
+            Level::Debug => 7,
+        };
+        return writeln!(err, "<{priority}>{line}").is_ok();
+    }
     let prefix = match level {
         Level::Error => "jamd: error: ",
         Level::Warn => "jamd: warning: ",
-        Level::Info | Level::Debug => "jamd: ",
+        Level::Info => "jamd: ",
+        Level::Debug => "jamd: debug: ",
     };
-    let mut err = std::io::stderr().lock();
     writeln!(err, "{prefix}{line}").is_ok()
+}
+
+/// Whether standard error is the stream `JOURNAL_STREAM` (`DEVICE:INODE`)
+/// names; decided once, as neither changes while jamd runs.
+pub fn stderr_is_journal() -> bool {
+    static IS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *IS.get_or_init(|| {
+        let Some(named) = std::env::var_os("JOURNAL_STREAM") else {
+            return false;
+        };
+        let named = named.to_string_lossy().into_owned();
+        let Some((dev, ino)) = named.split_once(':') else {
+            return false;
+        };
+        use std::os::fd::AsFd as _;
+        use std::os::unix::fs::MetadataExt as _;
+        let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() else {
+            return false;
+        };
+        let Ok(meta) = std::fs::File::from(fd).metadata() else {
+            return false;
+        };
+        dev.parse::<u64>().ok() == Some(meta.dev()) && ino.parse::<u64>().ok() == Some(meta.ino())
+    })
 }
 
 fn facility(f: Facility) -> syslog::Facility {
@@ -445,10 +521,13 @@ fn connect_syslog(sinks: &Sinks) -> Result<Syslog, String> {
     }
 }
 
+/// The host name from gethostname(2) (the `hostname` crate, already used by
+/// syslog): /proc/sys/kernel/hostname is hidden under the shipped unit's
+/// `ProcSubset=pid`.
 fn hostname() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
+    hostname::get()
         .ok()
-        .map(|h| h.trim().to_owned())
+        .map(|h| h.to_string_lossy().into_owned())
         .filter(|h| !h.is_empty())
 }
 
