@@ -14,9 +14,15 @@
 //!    bucket.
 //!
 //! Admission does not depend on the accept loop: it takes the client's
-//! address as an argument, so a connection whose real client is known only
-//! later (from a PROXY protocol header, SPEC 10) is admitted from that later
-//! state in the same way.
+//! address as an argument, and it comes in two steps, so that a connection
+//! whose real client is known only later (from a PROXY protocol header,
+//! SPEC 10) is admitted from that later state. [`Admission::admit`] is
+//! `enter` (the global slot) then [`Ticket::join_source`] (the source's
+//! slot). A connection from a trusted balancer takes only the global slot
+//! at accept (every open descriptor counts, and the balancer is no source);
+//! once its header names the client, the access check and `join_source`
+//! run for that client. Either refusal drops the ticket and with it the
+//! global slot.
 //!
 //! Nothing is locked unless a per-source limit is set: the global count is
 //! an atomic, and the per-source table's mutex is taken only by clients that
@@ -29,22 +35,16 @@ use std::sync::{Arc, Mutex};
 
 use super::{lock, Runtime};
 use crate::protocol::ErrorReply;
+use crate::sources::SourceKey;
 
-/// A *source*: the unit that per-source limits count (SPEC 8).
+/// The source a client counts as, under the configuration `rt` (SPEC 8).
 ///
-/// Today it is the client's exact address, with IPv4-mapped IPv6 addresses
-/// taken as the IPv4 address. The cut to `source_prefix_v4` /
-/// `source_prefix_v6` bits goes in [`SourceKey::of`], and only there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct SourceKey(IpAddr);
-
-impl SourceKey {
-    /// The source a client address belongs to.
-    pub(crate) fn of(ip: IpAddr) -> SourceKey {
-        // SPEC 8: cut to the configured prefix here (v4 /32, v6 /64 by
-        // default), after canonicalising.
-        SourceKey(ip.to_canonical())
-    }
+/// Today a source is the client's exact address (IPv4-mapped IPv6 taken as
+/// the IPv4 address): /32 and /128.
+fn source_of(_rt: &Runtime, ip: IpAddr) -> SourceKey {
+    // SPEC 8: `source_prefix_v4` / `source_prefix_v6` from `rt` go here,
+    // and only here.
+    SourceKey::new(ip, 32, 128)
 }
 
 /// Why a client was not served. The names are stable: log lines and the
@@ -89,9 +89,9 @@ pub(crate) struct Admission {
     /// Clients served right now, over all workers.
     open: AtomicUsize,
     /// Open connections per source, kept while a per-source limit is set.
-    /// SPEC 8: the rate bucket goes beside the count in this entry, and the
-    /// table gets its bound (`max_tracked_sources`, evicting the source seen
-    /// longest ago that has no open connection).
+    /// SPEC 8: `sources::SourceTable` replaces this map (the rate bucket
+    /// beside the count, bounded by `max_tracked_sources`); the lock stays
+    /// untaken when no per-source rule is set.
     per_source: Mutex<HashMap<SourceKey, usize>>,
 }
 
@@ -109,31 +109,27 @@ impl Admission {
     /// Decides whether a client at `ip` is served under the configuration
     /// `rt`: a ticket holding its slots, or why not.
     pub(crate) fn admit(self: &Arc<Self>, rt: &Runtime, ip: IpAddr) -> Result<Ticket, Refusal> {
-        let limits = &rt.config.server;
-        let source = SourceKey::of(ip);
         // SPEC 7: the access list check goes here, first, before anything
-        // is counted.
+        // is counted (and again before `join_source` for a client named by
+        // a PROXY header).
+        let mut ticket = self.enter(rt)?;
+        ticket.join_source(rt, ip)?;
+        Ok(ticket)
+    }
+
+    /// Takes one of `max_connections`: a ticket that belongs to no source
+    /// yet.
+    fn enter(self: &Arc<Self>, rt: &Runtime) -> Result<Ticket, Refusal> {
         let open = self.open.fetch_add(1, Ordering::AcqRel) + 1;
-        // From here the ticket owns the global slot: every refusal below
-        // gives it back by dropping the ticket.
-        let mut ticket = Ticket {
+        // From here the ticket owns the slot: a refusal gives it back by
+        // dropping the ticket.
+        let ticket = Ticket {
             admission: Arc::clone(self),
-            source,
+            source: None,
             source_counted: false,
         };
-        if open > limits.max_connections {
+        if open > rt.config.server.max_connections {
             return Err(Refusal::Busy);
-        }
-        if limits.max_connections_per_source > 0 {
-            // SPEC 8: the per-source rate bucket is taken here, under the
-            // same lock, when a rate is set (and the lock taken for it).
-            let mut table = lock(&self.per_source);
-            let count = table.entry(source).or_insert(0);
-            if *count >= limits.max_connections_per_source {
-                return Err(Refusal::SourceBusy);
-            }
-            *count += 1;
-            ticket.source_counted = true;
         }
         Ok(ticket)
     }
@@ -153,24 +149,48 @@ impl Admission {
 #[derive(Debug)]
 pub(crate) struct Ticket {
     admission: Arc<Admission>,
-    /// Kept as it was cut at admission, so that the slot given back is the
-    /// one taken even if a reload changes how sources are cut.
-    source: SourceKey,
+    /// The client's source, once known; kept as it was cut at admission,
+    /// so that the slot given back is the one taken even if a reload
+    /// changes how sources are cut.
+    source: Option<SourceKey>,
     /// Whether the per-source table counts this client.
     source_counted: bool,
 }
 
 impl Ticket {
+    /// Makes the client at `ip` one of its source's: counted against
+    /// `max_connections_per_source` when that is set (nothing is locked
+    /// when it is not).
+    fn join_source(&mut self, rt: &Runtime, ip: IpAddr) -> Result<(), Refusal> {
+        let source = source_of(rt, ip);
+        self.source = Some(source);
+        let limit = rt.config.server.max_connections_per_source;
+        if limit > 0 {
+            // SPEC 8: the per-source rate bucket is taken here, under the
+            // same lock, when a rate is set (the lock is then taken for it).
+            let mut table = lock(&self.admission.per_source);
+            let count = table.entry(source).or_insert(0);
+            if *count >= limit {
+                return Err(Refusal::SourceBusy);
+            }
+            *count += 1;
+            self.source_counted = true;
+        }
+        Ok(())
+    }
+
     /// Makes the per-source table count this client (with no limit check),
     /// for when a reload sets a per-source limit: the clients already
-    /// connected count against it. Returns false if it was counted already.
+    /// connected count against it. Returns false if it was counted already
+    /// (or belongs to no source yet).
     pub(crate) fn count_source(&mut self) -> bool {
+        let Some(source) = self.source else {
+            return false;
+        };
         if self.source_counted {
             return false;
         }
-        *lock(&self.admission.per_source)
-            .entry(self.source)
-            .or_insert(0) += 1;
+        *lock(&self.admission.per_source).entry(source).or_insert(0) += 1;
         self.source_counted = true;
         true
     }
@@ -178,8 +198,8 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        if self.source_counted {
-            self.admission.release_source(self.source);
+        if let (true, Some(source)) = (self.source_counted, self.source) {
+            self.admission.release_source(source);
         }
         self.admission.open.fetch_sub(1, Ordering::AcqRel);
     }
@@ -234,7 +254,7 @@ mod tests {
         assert_eq!(a.open(), 2);
         drop(t);
         assert!(lock(&a.per_source)
-            .get(&SourceKey::of(ip("192.0.2.1")))
+            .get(&source_of(&rt, ip("192.0.2.1")))
             .is_none());
         assert!(a.admit(&rt, ip("192.0.2.1")).is_ok());
     }
@@ -271,6 +291,25 @@ mod tests {
         assert!(r.is_err());
         assert_eq!(a.open(), 0);
         assert!(lock(&a.per_source).is_empty());
+    }
+
+    #[test]
+    fn a_ticket_without_a_source_holds_the_global_slot_only() {
+        // The state of a connection awaiting a PROXY header (SPEC 10).
+        let a = Admission::new();
+        let rt = runtime(10, 1);
+        let mut t = a.enter(&rt).unwrap();
+        assert!(!t.count_source(), "no source to count yet");
+        assert!(lock(&a.per_source).is_empty());
+        assert_eq!(a.open(), 1);
+        let _other = a.admit(&rt, ip("192.0.2.1")).unwrap();
+        assert_eq!(
+            t.join_source(&rt, ip("192.0.2.1")).unwrap_err(),
+            Refusal::SourceBusy
+        );
+        drop(t);
+        assert_eq!(a.open(), 1);
+        assert_eq!(lock(&a.per_source).values().sum::<usize>(), 1);
     }
 
     #[test]

@@ -251,6 +251,8 @@ impl Conn {
                 self.mark_closing(reason);
             }
             if action.is_answered() {
+                // SPEC 9: the `requests{command}` counter goes here (the
+                // worker's metrics shard lent through `Scratch`).
                 self.requests += 1;
             }
         }
