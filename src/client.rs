@@ -6,6 +6,7 @@
 //! - [`output`]: how replies are printed (plain, `--raw`, `--json`);
 //! - [`check`]: `--check`, the monitoring-plugins status line; [`reading`]
 //!   reads the server's time from a reply and measures its offset;
+//! - [`conformance`]: `--conformance`, is this a JAM server? (a TAP report);
 //! - [`error`]: every failure as a [`ClientError`] whose `Display` says what
 //!   happened in words.
 //!
@@ -17,6 +18,7 @@
 
 pub mod check;
 pub mod cli;
+pub mod conformance;
 pub mod error;
 pub mod net;
 pub mod output;
@@ -35,6 +37,14 @@ use output::Output;
 
 /// Runs jamc with checked settings, writing to `out` and `err`; returns the exit code.
 pub fn run(settings: &Settings, out: &mut (dyn Write + Send), err: &mut (dyn Write + Send)) -> u8 {
+    if let Mode::Conformance { strict } = settings.mode {
+        let options = conformance::Options {
+            target: settings.target.clone(),
+            family: settings.family,
+            strict,
+        };
+        return conformance::run(&options, out);
+    }
     let output = Output::new(out, err);
     if let Mode::Check(check) = &settings.mode {
         let (status, line) = check::run(settings, check);

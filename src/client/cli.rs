@@ -96,6 +96,14 @@ pub struct JamcArgs {
     )]
     pub timezone: String,
 
+    /// Check the server against the JAM protocol and print a TAP report (exit 0: every required check passed)
+    #[arg(long, conflicts_with_all = ["check", "raw", "json", "parallel", "count", "timeout"])]
+    pub conformance: bool,
+
+    /// --conformance: also run the further checks of SPEC 2 (exit 0 only when every check passed)
+    #[arg(long, requires = "conformance")]
+    pub strict: bool,
+
     /// IPv4 only
     #[arg(short = '4', conflicts_with = "ipv6")]
     pub ipv4: bool,
@@ -233,6 +241,11 @@ pub enum Mode {
     Json,
     /// `--check`: one monitoring-plugin status line.
     Check(Box<CheckSettings>),
+    /// `--conformance`: a TAP report of the protocol checks.
+    Conformance {
+        /// `--strict`: the further checks of SPEC 2 too.
+        strict: bool,
+    },
 }
 
 /// Checked settings the client runs with.
@@ -295,7 +308,11 @@ impl JamcArgs {
                 self.warning, self.critical
             ));
         }
-        let mode = if self.check {
+        let mode = if self.conformance {
+            Mode::Conformance {
+                strict: self.strict,
+            }
+        } else if self.check {
             Mode::Check(Box::new(CheckSettings {
                 thresholds: Thresholds {
                     warning: self.warning,
@@ -442,5 +459,26 @@ mod tests {
         assert_eq!(s.parallel, Some(9));
         assert_eq!(s.family, Family::V6);
         assert!(matches!(s.mode, Mode::Json));
+        let s = parse_args(["jamc", "--conformance", "--strict", "-p", "7"]).unwrap();
+        assert!(matches!(s.mode, Mode::Conformance { strict: true }));
+        assert_eq!(s.target.port, 7);
+    }
+
+    #[test]
+    fn conformance_takes_no_flags_of_the_other_modes() {
+        for bad in [
+            &["jamc", "--strict"][..],
+            &["jamc", "--conformance", "--check"],
+            &["jamc", "--conformance", "-P", "9"],
+            &["jamc", "--conformance", "-n", "2"],
+            &["jamc", "--conformance", "-w", "1"],
+            &["jamc", "--conformance", "--json"],
+        ] {
+            assert_eq!(
+                parse_args(bad.iter().copied()).unwrap_err().code,
+                2,
+                "{bad:?}"
+            );
+        }
     }
 }

@@ -94,7 +94,7 @@ impl<'a> Output<'a> {
                 Some(time) => self.out(format!("{prefix}{}\n", escape(time.as_bytes())).as_bytes()),
                 None => Flow::Continue,
             },
-            Mode::Check(_) => Flow::Continue,
+            Mode::Check(_) | Mode::Conformance { .. } => Flow::Continue,
         }
     }
 }
