@@ -468,7 +468,6 @@ mod tests {
     fn conformance_takes_no_flags_of_the_other_modes() {
         for bad in [
             &["jamc", "--strict"][..],
-            &["jamc", "--conformance", "--check"],
             &["jamc", "--conformance", "-P", "9"],
             &["jamc", "--conformance", "-n", "2"],
             &["jamc", "--conformance", "-w", "1"],

@@ -251,7 +251,7 @@ pub fn run(options: &Options, out: &mut dyn Write) -> u8 {
     for (i, check) in checks.iter().enumerate() {
         if check.level == Level::Strict && !strict_started {
             strict_started = true;
-            report.comment("further checks (--strict, SPEC 2)");
+            report.comment("further checks (--strict: the rest of the protocol)");
         }
         let verdict = match &server {
             None => Err(Fault::Silent(
@@ -344,7 +344,7 @@ impl<'a> Report<'a> {
         }
         if !strict {
             summary.push_str(&format!(
-                "; --strict adds {} more from SPEC 2",
+                "; --strict adds {} more on the rest of the protocol",
                 CHECKS.len() - CHECKS.iter().filter(|c| c.level == Level::Required).count()
             ));
         }
@@ -833,7 +833,7 @@ fn pipelined_requests(server: &Server) -> Verdict {
     let shown: Vec<String> = replies.iter().map(|r| escape(r)).collect();
     if let Some(end) = ended {
         let got = match replies.len() {
-            0 => String::from("got no reply: "),
+            0 => String::new(),
             1 => format!("got 1 reply ({}), then ", shown[0]),
             n => format!("got {n} replies ({}), then ", shown.join(", ")),
         };
