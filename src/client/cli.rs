@@ -100,7 +100,7 @@ pub struct JamcArgs {
     #[arg(long, conflicts_with_all = ["check", "raw", "json", "parallel", "count", "timeout"])]
     pub conformance: bool,
 
-    /// --conformance: also run the further checks of SPEC 2 (exit 0 only when every check passed)
+    /// --conformance: also check the rest of the protocol (exit 0 only when every check passed)
     #[arg(long, requires = "conformance")]
     pub strict: bool,
 
@@ -243,7 +243,7 @@ pub enum Mode {
     Check(Box<CheckSettings>),
     /// `--conformance`: a TAP report of the protocol checks.
     Conformance {
-        /// `--strict`: the further checks of SPEC 2 too.
+        /// `--strict`: the checks of the rest of the protocol (SPEC 2) too.
         strict: bool,
     },
 }
