@@ -4,8 +4,11 @@
 //! - [`net`]: resolving, connecting and reading reply lines, within deadlines;
 //! - [`query`]: one conversation, and `-P` clients at once;
 //! - [`output`]: how replies are printed (plain, `--raw`, `--json`);
-//! - [`check`]: `--check`, the monitoring-plugins status line; [`reading`]
-//!   reads the server's time from a reply and measures its offset;
+//! - [`check`]: `--check`, one server or several, the monitoring-plugins
+//!   report; [`reading`] reads the server's time from a reply, [`estimate`]
+//!   turns replies into an offset and its uncertainty (pure), and
+//!   [`thresholds`] holds `--warning`/`--critical` in the plugins' range syntax;
+//! - [`plugin`]: `check_jam`, the check with the monitoring plugins' options;
 //! - [`conformance`]: `--conformance`, is this a JAM server? (a TAP report);
 //! - [`error`]: every failure as a [`ClientError`] whose `Display` says what
 //!   happened in words.
@@ -20,19 +23,23 @@ pub mod check;
 pub mod cli;
 pub mod conformance;
 pub mod error;
+pub mod estimate;
 pub mod net;
 pub mod output;
+pub mod plugin;
 pub mod query;
 pub mod reading;
+pub mod thresholds;
 
 use std::io::Write;
+use std::thread;
 use std::time::Instant;
 
 pub use error::{ClientError, ClientErrorKind, ConnectFailure};
 pub use net::{connect, resolve, Reply, MAX_REPLY_BYTES};
 pub use query::{query, Flow};
 
-use cli::{Mode, Settings};
+use cli::{CheckSettings, Mode, Settings, Target};
 use output::Output;
 
 /// Runs jamc with checked settings, writing to `out` and `err`; returns the exit code.
@@ -47,9 +54,10 @@ pub fn run(settings: &Settings, out: &mut (dyn Write + Send), err: &mut (dyn Wri
     }
     let output = Output::new(out, err);
     if let Mode::Check(check) = &settings.mode {
-        let (status, line) = check::run(settings, check);
-        let _ = output.out(format!("{line}\n").as_bytes());
-        return status.code();
+        return run_check(settings, check, &output);
+    }
+    if settings.targets.len() > 1 {
+        return run_several(settings, &output);
     }
 
     let started = Instant::now();
@@ -66,8 +74,8 @@ pub fn run(settings: &Settings, out: &mut (dyn Write + Send), err: &mut (dyn Wri
     };
 
     let Some(clients) = settings.parallel else {
-        let mut print = |reply: &Reply| output.reply(settings, 1, reply);
-        return match query(settings, &addrs, started, &mut print) {
+        let mut print = |reply: &Reply| output.reply(settings, &settings.target, 1, "", reply);
+        return match query(settings, &settings.target, &addrs, started, &mut print) {
             Ok(()) => 0,
             Err(e) => {
                 output.err(&format!("jamc: {e}\n"));
@@ -86,4 +94,66 @@ pub fn run(settings: &Settings, out: &mut (dyn Write + Send), err: &mut (dyn Wri
     } else {
         1
     }
+}
+
+/// `--check`: every server at once, the report on stdout, the worst state as exit code.
+fn run_check(settings: &Settings, check: &CheckSettings, output: &Output<'_>) -> u8 {
+    let outcomes = check::measure_all(settings, check);
+    let (status, lines) = check::report(&outcomes, &check.thresholds, check.verbose);
+    let mut text = lines.join("\n");
+    text.push('\n');
+    let _ = output.out(text.as_bytes());
+    status.code()
+}
+
+/// Several servers, asked at once; each one's lines (`HOST:PORT 14:03:27`)
+/// printed in the order the servers were given. Exit 1 if any failed.
+fn run_several(settings: &Settings, output: &Output<'_>) -> u8 {
+    let ask = |target: &Target| -> (Vec<u8>, Vec<u8>, bool) {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let ok = {
+            let mine = Output::new(&mut out, &mut err);
+            let prefix = format!("{target} ");
+            let started = Instant::now();
+            let result =
+                resolve(target, settings.family, started + settings.timeout).and_then(|addrs| {
+                    let mut print = |reply: &Reply| mine.reply(settings, target, 1, &prefix, reply);
+                    query(settings, target, &addrs, started, &mut print)
+                });
+            match result {
+                Ok(()) => true,
+                Err(e) => {
+                    mine.err(&format!("jamc: {e}\n"));
+                    false
+                }
+            }
+        };
+        (out, err, ok)
+    };
+    let results: Vec<(Vec<u8>, Vec<u8>, bool)> = thread::scope(|scope| {
+        let handles: Vec<_> = settings
+            .targets
+            .iter()
+            .map(|t| (t, scope.spawn(move || ask(t))))
+            .collect();
+        handles
+            .into_iter()
+            .map(|(t, h)| {
+                h.join().unwrap_or_else(|_| {
+                    (
+                        Vec::new(),
+                        format!("jamc: {t}: failed\n").into_bytes(),
+                        false,
+                    )
+                })
+            })
+            .collect()
+    });
+    let mut all_ok = true;
+    for (out, err, ok) in results {
+        let _ = output.out(&out);
+        output.err(&String::from_utf8_lossy(&err));
+        all_ok &= ok;
+    }
+    u8::from(!all_ok)
 }

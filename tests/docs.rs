@@ -74,7 +74,7 @@ const RELOAD_NEEDS_RESTART: &[&str] = &["port", "bind", "backlog", "reuse_addres
 /// The example outputs SPEC 5 gives for jamc, which its page must show verbatim.
 const JAMC_SPEC_EXAMPLES: &[&str] = &[
     r#"{"client":1,"server":"localhost:45000","reply":"JAM 14:03:27","time":"14:03:27","rtt_ms":0.21}"#,
-    "JAM OK - offset +0.4 s from localhost:45000 | offset=0.400s;2;10 time=0.002000s",
+    "JAM OK - offset +0.012 s from localhost:45000 | offset=0.012s;2;10 time=0.000210s uncertainty=0.003s",
     "--timezone=-03:00",
 ];
 

@@ -36,6 +36,7 @@ struct TestServer {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
     requests: Arc<AtomicUsize>,
+    connections: Arc<AtomicUsize>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -54,14 +55,16 @@ impl TestServer {
         let addr = listener.local_addr().expect("local addr");
         let stop = Arc::new(AtomicBool::new(false));
         let requests = Arc::new(AtomicUsize::new(0));
+        let connections = Arc::new(AtomicUsize::new(0));
         let answer: Arc<Answer> = Arc::new(answer);
-        let (s, r) = (stop.clone(), requests.clone());
+        let (s, r, c) = (stop.clone(), requests.clone(), connections.clone());
         let thread = thread::spawn(move || {
             let end = Instant::now() + SERVER_LIFETIME;
             let mut conns = Vec::new();
             while !s.load(Ordering::SeqCst) && Instant::now() < end {
                 match listener.accept() {
                     Ok((stream, _)) => {
+                        c.fetch_add(1, Ordering::SeqCst);
                         let (s, r, a) = (s.clone(), r.clone(), answer.clone());
                         conns.push(thread::spawn(move || {
                             serve(stream, delay, &*a, &s, &r, end)
@@ -79,6 +82,7 @@ impl TestServer {
             addr,
             stop,
             requests,
+            connections,
             thread: Some(thread),
         }
     }
@@ -89,6 +93,10 @@ impl TestServer {
 
     fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 }
 
@@ -440,4 +448,417 @@ fn jamc_1_names_where_check_tcp_is_installed() {
             "monitoring-plugins are installed but not at {path}"
         );
     }
+}
+
+// ------------------------------------------- SPEC 11: sub-second offsets
+
+/// The offset, uncertainty and round trip of a one-server --check line.
+fn reading(run: &Run) -> (f64, f64) {
+    let line = first_line(run);
+    (perf(line, "offset"), perf(line, "uncertainty"))
+}
+
+/// Checks that a measured offset holds the truth.
+fn assert_holds(run: &Run, truth: f64) {
+    let (offset, uncertainty) = reading(run);
+    // 1 ms for the rounding of the printed figures.
+    assert!(
+        (offset - truth).abs() <= uncertainty + 0.001,
+        "truth {truth} not within {offset} ± {uncertainty}: {run:?}"
+    );
+}
+
+#[test]
+fn whole_second_servers_are_read_to_well_under_a_second() {
+    for truth_ms in [300, -700, 3450] {
+        let server = offset_server(truth_ms);
+        let truth = truth_ms as f64 / 1000.0;
+        let run = jamc(&["--check", "--warning", "5", &server.target()]);
+        assert_eq!(run.code, 0, "{run:?}");
+        let line = first_line(&run);
+        assert!(line.starts_with("JAM OK - offset "), "{line}");
+        // Three decimals in the text, as in the perfdata.
+        let shown = line.split("offset ").nth(1).unwrap_or("");
+        let number = shown.split(' ').next().unwrap_or("");
+        assert_eq!(number.split('.').nth(1).map(str::len), Some(3), "{line}");
+        let (offset, uncertainty) = reading(&run);
+        assert!((offset - truth).abs() <= 0.05, "truth {truth}: {line}");
+        assert!(uncertainty <= 0.05, "{line}");
+        assert_holds(&run, truth);
+        // It watched the tick: more than one request, on one connection.
+        assert!(server.requests() > 1, "{line}");
+        assert!(server.requests() <= 125, "{} requests", server.requests());
+        assert_eq!(server.connections(), 1);
+    }
+}
+
+#[test]
+fn against_jamd_the_offset_is_near_zero_and_tightly_known() {
+    let jamd = common::Jamd::start("");
+    let run = jamc(&["--check", &jamd.addr.to_string()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let (offset, uncertainty) = reading(&run);
+    assert!(offset.abs() < 0.05, "{run:?}");
+    assert!(uncertainty < 0.05, "{run:?}");
+    assert_holds(&run, 0.0);
+}
+
+#[test]
+fn quick_takes_one_reply_good_to_half_a_second() {
+    let server = offset_server(300);
+    let run = jamc(&["--check", "--quick", &server.target()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let (_, uncertainty) = reading(&run);
+    assert!((0.5..0.6).contains(&uncertainty), "{run:?}");
+    assert_holds(&run, 0.3);
+    assert_eq!(server.requests(), 1);
+}
+
+#[test]
+fn fractional_replies_need_no_watching() {
+    let server = TestServer::start(|r| clock_line(r.now, -700, "%H:%M:%S%.3f"));
+    let run = jamc(&["--check", &server.target()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(server.requests(), 1, "{run:?}");
+    let (offset, uncertainty) = reading(&run);
+    assert!((offset + 0.7).abs() <= 0.05, "{run:?}");
+    assert!(uncertainty < 0.05, "{run:?}");
+}
+
+#[test]
+fn a_frozen_clock_gives_the_half_second_answer_after_the_watch() {
+    let server = TestServer::start(|_| b"JAM 12:00:00\r\n".to_vec());
+    let run = jamc(&[
+        "--check",
+        "--warning",
+        "43200",
+        "--critical",
+        "43200",
+        &server.target(),
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let (_, uncertainty) = reading(&run);
+    assert!((0.5..0.6).contains(&uncertainty), "{run:?}");
+    // Asked again, but no faster than every 10 ms for at most 1.2 s.
+    let asked = server.requests();
+    assert!((2..=121).contains(&asked), "{asked} requests");
+}
+
+#[test]
+fn the_watch_never_goes_past_the_timeout() {
+    let server = TestServer::start(|_| b"JAM 12:00:00\r\n".to_vec());
+    let run = jamc(&[
+        "--check",
+        "-w",
+        "0.3",
+        "--warning",
+        "43200",
+        "--critical",
+        "43200",
+        &server.target(),
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    // 0.3 s at one request per 10 ms at most.
+    let asked = server.requests();
+    assert!((1..=31).contains(&asked), "{asked} requests");
+}
+
+/// A server whose n-th reply (on any connection) is `JAM HH:MM:SS` of the
+/// UTC clock moved by `step(n)` seconds.
+fn stepping_server(step: fn(usize) -> i64) -> TestServer {
+    let n = AtomicUsize::new(0);
+    TestServer::start(move |r| {
+        let k = n.fetch_add(1, Ordering::SeqCst);
+        clock_line(r.now, step(k) * 1000, "%H:%M:%S")
+    })
+}
+
+#[test]
+fn a_clock_running_backwards_or_jumping_is_not_trusted_beyond_one_reply() {
+    for (what, step) in [
+        ("backwards", (|k| -(k as i64)) as fn(usize) -> i64),
+        ("jumping", |k| 2 * k as i64),
+    ] {
+        let server = stepping_server(step);
+        let run = jamc(&[
+            "--check",
+            "--warning",
+            "60",
+            "--critical",
+            "120",
+            &server.target(),
+        ]);
+        assert_eq!(run.code, 0, "{what}: {run:?}");
+        let (_, uncertainty) = reading(&run);
+        assert!((0.5..0.6).contains(&uncertainty), "{what}: {run:?}");
+        // The shown second changed at the second reply: the watch ended there.
+        assert_eq!(server.requests(), 2, "{what}: {run:?}");
+    }
+}
+
+#[test]
+fn on_a_slow_link_the_round_trip_widens_the_uncertainty() {
+    let server = TestServer::with_delay(Duration::from_millis(300), |r| {
+        clock_line(r.now, 3450, "%H:%M:%S")
+    });
+    let run = jamc(&["--check", "--warning", "5", &server.target()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let (_, uncertainty) = reading(&run);
+    assert!(uncertainty >= 0.15, "{run:?}");
+    assert_holds(&run, 3.45);
+}
+
+// ------------------------------------------------- SPEC 11: several servers
+
+#[test]
+fn a_fleet_is_checked_at_once_worst_first_then_one_line_each() {
+    let a = offset_server(300);
+    let b = offset_server(12_300);
+    let c = offset_server(-700);
+    let run = jamc(&["--check", &a.target(), &b.target(), &c.target()]);
+    assert_eq!(run.code, 2, "{run:?}");
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{run:?}");
+    let head = format!(
+        "JAM CRITICAL - 1 of 3 servers critical, worst {} offset +12.",
+        b.target()
+    );
+    assert!(lines[0].starts_with(&head), "{}", lines[0]);
+    for (server, truth) in [(&a, 0.3), (&b, 12.3), (&c, -0.7)] {
+        let label = format!("'{}_offset'", server.target());
+        let value = perf(lines[0], &label);
+        assert!((value - truth).abs() <= 0.05, "{label}: {}", lines[0]);
+        assert!(
+            lines[0].contains(&format!("{label}={value:.3}s;2;10")),
+            "{}",
+            lines[0]
+        );
+    }
+    assert!(
+        lines[1].starts_with(&format!("{} OK - offset +0.", a.target())),
+        "{run:?}"
+    );
+    assert!(
+        lines[2].starts_with(&format!("{} CRITICAL - offset +12.", b.target())),
+        "{run:?}"
+    );
+    assert!(
+        lines[3].starts_with(&format!("{} OK - offset -0.", c.target())),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn an_unreachable_server_in_a_fleet_is_critical_for_its_line() {
+    let a = offset_server(0);
+    let dead = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead_target = dead.local_addr().expect("addr").to_string();
+    drop(dead);
+    let run = jamc(&["--check", &a.target(), &dead_target]);
+    assert_eq!(run.code, 2, "{run:?}");
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("JAM CRITICAL - 1 of 2 servers critical, worst "),
+        "{run:?}"
+    );
+    assert!(
+        lines[2].starts_with(&format!("{dead_target} CRITICAL - cannot connect")),
+        "{run:?}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("{} OK", a.target())),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn several_servers_are_asked_at_once_and_printed_in_the_order_given() {
+    let a = offset_server(0);
+    // The second answers slowly: it is still printed second.
+    let b = TestServer::with_delay(Duration::from_millis(400), |r| {
+        clock_line(r.now, 0, "%H:%M:%S")
+    });
+    let c = offset_server(0);
+    let run = jamc(&[&c.target(), &b.target(), &a.target()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let servers: Vec<&str> = run
+        .stdout
+        .lines()
+        .map(|l| l.split(' ').next().unwrap_or(""))
+        .collect();
+    assert_eq!(servers, [c.target(), b.target(), a.target()], "{run:?}");
+    for line in run.stdout.lines() {
+        let time = line.split(' ').nth(1).unwrap_or("");
+        assert!(
+            chrono::NaiveTime::parse_from_str(time, "%H:%M:%S").is_ok(),
+            "{line}"
+        );
+    }
+    assert_eq!(a.connections() + b.connections() + c.connections(), 3);
+}
+
+// ----------------------------------------------- SPEC 11: refusals in words
+
+#[test]
+fn access_denied_and_rate_limited_are_said_in_words() {
+    for (line, words) in [
+        ("ERROR access denied", "not allowed"),
+        ("ERROR rate limited", "too many connections"),
+    ] {
+        let reply = format!("{line}\r\n").into_bytes();
+        let server = TestServer::start(move |_| reply.clone());
+        let run = jamc(&[&server.target()]);
+        assert_eq!(run.code, 1, "{run:?}");
+        assert!(
+            run.stderr.contains(&format!("server said {line} (")),
+            "{run:?}"
+        );
+        assert!(run.stderr.contains(words), "{run:?}");
+        let run = jamc(&["--check", &server.target()]);
+        assert_eq!(run.code, 2, "{run:?}");
+        assert!(first_line(&run).starts_with("JAM CRITICAL - "), "{run:?}");
+        assert!(first_line(&run).contains(words), "{run:?}");
+    }
+}
+
+// ------------------------------------------------------ SPEC 11: check_jam
+
+fn check_jam(args: &[&str]) -> Run {
+    run_bounded(Command::new(env!("CARGO_BIN_EXE_check_jam")).args(args))
+}
+
+#[test]
+fn check_jam_takes_the_flags_check_ntp_time_users_write() {
+    let jamd = common::Jamd::start("");
+    let port = jamd.addr.port().to_string();
+    let run = check_jam(&[
+        "-H",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-w",
+        "0.5",
+        "-c",
+        "1",
+        "-t",
+        "5",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let line = first_line(&run);
+    assert!(line.starts_with("JAM OK - offset "), "{line}");
+    assert!(
+        line.contains("offset=") && line.contains(";0.5;1 "),
+        "{line}"
+    );
+    assert!(perf(line, "uncertainty") < 0.05, "{line}");
+
+    // A server 3.45 s ahead: CRITICAL past -c 1, WARNING with a wider -c.
+    let ahead = offset_server(3450);
+    let (host, port) = (ahead.addr.ip().to_string(), ahead.addr.port().to_string());
+    let run = check_jam(&["-H", &host, "-p", &port, "-w", "0.5", "-c", "1"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        first_line(&run).starts_with("JAM CRITICAL - offset +3.4"),
+        "{run:?}"
+    );
+    let run = check_jam(&[
+        "-H", &host, "-p", &port, "-w", "~:0.5", "-c", "~:10", "-4", "-v",
+    ]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.lines().count() >= 2, "-v says more: {run:?}");
+
+    // Usage errors are UNKNOWN; help and version are not errors.
+    let run = check_jam(&["-H", &host, "-w", "5", "-c", "2"]);
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(first_line(&run).starts_with("JAM UNKNOWN - "), "{run:?}");
+    let run = check_jam(&["-p", &port]);
+    assert_eq!(run.code, 3, "{run:?}");
+    let run = check_jam(&["-h"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    for flag in ["-H", "-p", "-w", "-c", "-t", "-4", "-6", "-v", "-V"] {
+        assert!(run.stdout.contains(&format!("{flag}, ")), "{flag}: {run:?}");
+    }
+}
+
+#[test]
+fn jamc_run_as_check_jam_is_the_plugin() {
+    let dir = common::temp_dir("plugin-link");
+    let link = dir.join("check_jam");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_jamc"), &link).expect("symlink");
+    let ahead = offset_server(3450);
+    let port = ahead.addr.port().to_string();
+    let run = run_bounded(Command::new(&link).args([
+        "-H",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-w",
+        "1",
+        "-c",
+        "5",
+    ]));
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        first_line(&run).starts_with("JAM WARNING - offset +3.4"),
+        "{run:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_deb_installs_check_jam_in_the_plugin_directory() {
+    let manifest = std::fs::read_to_string(repo().join("Cargo.toml")).expect("Cargo.toml");
+    let manifest: toml::Table = manifest.parse().expect("Cargo.toml is TOML");
+    let assets = manifest["package"]["metadata"]["deb"]["assets"]
+        .as_array()
+        .expect("deb assets");
+    let installs = assets.iter().any(|a| {
+        a.as_array().is_some_and(|a| {
+            a.first().and_then(|v| v.as_str()) == Some("target/release/check_jam")
+                && a.get(1).and_then(|v| v.as_str()) == Some("usr/lib/nagios/plugins/")
+                && a.get(2).and_then(|v| v.as_str()) == Some("755")
+        })
+    });
+    assert!(
+        installs,
+        "no check_jam asset for /usr/lib/nagios/plugins: {assets:?}"
+    );
+}
+
+/// Flags at the start of `--help` option lines: `-H, --hostname <HOST>` → -H, --hostname.
+fn help_flags(help: &str) -> std::collections::BTreeSet<String> {
+    let mut flags = std::collections::BTreeSet::new();
+    for line in help.lines() {
+        for word in line.split_whitespace() {
+            // `-v, --verbose...`: clap marks a flag that may be repeated.
+            let word = word.trim_end_matches(',').trim_end_matches("...");
+            if !word.starts_with('-') || word.len() < 2 {
+                break;
+            }
+            flags.insert(word.split('=').next().unwrap_or(word).to_string());
+        }
+    }
+    flags
+}
+
+/// Flags of the `.It` lines of a page: `.It Fl H Ar host , Fl -hostname` → -H, --hostname.
+fn page_item_flags(page: &str) -> std::collections::BTreeSet<String> {
+    let mut flags = std::collections::BTreeSet::new();
+    for line in page.lines().filter(|l| l.starts_with(".It ")) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        for pair in words.windows(2) {
+            if pair[0] == "Fl" {
+                flags.insert(format!("-{}", pair[1]));
+            }
+        }
+    }
+    flags
+}
+
+#[test]
+fn every_flag_of_check_jam_is_documented_in_check_jam_1() {
+    let help = check_jam(&["--help"]);
+    assert_eq!(help.code, 0, "{help:?}");
+    let page = std::fs::read_to_string(repo().join("man/check_jam.1")).expect("check_jam.1");
+    assert_eq!(help_flags(&help.stdout), page_item_flags(&page));
 }

@@ -4,7 +4,16 @@ use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let settings = match jamd::client::cli::parse_args(std::env::args_os()) {
+    // Run as check_jam (a link in the plugin directory): the plugin's options.
+    let as_plugin = std::env::args_os()
+        .next()
+        .is_some_and(|argv0| jamd::client::plugin::invoked_as_plugin(&argv0));
+    let parsed = if as_plugin {
+        jamd::client::plugin::parse_args(std::env::args_os())
+    } else {
+        jamd::client::cli::parse_args(std::env::args_os())
+    };
+    let settings = match parsed {
         Ok(settings) => settings,
         Err(exit) => {
             // Not print!: it panics when stdout is closed.

@@ -1,15 +1,33 @@
-//! `--check`: one server's clock judged against thresholds, reported the
-//! monitoring-plugins way (status word, exit code, one line with perfdata).
+//! `--check`: servers' clocks judged against thresholds and reported the
+//! monitoring-plugins way (status word, exit code, one line with perfdata;
+//! for several servers the worst first, then one line each).
+//!
+//! # How the offset is measured
+//!
+//! On one connection jamc asks `TIME`, and for a reply in whole seconds asks
+//! again, every 10 ms at the fastest, until the second shown changes (at most
+//! 1.2 s, never past `--timeout`): that tick pins the server's second
+//! boundary between two requests. [`super::estimate`] turns the replies into
+//! the offset and its uncertainty; a reply with fractions of a second needs
+//! no watching, and `--quick` takes the first reply alone (±0.5 s).
 
-use std::time::Instant;
+use std::thread;
+use std::time::{Duration, Instant};
 
-use super::cli::{CheckSettings, Settings};
+use super::cli::{CheckSettings, Settings, Target};
 use super::error::{ClientError, ClientErrorKind};
-use super::net::{resolve, Reply};
-use super::query::{query, Flow};
+use super::estimate::{estimate, Estimate, Sample};
+use super::net::{connect, resolve, Connection, Reply};
+use super::query::judge;
+use super::thresholds::Thresholds;
+
+/// Longest jamc watches for the tick (SPEC 11).
+pub const WATCH_FOR: Duration = Duration::from_millis(1200);
+/// Shortest time between two requests while watching (SPEC 11).
+pub const WATCH_GAP: Duration = Duration::from_millis(10);
 
 /// Monitoring-plugin states, with their exit codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     /// 0: all is well.
     Ok = 0,
@@ -36,50 +54,87 @@ impl Status {
     pub fn code(self) -> u8 {
         self as u8
     }
-}
 
-/// Offset thresholds in seconds: |offset| above one of them raises the state.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Thresholds {
-    /// |offset| above this is WARNING.
-    pub warning: f64,
-    /// |offset| above this is CRITICAL.
-    pub critical: f64,
-}
-
-impl Thresholds {
-    /// The state for an offset in seconds.
-    pub fn judge(&self, offset_secs: f64) -> Status {
-        let abs = offset_secs.abs();
-        if abs > self.critical {
-            Status::Critical
-        } else if abs > self.warning {
-            Status::Warning
-        } else {
-            Status::Ok
+    /// How bad, for picking the worst of several: CRITICAL, WARNING, UNKNOWN,
+    /// OK (the monitoring plugins' `max_state_alt`): a server known to be
+    /// wrong outranks one that could not be judged.
+    fn severity(self) -> u8 {
+        match self {
+            Status::Ok => 0,
+            Status::Unknown => 1,
+            Status::Warning => 2,
+            Status::Critical => 3,
         }
     }
 }
 
-/// The one line a check prints, e.g.
-/// `JAM OK - offset +0.4 s from localhost:45000 | offset=0.400s;2;10 time=0.002s`.
-pub fn status_line(
-    status: Status,
-    offset_secs: f64,
-    server: &str,
-    rtt_secs: f64,
-    t: &Thresholds,
-) -> String {
-    format!(
-        "JAM {} - offset {:+.1} s from {} | offset={:.3}s;{};{} time={:.6}s",
-        status.word(),
-        shown(offset_secs, 1),
-        server,
-        shown(offset_secs, 3),
-        t.warning,
-        t.critical,
-        rtt_secs
-    )
+/// One server's clock as measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Measurement {
+    /// Offset (server minus local) and uncertainty, in seconds.
+    pub estimate: Estimate,
+    /// The round trip of the first request.
+    pub rtt: Duration,
+    /// Replies used.
+    pub replies: usize,
+}
+
+/// One server's result: its name, and its measurement or why there is none.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// `HOST:PORT`.
+    pub server: String,
+    /// The measurement, or the failure.
+    pub result: Result<Measurement, ClientError>,
+}
+
+impl Outcome {
+    /// The state this outcome is in.
+    pub fn status(&self, thresholds: &Thresholds) -> Status {
+        match &self.result {
+            Ok(m) => thresholds.judge(m.estimate.offset),
+            Err(e) => e.status(),
+        }
+    }
+
+    /// The text for people: `offset +0.012 s` (`from HOST:PORT` when
+    /// `named`), or why there is no offset.
+    fn text(&self, named: bool) -> String {
+        match &self.result {
+            Ok(m) if named => format!(
+                "offset {:+.3} s from {}",
+                shown(m.estimate.offset, 3),
+                self.server
+            ),
+            Ok(m) => format!("offset {:+.3} s", shown(m.estimate.offset, 3)),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// Perfdata: `offset=…s;W;C time=…s uncertainty=…s`, labels prefixed
+    /// (`'b:45000_offset'`) when several servers share the line.
+    fn perfdata(&self, t: &Thresholds, prefixed: bool) -> Option<String> {
+        let m = self.result.as_ref().ok()?;
+        let label = |name: &str| {
+            if prefixed {
+                // Quoted as the guidelines say; a quote inside is doubled.
+                format!("'{}_{name}'", self.server.replace('\'', "''"))
+            } else {
+                name.to_string()
+            }
+        };
+        Some(format!(
+            "{}={:.3}s;{};{} {}={:.6}s {}={:.3}s",
+            label("offset"),
+            shown(m.estimate.offset, 3),
+            t.warning,
+            t.critical,
+            label("time"),
+            m.rtt.as_secs_f64(),
+            label("uncertainty"),
+            rounded_up(m.estimate.uncertainty, 3),
+        ))
+    }
 }
 
 /// `x` rounded to `decimals` places, with a negative zero made positive, so
@@ -94,92 +149,352 @@ fn shown(x: f64, decimals: i32) -> f64 {
     }
 }
 
-/// The line for a check that got no usable reading.
-pub fn failure_line(status: Status, what: &str) -> String {
-    format!("JAM {} - {}", status.word(), what)
+/// An uncertainty rounded up, so that the printed figure never understates it.
+fn rounded_up(x: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    // The small allowance keeps 0.003 from becoming 0.004 by float noise.
+    ((x * scale) - 1e-6).ceil().max(0.0) / scale
 }
 
-/// Checks the server: one query, the offset judged against the thresholds;
-/// returns the state and its line.
-///
-/// With `-n N` the reply with the shortest round trip is used, as it pins the
-/// server's reading most tightly (see [`super::reading`] for the precision).
-pub fn run(settings: &Settings, check: &CheckSettings) -> (Status, String) {
-    let server = settings.target.to_string();
+/// Measures one server's offset on one connection (see the module docs).
+pub fn measure(
+    settings: &Settings,
+    target: &Target,
+    check: &CheckSettings,
+) -> Result<Measurement, ClientError> {
+    let server = target.to_string();
     let started = Instant::now();
-    let mut best: Option<Reply> = None;
-    let result = resolve(
-        &settings.target,
-        settings.family,
-        started + settings.timeout,
-    )
-    .and_then(|addrs| {
-        let mut keep = |reply: &Reply| {
-            let better = match &best {
-                Some(b) => reply.rtt < b.rtt,
-                None => true,
-            };
-            if reply.jam_time().is_some() && better {
-                best = Some(reply.clone());
-            }
-            Flow::Continue
-        };
-        query(settings, &addrs, started, &mut keep)
-    });
-    let reading = result.and_then(|()| {
-        let reply = best.ok_or_else(|| ClientError::new(&server, ClientErrorKind::ClosedEarly))?;
-        let time = reply.jam_time().unwrap_or_default();
-        let server_time = check
+    let deadline = started + settings.timeout;
+    let addrs = resolve(target, settings.family, deadline)?;
+    let stream = connect(&server, &addrs, deadline, settings.timeout)?;
+    let mut conn = Connection::new(stream, &server, settings.timeout);
+
+    let sample = |reply: &Reply| -> Result<(Sample, bool), ClientError> {
+        judge(&server, reply)?;
+        let text = reply.jam_time().unwrap_or_default();
+        let reading = check
             .format
-            .read(time)
+            .read(text)
             .map_err(|e| ClientError::new(&server, ClientErrorKind::Time { why: e.to_string() }))?;
-        let offset = server_time.offset_from(reply.mid, &check.zone);
-        Ok((offset, reply.rtt))
-    });
-    match reading {
-        Ok((offset, rtt)) => {
-            let offset_secs = offset
-                .num_nanoseconds()
-                .map_or_else(|| offset.num_seconds() as f64, |n| n as f64 / 1e9);
-            let status = check.thresholds.judge(offset_secs);
-            let line = status_line(
-                status,
-                offset_secs,
-                &server,
-                rtt.as_secs_f64(),
-                &check.thresholds,
-            );
-            (status, line)
+        let d = reading.time.offset_from(reply.mid, &check.zone);
+        let sample = Sample {
+            shown_minus_mid: seconds(d),
+            rtt: reply.rtt.as_secs_f64(),
+            unit: seconds(reading.unit),
+        };
+        Ok((sample, reading.is_fractional()))
+    };
+
+    // -n N: N replies, each within its own timeout after the first.
+    let mut samples = Vec::new();
+    let mut texts = Vec::new();
+    let mut fractional = false;
+    let mut first_rtt = Duration::ZERO;
+    let mut first_at = started;
+    let mut last_sent = started;
+    for i in 0..settings.count {
+        let reply_deadline = if i == 0 {
+            deadline
+        } else {
+            Instant::now() + settings.timeout
+        };
+        last_sent = Instant::now();
+        let reply = conn.ask(reply_deadline)?;
+        let (s, f) = sample(&reply)?;
+        if i == 0 {
+            first_rtt = reply.rtt;
+            first_at = Instant::now();
+            fractional = f;
         }
-        Err(e) => {
-            let status = e.status();
-            (status, failure_line(status, &e.to_string()))
+        samples.push(s);
+        texts.push(reply.line);
+    }
+
+    // Watch the second tick: ask again until the shown time changes, for at
+    // most WATCH_FOR after the first reply and never past the timeout.
+    if !check.quick && !fractional {
+        let watch_end = (first_at + WATCH_FOR).min(deadline);
+        let first = texts.first().cloned().unwrap_or_default();
+        while texts.iter().all(|t| *t == first) && estimate(&samples).is_some_and(|e| e.consistent)
+        {
+            let next = last_sent + WATCH_GAP;
+            if next >= watch_end {
+                break;
+            }
+            thread::sleep(next.saturating_duration_since(Instant::now()));
+            last_sent = Instant::now();
+            // A reply that fails or cannot be read ends the watch; those we
+            // have still count.
+            let Ok(reply) = conn.ask(deadline) else { break };
+            let Ok((s, _)) = sample(&reply) else { break };
+            samples.push(s);
+            texts.push(reply.line);
         }
     }
+    conn.quit();
+
+    let estimate = estimate(&samples)
+        .ok_or_else(|| ClientError::new(&server, ClientErrorKind::ClosedEarly))?;
+    Ok(Measurement {
+        estimate,
+        rtt: first_rtt,
+        replies: samples.len(),
+    })
+}
+
+/// Seconds in a chrono duration, as a float.
+fn seconds(d: chrono::Duration) -> f64 {
+    d.num_nanoseconds()
+        .map_or_else(|| d.num_seconds() as f64, |n| n as f64 / 1e9)
+}
+
+/// Checks every server at once; the outcomes in the order given.
+pub fn measure_all(settings: &Settings, check: &CheckSettings) -> Vec<Outcome> {
+    thread::scope(|scope| {
+        let handles: Vec<_> = settings
+            .targets
+            .iter()
+            .map(|target| {
+                let handle = thread::Builder::new()
+                    .name("jamc-check".into())
+                    .spawn_scoped(scope, move || measure(settings, target, check));
+                (target, handle)
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|(target, handle)| {
+                let server = target.to_string();
+                let result = match handle {
+                    Ok(h) => h.join().unwrap_or_else(|_| {
+                        Err(ClientError::new(
+                            &server,
+                            ClientErrorKind::Io {
+                                doing: "checking",
+                                why: "the check thread failed".into(),
+                            },
+                        ))
+                    }),
+                    Err(e) => Err(ClientError::new(
+                        &server,
+                        ClientErrorKind::Io {
+                            doing: "starting a thread",
+                            why: e.to_string(),
+                        },
+                    )),
+                };
+                Outcome { server, result }
+            })
+            .collect()
+    })
+}
+
+/// The report: the worst state, and the lines to print (the status line
+/// first; for several servers one more line each). `verbose` adds how each
+/// offset was measured.
+pub fn report(outcomes: &[Outcome], t: &Thresholds, verbose: bool) -> (Status, Vec<String>) {
+    let states: Vec<Status> = outcomes.iter().map(|o| o.status(t)).collect();
+    let worst = states
+        .iter()
+        .copied()
+        .max_by_key(|s| s.severity())
+        .unwrap_or(Status::Unknown);
+    let details = |o: &Outcome| {
+        o.result.as_ref().ok().map(|m| {
+            format!(
+                "{}: {} replies, offset {:+.6} s ± {:.6} s{}, first round trip {:.6} s",
+                o.server,
+                m.replies,
+                shown(m.estimate.offset, 6),
+                m.estimate.uncertainty,
+                if m.estimate.consistent {
+                    ""
+                } else {
+                    " (replies disagree: the newest alone)"
+                },
+                m.rtt.as_secs_f64()
+            )
+        })
+    };
+    let mut lines = Vec::new();
+    if let [one] = outcomes {
+        let mut line = format!("JAM {} - {}", worst.word(), one.text(true));
+        if let Some(perf) = one.perfdata(t, false) {
+            line.push_str(" | ");
+            line.push_str(&perf);
+        }
+        lines.push(line);
+        if verbose {
+            lines.extend(details(one));
+        }
+        return (worst, lines);
+    }
+    // The worst server: of those in the worst state, one that could not be
+    // measured, else the one furthest off.
+    let rank = |o: &Outcome| match &o.result {
+        Ok(m) => m.estimate.offset.abs(),
+        Err(_) => f64::INFINITY,
+    };
+    let in_worst: Vec<&Outcome> = outcomes
+        .iter()
+        .zip(&states)
+        .filter(|(_, s)| **s == worst)
+        .map(|(o, _)| o)
+        .collect();
+    let worst_one = in_worst
+        .iter()
+        .copied()
+        .max_by(|a, b| rank(a).total_cmp(&rank(b)));
+    let mut line = format!(
+        "JAM {} - {} of {} servers {}",
+        worst.word(),
+        in_worst.len(),
+        outcomes.len(),
+        worst.word().to_lowercase()
+    );
+    if let Some(o) = worst_one {
+        match &o.result {
+            Ok(m) => line.push_str(&format!(
+                ", worst {} offset {:+.3} s",
+                o.server,
+                shown(m.estimate.offset, 3)
+            )),
+            Err(e) => line.push_str(&format!(", worst {}: {e}", o.server)),
+        }
+    }
+    let perf: Vec<String> = outcomes
+        .iter()
+        .filter_map(|o| o.perfdata(t, true))
+        .collect();
+    if !perf.is_empty() {
+        line.push_str(" | ");
+        line.push_str(&perf.join(" "));
+    }
+    lines.push(line);
+    for (o, s) in outcomes.iter().zip(&states) {
+        lines.push(format!("{} {} - {}", o.server, s.word(), o.text(false)));
+        if verbose {
+            lines.extend(details(o));
+        }
+    }
+    (worst, lines)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::thresholds::Range;
+
+    fn t() -> Thresholds {
+        Thresholds::new(
+            Range::parse("2").unwrap(),
+            Range::parse("10").unwrap(),
+            ("--warning", "--critical"),
+        )
+        .unwrap()
+    }
+
+    fn ok(server: &str, offset: f64, uncertainty: f64) -> Outcome {
+        Outcome {
+            server: server.into(),
+            result: Ok(Measurement {
+                estimate: Estimate {
+                    offset,
+                    uncertainty,
+                    consistent: true,
+                },
+                rtt: Duration::from_micros(210),
+                replies: 57,
+            }),
+        }
+    }
 
     #[test]
-    fn thresholds_and_lines() {
-        let t = Thresholds {
-            warning: 2.0,
-            critical: 10.0,
+    fn one_server_one_line() {
+        let (status, lines) = report(&[ok("localhost:45000", 0.0121, 0.0025)], &t(), false);
+        assert_eq!(status, Status::Ok);
+        assert_eq!(
+            lines,
+            ["JAM OK - offset +0.012 s from localhost:45000 | offset=0.012s;2;10 time=0.000210s uncertainty=0.003s"]
+        );
+        // A tiny negative offset is no "-0.000".
+        let (_, lines) = report(&[ok("h:1", -0.0001, 0.0001)], &t(), false);
+        assert_eq!(
+            lines[0],
+            "JAM OK - offset +0.000 s from h:1 | offset=0.000s;2;10 time=0.000210s uncertainty=0.001s"
+        );
+    }
+
+    #[test]
+    fn a_fleet_reports_the_worst_first_then_each_server() {
+        let down = Outcome {
+            server: "c:45000".into(),
+            result: Err(ClientError::new(
+                "c:45000",
+                ClientErrorKind::Connect {
+                    attempts: vec![(
+                        "127.0.0.1:45000".parse().unwrap(),
+                        crate::client::ConnectFailure::Refused,
+                    )],
+                    timeout: Duration::from_secs(5),
+                },
+            )),
         };
-        assert_eq!(t.judge(0.4), Status::Ok);
-        assert_eq!(t.judge(-2.0), Status::Ok);
-        assert_eq!(t.judge(-5.5), Status::Warning);
-        assert_eq!(t.judge(60.5), Status::Critical);
+        let fleet = [
+            ok("a:45000", 0.0121, 0.003),
+            ok("b:45000", 12.3, 0.004),
+            ok("d:45000", -3.0, 0.004),
+        ];
+        let (status, lines) = report(&fleet, &t(), false);
+        assert_eq!(status, Status::Critical);
         assert_eq!(
-            status_line(Status::Ok, 0.4, "localhost:45000", 0.002, &t),
-            "JAM OK - offset +0.4 s from localhost:45000 | offset=0.400s;2;10 time=0.002000s"
+            lines[0],
+            "JAM CRITICAL - 1 of 3 servers critical, worst b:45000 offset +12.300 s | \
+             'a:45000_offset'=0.012s;2;10 'a:45000_time'=0.000210s 'a:45000_uncertainty'=0.003s \
+             'b:45000_offset'=12.300s;2;10 'b:45000_time'=0.000210s 'b:45000_uncertainty'=0.004s \
+             'd:45000_offset'=-3.000s;2;10 'd:45000_time'=0.000210s 'd:45000_uncertainty'=0.004s"
         );
-        // A tiny negative offset is no "-0.0".
         assert_eq!(
-            status_line(Status::Ok, -0.0001, "h:1", 0.000_123, &t),
-            "JAM OK - offset +0.0 s from h:1 | offset=0.000s;2;10 time=0.000123s"
+            &lines[1..],
+            [
+                "a:45000 OK - offset +0.012 s",
+                "b:45000 CRITICAL - offset +12.300 s",
+                "d:45000 WARNING - offset -3.000 s",
+            ]
         );
+        // An unreachable server is CRITICAL, and worst among the critical.
+        let (status, lines) = report(&[fleet[1].clone(), down], &t(), false);
+        assert_eq!(status, Status::Critical);
+        assert!(
+            lines[0].starts_with(
+                "JAM CRITICAL - 2 of 2 servers critical, worst c:45000: cannot connect to c:45000: connection refused | 'b:45000_offset'"
+            ),
+            "{}",
+            lines[0]
+        );
+    }
+
+    #[test]
+    fn worst_is_critical_then_warning_then_unknown() {
+        let unknown = Outcome {
+            server: "u:1".into(),
+            result: Err(ClientError::new(
+                "u:1",
+                ClientErrorKind::NotJam {
+                    line: "HELLO".into(),
+                },
+            )),
+        };
+        let (status, _) = report(&[unknown.clone(), ok("w:1", 3.0, 0.1)], &t(), false);
+        assert_eq!(status, Status::Warning);
+        let (status, _) = report(&[unknown, ok("o:1", 0.0, 0.1)], &t(), false);
+        assert_eq!(status, Status::Unknown);
+    }
+
+    #[test]
+    fn uncertainty_is_rounded_up() {
+        assert_eq!(rounded_up(0.0021, 3), 0.003);
+        assert_eq!(rounded_up(0.003, 3), 0.003);
+        assert_eq!(rounded_up(0.0, 3), 0.0);
     }
 }

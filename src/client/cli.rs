@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
 
-use super::check::Thresholds;
 use super::reading::ReplyFormat;
+use super::thresholds::{Range, Thresholds};
 use crate::clock::Zone;
 
 /// Default JAM port.
@@ -24,20 +24,22 @@ pub const MAX_PARALLEL: u32 = 1000;
     version,
     about = "Ask a JAM time server (jamd) for the time",
     long_about = "Ask a JAM time server (jamd) for the time.\n\n\
-        Plain use prints the server's time, one line per reply. --check measures the \
-        server's clock offset and reports it the monitoring-plugins way (Nagios, \
+        Plain use prints the server's time, one line per reply (HOST:PORT first when \
+        several servers are given). --check measures each server's clock offset and \
+        reports it the monitoring-plugins way (Nagios, \
         Icinga, cron).\n\n\
         Exit status: 0 every reply was a JAM line, 1 otherwise, 2 bad command line. \
         With --check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."
 )]
 pub struct JamcArgs {
-    /// The server to ask, as written on the command line.
+    /// The servers to ask, as written on the command line.
     #[arg(
         value_name = "HOST[:PORT]",
         default_value = "localhost",
-        help = "Server to ask: HOST, HOST:PORT, an IPv6 address, or [IPv6]:PORT"
+        num_args = 1..,
+        help = "Servers to ask (all at once): HOST, HOST:PORT, an IPv6 address, or [IPv6]:PORT"
     )]
-    pub server: String,
+    pub servers: Vec<String>,
 
     /// TCP port (default 45000)
     #[arg(short = 'p', long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
@@ -69,13 +71,17 @@ pub struct JamcArgs {
     #[arg(long, conflicts_with = "parallel")]
     pub check: bool,
 
-    /// --check: |offset| in seconds that makes WARNING
-    #[arg(long, value_name = "SECS", default_value = "2", requires = "check", value_parser = parse_threshold)]
-    pub warning: f64,
+    /// --check: |offset| in seconds that makes WARNING (or a range, as the monitoring plugins write it)
+    #[arg(long, value_name = "SECS", default_value = "2", requires = "check", value_parser = Range::parse)]
+    pub warning: Range,
 
-    /// --check: |offset| in seconds that makes CRITICAL
-    #[arg(long, value_name = "SECS", default_value = "10", requires = "check", value_parser = parse_threshold)]
-    pub critical: f64,
+    /// --check: |offset| in seconds that makes CRITICAL (or a range)
+    #[arg(long, value_name = "SECS", default_value = "10", requires = "check", value_parser = Range::parse)]
+    pub critical: Range,
+
+    /// --check: take one reply instead of watching the second change (whole-second replies: ±0.5 s)
+    #[arg(long, requires = "check")]
+    pub quick: bool,
 
     /// --check: strftime format of the server's time (fractional seconds are read when present)
     #[arg(
@@ -113,7 +119,7 @@ pub struct JamcArgs {
     pub ipv6: bool,
 }
 
-fn parse_seconds(text: &str, min_exclusive: bool) -> Result<f64, String> {
+pub(crate) fn parse_seconds(text: &str, min_exclusive: bool) -> Result<f64, String> {
     let secs: f64 = text
         .trim()
         .parse()
@@ -127,12 +133,8 @@ fn parse_seconds(text: &str, min_exclusive: bool) -> Result<f64, String> {
     Ok(secs)
 }
 
-fn parse_timeout(text: &str) -> Result<f64, String> {
+pub(crate) fn parse_timeout(text: &str) -> Result<f64, String> {
     parse_seconds(text, true)
-}
-
-fn parse_threshold(text: &str) -> Result<f64, String> {
-    parse_seconds(text, false)
 }
 
 /// IP families a host name may be resolved to.
@@ -228,6 +230,10 @@ pub struct CheckSettings {
     pub format: ReplyFormat,
     /// `--timezone`.
     pub zone: Zone,
+    /// `--quick`: one reply, no watching for the tick.
+    pub quick: bool,
+    /// check_jam's `-v`: a line on how each offset was measured.
+    pub verbose: bool,
 }
 
 /// How replies are reported.
@@ -251,8 +257,10 @@ pub enum Mode {
 /// Checked settings the client runs with.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// The server.
+    /// The first (for `-P`, the only) server.
     pub target: Target,
+    /// Every server, in the order given (the first is `target`).
+    pub targets: Vec<Target>,
     /// `-4` / `-6`.
     pub family: Family,
     /// `-w`: for connecting (all addresses together) plus the first reply, and for each later reply.
@@ -286,27 +294,35 @@ pub struct EarlyExit {
 impl JamcArgs {
     /// Checks the values clap cannot check alone and builds [`Settings`].
     pub fn resolve(self) -> Result<Settings, String> {
-        let target = Target::parse(&self.server, self.port)?;
+        let targets = self
+            .servers
+            .iter()
+            .map(|server| Target::parse(server, self.port))
+            .collect::<Result<Vec<Target>, String>>()?;
+        let Some(target) = targets.first().cloned() else {
+            return Err("no server given".to_string());
+        };
+        if targets.len() > 1 && self.parallel.is_some() {
+            return Err("-P takes one server; give several servers without -P".to_string());
+        }
         let family = match (self.ipv4, self.ipv6) {
             (true, _) => Family::V4,
             (_, true) => Family::V6,
             _ => Family::Any,
         };
-        if let Ok(ip) = target.host.parse::<std::net::IpAddr>() {
-            if (family == Family::V4 && ip.is_ipv6()) || (family == Family::V6 && ip.is_ipv4()) {
-                return Err(format!(
-                    "{ip} does not fit -{}",
-                    if ip.is_ipv4() { 6 } else { 4 }
-                ));
+        for target in &targets {
+            if let Ok(ip) = target.host.parse::<std::net::IpAddr>() {
+                if (family == Family::V4 && ip.is_ipv6()) || (family == Family::V6 && ip.is_ipv4())
+                {
+                    return Err(format!(
+                        "{ip} does not fit -{}",
+                        if ip.is_ipv4() { 6 } else { 4 }
+                    ));
+                }
             }
         }
-        if self.warning > self.critical {
-            // As the monitoring plugins do: a WARNING band that CRITICAL
-            // swallows is a mistake on the command line, not a choice.
-            return Err(format!(
-                "--warning {} is more than --critical {}: the warning threshold must not exceed the critical one",
-                self.warning, self.critical
-            ));
+        if targets.len() > 1 && self.conformance {
+            return Err("--conformance takes one server".to_string());
         }
         let mode = if self.conformance {
             Mode::Conformance {
@@ -314,12 +330,15 @@ impl JamcArgs {
             }
         } else if self.check {
             Mode::Check(Box::new(CheckSettings {
-                thresholds: Thresholds {
-                    warning: self.warning,
-                    critical: self.critical,
-                },
+                thresholds: Thresholds::new(
+                    self.warning,
+                    self.critical,
+                    ("--warning", "--critical"),
+                )?,
                 format: ReplyFormat::new(&self.format).map_err(|e| e.to_string())?,
                 zone: Zone::parse(self.timezone.trim()).map_err(|e| format!("--timezone: {e}"))?,
+                quick: self.quick,
+                verbose: false,
             }))
         } else if self.raw {
             Mode::Raw
@@ -330,6 +349,7 @@ impl JamcArgs {
         };
         Ok(Settings {
             target,
+            targets,
             family,
             timeout: Duration::from_secs_f64(self.timeout),
             count: self.count,

@@ -124,6 +124,18 @@ impl ClientError {
     }
 }
 
+/// What jamd's refusals mean for the person who reads them (SPEC 2, 7, 8).
+fn refusal_in_words(line: &str) -> Option<&'static str> {
+    Some(match line.strip_prefix("ERROR ")?.trim() {
+        "access denied" => "this address is not allowed to use the server",
+        "rate limited" => "too many connections from this address lately; try again in a moment",
+        "server busy" => "the server has as many clients as it takes; try again later",
+        "server shutting down" => "the server is stopping",
+        "idle timeout" => "the server gave up waiting for a request",
+        _ => return None,
+    })
+}
+
 fn secs(d: Duration) -> String {
     format!("{}", (d.as_secs_f64() * 1000.0).round() / 1000.0)
 }
@@ -165,7 +177,11 @@ impl fmt::Display for ClientError {
                 secs(*timeout)
             ),
             ClientErrorKind::ServerSaid { line } => {
-                write!(f, "{server}: server said {}", escape(line.as_bytes()))
+                write!(f, "{server}: server said {}", escape(line.as_bytes()))?;
+                match refusal_in_words(line) {
+                    Some(words) => write!(f, " ({words})"),
+                    None => Ok(()),
+                }
             }
             ClientErrorKind::NotJam { line } => {
                 write!(

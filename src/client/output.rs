@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-use super::cli::{Mode, Settings};
+use super::cli::{Mode, Settings, Target};
 use super::net::Reply;
 use super::query::Flow;
 
@@ -63,15 +63,19 @@ impl<'a> Output<'a> {
         }
     }
 
-    /// Prints one reply of client `client` as the mode says.
-    pub fn reply(&self, settings: &Settings, client: u32, reply: &Reply) -> Flow {
-        let prefix = match settings.parallel {
-            Some(_) => format!("[{client}] "),
-            None => String::new(),
-        };
+    /// Prints one reply from `target` to client `client` as the mode says;
+    /// plain and raw lines start with `prefix` (`[3] `, `HOST:PORT `).
+    pub fn reply(
+        &self,
+        settings: &Settings,
+        target: &Target,
+        client: u32,
+        prefix: &str,
+        reply: &Reply,
+    ) -> Flow {
         match settings.mode {
             Mode::Raw => {
-                let mut bytes = prefix.into_bytes();
+                let mut bytes = prefix.as_bytes().to_vec();
                 bytes.extend_from_slice(&reply.line);
                 bytes.push(b'\n');
                 self.out(&bytes)
@@ -80,7 +84,7 @@ impl<'a> Output<'a> {
                 let line = String::from_utf8_lossy(&reply.line);
                 let obj = JsonReply {
                     client,
-                    server: &settings.target.to_string(),
+                    server: &target.to_string(),
                     reply: &line,
                     time: reply.jam_time(),
                     rtt_ms: (reply.rtt.as_secs_f64() * 1_000_000.0).round() / 1000.0,

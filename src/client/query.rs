@@ -5,7 +5,7 @@ use std::sync::RwLock;
 use std::thread;
 use std::time::Instant;
 
-use super::cli::Settings;
+use super::cli::{Settings, Target};
 use super::error::{ClientError, ClientErrorKind};
 use super::net::{connect, Connection, Reply};
 use super::output::Output;
@@ -43,11 +43,12 @@ pub fn judge(server: &str, reply: &Reply) -> Result<(), ClientError> {
 /// and so does `on_reply` returning [`Flow::Stop`] (nobody reads our output).
 pub fn query(
     settings: &Settings,
+    target: &Target,
     addrs: &[SocketAddr],
     started: Instant,
     on_reply: &mut dyn FnMut(&Reply) -> Flow,
 ) -> Result<(), ClientError> {
-    let server = settings.target.to_string();
+    let server = target.to_string();
     let deadline = started + settings.timeout;
     let stream = connect(&server, addrs, deadline, settings.timeout)?;
     let mut conn = Connection::new(stream, &server, settings.timeout);
@@ -82,8 +83,10 @@ pub fn parallel(
     let client = |id: u32| {
         drop(gate.read());
         let started = Instant::now();
-        let mut print = |reply: &Reply| output.reply(settings, id, reply);
-        match query(settings, addrs, started, &mut print) {
+        let prefix = format!("[{id}] ");
+        let mut print =
+            |reply: &Reply| output.reply(settings, &settings.target, id, &prefix, reply);
+        match query(settings, &settings.target, addrs, started, &mut print) {
             Ok(()) => true,
             Err(e) => {
                 output.err(&format!("jamc: [{id}] {e}\n"));

@@ -95,8 +95,8 @@ impl ReplyFormat {
         &self.text
     }
 
-    /// Reads the time part of a JAM reply.
-    pub fn read(&self, text: &str) -> Result<ServerTime, TimeError> {
+    /// Reads the time part of a JAM reply: what it shows, and the unit it is truncated to.
+    pub fn read(&self, text: &str) -> Result<Reading, TimeError> {
         let bad = || TimeError {
             text: text.to_string(),
             format: self.text.clone(),
@@ -104,32 +104,67 @@ impl ReplyFormat {
         let mut parsed = Parsed::new();
         chrono::format::parse(&mut parsed, text.trim(), self.items.iter()).map_err(|_| bad())?;
 
-        // The reading is truncated to its finest field; take the middle of that unit.
-        let half_unit = if parsed.nanosecond().is_some() {
-            Duration::zero()
+        // The reading is truncated to its finest field: that field's unit.
+        let unit = if parsed.nanosecond().is_some() {
+            Duration::nanoseconds(10_i64.pow(9 - fraction_digits(text).clamp(1, 9)))
         } else if parsed.second().is_some() || parsed.timestamp().is_some() {
-            Duration::milliseconds(500)
+            Duration::seconds(1)
         } else {
-            Duration::seconds(30)
+            Duration::seconds(60)
         };
 
-        if let Some(ts) = parsed.timestamp() {
+        let time = if let Some(ts) = parsed.timestamp() {
             let nanos = parsed.nanosecond().unwrap_or(0);
-            let instant = DateTime::from_timestamp(ts, nanos).ok_or_else(bad)?;
-            return Ok(ServerTime::Instant(instant + half_unit));
+            ServerTime::Instant(DateTime::from_timestamp(ts, nanos).ok_or_else(bad)?)
+        } else {
+            let time = parsed.to_naive_time().map_err(|_| bad())?;
+            let offset = parsed.offset();
+            match parsed.to_naive_date() {
+                Ok(date) => ServerTime::DateTime {
+                    wall: NaiveDateTime::new(date, time),
+                    offset,
+                },
+                Err(_) => ServerTime::TimeOfDay {
+                    since_midnight: time.signed_duration_since(chrono::NaiveTime::MIN),
+                    offset,
+                },
+            }
+        };
+        Ok(Reading { time, unit })
+    }
+}
+
+/// Digits of the last fraction in a reply (`14:03:27.250` → 3): its resolution.
+fn fraction_digits(text: &str) -> u32 {
+    let bytes = text.as_bytes();
+    let mut digits = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if matches!(b, b'.' | b',') {
+            let run = bytes[i + 1..]
+                .iter()
+                .take_while(|c| c.is_ascii_digit())
+                .count();
+            if run > 0 {
+                digits = run;
+            }
         }
-        let time = parsed.to_naive_time().map_err(|_| bad())?;
-        let offset = parsed.offset();
-        match parsed.to_naive_date() {
-            Ok(date) => Ok(ServerTime::DateTime {
-                wall: NaiveDateTime::new(date, time) + half_unit,
-                offset,
-            }),
-            Err(_) => Ok(ServerTime::TimeOfDay {
-                since_midnight: time.signed_duration_since(chrono::NaiveTime::MIN) + half_unit,
-                offset,
-            }),
-        }
+    }
+    u32::try_from(digits).unwrap_or(9)
+}
+
+/// What one reply shows: the start of the unit it shows, and that unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reading {
+    /// The time shown (the start of its unit: the server truncates).
+    pub time: ServerTime,
+    /// 1 s for `%H:%M:%S`, 1 ms for `%.3f`, 1 min for `%H:%M`.
+    pub unit: Duration,
+}
+
+impl Reading {
+    /// True when the reply has fractions of a second.
+    pub fn is_fractional(&self) -> bool {
+        self.unit < Duration::seconds(1)
     }
 }
 
@@ -167,7 +202,7 @@ impl fmt::Display for TimeError {
 
 impl std::error::Error for TimeError {}
 
-/// What a reply says the server's clock read, already moved to the middle of its last unit.
+/// What a reply says the server's clock read (the start of its unit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerTime {
     /// A time of day only (the usual case): placed on the nearest date.
@@ -189,7 +224,8 @@ pub enum ServerTime {
 }
 
 impl ServerTime {
-    /// Server minus local at `local` (the middle of the round trip), read in `zone`.
+    /// The time shown minus local at `local` (the middle of the round
+    /// trip), read in `zone`.
     ///
     /// A reading taken near a change of the zone's UTC offset (DST) may come
     /// from the other side of the change than `local`: each offset the zone
@@ -281,9 +317,9 @@ mod tests {
     }
 
     fn offset_ms(format: &str, reply: &str, local: DateTime<Utc>, zone: &str) -> i64 {
-        let t = ReplyFormat::new(format).unwrap().read(reply).unwrap();
-        t.offset_from(local, &Zone::parse(zone).unwrap())
-            .num_milliseconds()
+        // As the one-reply estimate has it: the middle of the unit shown.
+        let r = ReplyFormat::new(format).unwrap().read(reply).unwrap();
+        (r.time.offset_from(local, &Zone::parse(zone).unwrap()) + r.unit / 2).num_milliseconds()
     }
 
     #[test]

@@ -1,0 +1,266 @@
+//! The offset estimator of `jamc --check`: replies in, offset and
+//! uncertainty out. Pure arithmetic on seconds, no clock and no I/O.
+//!
+//! # The model
+//!
+//! jamc sends `TIME` at local time `a` and has the reply at `b`; the server
+//! read its clock at some instant in between, when its clock showed
+//! `local + θ` (θ, the offset, is what we want). A reply is truncated to its
+//! unit `u` (1 s for `%H:%M:%S`, 1 ms for `%.3f`): it shows `s` when
+//! `s ≤ t + θ < s + u` for some `t` in `[a, b]`. So each reply proves
+//!
+//! ```text
+//! s − b ≤ θ ≤ s + u − a
+//! ```
+//!
+//! Writing `d = s − mid` (the reply's shown value minus the local middle of
+//! its round trip, as [`super::reading`] measures it) that is
+//! `d − rtt/2 ≤ θ ≤ d + u + rtt/2`. The estimate is the middle of the
+//! intersection of these intervals over every reply on the connection, and
+//! the uncertainty its half-width.
+//!
+//! One whole-second reply gives ±(0.5 s + rtt/2), the classic answer. When the
+//! second shown changes between two replies (`s` then `s + 1`), the
+//! intersection is `[s + 1 − b₂, s + 1 − a₁]`: the tick is pinned between
+//! the first request's sending and the second reply's arrival, and the
+//! uncertainty is half of that span, at most rtt/2 + the gap between the
+//! requests (SPEC 11).
+//!
+//! Replies that no single offset explains (an empty intersection: a frozen
+//! server clock, one running backwards, one that jumps by more than its unit,
+//! or a server that was stepped while we watched) have no consistent
+//! offset; the newest reply alone is then used, with its one-reply
+//! uncertainty, and [`Estimate::consistent`] says so.
+
+/// What one reply tells about the offset, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// The shown value (the start of its unit) minus the local middle of the round trip.
+    pub shown_minus_mid: f64,
+    /// The round trip, from sending `TIME` to the end of the reply (≥ 0).
+    pub rtt: f64,
+    /// The reply's unit: 1 for whole seconds, 0.001 for milliseconds, … (≥ 0).
+    pub unit: f64,
+}
+
+/// The offset (server minus local) and how far it may be off, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimate {
+    /// The best estimate of the offset.
+    pub offset: f64,
+    /// The true offset is within `offset ± uncertainty`.
+    pub uncertainty: f64,
+    /// False when the replies contradict each other and only the newest was used.
+    pub consistent: bool,
+}
+
+impl Sample {
+    /// The offsets this reply allows: `[low, high]`.
+    fn bounds(&self) -> (f64, f64) {
+        let half_rtt = self.rtt.max(0.0) / 2.0;
+        (
+            self.shown_minus_mid - half_rtt,
+            self.shown_minus_mid + self.unit.max(0.0) + half_rtt,
+        )
+    }
+
+    /// This reply alone: the middle of its interval.
+    fn alone(&self) -> Estimate {
+        let (low, high) = self.bounds();
+        Estimate {
+            offset: (low + high) / 2.0,
+            uncertainty: (high - low) / 2.0,
+            consistent: true,
+        }
+    }
+}
+
+/// The offset all `samples` (in the order taken) agree on; None without samples.
+pub fn estimate(samples: &[Sample]) -> Option<Estimate> {
+    let newest = samples.last()?;
+    let (mut low, mut high) = (f64::NEG_INFINITY, f64::INFINITY);
+    for s in samples {
+        let (l, h) = s.bounds();
+        low = low.max(l);
+        high = high.min(h);
+    }
+    if low <= high {
+        Some(Estimate {
+            offset: (low + high) / 2.0,
+            uncertainty: (high - low) / 2.0,
+            consistent: true,
+        })
+    } else {
+        Some(Estimate {
+            consistent: false,
+            ..newest.alone()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What a server `theta` seconds ahead of us shows, with unit `unit`, when
+    /// asked at local `sent` and read at `sent + rtt * at` (at in [0, 1]).
+    fn reply(theta: f64, sent: f64, rtt: f64, at: f64, unit: f64) -> Sample {
+        let read = sent + rtt * at;
+        let shown = ((read + theta) / unit).floor() * unit;
+        Sample {
+            shown_minus_mid: shown - (sent + rtt / 2.0),
+            rtt,
+            unit,
+        }
+    }
+
+    fn within(e: &Estimate, theta: f64) -> bool {
+        (e.offset - theta).abs() <= e.uncertainty + 1e-9
+    }
+
+    #[test]
+    fn one_whole_second_reply_is_the_middle_of_its_second() {
+        let e = estimate(&[Sample {
+            shown_minus_mid: 2.0,
+            rtt: 0.002,
+            unit: 1.0,
+        }])
+        .unwrap();
+        assert!((e.offset - 2.5).abs() < 1e-9);
+        assert!((e.uncertainty - 0.501).abs() < 1e-9);
+        assert!(e.consistent);
+    }
+
+    #[test]
+    fn a_tick_between_two_replies_pins_the_offset() {
+        // Server 0.3 s ahead; asked every 10 ms around its tick, rtt 1 ms.
+        let theta = 0.3;
+        let samples: Vec<Sample> = (0..100)
+            .map(|i| reply(theta, 10.5 + f64::from(i) * 0.01, 0.001, 0.5, 1.0))
+            .collect();
+        let e = estimate(&samples).unwrap();
+        assert!(within(&e, theta), "{e:?}");
+        assert!(e.uncertainty <= 0.0055 + 1e-9, "{e:?}");
+    }
+
+    #[test]
+    fn no_samples_no_estimate() {
+        assert_eq!(estimate(&[]), None);
+    }
+
+    #[test]
+    fn a_frozen_clock_contradicts_itself_and_the_newest_reply_is_used() {
+        // The server shows 100 s (start of unit) forever; we ask for 1.2 s.
+        let samples: Vec<Sample> = (0..120)
+            .map(|i| {
+                let sent = 100.0 + f64::from(i) * 0.01;
+                Sample {
+                    shown_minus_mid: 100.0 - (sent + 0.0005),
+                    rtt: 0.001,
+                    unit: 1.0,
+                }
+            })
+            .collect();
+        let e = estimate(&samples).unwrap();
+        assert!(!e.consistent);
+        assert!((e.uncertainty - 0.5005).abs() < 1e-9, "{e:?}");
+        let newest = samples.last().unwrap();
+        assert!((e.offset - (newest.shown_minus_mid + 0.5)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_clock_running_backwards_or_jumping_is_not_trusted_beyond_one_reply() {
+        let at = |sent: f64, shown: f64| Sample {
+            shown_minus_mid: shown - (sent + 0.0005),
+            rtt: 0.001,
+            unit: 1.0,
+        };
+        let backwards = [at(10.00, 10.0), at(10.01, 9.0)];
+        let e = estimate(&backwards).unwrap();
+        assert!(!e.consistent);
+        assert!((e.uncertainty - 0.5005).abs() < 1e-9);
+        let jump = [at(10.00, 10.0), at(10.01, 12.0)];
+        let e = estimate(&jump).unwrap();
+        assert!(!e.consistent);
+        assert!((e.offset - (12.0 - 10.0105 + 0.5)).abs() < 1e-9, "{e:?}");
+    }
+
+    #[test]
+    fn a_slow_link_widens_the_uncertainty_by_the_round_trip() {
+        // rtt 0.8 s: even a pinned tick is only good to about rtt/2 + the gap.
+        let theta = -0.7;
+        let samples: Vec<Sample> = (0..3)
+            .map(|i| reply(theta, 5.0 + f64::from(i) * 0.81, 0.8, 0.9, 1.0))
+            .collect();
+        let e = estimate(&samples).unwrap();
+        assert!(within(&e, theta), "{e:?}");
+        assert!(e.uncertainty >= 0.4, "{e:?}");
+    }
+
+    #[test]
+    fn watching_until_the_second_changes_pins_it_to_the_gap() {
+        // As jamc asks: every 10 ms until the reply's second changes.
+        let theta = 3.45;
+        let shown = |sent: f64| (sent + 0.0001 + theta).floor();
+        let mut samples = Vec::new();
+        let mut sent = 20.0;
+        let first = shown(sent);
+        loop {
+            samples.push(reply(theta, sent, 0.0002, 0.5, 1.0));
+            if shown(sent) != first {
+                break;
+            }
+            sent += 0.01;
+            assert!(samples.len() < 200, "never ticks");
+        }
+        let e = estimate(&samples).unwrap();
+        assert!(within(&e, theta), "{e:?}");
+        assert!(e.uncertainty < 0.0055, "{e:?}");
+    }
+
+    proptest! {
+        /// For any true offset, any round trips, any moment the server reads
+        /// its clock within each round trip, any gaps and units: the truth
+        /// lies within the reported uncertainty.
+        #[test]
+        fn the_true_offset_lies_within_the_uncertainty(
+            theta in -50_000.0f64..50_000.0,
+            start in 0.0f64..100_000.0,
+            unit in prop::sample::select(vec![1.0, 60.0, 0.1, 0.001, 0.000_001]),
+            asks in prop::collection::vec(
+                (0.0f64..2.0, 0.0f64..=1.0, 0.0f64..0.2),
+                1..40,
+            ),
+        ) {
+            let mut sent = start;
+            let mut samples = Vec::new();
+            for (rtt, at, gap) in asks {
+                samples.push(reply(theta, sent, rtt, at, unit));
+                sent += rtt + gap;
+            }
+            let e = estimate(&samples).unwrap();
+            prop_assert!(e.consistent, "{e:?}");
+            prop_assert!(within(&e, theta), "theta {theta}: {e:?}");
+            prop_assert!(e.uncertainty <= unit / 2.0 + samples[0].rtt / 2.0 + 1e-9);
+        }
+
+        /// Whatever the replies say (a broken server), the estimate is a
+        /// finite number with a finite, non-negative uncertainty.
+        #[test]
+        fn any_replies_give_a_finite_estimate(
+            samples in prop::collection::vec(
+                (-1e6f64..1e6, 0.0f64..10.0, prop::sample::select(vec![1.0, 0.001])),
+                1..20,
+            ),
+        ) {
+            let samples: Vec<Sample> = samples
+                .into_iter()
+                .map(|(d, rtt, unit)| Sample { shown_minus_mid: d, rtt, unit })
+                .collect();
+            let e = estimate(&samples).unwrap();
+            prop_assert!(e.offset.is_finite() && e.uncertainty.is_finite());
+            prop_assert!(e.uncertainty >= 0.0);
+        }
+    }
+}

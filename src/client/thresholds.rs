@@ -1,0 +1,174 @@
+//! `--warning` / `--critical` (and check_jam's `-w` / `-c`): offset
+//! thresholds in the monitoring-plugins range syntax, applied to |offset|.
+//!
+//! A range is `[@]START:END` (development guidelines, "Threshold and ranges"):
+//! `10` means 0 to 10, `10:` 10 and up, `~:10` anything up to 10, `5:10` 5
+//! to 10; a value outside the range raises the state, or inside it with `@`.
+//! So the plain `--warning 2` warns when the offset's absolute value is more
+//! than 2 s, as check_ntp_time does.
+
+use std::fmt;
+
+/// One threshold range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Range {
+    /// As written, for the perfdata.
+    text: String,
+    start: f64,
+    end: f64,
+    /// `@`: alert inside the range instead of outside.
+    inside: bool,
+}
+
+impl Range {
+    /// Reads `10`, `10:`, `~:10`, `5:10`, `@5:10`; the error says what is wrong.
+    pub fn parse(text: &str) -> Result<Range, String> {
+        let text = text.trim();
+        let (inside, body) = match text.strip_prefix('@') {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        let number = |s: &str| -> Result<f64, String> {
+            let n: f64 = s
+                .parse()
+                .map_err(|_| format!("{text:?} is not a number of seconds or a range like 5:10"))?;
+            if !n.is_finite() || n.abs() > 86_400.0 {
+                return Err(format!("{text:?}: {s} is not a usable number of seconds"));
+            }
+            Ok(n)
+        };
+        let (start, end) = match body.split_once(':') {
+            None => {
+                let end = number(body)?;
+                if end < 0.0 {
+                    return Err(format!("{text:?}: a threshold is not negative"));
+                }
+                (0.0, end)
+            }
+            Some((start, end)) => {
+                let start = match start {
+                    "~" => f64::NEG_INFINITY,
+                    "" => 0.0,
+                    s => number(s)?,
+                };
+                let end = match end {
+                    "" => f64::INFINITY,
+                    e => number(e)?,
+                };
+                (start, end)
+            }
+        };
+        if start > end {
+            return Err(format!(
+                "{text:?}: the start of the range is more than its end"
+            ));
+        }
+        Ok(Range {
+            text: text.to_string(),
+            start,
+            end,
+            inside,
+        })
+    }
+
+    /// True when `value` raises the state.
+    pub fn alerts(&self, value: f64) -> bool {
+        let within = value >= self.start && value <= self.end;
+        within == self.inside
+    }
+
+    /// The plain upper bound (`--warning 2`), if this is one.
+    fn plain_bound(&self) -> Option<f64> {
+        (!self.inside && self.start == 0.0).then_some(self.end)
+    }
+}
+
+impl fmt::Display for Range {
+    /// As written: `2`, `~:10`, `@5:10`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// The two thresholds, judged against the offset's absolute value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Thresholds {
+    /// Raises WARNING.
+    pub warning: Range,
+    /// Raises CRITICAL.
+    pub critical: Range,
+}
+
+impl Thresholds {
+    /// Checks that the two go together; `names` are the flags, for the message.
+    pub fn new(warning: Range, critical: Range, names: (&str, &str)) -> Result<Thresholds, String> {
+        if let (Some(w), Some(c)) = (warning.plain_bound(), critical.plain_bound()) {
+            // As the monitoring plugins do: a WARNING band that CRITICAL
+            // swallows is a mistake on the command line, not a choice.
+            if w > c {
+                return Err(format!(
+                    "{} {warning} is more than {} {critical}: the warning threshold must not exceed the critical one",
+                    names.0, names.1
+                ));
+            }
+        }
+        Ok(Thresholds { warning, critical })
+    }
+
+    /// The state for an offset in seconds.
+    pub fn judge(&self, offset_secs: f64) -> super::check::Status {
+        use super::check::Status;
+        let abs = offset_secs.abs();
+        if self.critical.alerts(abs) {
+            Status::Critical
+        } else if self.warning.alerts(abs) {
+            Status::Warning
+        } else {
+            Status::Ok
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::check::Status;
+
+    fn t(w: &str, c: &str) -> Result<Thresholds, String> {
+        Thresholds::new(Range::parse(w)?, Range::parse(c)?, ("-w", "-c"))
+    }
+
+    #[test]
+    fn ranges_follow_the_guidelines() {
+        let r = |s| Range::parse(s).unwrap();
+        assert!(!r("10").alerts(10.0) && r("10").alerts(10.1) && r("10").alerts(-0.1));
+        assert!(r("10:").alerts(9.9) && !r("10:").alerts(1e9));
+        assert!(!r("~:10").alerts(-1e9) && r("~:10").alerts(11.0));
+        assert!(r("5:10").alerts(4.0) && !r("5:10").alerts(7.0) && r("5:10").alerts(11.0));
+        assert!(!r("@5:10").alerts(4.0) && r("@5:10").alerts(7.0));
+        assert_eq!(r(" 0.5 ").to_string(), "0.5");
+        for bad in ["", "x", "10:5", "-1", "1:x", "nan", "inf", "@", "1e9"] {
+            assert!(Range::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn thresholds_judge_the_absolute_offset() {
+        let th = t("2", "10").unwrap();
+        assert_eq!(th.judge(0.4), Status::Ok);
+        assert_eq!(th.judge(-2.0), Status::Ok);
+        assert_eq!(th.judge(-5.5), Status::Warning);
+        assert_eq!(th.judge(60.5), Status::Critical);
+        let th = t("~:0.5", "~:1").unwrap();
+        assert_eq!(th.judge(-0.7), Status::Warning);
+    }
+
+    #[test]
+    fn a_warning_above_the_critical_threshold_is_refused() {
+        let e = t("5", "2").unwrap_err();
+        assert!(e.starts_with("-w 5 is more than -c 2"), "{e}");
+        assert!(t("2", "2").is_ok());
+        // Ranges of another shape are the user's own business.
+        assert!(t("@1:3", "2").is_ok());
+    }
+}
