@@ -862,3 +862,68 @@ fn every_flag_of_check_jam_is_documented_in_check_jam_1() {
     let page = std::fs::read_to_string(repo().join("man/check_jam.1")).expect("check_jam.1");
     assert_eq!(help_flags(&help.stdout), page_item_flags(&page));
 }
+
+// ------------------------------------------- the fleet line of the cron example
+
+/// The commented fleet job of packaging/cron/jamd-check, its command only.
+fn fleet_cron_command() -> String {
+    let text = std::fs::read_to_string(repo().join("packaging/cron/jamd-check")).expect("cron");
+    let line = text
+        .lines()
+        .map(|l| l.trim_start_matches('#').trim())
+        .find(|l| l.starts_with("*/5") && l.contains("ntp1 ntp2 ntp3"))
+        .expect("a fleet example in packaging/cron/jamd-check");
+    // minute hour day month weekday user command
+    let mut rest = line;
+    for _ in 0..6 {
+        rest = rest
+            .split_once(char::is_whitespace)
+            .expect("7 fields")
+            .1
+            .trim_start();
+    }
+    rest.to_string()
+}
+
+#[test]
+fn the_fleet_cron_example_is_silent_when_all_is_well_and_names_the_worst_otherwise() {
+    let dir = common::temp_dir("cron-fleet");
+    let logged = dir.join("logged");
+    let logger = dir.join("logger");
+    std::fs::write(
+        &logger,
+        format!("#!/bin/sh\ncat >> '{}'\n", logged.display()),
+    )
+    .expect("write logger");
+    std::fs::set_permissions(&logger, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let jamc_dir = Path::new(env!("CARGO_BIN_EXE_jamc"))
+        .parent()
+        .expect("bin dir");
+    let path = format!("{}:{}:/usr/bin:/bin", dir.display(), jamc_dir.display());
+    let run = |servers: [&TestServer; 3]| {
+        let command = fleet_cron_command()
+            .replace("ntp1 ntp2 ntp3", &servers.map(TestServer::target).join(" "));
+        run_bounded(
+            Command::new("/bin/sh")
+                .args(["-c", &command])
+                .env("PATH", &path),
+        )
+    };
+    let (a, b, c) = (offset_server(100), offset_server(-200), offset_server(0));
+    let quiet = run([&a, &b, &c]);
+    assert_eq!((quiet.code, quiet.stdout.as_str()), (0, ""), "{quiet:?}");
+    assert!(!logged.exists(), "an OK fleet logs nothing");
+
+    let far = offset_server(12_300);
+    let loud = run([&a, &far, &c]);
+    let head = format!(
+        "JAM CRITICAL - 1 of 3 servers critical, worst {} offset +12.",
+        far.target()
+    );
+    assert!(loud.stdout.starts_with(&head), "{loud:?}");
+    let log = std::fs::read_to_string(&logged).expect("logged");
+    assert!(log.starts_with(&head), "{log}");
+    assert_eq!(log.lines().count(), 4, "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
