@@ -9,6 +9,7 @@
 
 mod admission;
 mod conn;
+mod refusals;
 mod worker;
 
 use std::io;
