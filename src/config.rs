@@ -42,7 +42,9 @@ use serde::{Serialize, Serializer};
 use toml::de::{DeString, DeTable, DeValue};
 use toml::Spanned;
 
+use crate::access::{AccessList, Prefix};
 use crate::clock::{Clock, TimeFormat, Zone};
+use crate::sources::{Rate, SourceKey, SourceLimits};
 
 /// Where jamd looks for its configuration when `-c` is not given.
 pub const DEFAULT_PATH: &str = "/etc/jamd/jamd.toml";
@@ -60,6 +62,8 @@ pub struct Config {
     pub time: TimeConfig,
     /// `[log]`: where log lines go.
     pub log: LogConfig,
+    /// `[access]`: who may connect.
+    pub access: AccessConfig,
 }
 
 /// `[server]`.
@@ -75,8 +79,18 @@ pub struct ServerConfig {
     pub reuse_address: bool,
     /// Clients served at once.
     pub max_connections: usize,
-    /// Clients from one IP address at once; 0 means no limit.
+    /// Clients from one source at once; 0 means no limit.
     pub max_connections_per_source: usize,
+    /// Clients count as one source per this IPv4 prefix length.
+    pub source_prefix_v4: u8,
+    /// Clients count as one source per this IPv6 prefix length.
+    pub source_prefix_v6: u8,
+    /// New connections a second from one source; 0: no limit.
+    pub connection_rate_per_source: u32,
+    /// Connections a source may open at once above the rate.
+    pub connection_burst_per_source: u32,
+    /// Bound on the per-source state kept in memory.
+    pub max_tracked_sources: usize,
     /// Seconds without a complete request before closing; 0 disables.
     pub idle_timeout: u64,
     /// Longest request line accepted, terminator not counted.
@@ -105,6 +119,11 @@ impl Default for ServerConfig {
             reuse_address: true,
             max_connections: 1024,
             max_connections_per_source: 0,
+            source_prefix_v4: 32,
+            source_prefix_v6: 64,
+            connection_rate_per_source: 0,
+            connection_burst_per_source: 20,
+            max_tracked_sources: 65_536,
             idle_timeout: 30,
             max_line_bytes: 256,
             shutdown_timeout: 5,
@@ -114,6 +133,23 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
+    /// The source a client address counts as (SPEC 8).
+    pub fn source_of(&self, ip: IpAddr) -> SourceKey {
+        SourceKey::new(ip, self.source_prefix_v4, self.source_prefix_v6)
+    }
+
+    /// The per-source limits, for the source table.
+    pub fn source_limits(&self) -> SourceLimits {
+        SourceLimits {
+            rate: Rate {
+                per_second: self.connection_rate_per_source,
+                burst: self.connection_burst_per_source,
+            },
+            max_open: self.max_connections_per_source,
+            max_tracked: self.max_tracked_sources,
+        }
+    }
+
     /// The number of worker threads to run.
     pub fn worker_count(&self) -> usize {
         if self.workers > 0 {
@@ -121,6 +157,22 @@ impl ServerConfig {
         } else {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         }
+    }
+}
+
+/// `[access]`: the allow and deny lists (SPEC 7).
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct AccessConfig {
+    /// Addresses or prefixes that may connect; empty: everyone not denied.
+    pub allow: Vec<Prefix>,
+    /// Addresses or prefixes that may not connect.
+    pub deny: Vec<Prefix>,
+}
+
+impl AccessConfig {
+    /// The lists, ready to decide.
+    pub fn list(&self) -> AccessList {
+        AccessList::new(&self.allow, &self.deny)
     }
 }
 
@@ -528,6 +580,7 @@ fn read_config(mut root: Keys<'_, '_>) -> Result<Config, Invalid> {
         read_time(keys)
     })?;
     root.read("log", &mut c.log, |v| read_log(v.table()?))?;
+    root.read("access", &mut c.access, |v| read_access(v.table()?))?;
     root.finish()?;
     if !zone_given {
         // The default "local", resolved strictly: a broken TZ or
@@ -557,6 +610,35 @@ fn read_server(mut keys: Keys<'_, '_>) -> Result<ServerConfig, Invalid> {
         &mut s.max_connections_per_source,
         |v| v.count(0, 10_000_000, "a number of connections (0: no limit)"),
     )?;
+    keys.read("source_prefix_v4", &mut s.source_prefix_v4, |v| {
+        v.integer(0, 32, "an IPv4 prefix length").map(|n| n as u8)
+    })?;
+    keys.read("source_prefix_v6", &mut s.source_prefix_v6, |v| {
+        v.integer(0, 128, "an IPv6 prefix length").map(|n| n as u8)
+    })?;
+    keys.read(
+        "connection_rate_per_source",
+        &mut s.connection_rate_per_source,
+        |v| {
+            v.integer(
+                0,
+                1_000_000,
+                "a number of connections a second (0: no limit)",
+            )
+            .map(|n| n as u32)
+        },
+    )?;
+    keys.read(
+        "connection_burst_per_source",
+        &mut s.connection_burst_per_source,
+        |v| {
+            v.integer(1, 1_000_000, "a number of connections")
+                .map(|n| n as u32)
+        },
+    )?;
+    keys.read("max_tracked_sources", &mut s.max_tracked_sources, |v| {
+        v.count(1, 100_000_000, "a number of sources")
+    })?;
     keys.read("idle_timeout", &mut s.idle_timeout, |v| v.seconds())?;
     keys.read("max_line_bytes", &mut s.max_line_bytes, |v| {
         v.count(4, 65_536, "a number of bytes")
@@ -567,6 +649,25 @@ fn read_server(mut keys: Keys<'_, '_>) -> Result<ServerConfig, Invalid> {
     })?;
     keys.finish()?;
     Ok(s)
+}
+
+fn read_access(mut keys: Keys<'_, '_>) -> Result<AccessConfig, Invalid> {
+    let mut a = AccessConfig::default();
+    keys.read("allow", &mut a.allow, read_prefixes)?;
+    keys.read("deny", &mut a.deny, read_prefixes)?;
+    keys.finish()?;
+    Ok(a)
+}
+
+/// `allow` / `deny`: addresses or prefixes; each error says what was meant.
+fn read_prefixes(v: &Value<'_, '_>) -> Result<Vec<Prefix>, Invalid> {
+    const WHAT: &str = "an address or prefix such as \"192.0.2.7\" or \"10.0.0.0/8\"";
+    let items =
+        v.list("a list of addresses or prefixes, such as [\"10.0.0.0/8\", \"2001:db8::/32\"]")?;
+    items
+        .iter()
+        .map(|item| item.parse_str(WHAT, |s| s.parse::<Prefix>().map_err(|e| e.to_string())))
+        .collect()
 }
 
 /// `bind`: a list of IP addresses that can all be listened on at once.
@@ -897,6 +998,22 @@ impl Config {
                 s.max_connections_per_source, s.max_connections
             ));
         }
+        let limits = s.source_limits();
+        let per_source = limits.rate.per_second > 0 || limits.max_open > 0;
+        if per_source && s.max_tracked_sources < s.max_connections {
+            w.push(format!(
+                "server.max_tracked_sources ({}) is below server.max_connections ({}): \
+                 when every tracked source has a client connected, clients from new sources get \"ERROR server busy\"",
+                s.max_tracked_sources, s.max_connections
+            ));
+        }
+        for p in &self.access.allow {
+            if self.access.deny.contains(p) {
+                w.push(format!(
+                    "{p} is in both access.allow and access.deny: it is denied"
+                ));
+            }
+        }
         if let Some(note) = self.time.timezone.warning() {
             w.push(note);
         }
@@ -1041,6 +1158,89 @@ connections = false
         );
         assert_eq!(c.log.level, Level::Debug);
         assert!(!c.log.connections);
+    }
+
+    #[test]
+    fn access_and_source_keys_are_read() {
+        let c = parse(
+            r#"
+[server]
+source_prefix_v4 = 24
+source_prefix_v6 = 48
+connection_rate_per_source = 5
+connection_burst_per_source = 10
+max_tracked_sources = 256
+[access]
+allow = ["10.0.0.0/8", "::ffff:192.0.2.7"]
+deny = ["10.1.2.0/24"]
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.server.source_prefix_v4, 24);
+        assert_eq!(c.server.source_prefix_v6, 48);
+        assert_eq!(c.server.connection_rate_per_source, 5);
+        assert_eq!(c.server.connection_burst_per_source, 10);
+        assert_eq!(c.server.max_tracked_sources, 256);
+        let list = c.access.list();
+        assert!(list.decide("10.9.9.9".parse().unwrap()).is_allowed());
+        assert!(!list.decide("10.1.2.9".parse().unwrap()).is_allowed());
+        assert!(list.decide("192.0.2.7".parse().unwrap()).is_allowed());
+        let shown = c.to_toml();
+        assert!(
+            shown.contains(
+                "[access]\nallow = [\"10.0.0.0/8\", \"192.0.2.7\"]\ndeny = [\"10.1.2.0/24\"]"
+            ),
+            "{shown}"
+        );
+        assert!(shown.contains("max_tracked_sources = 256"), "{shown}");
+    }
+
+    #[test]
+    fn access_errors_say_what_was_meant_and_where() {
+        let e = parse("[access]\ndeny = [\"192.0.2.7\", \"10.1.2.3/8\"]\n").unwrap_err();
+        assert!(e.starts_with("jamd.toml:2:22: access.deny: "), "{e}");
+        assert!(e.ends_with("did you mean 10.0.0.0/8?"), "{e}");
+        let e = parse("[access]\nallow = [\"gateway.example\"]\n").unwrap_err();
+        assert!(
+            e.contains("access.allow: \"gateway.example\" is not an IP address"),
+            "{e}"
+        );
+        assert!(e.contains("host names are not resolved"), "{e}");
+        let e = parse("[access]\nallow = [\"::/200\"]\n").unwrap_err();
+        assert!(e.contains("0-128 for an IPv6"), "{e}");
+        let e = parse("[access]\nallow = \"10.0.0.0/8\"\n").unwrap_err();
+        assert!(
+            e.contains("access.allow: expected a list of addresses or prefixes"),
+            "{e}"
+        );
+        let e = parse("[access]\nallowed = []\n").unwrap_err();
+        assert!(e.contains("[access] takes allow, deny"), "{e}");
+        let e = parse("[server]\nsource_prefix_v4 = 33\n").unwrap_err();
+        assert!(
+            e.contains("server.source_prefix_v4: expected an IPv4 prefix length (0-32), found 33"),
+            "{e}"
+        );
+        let e = parse("[server]\nconnection_burst_per_source = 0\n").unwrap_err();
+        assert!(
+            e.contains(
+                "server.connection_burst_per_source: expected a number of connections (1-1000000)"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn odd_access_and_source_settings_are_warned_about() {
+        let c = parse("[server]\nmax_connections_per_source = 2\nmax_tracked_sources = 10\n[access]\nallow = [\"10.0.0.0/8\"]\ndeny = [\"10.0.0.0/8\"]\n").unwrap();
+        let w = c.warnings().join("\n");
+        assert!(
+            w.contains("server.max_tracked_sources (10) is below server.max_connections (1024)"),
+            "{w}"
+        );
+        assert!(
+            w.contains("10.0.0.0/8 is in both access.allow and access.deny: it is denied"),
+            "{w}"
+        );
     }
 
     #[test]

@@ -142,7 +142,10 @@ mod tests {
                 Say::Nothing => {}
             }
             if i == 11_000 {
-                assert!(summed > 0, "a summary by 11 s (the first left out came at 1 ms)");
+                assert!(
+                    summed > 0,
+                    "a summary by 11 s (the first left out came at 1 ms)"
+                );
             }
         }
         summed += r.tick(ms(t0, 40_000)).unwrap_or(0);
