@@ -132,8 +132,12 @@ pub enum ErrorReply {
     LineTooLong,
     /// No complete line within `idle_timeout`.
     IdleTimeout,
-    /// Too many clients (in all, or from this address).
+    /// Too many clients (in all, or from this source).
     ServerBusy,
+    /// `[access]` denies the client (SPEC 7).
+    AccessDenied,
+    /// The client's source opens connections faster than its rate (SPEC 8).
+    RateLimited,
     /// The shutdown grace period ended.
     ShuttingDown,
 }
@@ -146,6 +150,8 @@ impl ErrorReply {
             ErrorReply::LineTooLong => b"ERROR line too long\r\n",
             ErrorReply::IdleTimeout => b"ERROR idle timeout\r\n",
             ErrorReply::ServerBusy => b"ERROR server busy\r\n",
+            ErrorReply::AccessDenied => b"ERROR access denied\r\n",
+            ErrorReply::RateLimited => b"ERROR rate limited\r\n",
             ErrorReply::ShuttingDown => b"ERROR server shutting down\r\n",
         }
     }
@@ -499,6 +505,8 @@ mod tests {
             ErrorReply::LineTooLong,
             ErrorReply::IdleTimeout,
             ErrorReply::ServerBusy,
+            ErrorReply::AccessDenied,
+            ErrorReply::RateLimited,
             ErrorReply::ShuttingDown,
         ] {
             assert!(e.line().ends_with(b"\r\n"));

@@ -336,6 +336,36 @@ impl SourceTable {
         }
     }
 
+    /// Counts a connection that is already open without any check (no
+    /// token, no limit): for the clients connected when a reload sets a
+    /// per-source rule. It is never refused, so the table may go over its
+    /// bound by sources with open connections until they leave.
+    pub fn count(&mut self, key: SourceKey, now: Instant) -> Ticket {
+        let seen = self.stamp();
+        if !self.slots.contains_key(&key) {
+            if self.slots.len() >= self.limits.max_tracked {
+                self.forget_oldest(now);
+            }
+            self.slots.insert(
+                key,
+                Slot {
+                    open: 0,
+                    bucket: Bucket::full(self.limits.rate, now),
+                    seen,
+                },
+            );
+        } else if let Some(slot) = self.slots.get(&key) {
+            if slot.open == 0 {
+                self.idle.remove(&slot.seen);
+            }
+        }
+        if let Some(slot) = self.slots.get_mut(&key) {
+            slot.open += 1;
+            slot.seen = seen;
+        }
+        Ticket { key, counted: true }
+    }
+
     /// A connection admitted earlier has ended.
     pub fn release(&mut self, ticket: Ticket, now: Instant) {
         if !ticket.counted {
@@ -552,6 +582,7 @@ mod tests {
             Admit { src: u8, after_ms: u16 },
             Release { which: u8, after_ms: u16 },
             Reload { max_open: u8, max_tracked: u8 },
+            Count { src: u8 },
         }
 
         fn op() -> impl Strategy<Value = Op> {
@@ -559,6 +590,7 @@ mod tests {
                 4 => (0u8..24, 0u16..400).prop_map(|(src, after_ms)| Op::Admit { src, after_ms }),
                 3 => (any::<u8>(), 0u16..400).prop_map(|(which, after_ms)| Op::Release { which, after_ms }),
                 1 => (0u8..4, 1u8..12).prop_map(|(max_open, max_tracked)| Op::Reload { max_open, max_tracked }),
+                1 => (0u8..24).prop_map(|src| Op::Count { src }),
             ]
         }
 
@@ -590,6 +622,9 @@ mod tests {
                                 let tk = held.swap_remove(usize::from(which) % held.len());
                                 t.release(tk, now);
                             }
+                        }
+                        Op::Count { src } => {
+                            held.push(t.count(key(&format!("127.0.1.{src}")), now));
                         }
                         Op::Reload { max_open, max_tracked } => {
                             lim.max_open = usize::from(max_open);

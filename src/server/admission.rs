@@ -2,16 +2,17 @@
 //!
 //! [`Admission::admit`] makes the whole decision in one place and returns
 //! either a [`Ticket`] or a [`Refusal`]. A ticket holds the client's slots
-//! (one of `max_connections`, and one of its source's
-//! `max_connections_per_source` when that limit is set) and gives them back
+//! (one of `max_connections`, and its source's count in the per-source
+//! table when a per-source rule is set) and gives them back
 //! when it is dropped: whichever way a connection ends, a panicking or
 //! exiting worker included, its slots come back.
 //!
 //! The order of the checks is the contract (SPEC 7, 8):
 //! 1. the access lists (a denied client never counts against anything);
 //! 2. the global count (`max_connections`);
-//! 3. the source's count and, beside it in the same table entry, its rate
-//!    bucket.
+//! 3. the source's rate bucket (a token is taken), then its count
+//!    (`max_connections_per_source`), both in one entry of the bounded
+//!    per-source table ([`crate::sources`]).
 //!
 //! Admission does not depend on the accept loop: it takes the client's
 //! address as an argument, and it comes in two steps, so that a connection
@@ -20,85 +21,92 @@
 //! `enter` (the global slot) then [`Ticket::join_source`] (the source's
 //! slot). A connection from a trusted balancer takes only the global slot
 //! at accept (every open descriptor counts, and the balancer is no source);
-//! once its header names the client, the access check and `join_source`
-//! run for that client. Either refusal drops the ticket and with it the
+//! once its header names the client, [`Ticket::name_client`] runs the
+//! access check and `join_source` for that client. Either refusal drops the ticket and with it the
 //! global slot.
 //!
-//! Nothing is locked unless a per-source limit is set: the global count is
-//! an atomic, and the per-source table's mutex is taken only by clients that
-//! it counts.
+//! Nothing is locked unless a per-source rule (a rate or a count) is set:
+//! the access list is read-only, the global count is an atomic, and the
+//! per-source table's mutex is taken only by clients that it counts.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use super::{lock, Runtime};
 use crate::protocol::ErrorReply;
-use crate::sources::SourceKey;
-
-/// The source a client counts as, under the configuration `rt` (SPEC 8).
-///
-/// Today a source is the client's exact address (IPv4-mapped IPv6 taken as
-/// the IPv4 address): /32 and /128.
-fn source_of(_rt: &Runtime, ip: IpAddr) -> SourceKey {
-    // SPEC 8: `source_prefix_v4` / `source_prefix_v6` from `rt` go here,
-    // and only here.
-    SourceKey::new(ip, 32, 128)
-}
+use crate::sources::{self, SourceKey, SourceTable};
 
 /// Why a client was not served. The names are stable: log lines and the
 /// `jamd_connections_refused_total{reason}` metric use [`Refusal::as_str`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refusal {
-    /// `max_connections` are open.
+    /// `[access]` denies the client (SPEC 7).
+    AccessDenied,
+    /// `max_connections` are open, or the per-source table has no room
+    /// because every source in it has clients connected.
     Busy,
     /// `max_connections_per_source` are open from the client's source.
     SourceBusy,
-    // Coming: AccessDenied (SPEC 7), RateLimited (SPEC 8),
-    // BadProxyHeader (SPEC 10, a refusal after accept, with no reply).
+    /// The source's connection rate bucket is empty (SPEC 8).
+    RateLimited,
+    // Coming: BadProxyHeader (SPEC 10, a refusal after accept, with no reply).
 }
 
 impl Refusal {
     /// The stable name, as in metrics labels.
     pub(crate) fn as_str(self) -> &'static str {
         match self {
+            Refusal::AccessDenied => "access_denied",
             Refusal::Busy => "busy",
             Refusal::SourceBusy => "source_busy",
+            Refusal::RateLimited => "rate_limited",
         }
     }
 
     /// What the client is told before it is closed.
     pub(crate) fn reply(self) -> Option<ErrorReply> {
         match self {
+            Refusal::AccessDenied => Some(ErrorReply::AccessDenied),
             Refusal::Busy | Refusal::SourceBusy => Some(ErrorReply::ServerBusy),
+            Refusal::RateLimited => Some(ErrorReply::RateLimited),
         }
     }
 
     /// The words of the `refused ADDR: …` log line.
     pub(crate) fn words(self) -> &'static str {
         match self {
+            Refusal::AccessDenied => "access denied",
             Refusal::Busy | Refusal::SourceBusy => "server busy",
+            Refusal::RateLimited => "rate limited",
         }
     }
 }
 
 /// The counts admission keeps, shared by every worker.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Admission {
     /// Clients served right now, over all workers.
     open: AtomicUsize,
-    /// Open connections per source, kept while a per-source limit is set.
-    /// SPEC 8: `sources::SourceTable` replaces this map (the rate bucket
-    /// beside the count, bounded by `max_tracked_sources`); the lock stays
-    /// untaken when no per-source rule is set.
-    per_source: Mutex<HashMap<SourceKey, usize>>,
+    /// Per-source counts and rate buckets (SPEC 8), used while a
+    /// per-source rule is set; bounded by `max_tracked_sources`.
+    per_source: Mutex<SourceTable>,
+    /// The table's size and evictions, copied out after each change so that
+    /// a scrape reads them without taking the lock.
+    tracked: AtomicUsize,
+    evicted: AtomicU64,
 }
 
 impl Admission {
-    /// No one admitted yet.
-    pub(crate) fn new() -> Arc<Admission> {
-        Arc::new(Admission::default())
+    /// No one admitted yet; the source table starts with `rt`'s limits.
+    pub(crate) fn new(rt: &Runtime) -> Arc<Admission> {
+        Arc::new(Admission {
+            open: AtomicUsize::new(0),
+            per_source: Mutex::new(SourceTable::new(rt.config.server.source_limits())),
+            tracked: AtomicUsize::new(0),
+            evicted: AtomicU64::new(0),
+        })
     }
 
     /// Clients served right now.
@@ -106,12 +114,42 @@ impl Admission {
         self.open.load(Ordering::Relaxed)
     }
 
+    /// Sources in the per-source table now (`jamd_tracked_sources`).
+    // Read by the metrics scrape (SPEC 9), wired in by src/metrics' engineer.
+    #[allow(dead_code)]
+    pub(crate) fn tracked_sources(&self) -> usize {
+        self.tracked.load(Ordering::Relaxed)
+    }
+
+    /// Sources forgotten because the table was full, since start
+    /// (`jamd_tracked_sources_evicted_total`).
+    #[allow(dead_code)]
+    pub(crate) fn evicted_sources(&self) -> u64 {
+        self.evicted.load(Ordering::Relaxed)
+    }
+
+    /// Copies the table's figures out, for [`Admission::tracked_sources`]
+    /// and [`Admission::evicted_sources`].
+    fn publish(&self, table: &SourceTable) {
+        self.tracked.store(table.tracked(), Ordering::Relaxed);
+        self.evicted.store(table.evicted(), Ordering::Relaxed);
+    }
+
+    /// The table, with the limits of `rt` applied (a reload changes them).
+    fn table(&self, rt: &Runtime, now: Instant) -> MutexGuard<'_, SourceTable> {
+        let mut table = lock(&self.per_source);
+        let limits = rt.config.server.source_limits();
+        if table.limits() != limits {
+            table.set_limits(limits, now);
+        }
+        table
+    }
+
     /// Decides whether a client at `ip` is served under the configuration
     /// `rt`: a ticket holding its slots, or why not.
     pub(crate) fn admit(self: &Arc<Self>, rt: &Runtime, ip: IpAddr) -> Result<Ticket, Refusal> {
-        // SPEC 7: the access list check goes here, first, before anything
-        // is counted (and again before `join_source` for a client named by
-        // a PROXY header).
+        // SPEC 7: first, before anything is counted.
+        access(rt, ip)?;
         let mut ticket = self.enter(rt)?;
         ticket.join_source(rt, ip)?;
         Ok(ticket)
@@ -126,22 +164,21 @@ impl Admission {
         let ticket = Ticket {
             admission: Arc::clone(self),
             source: None,
-            source_counted: false,
+            counted: None,
         };
         if open > rt.config.server.max_connections {
             return Err(Refusal::Busy);
         }
         Ok(ticket)
     }
+}
 
-    fn release_source(&self, source: SourceKey) {
-        let mut table = lock(&self.per_source);
-        if let Some(count) = table.get_mut(&source) {
-            *count -= 1;
-            if *count == 0 {
-                table.remove(&source);
-            }
-        }
+/// `[access]` for the client at `ip` (SPEC 7).
+fn access(rt: &Runtime, ip: IpAddr) -> Result<(), Refusal> {
+    if rt.access.decide(ip).is_allowed() {
+        Ok(())
+    } else {
+        Err(Refusal::AccessDenied)
     }
 }
 
@@ -153,53 +190,70 @@ pub(crate) struct Ticket {
     /// so that the slot given back is the one taken even if a reload
     /// changes how sources are cut.
     source: Option<SourceKey>,
-    /// Whether the per-source table counts this client.
-    source_counted: bool,
+    /// The per-source table's count of this client, when it is counted.
+    counted: Option<sources::Ticket>,
 }
 
 impl Ticket {
-    /// Makes the client at `ip` one of its source's: counted against
-    /// `max_connections_per_source` when that is set (nothing is locked
-    /// when it is not).
-    fn join_source(&mut self, rt: &Runtime, ip: IpAddr) -> Result<(), Refusal> {
-        let source = source_of(rt, ip);
-        self.source = Some(source);
-        let limit = rt.config.server.max_connections_per_source;
-        if limit > 0 {
-            // SPEC 8: the per-source rate bucket is taken here, under the
-            // same lock, when a rate is set (the lock is then taken for it).
-            let mut table = lock(&self.admission.per_source);
-            let count = table.entry(source).or_insert(0);
-            if *count >= limit {
-                return Err(Refusal::SourceBusy);
-            }
-            *count += 1;
-            self.source_counted = true;
-        }
-        Ok(())
+    /// For a ticket that holds only the global slot (a connection from a
+    /// trusted balancer): the client its PROXY header names at `ip` is
+    /// checked against `[access]`, then joins its source (SPEC 10).
+    // Used by the PROXY protocol integration (issue 15).
+    #[allow(dead_code)]
+    pub(crate) fn name_client(&mut self, rt: &Runtime, ip: IpAddr) -> Result<(), Refusal> {
+        access(rt, ip)?;
+        self.join_source(rt, ip)
     }
 
-    /// Makes the per-source table count this client (with no limit check),
-    /// for when a reload sets a per-source limit: the clients already
-    /// connected count against it. Returns false if it was counted already
-    /// (or belongs to no source yet).
-    pub(crate) fn count_source(&mut self) -> bool {
+    /// Makes the client at `ip` one of its source's: a token from its rate
+    /// bucket, then a place under `max_connections_per_source` (nothing is
+    /// locked when no per-source rule is set).
+    fn join_source(&mut self, rt: &Runtime, ip: IpAddr) -> Result<(), Refusal> {
+        let source = rt.config.server.source_of(ip);
+        self.source = Some(source);
+        if !rt.per_source {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let mut table = self.admission.table(rt, now);
+        let admitted = table.admit(source, now);
+        self.admission.publish(&table);
+        match admitted {
+            Ok(t) => {
+                self.counted = Some(t);
+                Ok(())
+            }
+            Err(sources::Refusal::RateLimited) => Err(Refusal::RateLimited),
+            Err(sources::Refusal::SourceBusy) => Err(Refusal::SourceBusy),
+            Err(sources::Refusal::TableFull) => Err(Refusal::Busy),
+        }
+    }
+
+    /// Makes the per-source table count this client (with no check), for
+    /// when a reload sets a per-source rule: the clients already connected
+    /// count against it. Returns false if it was counted already (or
+    /// belongs to no source yet).
+    pub(crate) fn count_source(&mut self, rt: &Runtime) -> bool {
         let Some(source) = self.source else {
             return false;
         };
-        if self.source_counted {
+        if self.counted.is_some() {
             return false;
         }
-        *lock(&self.admission.per_source).entry(source).or_insert(0) += 1;
-        self.source_counted = true;
+        let now = Instant::now();
+        let mut table = self.admission.table(rt, now);
+        self.counted = Some(table.count(source, now));
+        self.admission.publish(&table);
         true
     }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        if let (true, Some(source)) = (self.source_counted, self.source) {
-            self.admission.release_source(source);
+        if let Some(counted) = self.counted.take() {
+            let mut table = lock(&self.admission.per_source);
+            table.release(counted, Instant::now());
+            self.admission.publish(&table);
         }
         self.admission.open.fetch_sub(1, Ordering::AcqRel);
     }
@@ -222,10 +276,14 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn counted(a: &Admission, s: &str) -> usize {
+        lock(&a.per_source).open(SourceKey::new(ip(s), 32, 64))
+    }
+
     #[test]
     fn the_global_slot_comes_back_when_the_ticket_is_dropped() {
-        let a = Admission::new();
         let rt = runtime(2, 0);
+        let a = Admission::new(&rt);
         let t1 = a.admit(&rt, ip("192.0.2.1")).unwrap();
         let _t2 = a.admit(&rt, ip("192.0.2.2")).unwrap();
         assert_eq!(a.admit(&rt, ip("192.0.2.3")).unwrap_err(), Refusal::Busy);
@@ -237,10 +295,10 @@ mod tests {
 
     #[test]
     fn a_source_is_limited_and_its_slot_comes_back() {
-        let a = Admission::new();
         let rt = runtime(10, 1);
+        let a = Admission::new(&rt);
         let t = a.admit(&rt, ip("192.0.2.1")).unwrap();
-        assert!(t.source_counted);
+        assert!(t.counted.is_some());
         assert_eq!(
             a.admit(&rt, ip("192.0.2.1")).unwrap_err(),
             Refusal::SourceBusy
@@ -253,35 +311,99 @@ mod tests {
         let _other = a.admit(&rt, ip("192.0.2.2")).unwrap();
         assert_eq!(a.open(), 2);
         drop(t);
-        assert!(lock(&a.per_source)
-            .get(&source_of(&rt, ip("192.0.2.1")))
-            .is_none());
+        assert_eq!(counted(&a, "192.0.2.1"), 0);
         assert!(a.admit(&rt, ip("192.0.2.1")).is_ok());
     }
 
     #[test]
-    fn without_a_source_limit_the_table_stays_empty() {
-        let a = Admission::new();
-        let rt = runtime(10, 0);
-        let mut t = a.admit(&rt, IpAddr::V6(Ipv6Addr::LOCALHOST)).unwrap();
-        assert!(!t.source_counted);
-        assert!(lock(&a.per_source).is_empty());
-        // A reload that sets a limit counts the clients already connected.
-        assert!(t.count_source());
-        assert!(!t.count_source());
+    fn sources_are_cut_to_their_prefix() {
+        let mut config = Config::default();
+        config.server.max_connections_per_source = 1;
+        config.server.source_prefix_v4 = 24;
+        config.server.source_prefix_v6 = 48;
+        let rt = Runtime::new(config);
+        let a = Admission::new(&rt);
+        let _t = a.admit(&rt, ip("192.0.2.1")).unwrap();
         assert_eq!(
-            a.admit(&runtime(10, 1), ip("::1")).unwrap_err(),
+            a.admit(&rt, ip("192.0.2.200")).unwrap_err(),
+            Refusal::SourceBusy
+        );
+        assert!(a.admit(&rt, ip("192.0.3.1")).is_ok());
+        let _u = a.admit(&rt, ip("2001:db8:1:2::1")).unwrap();
+        assert_eq!(
+            a.admit(&rt, ip("2001:db8:1:ff::9")).unwrap_err(),
+            Refusal::SourceBusy
+        );
+    }
+
+    #[test]
+    fn access_is_decided_first_and_counts_nothing() {
+        let mut config = Config::default();
+        config.server.max_connections = 1;
+        config.server.connection_rate_per_source = 1;
+        config.server.connection_burst_per_source = 1;
+        config.access.deny = vec!["192.0.2.0/24".parse().unwrap()];
+        let rt = Runtime::new(config);
+        let a = Admission::new(&rt);
+        let _t = a.admit(&rt, ip("198.51.100.1")).unwrap();
+        for _ in 0..3 {
+            assert_eq!(
+                a.admit(&rt, ip("::ffff:192.0.2.9")).unwrap_err(),
+                Refusal::AccessDenied
+            );
+        }
+        assert_eq!(a.open(), 1);
+        assert_eq!(a.tracked_sources(), 1);
+        assert_eq!(
+            Refusal::AccessDenied.reply(),
+            Some(ErrorReply::AccessDenied)
+        );
+    }
+
+    #[test]
+    fn an_empty_bucket_is_rate_limited_and_not_counted() {
+        let mut config = Config::default();
+        config.server.connection_rate_per_source = 1;
+        config.server.connection_burst_per_source = 2;
+        let rt = Runtime::new(config);
+        let a = Admission::new(&rt);
+        let t1 = a.admit(&rt, ip("192.0.2.1")).unwrap();
+        let t2 = a.admit(&rt, ip("192.0.2.1")).unwrap();
+        assert_eq!(
+            a.admit(&rt, ip("192.0.2.1")).unwrap_err(),
+            Refusal::RateLimited
+        );
+        assert_eq!(counted(&a, "192.0.2.1"), 2);
+        assert_eq!(a.open(), 2);
+        drop((t1, t2));
+        assert_eq!(a.open(), 0);
+        assert_eq!(Refusal::RateLimited.reply(), Some(ErrorReply::RateLimited));
+    }
+
+    #[test]
+    fn without_a_source_rule_the_table_stays_empty() {
+        let rt = runtime(10, 0);
+        let a = Admission::new(&rt);
+        let mut t = a.admit(&rt, IpAddr::V6(Ipv6Addr::LOCALHOST)).unwrap();
+        assert!(t.counted.is_none());
+        assert_eq!(a.tracked_sources(), 0);
+        // A reload that sets a limit counts the clients already connected.
+        let limited = runtime(10, 1);
+        assert!(t.count_source(&limited));
+        assert!(!t.count_source(&limited));
+        assert_eq!(
+            a.admit(&limited, ip("::1")).unwrap_err(),
             Refusal::SourceBusy
         );
         drop(t);
-        assert!(lock(&a.per_source).is_empty());
+        assert_eq!(a.tracked_sources(), 0);
         assert_eq!(a.open(), 0);
     }
 
     #[test]
     fn a_panicking_holder_gives_its_slots_back() {
-        let a = Admission::new();
         let rt = runtime(10, 1);
+        let a = Admission::new(&rt);
         let held = Arc::clone(&a);
         let r = std::thread::spawn(move || {
             let _t = held.admit(&rt, ip("192.0.2.1")).unwrap();
@@ -290,32 +412,43 @@ mod tests {
         .join();
         assert!(r.is_err());
         assert_eq!(a.open(), 0);
-        assert!(lock(&a.per_source).is_empty());
+        assert_eq!(a.tracked_sources(), 0);
     }
 
     #[test]
     fn a_ticket_without_a_source_holds_the_global_slot_only() {
         // The state of a connection awaiting a PROXY header (SPEC 10).
-        let a = Admission::new();
-        let rt = runtime(10, 1);
+        let mut config = Config::default();
+        config.server.max_connections_per_source = 1;
+        config.access.deny = vec!["192.0.2.66".parse().unwrap()];
+        let rt = Runtime::new(config);
+        let a = Admission::new(&rt);
         let mut t = a.enter(&rt).unwrap();
-        assert!(!t.count_source(), "no source to count yet");
-        assert!(lock(&a.per_source).is_empty());
+        assert!(!t.count_source(&rt), "no source to count yet");
+        assert_eq!(a.tracked_sources(), 0);
         assert_eq!(a.open(), 1);
         let _other = a.admit(&rt, ip("192.0.2.1")).unwrap();
         assert_eq!(
-            t.join_source(&rt, ip("192.0.2.1")).unwrap_err(),
+            t.name_client(&rt, ip("192.0.2.66")).unwrap_err(),
+            Refusal::AccessDenied
+        );
+        assert_eq!(
+            t.name_client(&rt, ip("192.0.2.1")).unwrap_err(),
             Refusal::SourceBusy
         );
         drop(t);
         assert_eq!(a.open(), 1);
-        assert_eq!(lock(&a.per_source).values().sum::<usize>(), 1);
+        assert_eq!(counted(&a, "192.0.2.1"), 1);
     }
 
     #[test]
     fn refusal_names_are_stable() {
         assert_eq!(Refusal::Busy.as_str(), "busy");
         assert_eq!(Refusal::SourceBusy.as_str(), "source_busy");
+        assert_eq!(Refusal::RateLimited.as_str(), "rate_limited");
+        assert_eq!(Refusal::AccessDenied.as_str(), "access_denied");
         assert_eq!(Refusal::SourceBusy.reply(), Some(ErrorReply::ServerBusy));
+        assert_eq!(Refusal::RateLimited.words(), "rate limited");
+        assert_eq!(Refusal::AccessDenied.words(), "access denied");
     }
 }

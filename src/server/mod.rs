@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use crate::access::AccessList;
 use crate::clock::Clock;
 use crate::config::{self, Config, Overrides, DEFAULT_PATH};
 use crate::control::{Notifier, Signals};
@@ -36,13 +37,25 @@ pub struct Runtime {
     pub config: Config,
     /// The clock built from `config.time`.
     pub clock: Arc<Clock>,
+    /// `[access]`, ready to decide.
+    pub access: AccessList,
+    /// Whether any per-source rule (a rate or a count) is set.
+    pub per_source: bool,
 }
 
 impl Runtime {
     /// Builds the runtime view of a configuration.
     pub fn new(config: Config) -> Arc<Runtime> {
         let clock = config.time.clock();
-        Arc::new(Runtime { config, clock })
+        let access = config.access.list();
+        let s = &config.server;
+        let per_source = s.connection_rate_per_source > 0 || s.max_connections_per_source > 0;
+        Arc::new(Runtime {
+            config,
+            clock,
+            access,
+            per_source,
+        })
     }
 }
 
@@ -57,8 +70,11 @@ pub(crate) struct Shared {
     /// The grace period is over: tell the remaining clients and close.
     grace_over: AtomicBool,
     log: Logger,
-    refused_second: AtomicU64,
-    refused_suppressed: AtomicU64,
+    /// Refusal log lines: one a second at most, the rest summed up.
+    refusals: Mutex<refusals::RefusalLog>,
+    /// Some refusals are waiting for their summary line: the workers wake
+    /// for it (without taking the lock when there are none).
+    refusals_pending: AtomicBool,
     /// Wakes the control loop when a worker ends, so that it need not look.
     worker_ended: Waker,
     /// Worker threads that have ended (or are ending: counted on the way out).
@@ -76,31 +92,49 @@ impl Shared {
         (self.generation.load(Ordering::Acquire), Arc::clone(&guard))
     }
 
-    /// Logs `refused ADDR: WHY` at most once a second over all workers.
+    /// Logs `refused ADDR: WHY`, at most one refusal line a second over
+    /// all workers and reasons; the others are counted for a summary.
     fn log_refused(&self, peer: &SocketAddr, why: admission::Refusal) {
-        let second = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_secs());
-        let last = self.refused_second.load(Ordering::Relaxed);
-        if last != second
-            && self
-                .refused_second
-                .compare_exchange(last, second, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            let more = self.refused_suppressed.swap(0, Ordering::Relaxed);
-            let tail = if more > 0 {
-                format!(" (and {more} more)")
-            } else {
-                String::new()
-            };
-            self.log.warn(format!(
-                "refused {}: {}{tail}",
-                show_addr(peer),
-                why.words()
-            ));
+        let say = lock(&self.refusals).refused(Instant::now());
+        match say {
+            refusals::Say::This => {
+                self.log
+                    .warn(format!("refused {}: {}", show_addr(peer), why.words()))
+            }
+            refusals::Say::More(n) => self.log_refused_more(n),
+            refusals::Say::Nothing => self.refusals_pending.store(true, Ordering::Release),
+        }
+    }
+
+    fn log_refused_more(&self, n: u64) {
+        self.log.warn(format!("refused {n} more connection(s)"));
+    }
+
+    /// When a summary of refusals is due, if any is waiting.
+    fn refusals_deadline(&self) -> Option<Instant> {
+        if !self.refusals_pending.load(Ordering::Acquire) {
+            return None;
+        }
+        lock(&self.refusals).deadline()
+    }
+
+    /// Logs the summary of refusals left out, when it is due (or `now_all`:
+    /// whatever is left, at the end).
+    fn refusals_tick(&self, now_all: bool) {
+        if !self.refusals_pending.load(Ordering::Acquire) {
+            return;
+        }
+        let mut log = lock(&self.refusals);
+        let n = if now_all {
+            log.take()
         } else {
-            self.refused_suppressed.fetch_add(1, Ordering::Relaxed);
+            log.tick(Instant::now())
+        };
+        self.refusals_pending
+            .store(log.deadline().is_some(), Ordering::Release);
+        drop(log);
+        if let Some(n) = n {
+            self.log_refused_more(n);
         }
     }
 }
@@ -167,15 +201,16 @@ pub fn run(
         Sockets::Listeners(_) => config.server.worker_count(),
         Sockets::Connection(_) => 1,
     };
+    let runtime = Runtime::new(config);
     let shared = Arc::new(Shared {
-        current: Mutex::new(Runtime::new(config)),
+        admission: admission::Admission::new(&runtime),
+        current: Mutex::new(runtime),
         generation: AtomicU64::new(0),
-        admission: admission::Admission::new(),
         stopping: AtomicBool::new(false),
         grace_over: AtomicBool::new(false),
         log: log.clone(),
-        refused_second: AtomicU64::new(0),
-        refused_suppressed: AtomicU64::new(0),
+        refusals: Mutex::new(refusals::RefusalLog::new()),
+        refusals_pending: AtomicBool::new(false),
         worker_ended: Waker::new(poll.registry(), WORKER_ENDED).map_err(ServerError::Setup)?,
         workers_ended: AtomicUsize::new(0),
     });
@@ -218,6 +253,8 @@ pub fn run(
     for handle in control.pool.handles.drain(..) {
         let _ = handle.join();
     }
+    // No refusal count is ever lost, also at the end.
+    control.shared.refusals_tick(true);
     control.log.info("stopped");
     Ok(())
 }

@@ -197,6 +197,9 @@ impl Worker {
         if let Accepting::PausedUntil(until) = self.accepting {
             t = t.min(until.saturating_duration_since(now));
         }
+        if let Some(due) = self.shared.refusals_deadline() {
+            t = t.min(due.saturating_duration_since(now));
+        }
         t
     }
 
@@ -212,11 +215,11 @@ impl Worker {
         for (_, conn) in self.conns.iter_mut() {
             conn.set_max_line_bytes(max_line);
         }
-        // Sources are counted only while a per-source limit is set; when a
+        // Sources are counted only while a per-source rule is set; when a
         // reload sets one, the clients already connected count against it.
-        if self.rt.config.server.max_connections_per_source > 0 {
+        if self.rt.per_source {
             for (_, conn) in self.conns.iter_mut() {
-                conn.ticket_mut().count_source();
+                conn.ticket_mut().count_source(&self.rt);
             }
         }
     }
@@ -374,6 +377,7 @@ impl Worker {
 
     /// Idle sweep, accept back-off, and shutdown.
     fn housekeeping(&mut self) {
+        self.shared.refusals_tick(false);
         let now = Instant::now();
         if let Accepting::PausedUntil(until) = self.accepting {
             if now >= until {
