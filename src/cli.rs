@@ -40,6 +40,10 @@ pub struct JamdArgs {
     /// Check the configuration, print the effective settings as TOML, and exit (0 valid, 78 not)
     #[arg(short = 't', long = "check-config")]
     pub check_config: bool,
+
+    /// Check whether ADDR may connect under [access] of the configuration, print "ADDR: allowed" or "ADDR: denied (by …)", and exit (0 allowed, 1 denied, 78 bad configuration)
+    #[arg(long = "check-access", value_name = "ADDR")]
+    pub check_access: Option<IpAddr>,
 }
 
 impl JamdArgs {

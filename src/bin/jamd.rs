@@ -25,6 +25,24 @@ fn main() -> ExitCode {
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH));
 
+    if let Some(addr) = args.check_access {
+        return match load(&path, explicit, &args) {
+            Ok((config, _)) => {
+                let decision = config.access.list().decide(addr);
+                println!("{addr}: {decision}");
+                if decision.is_allowed() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
+            Err(why) => {
+                eprintln!("jamd: {why}");
+                ExitCode::from(EX_CONFIG)
+            }
+        };
+    }
+
     if args.check_config {
         return match load(&path, explicit, &args) {
             Ok((config, missing_default)) => {
