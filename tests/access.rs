@@ -1,0 +1,485 @@
+//! Who may connect and how much each source may take (SPEC 7, 8), against a
+//! real jamd on loopback: clients bind 127.0.0.2, 127.0.0.3, … to play other
+//! hosts. Also `jamd --check-access`, the configuration errors, reloads that
+//! change the rules while clients are connected, the refusal log lines, the
+//! bounded source table, and a dual-stack socket from systemd.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{require_tool, run_jamd, temp_dir, Jamd, JAMD};
+use socket2::{Domain, Socket, Type};
+
+const T: Duration = Duration::from_secs(10);
+
+/// A client that connected from a chosen loopback address.
+struct From {
+    stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl From {
+    fn connect(src: &str, to: SocketAddr) -> From {
+        let src: IpAddr = src.parse().unwrap();
+        let sock = Socket::new(Domain::for_address(to), Type::STREAM, None).unwrap();
+        sock.bind(&SocketAddr::new(src, 0).into())
+            .unwrap_or_else(|e| panic!("bind {src}: {e}"));
+        sock.connect_timeout(&to.into(), Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("connect {src} -> {to}: {e}"));
+        let stream: TcpStream = sock.into();
+        stream.set_read_timeout(Some(T)).unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        From { stream, reader }
+    }
+
+    /// One reply line without its CR LF; "" at end of stream.
+    fn line(&mut self) -> String {
+        let mut buf = Vec::new();
+        match self.reader.read_until(b'\n', &mut buf) {
+            Ok(_) => String::from_utf8_lossy(&buf)
+                .trim_end_matches("\r\n")
+                .to_owned(),
+            Err(e) => panic!("no reply line: {e}"),
+        }
+    }
+
+    fn ask(&mut self, request: &str) -> String {
+        self.stream
+            .write_all(format!("{request}\r\n").as_bytes())
+            .unwrap();
+        self.line()
+    }
+
+    /// True when the server closed the connection within the read timeout.
+    fn closed(&mut self) -> bool {
+        let mut buf = [0u8; 64];
+        matches!(self.reader.read(&mut buf), Ok(0) | Err(_))
+    }
+}
+
+/// Connects from `src` and returns the first reply to TIME (or the refusal
+/// the server sent at once).
+fn first_reply(src: &str, to: SocketAddr) -> String {
+    let mut c = From::connect(src, to);
+    c.ask("TIME")
+}
+
+fn assert_served(src: &str, to: SocketAddr) {
+    let reply = first_reply(src, to);
+    assert!(reply.starts_with("JAM "), "{src}: {reply:?}");
+}
+
+fn assert_refused(src: &str, to: SocketAddr, why: &str) {
+    // Refused clients are told at once, before they send anything, and closed.
+    let mut c = From::connect(src, to);
+    assert_eq!(c.line(), format!("ERROR {why}"), "{src}");
+    assert!(c.closed(), "{src}: still open after ERROR {why}");
+}
+
+#[test]
+fn a_denied_client_is_told_and_closed_and_others_are_served() {
+    let jamd = Jamd::start("[access]\nallow = [\"127.0.0.0/8\"]\ndeny = [\"127.0.0.2\"]\n");
+    assert_refused("127.0.0.2", jamd.addr, "access denied");
+    assert_served("127.0.0.3", jamd.addr);
+    assert!(
+        jamd.stderr
+            .wait_for("refused 127.0.0.2:", T)
+            .is_some_and(|l| l.ends_with(": access denied")),
+        "{:?}",
+        jamd.stderr.all()
+    );
+}
+
+#[test]
+fn the_longest_prefix_decides_and_a_tie_denies() {
+    let jamd = Jamd::start(
+        "[access]\n\
+         allow = [\"127.0.0.0/24\", \"127.0.0.4\"]\n\
+         deny = [\"127.0.0.0/8\", \"127.0.0.4/32\", \"127.0.0.5\"]\n",
+    );
+    assert_served("127.0.0.2", jamd.addr); // allow /24 beats deny /8
+    assert_refused("127.0.1.2", jamd.addr, "access denied"); // only deny /8
+    assert_refused("127.0.0.4", jamd.addr, "access denied"); // /32 in both: tie
+    assert_refused("127.0.0.5", jamd.addr, "access denied"); // deny /32 beats allow /24
+}
+
+#[test]
+fn with_an_allow_list_an_address_in_no_entry_is_denied() {
+    let jamd = Jamd::start("[access]\nallow = [\"127.0.0.2\", \"127.0.0.3\"]\n");
+    assert_served("127.0.0.2", jamd.addr);
+    assert_served("127.0.0.3", jamd.addr);
+    assert_refused("127.0.0.4", jamd.addr, "access denied");
+}
+
+#[test]
+fn denied_clients_never_count_against_max_connections() {
+    let jamd = Jamd::start("[server]\nmax_connections = 1\n[access]\ndeny = [\"127.0.0.2\"]\n");
+    let mut held = From::connect("127.0.0.3", jamd.addr);
+    assert!(held.ask("TIME").starts_with("JAM "));
+    // Full: a denied client hears that it is denied, not that we are busy.
+    assert_refused("127.0.0.2", jamd.addr, "access denied");
+    assert_refused("127.0.0.4", jamd.addr, "server busy");
+    assert!(held.ask("TIME").starts_with("JAM "));
+}
+
+#[test]
+fn per_source_limits_count_sources_cut_to_their_prefix() {
+    let jamd = Jamd::start("[server]\nmax_connections_per_source = 1\nsource_prefix_v4 = 24\n");
+    let mut held = From::connect("127.0.0.2", jamd.addr);
+    assert!(held.ask("TIME").starts_with("JAM "));
+    // 127.0.0.3 is in the same /24: the same source.
+    assert_refused("127.0.0.3", jamd.addr, "server busy");
+    assert_served("127.0.1.3", jamd.addr);
+    drop(held);
+    // The slot comes back once the first client is gone.
+    let deadline = Instant::now() + T;
+    loop {
+        let reply = first_reply("127.0.0.3", jamd.addr);
+        if reply.starts_with("JAM ") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slot never came back: {reply}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_source_over_its_rate_is_rate_limited_and_others_are_not() {
+    let jamd =
+        Jamd::start("[server]\nconnection_rate_per_source = 1\nconnection_burst_per_source = 3\n");
+    let start = Instant::now();
+    let replies: Vec<String> = (0..6)
+        .map(|_| first_reply("127.0.0.2", jamd.addr))
+        .collect();
+    let elapsed = start.elapsed();
+    let served = replies.iter().filter(|r| r.starts_with("JAM ")).count();
+    let limited = replies
+        .iter()
+        .filter(|r| *r == "ERROR rate limited")
+        .count();
+    assert_eq!(served + limited, 6, "{replies:?}");
+    // At most the burst plus one a second; exactly the burst when fast.
+    let most = 3 + elapsed.as_secs() as usize + 1;
+    assert!(served >= 3 && served <= most, "{replies:?} in {elapsed:?}");
+    if elapsed < Duration::from_millis(900) {
+        assert_eq!(served, 3, "{replies:?} in {elapsed:?}");
+    }
+    assert_served("127.0.0.3", jamd.addr);
+    assert!(jamd
+        .stderr
+        .wait_for(": rate limited", T)
+        .is_some_and(|l| l.contains("refused 127.0.0.2:")));
+}
+
+/// Rewrites the file, sends SIGHUP, and waits for this reload's own
+/// `configuration reloaded` line (counting them, so it works every time).
+fn reload(jamd: &Jamd, text: &str) {
+    let before = jamd.stderr.count("configuration reloaded");
+    jamd.write_config(text);
+    jamd.signal("HUP");
+    let deadline = Instant::now() + T;
+    while jamd.stderr.count("configuration reloaded") == before {
+        assert!(
+            Instant::now() < deadline,
+            "not reloaded: {:#?}",
+            jamd.stderr.all()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn reloads_add_and_remove_rules_without_dropping_anyone() {
+    let jamd = Jamd::start("");
+    let mut two = From::connect("127.0.0.2", jamd.addr);
+    let mut three = From::connect("127.0.0.3", jamd.addr);
+    assert!(two.ask("TIME").starts_with("JAM "));
+    assert!(three.ask("TIME").starts_with("JAM "));
+
+    reload(
+        &jamd,
+        "[access]\ndeny = [\"127.0.0.2\"]\n[server]\nmax_connections_per_source = 1\n",
+    );
+    // Those connected stay served; new ones meet the new rules, and the
+    // clients already connected count against the new per-source limit.
+    assert!(two.ask("TIME").starts_with("JAM "));
+    assert!(three.ask("TIME").starts_with("JAM "));
+    assert_refused("127.0.0.2", jamd.addr, "access denied");
+    assert_refused("127.0.0.3", jamd.addr, "server busy");
+    assert_served("127.0.0.4", jamd.addr);
+
+    reload(
+        &jamd,
+        "[server]\nconnection_rate_per_source = 1\nconnection_burst_per_source = 1\n",
+    );
+    assert!(two.ask("TIME").starts_with("JAM "));
+    assert!(three.ask("TIME").starts_with("JAM "));
+    assert_served("127.0.0.2", jamd.addr);
+    assert_served("127.0.0.3", jamd.addr);
+    let mut c = From::connect("127.0.0.3", jamd.addr);
+    let reply = c.ask("TIME");
+    assert!(
+        reply == "ERROR rate limited" || reply.starts_with("JAM "),
+        "{reply}"
+    );
+
+    reload(&jamd, "");
+    assert!(two.ask("TIME").starts_with("JAM "));
+    assert!(three.ask("TIME").starts_with("JAM "));
+    for _ in 0..5 {
+        assert_served("127.0.0.3", jamd.addr);
+    }
+}
+
+#[test]
+fn a_full_table_forgets_the_source_seen_longest_ago_but_never_a_connected_one() {
+    let jamd = Jamd::start(
+        "[server]\nmax_tracked_sources = 2\nmax_connections = 2\n\
+         connection_rate_per_source = 1\nconnection_burst_per_source = 1\n",
+    );
+    // Each source spends its one token; the table holds two of them.
+    assert_served("127.0.0.2", jamd.addr);
+    assert_served("127.0.0.3", jamd.addr);
+    let since_four = Instant::now();
+    assert_served("127.0.0.4", jamd.addr); // forgets 127.0.0.2
+                                           // Forgotten, 127.0.0.2 starts again with a full bucket (127.0.0.3 goes).
+    assert_served("127.0.0.2", jamd.addr);
+    // 127.0.0.4 is remembered: still rate limited (unless a loaded machine
+    // took a whole second since its first connection, refilling its bucket).
+    let reply = first_reply("127.0.0.4", jamd.addr);
+    if since_four.elapsed() < Duration::from_millis(900) {
+        assert_eq!(reply, "ERROR rate limited");
+    }
+
+    // Sources with clients connected are never forgotten: with both places
+    // taken by connected sources, a new source is turned away.
+    reload(
+        &jamd,
+        "[server]\nmax_tracked_sources = 2\nmax_connections_per_source = 5\n",
+    );
+    let mut a = From::connect("127.0.0.5", jamd.addr);
+    let mut b = From::connect("127.0.0.6", jamd.addr);
+    assert!(a.ask("TIME").starts_with("JAM "));
+    assert!(b.ask("TIME").starts_with("JAM "));
+    assert_refused("127.0.0.7", jamd.addr, "server busy");
+    assert!(a.ask("TIME").starts_with("JAM "));
+    drop(b);
+    let deadline = Instant::now() + T;
+    while !first_reply("127.0.0.7", jamd.addr).starts_with("JAM ") {
+        assert!(Instant::now() < deadline, "no room after a source left");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sums what the log says about refusals: the lines naming a client and
+/// the `refused N more connection(s)` summaries.
+fn refusals_logged(lines: &[String]) -> (usize, u64) {
+    let single = lines
+        .iter()
+        .filter(|l| l.contains("refused 127.") && l.ends_with(": access denied"))
+        .count();
+    let more = lines
+        .iter()
+        .filter_map(|l| {
+            let rest = &l[l.find("refused ")? + "refused ".len()..];
+            let n = rest.strip_suffix(" more connection(s)")?;
+            n.parse::<u64>().ok()
+        })
+        .sum();
+    (single, more)
+}
+
+#[test]
+fn a_flood_of_refusals_logs_a_line_a_second_and_every_count() {
+    let jamd = Jamd::start("[access]\ndeny = [\"127.0.0.2\"]\n");
+    const N: usize = 60;
+    let start = Instant::now();
+    for _ in 0..N {
+        let mut c = From::connect("127.0.0.2", jamd.addr);
+        assert_eq!(c.line(), "ERROR access denied");
+    }
+    let elapsed = start.elapsed();
+    // The summary comes once refusals stop (within a minute at most).
+    let deadline = Instant::now() + Duration::from_secs(70);
+    loop {
+        let (single, more) = refusals_logged(&jamd.stderr.all());
+        if single as u64 + more == N as u64 {
+            assert!(
+                single <= elapsed.as_secs() as usize + 2,
+                "{single} lines in {elapsed:?}"
+            );
+            assert!(more > 0);
+            break;
+        }
+        assert!(
+            single as u64 + more < N as u64 && Instant::now() < deadline,
+            "logged {single} + {more} of {N}: {:#?}",
+            jamd.stderr.all()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn write(dir: &Path, text: &str) -> String {
+    let p = dir.join("jamd.toml");
+    std::fs::write(&p, text).unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+#[test]
+fn check_access_says_who_decides_and_exits_0_or_1() {
+    let dir = temp_dir("check-access");
+    let cfg = write(
+        &dir,
+        "[access]\nallow = [\"10.0.0.0/8\"]\ndeny = [\"10.1.2.0/24\"]\n",
+    );
+    let run = |addr: &str| run_jamd(&["-c", &cfg, "--check-access", addr], T);
+    assert_eq!(
+        run("10.9.8.7"),
+        (Some(0), "10.9.8.7: allowed\n".into(), String::new())
+    );
+    assert_eq!(
+        run("10.1.2.3"),
+        (
+            Some(1),
+            "10.1.2.3: denied (by deny 10.1.2.0/24)\n".into(),
+            String::new()
+        )
+    );
+    // As seen on a dual-stack socket: the IPv4 rules apply.
+    let (code, out, _) = run("::ffff:10.1.2.3");
+    assert_eq!(code, Some(1));
+    assert_eq!(out, "::ffff:10.1.2.3: denied (by deny 10.1.2.0/24)\n");
+    let (code, out, _) = run("192.0.2.1");
+    assert_eq!(code, Some(1));
+    assert!(out.starts_with("192.0.2.1: denied"), "{out}");
+    let (code, _, err) = run("gateway");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--check-access"), "{err}");
+    let bad = write(&dir, "[access]\ndeny = [\"10.1.2.3/8\"]\n");
+    let (code, _, err) = run_jamd(&["-c", &bad, "--check-access", "10.0.0.1"], T);
+    assert_eq!(code, Some(78), "{err}");
+    assert!(err.contains("did you mean 10.0.0.0/8?"), "{err}");
+}
+
+#[test]
+fn config_errors_name_the_place_and_say_what_was_meant() {
+    let dir = temp_dir("access-errors");
+    for (text, want) in [
+        (
+            "[access]\nallow = [\"10.0.0.0/8\", \"10.1.2.3/8\"]\n",
+            ":2:24: access.allow: \"10.1.2.3/8\" has bits set past its length: did you mean 10.0.0.0/8?",
+        ),
+        (
+            "[access]\ndeny = [\"gateway.example.com\"]\n",
+            ":2:9: access.deny: \"gateway.example.com\" is not an IP address or prefix",
+        ),
+        (
+            "[access]\ndeny = [\"10.0.0.0/40\"]\n",
+            "access.deny: \"10.0.0.0/40\": the prefix length must be 0-32 for an IPv4 address",
+        ),
+        (
+            "[server]\nsource_prefix_v6 = 129\n",
+            "server.source_prefix_v6: expected an IPv6 prefix length (0-128), found 129",
+        ),
+        (
+            "[server]\nconnection_rate_per_source = -1\n",
+            "server.connection_rate_per_source: expected a number of connections a second",
+        ),
+        (
+            "[server]\nmax_tracked_sources = 0\n",
+            "server.max_tracked_sources: expected a number of sources",
+        ),
+    ] {
+        let cfg = write(&dir, text);
+        let (code, out, err) = run_jamd(&["-t", "-c", &cfg], T);
+        assert_eq!(code, Some(78), "{text}: {err}");
+        assert!(out.is_empty());
+        assert!(err.contains(&format!("{cfg}{want}")) || err.contains(want), "{text}: {err}");
+    }
+}
+
+#[test]
+fn check_config_prints_every_new_key() {
+    let dir = temp_dir("access-t");
+    let cfg = write(
+        &dir,
+        "[server]\nconnection_rate_per_source = 5\n[access]\ndeny = [\"::ffff:192.0.2.0/120\"]\n",
+    );
+    let (code, out, err) = run_jamd(&["-t", "-c", &cfg], T);
+    assert_eq!(code, Some(0), "{err}");
+    for want in [
+        "source_prefix_v4 = 32\n",
+        "source_prefix_v6 = 64\n",
+        "connection_rate_per_source = 5\n",
+        "connection_burst_per_source = 20\n",
+        "max_tracked_sources = 65536\n",
+        "[access]\nallow = []\ndeny = [\"192.0.2.0/24\"]\n",
+    ] {
+        assert!(out.contains(want), "{want:?} not in {out}");
+    }
+}
+
+/// systemd-socket-activate, stopped by its pid (it execs jamd: same pid).
+struct Activated(std::process::Child);
+
+impl Drop for Activated {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn ipv4_rules_apply_to_clients_of_a_dual_stack_socket() {
+    let Some(activate) = require_tool("systemd-socket-activate") else {
+        return;
+    };
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = temp_dir("dual-stack");
+    let cfg = write(
+        &dir,
+        "[access]\ndeny = [\"127.0.0.2\"]\n[server]\nmax_connections_per_source = 1\n",
+    );
+    let log = dir.join("stderr.log");
+    let _jamd = Activated(
+        Command::new(activate)
+            .args(["-l", &format!("[::]:{port}")])
+            .arg(JAMD)
+            .args(["-c", &cfg, "--log", "stderr"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let to = SocketAddr::from(([127, 0, 0, 1], port));
+    // systemd-socket-activate listens at once, and starts jamd at the first
+    // connection; a refused connect means it is not listening yet.
+    let deadline = Instant::now() + T;
+    while TcpStream::connect_timeout(&to, Duration::from_secs(1)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on [::]:{port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The clients reach jamd as ::ffff:127.0.0.x: the IPv4 entry matches.
+    assert_refused("127.0.0.2", to, "access denied");
+    let mut held = From::connect("127.0.0.3", to);
+    assert!(held.ask("TIME").starts_with("JAM "));
+    // And the mapped address counts as the IPv4 source.
+    assert_refused("127.0.0.3", to, "server busy");
+    assert_served("127.0.0.4", to);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains("refused [::ffff:127.0.0.2]:") || text.contains("refused 127.0.0.2:"),
+        "{text}"
+    );
+}
