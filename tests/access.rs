@@ -477,9 +477,14 @@ fn ipv4_rules_apply_to_clients_of_a_dual_stack_socket() {
     // And the mapped address counts as the IPv4 source.
     assert_refused("127.0.0.3", to, "server busy");
     assert_served("127.0.0.4", to);
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(
-        text.contains("refused [::ffff:127.0.0.2]:") || text.contains("refused 127.0.0.2:"),
-        "{text}"
-    );
+    // The log is written by jamd's logging thread: give it time.
+    let deadline = Instant::now() + T;
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("refused [::ffff:127.0.0.2]:") || text.contains("refused 127.0.0.2:") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no refusal logged: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
