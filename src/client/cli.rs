@@ -160,6 +160,16 @@ pub struct Target {
 impl Target {
     /// Reads `HOST`, `HOST:PORT`, `::1`, `[::1]` or `[::1]:PORT`; `port_flag` is `-p`.
     pub fn parse(text: &str, port_flag: Option<u16>) -> Result<Target, String> {
+        Target::parse_with(text, port_flag, true)
+    }
+
+    /// Like [`Target::parse`], for one of several servers: `-p` is the port
+    /// of those that name none, and another port in `HOST:PORT` is no conflict.
+    pub fn parse_one_of_several(text: &str, port_flag: Option<u16>) -> Result<Target, String> {
+        Target::parse_with(text, port_flag, false)
+    }
+
+    fn parse_with(text: &str, port_flag: Option<u16>, strict: bool) -> Result<Target, String> {
         let text = text.trim();
         let (host, port_text) = if let Some(rest) = text.strip_prefix('[') {
             let (host, after) = rest
@@ -190,7 +200,7 @@ impl Target {
                     .ok()
                     .filter(|&p| p != 0)
                     .ok_or_else(|| format!("{text:?}: {p:?} is not a port number (1-65535)"))?;
-                if let Some(flag) = port_flag.filter(|&f| f != port) {
+                if let Some(flag) = port_flag.filter(|&f| strict && f != port) {
                     return Err(format!(
                         "port given twice: {port} in {text:?} and {flag} with -p"
                     ));
@@ -294,10 +304,15 @@ pub struct EarlyExit {
 impl JamcArgs {
     /// Checks the values clap cannot check alone and builds [`Settings`].
     pub fn resolve(self) -> Result<Settings, String> {
+        let parse = if self.servers.len() > 1 {
+            Target::parse_one_of_several
+        } else {
+            Target::parse
+        };
         let targets = self
             .servers
             .iter()
-            .map(|server| Target::parse(server, self.port))
+            .map(|server| parse(server, self.port))
             .collect::<Result<Vec<Target>, String>>()?;
         let Some(target) = targets.first().cloned() else {
             return Err("no server given".to_string());
@@ -459,6 +474,28 @@ mod tests {
         let e = parse_args(["jamc", "-4", "::1"]).unwrap_err();
         assert_eq!(e.code, 2);
         assert_eq!(parse_args(["jamc", "--help"]).unwrap_err().code, 0);
+    }
+
+    #[test]
+    fn several_servers_are_taken_in_order_but_not_with_parallel() {
+        let s = parse_args(["jamc", "-p", "7", "a", "b:8", "[::1]"]).unwrap();
+        let names: Vec<String> = s.targets.iter().map(Target::to_string).collect();
+        assert_eq!(names, ["a:7", "b:8", "[::1]:7"]);
+        assert_eq!(s.target.to_string(), "a:7");
+        assert_eq!(
+            parse_args(["jamc", "-P", "2", "a", "b"]).unwrap_err().code,
+            2
+        );
+        assert_eq!(parse_args(["jamc", "-4", "a", "::1"]).unwrap_err().code, 2);
+        let e = parse_args(["jamc", "--check", "a", "b:x"]).unwrap_err();
+        assert_eq!(e.code, 3);
+        let s = parse_args(["jamc", "--check", "--quick", "--warning", "~:1", "a", "b"]).unwrap();
+        let Mode::Check(check) = &s.mode else {
+            panic!("not a check")
+        };
+        assert!(check.quick);
+        assert_eq!(check.thresholds.warning.to_string(), "~:1");
+        assert_eq!(parse_args(["jamc", "--quick"]).unwrap_err().code, 2);
     }
 
     #[test]

@@ -91,7 +91,7 @@ impl CheckJamArgs {
         let targets = self
             .hosts
             .iter()
-            .map(|h| Target::parse(h, self.port))
+            .map(|h| Target::parse_one_of_several(h, self.port))
             .collect::<Result<Vec<Target>, String>>()?;
         let target = targets.first().cloned().unwrap_or(Target {
             host: "localhost".into(),
