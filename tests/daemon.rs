@@ -6,7 +6,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{jam_time, run_jamd, temp_dir, Jamd, SyslogSink, JAMD};
+use common::{jam_time, run_jamd, temp_dir, ChildGuard, Jamd, SyslogSink, TempDir, JAMD};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -140,8 +140,7 @@ fn a_missing_file_given_with_c_is_a_config_error() {
 #[test]
 fn a_missing_default_file_means_built_in_defaults_with_a_notice() {
     if std::path::Path::new("/etc/jamd/jamd.toml").exists() {
-        eprintln!("skipped: /etc/jamd/jamd.toml exists on this machine");
-        return;
+        skip!("/etc/jamd/jamd.toml exists on this machine; the test needs it absent");
     }
     let (code, out, _) = run_jamd(&["-t"], T);
     assert_eq!(code, Some(0));
@@ -414,26 +413,26 @@ fn syslog_config(sink: &SyslogSink, extra: &str) -> String {
 fn start_syslog_only(
     sink: &SyslogSink,
     extra: &str,
-) -> (std::process::Child, std::net::SocketAddr) {
+) -> (ChildGuard, std::net::SocketAddr, TempDir) {
     let dir = temp_dir("syslog");
     let cfg = write(&dir, "jamd.toml", &syslog_config(sink, extra));
-    let child = Command::new(JAMD)
-        .args(["-c", &cfg, "-p", "0", "-b", "127.0.0.1"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = ChildGuard::spawn(
+        Command::new(JAMD)
+            .args(["-c", &cfg, "-p", "0", "-b", "127.0.0.1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
     let line = sink
         .wait_for("listening on", T)
         .expect("listening line via syslog");
-    (child, common::parse_listening(&line).unwrap())
+    (child, common::parse_listening(&line).unwrap(), dir)
 }
 
 #[test]
 fn log_lines_reach_syslog_with_ident_facility_and_spec_text() {
     let sink = SyslogSink::bind("syslog-lines");
-    let (mut child, addr) = start_syslog_only(&sink, "");
+    let (mut child, addr, _dir) = start_syslog_only(&sink, "");
     let pid = child.id();
     let mut c = common::Client::connect(addr);
     assert!(jam_time(&c.ask("TIME")).is_some());
@@ -486,7 +485,8 @@ fn context_switches(pid: u32) -> u64 {
 #[test]
 fn an_idle_jamd_sleeps_until_a_client_comes() {
     let sink = SyslogSink::bind("syslog-idle");
-    let (mut child, addr) = start_syslog_only(&sink, "connections = true\n[server]\nworkers = 2\n");
+    let (mut child, addr, _dir) =
+        start_syslog_only(&sink, "connections = true\n[server]\nworkers = 2\n");
     let pid = child.id();
     let mut c = common::Client::connect(addr);
     assert!(jam_time(&c.ask("TIME")).is_some());
@@ -510,7 +510,7 @@ fn an_idle_jamd_sleeps_until_a_client_comes() {
 #[test]
 fn connection_lines_can_be_turned_off() {
     let sink = SyslogSink::bind("syslog-quiet");
-    let (mut child, addr) = start_syslog_only(&sink, "connections = false\n");
+    let (mut child, addr, _dir) = start_syslog_only(&sink, "connections = false\n");
     let mut c = common::Client::connect(addr);
     assert!(jam_time(&c.ask("TIME")).is_some());
     c.send(b"QUIT\r\n");

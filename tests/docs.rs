@@ -10,6 +10,8 @@
 //! enough of mdoc to find sections, list items and the words a reader sees
 //! (see [`Page`]); it does not need mandoc, which only the lint test runs.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
@@ -530,8 +532,7 @@ fn spec_log_lines() -> Option<Vec<String>> {
 #[test]
 fn the_log_line_list_of_these_tests_is_the_one_in_the_spec() {
     let Some(spec) = spec_log_lines() else {
-        eprintln!("skipped: ../shared/SPEC.md is not there to compare with");
-        return;
+        skip!("../shared/SPEC.md is not there to compare with");
     };
     assert!(
         spec.len() >= 9,
@@ -724,12 +725,7 @@ fn the_pages_are_clean_under_mandoc_lint() {
     {
         Ok(out) => out,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "mandoc is not installed, and CI=true: install it (apt-get install mandoc)"
-            );
-            eprintln!("skipped: mandoc is not installed");
-            return;
+            skip!("mandoc is not installed (apt-get install mandoc)");
         }
         Err(e) => panic!("cannot run mandoc: {e}"),
     };
@@ -815,14 +811,6 @@ fn display_starting_with(lines: &[&str], first: &str) -> Option<Vec<String>> {
     )
 }
 
-/// A private directory for one test.
-fn scratch_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("jamd-docs-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create a scratch directory");
-    dir
-}
-
 #[test]
 fn the_configuration_error_shown_in_jamd_toml_5_is_what_jamd_prints() {
     let page = Page::read("jamd.toml.5");
@@ -842,14 +830,13 @@ fn the_configuration_error_shown_in_jamd_toml_5_is_what_jamd_prints() {
     assert_eq!(shown.get(run_at + 2).map(String::as_str), Some("$ echo $?"));
     let code: i32 = shown[run_at + 3].parse().expect("an exit code");
 
-    let dir = scratch_dir("bad-toml");
+    let dir = common::temp_dir("bad-toml");
     std::fs::write(dir.join("bad.toml"), file).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_jamd"))
         .args(&args)
         .current_dir(&dir)
         .output()
         .expect("cannot run jamd");
-    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(
         out.status.code(),
         Some(code),
@@ -871,68 +858,22 @@ fn tool(name: &str, extra: &[&str]) -> Option<PathBuf> {
         .map(|dir| dir.join(name))
         .find(|p| p.is_file());
     if found.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{name} is not installed, and CI=true"
-        );
-        eprintln!("skipped: {name} is not installed");
+        common::skip::record_skip(&format!("{name} is not installed"));
     }
     found
 }
 
-/// A jamd on a free loopback port, killed when dropped.
-struct Daemon {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Daemon {
-    fn start() -> Daemon {
-        use std::io::{BufRead, BufReader};
-        let mut child = Command::new(env!("CARGO_BIN_EXE_jamd"))
-            .arg("-c")
-            .arg(repo().join("config/jamd.toml"))
-            .args(["-p", "0", "-b", "127.0.0.1", "--log", "stderr"])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("cannot start jamd");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("jamd: listening on 127.0.0.1:") {
-                    let port = rest.split_whitespace().next().and_then(|p| p.parse().ok());
-                    let _ = tx.send(port);
-                }
-            }
-        });
-        let port = rx
-            .recv_timeout(std::time::Duration::from_secs(10))
-            .ok()
-            .flatten();
-        match port {
-            Some(port) => Daemon { child, port },
-            None => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("jamd did not log `listening on 127.0.0.1:PORT`");
-            }
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A jamd with the shipped configuration on a free loopback port, killed
+/// when dropped.
+fn start_daemon() -> common::Jamd {
+    let config =
+        std::fs::read_to_string(repo().join("config/jamd.toml")).expect("config/jamd.toml");
+    common::Jamd::start(&config)
 }
 
 /// Runs an example command line from a page with `sh`, the server and port
 /// it names replaced by the test daemon's; returns its standard output.
-fn run_example(command: &str, daemon: &Daemon, path_extra: &[PathBuf]) -> String {
+fn run_example(command: &str, daemon: &common::Jamd, path_extra: &[PathBuf]) -> String {
     let command = command
         .replace("45000", &daemon.port.to_string())
         .replace("timehost", "127.0.0.1");
@@ -967,7 +908,7 @@ fn the_nc_example_of_jamd_8_gets_the_time() {
     let examples = page.section("EXAMPLES");
     let shown = display_starting_with(&examples, "$ printf 'TIME")
         .expect("jamd.8: EXAMPLES has no `printf 'TIME...' | nc` line");
-    let daemon = Daemon::start();
+    let daemon = start_daemon();
     let out = run_example(&shown[0]["$ ".len()..], &daemon, &[]);
     let reply = out.trim_end();
     assert!(
@@ -995,7 +936,7 @@ fn the_check_tcp_example_of_jamc_1_says_ok() {
     let examples = page.section("EXAMPLES");
     let shown = display_starting_with(&examples, "check_tcp ")
         .expect("jamc.1: EXAMPLES has no check_tcp line");
-    let daemon = Daemon::start();
+    let daemon = start_daemon();
     let dir = check_tcp.parent().map(PathBuf::from).unwrap_or_default();
     let out = run_example(&shown[0], &daemon, &[dir]);
     assert!(out.starts_with("TCP OK"), "check_tcp said {out:?}");

@@ -12,13 +12,13 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{jam_time, parse_listening, require_tool, temp_dir, Jamd, JAMD};
+use common::{jam_time, parse_listening, require_tool, temp_dir, ChildGuard, Jamd, JAMD};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 const BASE: &str = "[time]\ntimezone = \"UTC\"\n";
@@ -829,18 +829,6 @@ impl LogSocket {
     }
 }
 
-/// Kills a child by its pid when dropped.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
 fn find(lines: &Mutex<Vec<String>>, from: usize, needle: &str) -> Option<String> {
     lines.lock().unwrap()[from..]
         .iter()
@@ -863,16 +851,15 @@ fn syslog_socket_removed_and_recreated_serving_goes_on_and_drops_are_reported() 
         ),
     )
     .unwrap();
-    let child = Command::new(JAMD)
-        .arg("-c")
-        .arg(&config)
-        .args(["-p", "0", "-b", "127.0.0.1"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start jamd");
-    let _guard = Guard(child);
+    let _jamd = ChildGuard::spawn(
+        Command::new(JAMD)
+            .arg("-c")
+            .arg(&config)
+            .args(["-p", "0", "-b", "127.0.0.1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
     let mut listening = None;
     wait_until(Duration::from_secs(10), || {
         listening = find(&lines, 0, "listening on ");

@@ -4,14 +4,14 @@
 //!
 //! Loopback only; every wait is bounded; every process is stopped by its handle.
 
-mod jamc_support;
+mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use jamc_support::*;
+use common::*;
 
 fn clock(shift_ms: i64) -> Behaviour {
     Behaviour::Clock {
@@ -214,8 +214,7 @@ fn stalled_connect_times_out_within_the_timeout() {
         }
     }
     if TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok() {
-        eprintln!("skipped: this kernel does not drop SYNs to a full backlog");
-        return;
+        skip!("this kernel does not drop SYNs to a full backlog (an environment gap)");
     }
     let run = jamc(&["-w", "1", &addr.to_string()]);
     assert_eq!(run.code, 1, "{run:?}");
@@ -375,8 +374,7 @@ fn localhost_works_whichever_family_the_server_listens_on() {
     assert_eq!(run.code, 0, "{run:?}");
 
     let Some(v6) = FakeServer::start_on("[::1]:0", clock(0)) else {
-        eprintln!("skipped the IPv6 half: cannot bind [::1]");
-        return;
+        skip!("no IPv6 on this host: cannot bind [::1] (an environment gap; the IPv4 half passed)");
     };
     let target = format!("[::1]:{}", v6.addr.port());
     let run = jamc(&[&target]);
@@ -626,8 +624,7 @@ fn real_jamd_check_is_ok() {
 #[test]
 fn real_jamd_check_with_milliseconds_and_a_named_zone() {
     if !std::path::Path::new("/usr/share/zoneinfo/Asia/Jakarta").exists() {
-        eprintln!("skipped: no system zoneinfo");
-        return;
+        skip!("no tzdata: /usr/share/zoneinfo/Asia/Jakarta is missing (apt-get install tzdata)");
     }
     let jamd = Jamd::start("[time]\nformat = \"%H:%M:%S%.3f\"\ntimezone = \"Asia/Jakarta\"\n");
     let run = jamc(&[
@@ -698,11 +695,7 @@ fn check_tcp(port: &str) -> Run {
 #[test]
 fn monitoring_plugins_check_tcp_probes_real_jamd() {
     if !std::path::Path::new(CHECK_TCP).exists() {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("{CHECK_TCP} is missing: install monitoring-plugins-basic");
-        }
-        eprintln!("skipped: {CHECK_TCP} not installed (apt-get install monitoring-plugins-basic)");
-        return;
+        skip!("{CHECK_TCP} is not installed (apt-get install monitoring-plugins-basic)");
     }
     let jamd = Jamd::start(JAMD_CONFIG);
     let port = jamd.port.to_string();
@@ -715,4 +708,34 @@ fn monitoring_plugins_check_tcp_probes_real_jamd() {
     let liar = FakeServer::start(Behaviour::Reply(b"HELLO\r\n".to_vec()));
     let run = check_tcp(&liar.addr.port().to_string());
     assert_ne!(run.code, 0, "{run:?}");
+}
+
+/// Parses `offset=5.123s` out of a --check line.
+fn perf_offset(line: &str) -> f64 {
+    let v = line
+        .split("offset=")
+        .nth(1)
+        .and_then(|r| r.split('s').next())
+        .unwrap_or_else(|| panic!("no offset= in {line:?}"));
+    v.parse()
+        .unwrap_or_else(|_| panic!("bad offset in {line:?}"))
+}
+
+/// A fixed UTC offset (whole minutes, within ±12 h) that puts the wall clock `now` into
+/// `[target_secs, target_secs + 60)` after midnight, and the `--timezone` spelling of it.
+fn zone_putting_wall_clock_at(target_secs: i64) -> (i32, String) {
+    let sod = chrono::Utc::now().timestamp().rem_euclid(86_400);
+    // Smallest whole-minute offset with sod + offset >= target (mod a day).
+    let mut offset = (target_secs - sod).rem_euclid(86_400);
+    offset = (offset + 59) / 60 * 60;
+    if offset > 43_200 {
+        offset -= 86_400;
+    }
+    let offset = i32::try_from(offset).expect("offset fits");
+    let abs = offset.unsigned_abs();
+    let sign = if offset < 0 { '-' } else { '+' };
+    (
+        offset,
+        format!("{sign}{:02}:{:02}", abs / 3600, abs % 3600 / 60),
+    )
 }

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{jam_time, require_tool, temp_dir, Client, Jamd, SyslogSink, JAMD};
+use common::{
+    jam_time, require_tool, temp_dir, ChildGuard, Client, Jamd, SyslogSink, TempDir, JAMD,
+};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -79,49 +81,57 @@ fn socket_activation_serves_the_passed_listeners() {
     let log = dir.join("stderr.log");
     // systemd-socket-activate execs jamd when the first client connects, so
     // jamd's pid is the tool's pid and its stderr goes to the file.
-    let mut child = Command::new(activate)
-        .args([
-            "-l",
-            &format!("127.0.0.1:{p1}"),
-            "-l",
-            &format!("127.0.0.1:{p2}"),
-        ])
-        .arg(JAMD)
-        .arg("-c")
-        .arg(&cfg)
-        .args(["--log", "stderr"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = ChildGuard::spawn(
+        Command::new(activate)
+            .args([
+                "-l",
+                &format!("127.0.0.1:{p1}"),
+                "-l",
+                &format!("127.0.0.1:{p2}"),
+            ])
+            .arg(JAMD)
+            .arg("-c")
+            .arg(&cfg)
+            .args(["--log", "stderr"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap()),
+    );
     for port in [p1, p2] {
         let mut c = connect_retry(SocketAddr::from(([127, 0, 0, 1], port)));
         assert!(jam_time(&c.ask("TIME")).is_some());
     }
-    let text = std::fs::read_to_string(&log).unwrap();
-    assert!(
-        text.contains("jamd: using 2 socket(s) from the service manager"),
-        "{text}"
-    );
-    assert!(
-        text.contains(&format!(
-            "listening on 127.0.0.1:{p1} (from the service manager)"
-        )),
-        "{text}"
+    // jamd writes its log from a thread of its own: wait (bounded) for it.
+    let text = wait_file_contains(
+        &log,
+        &[
+            "jamd: using 2 socket(s) from the service manager",
+            &format!("listening on 127.0.0.1:{p1} (from the service manager)"),
+            &format!("listening on 127.0.0.1:{p2} (from the service manager)"),
+        ],
     );
     // It did not bind anything of its own (the configured port is 45000).
     assert!(!text.contains("(backlog "), "{text}");
-    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    child.signal(libc::SIGTERM);
+    let status = child.wait_timeout(T).expect("jamd did not stop on SIGTERM");
+    assert_eq!(status.code(), Some(0));
+}
+
+/// Waits (bounded) until the file holds every one of `needles`; its text.
+fn wait_file_contains(path: &Path, needles: &[&str]) -> String {
     let deadline = Instant::now() + T;
-    let code = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status.code();
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if needles.iter().all(|n| text.contains(n)) {
+            return text;
         }
-        assert!(Instant::now() < deadline, "jamd did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(code, Some(0));
+        assert!(
+            Instant::now() < deadline,
+            "{} never held all of {needles:?}: {text}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]
@@ -269,7 +279,7 @@ fn children_of(pid: u32) -> Vec<u32> {
     out
 }
 
-fn run_inetd(mode: &str, sink: &SyslogSink) -> Option<(Supervisor, SocketAddr, PathBuf)> {
+fn run_inetd(mode: &str, sink: &SyslogSink) -> Option<(Supervisor, SocketAddr, TempDir)> {
     let inetd = inetd()?;
     let port = free_port();
     let dir = temp_dir(&format!("inetd-{mode}"));
@@ -379,13 +389,13 @@ fn notify_wait(
     None
 }
 
-fn notify_socket(name: &str) -> (UnixDatagram, PathBuf) {
+fn notify_socket(name: &str) -> (UnixDatagram, PathBuf, TempDir) {
     let dir = temp_dir(name);
     let path = dir.join("notify.sock");
     let sock = UnixDatagram::bind(&path).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
-    (sock, path)
+    (sock, path, dir)
 }
 
 fn start_notified(notify: &str, extra_env: &[(&str, &str)]) -> Jamd {
@@ -407,7 +417,7 @@ fn start_notified(notify: &str, extra_env: &[(&str, &str)]) -> Jamd {
 
 #[test]
 fn readiness_reload_status_and_stopping_are_notified() {
-    let (sock, path) = notify_socket("notify");
+    let (sock, path, _dir) = notify_socket("notify");
     let mut jamd = start_notified(path.to_str().unwrap(), &[]);
     let ready = notify_wait(&sock, T, |m| m.contains("READY=1")).expect("READY=1");
     assert!(ready.lines().any(|l| l == "READY=1"), "{ready:?}");
@@ -438,7 +448,7 @@ fn readiness_reload_status_and_stopping_are_notified() {
 
 #[test]
 fn watchdog_pings_come_at_half_the_interval() {
-    let (sock, path) = notify_socket("watchdog");
+    let (sock, path, _dir) = notify_socket("watchdog");
     let jamd = start_notified(path.to_str().unwrap(), &[("WATCHDOG_USEC", "600000")]);
     assert!(notify_wait(&sock, T, |m| m.contains("READY=1")).is_some());
     let start = Instant::now();

@@ -1,0 +1,108 @@
+//! A JAM client for tests: bounded reads, lines checked for CR LF.
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// How long a read waits for the server before the test gives up on it.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A test client with a bounded read timeout.
+pub struct Client {
+    pub stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Client {
+    /// Connects (bounded) to `addr`; panics if it cannot.
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        Client::from_stream(stream)
+    }
+
+    /// Wraps a connected stream.
+    pub fn from_stream(stream: TcpStream) -> Client {
+        stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        Client { stream, reader }
+    }
+
+    /// Sends raw bytes.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// One reply line, with its CR LF; empty string at EOF.
+    pub fn line_raw(&mut self) -> String {
+        let mut buf = Vec::new();
+        match self.reader.read_until(b'\n', &mut buf) {
+            Ok(_) => String::from_utf8_lossy(&buf).into_owned(),
+            Err(e) => panic!("no reply line: {e}"),
+        }
+    }
+
+    /// One reply line without CR LF; panics unless it ended with CR LF.
+    pub fn line(&mut self) -> String {
+        let l = self.line_raw();
+        assert!(l.ends_with("\r\n"), "reply {l:?} does not end with CR LF");
+        l.trim_end_matches("\r\n").to_owned()
+    }
+
+    /// Sends a request line and returns the reply line.
+    pub fn ask(&mut self, request: &str) -> String {
+        self.send(format!("{request}\r\n").as_bytes());
+        self.line()
+    }
+
+    /// True when the server closed the connection — EOF, or a reset — with
+    /// nothing more sent, within the read timeout. A timeout (the connection
+    /// is still open) and unread bytes are both "not closed".
+    pub fn closed(&mut self) -> bool {
+        self.closed_within(READ_TIMEOUT)
+    }
+
+    /// Like [`Client::closed`], waiting at most `timeout`.
+    pub fn closed_within(&mut self, timeout: Duration) -> bool {
+        self.stream.set_read_timeout(Some(timeout)).unwrap();
+        let mut buf = [0u8; 64];
+        let closed = loop {
+            match self.reader.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(_) => break false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    break matches!(
+                        e.kind(),
+                        ErrorKind::ConnectionReset
+                            | ErrorKind::ConnectionAborted
+                            | ErrorKind::BrokenPipe
+                    )
+                }
+            }
+        };
+        self.stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        closed
+    }
+
+    /// True when the connection is still open after `wait`: no EOF, no reset
+    /// and no bytes arrived in that time.
+    pub fn still_open_after(&mut self, wait: Duration) -> bool {
+        self.stream.set_read_timeout(Some(wait)).unwrap();
+        let mut buf = [0u8; 64];
+        let open = matches!(
+            self.reader.read(&mut buf),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+        );
+        self.stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        open
+    }
+}
+
+/// Parses `hh:mm:ss` from a `JAM hh:mm:ss` reply.
+pub fn jam_time(reply: &str) -> Option<(u32, u32, u32)> {
+    let t = reply.strip_prefix("JAM ")?;
+    let mut parts = t.split(':').map(|p| p.parse::<u32>().ok());
+    let (h, m, s) = (parts.next()??, parts.next()??, parts.next()??);
+    (parts.next().is_none() && h < 24 && m < 60 && s < 61).then_some((h, m, s))
+}

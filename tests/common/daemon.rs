@@ -1,0 +1,243 @@
+//! The real jamd: started on 127.0.0.1 and a port the kernel picks, its
+//! stderr collected line by line, signalled and reloaded by its pid, killed
+//! when dropped.
+//!
+//! (Named `daemon`, not `jamd`: a glob `use common::*` must not shadow the
+//! `jamd` crate.)
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::client::Client;
+use super::process::ChildGuard;
+use super::tmp::TempDir;
+
+/// The jamd binary cargo built for these tests.
+pub const JAMD: &str = env!("CARGO_BIN_EXE_jamd");
+/// The jamc binary cargo built for these tests.
+pub const JAMC: &str = env!("CARGO_BIN_EXE_jamc");
+
+/// How long jamd may take to say it listens, on a loaded machine.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a reload may take to be logged, on a loaded machine.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Lines a child process wrote (to stderr), collected by a reader thread.
+#[derive(Clone, Default)]
+pub struct Lines {
+    inner: Arc<(Mutex<Vec<String>>, Condvar)>,
+}
+
+impl Lines {
+    /// Collects the lines `pipe` gives until it ends, on a thread of its own
+    /// (so the writer never blocks on a full pipe).
+    pub fn collect(pipe: impl std::io::Read + Send + 'static) -> Lines {
+        let lines = Lines::default();
+        let sink = lines.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                sink.push(line);
+            }
+        });
+        lines
+    }
+
+    /// Adds a line and wakes the waiters.
+    pub fn push(&self, line: String) {
+        let (m, c) = &*self.inner;
+        m.lock().unwrap().push(line);
+        c.notify_all();
+    }
+
+    /// Every line so far.
+    pub fn all(&self) -> Vec<String> {
+        self.inner.0.lock().unwrap().clone()
+    }
+
+    /// A mark for [`Lines::wait_for_after`]: the number of lines so far.
+    pub fn mark(&self) -> usize {
+        self.inner.0.lock().unwrap().len()
+    }
+
+    /// Waits (bounded) for a line containing `needle`, among all the lines
+    /// since the start; returns the first such line.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> Option<String> {
+        self.wait_for_after(0, needle, timeout)
+    }
+
+    /// Waits (bounded) for a line containing `needle` written after `mark`
+    /// (from [`Lines::mark`]); returns the first such line.
+    pub fn wait_for_after(&self, mark: usize, needle: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let (m, c) = &*self.inner;
+        let mut lines = m.lock().unwrap();
+        loop {
+            if let Some(l) = lines.iter().skip(mark).find(|l| l.contains(needle)) {
+                return Some(l.clone());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            lines = c.wait_timeout(lines, deadline - now).unwrap().0;
+        }
+    }
+
+    /// How many lines contain `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.count_after(0, needle)
+    }
+
+    /// How many lines after `mark` contain `needle`.
+    pub fn count_after(&self, mark: usize, needle: &str) -> usize {
+        let lines = self.inner.0.lock().unwrap();
+        lines
+            .iter()
+            .skip(mark)
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+}
+
+/// A running jamd, killed by its pid when dropped; its directory (with the
+/// configuration file) is removed then too.
+pub struct Jamd {
+    /// The process (fields drop in order: the child dies before its dir goes).
+    pub child: ChildGuard,
+    /// The first address it said it listens on.
+    pub addr: SocketAddr,
+    /// `addr`'s port.
+    pub port: u16,
+    /// Its stderr, line by line.
+    pub stderr: Lines,
+    /// Its configuration file (rewritten by [`Jamd::reload`]).
+    pub config: PathBuf,
+    /// Its private directory.
+    pub dir: TempDir,
+}
+
+impl Jamd {
+    /// Starts jamd with this configuration text on 127.0.0.1 and a port the
+    /// kernel picks, logging to stderr; waits until it listens.
+    pub fn start(config: &str) -> Jamd {
+        Jamd::start_with(config, &[])
+    }
+
+    /// Like `start`, with extra command-line arguments.
+    pub fn start_with(config: &str, args: &[&str]) -> Jamd {
+        let dir = TempDir::new("jamd");
+        let path = dir.join("jamd.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut cmd = Command::new(JAMD);
+        cmd.arg("-c")
+            .arg(&path)
+            .args(["-p", "0", "-b", "127.0.0.1", "--log", "stderr"])
+            .args(args);
+        Jamd::spawn(cmd, dir, path)
+    }
+
+    /// Spawns a prepared jamd command (its stdio is set here: stderr piped)
+    /// and waits for its first `listening on` line.
+    pub fn spawn(mut cmd: Command, dir: TempDir, config: PathBuf) -> Jamd {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = ChildGuard::spawn(&mut cmd);
+        let stderr = Lines::collect(child.stderr.take().expect("stderr piped"));
+        let Some(line) = stderr.wait_for("listening on ", START_TIMEOUT) else {
+            let status = child.try_wait();
+            panic!(
+                "jamd did not say `listening on` within {START_TIMEOUT:?} \
+                 (exit: {status:?}); its stderr: {:#?}",
+                stderr.all()
+            );
+        };
+        let addr = parse_listening(&line).expect("address in the listening line");
+        Jamd {
+            child,
+            addr,
+            port: addr.port(),
+            stderr,
+            config,
+            dir,
+        }
+    }
+
+    /// Its pid.
+    pub fn pid(&self) -> i32 {
+        self.child.pid()
+    }
+
+    /// `127.0.0.1:PORT`, as jamc takes it.
+    pub fn target(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Its stderr so far.
+    pub fn log(&self) -> Vec<String> {
+        self.stderr.all()
+    }
+
+    /// Sends a signal by name (`"TERM"`, `"HUP"`, `"INT"`, …) to this jamd.
+    pub fn signal(&self, sig: &str) {
+        let num = match sig.trim_start_matches("SIG") {
+            "TERM" => libc::SIGTERM,
+            "INT" => libc::SIGINT,
+            "HUP" => libc::SIGHUP,
+            "KILL" => libc::SIGKILL,
+            "QUIT" => libc::SIGQUIT,
+            "USR1" => libc::SIGUSR1,
+            "USR2" => libc::SIGUSR2,
+            other => panic!("no signal named {other}"),
+        };
+        self.child.signal(num);
+    }
+
+    /// Waits (bounded) for jamd to exit; returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        self.child.wait_timeout(timeout).and_then(|s| s.code())
+    }
+
+    /// SIGTERM, then waits (bounded, generous) for the exit; its exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        self.signal("TERM");
+        self.wait_exit(Duration::from_secs(20))
+    }
+
+    /// A connected client.
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    /// Replaces the configuration file (for reload tests).
+    pub fn write_config(&self, text: &str) {
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    /// Replaces the configuration file, sends SIGHUP and waits until jamd
+    /// says on stderr, after the signal, that it took the new file. Works
+    /// any number of times in one test.
+    pub fn reload(&self, text: &str) {
+        let mark = self.stderr.mark();
+        self.write_config(text);
+        self.signal("HUP");
+        assert!(
+            self.stderr
+                .wait_for_after(mark, "configuration reloaded", RELOAD_TIMEOUT)
+                .is_some(),
+            "no new \"configuration reloaded\" line: {:#?}",
+            self.stderr.all()
+        );
+    }
+}
+
+/// `listening on 127.0.0.1:40123 (backlog 128)` → the address.
+pub fn parse_listening(line: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find("listening on ")? + "listening on ".len()..];
+    rest.split_whitespace().next()?.parse().ok()
+}

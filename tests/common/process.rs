@@ -1,0 +1,154 @@
+//! Child processes: a guard that kills by pid on drop, and bounded runs.
+
+use std::io::Read;
+use std::ops::{Deref, DerefMut};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::daemon::{JAMC, JAMD};
+
+/// Longest a jamc run may take before the test kills it and fails.
+pub const JAMC_BOUND: Duration = Duration::from_secs(20);
+
+/// A child process killed (by its pid) and reaped when dropped, however the
+/// test ends. Derefs to [`Child`].
+#[derive(Debug)]
+pub struct ChildGuard(pub Child);
+
+impl ChildGuard {
+    /// Spawns `cmd`; panics with the program's name if it cannot start.
+    pub fn spawn(cmd: &mut Command) -> ChildGuard {
+        match cmd.spawn() {
+            Ok(child) => ChildGuard(child),
+            Err(e) => panic!("cannot start {:?}: {e}", cmd.get_program()),
+        }
+    }
+
+    /// Its pid, as the signal functions take it.
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.0.id()).expect("pid fits in i32")
+    }
+
+    /// Sends `sig` (e.g. `libc::SIGTERM`) to it by pid.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) with our own child's pid and a valid signal number.
+        let rc = unsafe { libc::kill(self.pid(), sig) };
+        assert_eq!(rc, 0, "kill({}, {sig}) failed", self.pid());
+    }
+
+    /// Waits (bounded) for it to exit; None if it is still running.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.0.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Deref for ChildGuard {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl DerefMut for ChildGuard {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// What a bounded run gave.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub took: Duration,
+}
+
+/// Runs jamc with `args`, killing it (and failing) if it outlives [`JAMC_BOUND`].
+pub fn jamc(args: &[&str]) -> Run {
+    run_bounded(Command::new(JAMC).args(args), JAMC_BOUND)
+}
+
+/// Runs any command with a bound (killed and a failure past it); stdout and
+/// stderr are read on helper threads so a full pipe never blocks it.
+pub fn run_bounded(cmd: &mut Command, bound: Duration) -> Run {
+    let started = Instant::now();
+    let (mut child, out, err) = spawn_piped(cmd);
+    let Some(status) = child.wait_timeout(bound) else {
+        drop(child);
+        panic!("{cmd:?} ran longer than {bound:?}; killed");
+    };
+    let took = started.elapsed();
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+        took,
+    }
+}
+
+/// Runs jamd with arguments to completion (bounded) and returns (exit code,
+/// stdout, stderr); the code is None if it had to be killed.
+pub fn run_jamd(args: &[&str], timeout: Duration) -> (Option<i32>, String, String) {
+    let (mut child, out, err) = spawn_piped(Command::new(JAMD).args(args));
+    match child.wait_timeout(timeout) {
+        Some(status) => (
+            status.code(),
+            out.join().unwrap_or_default(),
+            err.join().unwrap_or_default(),
+        ),
+        None => (None, String::new(), "timed out".into()),
+    }
+}
+
+type Reader = thread::JoinHandle<String>;
+
+fn spawn_piped(cmd: &mut Command) -> (ChildGuard, Reader, Reader) {
+    let mut child = ChildGuard::spawn(
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    (child, out, err)
+}
+
+fn drain(r: Option<Box<dyn Read + Send>>) -> Reader {
+    thread::spawn(move || {
+        let mut s = Vec::new();
+        if let Some(mut r) = r {
+            let _ = r.read_to_end(&mut s);
+        }
+        String::from_utf8_lossy(&s).into_owned()
+    })
+}

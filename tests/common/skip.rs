@@ -1,0 +1,86 @@
+//! The one way a test skips. cargo hides a passing test's stderr, so a skip
+//! is also appended to a list (`target/test-skips.txt`, or `$JAMD_SKIP_FILE`)
+//! that `scripts/test` prints at the end. Under `CI=true` a skip is a
+//! failure: CI installs every tool and must run every test.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Skips the rest of this test (returns from it) for the reason given, as
+/// `format!` arguments; under `CI=true`, fails the test instead.
+#[macro_export]
+macro_rules! skip {
+    ($($reason:tt)+) => {{
+        $crate::common::skip::record_skip(&format!($($reason)+));
+        return;
+    }};
+}
+
+/// Whether CI is running us: then a skip is a failure.
+pub fn in_ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// The list `scripts/test` prints.
+fn skip_file() -> PathBuf {
+    std::env::var_os("JAMD_SKIP_FILE").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-skips.txt"),
+        PathBuf::from,
+    )
+}
+
+/// Records that the running test skips for `reason`; panics under `CI=true`.
+/// Use [`skip!`] in a test, which also returns.
+pub fn record_skip(reason: &str) {
+    let exe = std::env::current_exe().ok();
+    let krate = exe
+        .as_deref()
+        .and_then(Path::file_stem)
+        .and_then(|s| s.to_str())
+        .and_then(|s| s.rsplit_once('-').map_or(Some(s), |(name, _)| Some(name)))
+        .unwrap_or("?")
+        .to_owned();
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("?");
+    assert!(
+        !in_ci(),
+        "{krate}::{test} would skip ({reason}), and under CI=true nothing may skip"
+    );
+    let line = format!("{krate}::{test}: {reason}\n");
+    eprint!("skipped: {line}");
+    // One write with O_APPEND: lines from parallel tests do not interleave.
+    let path = skip_file();
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+    {
+        let _ = f.write_all(line.as_bytes());
+    }
+}
+
+/// Finds a tool on PATH (or at an absolute path). When it is missing, the
+/// test is recorded as skipped (a failure under `CI=true`) and None comes
+/// back: the caller returns.
+pub fn require_tool(name: &str) -> Option<PathBuf> {
+    let found = find_tool(name, &[]);
+    if found.is_none() {
+        record_skip(&format!("{name} is not installed"));
+    }
+    found
+}
+
+/// Finds a tool on PATH, then in `extra` directories; no skip recorded.
+pub fn find_tool(name: &str, extra: &[PathBuf]) -> Option<PathBuf> {
+    if Path::new(name).is_absolute() {
+        return Path::new(name).exists().then(|| PathBuf::from(name));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(extra.iter().cloned())
+        .map(|d| d.join(name))
+        .find(|c| c.is_file())
+}

@@ -1,0 +1,58 @@
+//! A unix datagram socket standing in for /dev/log.
+
+use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::tmp::TempDir;
+
+/// A syslog socket in a private directory (removed on drop).
+pub struct SyslogSink {
+    pub path: PathBuf,
+    pub sock: UnixDatagram,
+    _dir: TempDir,
+}
+
+impl SyslogSink {
+    /// Binds `log.sock` in a fresh directory.
+    pub fn bind(name: &str) -> SyslogSink {
+        let dir = TempDir::new(name);
+        let path = dir.join("log.sock");
+        let sock = UnixDatagram::bind(&path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        SyslogSink {
+            path,
+            sock,
+            _dir: dir,
+        }
+    }
+
+    /// Receives datagrams until one contains `needle` (bounded); returns it.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let mut buf = vec![0u8; 4096];
+        while Instant::now() < deadline {
+            if let Ok(n) = self.sock.recv(&mut buf) {
+                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if msg.contains(needle) {
+                    return Some(msg);
+                }
+            }
+        }
+        None
+    }
+
+    /// Every datagram that arrives within `window`.
+    pub fn drain(&self, window: Duration) -> Vec<String> {
+        let deadline = Instant::now() + window;
+        let mut buf = vec![0u8; 4096];
+        let mut out = Vec::new();
+        while Instant::now() < deadline {
+            if let Ok(n) = self.sock.recv(&mut buf) {
+                out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+        out
+    }
+}
