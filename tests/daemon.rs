@@ -417,7 +417,7 @@ fn start_syslog_only(
     sink: &SyslogSink,
     extra: &str,
 ) -> (ChildGuard, std::net::SocketAddr, TempDir) {
-    let dir = temp_dir("syslog");
+    let dir = TempDir::new("syslog");
     let cfg = write(&dir, "jamd.toml", &syslog_config(sink, extra));
     let child = ChildGuard::spawn(
         Command::new(JAMD)

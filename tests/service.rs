@@ -282,7 +282,7 @@ fn children_of(pid: u32) -> Vec<u32> {
 fn run_inetd(mode: &str, sink: &SyslogSink) -> Option<(Supervisor, SocketAddr, TempDir)> {
     let inetd = inetd()?;
     let port = free_port();
-    let dir = temp_dir(&format!("inetd-{mode}"));
+    let dir = TempDir::new(&format!("inetd-{mode}"));
     let cfg = write_config(&dir, &syslog_log(sink));
     let conf = dir.join("inetd.conf");
     std::fs::write(
@@ -390,7 +390,7 @@ fn notify_wait(
 }
 
 fn notify_socket(name: &str) -> (UnixDatagram, PathBuf, TempDir) {
-    let dir = temp_dir(name);
+    let dir = TempDir::new(name);
     let path = dir.join("notify.sock");
     let sock = UnixDatagram::bind(&path).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(100)))

@@ -142,8 +142,10 @@ impl Jamd {
     }
 
     /// Spawns a prepared jamd command (its stdio is set here: stderr piped)
-    /// and waits for its first `listening on` line.
-    pub fn spawn(mut cmd: Command, dir: TempDir, config: PathBuf) -> Jamd {
+    /// and waits for its first `listening on` line. `dir` (a [`TempDir`], or
+    /// a path from `temp_dir`) is removed when the `Jamd` is dropped.
+    pub fn spawn(mut cmd: Command, dir: impl Into<TempDir>, config: PathBuf) -> Jamd {
+        let dir = dir.into();
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
