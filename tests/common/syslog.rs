@@ -4,28 +4,25 @@ use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::tmp::TempDir;
+use super::tmp::temp_dir;
 
-/// A syslog socket in a private directory (removed on drop).
+/// A syslog socket in a private directory. Dropping it closes the socket
+/// but leaves its file (a test may remove it, or bind the path again, to
+/// play a restarted receiver); the directory goes when the process exits.
 pub struct SyslogSink {
     pub path: PathBuf,
     pub sock: UnixDatagram,
-    _dir: TempDir,
 }
 
 impl SyslogSink {
     /// Binds `log.sock` in a fresh directory.
     pub fn bind(name: &str) -> SyslogSink {
-        let dir = TempDir::new(name);
+        let dir = temp_dir(name);
         let path = dir.join("log.sock");
         let sock = UnixDatagram::bind(&path).unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
-        SyslogSink {
-            path,
-            sock,
-            _dir: dir,
-        }
+        SyslogSink { path, sock }
     }
 
     /// Receives datagrams until one contains `needle` (bounded); returns it.
