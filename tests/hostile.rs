@@ -837,7 +837,7 @@ fn find(lines: &Mutex<Vec<String>>, from: usize, needle: &str) -> Option<String>
 }
 
 #[test]
-fn syslog_socket_removed_and_recreated_serving_goes_on_and_drops_are_reported() {
+fn syslog_socket_removed_and_recreated_serving_goes_on_and_logging_resumes() {
     let dir = temp_dir("syslog-gone");
     let sock_path = dir.join("log.sock");
     let lines = Arc::new(Mutex::new(Vec::new()));
@@ -851,15 +851,16 @@ fn syslog_socket_removed_and_recreated_serving_goes_on_and_drops_are_reported() 
         ),
     )
     .unwrap();
-    let _jamd = ChildGuard::spawn(
+    let mut jamd = ChildGuard::spawn(
         Command::new(JAMD)
             .arg("-c")
             .arg(&config)
             .args(["-p", "0", "-b", "127.0.0.1"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null()),
+            .stderr(Stdio::piped()),
     );
+    let stderr = common::Lines::collect(jamd.stderr.take().expect("piped stderr"));
     let mut listening = None;
     wait_until(Duration::from_secs(10), || {
         listening = find(&lines, 0, "listening on ");
@@ -877,32 +878,41 @@ fn syslog_socket_removed_and_recreated_serving_goes_on_and_drops_are_reported() 
         .is_some()),
         "no connection lines in syslog"
     );
-    // syslog goes away for a while, under load.
+    // syslog goes away for a while, under load: jamd says so once on stderr
+    // and logs there meanwhile (jamd.8, LOGGING).
     log.remove();
-    thread::sleep(Duration::from_secs(2));
+    let t = Duration::from_secs(15);
+    assert!(
+        stderr.wait_for("cannot reach syslog", t).is_some(),
+        "the outage was not said on stderr: {:?}",
+        stderr.all()
+    );
+    let outage = stderr.mark();
+    assert!(
+        stderr
+            .wait_for_after(outage, "connection from", t)
+            .is_some(),
+        "no connection lines on stderr during the outage: {:?}",
+        stderr.all()
+    );
     let mark = lines.lock().unwrap().len();
     let _log = LogSocket::bind(&sock_path, Arc::clone(&lines));
 
-    let mut dropped = None;
-    let resumed = wait_until(Duration::from_secs(10), || {
-        dropped = find(&lines, mark, "dropped ");
-        dropped.is_some() && find(&lines, mark, "connection from").is_some()
-    });
+    // The receiver is back: lines reach syslog again.
+    let resumed = wait_until(t, || find(&lines, mark, "connection from").is_some());
     let result = load.finish();
-    eprintln!("{result:?}; {dropped:?}");
     assert!(
         resumed,
-        "logging did not resume: {:?}",
-        &lines.lock().unwrap()[mark..]
+        "logging did not resume: {} line(s) since the socket came back, stderr: {:?}",
+        lines.lock().unwrap().len() - mark,
+        stderr.all()
     );
-    let dropped = dropped.unwrap();
-    let n: u64 = dropped
-        .split("dropped ")
-        .nth(1)
-        .and_then(|r| r.strip_suffix(" log line(s)"))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("not a `dropped N log line(s)` line: {dropped:?}"));
-    assert!(n > 0);
+    assert_eq!(
+        stderr.count("cannot reach syslog"),
+        1,
+        "said more than once: {:?}",
+        stderr.all()
+    );
     assert!(
         result.failures.is_empty(),
         "clients failed: {:?}",
@@ -910,11 +920,10 @@ fn syslog_socket_removed_and_recreated_serving_goes_on_and_drops_are_reported() 
     );
     assert!(result.ok > 0);
     assert!(
-        result.slowest < Duration::from_secs(1),
+        result.slowest < Duration::from_secs(5),
         "serving paused: a client waited {:?}",
         result.slowest
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ---------------------------------------------------------------------------
