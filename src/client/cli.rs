@@ -27,9 +27,11 @@ pub const MAX_PARALLEL: u32 = 1000;
         Plain use prints the server's time, one line per reply (HOST:PORT first when \
         several servers are given). --check measures each server's clock offset and \
         reports it the monitoring-plugins way (Nagios, \
-        Icinga, cron).\n\n\
+        Icinga, cron). --conformance checks whether a server speaks the JAM \
+        protocol and prints a TAP report that prove(1) reads.\n\n\
         Exit status: 0 every reply was a JAM line, 1 otherwise, 2 bad command line. \
-        With --check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."
+        With --check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. With --conformance: \
+        0 every required check passed (with --strict: every check), 1 otherwise."
 )]
 pub struct JamcArgs {
     /// The servers to ask, as written on the command line.
