@@ -15,7 +15,7 @@ fn main() -> std::io::Result<()> {
             .nth(1)
             .unwrap_or_else(|| "target/completions".into()),
     );
-    for path in jamd::cli::write_completions(&dir)? {
+    for path in jamd::completions::write_completions(&dir)? {
         println!("{}", path.display());
     }
     Ok(())

@@ -11,21 +11,28 @@
 //! - [`clock`]: "what time is it, rendered how": format + zone → string, cached.
 //! - [`config`]: the TOML schema, defaults, validation, `FILE:LINE:COLUMN` errors.
 //! - [`listen`]: listening sockets: socket2 bind, socket activation, inetd stdin.
-//! - [`server`]: the event-loop workers: accept, connections, limits, timers, shutdown.
-//! - [`control`]: signals and service-manager notification.
+//! - [`server`]: the event-loop workers: accept, connections, limits, timers,
+//!   shutdown; steered through [`server::Server`].
+//! - [`daemon`]: the jamd process: command line, start-up, the control loop
+//!   (signals, reload, service-manager notification), exit status.
 //! - [`log`]: syslog / stderr logging that never blocks a worker.
+//! - [`access`]: who may connect: allow/deny lists, longest prefix wins (no I/O).
+//! - [`sources`]: what each source may take: source keys, token buckets, the
+//!   bounded per-source table (no I/O).
 //! - [`metrics`]: counters and the Prometheus `/metrics` endpoint.
-//! - [`client`]: what jamc does (query, parallel, check).
+//! - [`client`]: what jamc does (query, parallel, check), and its command line.
+//! - [`completions`]: shell completions for both programs, from their clap definitions.
+//! - `sys` (private): the only `unsafe` code, thin wrappers over system calls.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod access;
-pub mod cli;
 pub mod client;
 pub mod clock;
+pub mod completions;
 pub mod config;
-pub mod control;
+pub mod daemon;
 pub mod listen;
 pub mod log;
 pub mod metrics;
@@ -33,4 +40,4 @@ pub mod protocol;
 pub mod proxy;
 pub mod server;
 pub mod sources;
-pub mod sys;
+mod sys;

@@ -226,8 +226,8 @@ fn classify(owned: OwnedFd) -> Result<Inherited, String> {
 }
 
 /// `--inetd`: stdin is the connection (`nowait`) or a listening socket
-/// (`wait`). Standard I/O is pointed at /dev/null afterwards so that nothing
-/// jamd prints can reach a client and closing the connection really closes it.
+/// (`wait`). The caller then points standard I/O away from it (start-up
+/// does, for every case where standard I/O is a client).
 pub fn from_inetd() -> Result<Sockets, ListenError> {
     if fd::kind(0) != FdKind::Socket {
         return Err(ListenError::Inherited(
@@ -246,8 +246,6 @@ pub fn from_inetd() -> Result<Sockets, ListenError> {
             )))
         }
     };
-    fd::detach_stdio_sockets()
-        .map_err(|e| ListenError::Inherited(format!("--inetd: cannot detach stdio: {e}")))?;
     Ok(sockets)
 }
 

@@ -1,6 +1,10 @@
-//! The few places where the OS forces `unsafe`: adopting file descriptors that
-//! a service manager or inetd passed to us, and pointing standard I/O away from
-//! a client connection. Nothing else in the crate may use `unsafe`.
+//! The few places where the OS forces `unsafe`, each a thin wrapper over one
+//! system call: finding out what an inherited descriptor is (fcntl, fstat) and
+//! adopting it, pointing standard I/O away from a client connection (dup2),
+//! the exclusive epoll registration mio lacks (epoll_ctl), the monotonic clock
+//! systemd wants (clock_gettime), and the clock tick of /proc's CPU times
+//! (sysconf). Nothing else in the crate may use `unsafe`, and this module is
+//! private to the crate.
 #![allow(unsafe_code)]
 
 use std::fs::OpenOptions;
@@ -45,7 +49,12 @@ pub fn kind(fd: RawFd) -> FdKind {
 
 /// Takes ownership of an inherited descriptor (from `LISTEN_FDS`), marking it
 /// close-on-exec. Returns `None` if it is not open.
-pub fn adopt(fd: RawFd) -> Option<OwnedFd> {
+///
+/// The caller promises that nothing else in the process owns `fd` (a
+/// descriptor jamd opened itself must never be passed here): that is why
+/// this is private to the crate, and why inherited descriptors are taken
+/// before jamd creates any of its own.
+pub(crate) fn adopt(fd: RawFd) -> Option<OwnedFd> {
     if !is_open(fd) || fd < 3 {
         return None;
     }
@@ -87,11 +96,6 @@ pub fn detach_stdio_sockets() -> io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Whether any of the standard descriptors is a socket.
-pub fn stdio_has_socket() -> bool {
-    (0..=2).any(|fd| kind(fd) == FdKind::Socket)
 }
 
 /// CLOCK_MONOTONIC in microseconds, as systemd's `MONOTONIC_USEC=` wants it.

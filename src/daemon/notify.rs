@@ -1,68 +1,9 @@
-//! Signals (signal-hook) and service-manager notification (sd_notify).
-//!
-//! Signal handlers only set a flag and write a byte to a self-pipe; the
-//! control thread polls the pipe and does the real work outside the handler.
+//! Messages to the service manager (`NOTIFY_SOCKET`, sd_notify(3)): readiness,
+//! reloading, stopping, status and watchdog pings.
 
-use std::io::{self, Read};
-use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram, UnixStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::io;
+use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
 use std::time::Duration;
-
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-
-/// The signals jamd acts on, as flags set by their handlers.
-pub struct Signals {
-    wake: UnixStream,
-    stop: Arc<AtomicBool>,
-    reload: Arc<AtomicBool>,
-}
-
-/// What arrived since the last look.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Arrived {
-    /// SIGTERM or SIGINT.
-    pub stop: bool,
-    /// SIGHUP.
-    pub reload: bool,
-}
-
-impl Signals {
-    /// Installs the handlers for SIGTERM, SIGINT and SIGHUP.
-    pub fn install() -> io::Result<Signals> {
-        let (read_end, write_end) = UnixStream::pair()?;
-        read_end.set_nonblocking(true)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let reload = Arc::new(AtomicBool::new(false));
-        for sig in [SIGTERM, SIGINT] {
-            signal_hook::flag::register(sig, Arc::clone(&stop))?;
-            signal_hook::low_level::pipe::register(sig, write_end.try_clone()?)?;
-        }
-        signal_hook::flag::register(SIGHUP, Arc::clone(&reload))?;
-        signal_hook::low_level::pipe::register(SIGHUP, write_end)?;
-        Ok(Signals {
-            wake: read_end,
-            stop,
-            reload,
-        })
-    }
-
-    /// The descriptor that becomes readable when a signal arrives.
-    pub fn fd(&self) -> RawFd {
-        self.wake.as_raw_fd()
-    }
-
-    /// Takes the signals that arrived (each reported once).
-    pub fn take(&self) -> Arrived {
-        let mut buf = [0u8; 64];
-        while matches!((&self.wake).read(&mut buf), Ok(n) if n > 0) {}
-        Arrived {
-            stop: self.stop.swap(false, Ordering::SeqCst),
-            reload: self.reload.swap(false, Ordering::SeqCst),
-        }
-    }
-}
 
 /// Messages to the service manager (`NOTIFY_SOCKET`), see sd_notify(3).
 pub struct Notifier {
@@ -87,14 +28,6 @@ impl Notifier {
         };
         let watchdog = watchdog_interval(warnings);
         Notifier { target, watchdog }
-    }
-
-    /// A notifier that sends nothing.
-    pub fn none() -> Notifier {
-        Notifier {
-            target: None,
-            watchdog: None,
-        }
     }
 
     /// Whether a service manager listens.

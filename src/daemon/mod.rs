@@ -1,0 +1,116 @@
+//! The jamd process: command line → start-up → control loop → exit status.
+//!
+//! - [`cli`]: the command line (clap), defined once.
+//! - [`config_file`]: which configuration file is read, at start and on reload.
+//! - [`startup`]: the start-up sequence, step by step, until jamd is ready to serve.
+//! - [`supervise`]: the control loop on the main thread: signals, shutdown,
+//!   the service manager, and the workers' lives.
+//! - [`reload`]: SIGHUP: re-read the configuration and put it in effect.
+//! - [`signals`]: the signal handlers (a flag and a self-pipe).
+//! - [`notify`]: messages to the service manager (sd_notify).
+//!
+//! The server itself (workers, connections, limits) is [`crate::server`]: it
+//! knows nothing of signals or systemd, and is steered through
+//! [`crate::server::Server`].
+
+pub mod cli;
+pub mod config_file;
+pub mod notify;
+pub mod reload;
+pub mod signals;
+pub mod startup;
+pub mod supervise;
+
+use std::ffi::OsString;
+use std::net::IpAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+use cli::JamdArgs;
+use config_file::ConfigFile;
+
+/// EX_CONFIG from sysexits.h: the configuration is wrong.
+pub const EX_CONFIG: u8 = 78;
+
+/// Runs jamd with these arguments (the program name first) and returns its
+/// exit status: 0 clean stop, 1 failure, 2 bad command line, 78 bad configuration.
+pub fn run<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    crate::sys::ensure_stdio_open();
+    let args = JamdArgs::parse_from(args);
+    if let Some(addr) = args.check_access {
+        return check_access(&args, addr);
+    }
+    if args.check_config {
+        return check_config(&args);
+    }
+    let started = match startup::start(&args) {
+        Ok(started) => started,
+        Err(fatal) => return fatal.report(),
+    };
+    let log = started.log.clone();
+    let stdio_is_client = started.stdio_is_client;
+    let code = match supervise::serve(started) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(why) => {
+            log.error(why.to_string());
+            if !stdio_is_client {
+                eprintln!("jamd: {why}");
+            }
+            ExitCode::from(1)
+        }
+    };
+    log.flush(Duration::from_secs(2));
+    code
+}
+
+/// `-t`: prints the effective configuration as TOML and its warnings (0),
+/// or why it is wrong (78).
+fn check_config(args: &JamdArgs) -> ExitCode {
+    let file = ConfigFile::from_args(args);
+    match file.load() {
+        Ok(loaded) => {
+            // What start-up would log, so -t before a reload shows it.
+            if loaded.missing_default {
+                eprintln!(
+                    "jamd: no configuration file at {}; using built-in defaults",
+                    file.path().display()
+                );
+            }
+            for w in loaded.config.warnings() {
+                eprintln!("jamd: warning: {w}");
+            }
+            print!("{}", loaded.config.to_toml());
+            ExitCode::SUCCESS
+        }
+        Err(why) => {
+            eprintln!("jamd: {why}");
+            ExitCode::from(EX_CONFIG)
+        }
+    }
+}
+
+/// `--check-access ADDR`: prints `ADDR: allowed` (0) or `ADDR: denied (by …)`
+/// (1) under `[access]`, or why the configuration is wrong (78).
+fn check_access(args: &JamdArgs, addr: IpAddr) -> ExitCode {
+    match ConfigFile::from_args(args).load() {
+        Ok(loaded) => {
+            let decision = loaded.config.access.list().decide(addr);
+            println!("{addr}: {decision}");
+            if decision.is_allowed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(why) => {
+            eprintln!("jamd: {why}");
+            ExitCode::from(EX_CONFIG)
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! Start-up, in order. [`start`] reads as the list of steps; each step that
+//! takes more than a few lines is a function below it. A new step goes into
+//! that list where its comment says why it must come there.
+
+use std::fmt::Display;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::config::{Config, LogConfig};
+use crate::listen::{self, show_addr, Sockets};
+use crate::log::Logger;
+
+use super::cli::JamdArgs;
+use super::config_file::ConfigFile;
+use super::notify::Notifier;
+use super::signals::Signals;
+use super::EX_CONFIG;
+
+/// Everything start-up hands to the control loop.
+pub struct Started {
+    /// The signal handlers, installed.
+    pub signals: Signals,
+    /// The sockets to serve: inherited or bound.
+    pub sockets: Sockets,
+    /// The effective configuration.
+    pub config: Config,
+    /// Where the configuration came from, to read it again on SIGHUP.
+    pub config_file: ConfigFile,
+    /// The log, configured.
+    pub log: Logger,
+    /// The service manager, if one listens.
+    pub notifier: Notifier,
+    /// Standard I/O is a client connection: nothing may be written to it.
+    pub stdio_is_client: bool,
+}
+
+/// A failure to start: the exit status and the one line that says why.
+#[derive(Debug)]
+pub struct Fatal {
+    code: u8,
+    why: String,
+    stdio_is_client: bool,
+}
+
+impl Fatal {
+    fn new(code: u8, why: impl Display, stdio_is_client: bool) -> Fatal {
+        Fatal {
+            code,
+            why: why.to_string(),
+            stdio_is_client,
+        }
+    }
+
+    /// Reports the failure in one line and returns the exit status. When
+    /// standard I/O is a client the line goes to syslog instead of stderr.
+    pub fn report(self) -> ExitCode {
+        if self.stdio_is_client {
+            let log = Logger::start(&LogConfig::default(), true);
+            log.error(self.why);
+            log.flush(Duration::from_secs(1));
+        } else {
+            eprintln!("jamd: {}", self.why);
+        }
+        ExitCode::from(self.code)
+    }
+}
+
+/// Log lines from the steps before the log exists, held for it.
+#[derive(Default)]
+struct Held {
+    warnings: Vec<String>,
+    notices: Vec<String>,
+}
+
+/// Runs start-up up to the point where the workers can be started.
+pub fn start(args: &JamdArgs) -> Result<Started, Fatal> {
+    // Before anything can announce that jamd is up: a signal sent right
+    // after the first log line must find its handler in place.
+    let signals = Signals::install()
+        .map_err(|e| Fatal::new(1, format!("cannot install signal handlers: {e}"), false))?;
+
+    // Inherited sockets first: whether standard I/O is a client decides
+    // where every later message may go.
+    let mut held = Held::default();
+    let inherited = inherited_sockets(args, &mut held)?;
+    let stdio_is_client = args.inetd || matches!(inherited, Some(Sockets::Connection(_)));
+    if stdio_is_client {
+        // Closing the connection must really close it, and nothing printed may reach it.
+        if let Err(e) = crate::sys::detach_stdio_sockets() {
+            held.warnings
+                .push(format!("cannot detach standard I/O from the client: {e}"));
+        }
+    }
+
+    // The configuration: a broken one stops jamd here, with EX_CONFIG.
+    let mut config_file = ConfigFile::from_args(args);
+    let loaded = config_file
+        .load()
+        .map_err(|why| Fatal::new(EX_CONFIG, why, stdio_is_client))?;
+    if !loaded.missing_default {
+        config_file.require();
+    }
+    let config = loaded.config;
+
+    // The log, and what the steps before it had to say.
+    let log = Logger::start(&config.log, stdio_is_client);
+    if loaded.missing_default {
+        log.info(format!(
+            "no configuration file at {}; using built-in defaults",
+            config_file.path().display()
+        ));
+    }
+    for w in held.warnings.iter().chain(config.warnings().iter()) {
+        log.warn(w.clone());
+    }
+
+    // The sockets to serve: the inherited ones, or our own.
+    let sockets = match inherited {
+        Some(sockets) => {
+            announce_inherited(&sockets, args, held.notices, &log);
+            sockets
+        }
+        None => bind(&config, &log, stdio_is_client)?,
+    };
+
+    let notifier = service_manager(&log);
+    Ok(Started {
+        signals,
+        sockets,
+        config,
+        config_file,
+        log,
+        notifier,
+        stdio_is_client,
+    })
+}
+
+/// The sockets inetd (`--inetd`) or a service manager (`LISTEN_FDS`) passed,
+/// if any.
+fn inherited_sockets(args: &JamdArgs, held: &mut Held) -> Result<Option<Sockets>, Fatal> {
+    if args.inetd {
+        return listen::from_inetd()
+            .map(Some)
+            .map_err(|why| Fatal::new(1, why, true));
+    }
+    match listen::from_service_manager(&mut held.warnings) {
+        Ok(Some(activation)) => {
+            held.notices.push(format!(
+                "using {} socket(s) from the service manager",
+                activation.passed
+            ));
+            Ok(Some(activation.sockets))
+        }
+        Ok(None) => Ok(None),
+        Err(why) => {
+            // There is no log yet; the warnings may explain the error.
+            for w in &held.warnings {
+                eprintln!("jamd: warning: {w}");
+            }
+            Err(Fatal::new(1, why, false))
+        }
+    }
+}
+
+/// Logs what was inherited: `using N socket(s)` and a `listening on` line
+/// per listener.
+fn announce_inherited(sockets: &Sockets, args: &JamdArgs, notices: Vec<String>, log: &Logger) {
+    for n in notices {
+        log.info(n);
+    }
+    if let Sockets::Listeners(listeners) = sockets {
+        let from = if args.inetd {
+            "inetd"
+        } else {
+            "the service manager"
+        };
+        for l in listeners {
+            if let Ok(addr) = l.local_addr() {
+                log.info(format!("listening on {} (from {from})", show_addr(&addr)));
+            }
+        }
+    }
+}
+
+/// Binds `server.bind` × `server.port` and logs a `listening on` line for each.
+fn bind(config: &Config, log: &Logger, stdio_is_client: bool) -> Result<Sockets, Fatal> {
+    match listen::bind_all(&config.server) {
+        Ok(bound) => {
+            for (addr, why) in &bound.skipped {
+                log.warn(format!(
+                    "skipping {}: {why} (no IPv6 on this host?)",
+                    show_addr(addr)
+                ));
+            }
+            for l in &bound.listeners {
+                if let Ok(addr) = l.local_addr() {
+                    log.info(format!(
+                        "listening on {} (backlog {})",
+                        show_addr(&addr),
+                        config.server.backlog
+                    ));
+                }
+            }
+            Ok(Sockets::Listeners(bound.listeners))
+        }
+        Err(why) => {
+            // The lines logged so far go out before the error line.
+            log.flush(Duration::from_millis(500));
+            Err(Fatal::new(1, why, stdio_is_client))
+        }
+    }
+}
+
+/// The service manager's notification socket and watchdog, from the environment.
+fn service_manager(log: &Logger) -> Notifier {
+    let mut warnings = Vec::new();
+    let notifier = Notifier::from_env(&mut warnings);
+    for w in warnings {
+        log.warn(w);
+    }
+    notifier
+}
