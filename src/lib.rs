@@ -19,6 +19,7 @@
 //! - [`access`]: who may connect: allow/deny lists, longest prefix wins (no I/O).
 //! - [`sources`]: what each source may take: source keys, token buckets, the
 //!   bounded per-source table (no I/O).
+//! - [`proxy`]: the PROXY protocol header (v1, v2), parsed without I/O.
 //! - [`metrics`]: counters and the Prometheus `/metrics` endpoint.
 //! - [`client`]: what jamc does (query, parallel, check), and its command line.
 //! - [`completions`]: shell completions for both programs, from their clap definitions.

@@ -35,11 +35,6 @@ impl ConfigFile {
         &self.path
     }
 
-    /// The command-line settings that win over the file.
-    pub fn overrides(&self) -> &Overrides {
-        &self.overrides
-    }
-
     /// Reads the file, or takes the built-in defaults when the file is
     /// optional and missing, then applies the command line
     /// ([`config::load`] decides what "missing" means).
