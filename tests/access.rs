@@ -325,6 +325,28 @@ fn a_flood_of_refusals_logs_a_line_a_second_and_every_count() {
     }
 }
 
+#[test]
+fn refusals_left_out_are_logged_before_stopped() {
+    let mut jamd = Jamd::start("[access]\ndeny = [\"127.0.0.2\"]\n");
+    const N: usize = 20;
+    for _ in 0..N {
+        let mut c = From::connect("127.0.0.2", jamd.addr);
+        assert_eq!(c.line(), "ERROR access denied");
+    }
+    // At once, before the summary is due: it must come before `stopped`.
+    jamd.signal("TERM");
+    assert_eq!(jamd.wait_exit(T), Some(0));
+    assert!(jamd.stderr.wait_for("stopped", T).is_some());
+    let lines = jamd.stderr.all();
+    let (single, more) = refusals_logged(&lines);
+    assert_eq!(single as u64 + more, N as u64, "{lines:#?}");
+    let stopped = lines.iter().position(|l| l.ends_with("stopped")).unwrap();
+    assert!(
+        lines[stopped..].iter().all(|l| !l.contains("refused")),
+        "{lines:#?}"
+    );
+}
+
 fn write(dir: &Path, text: &str) -> String {
     let p = dir.join("jamd.toml");
     std::fs::write(&p, text).unwrap();
