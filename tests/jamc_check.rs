@@ -6,10 +6,12 @@
 
 mod common;
 
+use common::{jamc, run_bounded, Run, TempDir, JAMC_BOUND};
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -17,8 +19,6 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-/// Longest a jamc run may take before the test kills it and fails.
-const JAMC_BOUND: Duration = Duration::from_secs(30);
 /// Longest a test server lives.
 const SERVER_LIFETIME: Duration = Duration::from_secs(90);
 
@@ -32,6 +32,10 @@ type Answer = dyn Fn(&Request) -> Vec<u8> + Send + Sync;
 
 /// An independent JAM server on its own thread: each TIME is answered with
 /// what `answer` makes of it (bytes sent as they are), after `delay`.
+///
+/// Not common::FakeServer: these checks need a clock that is a function of
+/// each request (frozen, backwards, jumping, across a DST change), a slow
+/// link, and a count of the requests (the watch's bounds).
 struct TestServer {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
@@ -160,56 +164,6 @@ fn clock_line(now: DateTime<Utc>, offset_ms: i64, format: &str) -> Vec<u8> {
 /// A server whose UTC clock is `offset_ms` off, answering in whole seconds.
 fn offset_server(offset_ms: i64) -> TestServer {
     TestServer::start(move |r| clock_line(r.now, offset_ms, "%H:%M:%S"))
-}
-
-/// What a jamc run gave.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs a command with a bound; it is killed (by its pid) and the test fails past it.
-fn run_bounded(cmd: &mut Command) -> Run {
-    let started = Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let drain = |r: Option<Box<dyn Read + Send>>| {
-        thread::spawn(move || {
-            let mut s = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut s);
-            }
-            String::from_utf8_lossy(&s).into_owned()
-        })
-    };
-    let out = drain(child.stdout.take().map(|s| Box::new(s) as _));
-    let err = drain(child.stderr.take().map(|s| Box::new(s) as _));
-    let status = loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            break status;
-        }
-        if started.elapsed() > JAMC_BOUND {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} ran longer than {JAMC_BOUND:?}; killed");
-        }
-        thread::sleep(Duration::from_millis(5));
-    };
-    Run {
-        code: status.code().unwrap_or(-1),
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
-    }
-}
-
-fn jamc(args: &[&str]) -> Run {
-    run_bounded(Command::new(env!("CARGO_BIN_EXE_jamc")).args(args))
 }
 
 /// The first line of stdout of a --check run.
@@ -341,7 +295,7 @@ fn a_reading_across_a_dst_change_is_taken_on_the_side_nearest_local_time() {
     // server 5 s ahead: jamc asks before the change, the server reads its clock
     // after it. The truth is +5 s, not 5 s - 1 h. A run that ends after the
     // change (a loaded machine) did not straddle it: try again, at most 3 times.
-    let dir = common::temp_dir("tzdir");
+    let dir = TempDir::new("tzdir");
     std::fs::create_dir_all(dir.join("Test")).expect("mkdir");
     let mut straddled = 0;
     for _ in 0..3 {
@@ -362,6 +316,7 @@ fn a_reading_across_a_dst_change_is_taken_on_the_side_nearest_local_time() {
                 .env("TZDIR", &dir)
                 .args(["--check", "--timezone", "Test/Shift"])
                 .args(["--warning", "20", "--critical", "30", &server.target()]),
+            JAMC_BOUND,
         );
         let line = first_line(&run);
         assert_eq!(run.code, 0, "{run:?}");
@@ -376,7 +331,6 @@ fn a_reading_across_a_dst_change_is_taken_on_the_side_nearest_local_time() {
         straddled > 0,
         "no run straddled the change: machine too busy"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ----------------------------------------- SPEC 12 / issue 12: thresholds, digits
@@ -754,7 +708,10 @@ fn access_denied_and_rate_limited_are_said_in_words() {
 // ------------------------------------------------------ SPEC 11: check_jam
 
 fn check_jam(args: &[&str]) -> Run {
-    run_bounded(Command::new(env!("CARGO_BIN_EXE_check_jam")).args(args))
+    run_bounded(
+        Command::new(env!("CARGO_BIN_EXE_check_jam")).args(args),
+        JAMC_BOUND,
+    )
 }
 
 #[test]
@@ -812,27 +769,20 @@ fn check_jam_takes_the_flags_check_ntp_time_users_write() {
 
 #[test]
 fn jamc_run_as_check_jam_is_the_plugin() {
-    let dir = common::temp_dir("plugin-link");
+    let dir = TempDir::new("plugin-link");
     let link = dir.join("check_jam");
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_jamc"), &link).expect("symlink");
     let ahead = offset_server(3450);
     let port = ahead.addr.port().to_string();
-    let run = run_bounded(Command::new(&link).args([
-        "-H",
-        "127.0.0.1",
-        "-p",
-        &port,
-        "-w",
-        "1",
-        "-c",
-        "5",
-    ]));
+    let run = run_bounded(
+        Command::new(&link).args(["-H", "127.0.0.1", "-p", &port, "-w", "1", "-c", "5"]),
+        JAMC_BOUND,
+    );
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
         first_line(&run).starts_with("JAM WARNING - offset +3.4"),
         "{run:?}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -917,7 +867,7 @@ fn fleet_cron_command() -> String {
 
 #[test]
 fn the_fleet_cron_example_is_silent_when_all_is_well_and_names_the_worst_otherwise() {
-    let dir = common::temp_dir("cron-fleet");
+    let dir = TempDir::new("cron-fleet");
     let logged = dir.join("logged");
     let logger = dir.join("logger");
     std::fs::write(
@@ -938,6 +888,7 @@ fn the_fleet_cron_example_is_silent_when_all_is_well_and_names_the_worst_otherwi
             Command::new("/bin/sh")
                 .args(["-c", &command])
                 .env("PATH", &path),
+            JAMC_BOUND,
         )
     };
     let (a, b, c) = (offset_server(100), offset_server(-200), offset_server(0));
@@ -955,5 +906,4 @@ fn the_fleet_cron_example_is_silent_when_all_is_well_and_names_the_worst_otherwi
     let log = std::fs::read_to_string(&logged).expect("logged");
     assert!(log.starts_with(&head), "{log}");
     assert_eq!(log.lines().count(), 4, "{log}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
