@@ -268,7 +268,7 @@ pub fn source_ip(addr: &SocketAddr) -> IpAddr {
             .to_ipv4_mapped()
             .map(IpAddr::V4)
             .unwrap_or(IpAddr::V6(v6)),
-        ip => ip,
+        ip @ IpAddr::V4(_) => ip,
     }
 }
 

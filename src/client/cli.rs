@@ -33,6 +33,9 @@ pub const MAX_PARALLEL: u32 = 1000;
         With --check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. With --conformance: \
         0 every required check passed (with --strict: every check), 1 otherwise."
 )]
+// A command line's switches are bools by nature; they are resolved into
+// settings (modes, formats) right after parsing.
+#[allow(clippy::struct_excessive_bools)]
 pub struct JamcArgs {
     /// The servers to ask, as written on the command line.
     #[arg(

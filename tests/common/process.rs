@@ -31,6 +31,7 @@ impl ChildGuard {
     }
 
     /// Sends `sig` (e.g. `libc::SIGTERM`) to it by pid.
+    #[allow(unsafe_code)] // kill(2); Cargo.toml denies unsafe elsewhere
     pub fn signal(&self, sig: i32) {
         // SAFETY: kill(2) with our own child's pid and a valid signal number.
         let rc = unsafe { libc::kill(self.pid(), sig) };

@@ -11,6 +11,7 @@ use std::sync::{Arc, OnceLock};
 const PREFIX: &str = "jamd-it-";
 
 /// This process's root of temporary directories, made on first use.
+#[allow(unsafe_code)] // atexit(3); Cargo.toml denies unsafe elsewhere
 fn root() -> &'static Path {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
     ROOT.get_or_init(|| {
