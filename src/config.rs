@@ -64,6 +64,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `[access]`: who may connect.
     pub access: AccessConfig,
+    /// `[proxy]`: load balancers that send a PROXY protocol header.
+    pub proxy: ProxyConfig,
 }
 
 /// `[server]`.
@@ -173,6 +175,32 @@ impl AccessConfig {
     /// The lists, ready to decide.
     pub fn list(&self) -> AccessList {
         AccessList::new(&self.allow, &self.deny)
+    }
+}
+
+/// `[proxy]`: load balancers trusted to name the client with a PROXY
+/// protocol header (SPEC 10).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProxyConfig {
+    /// Addresses or prefixes of the balancers; empty: off.
+    pub trusted: Vec<Prefix>,
+    /// Seconds a trusted connection has to send its header.
+    pub header_timeout: u64,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            trusted: Vec::new(),
+            header_timeout: 3,
+        }
+    }
+}
+
+impl ProxyConfig {
+    /// Whether a connection from `ip` must begin with a PROXY header.
+    pub fn trusts(&self, ip: IpAddr) -> bool {
+        self.trusted.iter().any(|p| p.contains(ip))
     }
 }
 
@@ -581,6 +609,7 @@ fn read_config(mut root: Keys<'_, '_>) -> Result<Config, Invalid> {
     })?;
     root.read("log", &mut c.log, |v| read_log(v.table()?))?;
     root.read("access", &mut c.access, |v| read_access(v.table()?))?;
+    root.read("proxy", &mut c.proxy, |v| read_proxy(v.table()?))?;
     root.finish()?;
     if !zone_given {
         // The default "local", resolved strictly: a broken TZ or
@@ -659,7 +688,20 @@ fn read_access(mut keys: Keys<'_, '_>) -> Result<AccessConfig, Invalid> {
     Ok(a)
 }
 
-/// `allow` / `deny`: addresses or prefixes; each error says what was meant.
+fn read_proxy(mut keys: Keys<'_, '_>) -> Result<ProxyConfig, Invalid> {
+    let mut p = ProxyConfig::default();
+    keys.read("trusted", &mut p.trusted, read_prefixes)?;
+    // Not 0: a balancer that never sends its header would hold its
+    // connection (and one of max_connections) for ever.
+    keys.read("header_timeout", &mut p.header_timeout, |v| {
+        v.integer(1, 3600, "a number of seconds").map(|n| n as u64)
+    })?;
+    keys.finish()?;
+    Ok(p)
+}
+
+/// `allow` / `deny` / `trusted`: addresses or prefixes; each error says
+/// what was meant.
 fn read_prefixes(v: &Value<'_, '_>) -> Result<Vec<Prefix>, Invalid> {
     const WHAT: &str = "an address or prefix such as \"192.0.2.7\" or \"10.0.0.0/8\"";
     let items =
@@ -1241,6 +1283,28 @@ deny = ["10.1.2.0/24"]
             w.contains("10.0.0.0/8 is in both access.allow and access.deny: it is denied"),
             "{w}"
         );
+    }
+
+    #[test]
+    fn proxy_keys_are_read_and_checked() {
+        let c =
+            parse("[proxy]\ntrusted = [\"10.0.0.0/8\", \"::1\"]\nheader_timeout = 5\n").unwrap();
+        assert_eq!(c.proxy.header_timeout, 5);
+        assert!(c.proxy.trusts("10.9.8.7".parse().unwrap()));
+        assert!(c.proxy.trusts("::ffff:10.0.0.1".parse().unwrap()));
+        assert!(c.proxy.trusts("::1".parse().unwrap()));
+        assert!(!c.proxy.trusts("192.0.2.1".parse().unwrap()));
+        assert!(!Config::default().proxy.trusts("127.0.0.1".parse().unwrap()));
+        let e = parse("[proxy]\ntrusted = [\"10.1.2.3/8\"]\n").unwrap_err();
+        assert!(e.starts_with("jamd.toml:2:12: proxy.trusted: "), "{e}");
+        assert!(e.contains("did you mean 10.0.0.0/8?"), "{e}");
+        let e = parse("[proxy]\nheader_timeout = 0\n").unwrap_err();
+        assert!(
+            e.contains("proxy.header_timeout: expected a number of seconds (1-3600), found 0"),
+            "{e}"
+        );
+        let e = parse("[proxy]\ntrust = []\n").unwrap_err();
+        assert!(e.contains("[proxy] takes trusted, header_timeout"), "{e}");
     }
 
     #[test]

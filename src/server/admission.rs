@@ -51,7 +51,9 @@ pub(crate) enum Refusal {
     SourceBusy,
     /// The source's connection rate bucket is empty (SPEC 8).
     RateLimited,
-    // Coming: BadProxyHeader (SPEC 10, a refusal after accept, with no reply).
+    /// A trusted balancer sent a malformed or oversized PROXY header, or
+    /// none in time (SPEC 10): closed without a reply.
+    BadProxyHeader,
 }
 
 impl Refusal {
@@ -62,6 +64,7 @@ impl Refusal {
             Refusal::Busy => "busy",
             Refusal::SourceBusy => "source_busy",
             Refusal::RateLimited => "rate_limited",
+            Refusal::BadProxyHeader => "bad_proxy_header",
         }
     }
 
@@ -71,6 +74,9 @@ impl Refusal {
             Refusal::AccessDenied => Some(ErrorReply::AccessDenied),
             Refusal::Busy | Refusal::SourceBusy => Some(ErrorReply::ServerBusy),
             Refusal::RateLimited => Some(ErrorReply::RateLimited),
+            // A balancer that does not speak the protocol would pass any
+            // reply on to a client as if it were the server's answer.
+            Refusal::BadProxyHeader => None,
         }
     }
 
@@ -80,6 +86,7 @@ impl Refusal {
             Refusal::AccessDenied => "access denied",
             Refusal::Busy | Refusal::SourceBusy => "server busy",
             Refusal::RateLimited => "rate limited",
+            Refusal::BadProxyHeader => "bad proxy header",
         }
     }
 }
@@ -156,8 +163,9 @@ impl Admission {
     }
 
     /// Takes one of `max_connections`: a ticket that belongs to no source
-    /// yet.
-    fn enter(self: &Arc<Self>, rt: &Runtime) -> Result<Ticket, Refusal> {
+    /// yet. A connection from a trusted balancer holds only this until its
+    /// PROXY header names the client ([`Ticket::name_client`]).
+    pub(crate) fn enter(self: &Arc<Self>, rt: &Runtime) -> Result<Ticket, Refusal> {
         let open = self.open.fetch_add(1, Ordering::AcqRel) + 1;
         // From here the ticket owns the slot: a refusal gives it back by
         // dropping the ticket.
@@ -198,8 +206,6 @@ impl Ticket {
     /// For a ticket that holds only the global slot (a connection from a
     /// trusted balancer): the client its PROXY header names at `ip` is
     /// checked against `[access]`, then joins its source (SPEC 10).
-    // Used by the PROXY protocol integration (issue 15).
-    #[allow(dead_code)]
     pub(crate) fn name_client(&mut self, rt: &Runtime, ip: IpAddr) -> Result<(), Refusal> {
         access(rt, ip)?;
         self.join_source(rt, ip)
@@ -450,5 +456,8 @@ mod tests {
         assert_eq!(Refusal::SourceBusy.reply(), Some(ErrorReply::ServerBusy));
         assert_eq!(Refusal::RateLimited.words(), "rate limited");
         assert_eq!(Refusal::AccessDenied.words(), "access denied");
+        assert_eq!(Refusal::BadProxyHeader.as_str(), "bad_proxy_header");
+        assert_eq!(Refusal::BadProxyHeader.words(), "bad proxy header");
+        assert_eq!(Refusal::BadProxyHeader.reply(), None);
     }
 }

@@ -1,6 +1,8 @@
 //! One client connection: its socket, its protocol session and the reply bytes
-//! the socket has not taken yet.
+//! the socket has not taken yet; for a connection from a trusted load
+//! balancer, first the PROXY protocol header that names the client.
 
+use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use super::admission::Ticket;
 use crate::clock::{Clock, ClockCache};
 pub use crate::protocol::CloseReason;
 use crate::protocol::{write_time_reply, ErrorReply, Reply, Session};
+use crate::proxy::{self, Header, Parse};
 
 /// Reads one connection may do per turn before others get theirs.
 const READS_PER_TURN: usize = 8;
@@ -26,6 +29,38 @@ pub enum Next {
     Again,
     /// Close it.
     Close(CloseReason),
+    /// A trusted balancer's PROXY header is complete: admit the client it
+    /// names (or serve the balancer itself), then drive the connection
+    /// again for the bytes that followed the header.
+    Header(Header),
+    /// A trusted balancer's connection is to be closed without a reply,
+    /// counted and logged (SPEC 10).
+    BadHeader(BadHeader),
+    /// A trusted balancer closed before sending a byte (a plain TCP health
+    /// check): close it quietly, as neither a bad header nor a client.
+    Vanished,
+}
+
+/// Why a trusted balancer's connection is not served: the `WHY` of
+/// `refused BALANCER: bad proxy header (WHY)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadHeader {
+    /// The bytes are not a header we accept (malformed or oversized).
+    Invalid(proxy::Invalid),
+    /// The balancer closed the connection in the middle of its header.
+    Truncated,
+    /// No complete header within `header_timeout`, these many seconds.
+    Late(u64),
+}
+
+impl fmt::Display for BadHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BadHeader::Invalid(why) => why.fmt(f),
+            BadHeader::Truncated => f.write_str("connection closed in the middle of the header"),
+            BadHeader::Late(secs) => write!(f, "no complete header within {secs} s"),
+        }
+    }
 }
 
 /// Buffers a worker lends to the connection it is driving.
@@ -48,6 +83,13 @@ pub struct Scratch<'a> {
 /// the client it names is admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
+    /// From a trusted balancer, waiting for the PROXY header that names the
+    /// client; since the connection was accepted (for `header_timeout`).
+    /// Not a client yet: nothing is logged or answered for it.
+    AwaitingProxyHeader {
+        /// When it was accepted.
+        since: Instant,
+    },
     /// Answering requests.
     Serving,
     /// To end for `reason` once the pending replies are written; since
@@ -64,8 +106,18 @@ enum State {
 /// session what to do, and writes.
 pub struct Conn {
     stream: TcpStream,
-    /// The client's address.
+    /// The client's address: the one a PROXY header named, once it did.
     peer: SocketAddr,
+    /// The balancer the client came through, when a header named it.
+    via: Option<SocketAddr>,
+    /// Accepted from a trusted balancer (whatever its header said).
+    from_balancer: bool,
+    /// While awaiting the PROXY header: the bytes of it so far. Then: the
+    /// bytes that followed it, the client's first requests. Usually empty
+    /// (no allocation).
+    early: Vec<u8>,
+    /// The read that brought `early` emptied the socket.
+    early_drained: bool,
     /// The client's admission: its slots come back when the connection is
     /// dropped, however that happens.
     ticket: Ticket,
@@ -100,6 +152,10 @@ impl Conn {
         Conn {
             stream,
             peer,
+            via: None,
+            from_balancer: false,
+            early: Vec::new(),
+            early_drained: false,
             ticket,
             session: Session::new(max_line_bytes),
             state: State::Serving,
@@ -111,6 +167,46 @@ impl Conn {
             wants_write: false,
             peer_closed: false,
         }
+    }
+
+    /// A freshly accepted connection from a trusted balancer: its `ticket`
+    /// holds the global slot only, until the PROXY header names the client
+    /// (SPEC 10).
+    pub(crate) fn awaiting_header(
+        stream: TcpStream,
+        balancer: SocketAddr,
+        ticket: Ticket,
+        max_line_bytes: usize,
+    ) -> Conn {
+        let mut conn = Conn::new(stream, balancer, ticket, max_line_bytes);
+        conn.from_balancer = true;
+        conn.state = State::AwaitingProxyHeader { since: conn.opened };
+        conn
+    }
+
+    /// Since when the connection has been awaiting its PROXY header, if it
+    /// still is.
+    pub fn awaiting_since(&self) -> Option<Instant> {
+        match self.state {
+            State::AwaitingProxyHeader { since } => Some(since),
+            _ => None,
+        }
+    }
+
+    /// Whether it is a client (announced by a `connection from` line):
+    /// not while it awaits its PROXY header.
+    pub fn is_client(&self) -> bool {
+        self.awaiting_since().is_none()
+    }
+
+    /// The header is read and the client admitted: serve `client` (the
+    /// balancer itself for a health check), who came `via` a balancer.
+    pub fn serve_as(&mut self, client: SocketAddr, via: Option<SocketAddr>) {
+        self.peer = client;
+        self.via = via;
+        self.state = State::Serving;
+        // The idle timer counts from when the client could first be served.
+        self.last_line = Instant::now();
     }
 
     /// Starts watching the socket for input.
@@ -142,6 +238,11 @@ impl Conn {
         &self.peer
     }
 
+    /// The balancer the client came through, if a PROXY header named it.
+    pub fn via(&self) -> Option<&SocketAddr> {
+        self.via.as_ref()
+    }
+
     /// The client's admission ticket.
     pub(crate) fn ticket_mut(&mut self) -> &mut Ticket {
         &mut self.ticket
@@ -166,7 +267,7 @@ impl Conn {
     pub fn closing(&self) -> Option<(CloseReason, Instant)> {
         match self.state {
             State::Closing { reason, since } => Some((reason, since)),
-            State::Serving => None,
+            State::Serving | State::AwaitingProxyHeader { .. } => None,
         }
     }
 
@@ -182,6 +283,10 @@ impl Conn {
     /// Ends the connection for `reason` (idle, shutdown) on the server's
     /// own initiative; the client is told first when the protocol says so.
     pub fn end(&mut self, reason: CloseReason, s: &mut Scratch<'_>) -> Next {
+        if self.awaiting_since().is_some() {
+            // Not a client yet: there is no one to tell.
+            return Next::Close(reason);
+        }
         if self.state == State::Serving {
             if let Some(reply) = reason.farewell() {
                 self.pending.extend_from_slice(reply.line());
@@ -201,8 +306,24 @@ impl Conn {
     /// Writes what is pending, then reads and answers requests until the
     /// socket has no more input, the connection ends, or its turn is over.
     pub fn drive(&mut self, s: &mut Scratch<'_>) -> Next {
+        if self.awaiting_since().is_some() {
+            return self.read_header(s);
+        }
         if !self.flush_pending() {
             return self.blocked_or_error();
+        }
+        if !self.early.is_empty() {
+            // What followed the PROXY header: the client's first requests.
+            let early = std::mem::take(&mut self.early);
+            s.out.clear();
+            self.answer(&early, s.out, s.cache, s.clock);
+            if !s.out.is_empty() && !self.write_out(s.out) {
+                return self.blocked_or_error();
+            }
+            if self.early_drained && self.state == State::Serving && !self.peer_closed {
+                // As for a short read below: nothing more until an event.
+                return Next::Wait;
+            }
         }
         for _ in 0..READS_PER_TURN {
             if let Some(reason) = self.closing_reason() {
@@ -213,10 +334,16 @@ impl Conn {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::Wait,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // HAProxy ends its health checks (and aborted sessions) with
+                // a reset, to leave no TIME_WAIT behind: from a balancer that
+                // is how a connection ends, not a failure.
+                Err(e) if self.from_balancer && e.kind() == io::ErrorKind::ConnectionReset => {
+                    return Next::Close(CloseReason::Eof)
+                }
                 Err(_) => return Next::Close(CloseReason::Error),
             };
             s.out.clear();
-            self.answer(n, s);
+            self.answer(&s.read[..n], s.out, s.cache, s.clock);
             if !s.out.is_empty() && !self.write_out(s.out) {
                 return self.blocked_or_error();
             }
@@ -235,16 +362,72 @@ impl Conn {
         }
     }
 
-    /// Runs the protocol over `s.read[..n]`, appending the replies it
-    /// decides on to `s.out`.
-    fn answer(&mut self, n: usize, s: &mut Scratch<'_>) {
-        let mut input = &s.read[..n];
+    /// Reads the PROXY header of a trusted balancer's connection (SPEC 10),
+    /// parsing everything received so far after each read, so that a
+    /// header split at any point is read whole. Most headers come in one
+    /// read, parsed where they landed without a copy.
+    fn read_header(&mut self, s: &mut Scratch<'_>) -> Next {
+        for _ in 0..READS_PER_TURN {
+            let n = match self.stream.read(s.read) {
+                Ok(0) if self.early.is_empty() => return Next::Vanished,
+                Ok(0) => return Next::BadHeader(BadHeader::Truncated),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::Wait,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // A reset or another error: the balancer is gone.
+                Err(_) if self.early.is_empty() => return Next::Vanished,
+                Err(_) => return Next::BadHeader(BadHeader::Truncated),
+            };
+            let drained = n < s.read.len();
+            let fresh = self.early.is_empty();
+            let parsed = if fresh {
+                proxy::parse(&s.read[..n])
+            } else {
+                self.early.extend_from_slice(&s.read[..n]);
+                proxy::parse(&self.early)
+            };
+            match parsed {
+                Parse::Incomplete => {
+                    if fresh {
+                        self.early.extend_from_slice(&s.read[..n]);
+                    }
+                    if drained && !self.peer_closed {
+                        return Next::Wait;
+                    }
+                }
+                Parse::Done { header, consumed } => {
+                    if fresh {
+                        self.early.extend_from_slice(&s.read[consumed..n]);
+                    } else {
+                        self.early.drain(..consumed);
+                    }
+                    if self.early.is_empty() {
+                        self.early = Vec::new();
+                    }
+                    self.early_drained = drained;
+                    return Next::Header(header);
+                }
+                Parse::Invalid(why) => return Next::BadHeader(BadHeader::Invalid(why)),
+            }
+        }
+        Next::Again
+    }
+
+    /// Runs the protocol over `input`, appending the replies it decides on
+    /// to `out`.
+    fn answer(
+        &mut self,
+        mut input: &[u8],
+        out: &mut Vec<u8>,
+        cache: &mut ClockCache,
+        clock: &Arc<Clock>,
+    ) {
         let mut saw_line = false;
         while let Some(action) = self.session.next_action(&mut input) {
             saw_line = true;
             match action.reply() {
-                Some(Reply::Time) => write_time_reply(s.out, s.cache.now(s.clock)),
-                Some(Reply::Error(e)) => s.out.extend_from_slice(e.line()),
+                Some(Reply::Time) => write_time_reply(out, cache.now(clock)),
+                Some(Reply::Error(e)) => out.extend_from_slice(e.line()),
                 None => {}
             }
             if let Some(reason) = action.close() {
@@ -307,6 +490,14 @@ impl Conn {
             Some(CloseReason::Error) => Next::Close(CloseReason::Error),
             _ => Next::Wait,
         }
+    }
+
+    /// Refuses the client a PROXY header named: tells it why, through the
+    /// balancer, and closes; its slots come back.
+    pub(crate) fn refuse(self, reply: Option<ErrorReply>) {
+        let Conn { stream, ticket, .. } = self;
+        drop(ticket);
+        refuse(stream, reply);
     }
 
     /// Closes the socket. When the client may still be sending (it did not

@@ -90,14 +90,24 @@ impl Shared {
         (self.generation.load(Ordering::Acquire), Arc::clone(&guard))
     }
 
-    /// Logs `refused ADDR: WHY`, at most one refusal line a second over
-    /// all workers and reasons; the others are counted for a summary.
-    fn log_refused(&self, peer: &SocketAddr, why: admission::Refusal) {
+    /// Logs `refused ADDR: WHY` (with `(DETAIL)` when given: the reason a
+    /// PROXY header was bad), at most one refusal line a second over all
+    /// workers and reasons; the others are counted for a summary.
+    fn log_refused(
+        &self,
+        peer: &SocketAddr,
+        why: admission::Refusal,
+        detail: Option<&dyn std::fmt::Display>,
+    ) {
         let say = lock(&self.refusals).refused(Instant::now());
         match say {
             refusals::Say::This => {
-                self.log
-                    .warn(format!("refused {}: {}", show_addr(peer), why.words()))
+                let detail = detail.map(|d| format!(" ({d})")).unwrap_or_default();
+                self.log.warn(format!(
+                    "refused {}: {}{detail}",
+                    show_addr(peer),
+                    why.words()
+                ))
             }
             refusals::Say::More(n) => self.log_refused_more(n),
             refusals::Say::Nothing => self.refusals_pending.store(true, Ordering::Release),

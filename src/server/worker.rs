@@ -12,11 +12,12 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::admission::Refusal;
-use super::conn::{self, CloseReason, Conn, Next, Scratch};
+use super::conn::{self, BadHeader, CloseReason, Conn, Next, Scratch};
 use super::{Runtime, Shared};
 use crate::clock::ClockCache;
 use crate::config::Level;
 use crate::listen::show_addr;
+use crate::proxy::Header;
 
 /// The token of the waker the control loop uses.
 pub(crate) const WAKER: Token = Token(usize::MAX);
@@ -261,6 +262,10 @@ impl Worker {
                     self.close(key, CloseReason::Error);
                 }
             }
+            Next::Header(header) => self.named(key, header),
+            Next::BadHeader(why) => self.bad_header(key, why),
+            // A plain TCP health check: no line, no count (SPEC 10).
+            Next::Vanished => self.close(key, CloseReason::Eof),
         }
     }
 
@@ -308,11 +313,19 @@ impl Worker {
 
     /// Serves a new connection if admission lets it in, or refuses it.
     ///
-    /// SPEC 10: a connection from a trusted balancer is not admitted here
-    /// but enters the slab awaiting its PROXY header; admission runs when
-    /// the header names the client.
+    /// SPEC 10: a connection from a trusted balancer takes only its global
+    /// slot here (the balancer is no source, and `[access]` is not asked
+    /// about it) and enters the slab awaiting its PROXY header; the client
+    /// the header names is admitted in [`Worker::named`].
     fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
-        let ticket = match self.shared.admission.admit(&self.rt, peer.ip()) {
+        let max_line = self.rt.config.server.max_line_bytes;
+        let trusted = self.rt.config.proxy.trusts(peer.ip());
+        let admitted = if trusted {
+            self.shared.admission.enter(&self.rt)
+        } else {
+            self.shared.admission.admit(&self.rt, peer.ip())
+        };
+        let ticket = match admitted {
             Ok(ticket) => ticket,
             Err(refusal) => return self.refuse(stream, peer, refusal),
         };
@@ -321,39 +334,109 @@ impl Worker {
         if self.single || !self.nodelay_inherited {
             let _ = stream.set_nodelay(true);
         }
-        let mut conn = Conn::new(stream, peer, ticket, self.rt.config.server.max_line_bytes);
+        let mut conn = if trusted {
+            Conn::awaiting_header(stream, peer, ticket, max_line)
+        } else {
+            Conn::new(stream, peer, ticket, max_line)
+        };
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         if conn.register(self.poll.registry(), Token(key)).is_err() {
             // Dropping it closes the socket and gives its slots back.
             return;
         }
-        // SPEC 9: the `accepted` counter goes here.
-        if self.shared.log.connections() {
-            self.shared
-                .log
-                .info(format!("connection from {}", show_addr(&peer)));
-        }
         entry.insert(conn);
+        if !trusted {
+            self.announce(&self.conns[key]);
+        }
         if self.single {
             // An inherited connection may have input waiting already.
             self.drive(key);
         }
     }
 
+    /// A client is served from now on: `connection from CLIENT`, with
+    /// `via BALANCER` when a PROXY header named it.
+    fn announce(&self, conn: &Conn) {
+        // SPEC 9: the `accepted` counter goes here.
+        if !self.shared.log.connections() {
+            return;
+        }
+        let line = match conn.via() {
+            Some(balancer) => format!(
+                "connection from {} via {}",
+                show_addr(conn.peer()),
+                show_addr(balancer)
+            ),
+            None => format!("connection from {}", show_addr(conn.peer())),
+        };
+        self.shared.log.info(line);
+    }
+
+    /// A trusted balancer's header is complete: the client it names is
+    /// admitted as if it had connected itself (`[access]`, its source's
+    /// count and rate); a health check (`LOCAL`, `PROXY UNKNOWN`, a family
+    /// other than TCP) is served as the balancer itself. Then the bytes
+    /// that followed the header are answered.
+    fn named(&mut self, key: usize, header: Header) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let balancer = *conn.peer();
+        match header {
+            Header::Proxied { client, .. } => {
+                // SPEC 9: `proxy_headers{result="proxy"}` goes here.
+                if let Err(refusal) = conn.ticket_mut().name_client(&self.rt, client.ip()) {
+                    let conn = self.conns.remove(key);
+                    conn.refuse(refusal.reply());
+                    self.refused(&client, refusal, None);
+                    return;
+                }
+                conn.serve_as(client, Some(balancer));
+            }
+            Header::Local { .. } => {
+                // SPEC 9: `proxy_headers{result="local"}` goes here.
+                conn.serve_as(balancer, None);
+            }
+        }
+        self.announce(&self.conns[key]);
+        self.drive(key);
+    }
+
+    /// A trusted balancer's header is malformed, oversized or late: closed
+    /// without a reply, and logged as a refusal of the balancer.
+    fn bad_header(&mut self, key: usize, why: BadHeader) {
+        let Some(conn) = self.conns.try_remove(key) else {
+            return;
+        };
+        // SPEC 9: `proxy_headers{result="timeout"}` for `BadHeader::Late`,
+        // `result="invalid"` for the others.
+        let balancer = *conn.peer();
+        conn.close(CloseReason::Error);
+        self.refused(&balancer, Refusal::BadProxyHeader, Some(&why));
+    }
+
     fn refuse(&mut self, stream: TcpStream, peer: SocketAddr, refusal: Refusal) {
-        // SPEC 9: the `refused{reason}` counter goes here.
         conn::refuse(stream, refusal.reply());
+        self.refused(&peer, refusal, None);
+    }
+
+    /// Logs a refusal: a debug line for each, and the rate-limited
+    /// `refused ADDR: WHY` line (SPEC 8), with `detail` in parentheses.
+    fn refused(&self, peer: &SocketAddr, refusal: Refusal, detail: Option<&BadHeader>) {
+        // SPEC 9: the `refused{reason}` counter goes here.
         if self.shared.log.enabled(Level::Debug) {
+            let detail = detail.map(|d| format!(" ({d})")).unwrap_or_default();
             self.shared.log.debug(format!(
-                "refused {}: {} (reason={}, open={})",
-                show_addr(&peer),
+                "refused {}: {}{detail} (reason={}, open={})",
+                show_addr(peer),
                 refusal.words(),
                 refusal.as_str(),
                 self.shared.admission.open()
             ));
         }
-        self.shared.log_refused(&peer, refusal);
+        self.shared
+            .log_refused(peer, refusal, detail.map(|d| d as &dyn std::fmt::Display));
     }
 
     fn close(&mut self, key: usize, reason: CloseReason) {
@@ -362,6 +445,11 @@ impl Worker {
         };
         // Closing the descriptor removes it from the poll set: connections
         // are never duplicated, so no deregister call is needed.
+        // A connection still awaiting its PROXY header was never announced
+        // as a client: it leaves no line (and is no `closed` count).
+        if !conn.is_client() {
+            return conn.close(reason);
+        }
         // SPEC 9: the `closed{reason}` counter goes here.
         if self.shared.log.connections() {
             self.shared.log.info(format!(
@@ -458,11 +546,19 @@ impl Worker {
         } else {
             CLOSING_LIMIT
         };
+        let header_timeout = self.rt.config.proxy.header_timeout;
         let mut idle_keys = Vec::new();
         let mut stuck = Vec::new();
+        let mut late = Vec::new();
         for (key, conn) in self.conns.iter() {
-            // SPEC 10: a connection awaiting its PROXY header past
-            // `header_timeout` is found here too.
+            // SPEC 10: a trusted balancer has `header_timeout` for its
+            // header; the idle timer starts once a client is named.
+            if let Some(since) = conn.awaiting_since() {
+                if now.duration_since(since) >= Duration::from_secs(header_timeout) {
+                    late.push(key);
+                }
+                continue;
+            }
             match conn.closing() {
                 Some((reason, since)) if now.duration_since(since) >= limit => {
                     stuck.push((key, reason))
@@ -476,6 +572,9 @@ impl Worker {
         }
         for (key, reason) in stuck {
             self.close(key, reason);
+        }
+        for key in late {
+            self.bad_header(key, BadHeader::Late(header_timeout));
         }
         for key in idle_keys {
             self.end(key, CloseReason::Idle);
