@@ -487,6 +487,18 @@ impl Worker {
     }
 
     fn close_listeners(&mut self) {
+        // Connections the kernel has completed wait in the accept queue,
+        // and closing the socket would reset them: a load balancer that
+        // had connected counts them as served, so they would fail at the
+        // client (SPEC 10's fleet). Take them and serve them through the
+        // grace period; later ones are refused, and a balancer retries
+        // those elsewhere.
+        if self.accepting != Accepting::Closed {
+            self.accepting = Accepting::Open;
+            for i in 0..self.listeners.len() {
+                self.accept(i);
+            }
+        }
         self.accepting = Accepting::Closed;
         for mut l in std::mem::take(&mut self.listeners) {
             // The descriptor is shared with the other workers' duplicates, so
