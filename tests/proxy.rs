@@ -19,7 +19,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{jam_time, require_tool, temp_dir, Jamd, JAMD};
+use common::tmp::TempDir;
+use common::{jam_time, require_tool, temp_dir, ChildGuard, Jamd, JAMD};
 use socket2::{Domain, Socket, Type};
 
 const T: Duration = Duration::from_secs(10);
@@ -453,17 +454,17 @@ fn trusted_and_header_timeout_are_reloaded() {
 /// HAProxy in the foreground on a configuration the test writes; stopped by
 /// its pid however the test ends.
 struct Haproxy {
-    child: Child,
+    _child: ChildGuard,
     front: SocketAddr,
     log: PathBuf,
-    _dir: PathBuf,
+    _dir: TempDir,
 }
 
 impl Haproxy {
     /// Starts HAProxy with a `jam` frontend on a free loopback port and a
     /// backend of `servers` (one `server` line each, after its address).
     fn start(haproxy: &Path, backend: &str, servers: &[(SocketAddr, &str)]) -> Haproxy {
-        let dir = temp_dir("haproxy");
+        let dir = TempDir::new("haproxy");
         let front = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mut cfg = format!(
             "global\n    maxconn 200\n\
@@ -477,17 +478,18 @@ impl Haproxy {
         let path = dir.join("haproxy.cfg");
         std::fs::write(&path, &cfg).unwrap();
         let log = dir.join("haproxy.log");
-        let child = Command::new(haproxy)
-            .arg("-db")
-            .arg("-f")
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(std::fs::File::create(dir.join("haproxy.err")).unwrap())
-            .spawn()
-            .expect("start haproxy");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = ChildGuard::spawn(
+            Command::new(haproxy)
+                .arg("-db")
+                .arg("-f")
+                .arg(&path)
+                .stdin(Stdio::null())
+                .stdout(out.try_clone().unwrap())
+                .stderr(out),
+        );
         let h = Haproxy {
-            child,
+            _child: child,
             front,
             log,
             _dir: dir,
@@ -498,13 +500,6 @@ impl Haproxy {
             thread::sleep(Duration::from_millis(50));
         }
         h
-    }
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
