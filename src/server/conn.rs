@@ -102,22 +102,40 @@ enum State {
     },
 }
 
+/// How a connection reached jamd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// Straight from the client.
+    Direct,
+    /// From a trusted balancer; `via` it once its header named a client
+    /// (`None` while awaiting the header, and for a health check, which is
+    /// the balancer itself).
+    Balancer {
+        /// The balancer's address, when the client is someone else.
+        via: Option<SocketAddr>,
+    },
+}
+
+/// While awaiting the PROXY header: the bytes of it so far. Then: the bytes
+/// that followed it, the client's first requests. Usually empty (no
+/// allocation).
+#[derive(Debug, Default)]
+struct Early {
+    bytes: Vec<u8>,
+    /// The read that brought them emptied the socket.
+    drained: bool,
+}
+
 /// A client connection. The worker drives it; it reads, asks the protocol
 /// session what to do, and writes.
 pub struct Conn {
     stream: TcpStream,
     /// The client's address: the one a PROXY header named, once it did.
     peer: SocketAddr,
-    /// The balancer the client came through, when a header named it.
-    via: Option<SocketAddr>,
-    /// Accepted from a trusted balancer (whatever its header said).
-    from_balancer: bool,
-    /// While awaiting the PROXY header: the bytes of it so far. Then: the
-    /// bytes that followed it, the client's first requests. Usually empty
-    /// (no allocation).
-    early: Vec<u8>,
-    /// The read that brought `early` emptied the socket.
-    early_drained: bool,
+    /// Straight from the client, or through a trusted balancer.
+    route: Route,
+    /// Bytes read before the session could take them.
+    early: Early,
     /// The client's admission: its slots come back when the connection is
     /// dropped, however that happens.
     ticket: Ticket,
@@ -152,10 +170,8 @@ impl Conn {
         Conn {
             stream,
             peer,
-            via: None,
-            from_balancer: false,
-            early: Vec::new(),
-            early_drained: false,
+            route: Route::Direct,
+            early: Early::default(),
             ticket,
             session: Session::new(max_line_bytes),
             state: State::Serving,
@@ -179,7 +195,7 @@ impl Conn {
         max_line_bytes: usize,
     ) -> Conn {
         let mut conn = Conn::new(stream, balancer, ticket, max_line_bytes);
-        conn.from_balancer = true;
+        conn.route = Route::Balancer { via: None };
         conn.state = State::AwaitingProxyHeader { since: conn.opened };
         conn
     }
@@ -203,7 +219,7 @@ impl Conn {
     /// balancer itself for a health check), who came `via` a balancer.
     pub fn serve_as(&mut self, client: SocketAddr, via: Option<SocketAddr>) {
         self.peer = client;
-        self.via = via;
+        self.route = Route::Balancer { via };
         self.state = State::Serving;
         // The idle timer counts from when the client could first be served.
         self.last_line = Instant::now();
@@ -240,7 +256,10 @@ impl Conn {
 
     /// The balancer the client came through, if a PROXY header named it.
     pub fn via(&self) -> Option<&SocketAddr> {
-        self.via.as_ref()
+        match &self.route {
+            Route::Balancer { via } => via.as_ref(),
+            Route::Direct => None,
+        }
     }
 
     /// The client's admission ticket.
@@ -312,15 +331,15 @@ impl Conn {
         if !self.flush_pending() {
             return self.blocked_or_error();
         }
-        if !self.early.is_empty() {
+        if !self.early.bytes.is_empty() {
             // What followed the PROXY header: the client's first requests.
-            let early = std::mem::take(&mut self.early);
+            let early = std::mem::take(&mut self.early.bytes);
             s.out.clear();
             self.answer(&early, s.out, s.cache, s.clock);
             if !s.out.is_empty() && !self.write_out(s.out) {
                 return self.blocked_or_error();
             }
-            if self.early_drained && self.state == State::Serving && !self.peer_closed {
+            if self.early.drained && self.state == State::Serving && !self.peer_closed {
                 // As for a short read below: nothing more until an event.
                 return Next::Wait;
             }
@@ -337,7 +356,7 @@ impl Conn {
                 // HAProxy ends its health checks (and aborted sessions) with
                 // a reset, to leave no TIME_WAIT behind: from a balancer that
                 // is how a connection ends, not a failure.
-                Err(e) if self.from_balancer && e.kind() == io::ErrorKind::ConnectionReset => {
+                Err(e) if self.route != Route::Direct && e.kind() == io::ErrorKind::ConnectionReset => {
                     return Next::Close(CloseReason::Eof)
                 }
                 Err(_) => return Next::Close(CloseReason::Error),
@@ -369,27 +388,28 @@ impl Conn {
     fn read_header(&mut self, s: &mut Scratch<'_>) -> Next {
         for _ in 0..READS_PER_TURN {
             let n = match self.stream.read(s.read) {
-                Ok(0) if self.early.is_empty() => return Next::Vanished,
+                Ok(0) if self.early.bytes.is_empty() => return Next::Vanished,
                 Ok(0) => return Next::BadHeader(BadHeader::Truncated),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::Wait,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // A reset or another error: the balancer is gone.
-                Err(_) if self.early.is_empty() => return Next::Vanished,
+                Err(_) if self.early.bytes.is_empty() => return Next::Vanished,
                 Err(_) => return Next::BadHeader(BadHeader::Truncated),
             };
             let drained = n < s.read.len();
-            let fresh = self.early.is_empty();
+            let early = &mut self.early.bytes;
+            let fresh = early.is_empty();
             let parsed = if fresh {
                 proxy::parse(&s.read[..n])
             } else {
-                self.early.extend_from_slice(&s.read[..n]);
-                proxy::parse(&self.early)
+                early.extend_from_slice(&s.read[..n]);
+                proxy::parse(early)
             };
             match parsed {
                 Parse::Incomplete => {
                     if fresh {
-                        self.early.extend_from_slice(&s.read[..n]);
+                        early.extend_from_slice(&s.read[..n]);
                     }
                     if drained && !self.peer_closed {
                         return Next::Wait;
@@ -397,14 +417,14 @@ impl Conn {
                 }
                 Parse::Done { header, consumed } => {
                     if fresh {
-                        self.early.extend_from_slice(&s.read[consumed..n]);
+                        early.extend_from_slice(&s.read[consumed..n]);
                     } else {
-                        self.early.drain(..consumed);
+                        early.drain(..consumed);
                     }
-                    if self.early.is_empty() {
-                        self.early = Vec::new();
+                    if early.is_empty() {
+                        *early = Vec::new();
                     }
-                    self.early_drained = drained;
+                    self.early.drained = drained;
                     return Next::Header(header);
                 }
                 Parse::Invalid(why) => return Next::BadHeader(BadHeader::Invalid(why)),
