@@ -356,7 +356,10 @@ impl Conn {
                 // HAProxy ends its health checks (and aborted sessions) with
                 // a reset, to leave no TIME_WAIT behind: from a balancer that
                 // is how a connection ends, not a failure.
-                Err(e) if self.route != Route::Direct && e.kind() == io::ErrorKind::ConnectionReset => {
+                Err(e)
+                    if self.route != Route::Direct
+                        && e.kind() == io::ErrorKind::ConnectionReset =>
+                {
                     return Next::Close(CloseReason::Eof)
                 }
                 Err(_) => return Next::Close(CloseReason::Error),
