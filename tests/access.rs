@@ -492,6 +492,17 @@ fn ipv4_rules_apply_to_clients_of_a_dual_stack_socket() {
         assert!(Instant::now() < deadline, "nothing listens on [::]:{port}");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The probe started jamd; wait until it has taken the socket, so that a
+    // slow start on a loaded machine is not mistaken for a failure below.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("socket(s) from the service manager") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "jamd did not start: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // The clients reach jamd as ::ffff:127.0.0.x: the IPv4 entry matches.
     assert_refused("127.0.0.2", to, "access denied");
     let mut held = From::connect("127.0.0.3", to);
