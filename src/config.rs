@@ -32,7 +32,7 @@
 
 use std::fmt;
 use std::io::Read as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
@@ -66,6 +66,48 @@ pub struct Config {
     pub access: AccessConfig,
     /// `[proxy]`: load balancers that send a PROXY protocol header.
     pub proxy: ProxyConfig,
+    /// `[metrics]`: the Prometheus endpoint.
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct MetricsConfig {
+    /// Where `/metrics` is served; `None` (written `""`) is off. Bound at
+    /// start only: a change needs a restart.
+    #[serde(serialize_with = "serialize_listen")]
+    pub listen: Option<SocketAddr>,
+}
+
+fn serialize_listen<S: Serializer>(addr: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&addr.map(|a| a.to_string()).unwrap_or_default())
+}
+
+/// `metrics.listen`: `""` or an address with a port. Only an address: the
+/// socket must be exactly where the operator said, not wherever a host name
+/// resolves today.
+fn parse_listen(s: &str) -> Result<Option<SocketAddr>, String> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    s.parse().map(Some).map_err(|_| {
+        format!(
+            "expected an address and port such as \"127.0.0.1:9645\" or \"[::1]:9645\", \
+             or \"\" for off, found the string {s:?}"
+        )
+    })
+}
+
+fn read_metrics(mut keys: Keys<'_, '_>) -> Result<MetricsConfig, Invalid> {
+    let mut m = MetricsConfig::default();
+    keys.read("listen", &mut m.listen, |v| {
+        v.parse_str(
+            "an address and port such as \"127.0.0.1:9645\", or \"\" for off",
+            parse_listen,
+        )
+    })?;
+    keys.finish()?;
+    Ok(m)
 }
 
 /// `[server]`.
@@ -610,6 +652,7 @@ fn read_config(mut root: Keys<'_, '_>) -> Result<Config, Invalid> {
     root.read("log", &mut c.log, |v| read_log(v.table()?))?;
     root.read("access", &mut c.access, |v| read_access(v.table()?))?;
     root.read("proxy", &mut c.proxy, |v| read_proxy(v.table()?))?;
+    root.read("metrics", &mut c.metrics, |v| read_metrics(v.table()?))?;
     root.finish()?;
     if !zone_given {
         // The default "local", resolved strictly: a broken TZ or
@@ -1178,6 +1221,8 @@ facility = "local3"
 syslog_socket = "udp://127.0.0.1:514"
 level = "debug"
 connections = false
+[metrics]
+listen = "[::1]:9645"
 "#,
         )
         .unwrap();
@@ -1200,6 +1245,35 @@ connections = false
         );
         assert_eq!(c.log.level, Level::Debug);
         assert!(!c.log.connections);
+        assert_eq!(c.metrics.listen, Some("[::1]:9645".parse().unwrap()));
+    }
+
+    #[test]
+    fn metrics_listen_is_off_or_an_address_with_a_port() {
+        assert_eq!(Config::default().metrics.listen, None);
+        let c = parse("[metrics]\nlisten = \"\"\n").unwrap();
+        assert_eq!(c.metrics.listen, None);
+        let c = parse("[metrics]\nlisten = \"127.0.0.1:9645\"\n").unwrap();
+        assert_eq!(c.metrics.listen, Some("127.0.0.1:9645".parse().unwrap()));
+        for bad in ["localhost:9645", "127.0.0.1", "9645", ":9645", "::1:9645"] {
+            let e = parse(&format!("[metrics]\nlisten = \"{bad}\"\n")).unwrap_err();
+            assert!(e.starts_with("jamd.toml:2:10: metrics.listen: expected an address and port such as \"127.0.0.1:9645\""), "{e}");
+            assert!(e.contains(&format!("found the string {bad:?}")), "{e}");
+        }
+        let e = parse("[metrics]\nlisten = 9645\n").unwrap_err();
+        assert!(
+            e.contains("metrics.listen: expected an address and port"),
+            "{e}"
+        );
+        let e = parse("[metrics]\nport = 9645\n").unwrap_err();
+        assert!(e.contains("metrics.port: unknown key"), "{e}");
+        // -t prints it so that the output is a valid file again.
+        let c = parse("[metrics]\nlisten = \"[::1]:9645\"\n").unwrap();
+        let again = parse(&c.to_toml()).unwrap();
+        assert_eq!(again, c);
+        assert!(Config::default()
+            .to_toml()
+            .contains("[metrics]\nlisten = \"\"\n"));
     }
 
     #[test]

@@ -41,6 +41,8 @@ struct Inner {
     level: AtomicU8,
     connections: AtomicBool,
     dropped: Arc<AtomicU64>,
+    /// Every line ever lost, for `jamd_log_lines_dropped_total`.
+    dropped_total: Arc<AtomicU64>,
     /// New sinks after a reload, picked up by the logging thread. A slot, not
     /// a queued message: a reload must not wait behind a full queue.
     reconfigure: Arc<Mutex<Option<Sinks>>>,
@@ -76,6 +78,7 @@ impl Logger {
     pub fn start(config: &LogConfig, stdio_is_client: bool) -> Logger {
         let (tx, rx) = mpsc::sync_channel(QUEUE_LINES);
         let dropped = Arc::new(AtomicU64::new(0));
+        let dropped_total = Arc::new(AtomicU64::new(0));
         let sinks = Sinks {
             target: config.target,
             facility: config.facility,
@@ -83,7 +86,12 @@ impl Logger {
             stdio_is_client,
         };
         let reconfigure = Arc::new(Mutex::new(None));
-        let writer = Writer::new(sinks, Arc::clone(&dropped), Arc::clone(&reconfigure));
+        let writer = Writer::new(
+            sinks,
+            Arc::clone(&dropped),
+            Arc::clone(&dropped_total),
+            Arc::clone(&reconfigure),
+        );
         // If the thread cannot start, lines are dropped and counted: logging
         // must never stop the service.
         let _ = thread::Builder::new()
@@ -95,6 +103,7 @@ impl Logger {
                 level: AtomicU8::new(level_index(config.level)),
                 connections: AtomicBool::new(config.connections),
                 dropped,
+                dropped_total,
                 reconfigure,
             }),
         }
@@ -140,6 +149,7 @@ impl Logger {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+                self.inner.dropped_total.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -167,6 +177,11 @@ impl Logger {
     /// Lines dropped so far and not yet reported.
     pub fn dropped(&self) -> u64 {
         self.inner.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Lines dropped since start, reported or not (a counter that only grows).
+    pub fn dropped_total(&self) -> u64 {
+        self.inner.dropped_total.load(Ordering::Relaxed)
     }
 
     /// Waits (at most `timeout`) until every line queued so far is written.
@@ -199,6 +214,7 @@ struct Writer {
     fallback_stderr: bool,
     next_retry: Instant,
     dropped: Arc<AtomicU64>,
+    dropped_total: Arc<AtomicU64>,
     reconfigure: Arc<Mutex<Option<Sinks>>>,
 }
 
@@ -206,6 +222,7 @@ impl Writer {
     fn new(
         sinks: Sinks,
         dropped: Arc<AtomicU64>,
+        dropped_total: Arc<AtomicU64>,
         reconfigure: Arc<Mutex<Option<Sinks>>>,
     ) -> Writer {
         let mut w = Writer {
@@ -214,6 +231,7 @@ impl Writer {
             fallback_stderr: false,
             next_retry: Instant::now(),
             dropped,
+            dropped_total,
             reconfigure,
         };
         w.open_syslog(true);
@@ -288,6 +306,7 @@ impl Writer {
                 self.report_drops();
                 if !self.write(level, &line) {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.dropped_total.fetch_add(1, Ordering::Relaxed);
                 }
             }
             Msg::Flush(ack) => {
@@ -603,13 +622,20 @@ mod tests {
         sock.set_read_timeout(Some(Duration::from_millis(500)))
             .unwrap();
         let mut buf = [0u8; 2048];
-        let mut reported = false;
-        while Instant::now() < deadline && !reported {
+        let mut reported = None;
+        while Instant::now() < deadline && reported.is_none() {
             if let Ok(n) = sock.recv(&mut buf) {
-                reported = String::from_utf8_lossy(&buf[..n]).contains("log line(s)");
+                let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+                reported = line
+                    .split("dropped ")
+                    .nth(1)
+                    .filter(|rest| rest.contains(" log line(s)"))
+                    .and_then(|rest| rest.split(' ').next()?.parse::<u64>().ok());
             }
         }
-        assert!(reported);
+        let reported = reported.expect("a dropped N log line(s) line");
+        // The total keeps what was reported (for jamd_log_lines_dropped_total).
+        assert!(logger.dropped_total() >= reported);
     }
 
     #[test]
@@ -632,5 +658,6 @@ mod tests {
             assert!(line.ends_with(&format!(": burst {b} line {i}")), "{line}");
         }
         assert_eq!(logger.dropped(), 0);
+        assert_eq!(logger.dropped_total(), 0);
     }
 }

@@ -8,6 +8,7 @@
 
 use crate::config::{Config, ServerConfig};
 use crate::log::Logger;
+use crate::metrics::Reload;
 use crate::server::Server;
 
 use super::config_file::ConfigFile;
@@ -26,6 +27,7 @@ pub fn reload(file: &ConfigFile, server: &Server, log: &Logger, stdio_is_client:
             loaded.config
         }
         Err(why) => {
+            server.count_reload(Reload::Failed);
             log.error(format!(
                 "reload failed: {why}; keeping the previous configuration"
             ));
@@ -33,7 +35,15 @@ pub fn reload(file: &ConfigFile, server: &Server, log: &Logger, stdio_is_client:
         }
     };
     let running = server.runtime();
-    let needs_restart = keep_running(&mut new.server, &running.config.server);
+    let mut needs_restart: Vec<String> = keep_running(&mut new.server, &running.config.server)
+        .into_iter()
+        .map(|key| format!("server.{key}"))
+        .collect();
+    // The metrics socket is bound once, at start.
+    if new.metrics.listen != running.config.metrics.listen {
+        new.metrics.listen = running.config.metrics.listen;
+        needs_restart.push("metrics.listen".into());
+    }
     for warning in new.warnings() {
         log.warn(warning);
     }
@@ -49,11 +59,10 @@ pub fn reload(file: &ConfigFile, server: &Server, log: &Logger, stdio_is_client:
         "reload: configuration generation {generation} in effect, {} worker(s) told",
         server.workers()
     ));
+    server.count_reload(Reload::Ok);
     log.info("configuration reloaded");
     for key in needs_restart {
-        log.warn(format!(
-            "server.{key} changed: restart jamd for it to take effect"
-        ));
+        log.warn(format!("{key} changed: restart jamd for it to take effect"));
     }
 }
 

@@ -3,6 +3,7 @@
 //! that list where its comment says why it must come there.
 
 use std::fmt::Display;
+use std::net::TcpListener;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -22,6 +23,8 @@ pub struct Started {
     pub signals: Signals,
     /// The sockets to serve: inherited or bound.
     pub sockets: Sockets,
+    /// The `[metrics] listen` socket, bound, when metrics are on.
+    pub metrics: Option<TcpListener>,
     /// The effective configuration.
     pub config: Config,
     /// Where the configuration came from, to read it again on SIGHUP.
@@ -123,10 +126,15 @@ pub fn start(args: &JamdArgs) -> Result<Started, Fatal> {
         None => bind(&config, &log, stdio_is_client)?,
     };
 
+    // The metrics socket, bound like the JAM listeners so that a taken
+    // address stops jamd here rather than surprising anyone later.
+    let metrics = bind_metrics(&config, &sockets, &log, stdio_is_client)?;
+
     let notifier = service_manager(&log);
     Ok(Started {
         signals,
         sockets,
+        metrics,
         config,
         config_file,
         log,
@@ -209,6 +217,32 @@ fn bind(config: &Config, log: &Logger, stdio_is_client: bool) -> Result<Sockets,
             Err(Fatal::new(1, why, stdio_is_client))
         }
     }
+}
+
+/// Binds `metrics.listen`, if set. Not when serving a single inherited
+/// connection (inetd `nowait`, `Accept=yes`): one jamd runs per connection
+/// then, and they would race for the one port.
+fn bind_metrics(
+    config: &Config,
+    sockets: &Sockets,
+    log: &Logger,
+    stdio_is_client: bool,
+) -> Result<Option<TcpListener>, Fatal> {
+    let Some(addr) = config.metrics.listen else {
+        return Ok(None);
+    };
+    if let Sockets::Connection(_) = sockets {
+        log.info("metrics.listen is not used when serving a single connection");
+        return Ok(None);
+    }
+    TcpListener::bind(addr).map(Some).map_err(|e| {
+        log.flush(Duration::from_millis(500));
+        Fatal::new(
+            1,
+            format!("cannot serve metrics on {}: {e}", show_addr(&addr)),
+            stdio_is_client,
+        )
+    })
 }
 
 /// The service manager's notification socket and watchdog, from the environment.

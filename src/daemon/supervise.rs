@@ -48,6 +48,7 @@ pub fn serve(started: Started) -> Result<(), ServerError> {
     let Started {
         signals,
         sockets,
+        metrics,
         config,
         config_file,
         log,
@@ -59,7 +60,10 @@ pub fn serve(started: Started) -> Result<(), ServerError> {
         .register(&mut SourceFd(&signals.fd()), SIGNALS, Interest::READABLE)
         .map_err(ServerError::Setup)?;
     let worker_ended = Waker::new(poll.registry(), WORKER_ENDED).map_err(ServerError::Setup)?;
-    let server = Server::start(config, sockets, log.clone(), worker_ended)?;
+    let mut server = Server::start(config, sockets, log.clone(), worker_ended)?;
+    if let Some(listener) = metrics {
+        server.serve_metrics(listener)?;
+    }
 
     notifier.ready("serving");
     let mut control = Control {

@@ -100,6 +100,20 @@ impl Closed {
     }
 }
 
+impl From<crate::protocol::CloseReason> for Closed {
+    fn from(r: crate::protocol::CloseReason) -> Closed {
+        use crate::protocol::CloseReason as R;
+        match r {
+            R::Quit => Closed::Quit,
+            R::Eof => Closed::Eof,
+            R::Idle => Closed::Idle,
+            R::TooLong => Closed::TooLong,
+            R::Error => Closed::Error,
+            R::Shutdown => Closed::Shutdown,
+        }
+    }
+}
+
 /// A request line that was answered: the `command` label of
 /// `jamd_requests_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,7 +202,6 @@ pub struct Shard {
     refused: [AtomicU64; 5],
     closed: [AtomicU64; 6],
     requests: [AtomicU64; 2],
-    evicted: AtomicU64,
     reloads: [AtomicU64; 2],
     proxy: [AtomicU64; 4],
 }
@@ -227,11 +240,6 @@ impl Shard {
         }
     }
 
-    /// A source was forgotten because the per-source table was full.
-    pub fn evicted(&self) {
-        bump(&self.evicted);
-    }
-
     /// A SIGHUP was handled.
     pub fn reload(&self, result: Reload) {
         bump(&self.reloads[result as usize]);
@@ -254,7 +262,6 @@ impl Shard {
         for (sum, a) in c.requests.iter_mut().zip(&self.requests) {
             *sum += get(a);
         }
-        c.evicted += get(&self.evicted);
         for (sum, a) in c.reloads.iter_mut().zip(&self.reloads) {
             *sum += get(a);
         }
@@ -265,7 +272,9 @@ impl Shard {
 }
 
 /// Every counter of the process: one [`Shard`] per worker plus one for the
-/// control loop (reloads and other rare events).
+/// control loop (reloads). Sources tracked and forgotten are counted by the
+/// per-source table itself, and log lines lost by the logger: a scrape reads
+/// those where they are kept.
 #[derive(Debug)]
 pub struct Metrics {
     shards: Box<[Shard]>,
@@ -314,8 +323,6 @@ pub struct Counters {
     pub closed: [u64; 6],
     /// Request lines answered, by [`Command`].
     pub requests: [u64; 2],
-    /// Sources forgotten because the per-source table was full.
-    pub evicted: u64,
     /// SIGHUPs handled, by [`Reload`].
     pub reloads: [u64; 2],
     /// PROXY headers from trusted balancers, by [`ProxyHeader`].
@@ -365,7 +372,6 @@ mod tests {
         m.worker(1).request(Command::Unknown);
         m.control().reload(Reload::Failed);
         m.control().proxy_header(ProxyHeader::Timeout);
-        m.control().evicted();
         let c = m.counters();
         assert_eq!(c.accepted, 2);
         assert_eq!(c.refused, [0, 0, 1, 0, 0]);
@@ -373,11 +379,18 @@ mod tests {
         assert_eq!(c.requests, [3, 1]);
         assert_eq!(c.reloads, [0, 1]);
         assert_eq!(c.proxy, [0, 0, 0, 1]);
-        assert_eq!(c.evicted, 1);
         assert_eq!(
             c.status_line(1),
             "status: 1 connection(s) open, accepted=2 refused=1 requests=4"
         );
+    }
+
+    #[test]
+    fn close_reasons_keep_the_names_of_the_closed_log_line() {
+        use crate::protocol::CloseReason as R;
+        for r in [R::Quit, R::Eof, R::Idle, R::TooLong, R::Error, R::Shutdown] {
+            assert_eq!(Closed::from(r).label(), r.to_string());
+        }
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub struct Sample {
     pub open: u64,
     /// Sources in the per-source table now.
     pub tracked_sources: u64,
+    /// Sources forgotten so far because the table was full (a counter kept
+    /// by the table).
+    pub evicted_sources: u64,
     /// Log lines lost so far (a counter kept by the logger).
     pub log_lines_dropped: u64,
     /// The `process_*` metrics; what could not be read is left out.
@@ -146,7 +149,7 @@ pub fn render(s: &Sample, out: &mut String) {
         "jamd_tracked_sources_evicted_total",
         Kind::Counter,
         "Sources forgotten because the per-source table was full.",
-        c.evicted,
+        s.evicted_sources,
     );
     o.single(
         "jamd_log_lines_dropped_total",
@@ -221,12 +224,12 @@ mod tests {
                 refused: [1, 2, 3, 4, 5],
                 closed: [1, 1, 1, 1, 1, 0],
                 requests: [10, 2],
-                evicted: 9,
                 reloads: [3, 1],
                 proxy: [4, 3, 2, 1],
             },
             open: 2,
             tracked_sources: 6,
+            evicted_sources: 9,
             log_lines_dropped: 8,
             process: Process {
                 start_time_seconds: Some(1_700_000_000.25),

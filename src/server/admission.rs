@@ -80,6 +80,17 @@ impl Refusal {
         }
     }
 
+    /// The reason label of `jamd_connections_refused_total`.
+    pub(crate) fn metric(self) -> crate::metrics::Refusal {
+        match self {
+            Refusal::AccessDenied => crate::metrics::Refusal::AccessDenied,
+            Refusal::Busy => crate::metrics::Refusal::Busy,
+            Refusal::SourceBusy => crate::metrics::Refusal::SourceBusy,
+            Refusal::RateLimited => crate::metrics::Refusal::RateLimited,
+            Refusal::BadProxyHeader => crate::metrics::Refusal::BadProxyHeader,
+        }
+    }
+
     /// The words of the `refused ADDR: …` log line.
     pub(crate) fn words(self) -> &'static str {
         match self {
@@ -122,15 +133,12 @@ impl Admission {
     }
 
     /// Sources in the per-source table now (`jamd_tracked_sources`).
-    // Read by the metrics scrape (SPEC 9), wired in by src/metrics' engineer.
-    #[allow(dead_code)]
     pub(crate) fn tracked_sources(&self) -> usize {
         self.tracked.load(Ordering::Relaxed)
     }
 
     /// Sources forgotten because the table was full, since start
     /// (`jamd_tracked_sources_evicted_total`).
-    #[allow(dead_code)]
     pub(crate) fn evicted_sources(&self) -> u64 {
         self.evicted.load(Ordering::Relaxed)
     }

@@ -13,8 +13,9 @@ use mio::{Interest, Registry, Token};
 
 use super::admission::Ticket;
 use crate::clock::{Clock, ClockCache};
+use crate::metrics::{Command, Shard};
 pub use crate::protocol::CloseReason;
-use crate::protocol::{write_time_reply, ErrorReply, Reply, Session};
+use crate::protocol::{write_time_reply, Action, ErrorReply, Reply, Session};
 use crate::proxy::{self, Header, Parse};
 
 /// Reads one connection may do per turn before others get theirs.
@@ -73,6 +74,8 @@ pub struct Scratch<'a> {
     pub cache: &'a mut ClockCache,
     /// The clock of the current configuration.
     pub clock: &'a Arc<Clock>,
+    /// The worker's own metrics counters.
+    pub metrics: &'a Shard,
 }
 
 /// Where a connection is in its life.
@@ -335,7 +338,7 @@ impl Conn {
             // What followed the PROXY header: the client's first requests.
             let early = std::mem::take(&mut self.early.bytes);
             s.out.clear();
-            self.answer(&early, s.out, s.cache, s.clock);
+            self.answer(&early, s.out, s.cache, s.clock, s.metrics);
             if !s.out.is_empty() && !self.write_out(s.out) {
                 return self.blocked_or_error();
             }
@@ -365,7 +368,7 @@ impl Conn {
                 Err(_) => return Next::Close(CloseReason::Error),
             };
             s.out.clear();
-            self.answer(&s.read[..n], s.out, s.cache, s.clock);
+            self.answer(&s.read[..n], s.out, s.cache, s.clock, s.metrics);
             if !s.out.is_empty() && !self.write_out(s.out) {
                 return self.blocked_or_error();
             }
@@ -437,15 +440,19 @@ impl Conn {
     }
 
     /// Runs the protocol over `input`, appending the replies it decides on
-    /// to `out`.
+    /// to `out` and counting the requests in `metrics`.
     fn answer(
         &mut self,
         mut input: &[u8],
         out: &mut Vec<u8>,
         cache: &mut ClockCache,
         clock: &Arc<Clock>,
+        metrics: &Shard,
     ) {
         let mut saw_line = false;
+        // Counted here and added once per read: pipelined requests cost one
+        // atomic add, not one each.
+        let (mut times, mut unknown) = (0, 0);
         while let Some(action) = self.session.next_action(&mut input) {
             saw_line = true;
             match action.reply() {
@@ -457,11 +464,16 @@ impl Conn {
                 self.mark_closing(reason);
             }
             if action.is_answered() {
-                // SPEC 9: the `requests{command}` counter goes here (the
-                // worker's metrics shard lent through `Scratch`).
                 self.requests += 1;
             }
+            match action {
+                Action::Time => times += 1,
+                Action::Unknown => unknown += 1,
+                _ => {}
+            }
         }
+        metrics.requests(Command::Time, times);
+        metrics.requests(Command::Unknown, unknown);
         if saw_line {
             self.last_line = Instant::now();
         }

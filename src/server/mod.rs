@@ -27,6 +27,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::listen::{show_addr, Sockets};
 use crate::log::Logger;
+use crate::metrics::{self, Metrics, Reload};
 
 /// The configuration as the workers see it: swapped whole on reload.
 #[derive(Debug)]
@@ -63,6 +64,9 @@ pub(crate) struct Shared {
     generation: AtomicU64,
     /// Who is served: the open count and the per-source table.
     admission: Arc<admission::Admission>,
+    /// The counters behind `/metrics` and SIGUSR1's status line: created
+    /// once, so they survive reloads.
+    metrics: Metrics,
     /// SIGTERM arrived: stop accepting, drain.
     stopping: AtomicBool,
     /// The grace period is over: tell the remaining clients and close.
@@ -88,6 +92,19 @@ impl Shared {
     fn runtime(&self) -> (u64, Arc<Runtime>) {
         let guard = lock(&self.current);
         (self.generation.load(Ordering::Acquire), Arc::clone(&guard))
+    }
+
+    /// Everything a scrape shows, now.
+    fn sample(&self) -> metrics::Sample {
+        metrics::Sample {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            counters: self.metrics.counters(),
+            open: self.admission.open() as u64,
+            tracked_sources: self.admission.tracked_sources() as u64,
+            evicted_sources: self.admission.evicted_sources(),
+            log_lines_dropped: self.log.dropped_total(),
+            process: metrics::process::Process::read(),
+        }
     }
 
     /// Logs `refused ADDR: WHY` (with `(DETAIL)` when given: the reason a
@@ -168,6 +185,9 @@ impl std::error::Error for ServerError {}
 pub struct Server {
     shared: Arc<Shared>,
     pool: Pool,
+    /// The `/metrics` endpoint, when `[metrics] listen` is set; stopped
+    /// (its thread joined) when the server is.
+    endpoint: Option<metrics::http::Endpoint>,
 }
 
 impl Server {
@@ -189,6 +209,7 @@ impl Server {
             admission: admission::Admission::new(&runtime),
             current: Mutex::new(runtime),
             generation: AtomicU64::new(0),
+            metrics: Metrics::new(workers),
             stopping: AtomicBool::new(false),
             grace_over: AtomicBool::new(false),
             log,
@@ -198,7 +219,43 @@ impl Server {
             workers_ended: AtomicUsize::new(0),
         });
         let pool = spawn_workers(&shared, sockets, workers).map_err(ServerError::Setup)?;
-        Ok(Server { shared, pool })
+        Ok(Server {
+            shared,
+            pool,
+            endpoint: None,
+        })
+    }
+
+    /// Serves `/metrics` on `listener` (bound from `[metrics] listen`), on
+    /// a thread of its own, and logs where.
+    pub fn serve_metrics(&mut self, listener: TcpListener) -> Result<(), ServerError> {
+        let addr = listener.local_addr().map_err(ServerError::Setup)?;
+        let scrape = Arc::clone(&self.shared);
+        let log = self.shared.log.clone();
+        let endpoint = metrics::http::Endpoint::start(
+            listener,
+            Box::new(move |out: &mut String| metrics::render(&scrape.sample(), out)),
+            Box::new(move |why: String| log.warn(why)),
+        )
+        .map_err(ServerError::Setup)?;
+        self.shared
+            .log
+            .info(format!("metrics at http://{}/metrics", show_addr(&addr)));
+        self.endpoint = Some(endpoint);
+        Ok(())
+    }
+
+    /// Counts a SIGHUP, put in effect or not (`jamd_reloads_total`).
+    pub fn count_reload(&self, result: Reload) {
+        self.shared.metrics.control().reload(result);
+    }
+
+    /// SIGUSR1's `status:` line, from the counters a scrape shows.
+    pub fn status_line(&self) -> String {
+        self.shared
+            .metrics
+            .counters()
+            .status_line(self.shared.admission.open() as u64)
     }
 
     /// The configuration in effect.
@@ -247,11 +304,12 @@ impl Server {
         self.shared.workers_ended.load(Ordering::SeqCst) >= self.pool.handles.len()
     }
 
-    /// Waits for every worker thread to finish.
+    /// Waits for every worker thread to finish; stops the metrics endpoint.
     pub fn join(self) {
         for handle in self.pool.handles {
             let _ = handle.join();
         }
+        drop(self.endpoint);
         // No refusal count is ever lost, also at the end.
         self.shared.refusals_tick(true);
     }

@@ -17,6 +17,7 @@ use super::{Runtime, Shared};
 use crate::clock::ClockCache;
 use crate::config::Level;
 use crate::listen::show_addr;
+use crate::metrics::ProxyHeader;
 use crate::proxy::Header;
 
 /// The token of the waker the control loop uses.
@@ -233,6 +234,7 @@ impl Worker {
                 out: &mut self.out_buf,
                 cache: &mut self.cache,
                 clock: &self.rt.clock,
+                metrics: self.shared.metrics.worker(self.id),
             },
         )
     }
@@ -358,7 +360,7 @@ impl Worker {
     /// A client is served from now on: `connection from CLIENT`, with
     /// `via BALANCER` when a PROXY header named it.
     fn announce(&self, conn: &Conn) {
-        // SPEC 9: the `accepted` counter goes here.
+        self.shared.metrics.worker(self.id).accepted();
         if !self.shared.log.connections() {
             return;
         }
@@ -385,7 +387,10 @@ impl Worker {
         let balancer = *conn.peer();
         match header {
             Header::Proxied { client, .. } => {
-                // SPEC 9: `proxy_headers{result="proxy"}` goes here.
+                self.shared
+                    .metrics
+                    .worker(self.id)
+                    .proxy_header(ProxyHeader::Proxy);
                 if let Err(refusal) = conn.ticket_mut().name_client(&self.rt, client.ip()) {
                     let conn = self.conns.remove(key);
                     conn.refuse(refusal.reply());
@@ -395,7 +400,10 @@ impl Worker {
                 conn.serve_as(client, Some(balancer));
             }
             Header::Local { .. } => {
-                // SPEC 9: `proxy_headers{result="local"}` goes here.
+                self.shared
+                    .metrics
+                    .worker(self.id)
+                    .proxy_header(ProxyHeader::Local);
                 conn.serve_as(balancer, None);
             }
         }
@@ -409,8 +417,11 @@ impl Worker {
         let Some(conn) = self.conns.try_remove(key) else {
             return;
         };
-        // SPEC 9: `proxy_headers{result="timeout"}` for `BadHeader::Late`,
-        // `result="invalid"` for the others.
+        let result = match why {
+            BadHeader::Late(_) => ProxyHeader::Timeout,
+            BadHeader::Invalid(_) | BadHeader::Truncated => ProxyHeader::Invalid,
+        };
+        self.shared.metrics.worker(self.id).proxy_header(result);
         let balancer = *conn.peer();
         conn.close(CloseReason::Error);
         self.refused(&balancer, Refusal::BadProxyHeader, Some(&why));
@@ -424,7 +435,10 @@ impl Worker {
     /// Logs a refusal: a debug line for each, and the rate-limited
     /// `refused ADDR: WHY` line (SPEC 8), with `detail` in parentheses.
     fn refused(&self, peer: &SocketAddr, refusal: Refusal, detail: Option<&BadHeader>) {
-        // SPEC 9: the `refused{reason}` counter goes here.
+        self.shared
+            .metrics
+            .worker(self.id)
+            .refused(refusal.metric());
         if self.shared.log.enabled(Level::Debug) {
             let detail = detail.map(|d| format!(" ({d})")).unwrap_or_default();
             self.shared.log.debug(format!(
@@ -450,7 +464,9 @@ impl Worker {
         if !conn.is_client() {
             return conn.close(reason);
         }
-        // SPEC 9: the `closed{reason}` counter goes here.
+        // Counted before the socket closes: when the client sees the close,
+        // a scrape already shows it.
+        self.shared.metrics.worker(self.id).closed(reason.into());
         if self.shared.log.connections() {
             self.shared.log.info(format!(
                 "closed {} requests={} duration_ms={} reason={}",
