@@ -10,11 +10,11 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{temp_dir, Jamd};
+use common::{temp_dir, ChildGuard, Client, Jamd};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -459,6 +459,103 @@ fn a_per_source_refusal_is_counted_as_source_busy() {
     );
 }
 
+/// A client connecting from `src` (127.0.0.2, … play other hosts).
+fn connect_from(src: &str, to: SocketAddr) -> Client {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let from: SocketAddr = format!("{src}:0").parse().unwrap();
+    socket.bind(&from.into()).unwrap();
+    socket.connect_timeout(&to.into(), T).unwrap();
+    Client::from_stream(socket.into())
+}
+
+#[test]
+fn a_denied_client_is_counted_as_access_denied_and_never_admitted() {
+    let s = start("[access]\ndeny = [\"127.0.0.2\"]\n");
+    let c0 = counts(s.metrics);
+    for _ in 0..2 {
+        let mut denied = connect_from("127.0.0.2", s.jamd.addr);
+        assert_eq!(denied.line(), "ERROR access denied");
+        assert!(denied.closed());
+    }
+    let c1 = expect_delta(s.metrics, &c0, &[("access_denied", 2.0)]);
+    let mut c = connect_from("127.0.0.3", s.jamd.addr);
+    assert!(c.ask("TIME").starts_with("JAM "));
+    drop(c);
+    expect_delta(
+        s.metrics,
+        &c1,
+        &[("accepted", 1.0), ("\"time", 1.0), ("eof", 1.0)],
+    );
+}
+
+#[test]
+fn a_client_over_its_source_rate_is_counted_as_rate_limited() {
+    let s = start("[server]\nconnection_rate_per_source = 1\nconnection_burst_per_source = 1\n");
+    let c0 = counts(s.metrics);
+    // The bucket holds one token and gains one a second: connecting in a
+    // quick loop soon finds it empty. How many got in first depends on the
+    // machine's speed; the counters must say exactly what the clients saw.
+    let (mut served, mut limited) = (0.0, 0.0);
+    for _ in 0..20 {
+        let mut c = connect_from("127.0.0.4", s.jamd.addr);
+        c.send(b"QUIT\r\n");
+        match c.line_raw().as_str() {
+            "ERROR rate limited\r\n" => limited += 1.0,
+            "" => served += 1.0, // QUIT: closed without a reply
+            other => panic!("unexpected reply {other:?}"),
+        }
+        assert!(c.closed());
+        if limited >= 2.0 {
+            break;
+        }
+    }
+    assert!(limited >= 2.0, "never rate limited in 20 quick connections");
+    expect_delta(
+        s.metrics,
+        &c0,
+        &[
+            ("accepted", served),
+            ("quit", served),
+            ("rate_limited", limited),
+        ],
+    );
+}
+
+#[test]
+fn the_per_source_table_is_shown_and_its_evictions_counted() {
+    // Room for two sources; each client leaves its source's bucket short of
+    // a token for a second, so the source stays in the table until then.
+    let s = start(
+        "[server]\nmax_connections = 2\nmax_tracked_sources = 2\n\
+         connection_rate_per_source = 1\nconnection_burst_per_source = 5\n",
+    );
+    let mut held = connect_from("127.0.1.1", s.jamd.addr);
+    assert!(held.ask("TIME").starts_with("JAM "));
+    let deadline = Instant::now() + T;
+    let mut all = scrape(s.metrics);
+    while all["jamd_tracked_sources"] != 1.0 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+        all = scrape(s.metrics);
+    }
+    assert_eq!(all["jamd_tracked_sources"], 1.0, "one source with a client");
+    assert_eq!(all["jamd_tracked_sources_evicted_total"], 0.0);
+    // New sources one after another: the table is full, so the one seen
+    // longest ago without a client is forgotten (never 127.0.1.1).
+    for i in 2..12 {
+        let mut c = connect_from(&format!("127.0.1.{i}"), s.jamd.addr);
+        assert!(c.ask("TIME").starts_with("JAM "), "127.0.1.{i}");
+        c.send(b"QUIT\r\n");
+        assert!(c.closed());
+    }
+    let all = scrape(s.metrics);
+    assert!(all["jamd_tracked_sources"] <= 2.0, "{all:?}");
+    assert!(
+        all["jamd_tracked_sources_evicted_total"] >= 1.0,
+        "ten new sources through a table of two, none forgotten: {all:?}"
+    );
+    assert!(held.ask("TIME").starts_with("JAM "));
+}
+
 #[test]
 fn counters_survive_reloads_which_are_counted() {
     let s = start("");
@@ -510,16 +607,6 @@ fn a_bad_metrics_address_is_a_config_error_and_a_taken_one_a_start_failure() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains(&addr.to_string()), "{err}");
     assert!(err.contains("metrics"), "{err}");
-}
-
-/// A process stopped by its pid when the test ends, however it ends.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// A loopback port free a moment ago (Prometheus cannot be told to pick one
@@ -587,19 +674,19 @@ fn a_real_prometheus_scrapes_jamd() {
     for _ in 0..3 {
         let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = dir.join("prometheus.log");
-        let child = Command::new(&prometheus)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address={api}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start prometheus");
-        let mut guard = KillOnDrop(child);
+        // Stopped by its pid when the guard drops, however the test ends.
+        let mut guard = ChildGuard::spawn(
+            Command::new(&prometheus)
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.join("data").display()
+                ))
+                .arg(format!("--web.listen-address={api}"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap()),
+        );
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut up = None;
         while Instant::now() < deadline {
