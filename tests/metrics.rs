@@ -557,6 +557,69 @@ fn the_per_source_table_is_shown_and_its_evictions_counted() {
 }
 
 #[test]
+fn proxy_headers_are_counted_by_result() {
+    // 127.0.0.5 plays the balancer; everyone else connects directly.
+    let s = start("[proxy]\ntrusted = [\"127.0.0.5\"]\nheader_timeout = 1\n");
+    let a = s.metrics;
+    let c0 = scrape(a);
+    let proxy = |all: &HashMap<String, f64>, result: &str| {
+        all[&format!("jamd_proxy_headers_total{{result=\"{result}\"}}")]
+    };
+    let bad = "jamd_connections_refused_total{reason=\"bad_proxy_header\"}";
+
+    // A header naming a client: served as that client.
+    let mut c = connect_from("127.0.0.5", s.jamd.addr);
+    c.send(b"PROXY TCP4 192.0.2.7 127.0.0.1 4242 45000\r\nTIME\r\n");
+    assert!(c.line().starts_with("JAM "));
+    c.send(b"QUIT\r\n");
+    assert!(c.closed());
+    // A health check (v1 UNKNOWN): served as the balancer itself.
+    let mut c = connect_from("127.0.0.5", s.jamd.addr);
+    c.send(b"PROXY UNKNOWN\r\nQUIT\r\n");
+    assert!(c.closed());
+    // Not a header: closed without a reply.
+    let mut c = connect_from("127.0.0.5", s.jamd.addr);
+    c.send(b"TIME\r\n");
+    assert_eq!(c.line_raw(), "");
+    // Half a header, then nothing: closed after header_timeout.
+    let mut c = connect_from("127.0.0.5", s.jamd.addr);
+    c.send(b"PROXY TCP4 192.0.2.7");
+    assert_eq!(c.line_raw(), "");
+
+    let deadline = Instant::now() + T;
+    let mut now = scrape(a);
+    while (proxy(&now, "timeout") == proxy(&c0, "timeout")
+        || now["jamd_connections_closed_total{reason=\"quit\"}"] < 2.0)
+        && Instant::now() < deadline
+    {
+        thread::sleep(Duration::from_millis(50));
+        now = scrape(a);
+    }
+    for (result, want) in [
+        ("proxy", 1.0),
+        ("local", 1.0),
+        ("invalid", 1.0),
+        ("timeout", 1.0),
+    ] {
+        assert_eq!(
+            proxy(&now, result) - proxy(&c0, result),
+            want,
+            "{result}: {now:?}"
+        );
+    }
+    assert_eq!(
+        now[bad] - c0[bad],
+        2.0,
+        "invalid and late headers are refusals"
+    );
+    // Only the two served connections were clients.
+    assert_eq!(now["jamd_connections_accepted_total"], 2.0);
+    assert_eq!(now["jamd_connections_closed_total{reason=\"quit\"}"], 2.0);
+    assert_eq!(now["jamd_requests_total{command=\"time\"}"], 1.0);
+    assert_eq!(now["jamd_connections_open"], 0.0);
+}
+
+#[test]
 fn counters_survive_reloads_which_are_counted() {
     let s = start("");
     let mut c = s.jamd.connect();
