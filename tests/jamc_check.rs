@@ -907,3 +907,37 @@ fn the_fleet_cron_example_is_silent_when_all_is_well_and_names_the_worst_otherwi
     assert!(log.starts_with(&head), "{log}");
     assert_eq!(log.lines().count(), 4, "{log}");
 }
+
+#[test]
+fn several_servers_in_json_and_raw_say_which_server_answered() {
+    let a = offset_server(0);
+    let b = TestServer::start(|_| b"ERROR server busy\r\n".to_vec());
+    let run = jamc(&["--json", &a.target(), &b.target()]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let servers: Vec<String> = run
+        .stdout
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("JSON line");
+            v["server"].as_str().unwrap_or_default().to_string()
+        })
+        .collect();
+    assert_eq!(servers, [a.target(), b.target()], "{run:?}");
+    let run = jamc(&["--raw", &a.target(), &b.target()]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{run:?}");
+    assert!(
+        lines[0].starts_with(&format!("{} JAM ", a.target())),
+        "{run:?}"
+    );
+    assert_eq!(
+        lines[1],
+        format!("{} ERROR server busy", b.target()),
+        "{run:?}"
+    );
+    assert!(
+        run.stderr.contains("server said ERROR server busy"),
+        "{run:?}"
+    );
+}
