@@ -24,6 +24,9 @@
 //! - [`client`]: what jamc does (query, parallel, check), and its command line.
 //! - [`completions`]: shell completions for both programs, from their clap definitions.
 //! - `sys` (private): the only `unsafe` code, thin wrappers over system calls.
+//!
+//! `ARCHITECTURE.md` says how they fit: the threads, who owns what, and where
+//! a new key, limit, refusal reason or metric goes.
 
 // Every public item of the library has a doc comment. (Set here, not in
 // Cargo.toml's [lints]: there it would also ask it of the benchmark's main.)
