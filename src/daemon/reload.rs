@@ -6,7 +6,7 @@
 //! At `level = "debug"` each step is logged: the file read, every key that
 //! changed with its old and new value, and the generation put in effect.
 
-use crate::config::{Config, ServerConfig};
+use crate::config::Config;
 use crate::log::Logger;
 use crate::metrics::Reload;
 use crate::server::Server;
@@ -35,15 +35,7 @@ pub fn reload(file: &ConfigFile, server: &Server, log: &Logger, stdio_is_client:
         }
     };
     let running = server.runtime();
-    let mut needs_restart: Vec<String> = keep_running(&mut new.server, &running.config.server)
-        .into_iter()
-        .map(|key| format!("server.{key}"))
-        .collect();
-    // The metrics socket is bound once, at start.
-    if new.metrics.listen != running.config.metrics.listen {
-        new.metrics.listen = running.config.metrics.listen;
-        needs_restart.push("metrics.listen".into());
-    }
+    let needs_restart = keep_running(&mut new, &running.config);
     for warning in new.warnings() {
         log.warn(warning);
     }
@@ -67,19 +59,27 @@ pub fn reload(file: &ConfigFile, server: &Server, log: &Logger, stdio_is_client:
 }
 
 /// Puts back the running value of each key that needs a restart (the
-/// listening sockets, the worker count) and returns those that changed.
-fn keep_running(new: &mut ServerConfig, running: &ServerConfig) -> Vec<&'static str> {
+/// sockets, bound once at start, and the worker count) and returns those
+/// that changed.
+fn keep_running(new: &mut Config, running: &Config) -> Vec<&'static str> {
     let mut changed = Vec::new();
     // A new restart-only key goes into this list.
     macro_rules! restart_only {
-        ($($key:ident),*) => {$(
-            if new.$key != running.$key {
-                changed.push(stringify!($key));
-                new.$key = running.$key.clone();
+        ($($section:ident . $key:ident),*) => {$(
+            if new.$section.$key != running.$section.$key {
+                changed.push(concat!(stringify!($section), ".", stringify!($key)));
+                new.$section.$key = running.$section.$key.clone();
             }
         )*};
     }
-    restart_only!(port, bind, backlog, reuse_address, workers);
+    restart_only!(
+        server.port,
+        server.bind,
+        server.backlog,
+        server.reuse_address,
+        server.workers,
+        metrics.listen
+    );
     changed
 }
 
@@ -119,24 +119,35 @@ fn diff(at: &str, old: &toml::Value, new: &toml::Value, out: &mut Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ServerConfig;
 
     #[test]
     fn restart_only_keys_keep_their_running_values_and_are_named() {
-        let running = ServerConfig::default();
-        let mut new = ServerConfig {
-            port: running.port + 1,
-            backlog: running.backlog + 1,
-            workers: running.workers + 2,
-            max_connections: running.max_connections + 1,
-            ..running.clone()
-        };
+        let running = Config::default();
+        let mut new = running.clone();
+        new.server.port = running.server.port + 1;
+        new.server.backlog = running.server.backlog + 1;
+        new.server.workers = running.server.workers + 2;
+        new.server.max_connections = running.server.max_connections + 1;
+        new.metrics.listen = Some("127.0.0.1:9645".parse().unwrap());
         let changed = keep_running(&mut new, &running);
-        assert_eq!(changed, ["port", "backlog", "workers"]);
-        assert_eq!(new.port, running.port);
-        assert_eq!(new.backlog, running.backlog);
-        assert_eq!(new.workers, running.workers);
-        // Applied at once, so kept as given.
-        assert_eq!(new.max_connections, running.max_connections + 1);
+        assert_eq!(
+            changed,
+            [
+                "server.port",
+                "server.backlog",
+                "server.workers",
+                "metrics.listen"
+            ]
+        );
+        assert_eq!(
+            new.server,
+            ServerConfig {
+                max_connections: running.server.max_connections + 1,
+                ..running.server.clone()
+            }
+        );
+        assert_eq!(new.metrics.listen, running.metrics.listen);
     }
 
     #[test]
