@@ -176,7 +176,13 @@ pub fn write_time_reply(out: &mut Vec<u8>, rendered_time: &str) {
 ///
 /// A trailing CR (of a CR LF terminator) is ignored.
 pub fn parse_line(line: &[u8]) -> Action {
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    parse_body(line.strip_suffix(b"\r").unwrap_or(line))
+}
+
+/// Classifies a line whose terminator (LF or CR LF) is already gone: a CR
+/// left inside it is a character of the line, not a blank (`TIME\r\r\n`
+/// is not TIME).
+fn parse_body(line: &[u8]) -> Action {
     let word = trim_blanks(line);
     if word.is_empty() {
         Action::Empty
@@ -304,7 +310,7 @@ fn classify(line: &[u8], max_line: usize) -> Action {
     if body.len() > max_line {
         return Action::TooLong;
     }
-    parse_line(body)
+    parse_body(body)
 }
 
 fn memchr_lf(s: &[u8]) -> Option<usize> {
@@ -387,6 +393,7 @@ mod tests {
     fn nul_and_control_bytes_are_an_unknown_command() {
         assert_eq!(run(256, &[b"TIME\0\r\n"]), [Unknown]);
         assert_eq!(run(256, &[b"\rTIME\r\n"]), [Unknown]);
+        assert_eq!(run(256, &[b"TIME\r\r\n"]), [Unknown]);
     }
 
     #[test]
