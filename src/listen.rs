@@ -39,7 +39,21 @@ pub enum ListenError {
 impl fmt::Display for ListenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ListenError::Bind { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
+            ListenError::Bind { addr, error } => {
+                write!(f, "cannot listen on {}: {error}", show_addr(addr))?;
+                match error.raw_os_error() {
+                    Some(libc::EADDRINUSE) => f.write_str(
+                        "; another program (or another jamd) holds this port: stop it, or choose another port (server.port, -p)",
+                    ),
+                    Some(libc::EACCES) => f.write_str(
+                        "; ports below 1024 need root or CAP_NET_BIND_SERVICE (the shipped unit grants it)",
+                    ),
+                    Some(libc::EADDRNOTAVAIL) => f.write_str(
+                        "; the address is not on this host: check server.bind (ip address shows the host's addresses)",
+                    ),
+                    _ => Ok(()),
+                }
+            }
             ListenError::NoAddress => write!(f, "no address to listen on (server.bind is empty)"),
             ListenError::Inherited(why) => f.write_str(why),
         }
@@ -56,22 +70,78 @@ pub struct Bound {
     pub skipped: Vec<(SocketAddr, io::Error)>,
 }
 
+impl Bound {
+    /// The warnings to log for the skipped addresses:
+    /// `skipping [::]:45000: no IPv6 on this host? (Address family not supported by protocol)`.
+    pub fn skip_warnings(&self) -> Vec<String> {
+        self.skipped
+            .iter()
+            .map(|(addr, why)| {
+                format!(
+                    "skipping {}: no IPv6 on this host? ({})",
+                    show_addr(addr),
+                    without_errno(why)
+                )
+            })
+            .collect()
+    }
+}
+
+/// An I/O error's text without the ` (os error N)` the standard library adds.
+fn without_errno(e: &io::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" (os error ") {
+        Some(i) if text.ends_with(')') => text[..i].to_owned(),
+        _ => text,
+    }
+}
+
+/// How many times `-p 0` with several addresses tries for one port that is
+/// free on all of them.
+const SHARED_PORT_TRIES: usize = 16;
+
 /// Binds one listening socket per `bind` address, with the configured backlog
 /// and SO_REUSEADDR; IPv6 sockets are v6-only. With the default bind list, an
 /// address whose family the host lacks is skipped; any other failure is fatal.
+/// Port 0 with several addresses gets one port for all: the kernel picks it
+/// for the first address, and the others take the same one.
 pub fn bind_all(server: &ServerConfig) -> Result<Bound, ListenError> {
     if server.bind.is_empty() {
         return Err(ListenError::NoAddress);
     }
+    let mut tries = 0;
+    loop {
+        match bind_all_on(server) {
+            // The port the kernel chose for the first address was taken on
+            // another: let it choose again.
+            Err(ListenError::Bind { error, .. })
+                if server.port == 0
+                    && error.raw_os_error() == Some(libc::EADDRINUSE)
+                    && tries + 1 < SHARED_PORT_TRIES =>
+            {
+                tries += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+fn bind_all_on(server: &ServerConfig) -> Result<Bound, ListenError> {
     let is_default = server.bind == default_bind();
     let mut bound = Bound {
         listeners: Vec::new(),
         skipped: Vec::new(),
     };
+    let mut port = server.port;
     for ip in &server.bind {
-        let addr = SocketAddr::new(*ip, server.port);
+        let addr = SocketAddr::new(*ip, port);
         match bind_one(addr, server.backlog, server.reuse_address) {
-            Ok(l) => bound.listeners.push(l),
+            Ok(l) => {
+                if port == 0 {
+                    port = l.local_addr().map(|a| a.port()).unwrap_or(0);
+                }
+                bound.listeners.push(l);
+            }
             Err(error) if is_default && ip.is_ipv6() && family_missing(&error) => {
                 bound.skipped.push((addr, error));
             }
@@ -316,5 +386,25 @@ mod tests {
         let e = bind_all(&server).err().unwrap();
         let text = e.to_string();
         assert!(text.starts_with("cannot listen on 127.0.0.1:"), "{text}");
+        assert!(text.contains("Address already in use"), "{text}");
+        assert!(
+            text.contains("choose another port (server.port, -p)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_skipped_address_is_said_with_one_pair_of_parentheses() {
+        let bound = Bound {
+            listeners: Vec::new(),
+            skipped: vec![(
+                "[::]:45000".parse().unwrap(),
+                io::Error::from_raw_os_error(libc::EAFNOSUPPORT),
+            )],
+        };
+        assert_eq!(
+            bound.skip_warnings(),
+            ["skipping [::]:45000: no IPv6 on this host? (Address family not supported by protocol)"]
+        );
     }
 }

@@ -194,11 +194,8 @@ fn announce_inherited(sockets: &Sockets, args: &JamdArgs, notices: Vec<String>, 
 fn bind(config: &Config, log: &Logger, stdio_is_client: bool) -> Result<Sockets, Fatal> {
     match listen::bind_all(&config.server) {
         Ok(bound) => {
-            for (addr, why) in &bound.skipped {
-                log.warn(format!(
-                    "skipping {}: {why} (no IPv6 on this host?)",
-                    show_addr(addr)
-                ));
+            for w in bound.skip_warnings() {
+                log.warn(w);
             }
             for l in &bound.listeners {
                 if let Ok(addr) = l.local_addr() {
