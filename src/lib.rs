@@ -11,6 +11,7 @@
 //! - [`clock`]: "what time is it, rendered how": format + zone → string, cached.
 //! - [`config`]: the TOML schema, defaults, validation, `FILE:LINE:COLUMN` errors.
 //! - [`listen`]: listening sockets: socket2 bind, socket activation, inetd stdin.
+//! - [`inetd`]: `--inetd` over a byte stream that is not TCP (socketpair, pipes).
 //! - [`server`]: the event-loop workers: accept, connections, limits, timers,
 //!   shutdown; steered through [`server::Server`].
 //! - [`daemon`]: the jamd process: command line, start-up, the control loop
@@ -38,6 +39,7 @@ pub mod clock;
 pub mod completions;
 pub mod config;
 pub mod daemon;
+pub mod inetd;
 pub mod listen;
 pub mod log;
 pub mod metrics;

@@ -9,6 +9,7 @@ use std::os::fd::OwnedFd;
 use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
 
 use crate::config::{default_bind, ServerConfig};
+use crate::inetd::ByteStream;
 use crate::sys::{self as fd, FdKind};
 
 /// The sockets to serve: listeners, or one connection already accepted.
@@ -295,28 +296,67 @@ fn classify(owned: OwnedFd) -> Result<Inherited, String> {
     })
 }
 
-/// `--inetd`: stdin is the connection (`nowait`) or a listening socket
-/// (`wait`). The caller then points standard I/O away from it (start-up
-/// does, for every case where standard I/O is a client).
-pub fn from_inetd() -> Result<Sockets, ListenError> {
-    if fd::kind(0) != FdKind::Socket {
-        return Err(ListenError::Inherited(
-            "--inetd: standard input is not a socket (run jamd from inetd, or without --inetd)"
-                .into(),
+/// What `--inetd` found on standard input.
+pub enum Inetd {
+    /// A TCP socket: a connection (`nowait`) or a listener (`wait`), served
+    /// by the workers.
+    Sockets(Sockets),
+    /// Any other byte stream (a unix socketpair, pipes, a terminal), served
+    /// by [`crate::inetd::serve`].
+    Stream(ByteStream),
+}
+
+/// `--inetd`: standard input is the connection (`nowait`), a listening socket
+/// (`wait`), or any other byte stream with standard output as its other half
+/// (SPEC 12). For a TCP socket, standard I/O is pointed at /dev/null
+/// afterwards so that nothing jamd prints can reach the client and closing
+/// the connection really closes it.
+pub fn from_inetd() -> Result<Inetd, ListenError> {
+    let bad = |why: String| ListenError::Inherited(format!("--inetd: {why}"));
+    if fd::kind(0) == FdKind::Closed {
+        return Err(bad("standard input is closed: there is no client".into()));
+    }
+    if fd::kind(0) == FdKind::Socket && stdin_is_tcp() {
+        let owned = fd::dup_stdin().map_err(|e| bad(format!("cannot use standard input: {e}")))?;
+        let sockets = match classify(owned) {
+            Ok(Inherited::Listener(l)) => Sockets::Listeners(vec![l]),
+            Ok(Inherited::Connection(c)) => Sockets::Connection(c),
+            Err(why) => return Err(bad(format!("standard input {why}"))),
+        };
+        fd::detach_stdio_sockets().map_err(|e| bad(format!("cannot detach stdio: {e}")))?;
+        return Ok(Inetd::Sockets(sockets));
+    }
+    let what = match crate::inetd::describe_stdin() {
+        Ok(Some(what)) => what,
+        Ok(None) => {
+            return Err(bad(
+                "standard input is a file, not a connection (run jamd from inetd, socat or a pipe, or without --inetd)".into(),
+            ))
+        }
+        Err(e) => return Err(bad(format!("cannot use standard input: {e}"))),
+    };
+    if what == "a unix socket" && !stdin_is_stream_socket() {
+        return Err(bad(
+            "standard input is a datagram socket, not a byte stream".into(),
         ));
     }
-    let owned = fd::dup_stdin()
-        .map_err(|e| ListenError::Inherited(format!("--inetd: cannot use standard input: {e}")))?;
-    let sockets = match classify(owned) {
-        Ok(Inherited::Listener(l)) => Sockets::Listeners(vec![l]),
-        Ok(Inherited::Connection(c)) => Sockets::Connection(c),
-        Err(why) => {
-            return Err(ListenError::Inherited(format!(
-                "--inetd: standard input {why}"
-            )))
-        }
-    };
-    Ok(sockets)
+    ByteStream::from_stdio(what)
+        .map(Inetd::Stream)
+        .map_err(|e| bad(format!("cannot use standard input and output: {e}")))
+}
+
+/// Whether standard input is a TCP/IP socket (the workers serve those).
+fn stdin_is_tcp() -> bool {
+    let stdin = std::io::stdin();
+    let sock = SockRef::from(&stdin);
+    matches!(sock.domain(), Ok(d) if d == Domain::IPV4 || d == Domain::IPV6)
+}
+
+/// Whether standard input is a stream socket (not datagrams).
+fn stdin_is_stream_socket() -> bool {
+    let stdin = std::io::stdin();
+    let sock = SockRef::from(&stdin);
+    matches!(sock.r#type(), Ok(t) if t == Type::STREAM)
 }
 
 /// `ADDR` as log lines write it: `1.2.3.4:5678` or `[::1]:5678`; an

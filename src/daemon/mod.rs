@@ -49,11 +49,23 @@ where
     if args.check_config {
         return check_config(&args);
     }
-    let started = match startup::start(&args) {
+    let mut started = match startup::start(&args) {
         Ok(started) => started,
         Err(fatal) => return fatal.report(),
     };
     let log = started.log.clone();
+    if let Some(stream) = started.stream.take() {
+        // One client on a pipe or socketpair: served here, not by workers.
+        let code = match crate::inetd::serve(stream, &started.config, &log, &started.signals) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                log.error(format!("cannot serve standard input: {e}"));
+                ExitCode::from(1)
+            }
+        };
+        log.flush(Duration::from_secs(2));
+        return code;
+    }
     let stdio_is_client = started.stdio_is_client;
     let code = match supervise::serve(started) {
         Ok(()) => ExitCode::SUCCESS,

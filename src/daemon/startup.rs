@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::config::{Config, LogConfig};
-use crate::listen::{self, show_addr, Sockets};
+use crate::inetd::ByteStream;
+use crate::listen::{self, show_addr, Inetd, Sockets};
 use crate::log::Logger;
 
 use super::cli::JamdArgs;
@@ -25,6 +26,10 @@ pub struct Started {
     pub sockets: Sockets,
     /// The `[metrics] listen` socket, bound, when metrics are on.
     pub metrics: Option<TcpListener>,
+    /// `--inetd` on a byte stream that is not TCP (pipes, a socketpair):
+    /// served by [`crate::inetd::serve`] instead of the workers, and then
+    /// `sockets` is empty.
+    pub stream: Option<ByteStream>,
     /// The effective configuration.
     pub config: Config,
     /// Where the configuration came from, to read it again on SIGHUP.
@@ -84,9 +89,16 @@ pub fn start(args: &JamdArgs) -> Result<Started, Fatal> {
 
     // Inherited sockets first: whether standard I/O is a client decides
     // where every later message may go.
+    // inetd hands the client to standard error too; socat and a shell do
+    // not, and then start-up errors can be printed there (SPEC 12).
+    let stderr_is_client = args.inetd && crate::inetd::stderr_is_client();
     let mut held = Held::default();
-    let inherited = inherited_sockets(args, &mut held)?;
-    let stdio_is_client = args.inetd || matches!(inherited, Some(Sockets::Connection(_)));
+    let (inherited, stream) = inherited_sockets(args, &mut held, stderr_is_client)?;
+    let stdio_is_client = if args.inetd {
+        stderr_is_client
+    } else {
+        matches!(inherited, Some(Sockets::Connection(_)))
+    };
     if stdio_is_client {
         // Closing the connection must really close it, and nothing printed may reach it.
         if let Err(e) = crate::sys::detach_stdio_sockets() {
@@ -123,6 +135,7 @@ pub fn start(args: &JamdArgs) -> Result<Started, Fatal> {
             announce_inherited(&sockets, args, held.notices, &log);
             sockets
         }
+        None if stream.is_some() => Sockets::Listeners(Vec::new()),
         None => bind(&config, &log, stdio_is_client)?,
     };
 
@@ -135,6 +148,7 @@ pub fn start(args: &JamdArgs) -> Result<Started, Fatal> {
         signals,
         sockets,
         metrics,
+        stream,
         config,
         config_file,
         log,
@@ -144,12 +158,18 @@ pub fn start(args: &JamdArgs) -> Result<Started, Fatal> {
 }
 
 /// The sockets inetd (`--inetd`) or a service manager (`LISTEN_FDS`) passed,
-/// if any.
-fn inherited_sockets(args: &JamdArgs, held: &mut Held) -> Result<Option<Sockets>, Fatal> {
+/// if any, or the byte stream `--inetd` found instead of a TCP socket.
+fn inherited_sockets(
+    args: &JamdArgs,
+    held: &mut Held,
+    stderr_is_client: bool,
+) -> Result<(Option<Sockets>, Option<ByteStream>), Fatal> {
     if args.inetd {
-        return listen::from_inetd()
-            .map(Some)
-            .map_err(|why| Fatal::new(1, why, true));
+        return match listen::from_inetd() {
+            Ok(Inetd::Sockets(s)) => Ok((Some(s), None)),
+            Ok(Inetd::Stream(stream)) => Ok((None, Some(stream))),
+            Err(why) => Err(Fatal::new(1, why, stderr_is_client)),
+        };
     }
     match listen::from_service_manager(&mut held.warnings) {
         Ok(Some(activation)) => {
@@ -157,9 +177,9 @@ fn inherited_sockets(args: &JamdArgs, held: &mut Held) -> Result<Option<Sockets>
                 "using {} socket(s) from the service manager",
                 activation.passed
             ));
-            Ok(Some(activation.sockets))
+            Ok((Some(activation.sockets), None))
         }
-        Ok(None) => Ok(None),
+        Ok(None) => Ok((None, None)),
         Err(why) => {
             // There is no log yet; the warnings may explain the error.
             for w in &held.warnings {

@@ -54,6 +54,7 @@ pub fn serve(started: Started) -> Result<(), ServerError> {
         log,
         notifier,
         stdio_is_client,
+        .. // stream: taken by daemon::run before serve is called
     } = started;
     let mut poll = Poll::new().map_err(ServerError::Setup)?;
     poll.registry()

@@ -1,0 +1,217 @@
+//! `--inetd` over any byte stream (SPEC 12, issue 12 item 13): two pipes, a
+//! unix socketpair, socat's `EXEC:`; start-up errors on standard error when
+//! standard error is not the client.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{require_tool, temp_dir, JAMD};
+
+const T: Duration = Duration::from_secs(10);
+
+/// A child stopped by its pid when the test ends.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Guard {
+    fn wait(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + T;
+        while Instant::now() < deadline {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status.code();
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+}
+
+fn config(text: &str) -> String {
+    let path = temp_dir("inetd").join("jamd.toml");
+    std::fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn two_pipes_are_served() {
+    let cfg = config("[time]\nformat = \"%Y\"\n");
+    let mut jamd = Guard(
+        Command::new(JAMD)
+            .args(["--inetd", "-c", &cfg, "--log", "stderr"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut input = jamd.0.stdin.take().unwrap();
+    input.write_all(b"TIME\r\nBOGUS\r\n\r\ntime\n").unwrap();
+    drop(input);
+    let mut out = String::new();
+    jamd.0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let mut err = String::new();
+    jamd.0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(jamd.wait(), Some(0), "{err}");
+    let year = chrono_year();
+    assert_eq!(
+        out,
+        format!("JAM {year}\r\nERROR unknown command\r\nJAM {year}\r\n"),
+        "{err}"
+    );
+    assert!(err.contains("connection from a pipe"), "{err}");
+    assert!(
+        err.contains("requests=3") && err.contains("reason=eof"),
+        "{err}"
+    );
+}
+
+fn chrono_year() -> String {
+    let out = Command::new("date").arg("+%Y").output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn a_unix_socketpair_is_served_until_quit() {
+    let cfg = config("[time]\nformat = \"%Y\"\n");
+    let (mine, theirs) = UnixStream::pair().unwrap();
+    let theirs_out = theirs.try_clone().unwrap();
+    let mut jamd = Guard(
+        Command::new(JAMD)
+            .args(["--inetd", "-c", &cfg, "--log", "stderr"])
+            .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+            .stdout(Stdio::from(std::os::fd::OwnedFd::from(theirs_out)))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    mine.set_read_timeout(Some(T)).unwrap();
+    let mut reader = BufReader::new(mine.try_clone().unwrap());
+    let mut w = mine;
+    for _ in 0..2 {
+        w.write_all(b"TIME\r\n").unwrap();
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert_eq!(line, format!("JAM {}\r\n", chrono_year()));
+    }
+    w.write_all(b"QUIT\r\n").unwrap();
+    assert_eq!(jamd.wait(), Some(0));
+    let mut rest = String::new();
+    reader.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "", "nothing after QUIT");
+}
+
+#[test]
+fn an_idle_stream_is_told_and_closed() {
+    let cfg = config("[server]\nidle_timeout = 1\n");
+    let (mine, theirs) = UnixStream::pair().unwrap();
+    let theirs_out = theirs.try_clone().unwrap();
+    let mut jamd = Guard(
+        Command::new(JAMD)
+            .args(["--inetd", "-c", &cfg, "--log", "stderr"])
+            .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+            .stdout(Stdio::from(std::os::fd::OwnedFd::from(theirs_out)))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    mine.set_read_timeout(Some(T)).unwrap();
+    let mut all = String::new();
+    (&mine).read_to_string(&mut all).unwrap();
+    assert_eq!(all, "ERROR idle timeout\r\n");
+    assert_eq!(jamd.wait(), Some(0));
+}
+
+/// socat forks `jamd --inetd` per TCP client, joined by a unix socketpair.
+#[test]
+fn socat_exec_serves_each_client() {
+    let Some(socat) = require_tool("socat") else {
+        return;
+    };
+    // A free port for socat to listen on.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = config("[log]\ntarget = \"stderr\"\n");
+    let _socat = Guard(
+        Command::new(socat)
+            .arg(format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork"))
+            .arg(format!("EXEC:{JAMD} --inetd -c {cfg}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + T;
+    let stream = loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => break s,
+            Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("socat did not listen: {e}"),
+        }
+    };
+    stream.set_read_timeout(Some(T)).unwrap();
+    for _ in 0..2 {
+        let mut s = stream.try_clone().unwrap();
+        s.write_all(b"TIME\r\n").unwrap();
+    }
+    (&stream).write_all(b"QUIT\r\n").unwrap();
+    let mut all = String::new();
+    (&stream).read_to_string(&mut all).unwrap();
+    let lines: Vec<&str> = all.lines().collect();
+    assert_eq!(lines.len(), 2, "{all:?}");
+    assert!(lines.iter().all(|l| l.starts_with("JAM ")), "{all:?}");
+}
+
+/// Standard error is not the client here: start-up errors are printed there.
+#[test]
+fn start_up_errors_reach_stderr_when_it_is_not_the_client() {
+    let cfg = config("[server]\nport = \"x\"\n");
+    let out = Command::new(JAMD)
+        .args(["--inetd", "-c", &cfg])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(err.contains("server.port: expected a port number"), "{err}");
+    assert!(out.stdout.is_empty(), "nothing reaches the client");
+    // A regular file is not a connection.
+    let file = std::fs::File::open(&cfg).unwrap();
+    let out = Command::new(JAMD)
+        .args(["--inetd", "-c", &cfg])
+        .stdin(Stdio::from(file))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--inetd: standard input is a file"), "{err}");
+}
