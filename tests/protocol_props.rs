@@ -51,7 +51,9 @@ fn oracle(max: usize, input: &[u8]) -> Vec<Action> {
                 let action = if body.len() > max {
                     Action::TooLong
                 } else {
-                    parse_line(body)
+                    // parse_line drops the CR of CR LF itself; a second CR
+                    // is part of the line (TIME\r\r\n is not TIME).
+                    parse_line(line)
                 };
                 out.push(action);
                 if action.closes() {
