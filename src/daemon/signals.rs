@@ -1,4 +1,6 @@
-//! The signals jamd acts on (signal-hook): SIGTERM/SIGINT stop, SIGHUP reloads.
+//! The signals jamd acts on (signal-hook): SIGTERM/SIGINT stop, SIGHUP
+//! reloads, SIGUSR1 logs a status line, SIGUSR2 is ignored (SPEC 12: no
+//! signal an operator sends by habit kills jamd without a `stopped` line).
 //!
 //! Signal handlers only set a flag and write a byte to a self-pipe; the
 //! control loop polls the pipe and does the real work outside the handler.
@@ -9,13 +11,14 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 
 /// The signals jamd acts on, as flags set by their handlers.
 pub struct Signals {
     wake: UnixStream,
     stop: Arc<AtomicBool>,
     reload: Arc<AtomicBool>,
+    status: Arc<AtomicBool>,
 }
 
 /// What arrived since the last look.
@@ -25,25 +28,33 @@ pub struct Arrived {
     pub stop: bool,
     /// SIGHUP.
     pub reload: bool,
+    /// SIGUSR1.
+    pub status: bool,
 }
 
 impl Signals {
-    /// Installs the handlers for SIGTERM, SIGINT and SIGHUP.
+    /// Installs the handlers for SIGTERM, SIGINT, SIGHUP, SIGUSR1 and SIGUSR2.
     pub fn install() -> io::Result<Signals> {
         let (read_end, write_end) = UnixStream::pair()?;
         read_end.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));
         let reload = Arc::new(AtomicBool::new(false));
+        let status = Arc::new(AtomicBool::new(false));
         for sig in [SIGTERM, SIGINT] {
             signal_hook::flag::register(sig, Arc::clone(&stop))?;
             signal_hook::low_level::pipe::register(sig, write_end.try_clone()?)?;
         }
         signal_hook::flag::register(SIGHUP, Arc::clone(&reload))?;
-        signal_hook::low_level::pipe::register(SIGHUP, write_end)?;
+        signal_hook::low_level::pipe::register(SIGHUP, write_end.try_clone()?)?;
+        signal_hook::flag::register(SIGUSR1, Arc::clone(&status))?;
+        signal_hook::low_level::pipe::register(SIGUSR1, write_end)?;
+        // A handler that does nothing: the default action would kill jamd.
+        signal_hook::flag::register(SIGUSR2, Arc::new(AtomicBool::new(false)))?;
         Ok(Signals {
             wake: read_end,
             stop,
             reload,
+            status,
         })
     }
 
@@ -59,6 +70,7 @@ impl Signals {
         Arrived {
             stop: self.stop.swap(false, Ordering::SeqCst),
             reload: self.reload.swap(false, Ordering::SeqCst),
+            status: self.status.swap(false, Ordering::SeqCst),
         }
     }
 }

@@ -94,6 +94,9 @@ pub fn serve(started: Started) -> Result<(), ServerError> {
         if arrived.reload {
             control.reload();
         }
+        if arrived.status {
+            control.log.info(control.server.status_line());
+        }
         if control.tick() {
             break;
         }

@@ -1,0 +1,82 @@
+//! jamd's life from start to stop (SPEC 12; issue 12 items 1, 2, 3, 5, 6):
+//! inherited descriptors, signals an operator sends by habit, a worker that
+//! dies, a jamd frozen past its idle timeout, the listen queue at SIGTERM.
+
+mod common;
+
+use std::net::TcpListener;
+use std::os::fd::OwnedFd;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{parse_listening, ChildGuard, Client, Jamd, Lines, TempDir, JAMD};
+
+const T: Duration = Duration::from_secs(10);
+
+/// `LISTEN_FDS=2` with only descriptor 3 passed: jamd must not take its own
+/// signal pipe for the missing fourth socket (it used to, and then failed
+/// with "Invalid argument" or ignored SIGTERM).
+#[test]
+fn an_overstated_listen_fds_takes_none_of_jamds_own_descriptors() {
+    let dir = TempDir::new("overstated");
+    let config = dir.join("jamd.toml");
+    std::fs::write(&config, "").unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // bash moves the listener from stdin to descriptor 3, then becomes jamd
+    // (same pid, so LISTEN_PID=$$ names jamd).
+    let script = format!(
+        "exec 3<&0 0</dev/null; export LISTEN_PID=$$ LISTEN_FDS=2; exec {JAMD} -c {} --log stderr",
+        config.display()
+    );
+    let mut cmd = Command::new("bash");
+    cmd.args(["-c", &script])
+        .stdin(Stdio::from(OwnedFd::from(listener)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = ChildGuard::spawn(&mut cmd);
+    let stderr = Lines::collect(child.stderr.take().unwrap());
+    let line = stderr
+        .wait_for("listening on ", T)
+        .unwrap_or_else(|| panic!("did not start: {:#?}", stderr.all()));
+    assert_eq!(parse_listening(&line), Some(addr), "{line}");
+    assert!(
+        stderr.wait_for("descriptor 4 is not open", T).is_some(),
+        "{:#?}",
+        stderr.all()
+    );
+    let mut c = Client::connect(addr);
+    assert!(c.ask("TIME").starts_with("JAM "));
+    drop(c);
+    child.signal(libc::SIGTERM);
+    let status = child.wait_timeout(T).expect("SIGTERM must stop jamd");
+    assert_eq!(status.code(), Some(0), "{:#?}", stderr.all());
+    assert!(stderr.wait_for("stopped", T).is_some());
+}
+
+/// SIGUSR1 logs one status line; SIGUSR2 is ignored; neither kills jamd.
+#[test]
+fn sigusr1_logs_the_status_and_sigusr2_is_ignored() {
+    let mut jamd = Jamd::start("");
+    let mut c = jamd.connect();
+    assert!(c.ask("TIME").starts_with("JAM "));
+    jamd.signal("USR1");
+    let line = jamd
+        .stderr
+        .wait_for("status: ", T)
+        .unwrap_or_else(|| panic!("no status line: {:#?}", jamd.log()));
+    assert!(
+        line.ends_with("status: 1 connection(s) open, accepted=1 refused=0 requests=1"),
+        "{line}"
+    );
+    jamd.signal("USR2");
+    jamd.signal("USR1");
+    assert!(
+        c.ask("TIME").starts_with("JAM "),
+        "still serving after SIGUSR2"
+    );
+    drop(c);
+    assert_eq!(jamd.stop(), Some(0));
+    assert!(jamd.stderr.wait_for("stopped", T).is_some());
+    assert_eq!(jamd.stderr.count("status: "), 2, "{:#?}", jamd.log());
+}
