@@ -80,3 +80,27 @@ fn sigusr1_logs_the_status_and_sigusr2_is_ignored() {
     assert!(jamd.stderr.wait_for("stopped", T).is_some());
     assert_eq!(jamd.stderr.count("status: "), 2, "{:#?}", jamd.log());
 }
+
+/// Frozen (SIGSTOP) past `idle_timeout` while clients sent TIME: on SIGCONT
+/// the requests are answered first, not idled out. More clients than one
+/// poll returns events for (256), so the idle sweep meets some of them
+/// before their readiness is seen.
+#[test]
+fn requests_that_arrived_while_frozen_are_answered_first() {
+    let jamd = Jamd::start("[server]\nidle_timeout = 2\n");
+    let mut clients: Vec<Client> = (0..400).map(|_| jamd.connect()).collect();
+    // Every client is admitted before jamd freezes.
+    for c in &mut clients {
+        assert!(c.ask("TIME").starts_with("JAM "));
+    }
+    jamd.child.signal(libc::SIGSTOP);
+    for c in &mut clients {
+        c.send(b"TIME\r\n");
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    jamd.child.signal(libc::SIGCONT);
+    for c in &mut clients {
+        let reply = c.line();
+        assert!(reply.starts_with("JAM "), "answered first, got {reply:?}");
+    }
+}

@@ -605,7 +605,16 @@ impl Worker {
             self.bad_header(key, BadHeader::Late(header_timeout));
         }
         for key in idle_keys {
-            self.end(key, CloseReason::Idle);
+            // The socket first: requests that arrived while jamd could not
+            // run (SIGSTOP, a paused container) are answered, not idled out
+            // (SPEC 12). Driving reads them and resets the idle clock.
+            self.drive(key);
+            let still_idle = self.conns.get(key).is_some_and(|c| {
+                c.closing().is_none() && now.duration_since(c.last_line()) >= idle
+            });
+            if still_idle {
+                self.end(key, CloseReason::Idle);
+            }
         }
     }
 }
