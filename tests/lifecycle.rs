@@ -104,3 +104,24 @@ fn requests_that_arrived_while_frozen_are_answered_first() {
         assert!(reply.starts_with("JAM "), "answered first, got {reply:?}");
     }
 }
+
+/// Connections whose handshake the kernel completed before SIGTERM (waiting
+/// in the listen queue while jamd could not accept) are served, not reset.
+#[test]
+fn sigterm_serves_the_connections_waiting_in_the_listen_queue() {
+    let mut jamd = Jamd::start("[server]\nshutdown_timeout = 5\n");
+    jamd.child.signal(libc::SIGSTOP);
+    let mut clients: Vec<Client> = (0..5).map(|_| jamd.connect()).collect();
+    for c in &mut clients {
+        c.send(b"TIME\r\n");
+    }
+    jamd.signal("TERM");
+    jamd.child.signal(libc::SIGCONT);
+    for c in &mut clients {
+        let reply = c.line();
+        assert!(reply.starts_with("JAM "), "served, got {reply:?}");
+        c.send(b"QUIT\r\n");
+    }
+    drop(clients);
+    assert_eq!(jamd.wait_exit(T), Some(0));
+}
