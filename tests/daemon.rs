@@ -468,48 +468,6 @@ fn log_lines_reach_syslog_with_ident_facility_and_spec_text() {
     }
 }
 
-/// Context switches of every thread of a process so far.
-fn context_switches(pid: u32) -> u64 {
-    let mut n = 0;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
-        let status = std::fs::read_to_string(task.unwrap().path().join("status"));
-        for line in status.unwrap_or_default().lines() {
-            let count = line
-                .strip_prefix("voluntary_ctxt_switches:")
-                .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"));
-            if let Some(count) = count {
-                n += count.trim().parse::<u64>().unwrap();
-            }
-        }
-    }
-    n
-}
-
-#[test]
-fn an_idle_jamd_sleeps_until_a_client_comes() {
-    let sink = SyslogSink::bind("syslog-idle");
-    let (mut child, addr, _dir) =
-        start_syslog_only(&sink, "connections = true\n[server]\nworkers = 2\n");
-    let pid = child.id();
-    let mut c = common::Client::connect(addr);
-    assert!(jam_time(&c.ask("TIME")).is_some());
-    c.send(b"QUIT\r\n");
-    assert!(c.closed());
-    assert!(sink.wait_for("closed 127.0.0.1:", T).is_some());
-    std::thread::sleep(Duration::from_millis(300));
-    // No timer of its own wakes any thread (control loop, workers, logging)
-    // while nothing happens.
-    let before = context_switches(pid);
-    std::thread::sleep(Duration::from_secs(2));
-    let woke = context_switches(pid) - before;
-    assert!(woke <= 2, "{woke} wake-ups in 2 s of idling");
-    // And it still answers at once.
-    let mut c = common::Client::connect(addr);
-    assert!(jam_time(&c.ask("TIME")).is_some());
-    child.kill().unwrap();
-    child.wait().unwrap();
-}
-
 #[test]
 fn connection_lines_can_be_turned_off() {
     let sink = SyslogSink::bind("syslog-quiet");
