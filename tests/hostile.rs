@@ -315,13 +315,16 @@ fn random_bytes_from_500_clients_leave_jamd_serving_without_growing() {
     let rss_before = rss_kib(pid);
 
     let addr = jamd.addr;
+    let failed_connects = AtomicUsize::new(0);
     thread::scope(|scope| {
         for t in 0..10u64 {
+            let failed_connects = &failed_connects;
             scope.spawn(move || {
                 let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (t + 1));
                 for _ in 0..50 {
                     let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
                     else {
+                        failed_connects.fetch_add(1, Ordering::Relaxed);
                         continue;
                     };
                     // Mostly noise; sometimes real requests mixed in, and
@@ -342,6 +345,8 @@ fn random_bytes_from_500_clients_leave_jamd_serving_without_growing() {
             });
         }
     });
+    // Each of the 500 clients got in: the noise was really sent to jamd.
+    assert_eq!(failed_connects.into_inner(), 0, "connects failed");
 
     assert_serving(jamd.addr);
     let fds = assert_fds_back(pid, base_fds, &base_list);
@@ -424,8 +429,10 @@ fn slowloris_clients_do_not_delay_normal_clients_and_are_timed_out() {
     assert!(failures.is_empty(), "normal clients failed: {failures:?}");
     let slowest = *slowest.lock().unwrap();
     eprintln!("slowest normal client {slowest:?}; slowloris bytes sent {sent}");
+    // Generous for a loaded 2-core machine; a stalled loop would hold them
+    // for the whole idle_timeout.
     assert!(
-        slowest < Duration::from_secs(1),
+        slowest < Duration::from_secs(idle),
         "a normal client waited {slowest:?} for its reply"
     );
     assert!(sent >= 2000, "the slowloris clients sent only {sent} bytes");
@@ -454,8 +461,10 @@ fn connections_reset_mid_request_leave_jamd_serving_and_leak_nothing() {
     let base_fds = fd_count(pid);
     let base_list = fd_list(pid);
     let addr = jamd.addr;
+    let failed_connects = AtomicUsize::new(0);
     thread::scope(|scope| {
         for t in 0..5u64 {
+            let failed_connects = &failed_connects;
             scope.spawn(move || {
                 let mut rng = Rng(0xD1B5_4A32_D192_ED03 ^ (t + 1));
                 for i in 0..100 {
@@ -463,6 +472,7 @@ fn connections_reset_mid_request_leave_jamd_serving_and_leak_nothing() {
                     if s.connect_timeout(&SockAddr::from(addr), Duration::from_secs(5))
                         .is_err()
                     {
+                        failed_connects.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
                     // Half a request, a request whose reply is never read,
@@ -484,6 +494,8 @@ fn connections_reset_mid_request_leave_jamd_serving_and_leak_nothing() {
             });
         }
     });
+    // Each of the 500 resets really reached jamd.
+    assert_eq!(failed_connects.into_inner(), 0, "connects failed");
     assert_serving(jamd.addr);
     assert_fds_back(pid, base_fds, &base_list);
 }
@@ -622,12 +634,16 @@ fn two_thousand_sequential_connections_leak_no_descriptor() {
         match i % 5 {
             0 => {
                 (&s).write_all(b"TIME\r\nQUIT\r\n").unwrap();
-                assert!(matches!(read_reply(&mut reader), Reply::Line(_)));
+                assert!(
+                    matches!(read_reply(&mut reader), Reply::Line(l) if jam_time(&l).is_some())
+                );
                 assert!(matches!(read_reply(&mut reader), Reply::Closed));
             }
             1 => {
                 (&s).write_all(b"TIME\r\n").unwrap();
-                assert!(matches!(read_reply(&mut reader), Reply::Line(_)));
+                assert!(
+                    matches!(read_reply(&mut reader), Reply::Line(l) if jam_time(&l).is_some())
+                );
             }
             2 => {
                 (&s).write_all(b"TI").unwrap();
@@ -995,12 +1011,31 @@ fn a_hundred_sighups_in_a_second_fail_no_client() {
     );
     assert!(result.ok > 0);
     assert!(long.is_ok(), "the long-lived client failed: {long:?}");
-    assert!(jamd
-        .stderr
-        .wait_for("configuration reloaded", Duration::from_secs(5))
-        .is_some());
     assert_eq!(jamd.stderr.count("reload failed"), 0);
-    assert_serving(jamd.addr);
+    // The storm ends with a file only it allows (a format and a line limit
+    // neither variant has): jamd must end up with it.
+    std::fs::write(
+        &next,
+        "[server]\nmax_line_bytes = 8\n[time]\ntimezone = \"UTC\"\nformat = \"%H.%M.%S\"\n",
+    )
+    .unwrap();
+    std::fs::rename(&next, &jamd.config).unwrap();
+    jamd.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let last = loop {
+        let reply = jamd.connect().ask("TIME");
+        if reply.starts_with("JAM ") && reply.matches('.').count() == 2 {
+            break reply;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the last file never took effect: {reply}"
+        );
+        thread::sleep(Duration::from_millis(100));
+    };
+    assert!(jam_time(&last.replace('.', ":")).is_some(), "{last}");
+    let mut c = jamd.connect();
+    assert_eq!(c.ask("TIME     "), "ERROR line too long");
 }
 
 // ---------------------------------------------------------------------------
