@@ -262,11 +262,7 @@ fn seed_script() -> Option<PathBuf> {
         .map(|d| d.join("seed_server.py"))
         .find(|p| p.is_file());
     if found.is_none() {
-        assert!(
-            !common::in_ci(),
-            "../shared/bench/seed_server.py is required in CI but is not there"
-        );
-        eprintln!("skipped: ../shared/bench/seed_server.py is not there");
+        common::skip::record_skip("../shared/bench/seed_server.py is not there");
     }
     found
 }

@@ -4,14 +4,15 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    jam_time, require_tool, temp_dir, ChildGuard, Client, Jamd, SyslogSink, TempDir, JAMD,
+    free_port, jam_time, require_tool, temp_dir, ChildGuard, Client, Jamd, SyslogSink, TempDir,
+    JAMD,
 };
 
 const T: Duration = Duration::from_secs(10);
@@ -34,14 +35,6 @@ impl Drop for Supervisor {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn write_config(dir: &Path, text: &str) -> PathBuf {

@@ -195,6 +195,8 @@ impl Jamd {
             "QUIT" => libc::SIGQUIT,
             "USR1" => libc::SIGUSR1,
             "USR2" => libc::SIGUSR2,
+            "STOP" => libc::SIGSTOP,
+            "CONT" => libc::SIGCONT,
             other => panic!("no signal named {other}"),
         };
         self.child.signal(num);

@@ -185,6 +185,15 @@ fn serve(
     }
 }
 
+/// A 127.0.0.1 port nobody listens on right now (it may be taken by the
+/// time it is used: for servers that must bind it themselves).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
 /// A 127.0.0.1 port where connections are refused: a socket is bound to it
 /// but never listens, and it stays bound (so no parallel test can take the
 /// port) until the returned socket is dropped.

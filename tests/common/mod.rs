@@ -24,7 +24,7 @@ pub mod tmp;
 
 pub use client::{jam_time, Client};
 pub use daemon::{parse_listening, Jamd, Lines, JAMC, JAMD};
-pub use fake::{closed_port, Behaviour, FakeServer};
+pub use fake::{closed_port, free_port, Behaviour, FakeServer};
 pub use process::{jamc, run_bounded, run_jamd, ChildGuard, Run, JAMC_BOUND};
 pub use skip::{in_ci, require_tool};
 pub use syslog::SyslogSink;
