@@ -615,6 +615,7 @@ fn without_tz_local_time_is_that_of_etc_localtime() {
 
 /// Runs jamd with `fds` as descriptors 3, 4, … and LISTEN_FDS/LISTEN_PID
 /// naming them (through `sh`, whose pid jamd keeps by exec).
+#[allow(unsafe_code)] // pre_exec(2) to place the passed descriptors
 fn start_activated(fds: Vec<std::os::fd::OwnedFd>, config: &str) -> (ChildGuard, Lines) {
     use std::os::fd::AsRawFd;
     let dir = temp_dir("activated");
