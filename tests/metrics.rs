@@ -588,7 +588,9 @@ fn proxy_headers_are_counted_by_result() {
 
     let deadline = Instant::now() + T;
     let mut now = scrape(a);
+    // The refusal is counted apart from the header's result: wait for both.
     while (proxy(&now, "timeout") == proxy(&c0, "timeout")
+        || now[bad] - c0[bad] < 2.0
         || now["jamd_connections_closed_total{reason=\"quit\"}"] < 2.0)
         && Instant::now() < deadline
     {
