@@ -334,16 +334,20 @@ impl Conn {
         if !self.flush_pending() {
             return self.blocked_or_error();
         }
-        if !self.early.bytes.is_empty() {
+        if self.early.drained || !self.early.bytes.is_empty() {
             // What followed the PROXY header: the client's first requests.
+            let drained = std::mem::take(&mut self.early.drained);
             let early = std::mem::take(&mut self.early.bytes);
-            s.out.clear();
-            self.answer(&early, s.out, s.cache, s.clock, s.metrics);
-            if !s.out.is_empty() && !self.write_out(s.out) {
-                return self.blocked_or_error();
+            if !early.is_empty() {
+                s.out.clear();
+                self.answer(&early, s.out, s.cache, s.clock, s.metrics);
+                if !s.out.is_empty() && !self.write_out(s.out) {
+                    return self.blocked_or_error();
+                }
             }
-            if self.early.drained && self.state == State::Serving && !self.peer_closed {
-                // As for a short read below: nothing more until an event.
+            if drained && self.state == State::Serving && !self.peer_closed {
+                // The read that brought the header emptied the socket: as
+                // after a short read below, nothing more until an event.
                 return Next::Wait;
             }
         }
