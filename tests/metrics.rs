@@ -651,6 +651,33 @@ fn counters_survive_reloads_which_are_counted() {
     assert_eq!(get(s.metrics, "/metrics").status, "HTTP/1.1 200 OK");
 }
 
+/// SIGUSR1's line (SPEC 12) and a scrape agree, refusals and unknown
+/// commands included.
+#[test]
+fn sigusr1_logs_a_status_line_from_the_same_counters() {
+    let s = start("[server]\nmax_connections = 1\n");
+    let mut held = s.jamd.connect();
+    assert!(held.ask("TIME").starts_with("JAM "));
+    assert_eq!(held.ask("NOPE"), "ERROR unknown command");
+    let mut refused = s.jamd.connect();
+    assert_eq!(refused.line(), "ERROR server busy");
+    let c = expect_delta(s.metrics, &counts(s.metrics), &[]);
+    assert_eq!(c["jamd_connections_accepted_total"], 1.0);
+    s.jamd.signal("USR1");
+    let line = s
+        .jamd
+        .stderr
+        .wait_for("status: ", T)
+        .expect("a status line");
+    assert!(
+        line.ends_with("status: 1 connection(s) open, accepted=1 refused=1 requests=2"),
+        "{line}"
+    );
+    // SIGUSR1 is no reload and no stop.
+    assert_eq!(counts(s.metrics)["jamd_reloads_total{result=\"ok\"}"], 0.0);
+    assert!(held.ask("TIME").starts_with("JAM "));
+}
+
 #[test]
 fn a_bad_metrics_address_is_a_config_error_and_a_taken_one_a_start_failure() {
     let dir = temp_dir("metrics-bad");
