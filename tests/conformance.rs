@@ -518,7 +518,9 @@ fn a_server_that_resets_fails_the_first_request() {
     let run = jamc(&["--conformance", "--strict", &server.addr.to_string()]);
     run.assert_bounded();
     assert_eq!(run.code, Some(1), "{}", run.stdout);
-    run.assert_failed(2, "TIME is answered", "sent \"TIME\\r\\n\", the server ");
+    // Whether the reset is seen by the connect or by the first read depends
+    // on timing; either way the reason names it.
+    run.assert_failed(2, "TIME is answered", "the server reset the connection");
 }
 
 #[test]

@@ -606,6 +606,9 @@ impl Conn {
 fn connect_error(e: &io::Error, waited: Duration) -> String {
     match e.kind() {
         io::ErrorKind::ConnectionRefused => "connection refused (is the server running?)".into(),
+        // The kernel may report a reset that came right after the handshake
+        // as the outcome of the connect itself: the server accepted, then reset.
+        io::ErrorKind::ConnectionReset => "the server reset the connection as it was made".into(),
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
             format!("no answer within {}", seconds(waited))
         }
