@@ -309,6 +309,14 @@ impl Conn {
             // Not a client yet: there is no one to tell.
             return Next::Close(reason);
         }
+        if self.state == State::Serving && reason == CloseReason::Shutdown {
+            // A request already received is answered in full (SPEC 2), also
+            // when the grace period ends before this worker has read it.
+            match self.drive(s) {
+                Next::Wait | Next::Again => {}
+                other => return other,
+            }
+        }
         if self.state == State::Serving {
             if let Some(reply) = reason.farewell() {
                 self.pending.extend_from_slice(reply.line());
