@@ -656,12 +656,24 @@ fn counters_survive_reloads_which_are_counted() {
 #[test]
 fn sigusr1_logs_a_status_line_from_the_same_counters() {
     let s = start("[server]\nmax_connections = 1\n");
+    let base = counts(s.metrics);
     let mut held = s.jamd.connect();
     assert!(held.ask("TIME").starts_with("JAM "));
     assert_eq!(held.ask("NOPE"), "ERROR unknown command");
     let mut refused = s.jamd.connect();
     assert_eq!(refused.line(), "ERROR server busy");
-    let c = expect_delta(s.metrics, &counts(s.metrics), &[]);
+    // The refusal is counted a moment after its reply is written: wait for it.
+    let c = expect_delta(
+        s.metrics,
+        &base,
+        &[
+            ("jamd_connections_open", 1.0),
+            ("accepted", 1.0),
+            ("\"busy", 1.0),
+            ("\"time", 1.0),
+            ("\"unknown", 1.0),
+        ],
+    );
     assert_eq!(c["jamd_connections_accepted_total"], 1.0);
     s.jamd.signal("USR1");
     let line = s
