@@ -322,106 +322,72 @@ mod tests {
         (r.time.offset_from(local, &Zone::parse(zone).unwrap()) + r.unit / 2).num_milliseconds()
     }
 
+    /// Asserts the offset read from `reply`, naming the case when it is wrong.
+    fn check(format: &str, reply: &str, local: DateTime<Utc>, zone: &str, want: i64) {
+        let got = offset_ms(format, reply, local, zone);
+        assert_eq!(got, want, "{format:?} reading {reply:?} in {zone}");
+    }
+
     #[test]
     fn whole_second_reply_is_read_as_middle_of_its_second() {
-        assert_eq!(
-            offset_ms("%H:%M:%S", "14:03:27", at(14, 3, 27, 0), "UTC"),
-            500
-        );
-        assert_eq!(
-            offset_ms("%H:%M:%S", "14:03:32", at(14, 3, 27, 0), "UTC"),
-            5500
-        );
-        assert_eq!(
-            offset_ms("%H:%M:%S", "14:02:27", at(14, 3, 27, 500), "UTC"),
-            -60_000
-        );
+        check("%H:%M:%S", "14:03:27", at(14, 3, 27, 0), "UTC", 500);
+        check("%H:%M:%S", "14:03:32", at(14, 3, 27, 0), "UTC", 5500);
+        check("%H:%M:%S", "14:02:27", at(14, 3, 27, 500), "UTC", -60_000);
     }
 
     #[test]
     fn fractions_are_read_when_present_even_if_format_lacks_them() {
-        assert_eq!(
-            offset_ms("%H:%M:%S", "14:03:32.250", at(14, 3, 27, 0), "UTC"),
-            5250
-        );
-        assert_eq!(
-            offset_ms("%H:%M:%S%.3f", "14:03:27.100", at(14, 3, 27, 0), "UTC"),
-            100
-        );
+        check("%H:%M:%S", "14:03:32.250", at(14, 3, 27, 0), "UTC", 5250);
+        check("%H:%M:%S%.3f", "14:03:27.100", at(14, 3, 27, 0), "UTC", 100);
         // An explicit %.f with no fraction in the reply still means whole seconds.
-        assert_eq!(
-            offset_ms("%H:%M:%S%.f", "14:03:27", at(14, 3, 27, 0), "UTC"),
-            500
-        );
+        check("%H:%M:%S%.f", "14:03:27", at(14, 3, 27, 0), "UTC", 500);
     }
 
     #[test]
     fn midnight_wraps_forward_and_backward() {
         // Server already past midnight, we are just before it: server ahead.
-        assert_eq!(
-            offset_ms("%H:%M:%S", "00:00:02", at(23, 59, 58, 0), "UTC"),
-            4500
-        );
+        check("%H:%M:%S", "00:00:02", at(23, 59, 58, 0), "UTC", 4500);
         // Server still before midnight, we are just past it: server behind.
-        assert_eq!(
-            offset_ms("%H:%M:%S", "23:59:58", at(0, 0, 2, 0), "UTC"),
-            -3500
-        );
+        check("%H:%M:%S", "23:59:58", at(0, 0, 2, 0), "UTC", -3500);
     }
 
     #[test]
     fn offsets_stay_within_half_a_day() {
-        assert_eq!(
-            offset_ms("%H:%M:%S", "02:00:00", at(14, 0, 0, 0), "UTC"),
-            -43_199_500
-        );
-        assert_eq!(
-            offset_ms("%H:%M:%S", "01:59:59", at(14, 0, 0, 0), "UTC"),
-            43_199_500
-        );
+        check("%H:%M:%S", "02:00:00", at(14, 0, 0, 0), "UTC", -43_199_500);
+        check("%H:%M:%S", "01:59:59", at(14, 0, 0, 0), "UTC", 43_199_500);
     }
 
     #[test]
     fn fixed_zone_is_applied_before_comparing() {
         // 23:59:58 UTC is 06:59:58 at +07:00; 22:00:00 at -02:00.
-        assert_eq!(
-            offset_ms("%H:%M:%S", "07:00:03", at(23, 59, 58, 0), "+07:00"),
-            5500
-        );
-        assert_eq!(
-            offset_ms("%H:%M:%S", "21:59:00", at(23, 59, 58, 0), "-02:00"),
-            -57_500
-        );
+        check("%H:%M:%S", "07:00:03", at(23, 59, 58, 0), "+07:00", 5500);
+        check("%H:%M:%S", "21:59:00", at(23, 59, 58, 0), "-02:00", -57_500);
     }
 
     #[test]
     fn other_formats_are_understood() {
-        assert_eq!(
-            offset_ms("%I:%M:%S %p", "02:03:30 PM", at(14, 3, 27, 0), "UTC"),
-            3500
+        check("%I:%M:%S %p", "02:03:30 PM", at(14, 3, 27, 0), "UTC", 3500);
+        check("%H:%M", "14:03", at(14, 3, 0, 0), "UTC", 30_000);
+        check(
+            "%Y-%m-%d %H:%M:%S",
+            "2026-11-24 14:03:27",
+            at(14, 3, 27, 0),
+            "UTC",
+            -86_400_000 + 500,
         );
-        assert_eq!(offset_ms("%H:%M", "14:03", at(14, 3, 0, 0), "UTC"), 30_000);
-        assert_eq!(
-            offset_ms(
-                "%Y-%m-%d %H:%M:%S",
-                "2026-11-24 14:03:27",
-                at(14, 3, 27, 0),
-                "UTC"
-            ),
-            -86_400_000 + 500
+        check(
+            "%s",
+            "1795615412",
+            Utc.timestamp_opt(1_795_615_410, 0).unwrap(),
+            "UTC",
+            2500,
         );
-        assert_eq!(
-            offset_ms(
-                "%s",
-                "1795615412",
-                Utc.timestamp_opt(1_795_615_410, 0).unwrap(),
-                "UTC"
-            ),
-            2500
-        );
-        assert_eq!(
-            offset_ms("%H:%M:%S %z", "16:03:27 +0200", at(14, 3, 27, 0), "-05:00"),
-            500
+        check(
+            "%H:%M:%S %z",
+            "16:03:27 +0200",
+            at(14, 3, 27, 0),
+            "-05:00",
+            500,
         );
     }
 
@@ -442,11 +408,7 @@ mod tests {
             ("%H:%M:%S%.3f", "14:03:27.250"),
             ("%T%.6f", "14:03:27.250000"),
         ] {
-            assert_eq!(
-                offset_ms(format, reply, at(14, 3, 27, 0), "UTC"),
-                250,
-                "{format}"
-            );
+            check(format, reply, at(14, 3, 27, 0), "UTC", 250);
         }
     }
 
@@ -454,27 +416,21 @@ mod tests {
     fn a_reading_across_a_dst_change_is_taken_on_the_side_nearest_local_time() {
         // New York leaves DST at 06:00 UTC on 1 November 2026 (02:00 EDT -> 01:00 EST).
         let local = Utc.with_ymd_and_hms(2026, 11, 1, 5, 59, 59).unwrap();
-        assert_eq!(
-            offset_ms("%H:%M:%S", "01:00:01", local, "America/New_York"),
-            2500
-        );
+        check("%H:%M:%S", "01:00:01", local, "America/New_York", 2500);
         // The other way: the server still shows EDT, we are already past the change.
         let local = Utc.with_ymd_and_hms(2026, 11, 1, 6, 0, 1).unwrap();
-        assert_eq!(
-            offset_ms("%H:%M:%S", "01:59:59", local, "America/New_York"),
-            -1500
-        );
+        check("%H:%M:%S", "01:59:59", local, "America/New_York", -1500);
         // Entering DST (8 March 2026, 07:00 UTC: 02:00 EST -> 03:00 EDT).
         let local = Utc.with_ymd_and_hms(2026, 3, 8, 6, 59, 59).unwrap();
-        assert_eq!(
-            offset_ms("%H:%M:%S", "03:00:01", local, "America/New_York"),
-            2500
-        );
+        check("%H:%M:%S", "03:00:01", local, "America/New_York", 2500);
         // A server an hour wrong on the evening before the change stays an hour wrong.
         let local = Utc.with_ymd_and_hms(2026, 11, 1, 3, 0, 0).unwrap();
-        assert_eq!(
-            offset_ms("%H:%M:%S", "22:00:00", local, "America/New_York"),
-            -3_599_500
+        check(
+            "%H:%M:%S",
+            "22:00:00",
+            local,
+            "America/New_York",
+            -3_599_500,
         );
     }
 }
