@@ -24,7 +24,7 @@
 //! TAP line or drive the terminal.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -519,43 +519,25 @@ impl Conn {
     /// `Ok(false)` at end of stream.
     fn fill(&mut self, deadline: Instant, started: Instant) -> Result<bool, End> {
         let mut chunk = [0u8; 4096];
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(End::TimedOut(
-                    deadline.saturating_duration_since(started),
-                    self.buf.clone(),
-                ));
+        match super::net::read_by(&mut self.stream, &mut chunk, deadline) {
+            Ok(Some(0)) => Ok(false),
+            Ok(Some(n)) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                Ok(true)
             }
-            let _ = self.stream.set_read_timeout(Some(left));
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return Ok(false),
-                Ok(n) => {
-                    self.buf.extend_from_slice(&chunk[..n]);
-                    return Ok(true);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Err(End::TimedOut(
-                        deadline.saturating_duration_since(started),
-                        self.buf.clone(),
-                    ))
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
-                    ) =>
-                {
-                    return Err(End::Reset(std::mem::take(&mut self.buf)))
-                }
-                Err(e) => return Err(End::Failed(format!("reading failed: {e}"))),
+            Ok(None) => Err(End::TimedOut(
+                deadline.saturating_duration_since(started),
+                self.buf.clone(),
+            )),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
+                ) =>
+            {
+                Err(End::Reset(std::mem::take(&mut self.buf)))
             }
+            Err(e) => Err(End::Failed(format!("reading failed: {e}"))),
         }
     }
 
@@ -709,6 +691,29 @@ fn expect_error(conn: &mut Conn, request: &[u8], server: &Server) -> Verdict {
     }
 }
 
+/// Sends `pieces` on one connection, `PACKET_GAP` apart, and expects the first
+/// reply to be a JAM line; otherwise says `before`, then `wrong` with its `{}`
+/// standing for the reply.
+fn sent_apart_then_jam(server: &Server, pieces: &[&[u8]], before: &str, wrong: &str) -> Verdict {
+    let mut conn = server.connect()?;
+    let (last, first) = pieces.split_last().expect("at least one piece");
+    for piece in first {
+        conn.send(piece, server.step_deadline())
+            .map_err(|e| e.into_fault(before))?;
+        thread::sleep(PACKET_GAP);
+    }
+    let deadline = server.step_deadline();
+    conn.send(last, deadline)
+        .map_err(|e| e.into_fault(before))?;
+    let line = conn.line(deadline).map_err(|e| e.into_fault(before))?;
+    if is_jam(&line) {
+        Ok(())
+    } else {
+        let wrong = wrong.replacen("{}", &escape(&line), 1);
+        Err(Fault::Wrong(format!("{before}{wrong}")))
+    }
+}
+
 fn prefix_fault(context: &str, fault: Fault) -> Fault {
     match fault {
         Fault::Wrong(why) => Fault::Wrong(format!("{context}{why}")),
@@ -793,25 +798,10 @@ fn bare_lf(server: &Server) -> Verdict {
 
 /// Check 10: no reply is shown by the next reply being the one to a TIME sent after.
 fn empty_line_no_reply(server: &Server) -> Verdict {
-    let mut conn = server.connect()?;
     let before = "sent \"\\r\\n\" and \" \\t\\r\\n\" apart, then \"TIME\\r\\n\", ";
-    for piece in [&b"\r\n"[..], b" \t\r\n"] {
-        conn.send(piece, server.step_deadline())
-            .map_err(|e| e.into_fault(before))?;
-        thread::sleep(PACKET_GAP);
-    }
-    let deadline = server.step_deadline();
-    conn.send(b"TIME\r\n", deadline)
-        .map_err(|e| e.into_fault(before))?;
-    let line = conn.line(deadline).map_err(|e| e.into_fault(before))?;
-    if is_jam(&line) {
-        Ok(())
-    } else {
-        Err(Fault::Wrong(format!(
-            "{before}the first reply was {} (an empty line must get no reply)",
-            escape(&line)
-        )))
-    }
+    let pieces: [&[u8]; 3] = [b"\r\n", b" \t\r\n", b"TIME\r\n"];
+    let wrong = "the first reply was {} (an empty line must get no reply)";
+    sent_apart_then_jam(server, &pieces, before, wrong)
 }
 
 /// Check 11.
@@ -868,23 +858,9 @@ fn pipelined_requests(server: &Server) -> Verdict {
 
 /// Check 14.
 fn split_request(server: &Server) -> Verdict {
-    let mut conn = server.connect()?;
     let before = "sent \"TI\" and, 0.2 s later, \"ME\\r\\n\", ";
-    conn.send(b"TI", server.step_deadline())
-        .map_err(|e| e.into_fault(before))?;
-    thread::sleep(PACKET_GAP);
-    let deadline = server.step_deadline();
-    conn.send(b"ME\r\n", deadline)
-        .map_err(|e| e.into_fault(before))?;
-    let line = conn.line(deadline).map_err(|e| e.into_fault(before))?;
-    if is_jam(&line) {
-        Ok(())
-    } else {
-        Err(Fault::Wrong(format!(
-            "{before}got {} (expected a JAM line)",
-            escape(&line)
-        )))
-    }
+    let pieces: [&[u8]; 2] = [b"TI", b"ME\r\n"];
+    sent_apart_then_jam(server, &pieces, before, "got {} (expected a JAM line)")
 }
 
 /// Check 15: the server may refuse the long line and close (jamd does:

@@ -237,29 +237,16 @@ impl Connection {
             if self.buf.len() > MAX_REPLY_BYTES + 1 {
                 return Err(self.error(ClientErrorKind::TooLong));
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(self.timed_out());
-            }
-            let _ = self.stream.set_read_timeout(Some(left));
-            match self.stream.read(&mut chunk) {
-                Ok(0) if self.buf.is_empty() => {
+            match read_by(&mut self.stream, &mut chunk, deadline) {
+                Ok(None) => return Err(self.timed_out()),
+                Ok(Some(0)) if self.buf.is_empty() => {
                     return Err(self.error(ClientErrorKind::ClosedEarly))
                 }
-                Ok(0) => {
+                Ok(Some(0)) => {
                     let partial = String::from_utf8_lossy(&self.buf).into_owned();
                     return Err(self.error(ClientErrorKind::Unterminated { partial }));
                 }
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Err(self.timed_out())
-                }
+                Ok(Some(n)) => self.buf.extend_from_slice(&chunk[..n]),
                 Err(e) => return Err(self.io_error("reading", &e)),
             }
         }
@@ -306,6 +293,35 @@ impl Connection {
             .set_write_timeout(Some(Duration::from_millis(200)));
         let _ = self.stream.write_all(b"QUIT\r\n");
         let _ = self.stream.shutdown(Shutdown::Write);
+    }
+}
+
+/// Reads once from `stream` into `chunk`, waiting no later than `deadline`
+/// (and reading again after a signal): `Ok(None)` when the deadline came first.
+pub(crate) fn read_by(
+    stream: &mut TcpStream,
+    chunk: &mut [u8],
+    deadline: Instant,
+) -> io::Result<Option<usize>> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(None);
+        }
+        let _ = stream.set_read_timeout(Some(left));
+        match stream.read(chunk) {
+            Ok(n) => return Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 
