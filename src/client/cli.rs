@@ -379,6 +379,37 @@ impl JamcArgs {
     }
 }
 
+/// The exit for a bad command line under the plugin rules: 3 (UNKNOWN), with
+/// the first line of `message` on stdout as `JAM UNKNOWN - ...`.
+pub(super) fn unknown_exit(message: String) -> EarlyExit {
+    let first = message
+        .lines()
+        .next()
+        .unwrap_or("bad command line")
+        .trim_start_matches("error: ")
+        .to_string();
+    EarlyExit {
+        code: 3,
+        stdout: format!("JAM UNKNOWN - {first}\n"),
+        stderr: message,
+    }
+}
+
+/// How to exit on clap's error `e`: help and version go to stdout with 0, and
+/// anything else is a bad command line, as `bad` says.
+pub(super) fn clap_exit(e: clap::Error, bad: impl FnOnce(String) -> EarlyExit) -> EarlyExit {
+    use clap::error::ErrorKind;
+    let text = e.render().to_string();
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => EarlyExit {
+            code: 0,
+            stdout: text,
+            stderr: String::new(),
+        },
+        _ => bad(text),
+    }
+}
+
 /// Reads the command line (argv\[0\] first) into [`Settings`], or says how to exit.
 ///
 /// A bad command line exits 2, or 3 (UNKNOWN) when `--check` is among the
@@ -395,18 +426,8 @@ where
         .take_while(|a| *a != "--")
         .any(|a| a == "--check");
     let usage_error = |message: String| {
-        let first = message
-            .lines()
-            .next()
-            .unwrap_or("bad command line")
-            .trim_start_matches("error: ")
-            .to_string();
         if check {
-            EarlyExit {
-                code: 3,
-                stdout: format!("JAM UNKNOWN - {first}\n"),
-                stderr: message,
-            }
+            unknown_exit(message)
         } else {
             EarlyExit {
                 code: 2,
@@ -415,21 +436,7 @@ where
             }
         }
     };
-    let args = match JamcArgs::try_parse_from(&argv) {
-        Ok(args) => args,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            let text = e.render().to_string();
-            return Err(match e.kind() {
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => EarlyExit {
-                    code: 0,
-                    stdout: text,
-                    stderr: String::new(),
-                },
-                _ => usage_error(text),
-            });
-        }
-    };
+    let args = JamcArgs::try_parse_from(&argv).map_err(|e| clap_exit(e, usage_error))?;
     args.resolve().map_err(|why| {
         let usage = JamcArgs::command().render_usage().to_string();
         usage_error(format!(

@@ -12,7 +12,8 @@ use std::time::Duration;
 use clap::Parser;
 
 use super::cli::{
-    parse_timeout, CheckSettings, EarlyExit, Family, Mode, Settings, Target, DEFAULT_PORT,
+    clap_exit, parse_timeout, unknown_exit, CheckSettings, EarlyExit, Family, Mode, Settings,
+    Target, DEFAULT_PORT,
 };
 use super::reading::ReplyFormat;
 use super::thresholds::{Range, Thresholds};
@@ -136,36 +137,9 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let unknown = |message: String| {
-        let first = message
-            .lines()
-            .next()
-            .unwrap_or("bad command line")
-            .trim_start_matches("error: ")
-            .to_string();
-        EarlyExit {
-            code: 3,
-            stdout: format!("JAM UNKNOWN - {first}\n"),
-            stderr: message,
-        }
-    };
-    let args = match CheckJamArgs::try_parse_from(argv) {
-        Ok(args) => args,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            let text = e.render().to_string();
-            return Err(match e.kind() {
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => EarlyExit {
-                    code: 0,
-                    stdout: text,
-                    stderr: String::new(),
-                },
-                _ => unknown(text),
-            });
-        }
-    };
+    let args = CheckJamArgs::try_parse_from(argv).map_err(|e| clap_exit(e, unknown_exit))?;
     args.resolve().map_err(|why| {
-        unknown(format!(
+        unknown_exit(format!(
             "error: {why}\n\nFor more information, try '--help'.\n"
         ))
     })
