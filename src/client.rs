@@ -42,6 +42,20 @@ pub use query::{query, Flow};
 use cli::{CheckSettings, Mode, Settings, Target};
 use output::Output;
 
+/// What jamc and check_jam do with their parsed command line: write an early
+/// exit's text, or run the settings on stdout and stderr; returns the exit code.
+pub fn run_parsed(parsed: Result<Settings, cli::EarlyExit>) -> u8 {
+    match parsed {
+        Ok(settings) => run(&settings, &mut std::io::stdout(), &mut std::io::stderr()),
+        Err(exit) => {
+            // Not print!: it panics when stdout is closed.
+            let _ = std::io::stdout().write_all(exit.stdout.as_bytes());
+            let _ = std::io::stderr().write_all(exit.stderr.as_bytes());
+            exit.code
+        }
+    }
+}
+
 /// Runs jamc with checked settings, writing to `out` and `err`; returns the exit code.
 pub fn run(settings: &Settings, out: &mut (dyn Write + Send), err: &mut (dyn Write + Send)) -> u8 {
     if let Mode::Conformance { strict } = settings.mode {
