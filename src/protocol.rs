@@ -93,6 +93,16 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    /// Every reason, in the order metrics render them (and index their counters).
+    pub const ALL: [CloseReason; 6] = [
+        CloseReason::Quit,
+        CloseReason::Eof,
+        CloseReason::Idle,
+        CloseReason::TooLong,
+        CloseReason::Error,
+        CloseReason::Shutdown,
+    ];
+
     /// The stable name, as in the `closed` log line.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -131,7 +131,7 @@ pub fn render(s: &Sample, out: &mut String) {
         "jamd_connections_closed_total",
         "Admitted connections that ended, by the reason= of the closed log line.",
         "reason",
-        &by(&Closed::ALL, Closed::label, &c.closed),
+        &by(&Closed::ALL, Closed::as_str, &c.closed),
     );
     o.counter_by(
         "jamd_requests_total",

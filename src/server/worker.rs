@@ -466,7 +466,7 @@ impl Worker {
         }
         // Counted before the socket closes: when the client sees the close,
         // a scrape already shows it.
-        self.shared.metrics.worker(self.id).closed(reason.into());
+        self.shared.metrics.worker(self.id).closed(reason);
         if self.shared.log.connections() {
             self.shared.log.info(format!(
                 "closed {} requests={} duration_ms={} reason={}",
