@@ -7,13 +7,12 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{require_tool, run_jamd, temp_dir, Jamd, JAMD};
-use socket2::{Domain, Socket, Type};
+use common::{require_tool, run_jamd, temp_dir, ChildGuard, Jamd, JAMD};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -25,14 +24,7 @@ struct From {
 
 impl From {
     fn connect(src: &str, to: SocketAddr) -> From {
-        let src: IpAddr = src.parse().unwrap();
-        let sock = Socket::new(Domain::for_address(to), Type::STREAM, None).unwrap();
-        sock.bind(&SocketAddr::new(src, 0).into())
-            .unwrap_or_else(|e| panic!("bind {src}: {e}"));
-        sock.connect_timeout(&to.into(), Duration::from_secs(5))
-            .unwrap_or_else(|e| panic!("connect {src} -> {to}: {e}"));
-        let stream: TcpStream = sock.into();
-        stream.set_read_timeout(Some(T)).unwrap();
+        let stream = common::client::connect_from(src, to);
         let reader = BufReader::new(stream.try_clone().unwrap());
         From { stream, reader }
     }
@@ -447,42 +439,27 @@ fn check_config_prints_every_new_key() {
     }
 }
 
-/// systemd-socket-activate, stopped by its pid (it execs jamd: same pid).
-struct Activated(std::process::Child);
-
-impl Drop for Activated {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn ipv4_rules_apply_to_clients_of_a_dual_stack_socket() {
     let Some(activate) = require_tool("systemd-socket-activate") else {
         return;
     };
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let dir = temp_dir("dual-stack");
     let cfg = write(
         &dir,
         "[access]\ndeny = [\"127.0.0.2\"]\n[server]\nmax_connections_per_source = 1\n",
     );
     let log = dir.join("stderr.log");
-    let _jamd = Activated(
+    // systemd-socket-activate execs jamd: the guard's pid is jamd's.
+    let _jamd = ChildGuard::spawn(
         Command::new(activate)
             .args(["-l", &format!("[::]:{port}")])
             .arg(JAMD)
             .args(["-c", &cfg, "--log", "stderr"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
+            .stderr(std::fs::File::create(&log).unwrap()),
     );
     let to = SocketAddr::from(([127, 0, 0, 1], port));
     // systemd-socket-activate listens at once, and starts jamd at the first

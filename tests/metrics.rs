@@ -459,26 +459,17 @@ fn a_per_source_refusal_is_counted_as_source_busy() {
     );
 }
 
-/// A client connecting from `src` (127.0.0.2, … play other hosts).
-fn connect_from(src: &str, to: SocketAddr) -> Client {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    let from: SocketAddr = format!("{src}:0").parse().unwrap();
-    socket.bind(&from.into()).unwrap();
-    socket.connect_timeout(&to.into(), T).unwrap();
-    Client::from_stream(socket.into())
-}
-
 #[test]
 fn a_denied_client_is_counted_as_access_denied_and_never_admitted() {
     let s = start("[access]\ndeny = [\"127.0.0.2\"]\n");
     let c0 = counts(s.metrics);
     for _ in 0..2 {
-        let mut denied = connect_from("127.0.0.2", s.jamd.addr);
+        let mut denied = Client::connect_from("127.0.0.2", s.jamd.addr);
         assert_eq!(denied.line(), "ERROR access denied");
         assert!(denied.closed());
     }
     let c1 = expect_delta(s.metrics, &c0, &[("access_denied", 2.0)]);
-    let mut c = connect_from("127.0.0.3", s.jamd.addr);
+    let mut c = Client::connect_from("127.0.0.3", s.jamd.addr);
     assert!(c.ask("TIME").starts_with("JAM "));
     drop(c);
     expect_delta(
@@ -497,7 +488,7 @@ fn a_client_over_its_source_rate_is_counted_as_rate_limited() {
     // machine's speed; the counters must say exactly what the clients saw.
     let (mut served, mut limited) = (0.0, 0.0);
     for _ in 0..20 {
-        let mut c = connect_from("127.0.0.4", s.jamd.addr);
+        let mut c = Client::connect_from("127.0.0.4", s.jamd.addr);
         c.send(b"QUIT\r\n");
         match c.line_raw().as_str() {
             "ERROR rate limited\r\n" => limited += 1.0,
@@ -529,7 +520,7 @@ fn the_per_source_table_is_shown_and_its_evictions_counted() {
         "[server]\nmax_connections = 2\nmax_tracked_sources = 2\n\
          connection_rate_per_source = 1\nconnection_burst_per_source = 5\n",
     );
-    let mut held = connect_from("127.0.1.1", s.jamd.addr);
+    let mut held = Client::connect_from("127.0.1.1", s.jamd.addr);
     assert!(held.ask("TIME").starts_with("JAM "));
     let deadline = Instant::now() + T;
     let mut all = scrape(s.metrics);
@@ -542,7 +533,7 @@ fn the_per_source_table_is_shown_and_its_evictions_counted() {
     // New sources one after another: the table is full, so the one seen
     // longest ago without a client is forgotten (never 127.0.1.1).
     for i in 2..12 {
-        let mut c = connect_from(&format!("127.0.1.{i}"), s.jamd.addr);
+        let mut c = Client::connect_from(&format!("127.0.1.{i}"), s.jamd.addr);
         assert!(c.ask("TIME").starts_with("JAM "), "127.0.1.{i}");
         c.send(b"QUIT\r\n");
         assert!(c.closed());
@@ -568,21 +559,21 @@ fn proxy_headers_are_counted_by_result() {
     let bad = "jamd_connections_refused_total{reason=\"bad_proxy_header\"}";
 
     // A header naming a client: served as that client.
-    let mut c = connect_from("127.0.0.5", s.jamd.addr);
+    let mut c = Client::connect_from("127.0.0.5", s.jamd.addr);
     c.send(b"PROXY TCP4 192.0.2.7 127.0.0.1 4242 45000\r\nTIME\r\n");
     assert!(c.line().starts_with("JAM "));
     c.send(b"QUIT\r\n");
     assert!(c.closed());
     // A health check (v1 UNKNOWN): served as the balancer itself.
-    let mut c = connect_from("127.0.0.5", s.jamd.addr);
+    let mut c = Client::connect_from("127.0.0.5", s.jamd.addr);
     c.send(b"PROXY UNKNOWN\r\nQUIT\r\n");
     assert!(c.closed());
     // Not a header: closed without a reply.
-    let mut c = connect_from("127.0.0.5", s.jamd.addr);
+    let mut c = Client::connect_from("127.0.0.5", s.jamd.addr);
     c.send(b"TIME\r\n");
     assert_eq!(c.line_raw(), "");
     // Half a header, then nothing: closed after header_timeout.
-    let mut c = connect_from("127.0.0.5", s.jamd.addr);
+    let mut c = Client::connect_from("127.0.0.5", s.jamd.addr);
     c.send(b"PROXY TCP4 192.0.2.7");
     assert_eq!(c.line_raw(), "");
 
@@ -713,16 +704,6 @@ fn a_bad_metrics_address_is_a_config_error_and_a_taken_one_a_start_failure() {
     assert!(err.contains("metrics"), "{err}");
 }
 
-/// A loopback port free a moment ago (Prometheus cannot be told to pick one
-/// and say which).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Asks Prometheus's HTTP API for one instant query; the first result's
 /// value, if any.
 fn prom_query(api: SocketAddr, query: &str) -> Option<String> {
@@ -776,7 +757,9 @@ fn a_real_prometheus_scrapes_jamd() {
     // The port may be taken between free_port and Prometheus binding it:
     // a few tries, each bounded.
     for _ in 0..3 {
-        let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let api: SocketAddr = format!("127.0.0.1:{}", common::free_port())
+            .parse()
+            .unwrap();
         let log = dir.join("prometheus.log");
         // Stopped by its pid when the guard drops, however the test ends.
         let mut guard = ChildGuard::spawn(

@@ -11,7 +11,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,14 +40,7 @@ struct Peer {
 
 impl Peer {
     fn connect(src: &str, to: SocketAddr) -> Peer {
-        let src: IpAddr = src.parse().unwrap();
-        let sock = Socket::new(Domain::for_address(to), Type::STREAM, None).unwrap();
-        sock.bind(&SocketAddr::new(src, 0).into())
-            .unwrap_or_else(|e| panic!("bind {src}: {e}"));
-        sock.connect_timeout(&to.into(), Duration::from_secs(5))
-            .unwrap_or_else(|e| panic!("connect {src} -> {to}: {e}"));
-        let stream: TcpStream = sock.into();
-        stream.set_read_timeout(Some(T)).unwrap();
+        let stream = common::client::connect_from(src, to);
         stream.set_nodelay(true).unwrap();
         let reader = BufReader::new(stream.try_clone().unwrap());
         Peer { stream, reader }
@@ -465,7 +458,7 @@ impl Haproxy {
     /// backend of `servers` (one `server` line each, after its address).
     fn start(haproxy: &Path, backend: &str, servers: &[(SocketAddr, &str)]) -> Haproxy {
         let dir = TempDir::new("haproxy");
-        let front = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let front = SocketAddr::from(([127, 0, 0, 1], common::free_port()));
         let mut cfg = format!(
             "global\n    maxconn 200\n\
              defaults\n    mode tcp\n    timeout connect 2s\n    timeout client 20s\n    timeout server 20s\n\
@@ -501,14 +494,6 @@ impl Haproxy {
         }
         h
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// One session through the balancer from `src`: TIME, then QUIT; the reply
@@ -683,7 +668,7 @@ fn connections_made_during_a_restart_wait_in_the_kernel_and_are_served() {
     let Some(activate) = require_tool("systemd-socket-activate") else {
         return;
     };
-    let port = free_port();
+    let port = common::free_port();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let dir = temp_dir("restart");
     let cfg = dir.join("jamd.toml");

@@ -1,7 +1,9 @@
 //! A JAM client for tests: bounded reads, lines checked for CR LF.
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+
+use socket2::{Domain, Socket, Type};
 use std::time::Duration;
 
 /// How long a read waits for the server before the test gives up on it.
@@ -19,6 +21,11 @@ impl Client {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
             .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
         Client::from_stream(stream)
+    }
+
+    /// Connects (bounded) from the local address `src` to `to`; panics if it cannot.
+    pub fn connect_from(src: &str, to: SocketAddr) -> Client {
+        Client::from_stream(connect_from(src, to))
     }
 
     /// Wraps a connected stream.
@@ -97,6 +104,20 @@ impl Client {
         self.stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
         open
     }
+}
+
+/// A stream connected (bounded) from the local address `src` to `to`, with
+/// the bounded read timeout: 127.0.0.2, … play other hosts. Panics if it cannot.
+pub fn connect_from(src: &str, to: SocketAddr) -> TcpStream {
+    let src: IpAddr = src.parse().unwrap_or_else(|e| panic!("source {src}: {e}"));
+    let sock = Socket::new(Domain::for_address(to), Type::STREAM, None).unwrap();
+    sock.bind(&SocketAddr::new(src, 0).into())
+        .unwrap_or_else(|e| panic!("bind {src}: {e}"));
+    sock.connect_timeout(&to.into(), Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("connect {src} -> {to}: {e}"));
+    let stream: TcpStream = sock.into();
+    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    stream
 }
 
 /// Parses `hh:mm:ss` from a `JAM hh:mm:ss` reply.
