@@ -6,58 +6,19 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{require_tool, run_jamd, temp_dir, ChildGuard, Jamd, JAMD};
+use common::{require_tool, run_jamd, temp_dir, ChildGuard, Client, Jamd, JAMD};
 
 const T: Duration = Duration::from_secs(10);
-
-/// A client that connected from a chosen loopback address.
-struct From {
-    stream: TcpStream,
-    reader: BufReader<TcpStream>,
-}
-
-impl From {
-    fn connect(src: &str, to: SocketAddr) -> From {
-        let stream = common::client::connect_from(src, to);
-        let reader = BufReader::new(stream.try_clone().unwrap());
-        From { stream, reader }
-    }
-
-    /// One reply line without its CR LF; "" at end of stream.
-    fn line(&mut self) -> String {
-        let mut buf = Vec::new();
-        match self.reader.read_until(b'\n', &mut buf) {
-            Ok(_) => String::from_utf8_lossy(&buf)
-                .trim_end_matches("\r\n")
-                .to_owned(),
-            Err(e) => panic!("no reply line: {e}"),
-        }
-    }
-
-    fn ask(&mut self, request: &str) -> String {
-        self.stream
-            .write_all(format!("{request}\r\n").as_bytes())
-            .unwrap();
-        self.line()
-    }
-
-    /// True when the server closed the connection within the read timeout.
-    fn closed(&mut self) -> bool {
-        let mut buf = [0u8; 64];
-        matches!(self.reader.read(&mut buf), Ok(0) | Err(_))
-    }
-}
 
 /// Connects from `src` and returns the first reply to TIME (or the refusal
 /// the server sent at once).
 fn first_reply(src: &str, to: SocketAddr) -> String {
-    let mut c = From::connect(src, to);
+    let mut c = Client::connect_from(src, to);
     c.ask("TIME")
 }
 
@@ -68,7 +29,7 @@ fn assert_served(src: &str, to: SocketAddr) {
 
 fn assert_refused(src: &str, to: SocketAddr, why: &str) {
     // Refused clients are told at once, before they send anything, and closed.
-    let mut c = From::connect(src, to);
+    let mut c = Client::connect_from(src, to);
     assert_eq!(c.line(), format!("ERROR {why}"), "{src}");
     assert!(c.closed(), "{src}: still open after ERROR {why}");
 }
@@ -111,7 +72,7 @@ fn with_an_allow_list_an_address_in_no_entry_is_denied() {
 #[test]
 fn denied_clients_never_count_against_max_connections() {
     let jamd = Jamd::start("[server]\nmax_connections = 1\n[access]\ndeny = [\"127.0.0.2\"]\n");
-    let mut held = From::connect("127.0.0.3", jamd.addr);
+    let mut held = Client::connect_from("127.0.0.3", jamd.addr);
     assert!(held.ask("TIME").starts_with("JAM "));
     // Full: a denied client hears that it is denied, not that we are busy.
     assert_refused("127.0.0.2", jamd.addr, "access denied");
@@ -122,7 +83,7 @@ fn denied_clients_never_count_against_max_connections() {
 #[test]
 fn per_source_limits_count_sources_cut_to_their_prefix() {
     let jamd = Jamd::start("[server]\nmax_connections_per_source = 1\nsource_prefix_v4 = 24\n");
-    let mut held = From::connect("127.0.0.2", jamd.addr);
+    let mut held = Client::connect_from("127.0.0.2", jamd.addr);
     assert!(held.ask("TIME").starts_with("JAM "));
     // 127.0.0.3 is in the same /24: the same source.
     assert_refused("127.0.0.3", jamd.addr, "server busy");
@@ -188,8 +149,8 @@ fn reload(jamd: &Jamd, text: &str) {
 #[test]
 fn reloads_add_and_remove_rules_without_dropping_anyone() {
     let jamd = Jamd::start("");
-    let mut two = From::connect("127.0.0.2", jamd.addr);
-    let mut three = From::connect("127.0.0.3", jamd.addr);
+    let mut two = Client::connect_from("127.0.0.2", jamd.addr);
+    let mut three = Client::connect_from("127.0.0.3", jamd.addr);
     assert!(two.ask("TIME").starts_with("JAM "));
     assert!(three.ask("TIME").starts_with("JAM "));
 
@@ -213,7 +174,7 @@ fn reloads_add_and_remove_rules_without_dropping_anyone() {
     assert!(three.ask("TIME").starts_with("JAM "));
     assert_served("127.0.0.2", jamd.addr);
     assert_served("127.0.0.3", jamd.addr);
-    let mut c = From::connect("127.0.0.3", jamd.addr);
+    let mut c = Client::connect_from("127.0.0.3", jamd.addr);
     let reply = c.ask("TIME");
     assert!(
         reply == "ERROR rate limited" || reply.starts_with("JAM "),
@@ -254,8 +215,8 @@ fn a_full_table_forgets_the_source_seen_longest_ago_but_never_a_connected_one() 
         &jamd,
         "[server]\nmax_tracked_sources = 2\nmax_connections_per_source = 5\n",
     );
-    let mut a = From::connect("127.0.0.5", jamd.addr);
-    let mut b = From::connect("127.0.0.6", jamd.addr);
+    let mut a = Client::connect_from("127.0.0.5", jamd.addr);
+    let mut b = Client::connect_from("127.0.0.6", jamd.addr);
     assert!(a.ask("TIME").starts_with("JAM "));
     assert!(b.ask("TIME").starts_with("JAM "));
     assert_refused("127.0.0.7", jamd.addr, "server busy");
@@ -292,7 +253,7 @@ fn a_flood_of_refusals_logs_a_line_a_second_and_every_count() {
     const N: usize = 60;
     let start = Instant::now();
     for _ in 0..N {
-        let mut c = From::connect("127.0.0.2", jamd.addr);
+        let mut c = Client::connect_from("127.0.0.2", jamd.addr);
         assert_eq!(c.line(), "ERROR access denied");
     }
     let elapsed = start.elapsed();
@@ -322,7 +283,7 @@ fn refusals_left_out_are_logged_before_stopped() {
     let mut jamd = Jamd::start("[access]\ndeny = [\"127.0.0.2\"]\n");
     const N: usize = 20;
     for _ in 0..N {
-        let mut c = From::connect("127.0.0.2", jamd.addr);
+        let mut c = Client::connect_from("127.0.0.2", jamd.addr);
         assert_eq!(c.line(), "ERROR access denied");
     }
     // At once, before the summary is due: it must come before `stopped`.
@@ -482,7 +443,7 @@ fn ipv4_rules_apply_to_clients_of_a_dual_stack_socket() {
     }
     // The clients reach jamd as ::ffff:127.0.0.x: the IPv4 entry matches.
     assert_refused("127.0.0.2", to, "access denied");
-    let mut held = From::connect("127.0.0.3", to);
+    let mut held = Client::connect_from("127.0.0.3", to);
     assert!(held.ask("TIME").starts_with("JAM "));
     // And the mapped address counts as the IPv4 source.
     assert_refused("127.0.0.3", to, "server busy");
