@@ -55,6 +55,11 @@ impl Run {
         self.check(n).starts_with("ok ")
     }
 
+    /// Asserts the report contains `text`.
+    fn assert_says(&self, text: &str) {
+        assert!(self.stdout.contains(text), "{}", self.stdout);
+    }
+
     fn assert_passed(&self, checks: &[usize]) {
         for &n in checks {
             assert!(self.passed(n), "check {n} failed:\n{}", self.stdout);
@@ -82,6 +87,21 @@ impl Run {
             "jamc did not finish within {RUN_BOUND:?}: {self:?}"
         );
     }
+}
+
+/// Runs `jamc --conformance` (with `--strict` when asked) against a broken
+/// server with `fault`: the run must end within its bound and exit 1.
+fn failing_run(fault: Fault, strict: bool) -> Run {
+    let server = BrokenServer::start(fault);
+    let addr = server.addr.to_string();
+    let run = if strict {
+        jamc(&["--conformance", "--strict", &addr])
+    } else {
+        jamc(&["--conformance", &addr])
+    };
+    run.assert_bounded();
+    assert_eq!(run.code, Some(1), "{}", run.stdout);
+    run
 }
 
 /// Runs jamc with these arguments, killing it by its pid after [`RUN_BOUND`].
@@ -155,11 +175,7 @@ fn without_strict_only_the_six_required_checks_run() {
     assert_eq!(run.code, Some(0), "{}", run.stdout);
     assert!(run.stdout.starts_with("1..6\n"), "{}", run.stdout);
     run.assert_passed(&[1, 2, 3, 4, 5, 6]);
-    assert!(
-        run.stdout.contains("--strict adds 10 more"),
-        "{}",
-        run.stdout
-    );
+    run.assert_says("--strict adds 10 more");
 }
 
 #[test]
@@ -292,11 +308,7 @@ fn the_seed_server_passes_the_required_checks_and_fails_strict_ones() {
         "three requests in one packet get three replies in order",
         "got 1 reply",
     );
-    assert!(
-        run.stdout.contains("every required check passed"),
-        "{}",
-        run.stdout
-    );
+    run.assert_says("every required check passed");
 }
 
 // ------------------------------------------------- servers broken on purpose
@@ -446,10 +458,7 @@ fn talk_forever(mut stream: TcpStream, stop: &AtomicBool, born: Instant) {
 
 #[test]
 fn a_server_that_serves_one_connection_at_a_time_fails_the_nine_clients() {
-    let server = BrokenServer::start(Fault::OneAtATime);
-    let run = jamc(&["--conformance", &server.addr.to_string()]);
-    run.assert_bounded();
-    assert_eq!(run.code, Some(1), "{}", run.stdout);
+    let run = failing_run(Fault::OneAtATime, false);
     run.assert_passed(&[1, 2, 3, 4]);
     run.assert_failed(5, "9 clients at once are all answered", "1 of 9 answered");
     run.assert_failed(
@@ -475,10 +484,7 @@ fn a_server_that_answers_jam_9_5_3_fails_the_exact_reply() {
 
 #[test]
 fn a_server_that_never_answers_fails_within_the_time_bound() {
-    let server = BrokenServer::start(Fault::NeverAnswers);
-    let run = jamc(&["--conformance", "--strict", &server.addr.to_string()]);
-    run.assert_bounded();
-    assert_eq!(run.code, Some(1), "{}", run.stdout);
+    let run = failing_run(Fault::NeverAnswers, true);
     assert!(run.stdout.starts_with("1..16\n"), "{}", run.stdout);
     run.assert_passed(&[1]);
     run.assert_failed(
@@ -498,10 +504,7 @@ fn a_server_that_never_answers_fails_within_the_time_bound() {
 
 #[test]
 fn a_server_that_closes_at_once_fails_the_first_request() {
-    let server = BrokenServer::start(Fault::ClosesAtOnce);
-    let run = jamc(&["--conformance", "--strict", &server.addr.to_string()]);
-    run.assert_bounded();
-    assert_eq!(run.code, Some(1), "{}", run.stdout);
+    let run = failing_run(Fault::ClosesAtOnce, true);
     run.assert_passed(&[1]);
     let line = run.check(2);
     assert!(
@@ -514,10 +517,7 @@ fn a_server_that_closes_at_once_fails_the_first_request() {
 
 #[test]
 fn a_server_that_resets_fails_the_first_request() {
-    let server = BrokenServer::start(Fault::Resets);
-    let run = jamc(&["--conformance", "--strict", &server.addr.to_string()]);
-    run.assert_bounded();
-    assert_eq!(run.code, Some(1), "{}", run.stdout);
+    let run = failing_run(Fault::Resets, true);
     // Whether the reset is seen by the connect or by the first read depends
     // on timing; either way the reason names it.
     run.assert_failed(2, "TIME is answered", "the server reset the connection");
@@ -525,10 +525,7 @@ fn a_server_that_resets_fails_the_first_request() {
 
 #[test]
 fn a_server_that_answers_forever_does_not_hold_the_run() {
-    let server = BrokenServer::start(Fault::AnswersForever);
-    let run = jamc(&["--conformance", "--strict", &server.addr.to_string()]);
-    run.assert_bounded();
-    assert_eq!(run.code, Some(1), "{}", run.stdout);
+    let run = failing_run(Fault::AnswersForever, true);
     run.assert_failed(2, "TIME is answered", "one line was expected");
     run.assert_failed(
         4,
@@ -558,11 +555,7 @@ fn nothing_listening_is_a_clear_failure() {
     for n in 2..=6 {
         run.assert_failed(n, "", "not tried: no connection could be made (check 1)");
     }
-    assert!(
-        run.stdout.contains("this is not a JAM server yet"),
-        "{}",
-        run.stdout
-    );
+    run.assert_says("this is not a JAM server yet");
 }
 
 #[test]

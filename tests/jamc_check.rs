@@ -504,41 +504,33 @@ fn fractional_replies_need_no_watching() {
     assert!(uncertainty < 0.05, "{run:?}");
 }
 
+/// `jamc --check` with `extra` options against a server whose clock stands at
+/// 12:00:00 (any offset is OK): the run, which must exit 0, and how many
+/// requests the server got.
+fn check_frozen_clock(extra: &[&str]) -> (Run, usize) {
+    let server = TestServer::start(|_| b"JAM 12:00:00\r\n".to_vec());
+    let target = server.target();
+    let mut args = vec!["--check", "--warning", "43200", "--critical", "43200"];
+    args.extend_from_slice(extra);
+    args.push(&target);
+    let run = jamc(&args);
+    assert_eq!(run.code, 0, "{run:?}");
+    (run, server.requests())
+}
+
 #[test]
 fn a_frozen_clock_gives_the_half_second_answer_after_the_watch() {
-    let server = TestServer::start(|_| b"JAM 12:00:00\r\n".to_vec());
-    let run = jamc(&[
-        "--check",
-        "--warning",
-        "43200",
-        "--critical",
-        "43200",
-        &server.target(),
-    ]);
-    assert_eq!(run.code, 0, "{run:?}");
+    let (run, asked) = check_frozen_clock(&[]);
     let (_, uncertainty) = reading(&run);
     assert!((0.5..0.6).contains(&uncertainty), "{run:?}");
     // Asked again, but no faster than every 10 ms for at most 1.2 s.
-    let asked = server.requests();
     assert!((2..=121).contains(&asked), "{asked} requests");
 }
 
 #[test]
 fn the_watch_never_goes_past_the_timeout() {
-    let server = TestServer::start(|_| b"JAM 12:00:00\r\n".to_vec());
-    let run = jamc(&[
-        "--check",
-        "-w",
-        "0.3",
-        "--warning",
-        "43200",
-        "--critical",
-        "43200",
-        &server.target(),
-    ]);
-    assert_eq!(run.code, 0, "{run:?}");
+    let (_, asked) = check_frozen_clock(&["-w", "0.3"]);
     // 0.3 s at one request per 10 ms at most.
-    let asked = server.requests();
     assert!((1..=31).contains(&asked), "{asked} requests");
 }
 
