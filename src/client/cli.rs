@@ -21,7 +21,7 @@ pub const MAX_PARALLEL: u32 = 1000;
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "jamc",
-    version,
+    version = env!("JAMD_VERSION"),
     about = "Ask a JAM time server (jamd) for the time",
     long_about = "Ask a JAM time server (jamd) for the time.\n\n\
         Plain use prints the server's time, one line per reply (HOST:PORT first when \

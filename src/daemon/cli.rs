@@ -13,7 +13,7 @@ use crate::config::{LogTarget, Overrides};
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "jamd",
-    version,
+    version = env!("JAMD_VERSION"),
     about = "jamd: a small TCP time service. Clients send TIME and get JAM 14:03:27.",
     after_help = "Signals: SIGTERM/SIGINT drain and stop, SIGHUP reloads the configuration, SIGUSR1 logs a status line.\nExit status: 0 clean stop, 1 failure to start, 2 bad command line, 78 configuration error."
 )]
