@@ -359,6 +359,52 @@ fn stdin_is_stream_socket() -> bool {
     matches!(sock.r#type(), Ok(t) if t == Type::STREAM)
 }
 
+/// When the service manager's listening sockets are not what `server.port`
+/// and `server.bind` say, the notice to log: the file's settings are then
+/// ignored, and an operator editing them would wonder why (SPEC 12, issue 12
+/// item 18). A dual-stack `[::]` socket (systemd's `BindIPv6Only=both`)
+/// stands for `0.0.0.0` too.
+pub fn activation_differs(sockets: &Sockets, server: &ServerConfig) -> Option<String> {
+    let Sockets::Listeners(listeners) = sockets else {
+        return None;
+    };
+    let passed: Vec<(SocketAddr, bool)> = listeners
+        .iter()
+        .filter_map(|l| {
+            let addr = l.local_addr().ok()?;
+            let dual = addr.is_ipv6() && SockRef::from(l).only_v6().ok() == Some(false);
+            Some((addr, dual))
+        })
+        .collect();
+    let any4 = IpAddr::from([0u8, 0, 0, 0]);
+    let covers = |(addr, dual): &(SocketAddr, bool), ip: &IpAddr| {
+        addr.port() == server.port
+            && (addr.ip() == *ip || (*dual && addr.ip().is_unspecified() && *ip == any4))
+    };
+    let configured_served = server
+        .bind
+        .iter()
+        .all(|ip| passed.iter().any(|p| covers(p, ip)));
+    let passed_configured = passed
+        .iter()
+        .all(|p| server.bind.iter().any(|ip| covers(p, ip)));
+    if configured_served && passed_configured {
+        return None;
+    }
+    let show = |addrs: Vec<String>| addrs.join(", ");
+    Some(format!(
+        "the service manager's sockets ({}) are used, not server.port and server.bind ({}): to move jamd, change ListenStream= in its socket unit",
+        show(passed.iter().map(|(a, _)| show_addr(a)).collect()),
+        show(
+            server
+                .bind
+                .iter()
+                .map(|ip| show_addr(&SocketAddr::new(*ip, server.port)))
+                .collect()
+        )
+    ))
+}
+
 /// `ADDR` as log lines write it: `1.2.3.4:5678` or `[::1]:5678`; an
 /// IPv4-mapped IPv6 address is shown as plain IPv4.
 pub fn show_addr(addr: &SocketAddr) -> String {

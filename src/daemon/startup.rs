@@ -135,6 +135,11 @@ pub fn start(args: &JamdArgs) -> Result<Started, Fatal> {
     let sockets = match inherited {
         Some(sockets) => {
             announce_inherited(&sockets, args, held.notices, &log);
+            if !args.inetd {
+                if let Some(notice) = listen::activation_differs(&sockets, &config.server) {
+                    log.info(notice);
+                }
+            }
             sockets
         }
         None if stream.is_some() => Sockets::Listeners(Vec::new()),

@@ -1,0 +1,286 @@
+//! Packaging and the docs that must agree with the program (issue 12 items
+//! 18, 21, 22, 24): `-V` build information, the socket-activation notice,
+//! the jamd@.service template, and drift checks on README, jamd.8, the
+//! shipped configuration and the units.
+
+mod common;
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{require_tool, run_jamd, ChildGuard, TempDir, JAMC, JAMD};
+
+const T: Duration = Duration::from_secs(10);
+
+fn read(rel: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `jamd -V` and `jamc -V` name the commit and its date in a git checkout.
+#[test]
+fn version_names_the_commit_and_date_when_built_from_git() {
+    let head = Command::new("git")
+        .args([
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "rev-parse",
+            "--short=10",
+            "HEAD",
+        ])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    let version = env!("CARGO_PKG_VERSION");
+    for (name, bin) in [("jamd", JAMD), ("jamc", JAMC)] {
+        let out = Command::new(bin).arg("-V").output().unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        match &head {
+            Some(commit) => {
+                let rest = text
+                    .strip_prefix(&format!("{name} {version} ({commit} "))
+                    .unwrap_or_else(|| panic!("{text:?} names {commit}"));
+                let date = rest.strip_suffix(')').expect("closing parenthesis");
+                assert!(
+                    date.len() == 10
+                        && date.chars().enumerate().all(|(i, c)| if i == 4 || i == 7 {
+                            c == '-'
+                        } else {
+                            c.is_ascii_digit()
+                        }),
+                    "{text:?}"
+                );
+            }
+            // Not a checkout (a tarball): the version, nothing invented.
+            None => assert!(text.starts_with(&format!("{name} {version}")), "{text:?}"),
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs jamd under systemd-socket-activate on 127.0.0.1:PORT with `config`,
+/// makes one request, stops it, and returns its stderr.
+fn activated_log(config: &str, port: u16) -> Option<String> {
+    let activate = require_tool("systemd-socket-activate")?;
+    let dir = TempDir::new("activated");
+    let cfg = dir.join("jamd.toml");
+    std::fs::write(&cfg, config).unwrap();
+    let log = dir.join("stderr.log");
+    let mut child = ChildGuard::spawn(
+        Command::new(activate)
+            .args(["-l", &format!("127.0.0.1:{port}")])
+            .arg(JAMD)
+            .arg("-c")
+            .arg(&cfg)
+            .args(["--log", "stderr"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap()),
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + T;
+    let mut c = loop {
+        match TcpStream::connect(addr) {
+            Ok(c) => break c,
+            Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("systemd-socket-activate did not listen: {e}"),
+        }
+    };
+    use std::io::{Read as _, Write as _};
+    c.write_all(b"TIME\r\nQUIT\r\n").unwrap();
+    c.set_read_timeout(Some(T)).unwrap();
+    let mut reply = String::new();
+    let _ = c.read_to_string(&mut reply);
+    assert!(reply.starts_with("JAM "), "{reply:?}");
+    let deadline = Instant::now() + T;
+    let mut text = String::new();
+    while Instant::now() < deadline {
+        text = std::fs::read_to_string(&log).unwrap();
+        if text.contains("(from the service manager)") {
+            break;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    child.signal(libc::SIGTERM);
+    let _ = child.wait_timeout(T);
+    Some(std::fs::read_to_string(&log).unwrap_or(text))
+}
+
+#[test]
+fn socket_activation_says_when_the_file_asks_for_other_sockets() {
+    let port = free_port();
+    let Some(text) = activated_log("", port) else {
+        return;
+    };
+    assert!(
+        text.contains(&format!(
+            "the service manager's sockets (127.0.0.1:{port}) are used, not server.port and server.bind (0.0.0.0:45000, [::]:45000)"
+        )),
+        "{text}"
+    );
+    let port = free_port();
+    let same = format!("[server]\nport = {port}\nbind = [\"127.0.0.1\"]\n");
+    let Some(text) = activated_log(&same, port) else {
+        return;
+    };
+    assert!(!text.contains("service manager's sockets"), "{text}");
+}
+
+#[test]
+fn the_instance_template_reads_the_instance_config() {
+    let unit = read("packaging/systemd/jamd@.service");
+    assert!(
+        unit.lines()
+            .any(|l| l == "ExecStart=/usr/bin/jamd -c /etc/jamd/%i.toml"),
+        "{unit}"
+    );
+    assert!(read("Cargo.toml").contains("\"packaging/systemd/jamd@.service\""));
+    // It keeps every hardening line of jamd.service.
+    let main = read("packaging/systemd/jamd.service");
+    for line in main.lines().filter(|l| {
+        l.starts_with("Protect")
+            || l.starts_with("Private")
+            || l.starts_with("Restrict")
+            || l.starts_with("SystemCall")
+    }) {
+        assert!(
+            unit.lines().any(|l| l == line),
+            "jamd@.service lacks {line}"
+        );
+    }
+    let Some(analyze) = require_tool("systemd-analyze") else {
+        return;
+    };
+    // Verified as an instance, with the binary cargo built.
+    let dir = TempDir::new("template");
+    let copy = dir.join("jamd@lab.service");
+    std::fs::write(&copy, unit.replace("/usr/bin/jamd", JAMD)).unwrap();
+    let out = Command::new(analyze)
+        .args(["verify", "--man=no"])
+        .arg(&copy)
+        .env("SYSTEMD_LOG_COLOR", "0")
+        .output()
+        .unwrap();
+    let all =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    let ours: Vec<&str> = all.lines().filter(|l| l.contains("jamd")).collect();
+    assert!(ours.is_empty(), "{all}");
+}
+
+/// The texts a user sees quote the program's own words.
+#[test]
+fn docs_quote_the_address_in_use_error_as_the_program_says_it() {
+    for doc in ["README.md", "man/jamd.8"] {
+        let text = read(doc);
+        assert!(!text.contains("Address in use"), "{doc}");
+    }
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port().to_string();
+    let dir = TempDir::new("inuse");
+    let cfg = dir.join("jamd.toml");
+    std::fs::write(&cfg, "[server]\nreuse_address = false\n").unwrap();
+    let (_, _, err) = run_jamd(
+        &["-c", cfg.to_str().unwrap(), "-p", &port, "-b", "127.0.0.1"],
+        T,
+    );
+    assert!(err.contains("Address already in use"), "{err}");
+    assert!(read("README.md").contains("Address already in use"));
+    assert!(read("man/jamd.8").contains("Address already in use"));
+}
+
+/// Every key reload treats as restart-only is named where the docs list them.
+#[test]
+fn the_restart_only_keys_are_listed_everywhere() {
+    let reload = read("src/daemon/reload.rs");
+    let list = reload
+        .split("restart_only!(")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .expect("the restart_only! invocation");
+    let keys: Vec<&str> = list
+        .split(',')
+        .map(|k| k.trim().split('.').next_back().unwrap_or(""))
+        .filter(|k| !k.is_empty())
+        .collect();
+    assert!(
+        keys.contains(&"workers") && keys.contains(&"port"),
+        "{keys:?}"
+    );
+    let readme = read("README.md");
+    let readme_line = readme
+        .split("\n\n")
+        .find(|p| p.contains("Signals:") && p.contains("needing a restart"))
+        .expect("README's signals paragraph");
+    let config = read("config/jamd.toml");
+    let config_head: String = config.lines().take_while(|l| l.starts_with('#')).collect();
+    for key in &keys {
+        assert!(
+            readme_line.contains(key),
+            "README omits {key}: {readme_line}"
+        );
+        assert!(config_head.contains(key), "config/jamd.toml omits {key}");
+    }
+}
+
+#[test]
+fn jamd_8_names_where_the_package_installs_the_units_and_its_neighbours() {
+    let page = read("man/jamd.8");
+    let cargo = read("Cargo.toml");
+    assert!(!page.contains("Pa /lib/systemd"), "FILES says /lib/systemd");
+    for unit in [
+        "jamd.service",
+        "jamd.socket",
+        "jamd-conn.socket",
+        "jamd-conn@.service",
+        "jamd@.service",
+    ] {
+        assert!(
+            page.contains(&format!("Pa /usr/lib/systemd/system/{unit}")),
+            "FILES lacks {unit}"
+        );
+    }
+    assert!(cargo.contains("usr/lib/systemd/system/"));
+    let see_also = page.split(".Sh SEE ALSO").nth(1).expect("SEE ALSO");
+    for xr in [
+        ".Xr xinetd 8",
+        ".Xr inetd.conf 5",
+        ".Xr services 5",
+        ".Xr inetd 8",
+    ] {
+        assert!(see_also.contains(xr), "SEE ALSO lacks {xr}");
+    }
+}
+
+/// The per-connection socket sets a trigger limit a burst of clients does not
+/// hit, and the docs give the same figure.
+#[test]
+fn the_per_connection_socket_sets_a_trigger_limit_the_docs_name() {
+    let unit = read("packaging/systemd/jamd-conn.socket");
+    let burst: u32 = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("TriggerLimitBurst="))
+        .expect("TriggerLimitBurst= in jamd-conn.socket")
+        .parse()
+        .unwrap();
+    let max: u32 = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("MaxConnections="))
+        .expect("MaxConnections=")
+        .parse()
+        .unwrap();
+    assert!(burst > 200 && burst >= max, "burst {burst}, max {max}");
+    assert!(read("man/jamd.8").contains(&format!("TriggerLimitBurst={burst}")));
+    assert!(read("README.md").contains("TriggerLimitBurst"));
+}
