@@ -125,3 +125,81 @@ fn sigterm_serves_the_connections_waiting_in_the_listen_queue() {
     drop(clients);
     assert_eq!(jamd.wait_exit(T), Some(0));
 }
+
+/// A worker that dies takes jamd down: exit 1, a log line that says so,
+/// and no `stopped` (a clean stop after a crash would keep systemd's
+/// `Restart=on-failure` from restarting it). The fault is injected through
+/// `JAMD_TEST_FAULT`, which only debug builds read.
+#[test]
+fn a_dead_worker_stops_jamd_with_status_1() {
+    for workers in ["1", "2"] {
+        let dir = TempDir::new("dead");
+        let config = dir.join("jamd.toml");
+        std::fs::write(&config, format!("[server]\nworkers = {workers}\n")).unwrap();
+        let mut cmd = Command::new(JAMD);
+        cmd.arg("-c")
+            .arg(&config)
+            .args(["-p", "0", "-b", "127.0.0.1", "--log", "stderr"])
+            .env("JAMD_TEST_FAULT", "panic");
+        let mut jamd = Jamd::spawn(cmd, dir, config);
+        let _ = std::net::TcpStream::connect(jamd.addr).unwrap();
+        assert_eq!(jamd.wait_exit(T), Some(1), "{:#?}", jamd.log());
+        assert!(
+            jamd.stderr
+                .wait_for("a worker thread died (jamd-worker-", T)
+                .is_some(),
+            "{:#?}",
+            jamd.log()
+        );
+        assert_eq!(jamd.stderr.count("stopped"), 0, "{:#?}", jamd.log());
+    }
+}
+
+/// The watchdog proves the workers alive: with one stuck, `WATCHDOG=1`
+/// stops, so the service manager restarts jamd.
+#[test]
+fn the_watchdog_stops_when_a_worker_is_stuck() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = TempDir::new("watchdog");
+    let notify = dir.join("notify.sock");
+    let sock = UnixDatagram::bind(&notify).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let config = dir.join("jamd.toml");
+    std::fs::write(&config, "[server]\nworkers = 2\n").unwrap();
+    let mut cmd = Command::new(JAMD);
+    cmd.arg("-c")
+        .arg(&config)
+        .args(["-p", "0", "-b", "127.0.0.1", "--log", "stderr"])
+        .env("NOTIFY_SOCKET", &notify)
+        .env("WATCHDOG_USEC", "200000")
+        .env("JAMD_TEST_FAULT", "hang");
+    let jamd = Jamd::spawn(cmd, dir, config);
+    let count_for = |window: Duration| {
+        let end = std::time::Instant::now() + window;
+        let mut buf = [0u8; 512];
+        let mut n = 0;
+        while std::time::Instant::now() < end {
+            if let Ok(len) = sock.recv(&mut buf) {
+                n += String::from_utf8_lossy(&buf[..len])
+                    .lines()
+                    .filter(|l| *l == "WATCHDOG=1")
+                    .count();
+            }
+        }
+        n
+    };
+    assert!(
+        count_for(Duration::from_secs(1)) >= 3,
+        "pings while healthy"
+    );
+    // One worker admits this client and hangs.
+    let _c = std::net::TcpStream::connect(jamd.addr).unwrap();
+    // The ping it answered just before it hung may still be sent: let it go.
+    count_for(Duration::from_millis(500));
+    assert_eq!(
+        count_for(Duration::from_secs(2)),
+        0,
+        "no ping with a stuck worker"
+    );
+}

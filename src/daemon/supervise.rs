@@ -97,11 +97,22 @@ pub fn serve(started: Started) -> Result<(), ServerError> {
         if arrived.status {
             control.log.info(control.server.status_line());
         }
+        if control.server.worker_died() {
+            // SPEC 12: never serve on with less capacity, never report a
+            // clean stop after a crash. The others stop at once.
+            control.server.drain();
+            control.server.end_grace();
+            let died = control.server.join();
+            return Err(ServerError::WorkerDied(died.join("; ")));
+        }
         if control.tick() {
             break;
         }
     }
-    control.server.join();
+    let died = control.server.join();
+    if !died.is_empty() {
+        return Err(ServerError::WorkerDied(died.join("; ")));
+    }
     control.log.info("stopped");
     Ok(())
 }
@@ -202,7 +213,12 @@ impl Control {
         }
         if let Some(every) = self.notifier.watchdog_every() {
             if now >= self.next_watchdog {
-                self.notifier.watchdog();
+                // Only when every worker proved it is alive: a stuck worker
+                // lets the watchdog fire, and the service manager restarts
+                // jamd.
+                if self.server.workers_alive() {
+                    self.notifier.watchdog();
+                }
                 self.next_watchdog = now + every;
             }
         }

@@ -81,6 +81,13 @@ pub(crate) struct Shared {
     worker_ended: Waker,
     /// Worker threads that have ended (or are ending: counted on the way out).
     workers_ended: AtomicUsize,
+    /// A worker thread ended by a panic: jamd must stop (SPEC 12).
+    worker_died: AtomicBool,
+    /// The watchdog's question to the workers: each answers by copying it
+    /// into its slot of `alive` once its event loop turns.
+    ping: AtomicU64,
+    /// Each worker's last answer to `ping`.
+    alive: Vec<AtomicU64>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -131,6 +138,13 @@ impl Shared {
         }
     }
 
+    /// A worker's answer to the watchdog's ping (see [`Server::workers_alive`]).
+    fn answer_ping(&self, id: usize) {
+        if let Some(slot) = self.alive.get(id) {
+            slot.store(self.ping.load(Ordering::Acquire), Ordering::Release);
+        }
+    }
+
     fn log_refused_more(&self, n: u64) {
         self.log.warn(format!("refused {n} more connection(s)"));
     }
@@ -169,12 +183,31 @@ impl Shared {
 pub enum ServerError {
     /// Setting up the event loops or signal handlers failed.
     Setup(io::Error),
+    /// A worker thread died (a panic): jamd stops rather than serve with
+    /// less capacity than configured.
+    WorkerDied(String),
 }
 
 impl std::fmt::Display for ServerError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ServerError::Setup(e) => write!(f, "cannot start the server: {e}"),
+            ServerError::Setup(e) => {
+                write!(f, "cannot start the server: {e}")?;
+                // What to do about the usual causes.
+                match e.raw_os_error() {
+                    Some(libc::EMFILE) | Some(libc::ENFILE) => f.write_str(
+                        "; raise the open-file limit (ulimit -n, or LimitNOFILE= in the unit)",
+                    ),
+                    Some(libc::EAGAIN) | Some(libc::ENOMEM) => f.write_str(
+                        "; the system refused a thread or memory: lower server.workers, or raise the process limits (ulimit -u, TasksMax=, MemoryMax=)",
+                    ),
+                    _ => f.write_str("; see the system log for what else failed at that moment"),
+                }
+            }
+            ServerError::WorkerDied(why) => write!(
+                f,
+                "a worker thread died ({why}); stopping rather than serving with less capacity"
+            ),
         }
     }
 }
@@ -217,6 +250,9 @@ impl Server {
             refusals_pending: AtomicBool::new(false),
             worker_ended,
             workers_ended: AtomicUsize::new(0),
+            worker_died: AtomicBool::new(false),
+            ping: AtomicU64::new(0),
+            alive: (0..workers).map(|_| AtomicU64::new(0)).collect(),
         });
         let pool = spawn_workers(&shared, sockets, workers).map_err(ServerError::Setup)?;
         Ok(Server {
@@ -304,14 +340,48 @@ impl Server {
         self.shared.workers_ended.load(Ordering::SeqCst) >= self.pool.handles.len()
     }
 
+    /// Whether a worker thread has died (panicked).
+    pub fn worker_died(&self) -> bool {
+        self.shared.worker_died.load(Ordering::SeqCst)
+    }
+
+    /// For the watchdog: whether every worker answered the previous ping
+    /// (its event loop turned since), and a new ping that wakes them all.
+    /// An idle worker sleeps until woken, so only a worker that is stuck
+    /// (or dead) fails to answer.
+    pub fn workers_alive(&self) -> bool {
+        let asked = self.shared.ping.load(Ordering::Acquire);
+        let answered = self
+            .shared
+            .alive
+            .iter()
+            .all(|a| a.load(Ordering::Acquire) == asked);
+        if answered {
+            self.shared.ping.fetch_add(1, Ordering::AcqRel);
+            self.pool.wake_all();
+        }
+        answered && !self.worker_died()
+    }
+
     /// Waits for every worker thread to finish; stops the metrics endpoint.
-    pub fn join(self) {
+    /// Returns the panic message of each worker that died.
+    pub fn join(self) -> Vec<String> {
+        let mut died = Vec::new();
         for handle in self.pool.handles {
-            let _ = handle.join();
+            let name = handle.thread().name().unwrap_or("worker").to_owned();
+            if let Err(payload) = handle.join() {
+                let why = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".into());
+                died.push(format!("{name}: {why}"));
+            }
         }
         drop(self.endpoint);
         // No refusal count is ever lost, also at the end.
         self.shared.refusals_tick(true);
+        died
     }
 }
 
@@ -320,6 +390,9 @@ struct WakeOnEnd(Arc<Shared>);
 
 impl Drop for WakeOnEnd {
     fn drop(&mut self) {
+        if thread::panicking() {
+            self.0.worker_died.store(true, Ordering::SeqCst);
+        }
         self.0.workers_ended.fetch_add(1, Ordering::SeqCst);
         let _ = self.0.worker_ended.wake();
     }

@@ -153,6 +153,8 @@ impl Worker {
                 }
             }
             self.refresh();
+            // The watchdog's ping: this loop turns, so this worker is alive.
+            self.shared.answer_ping(self.id);
             for event in events.iter() {
                 match event.token() {
                     WAKER => {}
@@ -320,6 +322,8 @@ impl Worker {
     /// about it) and enters the slab awaiting its PROXY header; the client
     /// the header names is admitted in [`Worker::named`].
     fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
+        #[cfg(debug_assertions)]
+        fault_for_tests();
         let max_line = self.rt.config.server.max_line_bytes;
         let trusted = self.rt.config.proxy.trusts(peer.ip());
         let admitted = if trusted {
@@ -616,6 +620,21 @@ impl Worker {
                 self.end(key, CloseReason::Idle);
             }
         }
+    }
+}
+
+/// Debug builds only, never a release: `JAMD_TEST_FAULT=panic` (or `hang`)
+/// makes a worker panic (or stop turning for good) when it admits a client,
+/// so that tests/lifecycle.rs can show what jamd does about a dead or stuck
+/// worker: nothing else can make one die on purpose.
+#[cfg(debug_assertions)]
+fn fault_for_tests() {
+    match std::env::var("JAMD_TEST_FAULT").as_deref() {
+        Ok("panic") => panic!("JAMD_TEST_FAULT=panic"),
+        Ok("hang") => loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        },
+        _ => {}
     }
 }
 
