@@ -138,6 +138,10 @@ impl Worker {
     pub(crate) fn run(mut self) {
         let mut events = Events::with_capacity(256);
         loop {
+            // Before deciding it is finished: a stop takes the connections
+            // waiting in the listen queue first (SPEC 12), or an empty
+            // worker would return and its listener close and reset them.
+            self.begin_draining();
             // Checked before waiting: an inherited connection may already be
             // finished (served and closed while the worker was set up).
             if self.finished() {
@@ -492,10 +496,7 @@ impl Worker {
                 self.accepting = Accepting::Again;
             }
         }
-        if self.phase == Phase::Serving && self.shared.stopping.load(Ordering::Acquire) {
-            self.phase = Phase::Draining;
-            self.close_listeners();
-        }
+        self.begin_draining();
         if self.phase == Phase::Draining && self.shared.grace_over.load(Ordering::Acquire) {
             self.phase = Phase::GraceOver;
             self.end_all(CloseReason::Shutdown);
@@ -503,6 +504,14 @@ impl Worker {
         if now >= self.next_sweep {
             self.next_sweep = now + SWEEP_EVERY;
             self.sweep(now);
+        }
+    }
+
+    /// SIGTERM arrived: accept what is queued, then close the listeners.
+    fn begin_draining(&mut self) {
+        if self.phase == Phase::Serving && self.shared.stopping.load(Ordering::Acquire) {
+            self.phase = Phase::Draining;
+            self.close_listeners();
         }
     }
 
