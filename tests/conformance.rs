@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use common::process::run_within;
 use common::{require_tool, Jamd};
 
 const JAMC: &str = env!("CARGO_BIN_EXE_jamc");
@@ -107,44 +108,9 @@ fn failing_run(fault: Fault, strict: bool) -> Run {
 /// Runs jamc with these arguments, killing it by its pid after [`RUN_BOUND`].
 fn jamc(args: &[&str]) -> Run {
     let started = Instant::now();
-    let mut child = Command::new(JAMC)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start jamc");
-    let stdout = read_in_background(&mut child);
-    let code = wait_bounded(&mut child, RUN_BOUND);
+    let (code, stdout, _) = run_within(Command::new(JAMC).args(args), RUN_BOUND);
     let took = started.elapsed();
-    Run {
-        code,
-        stdout: stdout.join().unwrap_or_default(),
-        took,
-    }
-}
-
-fn read_in_background(child: &mut Child) -> JoinHandle<String> {
-    let mut pipe = child.stdout.take().expect("stdout piped");
-    thread::spawn(move || {
-        let mut text = String::new();
-        let _ = pipe.read_to_string(&mut text);
-        text
-    })
-}
-
-/// The exit code, or None (and the child killed) when it outlives `bound`.
-fn wait_bounded(child: &mut Child, bound: Duration) -> Option<i32> {
-    let deadline = Instant::now() + bound;
-    while Instant::now() < deadline {
-        if let Some(status) = child.try_wait().expect("wait for child") {
-            return status.code();
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    None
+    Run { code, stdout, took }
 }
 
 fn quiet_jamd() -> Jamd {
@@ -185,18 +151,12 @@ fn prove_reads_the_report() {
     };
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/conformance.t");
     let prove_against = |server: &str| {
-        let mut child = Command::new(&prove)
-            .arg(&script)
+        let mut cmd = Command::new(&prove);
+        cmd.arg(&script)
             .env("JAMC", JAMC)
-            .env("JAMC_SERVER", server)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start prove");
-        let out = read_in_background(&mut child);
-        let code = wait_bounded(&mut child, RUN_BOUND);
-        (code, out.join().unwrap_or_default())
+            .env("JAMC_SERVER", server);
+        let (code, out, _) = run_within(&mut cmd, RUN_BOUND);
+        (code, out)
     };
 
     let jamd = quiet_jamd();

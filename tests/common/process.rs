@@ -121,6 +121,39 @@ pub fn run_jamd(args: &[&str], timeout: Duration) -> (Option<i32>, String, Strin
     }
 }
 
+/// Runs any command for at most `bound` (stdin empty; stdout and stderr read
+/// on helper threads): its exit code, None when it had to be killed, and what
+/// it wrote until then.
+pub fn run_within(cmd: &mut Command, bound: Duration) -> (Option<i32>, String, String) {
+    let (mut child, out, err) = spawn_piped(cmd);
+    let code = child.wait_timeout(bound).and_then(|status| status.code());
+    // Kills and reaps it if it is still running, which ends the pipes.
+    drop(child);
+    (
+        code,
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
+    )
+}
+
+/// Children of a process, from /proc.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) {
+            let after = stat.rsplit(')').next().unwrap_or("");
+            let ppid = after.split_whitespace().nth(1).and_then(|p| p.parse().ok());
+            if ppid == Some(pid) {
+                out.push(child);
+            }
+        }
+    }
+    out
+}
+
 type Reader = thread::JoinHandle<String>;
 
 fn spawn_piped(cmd: &mut Command) -> (ChildGuard, Reader, Reader) {
