@@ -628,30 +628,13 @@ fn a_fleet_behind_haproxy_loses_no_session_when_one_jamd_stops() {
 
 // ---- socket activation -----------------------------------------------------
 
-fn children_of(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) {
-            let after = stat.rsplit(')').next().unwrap_or("");
-            let ppid = after.split_whitespace().nth(1).and_then(|p| p.parse().ok());
-            if ppid == Some(pid) {
-                out.push(child);
-            }
-        }
-    }
-    out
-}
-
 /// `systemd-socket-activate` and the shell standing in for systemd: stopped
 /// by pid with every jamd it started.
 struct Supervisor(Child);
 
 impl Drop for Supervisor {
     fn drop(&mut self) {
-        for kid in children_of(self.0.id()) {
+        for kid in common::process::children_of(self.0.id()) {
             let _ = Command::new("kill").arg(kid.to_string()).status();
         }
         let _ = self.0.kill();
@@ -715,7 +698,7 @@ fn connections_made_during_a_restart_wait_in_the_kernel_and_are_served() {
         }
     }
     wait_log("using 1 socket(s) from the service manager", 1);
-    let gen1 = children_of(sup.0.id());
+    let gen1 = common::process::children_of(sup.0.id());
     assert_eq!(gen1.len(), 1, "one jamd under the shell: {gen1:?}");
     let status = Command::new("kill")
         .args(["-TERM", &gen1[0].to_string()])
