@@ -390,14 +390,18 @@ fn serve_lines(stream: TcpStream, reply: &str, stop: &AtomicBool, born: Instant)
             }
             // A partial line, or the read timed out: keep what came and look at the stop flag.
             Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if timed_out(&e) => {}
             Err(_) => return,
         }
     }
+}
+
+/// True when `e` only says a read or write timeout passed (the socket is fine).
+fn timed_out(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
 }
 
 fn talk_forever(mut stream: TcpStream, stop: &AtomicBool, born: Instant) {
@@ -406,11 +410,7 @@ fn talk_forever(mut stream: TcpStream, stop: &AtomicBool, born: Instant) {
     while !stopping(stop, born) {
         match stream.write_all(burst.as_bytes()) {
             Ok(()) => thread::sleep(Duration::from_millis(10)),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if timed_out(&e) => {}
             Err(_) => return,
         }
     }
