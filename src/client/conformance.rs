@@ -663,28 +663,32 @@ fn time_is_answered_exactly(server: &Server) -> Verdict {
 
 /// Sends `request` and expects a JAM line back; the failure says what came instead.
 fn expect_jam(conn: &mut Conn, request: &[u8], server: &Server, context: &str) -> Verdict {
-    let line = conn
-        .ask(request, server)
-        .map_err(|f| prefix_fault(context, f))?;
-    if is_jam(&line) {
-        Ok(())
-    } else {
-        Err(Fault::Wrong(format!(
-            "{context}sent {}, got {} (expected a JAM line)",
-            escape(request),
-            escape(&line)
-        )))
-    }
+    expect_reply(conn, request, server, context, is_jam, "a JAM line")
 }
 
 /// Sends `request` and expects an ERROR line back.
 fn expect_error(conn: &mut Conn, request: &[u8], server: &Server) -> Verdict {
-    let line = conn.ask(request, server)?;
-    if is_error(&line) {
+    expect_reply(conn, request, server, "", is_error, "an ERROR line")
+}
+
+/// Sends `request` and expects a reply that `fits`, as `what` names it; the
+/// failure, after `context`, says what came instead.
+fn expect_reply(
+    conn: &mut Conn,
+    request: &[u8],
+    server: &Server,
+    context: &str,
+    fits: fn(&[u8]) -> bool,
+    what: &str,
+) -> Verdict {
+    let line = conn
+        .ask(request, server)
+        .map_err(|f| prefix_fault(context, f))?;
+    if fits(&line) {
         Ok(())
     } else {
         Err(Fault::Wrong(format!(
-            "sent {}, got {} (expected an ERROR line)",
+            "{context}sent {}, got {} (expected {what})",
             escape(request),
             escape(&line)
         )))
