@@ -187,9 +187,11 @@ impl Worker {
     }
 
     /// Nothing left to serve: draining and empty, or the one inherited
-    /// connection is gone.
+    /// connection is gone. Draining, not merely told to stop: only once
+    /// housekeeping has closed the listeners are the connections that
+    /// waited in their queue accepted (else they would be reset).
     fn finished(&self) -> bool {
-        self.conns.is_empty() && (self.single || self.shared.stopping.load(Ordering::Acquire))
+        self.conns.is_empty() && (self.single || self.phase != Phase::Serving)
     }
 
     fn timeout(&self) -> Duration {
