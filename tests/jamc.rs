@@ -94,16 +94,17 @@ fn parallel_counts_failed_clients_and_exits_1() {
 }
 
 #[test]
-fn raw_prints_reply_lines_exactly_as_received() {
+fn raw_prints_whole_reply_lines_with_control_characters_escaped() {
     let server = FakeServer::start(Behaviour::Reply(b"JAM 12:34:56 and more\r\n".to_vec()));
     let run = jamc(&["--raw", "-n", "2", &server.target()]);
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(run.stdout, "JAM 12:34:56 and more\nJAM 12:34:56 and more\n");
 
-    let garbage = FakeServer::start(Behaviour::Reply(b"HELLO\tthere\r\n".to_vec()));
+    // SPEC 12: not even --raw lets a server drive the terminal.
+    let garbage = FakeServer::start(Behaviour::Reply(b"HELLO\tthere \x1b[2J | x\r\n".to_vec()));
     let run = jamc(&["--raw", &garbage.target()]);
     assert_eq!(run.code, 1, "{run:?}");
-    assert_eq!(run.stdout, "HELLO\tthere\n");
+    assert_eq!(run.stdout, "HELLO\\x09there \\x1b[2J \\| x\n");
 }
 
 #[test]

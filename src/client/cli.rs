@@ -64,7 +64,7 @@ pub struct JamcArgs {
           value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_PARALLEL)))]
     pub parallel: Option<u32>,
 
-    /// Print reply lines exactly as received (without CR LF)
+    /// Print whole reply lines as received (without CR LF; control characters escaped)
     #[arg(long, conflicts_with_all = ["json", "check"])]
     pub raw: bool,
 
@@ -256,7 +256,7 @@ pub struct CheckSettings {
 pub enum Mode {
     /// The server's time, one line per reply.
     Plain,
-    /// `--raw`: reply lines exactly as received.
+    /// `--raw`: whole reply lines as received, control characters escaped.
     Raw,
     /// `--json`: one JSON object per reply.
     Json,

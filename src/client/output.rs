@@ -74,12 +74,9 @@ impl<'a> Output<'a> {
         reply: &Reply,
     ) -> Flow {
         match settings.mode {
-            Mode::Raw => {
-                let mut bytes = prefix.as_bytes().to_vec();
-                bytes.extend_from_slice(&reply.line);
-                bytes.push(b'\n');
-                self.out(&bytes)
-            }
+            // The whole line, ERROR lines included, but escaped like every
+            // other server text (SPEC 12): a plain reply reads as it came.
+            Mode::Raw => self.out(format!("{prefix}{}\n", escape(&reply.line)).as_bytes()),
             Mode::Json => {
                 let line = String::from_utf8_lossy(&reply.line);
                 let obj = JsonReply {
