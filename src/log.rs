@@ -369,12 +369,7 @@ impl Writer {
         let Some(logger) = self.syslog.as_mut() else {
             return false;
         };
-        let result = match level {
-            Level::Error => logger.err(line),
-            Level::Warn => logger.warning(line),
-            Level::Info => logger.info(line),
-            Level::Debug => logger.debug(line),
-        };
+        let result = send_at(logger, level, line);
         match result {
             Ok(()) => true,
             // A slow reader keeps the socket; the line is dropped and counted.
@@ -417,13 +412,18 @@ impl Writer {
         let Some(logger) = self.syslog.as_mut() else {
             return false;
         };
-        let result = match level {
-            Level::Error => logger.err(line),
-            Level::Warn => logger.warning(line),
-            Level::Info => logger.info(line),
-            Level::Debug => logger.debug(line),
-        };
+        let result = send_at(logger, level, line);
         result.is_ok()
+    }
+}
+
+/// Sends one line to syslog at the severity of `level`.
+fn send_at(logger: &mut Syslog, level: Level, line: &str) -> Result<(), syslog::Error> {
+    match level {
+        Level::Error => logger.err(line),
+        Level::Warn => logger.warning(line),
+        Level::Info => logger.info(line),
+        Level::Debug => logger.debug(line),
     }
 }
 

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::process::children_of;
 use common::{
     free_port, jam_time, require_tool, temp_dir, ChildGuard, Client, Jamd, SyslogSink, TempDir,
     JAMD,
@@ -271,24 +272,6 @@ fn inetd() -> Option<PathBuf> {
 fn user() -> String {
     let out = Command::new("id").arg("-un").output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// Children of a process, from /proc.
-fn children_of(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) {
-            let after = stat.rsplit(')').next().unwrap_or("");
-            let ppid = after.split_whitespace().nth(1).and_then(|p| p.parse().ok());
-            if ppid == Some(pid) {
-                out.push(child);
-            }
-        }
-    }
-    out
 }
 
 fn run_inetd(mode: &str, sink: &SyslogSink) -> Option<(Supervisor, SocketAddr, TempDir)> {
