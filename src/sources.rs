@@ -422,6 +422,17 @@ mod tests {
         t0 + Duration::from_millis(n)
     }
 
+    /// A table with `limits`, and the instant its tests start at.
+    fn table(limits: SourceLimits) -> (SourceTable, Instant) {
+        (SourceTable::new(limits), Instant::now())
+    }
+
+    /// A connection that comes and goes at `at`: admitted, then released.
+    fn visit(t: &mut SourceTable, k: SourceKey, at: Instant) {
+        let tk = t.admit(k, at).unwrap();
+        t.release(tk, at);
+    }
+
     #[test]
     fn keys_cut_to_the_source_prefix() {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
@@ -467,8 +478,7 @@ mod tests {
 
     #[test]
     fn no_rate_means_no_limit_and_no_state() {
-        let t0 = Instant::now();
-        let mut t = SourceTable::new(limits(0, 0, 0, 4));
+        let (mut t, t0) = table(limits(0, 0, 0, 4));
         let k = key("127.0.0.2");
         let tickets: Vec<Ticket> = (0..100).map(|_| t.admit(k, t0).unwrap()).collect();
         assert_eq!(t.open(k), 100);
@@ -481,8 +491,7 @@ mod tests {
 
     #[test]
     fn rate_limited_is_not_counted_as_open() {
-        let t0 = Instant::now();
-        let mut t = SourceTable::new(limits(1, 2, 0, 16));
+        let (mut t, t0) = table(limits(1, 2, 0, 16));
         let k = key("127.0.0.2");
         let a = t.admit(k, t0).unwrap();
         let b = t.admit(k, t0).unwrap();
@@ -502,8 +511,7 @@ mod tests {
 
     #[test]
     fn per_source_limit_counts_sources_not_addresses() {
-        let t0 = Instant::now();
-        let mut t = SourceTable::new(limits(0, 0, 2, 16));
+        let (mut t, t0) = table(limits(0, 0, 2, 16));
         let k = |s: &str| SourceKey::new(s.parse().unwrap(), 24, 64);
         let a = t.admit(k("10.0.0.1"), t0).unwrap();
         let _b = t.admit(k("10.0.0.2"), t0).unwrap();
@@ -515,13 +523,10 @@ mod tests {
 
     #[test]
     fn full_table_forgets_the_idle_source_seen_longest_ago() {
-        let t0 = Instant::now();
-        let mut t = SourceTable::new(limits(1, 1, 0, 2));
+        let (mut t, t0) = table(limits(1, 1, 0, 2));
         let (a, b, c) = (key("127.0.0.2"), key("127.0.0.3"), key("127.0.0.4"));
-        let ta = t.admit(a, t0).unwrap();
-        t.release(ta, t0);
-        let tb = t.admit(b, t0).unwrap();
-        t.release(tb, t0);
+        visit(&mut t, a, t0);
+        visit(&mut t, b, t0);
         let _ = t.admit(a, t0); // a seen again (rate limited): b is now oldest
         let tc = t.admit(c, t0).unwrap();
         assert_eq!(t.tracked(), 2);
@@ -534,8 +539,7 @@ mod tests {
 
     #[test]
     fn sources_with_open_connections_are_never_forgotten() {
-        let t0 = Instant::now();
-        let mut t = SourceTable::new(limits(1, 5, 0, 2));
+        let (mut t, t0) = table(limits(1, 5, 0, 2));
         let _a = t.admit(key("127.0.0.2"), t0).unwrap();
         let _b = t.admit(key("127.0.0.3"), t0).unwrap();
         assert_eq!(t.admit(key("127.0.0.4"), t0), Err(Refusal::TableFull));
@@ -554,12 +558,10 @@ mod tests {
 
     #[test]
     fn reload_keeps_counts_and_shrinks_to_the_new_bound() {
-        let t0 = Instant::now();
-        let mut t = SourceTable::new(limits(1, 1, 0, 8));
+        let (mut t, t0) = table(limits(1, 1, 0, 8));
         let open = t.admit(key("127.0.0.9"), t0).unwrap();
         for i in 2..8 {
-            let tk = t.admit(key(&format!("127.0.0.{i}")), t0).unwrap();
-            t.release(tk, t0);
+            visit(&mut t, key(&format!("127.0.0.{i}")), t0);
         }
         assert_eq!(t.tracked(), 7);
         t.set_limits(limits(1, 1, 1, 3), t0);

@@ -677,6 +677,15 @@ fn transient_accept_error(e: &io::Error) -> bool {
 mod tests {
     use super::*;
 
+    /// A loopback listener on a free port, non-blocking as the workers keep theirs.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn nonblocking_listener() -> (StdListener, SocketAddr) {
+        let listener = StdListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        (listener, addr)
+    }
+
     #[test]
     fn accepted_sockets_inherit_nodelay_from_the_listener() {
         let listener = StdListener::bind("127.0.0.1:0").unwrap();
@@ -693,9 +702,7 @@ mod tests {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     #[test]
     fn an_exclusive_listener_reports_mios_token_until_removed() {
-        let listener = StdListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
+        let (listener, addr) = nonblocking_listener();
         let mut poll = Poll::new().unwrap();
         let token = Token(LISTENER_BASE + 3);
         crate::sys::epoll_add_exclusive(&poll, &listener, token.0 as u64).unwrap();
@@ -722,9 +729,7 @@ mod tests {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     #[test]
     fn a_new_connection_wakes_one_exclusive_waiter() {
-        let listener = StdListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
+        let (listener, addr) = nonblocking_listener();
         let mut woken = Vec::new();
         // A waiter that has not yet gone to sleep when the connection comes
         // also sees it; three tries make that all but impossible.
