@@ -280,10 +280,22 @@ mod tests {
     use std::net::Ipv6Addr;
 
     fn runtime(max: usize, per_source: usize) -> Arc<Runtime> {
+        runtime_with(|config| {
+            config.server.max_connections = max;
+            config.server.max_connections_per_source = per_source;
+        })
+    }
+
+    /// A runtime with the defaults as `edit` changes them.
+    fn runtime_with(edit: impl FnOnce(&mut Config)) -> Arc<Runtime> {
         let mut config = Config::default();
-        config.server.max_connections = max;
-        config.server.max_connections_per_source = per_source;
+        edit(&mut config);
         Runtime::new(config)
+    }
+
+    /// Why `a` refuses a client from `s` (it must refuse).
+    fn refusal(a: &Arc<Admission>, rt: &Runtime, s: &str) -> Refusal {
+        a.admit(rt, ip(s)).expect_err(s)
     }
 
     fn ip(s: &str) -> IpAddr {
@@ -300,7 +312,7 @@ mod tests {
         let a = Admission::new(&rt);
         let t1 = a.admit(&rt, ip("192.0.2.1")).unwrap();
         let _t2 = a.admit(&rt, ip("192.0.2.2")).unwrap();
-        assert_eq!(a.admit(&rt, ip("192.0.2.3")).unwrap_err(), Refusal::Busy);
+        assert_eq!(refusal(&a, &rt, "192.0.2.3"), Refusal::Busy);
         assert_eq!(a.open(), 2, "a refusal holds no slot");
         drop(t1);
         assert_eq!(a.open(), 1);
@@ -313,15 +325,9 @@ mod tests {
         let a = Admission::new(&rt);
         let t = a.admit(&rt, ip("192.0.2.1")).unwrap();
         assert!(t.counted.is_some());
-        assert_eq!(
-            a.admit(&rt, ip("192.0.2.1")).unwrap_err(),
-            Refusal::SourceBusy
-        );
+        assert_eq!(refusal(&a, &rt, "192.0.2.1"), Refusal::SourceBusy);
         // The IPv4-mapped form of the same client is the same source.
-        assert_eq!(
-            a.admit(&rt, ip("::ffff:192.0.2.1")).unwrap_err(),
-            Refusal::SourceBusy
-        );
+        assert_eq!(refusal(&a, &rt, "::ffff:192.0.2.1"), Refusal::SourceBusy);
         let _other = a.admit(&rt, ip("192.0.2.2")).unwrap();
         assert_eq!(a.open(), 2);
         drop(t);
@@ -331,40 +337,31 @@ mod tests {
 
     #[test]
     fn sources_are_cut_to_their_prefix() {
-        let mut config = Config::default();
-        config.server.max_connections_per_source = 1;
-        config.server.source_prefix_v4 = 24;
-        config.server.source_prefix_v6 = 48;
-        let rt = Runtime::new(config);
+        let rt = runtime_with(|config| {
+            config.server.max_connections_per_source = 1;
+            config.server.source_prefix_v4 = 24;
+            config.server.source_prefix_v6 = 48;
+        });
         let a = Admission::new(&rt);
         let _t = a.admit(&rt, ip("192.0.2.1")).unwrap();
-        assert_eq!(
-            a.admit(&rt, ip("192.0.2.200")).unwrap_err(),
-            Refusal::SourceBusy
-        );
+        assert_eq!(refusal(&a, &rt, "192.0.2.200"), Refusal::SourceBusy);
         assert!(a.admit(&rt, ip("192.0.3.1")).is_ok());
         let _u = a.admit(&rt, ip("2001:db8:1:2::1")).unwrap();
-        assert_eq!(
-            a.admit(&rt, ip("2001:db8:1:ff::9")).unwrap_err(),
-            Refusal::SourceBusy
-        );
+        assert_eq!(refusal(&a, &rt, "2001:db8:1:ff::9"), Refusal::SourceBusy);
     }
 
     #[test]
     fn access_is_decided_first_and_counts_nothing() {
-        let mut config = Config::default();
-        config.server.max_connections = 1;
-        config.server.connection_rate_per_source = 1;
-        config.server.connection_burst_per_source = 1;
-        config.access.deny = vec!["192.0.2.0/24".parse().unwrap()];
-        let rt = Runtime::new(config);
+        let rt = runtime_with(|config| {
+            config.access.deny = vec!["192.0.2.0/24".parse().unwrap()];
+            config.server.max_connections = 1;
+            config.server.connection_rate_per_source = 1;
+            config.server.connection_burst_per_source = 1;
+        });
         let a = Admission::new(&rt);
         let _t = a.admit(&rt, ip("198.51.100.1")).unwrap();
         for _ in 0..3 {
-            assert_eq!(
-                a.admit(&rt, ip("::ffff:192.0.2.9")).unwrap_err(),
-                Refusal::AccessDenied
-            );
+            assert_eq!(refusal(&a, &rt, "::ffff:192.0.2.9"), Refusal::AccessDenied);
         }
         assert_eq!(a.open(), 1);
         assert_eq!(a.tracked_sources(), 1);
@@ -376,17 +373,14 @@ mod tests {
 
     #[test]
     fn an_empty_bucket_is_rate_limited_and_not_counted() {
-        let mut config = Config::default();
-        config.server.connection_rate_per_source = 1;
-        config.server.connection_burst_per_source = 2;
-        let rt = Runtime::new(config);
+        let rt = runtime_with(|config| {
+            config.server.connection_rate_per_source = 1;
+            config.server.connection_burst_per_source = 2;
+        });
         let a = Admission::new(&rt);
         let t1 = a.admit(&rt, ip("192.0.2.1")).unwrap();
         let t2 = a.admit(&rt, ip("192.0.2.1")).unwrap();
-        assert_eq!(
-            a.admit(&rt, ip("192.0.2.1")).unwrap_err(),
-            Refusal::RateLimited
-        );
+        assert_eq!(refusal(&a, &rt, "192.0.2.1"), Refusal::RateLimited);
         assert_eq!(counted(&a, "192.0.2.1"), 2);
         assert_eq!(a.open(), 2);
         drop((t1, t2));
@@ -405,10 +399,7 @@ mod tests {
         let limited = runtime(10, 1);
         assert!(t.count_source(&limited));
         assert!(!t.count_source(&limited));
-        assert_eq!(
-            a.admit(&limited, ip("::1")).unwrap_err(),
-            Refusal::SourceBusy
-        );
+        assert_eq!(refusal(&a, &limited, "::1"), Refusal::SourceBusy);
         drop(t);
         assert_eq!(a.tracked_sources(), 0);
         assert_eq!(a.open(), 0);
@@ -432,10 +423,10 @@ mod tests {
     #[test]
     fn a_ticket_without_a_source_holds_the_global_slot_only() {
         // The state of a connection awaiting a PROXY header (SPEC 10).
-        let mut config = Config::default();
-        config.server.max_connections_per_source = 1;
-        config.access.deny = vec!["192.0.2.66".parse().unwrap()];
-        let rt = Runtime::new(config);
+        let rt = runtime_with(|config| {
+            config.server.max_connections_per_source = 1;
+            config.access.deny = vec!["192.0.2.66".parse().unwrap()];
+        });
         let a = Admission::new(&rt);
         let mut t = a.enter(&rt).unwrap();
         assert!(!t.count_source(&rt), "no source to count yet");
