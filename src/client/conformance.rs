@@ -666,6 +666,14 @@ fn expect_jam(conn: &mut Conn, request: &[u8], server: &Server, context: &str) -
     expect_reply(conn, request, server, context, is_jam, "a JAM line")
 }
 
+/// While a first client holds its connection, a second connects and asks for
+/// the time; a failure to connect or to get a JAM line is told after
+/// `connecting` or `asking`.
+fn another_client_gets_jam(server: &Server, connecting: &str, asking: &str) -> Verdict {
+    let mut other = server.connect().map_err(|f| prefix_fault(connecting, f))?;
+    expect_jam(&mut other, b"TIME\r\n", server, asking)
+}
+
 /// Sends `request` and expects an ERROR line back.
 fn expect_error(conn: &mut Conn, request: &[u8], server: &Server) -> Verdict {
     expect_reply(conn, request, server, "", is_error, "an ERROR line")
@@ -769,13 +777,9 @@ fn nine_clients_at_once(server: &Server) -> Verdict {
 /// connection at a time, being served) while another asks.
 fn silent_client_does_not_block(server: &Server) -> Verdict {
     let _silent = server.connect()?;
-    let mut other = server
-        .connect()
-        .map_err(|f| prefix_fault("while a silent client was connected, another client: ", f))?;
-    expect_jam(
-        &mut other,
-        b"TIME\r\n",
+    another_client_gets_jam(
         server,
+        "while a silent client was connected, another client: ",
         "while a silent client was connected, another client ",
     )
 }
@@ -875,13 +879,9 @@ fn long_line_does_not_block(server: &Server) -> Verdict {
     line.extend_from_slice(b"\r\n");
     // Refused, closed, reset or stalled: all fine for this check.
     let _ = long.send(&line, server.step_deadline());
-    let mut other = server
-        .connect()
-        .map_err(|f| prefix_fault("after one client sent a 64 KiB line, another client: ", f))?;
-    expect_jam(
-        &mut other,
-        b"TIME\r\n",
+    another_client_gets_jam(
         server,
+        "after one client sent a 64 KiB line, another client: ",
         "after one client sent a 64 KiB line (still connected), another client ",
     )
 }
