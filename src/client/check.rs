@@ -409,6 +409,14 @@ mod tests {
         }
     }
 
+    /// The outcome of asking `server` when it failed as `kind` says.
+    fn failed(server: &str, kind: ClientErrorKind) -> Outcome {
+        Outcome {
+            server: server.into(),
+            result: Err(ClientError::new(server, kind)),
+        }
+    }
+
     #[test]
     fn one_server_one_line() {
         let (status, lines) = report(&[ok("localhost:45000", 0.0121, 0.0025)], &t(), false);
@@ -427,19 +435,16 @@ mod tests {
 
     #[test]
     fn a_fleet_reports_the_worst_first_then_each_server() {
-        let down = Outcome {
-            server: "c:45000".into(),
-            result: Err(ClientError::new(
-                "c:45000",
-                ClientErrorKind::Connect {
-                    attempts: vec![(
-                        "127.0.0.1:45000".parse().unwrap(),
-                        crate::client::ConnectFailure::Refused,
-                    )],
-                    timeout: Duration::from_secs(5),
-                },
-            )),
-        };
+        let down = failed(
+            "c:45000",
+            ClientErrorKind::Connect {
+                attempts: vec![(
+                    "127.0.0.1:45000".parse().unwrap(),
+                    crate::client::ConnectFailure::Refused,
+                )],
+                timeout: Duration::from_secs(5),
+            },
+        );
         let fleet = [
             ok("a:45000", 0.0121, 0.003),
             ok("b:45000", 12.3, 0.004),
@@ -476,15 +481,12 @@ mod tests {
 
     #[test]
     fn worst_is_critical_then_warning_then_unknown() {
-        let unknown = Outcome {
-            server: "u:1".into(),
-            result: Err(ClientError::new(
-                "u:1",
-                ClientErrorKind::NotJam {
-                    line: "HELLO".into(),
-                },
-            )),
-        };
+        let unknown = failed(
+            "u:1",
+            ClientErrorKind::NotJam {
+                line: "HELLO".into(),
+            },
+        );
         let (status, _) = report(&[unknown.clone(), ok("w:1", 3.0, 0.1)], &t(), false);
         assert_eq!(status, Status::Warning);
         let (status, _) = report(&[unknown, ok("o:1", 0.0, 0.1)], &t(), false);
