@@ -1,4 +1,4 @@
-//! jamc's check against servers written here whose clocks are known (an
+//! jamc's check against fake servers (common::fake) whose clocks are known (an
 //! offset, a frozen or backward clock, a slow link, a hostile reply), and
 //! against the real jamd: SPEC 11 and the jamc parts of SPEC 12.
 //!
@@ -6,154 +6,15 @@
 
 mod common;
 
-use common::{jamc, run_bounded, Run, TempDir, JAMC_BOUND};
+use common::{jamc, run_bounded, FakeServer, Run, TempDir, JAMC_BOUND};
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-
-/// Longest a test server lives.
-const SERVER_LIFETIME: Duration = Duration::from_secs(90);
-
-/// One TIME request as a test server sees it.
-struct Request {
-    /// This machine's clock when the request was read.
-    now: DateTime<Utc>,
-}
-
-type Answer = dyn Fn(&Request) -> Vec<u8> + Send + Sync;
-
-/// An independent JAM server on its own thread: each TIME is answered with
-/// what `answer` makes of it (bytes sent as they are), after `delay`.
-///
-/// Not common::FakeServer: these checks need a clock that is a function of
-/// each request (frozen, backwards, jumping, across a DST change), a slow
-/// link, and a count of the requests (the watch's bounds).
-struct TestServer {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    requests: Arc<AtomicUsize>,
-    connections: Arc<AtomicUsize>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl TestServer {
-    fn start(answer: impl Fn(&Request) -> Vec<u8> + Send + Sync + 'static) -> TestServer {
-        TestServer::with_delay(Duration::ZERO, answer)
-    }
-
-    /// Like `start`, the reply held back `delay` (a slow link, half each way).
-    fn with_delay(
-        delay: Duration,
-        answer: impl Fn(&Request) -> Vec<u8> + Send + Sync + 'static,
-    ) -> TestServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("local addr");
-        let stop = Arc::new(AtomicBool::new(false));
-        let requests = Arc::new(AtomicUsize::new(0));
-        let connections = Arc::new(AtomicUsize::new(0));
-        let answer: Arc<Answer> = Arc::new(answer);
-        let (s, r, c) = (stop.clone(), requests.clone(), connections.clone());
-        let thread = thread::spawn(move || {
-            let end = Instant::now() + SERVER_LIFETIME;
-            let mut conns = Vec::new();
-            while !s.load(Ordering::SeqCst) && Instant::now() < end {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        c.fetch_add(1, Ordering::SeqCst);
-                        let (s, r, a) = (s.clone(), r.clone(), answer.clone());
-                        conns.push(thread::spawn(move || {
-                            serve(stream, delay, &*a, &s, &r, end)
-                        }));
-                    }
-                    Err(_) => thread::sleep(Duration::from_millis(2)),
-                }
-            }
-            s.store(true, Ordering::SeqCst);
-            for c in conns {
-                let _ = c.join();
-            }
-        });
-        TestServer {
-            addr,
-            stop,
-            requests,
-            connections,
-            thread: Some(thread),
-        }
-    }
-
-    fn target(&self) -> String {
-        self.addr.to_string()
-    }
-
-    fn requests(&self) -> usize {
-        self.requests.load(Ordering::SeqCst)
-    }
-
-    fn connections(&self) -> usize {
-        self.connections.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn serve(
-    mut stream: TcpStream,
-    delay: Duration,
-    answer: &Answer,
-    stop: &AtomicBool,
-    requests: &AtomicUsize,
-    end: Instant,
-) {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(20)));
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 512];
-    while !stop.load(Ordering::SeqCst) && Instant::now() < end {
-        match stream.read(&mut chunk) {
-            Ok(0) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(_) => continue,
-        }
-        while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=pos).collect();
-            let line = String::from_utf8_lossy(&line).trim().to_ascii_uppercase();
-            match line.as_str() {
-                "QUIT" => return,
-                "TIME" => {
-                    requests.fetch_add(1, Ordering::SeqCst);
-                    // Half the delay on the way in, half on the way out.
-                    thread::sleep(delay / 2);
-                    let reply = answer(&Request { now: Utc::now() });
-                    thread::sleep(delay / 2);
-                    if stream.write_all(&reply).is_err() {
-                        return;
-                    }
-                }
-                _ => {
-                    let _ = stream.write_all(b"ERROR unknown command\r\n");
-                }
-            }
-        }
-    }
-}
 
 /// A `JAM` line of the UTC clock moved by `offset_ms`, in `format`.
 fn clock_line(now: DateTime<Utc>, offset_ms: i64, format: &str) -> Vec<u8> {
@@ -162,8 +23,8 @@ fn clock_line(now: DateTime<Utc>, offset_ms: i64, format: &str) -> Vec<u8> {
 }
 
 /// A server whose UTC clock is `offset_ms` off, answering in whole seconds.
-fn offset_server(offset_ms: i64) -> TestServer {
-    TestServer::start(move |r| clock_line(r.now, offset_ms, "%H:%M:%S"))
+fn offset_server(offset_ms: i64) -> FakeServer {
+    FakeServer::answering(move |now| clock_line(now, offset_ms, "%H:%M:%S"))
 }
 
 /// The first line of stdout of a --check run.
@@ -195,7 +56,7 @@ fn repo() -> PathBuf {
 
 #[test]
 fn a_server_cannot_forge_perfdata_in_the_check_line() {
-    let server = TestServer::start(|_| b"ERROR x | offset=0.000s;2;10\r\n".to_vec());
+    let server = FakeServer::answering(|_| b"ERROR x | offset=0.000s;2;10\r\n".to_vec());
     let run = jamc(&["--check", &server.target()]);
     assert_eq!(run.code, 2, "{run:?}");
     let line = first_line(&run);
@@ -206,7 +67,7 @@ fn a_server_cannot_forge_perfdata_in_the_check_line() {
 
 #[test]
 fn a_server_cannot_put_a_carriage_return_in_the_status_line() {
-    let server = TestServer::start(|_| b"ERROR a\rJAM OK - offset +0.000 s\r\n".to_vec());
+    let server = FakeServer::answering(|_| b"ERROR a\rJAM OK - offset +0.000 s\r\n".to_vec());
     let run = jamc(&["--check", &server.target()]);
     assert_eq!(run.code, 2, "{run:?}");
     assert!(!run.stdout.contains('\r'), "{run:?}");
@@ -215,7 +76,7 @@ fn a_server_cannot_put_a_carriage_return_in_the_status_line() {
 
 #[test]
 fn escape_sequences_do_not_reach_the_terminal_in_plain_mode() {
-    let server = TestServer::start(|_| b"JAM \x1b[2J\x1b]0;owned\x0714:03:27\r\n".to_vec());
+    let server = FakeServer::answering(|_| b"JAM \x1b[2J\x1b]0;owned\x0714:03:27\r\n".to_vec());
     let run = jamc(&[&server.target()]);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(!run.stdout.contains('\x1b'), "{run:?}");
@@ -226,7 +87,7 @@ fn escape_sequences_do_not_reach_the_terminal_in_plain_mode() {
         "{run:?}"
     );
     // And in the words on stderr about a reply that is not a JAM line.
-    let server = TestServer::start(|_| b"HELLO \x1b[31mred\r\n".to_vec());
+    let server = FakeServer::answering(|_| b"HELLO \x1b[31mred\r\n".to_vec());
     let run = jamc(&[&server.target()]);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(!run.stderr.contains('\x1b'), "{run:?}");
@@ -305,8 +166,8 @@ fn a_reading_across_a_dst_change_is_taken_on_the_side_nearest_local_time() {
             tzif_with_one_change(change.timestamp(), -4 * 3600, -5 * 3600),
         )
         .expect("write zone");
-        let server = TestServer::start(move |r| {
-            let server_now = r.now + chrono::Duration::milliseconds(5000);
+        let server = FakeServer::answering(move |now| {
+            let server_now = now + chrono::Duration::milliseconds(5000);
             let zone_offset = if server_now >= change { -5 } else { -4 };
             let wall = server_now + chrono::Duration::hours(zone_offset);
             format!("JAM {}\r\n", wall.format("%H:%M:%S")).into_bytes()
@@ -366,9 +227,9 @@ fn inverted_thresholds_are_a_usage_error() {
 fn no_negative_zero_and_round_trip_with_microseconds() {
     // A server 0.2 ms behind, with microseconds: on loopback the offset rounds
     // to zero, and a negative zero must not be printed.
-    let server = TestServer::start(|r| clock_line(r.now, 0, "%H:%M:%S%.6f"));
-    let behind = TestServer::start(|r| {
-        let t = r.now - chrono::Duration::microseconds(200);
+    let server = FakeServer::answering(|now| clock_line(now, 0, "%H:%M:%S%.6f"));
+    let behind = FakeServer::answering(|now| {
+        let t = now - chrono::Duration::microseconds(200);
         format!("JAM {}\r\n", t.format("%H:%M:%S%.6f")).into_bytes()
     });
     for server in [&server, &behind] {
@@ -495,7 +356,7 @@ fn quick_takes_one_reply_good_to_half_a_second() {
 
 #[test]
 fn fractional_replies_need_no_watching() {
-    let server = TestServer::start(|r| clock_line(r.now, -700, "%H:%M:%S%.3f"));
+    let server = FakeServer::answering(|now| clock_line(now, -700, "%H:%M:%S%.3f"));
     let run = jamc(&["--check", &server.target()]);
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(server.requests(), 1, "{run:?}");
@@ -508,7 +369,7 @@ fn fractional_replies_need_no_watching() {
 /// 12:00:00 (any offset is OK): the run, which must exit 0, and how many
 /// requests the server got.
 fn check_frozen_clock(extra: &[&str]) -> (Run, usize) {
-    let server = TestServer::start(|_| b"JAM 12:00:00\r\n".to_vec());
+    let server = FakeServer::answering(|_| b"JAM 12:00:00\r\n".to_vec());
     let target = server.target();
     let mut args = vec!["--check", "--warning", "43200", "--critical", "43200"];
     args.extend_from_slice(extra);
@@ -536,11 +397,11 @@ fn the_watch_never_goes_past_the_timeout() {
 
 /// A server whose n-th reply (on any connection) is `JAM HH:MM:SS` of the
 /// UTC clock moved by `step(n)` seconds.
-fn stepping_server(step: fn(usize) -> i64) -> TestServer {
+fn stepping_server(step: fn(usize) -> i64) -> FakeServer {
     let n = AtomicUsize::new(0);
-    TestServer::start(move |r| {
+    FakeServer::answering(move |now| {
         let k = n.fetch_add(1, Ordering::SeqCst);
-        clock_line(r.now, step(k) * 1000, "%H:%M:%S")
+        clock_line(now, step(k) * 1000, "%H:%M:%S")
     })
 }
 
@@ -569,8 +430,8 @@ fn a_clock_running_backwards_or_jumping_is_not_trusted_beyond_one_reply() {
 
 #[test]
 fn on_a_slow_link_the_round_trip_widens_the_uncertainty() {
-    let server = TestServer::with_delay(Duration::from_millis(300), |r| {
-        clock_line(r.now, 3450, "%H:%M:%S")
+    let server = FakeServer::answering_after(Duration::from_millis(300), |now| {
+        clock_line(now, 3450, "%H:%M:%S")
     });
     let run = jamc(&["--check", "--warning", "5", &server.target()]);
     assert_eq!(run.code, 0, "{run:?}");
@@ -651,8 +512,8 @@ fn an_unreachable_server_in_a_fleet_is_critical_for_its_line() {
 fn several_servers_are_asked_at_once_and_printed_in_the_order_given() {
     let a = offset_server(0);
     // The second answers slowly: it is still printed second.
-    let b = TestServer::with_delay(Duration::from_millis(400), |r| {
-        clock_line(r.now, 0, "%H:%M:%S")
+    let b = FakeServer::answering_after(Duration::from_millis(400), |now| {
+        clock_line(now, 0, "%H:%M:%S")
     });
     let c = offset_server(0);
     let run = jamc(&[&c.target(), &b.target(), &a.target()]);
@@ -682,7 +543,7 @@ fn access_denied_and_rate_limited_are_said_in_words() {
         ("ERROR rate limited", "too many connections"),
     ] {
         let reply = format!("{line}\r\n").into_bytes();
-        let server = TestServer::start(move |_| reply.clone());
+        let server = FakeServer::answering(move |_| reply.clone());
         let run = jamc(&[&server.target()]);
         assert_eq!(run.code, 1, "{run:?}");
         assert!(
@@ -873,9 +734,9 @@ fn the_fleet_cron_example_is_silent_when_all_is_well_and_names_the_worst_otherwi
         .parent()
         .expect("bin dir");
     let path = format!("{}:{}:/usr/bin:/bin", dir.display(), jamc_dir.display());
-    let run = |servers: [&TestServer; 3]| {
+    let run = |servers: [&FakeServer; 3]| {
         let command = fleet_cron_command()
-            .replace("ntp1 ntp2 ntp3", &servers.map(TestServer::target).join(" "));
+            .replace("ntp1 ntp2 ntp3", &servers.map(FakeServer::target).join(" "));
         run_bounded(
             Command::new("/bin/sh")
                 .args(["-c", &command])
@@ -903,7 +764,7 @@ fn the_fleet_cron_example_is_silent_when_all_is_well_and_names_the_worst_otherwi
 #[test]
 fn several_servers_in_json_and_raw_say_which_server_answered() {
     let a = offset_server(0);
-    let b = TestServer::start(|_| b"ERROR server busy\r\n".to_vec());
+    let b = FakeServer::answering(|_| b"ERROR server busy\r\n".to_vec());
     let run = jamc(&["--json", &a.target(), &b.target()]);
     assert_eq!(run.code, 1, "{run:?}");
     let servers: Vec<String> = run

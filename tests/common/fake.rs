@@ -1,6 +1,8 @@
 //! An independent JAM server on a thread, for client tests: it answers
-//! from its own clock (shifted at will) or misbehaves on purpose. Listens on
-//! loopback only; every loop has a deadline; stopped when dropped.
+//! from its own clock (shifted at will), from any function of the clock at
+//! each request (frozen, backwards, across a DST change; over a slow link),
+//! or misbehaves on purpose. Listens on loopback only; every loop has a
+//! deadline; stopped when dropped.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -9,13 +11,20 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-/// Longest any fake server or helper thread lives.
-const SERVER_LIFETIME: Duration = Duration::from_secs(60);
+use chrono::{DateTime, Utc};
+
+/// Longest any fake server or helper thread lives (jamc's watch runs
+/// several checks against one server).
+const SERVER_LIFETIME: Duration = Duration::from_secs(90);
 /// Longest a jamc run may take before the test kills it and fails.
 pub const JAMC_BOUND: Duration = Duration::from_secs(20);
 
+/// What an [`Behaviour::Answer`] server sends for one TIME, made from this
+/// machine's clock when the request was read; the bytes go out as they are.
+pub type Answer = dyn Fn(DateTime<Utc>) -> Vec<u8> + Send + Sync;
+
 /// How the fake server answers.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub enum Behaviour {
     /// Answers each TIME with `JAM ` + (UTC now + `utc_offset_secs` + `shift_ms`) in `format`.
     Clock {
@@ -31,6 +40,12 @@ pub enum Behaviour {
     GreetAndClose(Vec<u8>),
     /// Reads requests and never answers.
     Stall,
+    /// Answers each TIME with `answer(now)`, `delay` after reading it (a
+    /// slow link: half before the clock is read, half after).
+    Answer {
+        answer: Arc<Answer>,
+        delay: Duration,
+    },
 }
 
 /// An independent JAM server on a std TcpListener thread, for one test.
@@ -67,6 +82,24 @@ impl FakeServer {
         })
     }
 
+    /// Starts on 127.0.0.1, answering each TIME with `answer(now)`.
+    pub fn answering(
+        answer: impl Fn(DateTime<Utc>) -> Vec<u8> + Send + Sync + 'static,
+    ) -> FakeServer {
+        FakeServer::answering_after(Duration::ZERO, answer)
+    }
+
+    /// Like [`FakeServer::answering`], each reply held back `delay`.
+    pub fn answering_after(
+        delay: Duration,
+        answer: impl Fn(DateTime<Utc>) -> Vec<u8> + Send + Sync + 'static,
+    ) -> FakeServer {
+        FakeServer::start(Behaviour::Answer {
+            answer: Arc::new(answer),
+            delay,
+        })
+    }
+
     /// `127.0.0.1:PORT` / `[::1]:PORT`, as jamc takes it.
     pub fn target(&self) -> String {
         self.addr.to_string()
@@ -75,6 +108,14 @@ impl FakeServer {
     /// Every request line received so far, on all connections.
     pub fn received(&self) -> Vec<String> {
         self.received.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// TIME requests received so far, on all connections.
+    pub fn requests(&self) -> usize {
+        self.received()
+            .iter()
+            .filter(|l| l.eq_ignore_ascii_case("TIME"))
+            .count()
     }
 
     /// Connections accepted so far.
@@ -134,11 +175,12 @@ fn serve(
     end: Instant,
 ) {
     let _ = stream.set_nonblocking(false);
+    let _ = stream.set_nodelay(true);
     if let Behaviour::GreetAndClose(bytes) = &behaviour {
         let _ = stream.write_all(bytes);
         return;
     }
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(50)));
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(20)));
     let mut buf = Vec::new();
     let mut chunk = [0u8; 512];
     while !stop.load(Ordering::SeqCst) && Instant::now() < end {
@@ -177,6 +219,14 @@ fn serve(
                 Behaviour::ReplyAndClose(bytes) => {
                     let _ = stream.write_all(bytes);
                     return;
+                }
+                Behaviour::Answer { answer, delay } => {
+                    thread::sleep(*delay / 2);
+                    let reply = answer(Utc::now());
+                    thread::sleep(*delay / 2);
+                    if stream.write_all(&reply).is_err() {
+                        return;
+                    }
                 }
                 Behaviour::Stall => {}
                 Behaviour::GreetAndClose(_) => return,
