@@ -29,6 +29,26 @@ fn is_hms(s: &str) -> bool {
         && [0, 1, 3, 4, 6, 7].iter().all(|&i| b[i].is_ascii_digit())
 }
 
+/// A plain jamc run (the case `what`) that must fail: exit 1, nothing on
+/// stdout, `says` on stderr.
+fn fails_saying(what: &str, args: &[&str], says: &str) -> Run {
+    let run = jamc(args);
+    assert_eq!(run.code, 1, "{what}: {run:?}");
+    assert!(run.stdout.is_empty(), "{what}: {run:?}");
+    assert!(run.stderr.contains(says), "{what}: want {says:?}: {run:?}");
+    run
+}
+
+/// A --check run (the case `what`; `args` hold `--check`) that must exit
+/// `code` with one status line starting `starts`.
+fn check_says(what: &str, args: &[&str], code: i32, starts: &str) -> Run {
+    let run = jamc(args);
+    assert_eq!(run.code, code, "{what}: {run:?}");
+    let line = check_line(&run);
+    assert!(line.starts_with(starts), "{what}: want {starts:?}: {run:?}");
+    run
+}
+
 // ---------------------------------------------------------------- plain use
 
 #[test]
@@ -143,53 +163,85 @@ fn json_shows_a_reply_that_is_not_a_jam_line_with_a_null_time() {
 
 // ---------------------------------------------------------------- failures
 
+/// Servers jamc cannot use: what a plain run says on stderr (exit 1), and how
+/// a --check run ends (exit code, start of its one line, which says the same).
 #[test]
-fn garbage_reply_is_not_a_jam_line() {
-    let server = FakeServer::start(Behaviour::Reply(b"HELLO WORLD\r\n".to_vec()));
-    let run = jamc(&[&server.target()]);
-    assert_eq!(run.code, 1, "{run:?}");
-    assert!(run.stdout.is_empty(), "{run:?}");
-    assert!(
-        run.stderr
-            .contains("reply is not a JAM line: \"HELLO WORLD\""),
-        "{run:?}"
-    );
-    let run = jamc(&["--check", &server.target()]);
-    assert_eq!(run.code, 3, "{run:?}");
-    assert!(run.stdout.starts_with("JAM UNKNOWN - "), "{run:?}");
-    assert_eq!(run.stdout.lines().count(), 1);
-}
-
-#[test]
-fn server_busy_is_said_in_words() {
-    let server = FakeServer::start(Behaviour::GreetAndClose(b"ERROR server busy\r\n".to_vec()));
-    let run = jamc(&[&server.target()]);
-    assert_eq!(run.code, 1, "{run:?}");
-    assert!(
-        run.stderr.contains("server said ERROR server busy"),
-        "{run:?}"
-    );
-    let run = jamc(&["--check", &server.target()]);
-    assert_eq!(run.code, 2, "{run:?}");
-    assert!(run.stdout.starts_with("JAM CRITICAL - "), "{run:?}");
-    assert!(run.stdout.contains("ERROR server busy"), "{run:?}");
+fn a_server_jamc_cannot_use_is_reported_in_words() {
+    let mut long = b"JAM ".to_vec();
+    long.extend_from_slice(&[b'9'; 2000]);
+    long.extend_from_slice(b"\r\n");
+    for (what, behaviour, says, check_code, check_starts) in [
+        (
+            "garbage",
+            Behaviour::Reply(b"HELLO WORLD\r\n".to_vec()),
+            "reply is not a JAM line: \"HELLO WORLD\"",
+            3,
+            "JAM UNKNOWN - ",
+        ),
+        (
+            "busy",
+            Behaviour::GreetAndClose(b"ERROR server busy\r\n".to_vec()),
+            "server said ERROR server busy",
+            2,
+            "JAM CRITICAL - ",
+        ),
+        (
+            "closing before replying",
+            Behaviour::ReplyAndClose(Vec::new()),
+            "server closed the connection before replying",
+            2,
+            "JAM CRITICAL - ",
+        ),
+        (
+            "unterminated",
+            Behaviour::ReplyAndClose(b"JAM 12:00:00".to_vec()),
+            "reply not terminated",
+            2,
+            "JAM CRITICAL - ",
+        ),
+        // Reported without reading it all, endless or terminated.
+        (
+            "endless",
+            Behaviour::Reply(vec![b'x'; 100_000]),
+            "reply longer than 1024 bytes",
+            2,
+            "JAM CRITICAL - ",
+        ),
+        (
+            "over-long line",
+            Behaviour::Reply(long),
+            "reply longer than 1024 bytes",
+            2,
+            "JAM CRITICAL - ",
+        ),
+    ] {
+        let server = FakeServer::start(behaviour);
+        fails_saying(what, &[&server.target()], says);
+        let run = check_says(
+            what,
+            &["--check", &server.target()],
+            check_code,
+            check_starts,
+        );
+        // The check line names the failure in the same words.
+        assert!(run.stdout.contains(says), "{what}: want {says:?}: {run:?}");
+    }
 }
 
 #[test]
 fn stalled_server_times_out_within_the_timeout() {
     let server = FakeServer::start(Behaviour::Stall);
-    let run = jamc(&["-w", "1", &server.target()]);
-    assert_eq!(run.code, 1, "{run:?}");
-    assert!(
-        run.stderr.contains("timed out waiting for a reply"),
-        "{run:?}"
+    let run = fails_saying(
+        "stalled server",
+        &["-w", "1", &server.target()],
+        "timed out waiting for a reply",
     );
     assert!(run.took < Duration::from_secs(4), "{run:?}");
-    let run = jamc(&["--check", "--timeout", "0.5", &server.target()]);
-    assert_eq!(run.code, 2, "{run:?}");
-    assert!(
-        run.stdout.starts_with("JAM CRITICAL - timed out waiting"),
-        "{run:?}"
+    let run = check_says(
+        "stalled server",
+        &["--check", "--timeout", "0.5", &server.target()],
+        2,
+        "JAM CRITICAL - timed out waiting",
     );
     assert!(run.took < Duration::from_secs(3), "{run:?}");
 }
@@ -217,61 +269,17 @@ fn stalled_connect_times_out_within_the_timeout() {
     if TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok() {
         skip!("this kernel does not drop SYNs to a full backlog (an environment gap)");
     }
-    let run = jamc(&["-w", "1", &addr.to_string()]);
-    assert_eq!(run.code, 1, "{run:?}");
-    assert!(run.stderr.contains("timed out connecting to"), "{run:?}");
+    let run = fails_saying(
+        "stalled connect",
+        &["-w", "1", &addr.to_string()],
+        "timed out connecting to",
+    );
     assert!(run.took < Duration::from_secs(4), "{run:?}");
-    let run = jamc(&["--check", "-w", "1", &addr.to_string()]);
-    assert_eq!(run.code, 2, "{run:?}");
-    assert!(
-        run.stdout
-            .starts_with("JAM CRITICAL - timed out connecting"),
-        "{run:?}"
-    );
-}
-
-#[test]
-fn server_closing_before_replying_is_reported() {
-    let server = FakeServer::start(Behaviour::ReplyAndClose(Vec::new()));
-    let run = jamc(&[&server.target()]);
-    assert_eq!(run.code, 1, "{run:?}");
-    assert!(
-        run.stderr
-            .contains("server closed the connection before replying"),
-        "{run:?}"
-    );
-    let run = jamc(&["--check", &server.target()]);
-    assert_eq!(run.code, 2, "{run:?}");
-}
-
-#[test]
-fn unterminated_reply_is_reported() {
-    let server = FakeServer::start(Behaviour::ReplyAndClose(b"JAM 12:00:00".to_vec()));
-    let run = jamc(&[&server.target()]);
-    assert_eq!(run.code, 1, "{run:?}");
-    assert!(run.stderr.contains("reply not terminated"), "{run:?}");
-    assert!(run.stdout.is_empty(), "{run:?}");
-}
-
-#[test]
-fn over_long_reply_is_reported_without_reading_it_all() {
-    let endless = FakeServer::start(Behaviour::Reply(vec![b'x'; 100_000]));
-    let run = jamc(&[&endless.target()]);
-    assert_eq!(run.code, 1, "{run:?}");
-    assert!(
-        run.stderr.contains("reply longer than 1024 bytes"),
-        "{run:?}"
-    );
-
-    let mut long = b"JAM ".to_vec();
-    long.extend_from_slice(&[b'9'; 2000]);
-    long.extend_from_slice(b"\r\n");
-    let terminated = FakeServer::start(Behaviour::Reply(long));
-    let run = jamc(&[&terminated.target()]);
-    assert_eq!(run.code, 1, "{run:?}");
-    assert!(
-        run.stderr.contains("reply longer than 1024 bytes"),
-        "{run:?}"
+    check_says(
+        "stalled connect",
+        &["--check", "-w", "1", &addr.to_string()],
+        2,
+        "JAM CRITICAL - timed out connecting",
     );
 }
 
@@ -279,14 +287,12 @@ fn over_long_reply_is_reported_without_reading_it_all() {
 fn refused_connection_is_reported() {
     let (port, _reserved) = closed_port();
     let target = format!("127.0.0.1:{port}");
-    let run = jamc(&[&target]);
-    assert_eq!(run.code, 1, "{run:?}");
+    let run = fails_saying("refused", &[&target], "connection refused");
     assert_eq!(
         run.stderr.trim(),
         format!("jamc: cannot connect to {target}: connection refused")
     );
-    let run = jamc(&["--check", &target]);
-    assert_eq!(run.code, 2, "{run:?}");
+    let run = check_says("refused", &["--check", &target], 2, "JAM CRITICAL - ");
     assert_eq!(
         run.stdout.trim(),
         format!("JAM CRITICAL - cannot connect to {target}: connection refused")
@@ -427,60 +433,84 @@ fn check_line(run: &Run) -> &str {
     run.stdout.trim_end()
 }
 
+/// A --check run (the case `what`) that must exit `code` with one line
+/// starting `starts` and an offset `expected` within what one reading at
+/// `resolution` can know; the line, also shown on stderr.
+fn check_reads(
+    what: &str,
+    args: &[&str],
+    (code, starts): (i32, &str),
+    expected: f64,
+    resolution: f64,
+) -> String {
+    let run = jamc(args);
+    let line = check_line(&run).to_owned();
+    eprintln!("{what}: {line}");
+    assert_eq!(run.code, code, "{what}: {run:?}");
+    assert!(line.starts_with(starts), "{what}: want {starts:?}: {line}");
+    assert_offset_near(&line, expected, resolution);
+    line
+}
+
 #[test]
 fn check_is_ok_for_an_honest_server() {
     let server = FakeServer::start(clock(0));
-    let run = jamc(&["--check", "--timezone=+00:00", &server.target()]);
-    let line = check_line(&run);
-    eprintln!("honest server: {line}");
-    assert_eq!(run.code, 0, "{run:?}");
-    assert!(line.starts_with("JAM OK - offset "), "{line}");
+    let line = check_reads(
+        "honest server",
+        &["--check", "--timezone=+00:00", &server.target()],
+        (0, "JAM OK - offset "),
+        0.0,
+        WHOLE_SECONDS,
+    );
     assert!(
         line.contains(&format!(" s from {} | offset=", server.target())),
         "{line}"
     );
     assert!(line.contains("s;2;10 time="), "{line}");
-    assert_offset_near(line, 0.0, WHOLE_SECONDS);
 }
 
 #[test]
 fn check_warns_for_a_server_5_s_ahead() {
     let server = FakeServer::start(clock(5_000));
-    let run = jamc(&["--check", "--timezone=+00:00", &server.target()]);
-    let line = check_line(&run);
-    eprintln!("5 s ahead: {line}");
-    assert_eq!(run.code, 1, "{run:?}");
-    assert!(line.starts_with("JAM WARNING - offset +"), "{line}");
-    assert_offset_near(line, 5.0, WHOLE_SECONDS);
+    check_reads(
+        "5 s ahead",
+        &["--check", "--timezone=+00:00", &server.target()],
+        (1, "JAM WARNING - offset +"),
+        5.0,
+        WHOLE_SECONDS,
+    );
 }
 
 #[test]
 fn check_is_critical_for_a_server_60_s_behind() {
     let server = FakeServer::start(clock(-60_000));
-    let run = jamc(&["--check", "--timezone=+00:00", &server.target()]);
-    let line = check_line(&run);
-    eprintln!("60 s behind: {line}");
-    assert_eq!(run.code, 2, "{run:?}");
-    assert!(line.starts_with("JAM CRITICAL - offset -"), "{line}");
-    assert_offset_near(line, -60.0, WHOLE_SECONDS);
+    check_reads(
+        "60 s behind",
+        &["--check", "--timezone=+00:00", &server.target()],
+        (2, "JAM CRITICAL - offset -"),
+        -60.0,
+        WHOLE_SECONDS,
+    );
 }
 
 #[test]
 fn check_thresholds_are_taken_from_the_command_line() {
     let server = FakeServer::start(clock(60_000));
-    let run = jamc(&[
+    let args = [
         "--check",
         "--timezone=UTC",
         "--warning",
         "30",
         "--critical=90",
         &server.target(),
-    ]);
-    let line = check_line(&run);
-    eprintln!("60 s ahead, 30/90: {line}");
-    assert_eq!(run.code, 1, "{run:?}");
-    assert!(line.starts_with("JAM WARNING - offset +"), "{line}");
-    assert_offset_near(line, 60.0, WHOLE_SECONDS);
+    ];
+    let line = check_reads(
+        "60 s ahead, 30/90",
+        &args,
+        (1, "JAM WARNING - offset +"),
+        60.0,
+        WHOLE_SECONDS,
+    );
     assert!(line.contains("s;30;90 time="), "{line}");
 }
 
@@ -492,11 +522,13 @@ fn check_reads_fractional_seconds_when_present() {
         format: "%H:%M:%S%.3f",
     });
     // The default --format has no fraction: it is read anyway, for a tighter offset.
-    let run = jamc(&["--check", "--timezone=+00:00", "-n", "3", &server.target()]);
-    let line = check_line(&run);
-    eprintln!("5 s ahead, with milliseconds: {line}");
-    assert_eq!(run.code, 1, "{run:?}");
-    assert_offset_near(line, 5.0, MILLISECONDS);
+    check_reads(
+        "5 s ahead, with milliseconds",
+        &["--check", "--timezone=+00:00", "-n", "3", &server.target()],
+        (1, "JAM WARNING - offset +"),
+        5.0,
+        MILLISECONDS,
+    );
 }
 
 #[test]
@@ -507,26 +539,32 @@ fn check_understands_a_zone_and_another_format() {
         utc_offset_secs: 7 * 3600,
         format: "%I:%M:%S %p",
     });
-    let run = jamc(&[
-        "--check",
-        "--timezone",
-        "+07:00",
-        "--format",
-        "%I:%M:%S %p",
-        &server.target(),
-    ]);
-    assert_eq!(run.code, 0, "{run:?}");
-    assert_offset_near(check_line(&run), 0.0, WHOLE_SECONDS);
+    let format = ["--format", "%I:%M:%S %p"];
+    let args = [
+        &["--check", "--timezone", "+07:00"][..],
+        &format,
+        &[&server.target()],
+    ];
+    check_reads(
+        "12-hour time at +07:00",
+        &args.concat(),
+        (0, "JAM OK - offset "),
+        0.0,
+        WHOLE_SECONDS,
+    );
     // Read as UTC instead, the same replies are 7 h ahead.
-    let run = jamc(&[
-        "--check",
-        "--timezone=UTC",
-        "--format",
-        "%I:%M:%S %p",
-        &server.target(),
-    ]);
-    assert_eq!(run.code, 2, "{run:?}");
-    assert_offset_near(check_line(&run), 25_200.0, WHOLE_SECONDS);
+    let args = [
+        &["--check", "--timezone=UTC"][..],
+        &format,
+        &[&server.target()],
+    ];
+    check_reads(
+        "12-hour time at +07:00 read as UTC",
+        &args.concat(),
+        (2, "JAM CRITICAL - offset +"),
+        25_200.0,
+        WHOLE_SECONDS,
+    );
 }
 
 #[test]
@@ -543,41 +581,42 @@ fn check_says_unknown_for_a_time_it_cannot_read() {
 }
 
 /// Puts the wall clock at `wall_secs` after midnight with a fixed
-/// --timezone, runs a server `shift_ms` away, and returns the check's line.
-fn check_across_midnight(wall_secs: i64, shift_ms: i64, what: &str) -> String {
+/// --timezone, runs a server `shift_ms` away, and checks that the offset
+/// read is that shift (OK at thresholds of 200/300 s).
+fn check_across_midnight(wall_secs: i64, shift_ms: i64, what: &str) {
     let (offset, zone) = zone_putting_wall_clock_at(wall_secs);
     let server = FakeServer::start(Behaviour::Clock {
         shift_ms,
         utc_offset_secs: offset,
         format: "%H:%M:%S",
     });
-    let run = jamc(&[
-        "--check",
-        &format!("--timezone={zone}"),
-        "--warning=200",
-        "--critical=300",
-        &server.target(),
-    ]);
-    let line = check_line(&run);
-    eprintln!("across midnight, {what} (zone {zone}): {line}");
-    assert_eq!(run.code, 0, "{run:?}");
-    line.to_owned()
+    check_reads(
+        &format!("across midnight, {what} (zone {zone})"),
+        &[
+            "--check",
+            &format!("--timezone={zone}"),
+            "--warning=200",
+            "--critical=300",
+            &server.target(),
+        ],
+        (0, "JAM OK - offset "),
+        shift_ms as f64 / 1000.0,
+        WHOLE_SECONDS,
+    );
 }
 
 /// The wall clock is put just before midnight; the server, 150 s ahead, is
 /// already in the next day.
 #[test]
 fn check_wraps_forward_across_midnight() {
-    let line = check_across_midnight(23 * 3600 + 58 * 60, 150_000, "ahead");
-    assert_offset_near(&line, 150.0, WHOLE_SECONDS);
+    check_across_midnight(23 * 3600 + 58 * 60, 150_000, "ahead");
 }
 
 /// The wall clock is put just after midnight; the server, 150 s behind, is
 /// still in the previous day.
 #[test]
 fn check_wraps_backward_across_midnight() {
-    let line = check_across_midnight(60, -150_000, "behind");
-    assert_offset_near(&line, -150.0, WHOLE_SECONDS);
+    check_across_midnight(60, -150_000, "behind");
 }
 
 // ---------------------------------------------------------------- real jamd
@@ -628,12 +667,13 @@ fn real_jamd_json_and_raw() {
 #[test]
 fn real_jamd_check_is_ok() {
     let jamd = Jamd::start(JAMD_CONFIG);
-    let run = jamc(&["--check", &jamd.target()]);
-    let line = check_line(&run);
-    eprintln!("real jamd: {line}");
-    assert_eq!(run.code, 0, "{run:?}");
-    assert!(line.starts_with("JAM OK - offset "), "{line}");
-    assert_offset_near(line, 0.0, WHOLE_SECONDS);
+    check_reads(
+        "real jamd",
+        &["--check", &jamd.target()],
+        (0, "JAM OK - offset "),
+        0.0,
+        WHOLE_SECONDS,
+    );
 }
 
 #[test]
@@ -642,18 +682,20 @@ fn real_jamd_check_with_milliseconds_and_a_named_zone() {
         skip!("no tzdata: /usr/share/zoneinfo/Asia/Jakarta is missing (apt-get install tzdata)");
     }
     let jamd = Jamd::start("[time]\nformat = \"%H:%M:%S%.3f\"\ntimezone = \"Asia/Jakarta\"\n");
-    let run = jamc(&[
-        "--check",
-        "--timezone",
-        "Asia/Jakarta",
-        "-n",
-        "3",
-        &jamd.target(),
-    ]);
-    let line = check_line(&run);
-    eprintln!("real jamd, ms, Asia/Jakarta: {line}");
-    assert_eq!(run.code, 0, "{run:?}");
-    assert_offset_near(line, 0.0, MILLISECONDS);
+    check_reads(
+        "real jamd, ms, Asia/Jakarta",
+        &[
+            "--check",
+            "--timezone",
+            "Asia/Jakarta",
+            "-n",
+            "3",
+            &jamd.target(),
+        ],
+        (0, "JAM OK - offset "),
+        0.0,
+        MILLISECONDS,
+    );
 }
 
 #[test]
@@ -669,15 +711,8 @@ fn real_jamd_busy_is_said_in_words() {
     BufReader::new(&holder).read_line(&mut line).expect("reply");
     assert!(line.starts_with("JAM "), "{line:?}");
 
-    let run = jamc(&[&jamd.target()]);
-    assert_eq!(run.code, 1, "{run:?}");
-    assert!(
-        run.stderr.contains("server said ERROR server busy"),
-        "{run:?}"
-    );
-    let run = jamc(&["--check", &jamd.target()]);
-    assert_eq!(run.code, 2, "{run:?}");
-    assert!(run.stdout.starts_with("JAM CRITICAL - "), "{run:?}");
+    fails_saying("busy", &[&jamd.target()], "server said ERROR server busy");
+    check_says("busy", &["--check", &jamd.target()], 2, "JAM CRITICAL - ");
     drop(holder);
 }
 
