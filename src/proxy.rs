@@ -386,9 +386,6 @@ mod tests {
             (b"PROXY TCP4 1.2.3.4 1.2.3.4 -1 2\r\n", Invalid::V1Port),
             (b"PROXY TCP4 1.2.3.4 1.2.3.4 1 2\n", Invalid::V1BareLf),
             (b"PROXY TCP4 1.2.3.4 \xff 1 2\r\n", Invalid::V1Fields),
-            (b"PROXX TCP4", Invalid::NotProxy),
-            (b"TIME\r\n", Invalid::NotProxy),
-            (b"\r\n\r\n\0\r\nQUIT!", Invalid::NotProxy),
         ];
         for (bytes, want) in cases {
             assert_eq!(
@@ -501,6 +498,19 @@ mod tests {
         assert_eq!(parse(b"PRO"), Parse::Incomplete);
         assert_eq!(parse(b"\r\n\r\n\0"), Parse::Incomplete);
         assert_eq!(parse(b"PROXY TCP4 1.2.3.4"), Parse::Incomplete);
+    }
+
+    #[test]
+    fn a_wrong_signature_is_not_proxy() {
+        // The v1 prefix misspelt, a plain request, the v2 signature gone wrong.
+        for bytes in [&b"PROXX TCP4"[..], b"TIME\r\n", b"\r\n\r\n\0\r\nQUIT!"] {
+            assert_eq!(
+                parse(bytes),
+                Parse::Invalid(Invalid::NotProxy),
+                "{:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
     }
 
     mod props {
