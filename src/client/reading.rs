@@ -329,66 +329,53 @@ mod tests {
     }
 
     #[test]
-    fn whole_second_reply_is_read_as_middle_of_its_second() {
-        check("%H:%M:%S", "14:03:27", at(14, 3, 27, 0), "UTC", 500);
-        check("%H:%M:%S", "14:03:32", at(14, 3, 27, 0), "UTC", 5500);
-        check("%H:%M:%S", "14:02:27", at(14, 3, 27, 500), "UTC", -60_000);
-    }
-
-    #[test]
-    fn fractions_are_read_when_present_even_if_format_lacks_them() {
-        check("%H:%M:%S", "14:03:32.250", at(14, 3, 27, 0), "UTC", 5250);
-        check("%H:%M:%S%.3f", "14:03:27.100", at(14, 3, 27, 0), "UTC", 100);
-        // An explicit %.f with no fraction in the reply still means whole seconds.
-        check("%H:%M:%S%.f", "14:03:27", at(14, 3, 27, 0), "UTC", 500);
-    }
-
-    #[test]
-    fn midnight_wraps_forward_and_backward() {
-        // Server already past midnight, we are just before it: server ahead.
-        check("%H:%M:%S", "00:00:02", at(23, 59, 58, 0), "UTC", 4500);
-        // Server still before midnight, we are just past it: server behind.
-        check("%H:%M:%S", "23:59:58", at(0, 0, 2, 0), "UTC", -3500);
-    }
-
-    #[test]
-    fn offsets_stay_within_half_a_day() {
-        check("%H:%M:%S", "02:00:00", at(14, 0, 0, 0), "UTC", -43_199_500);
-        check("%H:%M:%S", "01:59:59", at(14, 0, 0, 0), "UTC", 43_199_500);
-    }
-
-    #[test]
-    fn fixed_zone_is_applied_before_comparing() {
-        // 23:59:58 UTC is 06:59:58 at +07:00; 22:00:00 at -02:00.
-        check("%H:%M:%S", "07:00:03", at(23, 59, 58, 0), "+07:00", 5500);
-        check("%H:%M:%S", "21:59:00", at(23, 59, 58, 0), "-02:00", -57_500);
-    }
-
-    #[test]
-    fn other_formats_are_understood() {
-        check("%I:%M:%S %p", "02:03:30 PM", at(14, 3, 27, 0), "UTC", 3500);
-        check("%H:%M", "14:03", at(14, 3, 0, 0), "UTC", 30_000);
-        check(
-            "%Y-%m-%d %H:%M:%S",
-            "2026-11-24 14:03:27",
-            at(14, 3, 27, 0),
-            "UTC",
-            -86_400_000 + 500,
-        );
-        check(
-            "%s",
-            "1795615412",
-            Utc.timestamp_opt(1_795_615_410, 0).unwrap(),
-            "UTC",
-            2500,
-        );
-        check(
-            "%H:%M:%S %z",
-            "16:03:27 +0200",
-            at(14, 3, 27, 0),
-            "-05:00",
-            500,
-        );
+    fn offsets_are_read_from_replies() {
+        // (format, reply, our time, zone, the offset in ms to read)
+        let cases = [
+            // A whole-second reply is read as the middle of its second.
+            ("%H:%M:%S", "14:03:27", at(14, 3, 27, 0), "UTC", 500),
+            ("%H:%M:%S", "14:03:32", at(14, 3, 27, 0), "UTC", 5500),
+            ("%H:%M:%S", "14:02:27", at(14, 3, 27, 500), "UTC", -60_000),
+            // Fractions are read when present, even if the format lacks them.
+            ("%H:%M:%S", "14:03:32.250", at(14, 3, 27, 0), "UTC", 5250),
+            ("%H:%M:%S%.3f", "14:03:27.100", at(14, 3, 27, 0), "UTC", 100),
+            // An explicit %.f with no fraction in the reply still means whole seconds.
+            ("%H:%M:%S%.f", "14:03:27", at(14, 3, 27, 0), "UTC", 500),
+            // Midnight wraps: the server already past it, we just before (server
+            // ahead); the server still before it, we just past (server behind).
+            ("%H:%M:%S", "00:00:02", at(23, 59, 58, 0), "UTC", 4500),
+            ("%H:%M:%S", "23:59:58", at(0, 0, 2, 0), "UTC", -3500),
+            // Offsets stay within half a day.
+            ("%H:%M:%S", "02:00:00", at(14, 0, 0, 0), "UTC", -43_199_500),
+            ("%H:%M:%S", "01:59:59", at(14, 0, 0, 0), "UTC", 43_199_500),
+            // A fixed zone is applied before comparing: 23:59:58 UTC is
+            // 06:59:58 at +07:00; 22:00:00 at -02:00.
+            ("%H:%M:%S", "07:00:03", at(23, 59, 58, 0), "+07:00", 5500),
+            ("%H:%M:%S", "21:59:00", at(23, 59, 58, 0), "-02:00", -57_500),
+            // Other formats are understood.
+            ("%I:%M:%S %p", "02:03:30 PM", at(14, 3, 27, 0), "UTC", 3500),
+            ("%H:%M", "14:03", at(14, 3, 0, 0), "UTC", 30_000),
+            // A date a day behind: minus a day, plus the middle of the second.
+            (
+                "%Y-%m-%d %H:%M:%S",
+                "2026-11-24 14:03:27",
+                at(14, 3, 27, 0),
+                "UTC",
+                -86_399_500,
+            ),
+            // 1795615410 is 14:03:30 UTC on the day at() gives.
+            ("%s", "1795615412", at(14, 3, 30, 0), "UTC", 2500),
+            (
+                "%H:%M:%S %z",
+                "16:03:27 +0200",
+                at(14, 3, 27, 0),
+                "-05:00",
+                500,
+            ),
+        ];
+        for (format, reply, local, zone, want) in cases {
+            check(format, reply, local, zone, want);
+        }
     }
 
     #[test]
