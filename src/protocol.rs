@@ -346,38 +346,70 @@ mod tests {
         out
     }
 
+    /// Sends one packet to `s`; the first action it completes, if any.
+    fn feed(s: &mut Session, mut packet: &[u8]) -> Option<Action> {
+        s.next_action(&mut packet)
+    }
+
     use Action::*;
 
     #[test]
-    fn time_with_crlf_is_time() {
-        assert_eq!(run(256, &[b"TIME\r\n"]), [Time]);
+    fn request_lines_give_their_actions() {
+        // (max_line_bytes, the pieces sent, the actions in answer)
+        type Case = (usize, &'static [&'static [u8]], &'static [Action]);
+        let cases: &[Case] = &[
+            // A line ends with CR LF or a bare LF.
+            (256, &[b"TIME\r\n"], &[Time]),
+            (256, &[b"TIME\n"], &[Time]),
+            // Commands are case-insensitive.
+            (256, &[b"time\r\ntImE\r\nquit\r\n"], &[Time, Time, Quit]),
+            // Spaces and tabs around the command are ignored.
+            (256, &[b" \tTIME \t\r\n"], &[Time]),
+            (256, &[b"\t quit\t\n"], &[Quit]),
+            // Inner spaces make an unknown command.
+            (256, &[b"TI ME\r\n"], &[Unknown]),
+            (256, &[b"TIME NOW\r\n"], &[Unknown]),
+            // Empty and blank lines are ignored.
+            (256, &[b"\r\n\n  \t \r\nTIME\r\n"], &[Time]),
+            // Invalid UTF-8 is an unknown command.
+            (256, &[b"\xff\xfeTIME\r\n"], &[Unknown]),
+            (256, &[b"T\xc3\x28\r\n"], &[Unknown]),
+            // NUL and control bytes are an unknown command.
+            (256, &[b"TIME\0\r\n"], &[Unknown]),
+            (256, &[b"\rTIME\r\n"], &[Unknown]),
+            (256, &[b"TIME\r\r\n"], &[Unknown]),
+            // Pipelined requests are answered in order, up to QUIT.
+            (
+                256,
+                &[b"TIME\r\nBOGUS\r\nTIME\nQUIT\r\nTIME\r\n"],
+                &[Time, Unknown, Time, Quit],
+            ),
+            // A request split over packets is reassembled.
+            (256, &[b"TI", b"M", b"E\r", b"\n"], &[Time]),
+            (256, &[b"T", b"IME\r\nQU", b"IT\r\n"], &[Time, Quit]),
+            // A line of exactly the limit ("TIME" and four spaces) is accepted...
+            (8, &[b"TIME    \r\n"], &[Time]),
+            (8, &[b"TIME    \n"], &[Time]),
+            (8, &[b"TIME    \r", b"\n"], &[Time]),
+            (8, &[b"TIME", b"    ", b"\r", b"\n"], &[Time]),
+            // ...and one a byte longer is too long.
+            (8, &[b"TIME     \r\n"], &[TooLong]),
+            (8, &[b"TIME     \n"], &[TooLong]),
+            (8, &[b"TIME", b"     \n"], &[TooLong]),
+            // Too long ends the session.
+            (4, &[b"TIME\r\nTIMETIME\r\nTIME\r\n"], &[Time, TooLong]),
+        ];
+        for (max, chunks, want) in cases {
+            let sent: Vec<_> = chunks
+                .iter()
+                .map(|c| c.escape_ascii().to_string())
+                .collect();
+            assert_eq!(run(*max, chunks), *want, "max {max}, sent {sent:?}");
+        }
     }
 
     #[test]
-    fn bare_lf_is_accepted() {
-        assert_eq!(run(256, &[b"TIME\n"]), [Time]);
-    }
-
-    #[test]
-    fn commands_are_case_insensitive() {
-        assert_eq!(run(256, &[b"time\r\ntImE\r\nquit\r\n"]), [Time, Time, Quit]);
-    }
-
-    #[test]
-    fn spaces_and_tabs_around_the_command_are_ignored() {
-        assert_eq!(run(256, &[b" \tTIME \t\r\n"]), [Time]);
-        assert_eq!(run(256, &[b"\t quit\t\n"]), [Quit]);
-    }
-
-    #[test]
-    fn inner_spaces_make_an_unknown_command() {
-        assert_eq!(run(256, &[b"TI ME\r\n"]), [Unknown]);
-        assert_eq!(run(256, &[b"TIME NOW\r\n"]), [Unknown]);
-    }
-
-    #[test]
-    fn empty_and_blank_lines_are_ignored() {
-        assert_eq!(run(256, &[b"\r\n\n  \t \r\nTIME\r\n"]), [Time]);
+    fn a_blank_line_is_an_empty_action_neither_answered_nor_closing() {
         let mut s = Session::new(256);
         let mut input: &[u8] = b" \t\r\n";
         assert_eq!(s.next_action(&mut input), Some(Empty));
@@ -391,33 +423,6 @@ mod tests {
         assert_eq!(s.next_action(&mut input), Some(Unknown));
         assert!(!s.is_ended());
         assert_eq!(s.next_action(&mut input), Some(Time));
-    }
-
-    #[test]
-    fn invalid_utf8_is_an_unknown_command() {
-        assert_eq!(run(256, &[b"\xff\xfeTIME\r\n"]), [Unknown]);
-        assert_eq!(run(256, &[b"T\xc3\x28\r\n"]), [Unknown]);
-    }
-
-    #[test]
-    fn nul_and_control_bytes_are_an_unknown_command() {
-        assert_eq!(run(256, &[b"TIME\0\r\n"]), [Unknown]);
-        assert_eq!(run(256, &[b"\rTIME\r\n"]), [Unknown]);
-        assert_eq!(run(256, &[b"TIME\r\r\n"]), [Unknown]);
-    }
-
-    #[test]
-    fn pipelined_requests_are_answered_in_order() {
-        assert_eq!(
-            run(256, &[b"TIME\r\nBOGUS\r\nTIME\nQUIT\r\nTIME\r\n"]),
-            [Time, Unknown, Time, Quit]
-        );
-    }
-
-    #[test]
-    fn a_request_split_over_packets_is_reassembled() {
-        assert_eq!(run(256, &[b"TI", b"M", b"E\r", b"\n"]), [Time]);
-        assert_eq!(run(256, &[b"T", b"IME\r\nQU", b"IT\r\n"]), [Time, Quit]);
     }
 
     #[test]
@@ -441,59 +446,32 @@ mod tests {
     }
 
     #[test]
-    fn a_line_of_exactly_the_limit_is_accepted() {
-        // "TIME" padded with spaces to exactly 8 bytes, with CR LF and with LF.
-        assert_eq!(run(8, &[b"TIME    \r\n"]), [Time]);
-        assert_eq!(run(8, &[b"TIME    \n"]), [Time]);
-        assert_eq!(run(8, &[b"TIME    \r", b"\n"]), [Time]);
-        assert_eq!(run(8, &[b"TIME", b"    ", b"\r", b"\n"]), [Time]);
-    }
-
-    #[test]
-    fn a_line_one_byte_over_the_limit_is_too_long() {
-        assert_eq!(run(8, &[b"TIME     \r\n"]), [TooLong]);
-        assert_eq!(run(8, &[b"TIME     \n"]), [TooLong]);
-        assert_eq!(run(8, &[b"TIME", b"     \n"]), [TooLong]);
-    }
-
-    #[test]
     fn too_long_without_any_terminator_is_detected_at_once() {
         let mut s = Session::new(8);
-        let mut input: &[u8] = b"123456789";
-        assert_eq!(s.next_action(&mut input), Some(TooLong));
+        assert_eq!(feed(&mut s, b"123456789"), Some(TooLong));
         assert!(s.is_ended());
     }
 
     #[test]
     fn too_long_split_without_terminator_is_detected_when_the_limit_passes() {
         let mut s = Session::new(8);
-        let mut input: &[u8] = b"12345678";
-        assert_eq!(s.next_action(&mut input), None);
+        assert_eq!(feed(&mut s, b"12345678"), None);
         assert_eq!(s.buffered(), 8);
-        let mut input: &[u8] = b"9";
-        assert_eq!(s.next_action(&mut input), Some(TooLong));
+        assert_eq!(feed(&mut s, b"9"), Some(TooLong));
     }
 
     #[test]
     fn a_cr_at_the_limit_waits_for_its_lf() {
         let mut s = Session::new(8);
-        let mut input: &[u8] = b"12345678\r";
-        assert_eq!(s.next_action(&mut input), None);
-        let mut input: &[u8] = b"x";
-        assert_eq!(s.next_action(&mut input), Some(TooLong));
-    }
-
-    #[test]
-    fn too_long_ends_the_session() {
-        assert_eq!(run(4, &[b"TIME\r\nTIMETIME\r\nTIME\r\n"]), [Time, TooLong]);
+        assert_eq!(feed(&mut s, b"12345678\r"), None);
+        assert_eq!(feed(&mut s, b"x"), Some(TooLong));
     }
 
     #[test]
     fn the_session_never_holds_more_than_the_limit() {
         let mut s = Session::new(16);
         for _ in 0..100 {
-            let mut input: &[u8] = b"ab";
-            let _ = s.next_action(&mut input);
+            let _ = feed(&mut s, b"ab");
             assert!(s.buffered() <= 17);
         }
         assert!(s.is_ended());
@@ -502,13 +480,10 @@ mod tests {
     #[test]
     fn an_idle_session_holds_no_heap_memory() {
         let mut s = Session::new(256);
-        let mut input: &[u8] = b"TIME\r\n";
-        assert_eq!(s.next_action(&mut input), Some(Time));
+        assert_eq!(feed(&mut s, b"TIME\r\n"), Some(Time));
         assert_eq!(s.partial.capacity(), 0);
-        let mut input: &[u8] = b"TI";
-        assert_eq!(s.next_action(&mut input), None);
-        let mut input: &[u8] = b"ME\r\n";
-        assert_eq!(s.next_action(&mut input), Some(Time));
+        assert_eq!(feed(&mut s, b"TI"), None);
+        assert_eq!(feed(&mut s, b"ME\r\n"), Some(Time));
         assert_eq!(s.partial.capacity(), 0);
     }
 
@@ -551,17 +526,7 @@ mod tests {
 
     #[test]
     fn close_reasons_have_stable_names_and_farewells() {
-        let names: Vec<_> = [
-            CloseReason::Quit,
-            CloseReason::Eof,
-            CloseReason::Idle,
-            CloseReason::TooLong,
-            CloseReason::Error,
-            CloseReason::Shutdown,
-        ]
-        .iter()
-        .map(|r| r.to_string())
-        .collect();
+        let names: Vec<_> = CloseReason::ALL.iter().map(|r| r.to_string()).collect();
         assert_eq!(
             names,
             ["quit", "eof", "idle", "too_long", "error", "shutdown"]
