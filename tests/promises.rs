@@ -15,7 +15,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, jam_time, temp_dir, ChildGuard, Client, Jamd, Lines, SyslogSink, JAMD};
+use common::{
+    free_port, jam_time, slots, temp_dir, ChildGuard, Client, Jamd, Lines, SyslogSink, JAMD,
+};
 use socket2::{Domain, SockAddr, Socket, Type};
 
 const T: Duration = Duration::from_secs(15);
@@ -270,27 +272,13 @@ const TWO: &str = "[server]\nworkers = 2\n";
 #[test]
 fn max_connections_holds_across_two_workers() {
     let jamd = Jamd::start(&format!("{TWO}max_connections = 3\n"));
-    let mut held: Vec<Client> = (0..3).map(|_| jamd.connect()).collect();
-    for c in &mut held {
-        assert!(jam_time(&c.ask("TIME")).is_some());
-    }
+    let mut held = slots::hold(&jamd, 3);
     // Whichever worker takes them, newcomers are refused.
     for _ in 0..6 {
-        let mut c = jamd.connect();
-        assert_eq!(c.line(), "ERROR server busy");
-        assert!(c.closed());
+        slots::assert_refused(jamd.connect());
     }
     // A freed place goes to the next client.
-    held.pop().unwrap().send(b"QUIT\r\n");
-    let deadline = Instant::now() + T;
-    loop {
-        let reply = jamd.connect().ask("TIME");
-        if jam_time(&reply).is_some() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "place never freed: {reply}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    slots::assert_slot_comes_back(&jamd, held.pop().unwrap());
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! SPEC 2 checked from outside, against a real jamd on a loopback port.
+//! SPEC 2 checked from outside, against a real jamd on a loopback port
+//! (who is refused and when a slot comes back: tests/admission.rs).
 
 mod common;
 
@@ -33,68 +34,89 @@ fn chrono_like_now() -> u32 {
     (secs % 86_400) as u32
 }
 
-#[test]
-fn commands_are_case_insensitive_and_blanks_around_them_ignored() {
-    let jamd = Jamd::start(BASE);
-    let mut c = jamd.connect();
-    for req in ["time", "TiMe", "  TIME\t", "\tTIME "] {
-        let reply = c.ask(req);
-        assert!(jam_time(&reply).is_some(), "{req:?} gave {reply:?}");
+/// What must come back on a connection, in order.
+#[derive(Clone, Copy, Debug)]
+enum Back {
+    /// A `JAM hh:mm:ss` line.
+    Jam,
+    /// This line exactly (and CR LF after it).
+    Line(&'static str),
+    /// End of stream with nothing before it (no reply, then a clean close).
+    Eof,
+    /// Closed, by EOF or reset, with nothing more sent.
+    Closed,
+}
+
+/// One step of a conversation: bytes sent, then the replies they must get.
+type Step = (&'static [u8], &'static [Back]);
+
+const UNKNOWN: Back = Back::Line("ERROR unknown command");
+const TOO_LONG: Back = Back::Line("ERROR line too long");
+
+/// Holds each named conversation with `jamd`, each on a fresh connection,
+/// step by step; a failure names the conversation and the reply.
+fn converse(jamd: &Jamd, conversations: &[(&str, &[Step])]) {
+    for (what, steps) in conversations {
+        let mut c = jamd.connect();
+        for (sent, replies) in *steps {
+            c.send(sent);
+            for want in *replies {
+                let why = format!("{what}: after {sent:?}, want {want:?}");
+                match want {
+                    Back::Jam => {
+                        let line = c.line();
+                        assert!(jam_time(&line).is_some(), "{why}, got {line:?}");
+                    }
+                    Back::Line(text) => assert_eq!(c.line(), *text, "{why}"),
+                    Back::Eof => assert_eq!(c.line_raw(), "", "{why}"),
+                    Back::Closed => assert!(c.closed(), "{why}"),
+                }
+            }
+        }
     }
 }
 
 #[test]
-fn a_bare_lf_ends_a_line_too() {
+fn requests_get_their_replies_line_by_line() {
+    use Back::{Eof, Jam};
     let jamd = Jamd::start(BASE);
-    let mut c = jamd.connect();
-    c.send(b"TIME\n");
-    assert!(jam_time(&c.line()).is_some());
-}
-
-#[test]
-fn unknown_commands_get_an_error_and_the_connection_stays() {
-    let jamd = Jamd::start(BASE);
-    let mut c = jamd.connect();
-    assert_eq!(c.ask("HELLO"), "ERROR unknown command");
-    assert_eq!(c.ask("TIME NOW"), "ERROR unknown command");
-    assert!(jam_time(&c.ask("TIME")).is_some());
-}
-
-#[test]
-fn invalid_utf8_is_an_unknown_command() {
-    let jamd = Jamd::start(BASE);
-    let mut c = jamd.connect();
-    c.send(b"\xff\xfe\xfd\r\n");
-    assert_eq!(c.line(), "ERROR unknown command");
-    assert!(jam_time(&c.ask("TIME")).is_some());
-}
-
-#[test]
-fn empty_lines_get_no_reply() {
-    let jamd = Jamd::start(BASE);
-    let mut c = jamd.connect();
-    c.send(b"\r\n\n \t \r\nTIME\r\n");
-    // The first reply is the one to TIME: nothing came for the empty lines.
-    assert!(jam_time(&c.line()).is_some());
-}
-
-#[test]
-fn quit_closes_without_a_reply() {
-    let jamd = Jamd::start(BASE);
-    let mut c = jamd.connect();
-    c.send(b"QUIT\r\n");
-    assert_eq!(c.line_raw(), "", "no reply to QUIT, then EOF");
-}
-
-#[test]
-fn pipelined_requests_are_answered_in_order() {
-    let jamd = Jamd::start(BASE);
-    let mut c = jamd.connect();
-    c.send(b"TIME\r\nNOPE\r\ntime\nQUIT\r\n");
-    assert!(jam_time(&c.line()).is_some());
-    assert_eq!(c.line(), "ERROR unknown command");
-    assert!(jam_time(&c.line()).is_some());
-    assert_eq!(c.line_raw(), "");
+    converse(
+        &jamd,
+        &[
+            (
+                "commands are case-insensitive and blanks around them ignored",
+                &[
+                    (b"time\r\n", &[Jam]),
+                    (b"TiMe\r\n", &[Jam]),
+                    (b"  TIME\t\r\n", &[Jam]),
+                    (b"\tTIME \r\n", &[Jam]),
+                ],
+            ),
+            ("a bare LF ends a line too", &[(b"TIME\n", &[Jam])]),
+            (
+                "unknown commands get an error and the connection stays",
+                &[
+                    (b"HELLO\r\n", &[UNKNOWN]),
+                    (b"TIME NOW\r\n", &[UNKNOWN]),
+                    (b"TIME\r\n", &[Jam]),
+                ],
+            ),
+            (
+                "invalid UTF-8 is an unknown command",
+                &[(b"\xff\xfe\xfd\r\n", &[UNKNOWN]), (b"TIME\r\n", &[Jam])],
+            ),
+            // The first reply is the one to TIME: nothing came for the empty lines.
+            (
+                "empty lines get no reply",
+                &[(b"\r\n\n \t \r\nTIME\r\n", &[Jam])],
+            ),
+            ("QUIT closes without a reply", &[(b"QUIT\r\n", &[Eof])]),
+            (
+                "pipelined requests are answered in order",
+                &[(b"TIME\r\nNOPE\r\ntime\nQUIT\r\n", &[Jam, UNKNOWN, Jam, Eof])],
+            ),
+        ],
+    );
 }
 
 #[test]
@@ -110,38 +132,31 @@ fn a_request_split_over_packets_is_reassembled() {
 }
 
 #[test]
-fn a_too_long_line_gets_an_error_and_a_close() {
+fn lines_longer_than_max_line_bytes_get_an_error_and_a_close() {
+    use Back::{Closed, Jam};
     let jamd = Jamd::start("[server]\nmax_line_bytes = 16\n");
-    let mut c = jamd.connect();
-    c.send(&[b'A'; 40]);
-    assert_eq!(c.line(), "ERROR line too long");
-    assert!(c.closed());
+    converse(
+        &jamd,
+        &[
+            ("a too long line", &[(&[b'A'; 40], &[TOO_LONG, Closed])]),
+            (
+                "a line of exactly max_line_bytes is accepted, one more is not",
+                &[
+                    (b"TIME            \r\n", &[Jam]),
+                    (b"TIME             \r\n", &[TOO_LONG]),
+                ],
+            ),
+            // 17 bytes and no terminator: the server must not wait for one.
+            (
+                "too long is detected without any line end",
+                &[(b"TIMETIMETIMETIMET", &[TOO_LONG, Closed])],
+            ),
+        ],
+    );
     assert!(jamd
         .stderr
         .wait_for("reason=too_long", Duration::from_secs(5))
         .is_some());
-}
-
-#[test]
-fn a_line_of_exactly_max_line_bytes_is_accepted() {
-    let jamd = Jamd::start("[server]\nmax_line_bytes = 16\n");
-    let mut c = jamd.connect();
-    let line = format!("{:<16}\r\n", "TIME");
-    c.send(line.as_bytes());
-    assert!(jam_time(&c.line()).is_some());
-    let line = format!("{:<17}\r\n", "TIME");
-    c.send(line.as_bytes());
-    assert_eq!(c.line(), "ERROR line too long");
-}
-
-#[test]
-fn too_long_is_detected_without_any_line_end() {
-    let jamd = Jamd::start("[server]\nmax_line_bytes = 16\n");
-    let mut c = jamd.connect();
-    // 17 bytes and no terminator: the server must not wait for one.
-    c.send(b"TIMETIMETIMETIMET");
-    assert_eq!(c.line(), "ERROR line too long");
-    assert!(c.closed());
 }
 
 #[test]
@@ -192,50 +207,6 @@ fn complete_lines_reset_the_idle_timer() {
         std::thread::sleep(Duration::from_millis(1500));
         assert!(jam_time(&c.ask("TIME")).is_some());
     }
-}
-
-#[test]
-fn clients_over_max_connections_are_told_busy_and_closed() {
-    let jamd = Jamd::start("[server]\nmax_connections = 2\n");
-    let mut a = jamd.connect();
-    let mut b = jamd.connect();
-    assert!(jam_time(&a.ask("TIME")).is_some());
-    assert!(jam_time(&b.ask("TIME")).is_some());
-    let mut c = jamd.connect();
-    assert_eq!(c.line(), "ERROR server busy");
-    assert!(c.closed());
-    // Those already connected are still served.
-    assert!(jam_time(&a.ask("TIME")).is_some());
-    assert!(jamd
-        .stderr
-        .wait_for("refused 127.0.0.1:", Duration::from_secs(5))
-        .is_some_and(|l| l.contains("server busy")));
-    // A freed place is given to the next client.
-    a.send(b"QUIT\r\n");
-    assert!(a.closed());
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let mut d = jamd.connect();
-        let reply = d.ask("TIME");
-        if jam_time(&reply).is_some() {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "place never freed: {reply}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-#[test]
-fn max_connections_per_source_limits_one_address() {
-    let jamd = Jamd::start("[server]\nmax_connections_per_source = 1\n");
-    let mut a = jamd.connect();
-    assert!(jam_time(&a.ask("TIME")).is_some());
-    let mut b = jamd.connect();
-    assert_eq!(b.line(), "ERROR server busy");
-    assert!(jam_time(&a.ask("TIME")).is_some());
 }
 
 #[test]

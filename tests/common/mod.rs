@@ -8,6 +8,8 @@
 //!   `jamd`/`jamc`/any tool to completion.
 //! - [`syslog`]: a unix datagram socket standing in for /dev/log.
 //! - [`skip`]: the one way a test skips (a failure under `CI=true`).
+//! - [`slots`]: fill jamd's connection slots, see a newcomer refused and a
+//!   slot come back.
 //! - [`tmp`]: private temporary directories removed on drop.
 //!
 //! Each test file is its own crate and uses only part of this, hence
@@ -19,6 +21,7 @@ pub mod daemon;
 pub mod fake;
 pub mod process;
 pub mod skip;
+pub mod slots;
 pub mod syslog;
 pub mod tmp;
 
