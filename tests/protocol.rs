@@ -34,6 +34,14 @@ fn chrono_like_now() -> u32 {
     (secs % 86_400) as u32
 }
 
+/// The first line jamd logs (within 5 s) that contains `needle`; a failure
+/// shows all it logged.
+fn logged(jamd: &Jamd, needle: &str) -> String {
+    jamd.stderr
+        .wait_for(needle, Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no log line with {needle:?}: {:?}", jamd.stderr.all()))
+}
+
 /// What must come back on a connection, in order.
 #[derive(Clone, Copy, Debug)]
 enum Back {
@@ -153,10 +161,7 @@ fn lines_longer_than_max_line_bytes_get_an_error_and_a_close() {
             ),
         ],
     );
-    assert!(jamd
-        .stderr
-        .wait_for("reason=too_long", Duration::from_secs(5))
-        .is_some());
+    logged(&jamd, "reason=too_long");
 }
 
 #[test]
@@ -167,10 +172,7 @@ fn an_idle_client_gets_an_error_then_close() {
     assert_eq!(c.line(), "ERROR idle timeout");
     assert!(c.closed());
     assert!(start.elapsed() >= Duration::from_millis(900));
-    assert!(jamd
-        .stderr
-        .wait_for("reason=idle", Duration::from_secs(5))
-        .is_some());
+    logged(&jamd, "reason=idle");
 }
 
 #[test]
@@ -217,10 +219,7 @@ fn the_client_closing_without_quit_is_logged_as_eof() {
         assert!(jam_time(&c.ask("TIME")).is_some());
         assert_eq!(c.ask("X"), "ERROR unknown command");
     }
-    let line = jamd
-        .stderr
-        .wait_for("reason=eof", Duration::from_secs(5))
-        .expect("closed line");
+    let line = logged(&jamd, "reason=eof");
     assert!(line.contains("closed 127.0.0.1:"), "{line}");
     assert!(line.contains("requests=2"), "{line}");
     assert!(line.contains("duration_ms="), "{line}");
@@ -252,18 +251,12 @@ fn ipv6_loopback_is_served_when_bound() {
         skip!("no IPv6 on this host: cannot bind [::1] (an environment gap)");
     }
     let jamd = Jamd::start_with(BASE, &["-b", "::1"]);
-    let line = jamd
-        .stderr
-        .wait_for("listening on [::1]:", Duration::from_secs(5))
-        .expect("IPv6 listening line");
+    let line = logged(&jamd, "listening on [::1]:");
     let addr = common::parse_listening(&line).unwrap();
     let mut c = common::Client::connect(addr);
     assert!(jam_time(&c.ask("TIME")).is_some());
     c.send(b"QUIT\r\n");
-    assert!(jamd
-        .stderr
-        .wait_for("connection from [::1]:", Duration::from_secs(5))
-        .is_some());
+    logged(&jamd, "connection from [::1]:");
 }
 
 /// Seconds since midnight in a zone `offset` seconds east of UTC.
