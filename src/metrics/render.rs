@@ -69,11 +69,28 @@ impl Out<'_> {
         self.value(name, value);
     }
 
-    /// A counter with one label, every value of it written.
-    fn counter_by(&mut self, name: &str, help: &str, label: &str, values: &[(&str, u64)]) {
+    /// A metric with one sample, left out (`# HELP` and `# TYPE` too) when
+    /// its value could not be read.
+    fn known(&mut self, name: &str, kind: Kind, help: &str, value: Option<impl std::fmt::Display>) {
+        if let Some(value) = value {
+            self.single(name, kind, help, value);
+        }
+    }
+
+    /// A counter with one label, every value of it written: each of `all`,
+    /// named by `label_of`, with its count in `counts` (indexed alike).
+    fn counter_by<T: Copy>(
+        &mut self,
+        name: &str,
+        help: &str,
+        label: &str,
+        all: &[T],
+        label_of: fn(T) -> &'static str,
+        counts: &[u64],
+    ) {
         self.head(name, Kind::Counter, help);
-        for (label_value, v) in values {
-            self.labelled(name, label, label_value, *v);
+        for (&k, &n) in all.iter().zip(counts) {
+            self.labelled(name, label, label_of(k), n);
         }
     }
 }
@@ -86,17 +103,6 @@ fn escape_label_value(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
-}
-
-fn by<T: Copy>(
-    all: &[T],
-    label: fn(T) -> &'static str,
-    counts: &[u64],
-) -> Vec<(&'static str, u64)> {
-    all.iter()
-        .zip(counts)
-        .map(|(&k, &n)| (label(k), n))
-        .collect()
 }
 
 /// Appends the whole exposition for `s` to `out`.
@@ -125,19 +131,25 @@ pub fn render(s: &Sample, out: &mut String) {
         "jamd_connections_refused_total",
         "Clients refused, by reason.",
         "reason",
-        &by(&Refusal::ALL, Refusal::label, &c.refused),
+        &Refusal::ALL,
+        Refusal::label,
+        &c.refused,
     );
     o.counter_by(
         "jamd_connections_closed_total",
         "Admitted connections that ended, by the reason= of the closed log line.",
         "reason",
-        &by(&Closed::ALL, Closed::as_str, &c.closed),
+        &Closed::ALL,
+        Closed::as_str,
+        &c.closed,
     );
     o.counter_by(
         "jamd_requests_total",
         "Request lines answered, by command.",
         "command",
-        &by(&Command::ALL, Command::label, &c.requests),
+        &Command::ALL,
+        Command::label,
+        &c.requests,
     );
     o.single(
         "jamd_tracked_sources",
@@ -161,55 +173,49 @@ pub fn render(s: &Sample, out: &mut String) {
         "jamd_reloads_total",
         "Configuration reloads (SIGHUP), by result.",
         "result",
-        &by(&Reload::ALL, Reload::label, &c.reloads),
+        &Reload::ALL,
+        Reload::label,
+        &c.reloads,
     );
     o.counter_by(
         "jamd_proxy_headers_total",
         "PROXY protocol headers from trusted balancers, by result.",
         "result",
-        &by(&ProxyHeader::ALL, ProxyHeader::label, &c.proxy),
+        &ProxyHeader::ALL,
+        ProxyHeader::label,
+        &c.proxy,
     );
     let p = &s.process;
-    if let Some(v) = p.start_time_seconds {
-        o.single(
-            "process_start_time_seconds",
-            Kind::Gauge,
-            "Start time of the process since unix epoch in seconds.",
-            v,
-        );
-    }
-    if let Some(v) = p.cpu_seconds {
-        o.single(
-            "process_cpu_seconds_total",
-            Kind::Counter,
-            "Total user and system CPU time spent in seconds.",
-            v,
-        );
-    }
-    if let Some(v) = p.resident_memory_bytes {
-        o.single(
-            "process_resident_memory_bytes",
-            Kind::Gauge,
-            "Resident memory size in bytes.",
-            v,
-        );
-    }
-    if let Some(v) = p.open_fds {
-        o.single(
-            "process_open_fds",
-            Kind::Gauge,
-            "Number of open file descriptors.",
-            v,
-        );
-    }
-    if let Some(v) = p.max_fds {
-        o.single(
-            "process_max_fds",
-            Kind::Gauge,
-            "Maximum number of open file descriptors.",
-            v,
-        );
-    }
+    o.known(
+        "process_start_time_seconds",
+        Kind::Gauge,
+        "Start time of the process since unix epoch in seconds.",
+        p.start_time_seconds,
+    );
+    o.known(
+        "process_cpu_seconds_total",
+        Kind::Counter,
+        "Total user and system CPU time spent in seconds.",
+        p.cpu_seconds,
+    );
+    o.known(
+        "process_resident_memory_bytes",
+        Kind::Gauge,
+        "Resident memory size in bytes.",
+        p.resident_memory_bytes,
+    );
+    o.known(
+        "process_open_fds",
+        Kind::Gauge,
+        "Number of open file descriptors.",
+        p.open_fds,
+    );
+    o.known(
+        "process_max_fds",
+        Kind::Gauge,
+        "Maximum number of open file descriptors.",
+        p.max_fds,
+    );
 }
 
 #[cfg(test)]
@@ -266,6 +272,14 @@ mod tests {
             .1
     }
 
+    /// Asserts the value of each `(label value, value)` sample of `name`.
+    fn samples_by(text: &str, name: &str, label: &str, want: &[(&str, &str)]) {
+        for (label_value, v) in want {
+            let key = format!("{name}{{{label}=\"{label_value}\"}}");
+            assert_eq!(value_of(text, &key), *v, "{key}");
+        }
+    }
+
     #[test]
     fn every_metric_of_the_contract_is_there_with_help_and_type() {
         let text = rendered(&sample());
@@ -309,60 +323,69 @@ mod tests {
     #[test]
     fn values_and_labels_are_written_as_named_in_the_contract() {
         let text = rendered(&sample());
-        assert_eq!(value_of(&text, "jamd_build_info{version=\"1.2.3\"}"), "1");
-        assert_eq!(value_of(&text, "jamd_connections_open"), "2");
-        assert_eq!(value_of(&text, "jamd_connections_accepted_total"), "7");
-        for (label, v) in [
-            ("busy", "1"),
-            ("source_busy", "2"),
-            ("rate_limited", "3"),
-            ("access_denied", "4"),
-            ("bad_proxy_header", "5"),
+        for (key, want) in [
+            ("jamd_build_info{version=\"1.2.3\"}", "1"),
+            ("jamd_connections_open", "2"),
+            ("jamd_connections_accepted_total", "7"),
+            ("jamd_tracked_sources", "6"),
+            ("jamd_tracked_sources_evicted_total", "9"),
+            ("jamd_log_lines_dropped_total", "8"),
+            ("process_start_time_seconds", "1700000000.25"),
+            ("process_cpu_seconds_total", "0.5"),
+            ("process_resident_memory_bytes", "4096"),
+            ("process_open_fds", "12"),
+            ("process_max_fds", "1024"),
         ] {
-            let key = format!("jamd_connections_refused_total{{reason=\"{label}\"}}");
-            assert_eq!(value_of(&text, &key), v);
+            assert_eq!(value_of(&text, key), want, "{key}");
         }
-        for label in ["quit", "eof", "idle", "too_long", "error"] {
-            let key = format!("jamd_connections_closed_total{{reason=\"{label}\"}}");
-            assert_eq!(value_of(&text, &key), "1");
-        }
-        assert_eq!(
-            value_of(&text, "jamd_connections_closed_total{reason=\"shutdown\"}"),
-            "0"
+        samples_by(
+            &text,
+            "jamd_connections_refused_total",
+            "reason",
+            &[
+                ("busy", "1"),
+                ("source_busy", "2"),
+                ("rate_limited", "3"),
+                ("access_denied", "4"),
+                ("bad_proxy_header", "5"),
+            ],
         );
-        assert_eq!(
-            value_of(&text, "jamd_requests_total{command=\"time\"}"),
-            "10"
+        samples_by(
+            &text,
+            "jamd_connections_closed_total",
+            "reason",
+            &[
+                ("quit", "1"),
+                ("eof", "1"),
+                ("idle", "1"),
+                ("too_long", "1"),
+                ("error", "1"),
+                ("shutdown", "0"),
+            ],
         );
-        assert_eq!(
-            value_of(&text, "jamd_requests_total{command=\"unknown\"}"),
-            "2"
+        samples_by(
+            &text,
+            "jamd_requests_total",
+            "command",
+            &[("time", "10"), ("unknown", "2")],
         );
-        assert_eq!(value_of(&text, "jamd_tracked_sources"), "6");
-        assert_eq!(value_of(&text, "jamd_tracked_sources_evicted_total"), "9");
-        assert_eq!(value_of(&text, "jamd_log_lines_dropped_total"), "8");
-        assert_eq!(value_of(&text, "jamd_reloads_total{result=\"ok\"}"), "3");
-        assert_eq!(
-            value_of(&text, "jamd_reloads_total{result=\"failed\"}"),
-            "1"
+        samples_by(
+            &text,
+            "jamd_reloads_total",
+            "result",
+            &[("ok", "3"), ("failed", "1")],
         );
-        for (label, v) in [
-            ("proxy", "4"),
-            ("local", "3"),
-            ("invalid", "2"),
-            ("timeout", "1"),
-        ] {
-            let key = format!("jamd_proxy_headers_total{{result=\"{label}\"}}");
-            assert_eq!(value_of(&text, &key), v);
-        }
-        assert_eq!(
-            value_of(&text, "process_start_time_seconds"),
-            "1700000000.25"
+        samples_by(
+            &text,
+            "jamd_proxy_headers_total",
+            "result",
+            &[
+                ("proxy", "4"),
+                ("local", "3"),
+                ("invalid", "2"),
+                ("timeout", "1"),
+            ],
         );
-        assert_eq!(value_of(&text, "process_cpu_seconds_total"), "0.5");
-        assert_eq!(value_of(&text, "process_resident_memory_bytes"), "4096");
-        assert_eq!(value_of(&text, "process_open_fds"), "12");
-        assert_eq!(value_of(&text, "process_max_fds"), "1024");
     }
 
     #[test]
