@@ -7,11 +7,13 @@
 mod common;
 
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{require_tool, run_jamd, temp_dir, ChildGuard, Client, Jamd, JAMD};
+use common::{
+    check_config, require_tool, run_jamd, temp_dir, write_file, Checked, ChildGuard, Client, Jamd,
+    JAMD,
+};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -22,9 +24,16 @@ fn first_reply(src: &str, to: SocketAddr) -> String {
     c.ask("TIME")
 }
 
-fn assert_served(src: &str, to: SocketAddr) {
-    let reply = first_reply(src, to);
+/// A client from `src` whose TIME was answered: it holds a place.
+fn served_from(src: &str, to: SocketAddr) -> Client {
+    let mut c = Client::connect_from(src, to);
+    let reply = c.ask("TIME");
     assert!(reply.starts_with("JAM "), "{src}: {reply:?}");
+    c
+}
+
+fn assert_served(src: &str, to: SocketAddr) {
+    served_from(src, to);
 }
 
 fn assert_refused(src: &str, to: SocketAddr, why: &str) {
@@ -72,8 +81,7 @@ fn with_an_allow_list_an_address_in_no_entry_is_denied() {
 #[test]
 fn denied_clients_never_count_against_max_connections() {
     let jamd = Jamd::start("[server]\nmax_connections = 1\n[access]\ndeny = [\"127.0.0.2\"]\n");
-    let mut held = Client::connect_from("127.0.0.3", jamd.addr);
-    assert!(held.ask("TIME").starts_with("JAM "));
+    let mut held = served_from("127.0.0.3", jamd.addr);
     // Full: a denied client hears that it is denied, not that we are busy.
     assert_refused("127.0.0.2", jamd.addr, "access denied");
     assert_refused("127.0.0.4", jamd.addr, "server busy");
@@ -83,8 +91,7 @@ fn denied_clients_never_count_against_max_connections() {
 #[test]
 fn per_source_limits_count_sources_cut_to_their_prefix() {
     let jamd = Jamd::start("[server]\nmax_connections_per_source = 1\nsource_prefix_v4 = 24\n");
-    let mut held = Client::connect_from("127.0.0.2", jamd.addr);
-    assert!(held.ask("TIME").starts_with("JAM "));
+    let held = served_from("127.0.0.2", jamd.addr);
     // 127.0.0.3 is in the same /24: the same source.
     assert_refused("127.0.0.3", jamd.addr, "server busy");
     assert_served("127.0.1.3", jamd.addr);
@@ -288,7 +295,7 @@ fn refusals_left_out_are_logged_before_stopped() {
     }
     // At once, before the summary is due: it must come before `stopped`.
     jamd.signal("TERM");
-    assert_eq!(jamd.wait_exit(T), Some(0));
+    jamd.exits_0(T);
     assert!(jamd.stderr.wait_for("stopped", T).is_some());
     let lines = jamd.stderr.all();
     let (single, more) = refusals_logged(&lines);
@@ -300,19 +307,11 @@ fn refusals_left_out_are_logged_before_stopped() {
     );
 }
 
-fn write(dir: &Path, text: &str) -> String {
-    let p = dir.join("jamd.toml");
-    std::fs::write(&p, text).unwrap();
-    p.to_string_lossy().into_owned()
-}
-
 #[test]
 fn check_access_says_who_decides_and_exits_0_or_1() {
+    let rules = "[access]\nallow = [\"10.0.0.0/8\"]\ndeny = [\"10.1.2.0/24\"]\n";
     let dir = temp_dir("check-access");
-    let cfg = write(
-        &dir,
-        "[access]\nallow = [\"10.0.0.0/8\"]\ndeny = [\"10.1.2.0/24\"]\n",
-    );
+    let cfg = write_file(&dir, "jamd.toml", rules);
     let run = |addr: &str| run_jamd(&["-c", &cfg, "--check-access", addr], T);
     assert_eq!(
         run("10.9.8.7"),
@@ -336,7 +335,7 @@ fn check_access_says_who_decides_and_exits_0_or_1() {
     let (code, _, err) = run("gateway");
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--check-access"), "{err}");
-    let bad = write(&dir, "[access]\ndeny = [\"10.1.2.3/8\"]\n");
+    let bad = write_file(&dir, "jamd.toml", "[access]\ndeny = [\"10.1.2.3/8\"]\n");
     let (code, _, err) = run_jamd(&["-c", &bad, "--check-access", "10.0.0.1"], T);
     assert_eq!(code, Some(78), "{err}");
     assert!(err.contains("did you mean 10.0.0.0/8?"), "{err}");
@@ -344,7 +343,6 @@ fn check_access_says_who_decides_and_exits_0_or_1() {
 
 #[test]
 fn config_errors_name_the_place_and_say_what_was_meant() {
-    let dir = temp_dir("access-errors");
     for (text, want) in [
         (
             "[access]\nallow = [\"10.0.0.0/8\", \"10.1.2.3/8\"]\n",
@@ -371,22 +369,24 @@ fn config_errors_name_the_place_and_say_what_was_meant() {
             "server.max_tracked_sources: expected a number of sources",
         ),
     ] {
-        let cfg = write(&dir, text);
-        let (code, out, err) = run_jamd(&["-t", "-c", &cfg], T);
+        let Checked {
+            file,
+            code,
+            out,
+            err,
+        } = check_config(text, &[]);
         assert_eq!(code, Some(78), "{text}: {err}");
         assert!(out.is_empty());
-        assert!(err.contains(&format!("{cfg}{want}")) || err.contains(want), "{text}: {err}");
+        assert!(err.contains(&format!("{file}{want}")) || err.contains(want), "{text}: {err}");
     }
 }
 
 #[test]
 fn check_config_prints_every_new_key() {
-    let dir = temp_dir("access-t");
-    let cfg = write(
-        &dir,
+    let Checked { code, out, err, .. } = check_config(
         "[server]\nconnection_rate_per_source = 5\n[access]\ndeny = [\"::ffff:192.0.2.0/120\"]\n",
+        &[],
     );
-    let (code, out, err) = run_jamd(&["-t", "-c", &cfg], T);
     assert_eq!(code, Some(0), "{err}");
     for want in [
         "source_prefix_v4 = 32\n",
@@ -407,8 +407,9 @@ fn ipv4_rules_apply_to_clients_of_a_dual_stack_socket() {
     };
     let port = common::free_port();
     let dir = temp_dir("dual-stack");
-    let cfg = write(
+    let cfg = write_file(
         &dir,
+        "jamd.toml",
         "[access]\ndeny = [\"127.0.0.2\"]\n[server]\nmax_connections_per_source = 1\n",
     );
     let log = dir.join("stderr.log");
@@ -443,8 +444,7 @@ fn ipv4_rules_apply_to_clients_of_a_dual_stack_socket() {
     }
     // The clients reach jamd as ::ffff:127.0.0.x: the IPv4 entry matches.
     assert_refused("127.0.0.2", to, "access denied");
-    let mut held = Client::connect_from("127.0.0.3", to);
-    assert!(held.ask("TIME").starts_with("JAM "));
+    let _held = served_from("127.0.0.3", to);
     // And the mapped address counts as the IPv4 source.
     assert_refused("127.0.0.3", to, "server busy");
     assert_served("127.0.0.4", to);

@@ -6,23 +6,11 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{require_tool, run_jamd, temp_dir, Jamd, JAMD};
+use common::{require_tool, run_jamd, temp_dir, Jamd, JAMD, LOOPBACK_ARGS};
 
 /// Starts jamd with `config`, `TZ` set to `tz`, and more environment.
 fn start_in(config: &str, tz: &str, env: &[(&str, &str)]) -> Jamd {
-    let dir = temp_dir("clock");
-    let path = dir.join("jamd.toml");
-    std::fs::write(&path, config).unwrap();
-    let mut cmd = Command::new(JAMD);
-    cmd.arg("-c")
-        .arg(&path)
-        .args(["-p", "0", "-b", "127.0.0.1", "--log", "stderr"])
-        .env("TZ", tz)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    Jamd::spawn(cmd, dir, path)
+    Jamd::start_file(config, &LOOPBACK_ARGS, &[&[("TZ", tz)], env].concat())
 }
 
 /// libfaketime's multi-threaded preload library (Debian package faketime).
@@ -79,7 +67,7 @@ fn a_local_zone_that_cannot_be_read_is_an_error_not_utc() {
         let out = Command::new(JAMD)
             .arg("-c")
             .arg(&path)
-            .args(["-p", "0", "-b", "127.0.0.1", "--log", "stderr"])
+            .args(LOOPBACK_ARGS)
             .env("TZ", tz)
             .stdin(Stdio::null())
             .output()

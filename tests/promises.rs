@@ -16,26 +16,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    free_port, jam_time, slots, temp_dir, ChildGuard, Client, Jamd, Lines, SyslogSink, JAMD,
+    free_port, jam_time, require_namespaces, slots, temp_dir, ChildGuard, Client, Jamd, Lines,
+    SyslogSink, JAMD, LOOPBACK_ARGS,
 };
 use socket2::{Domain, SockAddr, Socket, Type};
 
 const T: Duration = Duration::from_secs(15);
-
-/// Starts jamd with `config` as its file and nothing else on the command
-/// line but `args` (so the file's port, bind and log settings count), with
-/// `env` added; waits for its `listening on` line on stderr.
-fn start_from_file(config: &str, args: &[&str], env: &[(&str, &str)]) -> Jamd {
-    let dir = temp_dir("promise");
-    let path = dir.join("jamd.toml");
-    std::fs::write(&path, config).unwrap();
-    let mut cmd = Command::new(JAMD);
-    cmd.arg("-c").arg(&path).args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    Jamd::spawn(cmd, dir, path)
-}
 
 /// Reloads `text` once more and waits for that reload's line: the control
 /// thread handles signals in turn, so every line an earlier reload logged
@@ -74,11 +60,22 @@ fn date(format: &str, env: &[(&str, &str)], unset_tz: bool) -> String {
 // ------------------------------------------------------------------------
 // jamd.8, SIGNALS: SIGTERM and SIGINT.
 
+/// Sends `signal` and checks that the open client `c` is told `ERROR
+/// server shutting down` and closed, and that jamd exits 0, all far short
+/// (under 60 s from `since`) of the 120 s grace period or idle timeout the
+/// test configured.
+fn ends_at_once(jamd: &mut Jamd, c: &mut Client, signal: &str, since: Instant) {
+    jamd.signal(signal);
+    c.told_and_closed("ERROR server shutting down");
+    jamd.exits_0(T);
+    let took = since.elapsed();
+    assert!(took < Duration::from_secs(60), "not at once: {took:?}");
+}
+
 /// "A second SIGTERM or SIGINT ends the grace period at once."
 fn second_signal_ends_the_grace_period(first: &str, second: &str) {
     let mut jamd = Jamd::start("[server]\nshutdown_timeout = 120\n");
-    let mut c = jamd.connect();
-    assert!(jam_time(&c.ask("TIME")).is_some());
+    let mut c = jamd.served_client();
     let start = Instant::now();
     jamd.signal(first);
     assert!(jamd
@@ -86,17 +83,8 @@ fn second_signal_ends_the_grace_period(first: &str, second: &str) {
         .wait_for("shutting down: 1 connection(s) open", T)
         .is_some());
     // Still in the grace period: served as usual.
-    assert!(jam_time(&c.ask("TIME")).is_some());
-    jamd.signal(second);
-    assert_eq!(c.line(), "ERROR server shutting down");
-    assert!(c.closed());
-    assert_eq!(jamd.wait_exit(T), Some(0));
-    // Far short of the 120 s grace period.
-    assert!(
-        start.elapsed() < Duration::from_secs(60),
-        "{:?}",
-        start.elapsed()
-    );
+    c.time();
+    ends_at_once(&mut jamd, &mut c, second, start);
     assert!(jamd.stderr.wait_for("stopped", T).is_some());
 }
 
@@ -120,18 +108,8 @@ fn a_second_sigint_ends_the_grace_period_at_once() {
 #[test]
 fn shutdown_timeout_0_closes_open_connections_at_once() {
     let mut jamd = Jamd::start("[server]\nshutdown_timeout = 0\nidle_timeout = 120\n");
-    let mut c = jamd.connect();
-    assert!(jam_time(&c.ask("TIME")).is_some());
-    let start = Instant::now();
-    jamd.signal("TERM");
-    assert_eq!(c.line(), "ERROR server shutting down");
-    assert!(c.closed());
-    assert_eq!(jamd.wait_exit(T), Some(0));
-    assert!(
-        start.elapsed() < Duration::from_secs(60),
-        "{:?}",
-        start.elapsed()
-    );
+    let mut c = jamd.served_client();
+    ends_at_once(&mut jamd, &mut c, "TERM", Instant::now());
 }
 
 /// jamd.8: "A request already received is answered in full." With no
@@ -141,8 +119,7 @@ fn shutdown_timeout_0_closes_open_connections_at_once() {
 #[test]
 fn a_request_received_before_sigterm_is_answered_even_with_no_grace_period() {
     let mut jamd = Jamd::start("[server]\nshutdown_timeout = 0\n");
-    let mut c = jamd.connect();
-    assert!(jam_time(&c.ask("TIME")).is_some());
+    let mut c = jamd.served_client();
     jamd.signal("STOP");
     c.send(b"TIME\r\nTIME\r\n");
     std::thread::sleep(Duration::from_millis(200));
@@ -152,9 +129,8 @@ fn a_request_received_before_sigterm_is_answered_even_with_no_grace_period() {
         let reply = c.line();
         assert!(jam_time(&reply).is_some(), "{reply:?}");
     }
-    assert_eq!(c.line(), "ERROR server shutting down");
-    assert!(c.closed());
-    assert_eq!(jamd.wait_exit(T), Some(0));
+    c.told_and_closed("ERROR server shutting down");
+    jamd.exits_0(T);
 }
 
 // ------------------------------------------------------------------------
@@ -164,44 +140,34 @@ fn a_request_received_before_sigterm_is_answered_even_with_no_grace_period() {
 /// already open as well as new ones" — shortened…
 #[test]
 fn a_reload_shortens_idle_timeout_for_connections_already_open() {
-    let jamd = Jamd::start("[server]\nidle_timeout = 300\n");
-    let mut c = jamd.connect();
-    assert!(jam_time(&c.ask("TIME")).is_some());
-    jamd.reload("[server]\nidle_timeout = 1\n");
-    assert_eq!(c.line(), "ERROR idle timeout");
-    assert!(c.closed());
+    let (_jamd, mut c) = Jamd::reloaded_under(
+        "[server]\nidle_timeout = 300\n",
+        "[server]\nidle_timeout = 1\n",
+    );
+    c.told_and_closed("ERROR idle timeout");
 }
 
 /// …and turned off (0).
 #[test]
 fn a_reload_turns_idle_timeout_off_for_connections_already_open() {
-    let jamd = Jamd::start("[server]\nidle_timeout = 3\n");
-    let mut c = jamd.connect();
-    assert!(jam_time(&c.ask("TIME")).is_some());
-    jamd.reload("[server]\nidle_timeout = 0\n");
+    let (_jamd, mut c) = Jamd::reloaded_under(
+        "[server]\nidle_timeout = 3\n",
+        "[server]\nidle_timeout = 0\n",
+    );
     // Twice the old timeout: still open, still served.
     assert!(c.still_open_after(Duration::from_secs(6)));
-    assert!(jam_time(&c.ask("TIME")).is_some());
+    c.time();
 }
 
 /// The same for `shutdown_timeout`: the reloaded value is the grace
 /// period the open connection gets.
 #[test]
 fn a_reload_changes_shutdown_timeout_for_connections_already_open() {
-    let mut jamd = Jamd::start("[server]\nshutdown_timeout = 120\n");
-    let mut c = jamd.connect();
-    assert!(jam_time(&c.ask("TIME")).is_some());
-    jamd.reload("[server]\nshutdown_timeout = 1\n");
-    let start = Instant::now();
-    jamd.signal("TERM");
-    assert_eq!(c.line(), "ERROR server shutting down");
-    assert!(c.closed());
-    assert_eq!(jamd.wait_exit(T), Some(0));
-    assert!(
-        start.elapsed() < Duration::from_secs(60),
-        "{:?}",
-        start.elapsed()
+    let (mut jamd, mut c) = Jamd::reloaded_under(
+        "[server]\nshutdown_timeout = 120\n",
+        "[server]\nshutdown_timeout = 1\n",
     );
+    ends_at_once(&mut jamd, &mut c, "TERM", Instant::now());
 }
 
 /// jamd.8: "Options given on the command line keep overriding the file
@@ -245,7 +211,7 @@ fn a_changed_port_bind_or_workers_is_logged_as_needing_a_restart() {
     let file = |port: u16, bind: &str, workers: u32| {
         format!("[server]\nport = {port}\nbind = [{bind}]\nworkers = {workers}\n")
     };
-    let jamd = start_from_file(&file(port, "\"127.0.0.1\"", 1), &["--log", "stderr"], &[]);
+    let jamd = Jamd::start_file(&file(port, "\"127.0.0.1\"", 1), &["--log", "stderr"], &[]);
     assert_eq!(jamd.addr, SocketAddr::from(([127, 0, 0, 1], port)));
     let other = free_port();
     jamd.reload(&file(other, "\"127.0.0.1\", \"127.0.0.2\"", 2));
@@ -284,19 +250,14 @@ fn max_connections_holds_across_two_workers() {
 #[test]
 fn max_connections_per_source_holds_across_two_workers() {
     let jamd = Jamd::start(&format!("{TWO}max_connections_per_source = 2\n"));
-    let mut held: Vec<Client> = (0..2).map(|_| jamd.connect()).collect();
-    for c in &mut held {
-        assert!(jam_time(&c.ask("TIME")).is_some());
-    }
+    let mut held = slots::hold(&jamd, 2);
     for _ in 0..6 {
-        let mut c = jamd.connect();
-        assert_eq!(c.line(), "ERROR server busy");
-        assert!(c.closed());
+        slots::assert_refused(jamd.connect());
     }
     // Another source still gets in, on either worker.
     for _ in 0..2 {
         let mut other = connect_from([127, 0, 0, 2], jamd.addr);
-        assert!(jam_time(&other.ask("TIME")).is_some());
+        other.time();
         held.push(other);
     }
     let mut third = connect_from([127, 0, 0, 2], jamd.addr);
@@ -311,12 +272,10 @@ fn idle_timeout_and_max_line_bytes_hold_on_both_workers() {
     let mut long: Vec<Client> = (0..6).map(|_| jamd.connect()).collect();
     for c in &mut long {
         c.send(b"TIME     \r\n");
-        assert_eq!(c.line(), "ERROR line too long");
-        assert!(c.closed());
+        c.told_and_closed("ERROR line too long");
     }
     for c in &mut idle {
-        assert_eq!(c.line(), "ERROR idle timeout");
-        assert!(c.closed());
+        c.told_and_closed("ERROR idle timeout");
     }
 }
 
@@ -342,7 +301,7 @@ fn connection_rate_per_source_holds_across_two_workers() {
     // The burst, plus what refilled while we connected (a slow machine).
     assert!((3..=5).contains(&served), "{answers:?}");
     // Another source has its own bucket.
-    assert!(jam_time(&connect_from([127, 0, 0, 2], jamd.addr).ask("TIME")).is_some());
+    connect_from([127, 0, 0, 2], jamd.addr).time();
 }
 
 /// jamd.8, LOGGING: "At most one refusal line is logged a second, for all
@@ -351,8 +310,7 @@ fn connection_rate_per_source_holds_across_two_workers() {
 #[test]
 fn refusal_lines_are_rate_limited_and_counted_across_two_workers() {
     let mut jamd = Jamd::start(&format!("{TWO}max_connections = 1\n"));
-    let mut holder = jamd.connect();
-    assert!(jam_time(&holder.ask("TIME")).is_some());
+    let mut holder = jamd.served_client();
     let start = Instant::now();
     let refused = 30;
     std::thread::scope(|s| {
@@ -368,7 +326,7 @@ fn refusal_lines_are_rate_limited_and_counted_across_two_workers() {
     let took = start.elapsed();
     jamd.signal("TERM");
     holder.send(b"QUIT\r\n");
-    assert_eq!(jamd.wait_exit(T), Some(0));
+    jamd.exits_0(T);
     assert!(jamd.stderr.wait_for("stopped", T).is_some());
     let log = jamd.stderr.all();
     let lines = log
@@ -406,7 +364,7 @@ fn refusal_lines_are_rate_limited_and_counted_across_two_workers() {
 #[test]
 fn log_target_both_writes_each_line_to_syslog_and_stderr() {
     let sink = SyslogSink::bind("both");
-    let jamd = start_from_file(
+    let jamd = Jamd::start_file(
         &format!(
             "[server]\nport = 0\nbind = [\"127.0.0.1\"]\n[log]\ntarget = \"both\"\n\
              connections = true\nsyslog_socket = \"{}\"\n",
@@ -418,7 +376,7 @@ fn log_target_both_writes_each_line_to_syslog_and_stderr() {
     assert!(sink.wait_for("listening on 127.0.0.1:", T).is_some());
     let mut c = jamd.connect();
     let me = c.stream.local_addr().unwrap();
-    assert!(jam_time(&c.ask("TIME")).is_some());
+    c.time();
     let line = format!("connection from {me}");
     assert!(
         jamd.stderr.wait_for(&line, T).is_some(),
@@ -465,7 +423,7 @@ fn log_level_warn_leaves_out_information() {
         );
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert!(jam_time(&c.ask("TIME")).is_some());
+    c.time();
     c.send(b"QUIT\r\n");
     assert!(c.closed());
     // A warning (a restart-only change) comes after the connection's lines
@@ -544,9 +502,9 @@ fn tzdir_is_where_zone_names_are_looked_up() {
     let zones = temp_dir("tzdir");
     std::fs::create_dir_all(zones.join("Test")).unwrap();
     std::fs::copy(kathmandu, zones.join("Test/Here")).unwrap();
-    let jamd = start_from_file(
+    let jamd = Jamd::start_file(
         "[time]\ntimezone = \"Test/Here\"\nformat = \"%z\"\n",
-        &["-p", "0", "-b", "127.0.0.1", "--log", "stderr"],
+        &LOOPBACK_ARGS,
         &[("TZDIR", zones.to_str().unwrap())],
     );
     assert_eq!(zone_offset(&jamd), "+0545");
@@ -557,9 +515,9 @@ fn tzdir_is_where_zone_names_are_looked_up() {
 fn a_posix_tz_with_rules_is_read_as_date_reads_it() {
     // The US rule and a southern one, so one of them is in DST today.
     for tz in ["EST5EDT,M3.2.0,M11.1.0", "<-03>3<-02>,M10.1.0,M2.3.0"] {
-        let jamd = start_from_file(
+        let jamd = Jamd::start_file(
             "[time]\ntimezone = \"local\"\nformat = \"%z\"\n",
-            &["-p", "0", "-b", "127.0.0.1", "--log", "stderr"],
+            &LOOPBACK_ARGS,
             &[("TZ", tz)],
         );
         let shown = zone_offset(&jamd);
@@ -575,12 +533,8 @@ fn without_tz_local_time_is_that_of_etc_localtime() {
     if !Path::new(kolkata).exists() {
         skip!("no tzdata: {kolkata} is missing (apt-get install tzdata)");
     }
-    let probe = Command::new("unshare")
-        .args(["-m", "true"])
-        .stderr(Stdio::null())
-        .status();
-    if !probe.is_ok_and(|s| s.success()) {
-        skip!("no mount namespaces here (unshare -m needs root)");
+    if !require_namespaces("-m") {
+        return;
     }
     let dir = temp_dir("localtime");
     let cfg = dir.join("jamd.toml");
@@ -697,7 +651,7 @@ fn reload_and_drain_under_socket_activation() {
     let (mut jamd, stderr) = start_activated(vec![fd], "[server]\nshutdown_timeout = 2\n");
     assert!(stderr.wait_for("from the service manager", T).is_some());
     let mut c = Client::connect(addr);
-    assert!(jam_time(&c.ask("TIME")).is_some());
+    c.time();
     // The config path is in the command line: find it from /proc.
     let cmdline = std::fs::read_to_string(format!("/proc/{}/cmdline", jamd.pid())).unwrap();
     let cfg = cmdline
@@ -725,8 +679,7 @@ fn reload_and_drain_under_socket_activation() {
         .wait_for("shutting down: 1 connection(s) open", T)
         .is_some());
     assert!(c.ask("TIME").starts_with("JAM "));
-    assert_eq!(c.line(), "ERROR server shutting down");
-    assert!(c.closed());
+    c.told_and_closed("ERROR server shutting down");
     let status = jamd.wait_timeout(T).expect("jamd did not exit");
     assert_eq!(status.code(), Some(0));
     // The passed listener is closed: nothing serves there any more.

@@ -62,6 +62,20 @@ impl Client {
         self.line()
     }
 
+    /// Asks TIME and returns the time of the `JAM hh:mm:ss` reply; panics
+    /// with the reply when it is anything else.
+    pub fn time(&mut self) -> (u32, u32, u32) {
+        let reply = self.ask("TIME");
+        jam_time(&reply).unwrap_or_else(|| panic!("TIME got {reply:?}, not JAM hh:mm:ss"))
+    }
+
+    /// Reads the server's last line, checks it is `last`, and checks the
+    /// server then closed the connection.
+    pub fn told_and_closed(&mut self, last: &str) {
+        assert_eq!(self.line(), last);
+        assert!(self.closed(), "still open after {last:?}");
+    }
+
     /// True when the server closed the connection — EOF, or a reset — with
     /// nothing more sent, within the read timeout. A timeout (the connection
     /// is still open) and unread bytes are both "not closed".

@@ -27,6 +27,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a reload may take to be logged, on a loaded machine.
 const RELOAD_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// What [`Jamd::start`] puts after `-c FILE`: a port the kernel picks on
+/// 127.0.0.1, and logging to stderr (where [`Jamd::stderr`] reads it).
+pub const LOOPBACK_ARGS: [&str; 6] = ["-p", "0", "-b", "127.0.0.1", "--log", "stderr"];
+
 /// Lines a child process wrote (to stderr), collected by a reader thread.
 #[derive(Clone, Default)]
 pub struct Lines {
@@ -128,17 +132,35 @@ impl Jamd {
         Jamd::start_with(config, &[])
     }
 
-    /// Like `start`, with extra command-line arguments.
+    /// Like `start`, with extra command-line arguments (after
+    /// [`LOOPBACK_ARGS`]; a `-b` adds an address).
     pub fn start_with(config: &str, args: &[&str]) -> Jamd {
+        Jamd::start_file(config, &[&LOOPBACK_ARGS, args].concat(), &[])
+    }
+
+    /// Starts jamd with this configuration text as its file and, after
+    /// `-c FILE`, only `args` (so the file's port, bind and log settings
+    /// count unless `args` override them), with `env` added to its
+    /// environment; waits until it says it listens (on stderr).
+    pub fn start_file(config: &str, args: &[&str], env: &[(&str, &str)]) -> Jamd {
         let dir = TempDir::new("jamd");
         let path = dir.join("jamd.toml");
         std::fs::write(&path, config).unwrap();
         let mut cmd = Command::new(JAMD);
         cmd.arg("-c")
             .arg(&path)
-            .args(["-p", "0", "-b", "127.0.0.1", "--log", "stderr"])
-            .args(args);
+            .args(args)
+            .envs(env.iter().copied());
         Jamd::spawn(cmd, dir, path)
+    }
+
+    /// Starts jamd on `old`, opens a client that is served once, then
+    /// reloads `new`: the client was there before the reload.
+    pub fn reloaded_under(old: &str, new: &str) -> (Jamd, Client) {
+        let jamd = Jamd::start(old);
+        let c = jamd.served_client();
+        jamd.reload(new);
+        (jamd, c)
     }
 
     /// Spawns a prepared jamd command (its stdio is set here: stderr piped)
@@ -216,6 +238,20 @@ impl Jamd {
     /// A connected client.
     pub fn connect(&self) -> Client {
         Client::connect(self.addr)
+    }
+
+    /// A connected client whose first TIME was answered with a time, so
+    /// it is surely accepted and counted before the test goes on.
+    pub fn served_client(&self) -> Client {
+        let mut c = self.connect();
+        c.time();
+        c
+    }
+
+    /// Waits at most `within` for jamd to exit, and checks it exits 0.
+    pub fn exits_0(&mut self, within: Duration) {
+        let code = self.wait_exit(within);
+        assert_eq!(code, Some(0), "jamd's exit; its stderr: {:#?}", self.log());
     }
 
     /// Replaces the configuration file (for reload tests).

@@ -26,9 +26,11 @@ pub mod syslog;
 pub mod tmp;
 
 pub use client::{jam_time, Client};
-pub use daemon::{parse_listening, Jamd, Lines, JAMC, JAMD};
+pub use daemon::{parse_listening, Jamd, Lines, JAMC, JAMD, LOOPBACK_ARGS};
 pub use fake::{closed_port, free_port, Behaviour, FakeServer};
-pub use process::{jamc, run_bounded, run_jamd, ChildGuard, Run, JAMC_BOUND};
-pub use skip::{in_ci, require_tool};
+pub use process::{
+    check_config, jamc, run_bounded, run_jamd, run_within, Checked, ChildGuard, Run, JAMC_BOUND,
+};
+pub use skip::{in_ci, require_namespaces, require_tool};
 pub use syslog::SyslogSink;
-pub use tmp::{temp_dir, TempDir};
+pub use tmp::{temp_dir, write_file, TempDir};

@@ -7,6 +7,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::daemon::{JAMC, JAMD};
+use super::tmp::{temp_dir, write_file};
 
 /// Longest a jamc run may take before the test kills it and fails.
 pub const JAMC_BOUND: Duration = Duration::from_secs(20);
@@ -120,6 +121,34 @@ pub fn run_jamd(args: &[&str], timeout: Duration) -> (Option<i32>, String, Strin
         None => (None, String::new(), "timed out".into()),
     }
 }
+
+/// What `jamd -t` made of a configuration file.
+#[derive(Debug)]
+pub struct Checked {
+    /// The file checked, as given to `-c`.
+    pub file: String,
+    /// The exit code (None if it had to be killed).
+    pub code: Option<i32>,
+    /// Its standard output (the effective configuration).
+    pub out: String,
+    /// Its standard error.
+    pub err: String,
+}
+
+/// Runs `jamd -t -c FILE ARGS…` (bounded) on a fresh file holding `config`.
+pub fn check_config(config: &str, args: &[&str]) -> Checked {
+    let file = write_file(&temp_dir("check"), "jamd.toml", config);
+    let (code, out, err) = run_jamd(&[&["-t", "-c", &file], args].concat(), CHECK_BOUND);
+    Checked {
+        file,
+        code,
+        out,
+        err,
+    }
+}
+
+/// Longest a `jamd -t` may take.
+const CHECK_BOUND: Duration = Duration::from_secs(20);
 
 /// Runs any command for at most `bound` (stdin empty; stdout and stderr read
 /// on helper threads): its exit code, None when it had to be killed, and what

@@ -73,6 +73,23 @@ pub fn require_tool(name: &str) -> Option<PathBuf> {
     found
 }
 
+/// Whether `unshare FLAGS true` works here (new namespaces need root).
+/// When it does not, the test is recorded as skipped (a failure under
+/// `CI=true`) and false comes back: the caller returns.
+pub fn require_namespaces(flags: &str) -> bool {
+    let works = std::process::Command::new("unshare")
+        .args([flags, "true"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !works {
+        record_skip(&format!(
+            "`unshare {flags}` fails here: no such namespaces (they need root)"
+        ));
+    }
+    works
+}
+
 /// Finds a tool on PATH, then in `extra` directories; no skip recorded.
 pub fn find_tool(name: &str, extra: &[PathBuf]) -> Option<PathBuf> {
     if Path::new(name).is_absolute() {

@@ -64,6 +64,14 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
+/// Writes `text` to `dir/name`; returns the path as a string, as jamd's
+/// `-c` and other arguments take it.
+pub fn write_file(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    path.to_string_lossy().into_owned()
+}
+
 /// A directory removed (with everything in it) when the last clone of this
 /// handle is dropped. Derefs to [`Path`], so `dir.join("x")` works as on a
 /// `PathBuf`.
