@@ -7,15 +7,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    check_config, jam_time, run_jamd, temp_dir, write_file, ChildGuard, Jamd, SyslogSink, TempDir,
-    JAMD, LOOPBACK_ARGS,
+    check_config, jam_time, run_jamd, syslog_config, temp_dir, write_file, Jamd, SyslogSink, JAMD,
+    LOOPBACK_ARGS, LOOPBACK_FILE_LOG,
 };
 
 const T: Duration = Duration::from_secs(10);
-
-/// A port the kernel picks on 127.0.0.1, and no `--log`: the file's log
-/// target counts.
-const LOOPBACK_BUT_LOG: [&str; 4] = ["-p", "0", "-b", "127.0.0.1"];
 
 #[test]
 fn check_config_prints_the_effective_settings_and_exits_0() {
@@ -356,12 +352,7 @@ fn sighup_setting_a_per_source_limit_counts_the_clients_already_connected() {
 fn sighup_with_a_broken_file_keeps_the_old_configuration() {
     let jamd = Jamd::start("[time]\nformat = \"%H:%M:%S\"\n");
     let mut c = jamd.connect();
-    jamd.write_config("[time]\nformat = \"%H:%\"\n");
-    jamd.signal("HUP");
-    let line = jamd
-        .stderr
-        .wait_for("reload failed", T)
-        .expect("reload failed line");
+    let line = jamd.reload_failing("[time]\nformat = \"%H:%\"\n");
     assert!(line.contains(":2:10: "), "names the place: {line}");
     assert!(
         line.ends_with("; keeping the previous configuration"),
@@ -399,39 +390,12 @@ fn sighup_logs_that_a_port_change_needs_a_restart() {
     jamd.connect().time();
 }
 
-fn syslog_config(sink: &SyslogSink, extra: &str) -> String {
-    format!(
-        "[log]\ntarget = \"syslog\"\nfacility = \"local3\"\nsyslog_socket = \"{}\"\n{extra}",
-        sink.path.display()
-    )
-}
-
-/// Starts jamd logging to syslog only; the port comes from the syslog line.
-fn start_syslog_only(
-    sink: &SyslogSink,
-    extra: &str,
-) -> (ChildGuard, std::net::SocketAddr, TempDir) {
-    let dir = TempDir::new("syslog");
-    let cfg = write_file(&dir, "jamd.toml", &syslog_config(sink, extra));
-    let child = ChildGuard::spawn(
-        Command::new(JAMD)
-            .args(["-c", &cfg, "-p", "0", "-b", "127.0.0.1"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
-    let line = sink
-        .wait_for("listening on", T)
-        .expect("listening line via syslog");
-    (child, common::parse_listening(&line).unwrap(), dir)
-}
-
 #[test]
 fn log_lines_reach_syslog_with_ident_facility_and_spec_text() {
     let sink = SyslogSink::bind("syslog-lines");
-    let (mut child, addr, _dir) = start_syslog_only(&sink, "");
-    let pid = child.id();
-    let mut c = common::Client::connect(addr);
+    let mut jamd = Jamd::start_syslog_only(&sink, "facility = \"local3\"\n");
+    let pid = jamd.child.id();
+    let mut c = jamd.connect();
     c.time();
     assert_eq!(c.ask("HUH"), "ERROR unknown command");
     c.send(b"\r\nQUIT\r\n");
@@ -455,24 +419,20 @@ fn log_lines_reach_syslog_with_ident_facility_and_spec_text() {
         .wait_for("shutting down: 0 connection(s) open", T)
         .is_some());
     assert!(sink.wait_for("stopped", T).is_some());
-    let deadline = Instant::now() + T;
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(jamd.wait_exit(T).is_some(), "jamd did not exit");
 }
 
 #[test]
 fn connection_lines_can_be_turned_off() {
     let sink = SyslogSink::bind("syslog-quiet");
-    let (child, addr, _dir) = start_syslog_only(&sink, "connections = false\n");
-    let mut c = common::Client::connect(addr);
+    let jamd = Jamd::start_syslog_only(&sink, "facility = \"local3\"\nconnections = false\n");
+    let mut c = jamd.connect();
     c.time();
     c.send(b"QUIT\r\n");
     assert!(c.closed());
     // A line logged after the connection ended proves the sink got all that
     // came before it: none of it is a connection line.
-    child.signal(libc::SIGHUP);
+    jamd.signal("HUP");
     let later = sink.collect_until("configuration reloaded", T);
     assert!(
         later
@@ -492,11 +452,8 @@ fn connection_lines_can_be_turned_off() {
 fn an_unreachable_syslog_is_said_once_on_stderr_then_stderr_is_used() {
     let missing = temp_dir("nosyslog").join("missing.sock");
     let jamd = Jamd::start_file(
-        &format!(
-            "[log]\ntarget = \"syslog\"\nsyslog_socket = \"{}\"\n",
-            missing.display()
-        ),
-        &LOOPBACK_BUT_LOG,
+        &syslog_config(missing.display(), ""),
+        &LOOPBACK_FILE_LOG,
         &[],
     );
     let notice = jamd.stderr.wait_for("cannot reach syslog", T).unwrap();
@@ -524,7 +481,7 @@ fn sighup_moves_logging_to_a_new_target() {
         "[log]\ntarget = \"stderr\"\nsyslog_socket = \"{}\"\n",
         sink.path.display()
     );
-    let jamd = Jamd::start_file(&stderr_cfg, &LOOPBACK_BUT_LOG, &[]);
+    let jamd = Jamd::start_file(&stderr_cfg, &LOOPBACK_FILE_LOG, &[]);
     jamd.write_config(&stderr_cfg.replace("\"stderr\"", "\"syslog\""));
     jamd.signal("HUP");
     assert!(sink.wait_for("configuration reloaded", T).is_some());

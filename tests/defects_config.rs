@@ -5,50 +5,14 @@
 
 mod common;
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use common::{temp_dir, Jamd, JAMD};
+use common::{require_namespaces, run_within, temp_dir, Jamd, JAMD, LOOPBACK_ARGS};
 
-/// Runs a prepared jamd command to completion (bounded, killed on timeout)
-/// and returns (exit code, stdout, stderr).
-fn run(mut cmd: Command, timeout: Duration) -> (Option<i32>, String, String) {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start jamd");
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut out = String::new();
-            let mut err = String::new();
-            child
-                .stdout
-                .take()
-                .unwrap()
-                .read_to_string(&mut out)
-                .unwrap();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            return (status.code(), out, err);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return (None, String::new(), "timed out".into());
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-}
+/// How long a jamd run may take (each here ends at once, or should).
+const T: Duration = Duration::from_secs(10);
 
 /// Writes `text` to DIR/jamd.toml and returns the path.
 fn config_file(name: &str, text: &str) -> PathBuf {
@@ -61,7 +25,7 @@ fn config_file(name: &str, text: &str) -> PathBuf {
 fn check(path: &Path) -> (Option<i32>, String, String) {
     let mut cmd = Command::new(JAMD);
     cmd.arg("-t").arg("-c").arg(path).env("TZ", "UTC");
-    run(cmd, Duration::from_secs(10))
+    run_within(&mut cmd, T)
 }
 
 /// The error `jamd -t` prints for a file with this text, checked to be a
@@ -76,6 +40,17 @@ fn error_for(text: &str) -> String {
     err.strip_prefix(&prefix)
         .unwrap_or_else(|| panic!("{err:?} does not start with {prefix:?}"))
         .to_owned()
+}
+
+/// The error for a file with `text`, as [`error_for`], checked to start
+/// with `want`.
+fn error_starting(text: &str, want: &str) -> String {
+    let e = error_for(text);
+    assert!(
+        e.starts_with(want),
+        "{text:?}: {e:?} does not start with {want:?}"
+    );
+    e
 }
 
 /// Words of Rust and of serde that a user should never read.
@@ -161,21 +136,17 @@ fn a_file_that_is_not_utf8_gets_a_line_and_column() {
 
 #[test]
 fn a_host_name_in_bind_is_refused_as_a_host_name() {
-    let e = error_for("[server]\nbind = [\"127.0.0.1\", \"localhost\"]\n");
-    assert!(
-        e.starts_with(
-            "2:22: server.bind: \"localhost\" is a host name; host names are not allowed"
-        ),
-        "{e}"
+    error_starting(
+        "[server]\nbind = [\"127.0.0.1\", \"localhost\"]\n",
+        "2:22: server.bind: \"localhost\" is a host name; host names are not allowed",
     );
 }
 
 #[test]
 fn an_unknown_zone_is_said_without_paths_or_errno() {
-    let e = error_for("[time]\ntimezone = \"Nowhere/Atlantis\"\n");
-    assert!(
-        e.starts_with("2:12: time.timezone: unknown time zone \"Nowhere/Atlantis\""),
-        "{e}"
+    let e = error_starting(
+        "[time]\ntimezone = \"Nowhere/Atlantis\"\n",
+        "2:12: time.timezone: unknown time zone \"Nowhere/Atlantis\"",
     );
     assert!(!e.contains("zoneinfo"), "{e}");
     assert_no_rust_words(&e);
@@ -183,10 +154,9 @@ fn an_unknown_zone_is_said_without_paths_or_errno() {
 
 #[test]
 fn an_unknown_key_lists_the_keys_the_section_takes() {
-    let e = error_for("[server]\nprot = 1\n");
-    assert!(
-        e.starts_with("2:1: server.prot: unknown key; [server] takes port, bind, backlog"),
-        "{e}"
+    error_starting(
+        "[server]\nprot = 1\n",
+        "2:1: server.prot: unknown key; [server] takes port, bind, backlog",
     );
 }
 
@@ -231,7 +201,7 @@ fn bind_lists_that_cannot_work_fail_check_and_start_with_78() {
         cmd.arg("-c")
             .arg(&path)
             .args(["-p", "0", "--log", "stderr"]);
-        let (code, _, err) = run(cmd, Duration::from_secs(10));
+        let (code, _, err) = run_within(&mut cmd, T);
         assert_eq!(code, Some(78), "{err}");
         assert!(err.contains(want), "{err}");
     }
@@ -240,7 +210,7 @@ fn bind_lists_that_cannot_work_fail_check_and_start_with_78() {
     let mut cmd = Command::new(JAMD);
     cmd.arg("-t").arg("-c").arg(&empty);
     cmd.args(["-b", "127.0.0.1", "-b", "127.0.0.1"]);
-    let (code, _, err) = run(cmd, Duration::from_secs(10));
+    let (code, _, err) = run_within(&mut cmd, T);
     assert_eq!(code, Some(78), "{err}");
     assert!(
         err.contains("-b/--bind: 127.0.0.1 is listed twice"),
@@ -261,14 +231,12 @@ fn a_fifo_as_the_configuration_is_an_error_and_never_blocks() {
     assert_eq!(code, Some(78), "{err}");
     assert!(err.contains("it is a FIFO, not a regular file"), "{err}");
     let mut cmd = Command::new(JAMD);
-    cmd.arg("-c")
-        .arg(&fifo)
-        .args(["-p", "0", "-b", "127.0.0.1", "--log", "stderr"]);
-    let (code, _, err) = run(cmd, Duration::from_secs(10));
+    cmd.arg("-c").arg(&fifo).args(LOOPBACK_ARGS);
+    let (code, _, err) = run_within(&mut cmd, T);
     assert_eq!(code, Some(78), "{err}");
     let mut cmd = Command::new(JAMD);
     cmd.args(["-t", "-c", "/dev/zero"]);
-    let (code, _, err) = run(cmd, Duration::from_secs(10));
+    let (code, _, err) = run_within(&mut cmd, T);
     assert_eq!(code, Some(78), "{err}");
     assert!(err.contains("it is a device, not a regular file"), "{err}");
 }
@@ -284,13 +252,13 @@ fn a_config_swapped_to_a_fifo_fails_the_reload_and_jamd_still_stops() {
     jamd.signal("HUP");
     let line = jamd
         .stderr
-        .wait_for("reload failed", Duration::from_secs(10))
+        .wait_for("reload failed", T)
         .expect("reload failed line");
     assert!(line.contains("FIFO"), "{line}");
     // Still serving, and SIGTERM still works.
     assert!(jamd.connect().ask("TIME").starts_with("JAM "));
     jamd.signal("TERM");
-    assert_eq!(jamd.wait_exit(Duration::from_secs(10)), Some(0));
+    jamd.exits_0(T);
 }
 
 #[test]
@@ -300,7 +268,7 @@ fn a_fifo_zone_file_is_an_error_and_never_blocks() {
     let path = config_file("tzfifo", "[time]\ntimezone = \"Fifo\"\n");
     let mut cmd = Command::new(JAMD);
     cmd.arg("-t").arg("-c").arg(&path).env("TZDIR", &dir);
-    let (code, _, err) = run(cmd, Duration::from_secs(10));
+    let (code, _, err) = run_within(&mut cmd, T);
     assert_eq!(code, Some(78), "{err}");
     assert!(
         err.contains("time.timezone") && err.contains("not a regular file"),
@@ -312,7 +280,7 @@ fn a_fifo_zone_file_is_an_error_and_never_blocks() {
         .arg("-c")
         .arg(&empty)
         .env("TZ", dir.join("Fifo"));
-    let (code, _, err) = run(cmd, Duration::from_secs(10));
+    let (code, _, err) = run_within(&mut cmd, T);
     assert_eq!(code, Some(78), "{err}");
     assert!(err.contains("cannot read the local time zone"), "{err}");
 }
@@ -329,16 +297,12 @@ fn an_unsearchable_config_directory_is_not_a_missing_file() {
         "chmod 700 {etc}/jamd && mount --bind {etc} /etc && exec setpriv --reuid=65534 --regid=65534 --clear-groups {JAMD} -t",
         etc = etc.display()
     );
-    let probe = Command::new("unshare")
-        .args(["-m", "true"])
-        .stderr(Stdio::null())
-        .status();
-    if !probe.is_ok_and(|s| s.success()) {
-        skip!("no mount namespaces here (unshare -m needs root)");
+    if !require_namespaces("-m") {
+        return;
     }
     let mut cmd = Command::new("unshare");
     cmd.args(["-m", "sh", "-c", &script]).env("TZ", "UTC");
-    let (code, out, err) = run(cmd, Duration::from_secs(10));
+    let (code, out, err) = run_within(&mut cmd, T);
     assert_eq!(code, Some(78), "{out}{err}");
     assert!(
         err.contains("/etc/jamd/jamd.toml: cannot read the configuration: Permission denied"),
@@ -356,7 +320,7 @@ fn check_prints_the_warnings_and_the_zone_in_effect() {
     );
     let mut cmd = Command::new(JAMD);
     cmd.arg("-t").arg("-c").arg(&path).env("TZ", "Asia/Jakarta");
-    let (code, out, err) = run(cmd, Duration::from_secs(10));
+    let (code, out, err) = run_within(&mut cmd, T);
     assert_eq!(code, Some(0), "{err}");
     assert!(
         err.contains(

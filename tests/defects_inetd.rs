@@ -7,73 +7,62 @@ mod common;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{require_tool, temp_dir, JAMD};
+use common::{require_tool, temp_dir, write_file, ChildGuard, JAMD};
 
 const T: Duration = Duration::from_secs(10);
 
-/// A child stopped by its pid when the test ends.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Guard {
-    fn wait(&mut self) -> Option<i32> {
-        let deadline = Instant::now() + T;
-        while Instant::now() < deadline {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                return status.code();
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-        None
-    }
-}
-
 fn config(text: &str) -> String {
-    let path = temp_dir("inetd").join("jamd.toml");
-    std::fs::write(&path, text).unwrap();
-    path.to_string_lossy().into_owned()
+    write_file(&temp_dir("inetd"), "jamd.toml", text)
+}
+
+/// Starts `jamd --inetd` on a file holding `config`, with `theirs` (one
+/// end of a socketpair) as both its standard input and output: `mine`, the
+/// other end, is the client. Stopped by its pid when dropped.
+fn inetd_on_socketpair(config_text: &str) -> (ChildGuard, UnixStream) {
+    let cfg = config(config_text);
+    let (mine, theirs) = UnixStream::pair().unwrap();
+    let theirs_out = theirs.try_clone().unwrap();
+    let jamd = ChildGuard::spawn(
+        Command::new(JAMD)
+            .args(["--inetd", "-c", &cfg, "--log", "stderr"])
+            .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+            .stdout(Stdio::from(std::os::fd::OwnedFd::from(theirs_out)))
+            .stderr(Stdio::null()),
+    );
+    mine.set_read_timeout(Some(T)).unwrap();
+    (jamd, mine)
 }
 
 #[test]
 fn two_pipes_are_served() {
     let cfg = config("[time]\nformat = \"%Y\"\n");
-    let mut jamd = Guard(
+    let mut jamd = ChildGuard::spawn(
         Command::new(JAMD)
             .args(["--inetd", "-c", &cfg, "--log", "stderr"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+            .stderr(Stdio::piped()),
     );
-    let mut input = jamd.0.stdin.take().unwrap();
+    let mut input = jamd.stdin.take().unwrap();
     input.write_all(b"TIME\r\nBOGUS\r\n\r\ntime\n").unwrap();
     drop(input);
     let mut out = String::new();
-    jamd.0
-        .stdout
+    jamd.stdout
         .take()
         .unwrap()
         .read_to_string(&mut out)
         .unwrap();
     let mut err = String::new();
-    jamd.0
-        .stderr
+    jamd.stderr
         .take()
         .unwrap()
         .read_to_string(&mut err)
         .unwrap();
-    assert_eq!(jamd.wait(), Some(0), "{err}");
+    assert_eq!(jamd.exit_code(T), Some(0), "{err}");
     let year = chrono_year();
     assert_eq!(
         out,
@@ -94,19 +83,7 @@ fn chrono_year() -> String {
 
 #[test]
 fn a_unix_socketpair_is_served_until_quit() {
-    let cfg = config("[time]\nformat = \"%Y\"\n");
-    let (mine, theirs) = UnixStream::pair().unwrap();
-    let theirs_out = theirs.try_clone().unwrap();
-    let mut jamd = Guard(
-        Command::new(JAMD)
-            .args(["--inetd", "-c", &cfg, "--log", "stderr"])
-            .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
-            .stdout(Stdio::from(std::os::fd::OwnedFd::from(theirs_out)))
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    mine.set_read_timeout(Some(T)).unwrap();
+    let (mut jamd, mine) = inetd_on_socketpair("[time]\nformat = \"%Y\"\n");
     let mut reader = BufReader::new(mine.try_clone().unwrap());
     let mut w = mine;
     for _ in 0..2 {
@@ -116,7 +93,7 @@ fn a_unix_socketpair_is_served_until_quit() {
         assert_eq!(line, format!("JAM {}\r\n", chrono_year()));
     }
     w.write_all(b"QUIT\r\n").unwrap();
-    assert_eq!(jamd.wait(), Some(0));
+    assert_eq!(jamd.exit_code(T), Some(0));
     let mut rest = String::new();
     reader.read_to_string(&mut rest).unwrap();
     assert_eq!(rest, "", "nothing after QUIT");
@@ -124,23 +101,11 @@ fn a_unix_socketpair_is_served_until_quit() {
 
 #[test]
 fn an_idle_stream_is_told_and_closed() {
-    let cfg = config("[server]\nidle_timeout = 1\n");
-    let (mine, theirs) = UnixStream::pair().unwrap();
-    let theirs_out = theirs.try_clone().unwrap();
-    let mut jamd = Guard(
-        Command::new(JAMD)
-            .args(["--inetd", "-c", &cfg, "--log", "stderr"])
-            .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
-            .stdout(Stdio::from(std::os::fd::OwnedFd::from(theirs_out)))
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    mine.set_read_timeout(Some(T)).unwrap();
+    let (mut jamd, mine) = inetd_on_socketpair("[server]\nidle_timeout = 1\n");
     let mut all = String::new();
     (&mine).read_to_string(&mut all).unwrap();
     assert_eq!(all, "ERROR idle timeout\r\n");
-    assert_eq!(jamd.wait(), Some(0));
+    assert_eq!(jamd.exit_code(T), Some(0));
 }
 
 /// socat forks `jamd --inetd` per TCP client, joined by a unix socketpair.
@@ -156,15 +121,13 @@ fn socat_exec_serves_each_client() {
         .unwrap()
         .port();
     let cfg = config("[log]\ntarget = \"stderr\"\n");
-    let _socat = Guard(
+    let _socat = ChildGuard::spawn(
         Command::new(socat)
             .arg(format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork"))
             .arg(format!("EXEC:{JAMD} --inetd -c {cfg}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+            .stderr(Stdio::null()),
     );
     let deadline = Instant::now() + T;
     let stream = loop {

@@ -5,84 +5,19 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::unix::fs::MetadataExt as _;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{parse_listening, temp_dir, SyslogSink, JAMD};
+use common::{
+    require_namespaces, syslog_config, temp_dir, write_file, ChildGuard, Jamd, SyslogSink, JAMD,
+};
 
 const T: Duration = Duration::from_secs(10);
-
-/// A jamd child stopped by its pid when the test ends, however it ends.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Collects a child's stderr lines.
-fn collect(child: &mut Child) -> Arc<Mutex<Vec<String>>> {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&lines);
-    let pipe = child.stderr.take().expect("stderr piped");
-    thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(line);
-        }
-    });
-    lines
-}
-
-fn wait_line(lines: &Arc<Mutex<Vec<String>>>, needle: &str) -> Option<String> {
-    let deadline = Instant::now() + T;
-    while Instant::now() < deadline {
-        if let Some(l) = lines.lock().unwrap().iter().find(|l| l.contains(needle)) {
-            return Some(l.clone());
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    None
-}
-
-/// Starts jamd logging to syslog only, at `socket`.
-fn start_syslog_only(socket: &Path) -> Guard {
-    let dir = temp_dir("logcfg");
-    let config = dir.join("jamd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[log]\ntarget = \"syslog\"\nsyslog_socket = \"{}\"\n",
-            socket.display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new(JAMD)
-        .arg("-c")
-        .arg(&config)
-        .args(["-p", "0", "-b", "127.0.0.1"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start jamd");
-    Guard(child)
-}
-
-fn listening_addr(sink: &SyslogSink) -> SocketAddr {
-    let line = sink
-        .wait_for("listening on ", T)
-        .expect("listening line in syslog");
-    parse_listening(&line).expect("address")
-}
 
 /// Connects and says QUIT; returns the client's own address.
 fn visit(addr: SocketAddr) -> SocketAddr {
@@ -96,28 +31,27 @@ fn visit(addr: SocketAddr) -> SocketAddr {
 #[test]
 fn a_syslog_outage_after_start_sends_lines_to_stderr() {
     let sink = SyslogSink::bind("outage");
-    let mut jamd = start_syslog_only(&sink.path);
-    let stderr = collect(&mut jamd.0);
-    let addr = listening_addr(&sink);
+    let jamd = Jamd::start_syslog_only(&sink, "");
+    let (addr, stderr) = (jamd.addr, &jamd.stderr);
     // The receiver goes away for good.
     let path = sink.path.clone();
     drop(sink);
     std::fs::remove_file(&path).unwrap();
     let client = visit(addr);
-    let line = wait_line(&stderr, &format!("connection from {client}"));
-    assert!(line.is_some(), "{:?}", stderr.lock().unwrap());
+    let line = stderr.wait_for(&format!("connection from {client}"), T);
+    assert!(line.is_some(), "{:?}", stderr.all());
     assert!(
-        wait_line(&stderr, "cannot reach syslog").is_some(),
+        stderr.wait_for("cannot reach syslog", T).is_some(),
         "{:?}",
-        stderr.lock().unwrap()
+        stderr.all()
     );
 }
 
 #[test]
 fn after_a_receiver_restart_the_next_line_is_not_lost() {
     let sink = SyslogSink::bind("restart");
-    let jamd = start_syslog_only(&sink.path);
-    let addr = listening_addr(&sink);
+    let jamd = Jamd::start_syslog_only(&sink, "");
+    let addr = jamd.addr;
     // The receiver restarts: a new socket at the same path.
     let path = sink.path.clone();
     drop(sink);
@@ -142,7 +76,7 @@ fn after_a_receiver_restart_the_next_line_is_not_lost() {
 
 /// Starts jamd with stderr going to a file, whose device and inode are put
 /// in `JOURNAL_STREAM` when `journal` is true (as systemd does for the journal).
-fn start_with_stderr_file(journal: bool) -> (Guard, PathBuf) {
+fn start_with_stderr_file(journal: bool) -> (ChildGuard, PathBuf) {
     let dir = temp_dir("journal");
     let out = dir.join("stderr");
     let file = std::fs::File::create(&out).unwrap();
@@ -164,7 +98,7 @@ fn start_with_stderr_file(journal: bool) -> (Guard, PathBuf) {
     } else {
         cmd.env("JOURNAL_STREAM", "1:1");
     }
-    (Guard(cmd.spawn().unwrap()), out)
+    (ChildGuard::spawn(&mut cmd), out)
 }
 
 fn wait_file(path: &Path, needle: &str) -> String {
@@ -178,38 +112,42 @@ fn wait_file(path: &Path, needle: &str) -> String {
     }
 }
 
+/// Starts jamd with its stderr on a file (a journal stream or not) and
+/// checks its first lines: the listening line and a warning start with
+/// `listening` and `warning` (their prefixes), and `absent` is nowhere.
+fn assert_stderr_lines(journal: bool, listening: &str, warning: &str, absent: &str) {
+    let (_jamd, out) = start_with_stderr_file(journal);
+    let text = wait_file(&out, "listening on");
+    for prefix in [listening, warning] {
+        assert!(
+            text.lines().any(|l| l.starts_with(prefix)),
+            "journal={journal}: no line starts with {prefix:?}: {text}"
+        );
+    }
+    assert!(
+        !text.contains(absent),
+        "journal={journal}: {absent:?} in {text}"
+    );
+}
+
 #[test]
 fn stderr_lines_to_the_journal_carry_the_priority_prefix() {
-    let (_jamd, out) = start_with_stderr_file(true);
-    let text = wait_file(&out, "listening on");
-    assert!(
-        text.lines()
-            .any(|l| l.starts_with("<6>listening on 127.0.0.1:")),
-        "{text}"
+    assert_stderr_lines(
+        true,
+        "<6>listening on 127.0.0.1:",
+        "<4>server.max_connections_per_source (2) is above",
+        "jamd: ",
     );
-    assert!(
-        text.lines()
-            .any(|l| l.starts_with("<4>server.max_connections_per_source (2) is above")),
-        "{text}"
-    );
-    assert!(!text.contains("jamd: "), "{text}");
 }
 
 #[test]
 fn stderr_lines_elsewhere_carry_the_level_in_words() {
-    let (_jamd, out) = start_with_stderr_file(false);
-    let text = wait_file(&out, "listening on");
-    assert!(
-        text.lines()
-            .any(|l| l.starts_with("jamd: listening on 127.0.0.1:")),
-        "{text}"
+    assert_stderr_lines(
+        false,
+        "jamd: listening on 127.0.0.1:",
+        "jamd: warning: server.max_connections_per_source",
+        "<6>",
     );
-    assert!(
-        text.lines()
-            .any(|l| l.starts_with("jamd: warning: server.max_connections_per_source")),
-        "{text}"
-    );
-    assert!(!text.contains("<6>"), "{text}");
 }
 
 /// Remote syslog lines name the host from gethostname(2), also where
@@ -217,39 +155,27 @@ fn stderr_lines_elsewhere_carry_the_level_in_words() {
 /// private mount and UTS namespaces with its own host name.
 #[test]
 fn udp_syslog_lines_carry_the_host_name_without_proc_sys() {
-    let probe = Command::new("unshare")
-        .args(["-mu", "true"])
-        .stderr(Stdio::null())
-        .status();
-    if !probe.is_ok_and(|s| s.success()) {
-        skip!("no mount/UTS namespaces here (unshare needs root)");
+    if !require_namespaces("-mu") {
+        return;
     }
     let collector = UdpSocket::bind("127.0.0.1:0").unwrap();
     collector
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
-    let dir = temp_dir("udplog");
-    let config = dir.join("jamd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[log]\ntarget = \"syslog\"\nsyslog_socket = \"udp://{}\"\n",
-            collector.local_addr().unwrap()
-        ),
-    )
-    .unwrap();
-    let script = format!(
-        "hostname jamd-test-host && mount -t tmpfs none /proc/sys && exec {JAMD} -c {} -p 0 -b 127.0.0.1",
-        config.display()
+    let config = write_file(
+        &temp_dir("udplog"),
+        "jamd.toml",
+        &syslog_config(format!("udp://{}", collector.local_addr().unwrap()), ""),
     );
-    let _jamd = Guard(
+    let script = format!(
+        "hostname jamd-test-host && mount -t tmpfs none /proc/sys && exec {JAMD} -c {config} -p 0 -b 127.0.0.1",
+    );
+    let _jamd = ChildGuard::spawn(
         Command::new("unshare")
             .args(["-mu", "sh", "-c", &script])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+            .stderr(Stdio::null()),
     );
     let deadline = Instant::now() + T;
     let mut buf = vec![0u8; 4096];

@@ -467,14 +467,7 @@ fn log_level_debug_adds_debug_lines() {
 /// Errors carry `error:` on stderr (a failed reload is one).
 #[test]
 fn errors_on_stderr_carry_the_error_prefix() {
-    let jamd = Jamd::start("");
-    let mark = jamd.stderr.mark();
-    jamd.write_config("[server\n");
-    jamd.signal("HUP");
-    let line = jamd
-        .stderr
-        .wait_for_after(mark, "reload failed", T)
-        .unwrap_or_else(|| panic!("no reload failed line: {:#?}", jamd.stderr.all()));
+    let line = Jamd::start("").reload_failing("[server\n");
     assert!(line.starts_with("jamd: error: reload failed: "), "{line}");
 }
 

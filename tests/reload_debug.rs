@@ -11,8 +11,8 @@ use common::Jamd;
 #[test]
 fn at_debug_level_a_reload_names_the_file_and_each_changed_key() {
     let jamd = Jamd::start("[server]\nmax_connections = 50\n[log]\nlevel = \"debug\"\n");
-    let mark = jamd.stderr.mark();
-    jamd.reload("[server]\nmax_connections = 70\nidle_timeout = 9\n[log]\nlevel = \"debug\"\n");
+    let mark =
+        jamd.reload("[server]\nmax_connections = 70\nidle_timeout = 9\n[log]\nlevel = \"debug\"\n");
     let after = |needle: &str| {
         jamd.stderr
             .wait_for_after(mark, needle, Duration::from_secs(5))
@@ -33,8 +33,7 @@ fn at_debug_level_a_reload_names_the_file_and_each_changed_key() {
         0
     );
     // A second reload is the next generation.
-    let mark = jamd.stderr.mark();
-    jamd.reload("[server]\nmax_connections = 70\n[log]\nlevel = \"debug\"\n");
+    let mark = jamd.reload("[server]\nmax_connections = 70\n[log]\nlevel = \"debug\"\n");
     assert!(jamd
         .stderr
         .wait_for_after(
@@ -63,8 +62,7 @@ fn at_info_level_a_reload_logs_no_debug_lines() {
 #[test]
 fn turning_debug_on_by_reload_shows_that_reloads_changes() {
     let jamd = Jamd::start("[server]\nmax_connections = 50\n");
-    let mark = jamd.stderr.mark();
-    jamd.reload("[server]\nmax_connections = 60\n[log]\nlevel = \"debug\"\n");
+    let mark = jamd.reload("[server]\nmax_connections = 60\n[log]\nlevel = \"debug\"\n");
     assert!(
         jamd.stderr
             .wait_for_after(

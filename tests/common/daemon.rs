@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::client::Client;
 use super::process::ChildGuard;
+use super::syslog::{syslog_config, SyslogSink};
 use super::tmp::TempDir;
 
 /// The jamd binary cargo built for these tests.
@@ -30,6 +31,9 @@ const RELOAD_TIMEOUT: Duration = Duration::from_secs(15);
 /// What [`Jamd::start`] puts after `-c FILE`: a port the kernel picks on
 /// 127.0.0.1, and logging to stderr (where [`Jamd::stderr`] reads it).
 pub const LOOPBACK_ARGS: [&str; 6] = ["-p", "0", "-b", "127.0.0.1", "--log", "stderr"];
+
+/// [`LOOPBACK_ARGS`] without `--log`: the file's log target counts.
+pub const LOOPBACK_FILE_LOG: [&str; 4] = ["-p", "0", "-b", "127.0.0.1"];
 
 /// Lines a child process wrote (to stderr), collected by a reader thread.
 #[derive(Clone, Default)]
@@ -154,6 +158,26 @@ impl Jamd {
         Jamd::spawn(cmd, dir, path)
     }
 
+    /// Starts jamd on 127.0.0.1 (a port the kernel picks) logging to
+    /// syslog only, at `sink`, with more `[log]` keys (`log_keys`); waits
+    /// until `sink` gets its `listening on` line. Its stderr is collected
+    /// all the same (it says there when syslog cannot be reached).
+    pub fn start_syslog_only(sink: &SyslogSink, log_keys: &str) -> Jamd {
+        let (child, stderr, dir) = spawn_jamd(
+            &syslog_config(sink.path.display(), log_keys),
+            &LOOPBACK_FILE_LOG,
+        );
+        let Some(line) = sink.wait_for("listening on ", START_TIMEOUT) else {
+            panic!(
+                "no `listening on` line reached syslog within {START_TIMEOUT:?}; \
+                 jamd's stderr: {:#?}",
+                stderr.all()
+            );
+        };
+        let config = dir.join("jamd.toml");
+        Jamd::listening(child, &line, stderr, config, dir)
+    }
+
     /// Starts jamd on `old`, opens a client that is served once, then
     /// reloads `new`: the client was there before the reload.
     pub fn reloaded_under(old: &str, new: &str) -> (Jamd, Client) {
@@ -181,7 +205,20 @@ impl Jamd {
                 stderr.all()
             );
         };
-        let addr = parse_listening(&line).expect("address in the listening line");
+        Jamd::listening(child, &line, stderr, config, dir)
+    }
+
+    /// The `Jamd` that `child` is, once it logged `line` (its first
+    /// `listening on`).
+    fn listening(
+        child: ChildGuard,
+        line: &str,
+        stderr: Lines,
+        config: PathBuf,
+        dir: TempDir,
+    ) -> Jamd {
+        let addr = parse_listening(line)
+            .unwrap_or_else(|| panic!("no address in the listening line {line:?}"));
         Jamd {
             child,
             addr,
@@ -226,7 +263,7 @@ impl Jamd {
 
     /// Waits (bounded) for jamd to exit; returns its exit code.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
-        self.child.wait_timeout(timeout).and_then(|s| s.code())
+        self.child.exit_code(timeout)
     }
 
     /// SIGTERM, then waits (bounded, generous) for the exit; its exit code.
@@ -261,19 +298,56 @@ impl Jamd {
 
     /// Replaces the configuration file, sends SIGHUP and waits until jamd
     /// says on stderr, after the signal, that it took the new file. Works
-    /// any number of times in one test.
-    pub fn reload(&self, text: &str) {
+    /// any number of times in one test. Returns the [`Lines::mark`] from
+    /// before the signal, to look for what this reload logged.
+    pub fn reload(&self, text: &str) -> usize {
+        let mark = self.stderr.mark();
+        self.reload_saying(text, "configuration reloaded");
+        mark
+    }
+
+    /// Replaces the configuration file with `text`, which must not load,
+    /// sends SIGHUP and returns the `reload failed` line jamd logs for it.
+    pub fn reload_failing(&self, text: &str) -> String {
+        self.reload_saying(text, "reload failed")
+    }
+
+    /// Writes `text`, sends SIGHUP, and waits for a line with `outcome`
+    /// logged after the signal; returns it.
+    fn reload_saying(&self, text: &str, outcome: &str) -> String {
         let mark = self.stderr.mark();
         self.write_config(text);
         self.signal("HUP");
-        assert!(
-            self.stderr
-                .wait_for_after(mark, "configuration reloaded", RELOAD_TIMEOUT)
-                .is_some(),
-            "no new \"configuration reloaded\" line: {:#?}",
-            self.stderr.all()
-        );
+        self.stderr
+            .wait_for_after(mark, outcome, RELOAD_TIMEOUT)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no new {outcome:?} line after SIGHUP: {:#?}",
+                    self.stderr.all()
+                )
+            })
     }
+}
+
+/// Starts jamd on a file holding `config`, with `args` after `-c FILE`,
+/// without waiting for it to listen (it may log where stderr does not show
+/// it): the process, its stderr line by line, and its directory (removed
+/// when dropped, after the process).
+pub fn spawn_jamd(config: &str, args: &[&str]) -> (ChildGuard, Lines, TempDir) {
+    let dir = TempDir::new("jamd");
+    let path = dir.join("jamd.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = ChildGuard::spawn(
+        Command::new(JAMD)
+            .arg("-c")
+            .arg(&path)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
+    let stderr = Lines::collect(child.stderr.take().expect("stderr piped"));
+    (child, stderr, dir)
 }
 
 /// `listening on 127.0.0.1:40123 (backlog 128)` → the address.

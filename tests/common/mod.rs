@@ -26,11 +26,13 @@ pub mod syslog;
 pub mod tmp;
 
 pub use client::{jam_time, Client};
-pub use daemon::{parse_listening, Jamd, Lines, JAMC, JAMD, LOOPBACK_ARGS};
+pub use daemon::{
+    parse_listening, spawn_jamd, Jamd, Lines, JAMC, JAMD, LOOPBACK_ARGS, LOOPBACK_FILE_LOG,
+};
 pub use fake::{closed_port, free_port, Behaviour, FakeServer};
 pub use process::{
     check_config, jamc, run_bounded, run_jamd, run_within, Checked, ChildGuard, Run, JAMC_BOUND,
 };
 pub use skip::{in_ci, require_namespaces, require_tool};
-pub use syslog::SyslogSink;
+pub use syslog::{syslog_config, SyslogSink};
 pub use tmp::{temp_dir, write_file, TempDir};

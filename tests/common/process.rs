@@ -39,6 +39,12 @@ impl ChildGuard {
         assert_eq!(rc, 0, "kill({}, {sig}) failed", self.pid());
     }
 
+    /// Waits (bounded) for it to exit; its exit code, None if it is still
+    /// running (or was killed by a signal).
+    pub fn exit_code(&mut self, timeout: Duration) -> Option<i32> {
+        self.wait_timeout(timeout).and_then(|s| s.code())
+    }
+
     /// Waits (bounded) for it to exit; None if it is still running.
     pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;

@@ -6,6 +6,12 @@ use std::time::{Duration, Instant};
 
 use super::tmp::temp_dir;
 
+/// A `[log]` section sending every line to the syslog socket at `socket`
+/// (a path, or `udp://HOST:PORT`), with more `[log]` keys after.
+pub fn syslog_config(socket: impl std::fmt::Display, log_keys: &str) -> String {
+    format!("[log]\ntarget = \"syslog\"\nsyslog_socket = \"{socket}\"\n{log_keys}")
+}
+
 /// A syslog socket in a private directory. Dropping it closes the socket
 /// but leaves its file (a test may remove it, or bind the path again, to
 /// play a restarted receiver); the directory goes when the process exits.
