@@ -1,17 +1,16 @@
 //! Packaging and the docs that must agree with the program (issue 12 items
-//! 18, 21, 22, 24): `-V` build information, the socket-activation notice,
-//! the jamd@.service template, and drift checks on README, jamd.8, the
-//! shipped configuration and the units.
+//! 18, 21, 22, 24): `-V` build information, the jamd@.service template, and
+//! drift checks on README, jamd.8, the shipped configuration and the units.
+//! (The socket-activation notice is checked in tests/service.rs, the
+//! trigger limit of jamd-conn.socket in tests/packaging.rs.)
 
 mod common;
 
-use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use common::{require_tool, run_jamd, ChildGuard, TempDir, JAMC, JAMD};
+use common::{require_tool, run_jamd, TempDir, JAMC, JAMD};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -60,82 +59,6 @@ fn version_names_the_commit_and_date_when_built_from_git() {
             None => assert!(text.starts_with(&format!("{name} {version}")), "{text:?}"),
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Runs jamd under systemd-socket-activate on 127.0.0.1:PORT with `config`,
-/// makes one request, stops it, and returns its stderr.
-fn activated_log(config: &str, port: u16) -> Option<String> {
-    let activate = require_tool("systemd-socket-activate")?;
-    let dir = TempDir::new("activated");
-    let cfg = dir.join("jamd.toml");
-    std::fs::write(&cfg, config).unwrap();
-    let log = dir.join("stderr.log");
-    let mut child = ChildGuard::spawn(
-        Command::new(activate)
-            .args(["-l", &format!("127.0.0.1:{port}")])
-            .arg(JAMD)
-            .arg("-c")
-            .arg(&cfg)
-            .args(["--log", "stderr"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap()),
-    );
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + T;
-    let mut c = loop {
-        match TcpStream::connect(addr) {
-            Ok(c) => break c,
-            Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
-            Err(e) => panic!("systemd-socket-activate did not listen: {e}"),
-        }
-    };
-    use std::io::{Read as _, Write as _};
-    c.write_all(b"TIME\r\nQUIT\r\n").unwrap();
-    c.set_read_timeout(Some(T)).unwrap();
-    let mut reply = String::new();
-    let _ = c.read_to_string(&mut reply);
-    assert!(reply.starts_with("JAM "), "{reply:?}");
-    let deadline = Instant::now() + T;
-    let mut text = String::new();
-    while Instant::now() < deadline {
-        text = std::fs::read_to_string(&log).unwrap();
-        if text.contains("(from the service manager)") {
-            break;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    child.signal(libc::SIGTERM);
-    let _ = child.wait_timeout(T);
-    Some(std::fs::read_to_string(&log).unwrap_or(text))
-}
-
-#[test]
-fn socket_activation_says_when_the_file_asks_for_other_sockets() {
-    let port = free_port();
-    let Some(text) = activated_log("", port) else {
-        return;
-    };
-    assert!(
-        text.contains(&format!(
-            "the service manager's sockets (127.0.0.1:{port}) are used, not server.port and server.bind (0.0.0.0:45000, [::]:45000)"
-        )),
-        "{text}"
-    );
-    let port = free_port();
-    let same = format!("[server]\nport = {port}\nbind = [\"127.0.0.1\"]\n");
-    let Some(text) = activated_log(&same, port) else {
-        return;
-    };
-    assert!(!text.contains("service manager's sockets"), "{text}");
 }
 
 #[test]
@@ -261,26 +184,4 @@ fn jamd_8_names_where_the_package_installs_the_units_and_its_neighbours() {
     ] {
         assert!(see_also.contains(xr), "SEE ALSO lacks {xr}");
     }
-}
-
-/// The per-connection socket sets a trigger limit a burst of clients does not
-/// hit, and the docs give the same figure.
-#[test]
-fn the_per_connection_socket_sets_a_trigger_limit_the_docs_name() {
-    let unit = read("packaging/systemd/jamd-conn.socket");
-    let burst: u32 = unit
-        .lines()
-        .find_map(|l| l.strip_prefix("TriggerLimitBurst="))
-        .expect("TriggerLimitBurst= in jamd-conn.socket")
-        .parse()
-        .unwrap();
-    let max: u32 = unit
-        .lines()
-        .find_map(|l| l.strip_prefix("MaxConnections="))
-        .expect("MaxConnections=")
-        .parse()
-        .unwrap();
-    assert!(burst > 200 && burst >= max, "burst {burst}, max {max}");
-    assert!(read("man/jamd.8").contains(&format!("TriggerLimitBurst={burst}")));
-    assert!(read("README.md").contains("TriggerLimitBurst"));
 }

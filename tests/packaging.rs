@@ -10,12 +10,13 @@
 mod common;
 
 use std::fs;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{jam_time, Client, SyslogSink, JAMD};
+use common::supervisor::{current_user, packaged_daemon, Supervisor};
+use common::{free_port, jam_time, Client, SyslogSink, TempDir, JAMD};
 
 /// How long a daemon under test may take to answer or to log.
 const T: Duration = Duration::from_secs(10);
@@ -51,24 +52,6 @@ fn have_tool(tool: &str) -> bool {
         ));
     }
     found
-}
-
-/// A scratch directory removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("jamd-pkgtest-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("create scratch directory");
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
 }
 
 fn text(output: &Output) -> String {
@@ -108,9 +91,17 @@ fn assert_setting(unit: &str, key: &str, expected: &str) {
     );
 }
 
+/// A number a unit sets (the last assignment of `key`), parsed.
+fn number_setting(unit: &str, key: &str) -> u32 {
+    let value = setting(&unit_settings(unit), key).unwrap_or_else(|| panic!("{unit}: no {key}="));
+    value
+        .parse()
+        .unwrap_or_else(|e| panic!("{unit}: {key}={value}: {e}"))
+}
+
 /// Copies of our units whose ExecStart names the jamd binary cargo built, so
 /// `systemd-analyze verify` finds an executable without /usr/bin/jamd.
-fn units_with_built_binary(scratch: &Scratch) -> Vec<PathBuf> {
+fn units_with_built_binary(scratch: &TempDir) -> Vec<PathBuf> {
     let jamd = env!("CARGO_BIN_EXE_jamd");
     let jamd = if jamd.contains(char::is_whitespace) {
         format!("\"{jamd}\"")
@@ -120,7 +111,7 @@ fn units_with_built_binary(scratch: &Scratch) -> Vec<PathBuf> {
     UNITS
         .iter()
         .map(|unit| {
-            let copy = scratch.0.join(unit);
+            let copy = scratch.join(unit);
             let body = read(&format!("packaging/systemd/{unit}")).replace("/usr/bin/jamd", &jamd);
             fs::write(&copy, body).expect("write unit copy");
             copy
@@ -159,7 +150,7 @@ fn units_pass_systemd_analyze_verify() {
     if !have_tool("systemd-analyze") {
         return;
     }
-    let scratch = Scratch::new("verify");
+    let scratch = TempDir::new("verify");
     let files = units_with_built_binary(&scratch);
     let complaints = verify_complaints(&files);
     assert!(
@@ -175,9 +166,9 @@ fn systemd_analyze_verify_would_catch_a_broken_unit() {
     if !have_tool("systemd-analyze") {
         return;
     }
-    let scratch = Scratch::new("verify-broken");
+    let scratch = TempDir::new("verify-broken");
     let files = units_with_built_binary(&scratch);
-    let service = scratch.0.join("jamd.service");
+    let service = scratch.join("jamd.service");
     let body = fs::read_to_string(&service).expect("read copy");
     fs::write(
         &service,
@@ -389,10 +380,10 @@ fn cron_example_runs_jamc_check_every_five_minutes() {
 /// Runs the cron job's command with stand-ins for jamc (exiting with
 /// `jamc_exit`) and logger; returns what it printed and what it logged.
 fn run_cron_job(jamc_exit: i32) -> (String, String) {
-    let scratch = Scratch::new(&format!("cron-{jamc_exit}"));
-    let bin = scratch.0.join("bin");
+    let scratch = TempDir::new(&format!("cron-{jamc_exit}"));
+    let bin = scratch.join("bin");
     fs::create_dir_all(&bin).expect("create stub dir");
-    let log = scratch.0.join("logged");
+    let log = scratch.join("logged");
     let status = ["OK", "WARNING", "CRITICAL", "UNKNOWN"][jamc_exit as usize];
     write_script(
         &bin.join("jamc"),
@@ -523,75 +514,10 @@ fn deb_metadata_ships_binaries_man_pages_units_config_and_examples() {
     }
 }
 
-/// A daemon from a Debian package: unpacked by .ci/run into
-/// target/tools/root (openbsd-inetd and xinetd conflict as packages, and
-/// installing one would start a system inetd), or installed.
-fn daemon(name: &str) -> Option<PathBuf> {
-    let unpacked = repo().join("target/tools/root/usr/sbin").join(name);
-    let installed = Path::new("/usr/sbin").join(name);
-    let found = [unpacked, installed].into_iter().find(|p| p.is_file());
-    if found.is_none() {
-        common::skip::record_skip(&format!(
-            "{name} is in neither target/tools/root/usr/sbin nor /usr/sbin \
-             (.ci/run unpacks it)"
-        ));
-    }
-    found
-}
-
-/// An inetd under test. Dropping it kills it and the jamd processes it
-/// started that are still running, so no test leaves a daemon behind.
-struct Running(Child);
-
-impl Running {
-    /// The processes whose parent is this inetd (the jamds it started).
-    fn children(&self) -> Vec<u32> {
-        let parent = self.0.id();
-        let Ok(entries) = fs::read_dir("/proc") else {
-            return Vec::new();
-        };
-        entries
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-            .filter(|pid| {
-                // /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces.
-                fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-                    stat.rsplit_once(')')
-                        .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-                        .and_then(|ppid| ppid.parse::<u32>().ok())
-                        == Some(parent)
-                })
-            })
-            .collect()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        for pid in self.children() {
-            let _ = Command::new("kill").arg(pid.to_string()).status();
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-fn current_user() -> String {
-    let out = Command::new("id").arg("-un").output().expect("run id -un");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 /// A jamd configuration that logs to `sink` (under inetd jamd logs to
 /// syslog only).
-fn sink_config(scratch: &Scratch, sink: &SyslogSink) -> PathBuf {
-    let path = scratch.0.join("jamd.toml");
+fn sink_config(scratch: &TempDir, sink: &SyslogSink) -> PathBuf {
+    let path = scratch.join("jamd.toml");
     let body = format!("[log]\nsyslog_socket = \"{}\"\n", sink.path.display());
     fs::write(&path, body).expect("write jamd.toml");
     path
@@ -632,10 +558,10 @@ fn assert_serves_jam(addr: SocketAddr, sink: &SyslogSink) {
 
 #[test]
 fn packaged_xinetd_service_serves_jam_through_jamd() {
-    let Some(xinetd) = daemon("xinetd") else {
+    let Some(xinetd) = packaged_daemon("xinetd") else {
         return;
     };
-    let scratch = Scratch::new("xinetd");
+    let scratch = TempDir::new("xinetd");
     let sink = SyslogSink::bind("pkg-xinetd");
     let config = sink_config(&scratch, &sink);
     let port = free_port();
@@ -656,23 +582,19 @@ fn packaged_xinetd_service_serves_jam_through_jamd() {
             }
         }
     }
-    let conf_path = scratch.0.join("xinetd.conf");
+    let conf_path = scratch.join("xinetd.conf");
     fs::write(&conf_path, conf).expect("write xinetd.conf");
-    let log = scratch.0.join("xinetd.log");
-    let _xinetd = Running(
+    let log = scratch.join("xinetd.log");
+    let _xinetd = Supervisor::spawn(
         Command::new(xinetd)
             .arg("-dontfork")
             .arg("-filelog")
             .arg(&log)
             .arg("-pidfile")
-            .arg(scratch.0.join("xinetd.pid"))
+            .arg(scratch.join("xinetd.pid"))
             .arg("-f")
             .arg(&conf_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start xinetd"),
+            .stderr(Stdio::null()),
     );
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     wait_listening(addr, &log);
@@ -681,10 +603,10 @@ fn packaged_xinetd_service_serves_jam_through_jamd() {
 
 #[test]
 fn packaged_inetd_line_serves_jam_through_jamd() {
-    let Some(inetd) = daemon("inetd") else {
+    let Some(inetd) = packaged_daemon("inetd") else {
         return;
     };
-    let scratch = Scratch::new("inetd");
+    let scratch = TempDir::new("inetd");
     let sink = SyslogSink::bind("pkg-inetd");
     let config = sink_config(&scratch, &sink);
     let port = free_port();
@@ -700,22 +622,29 @@ fn packaged_inetd_line_serves_jam_through_jamd() {
     fields[5] = JAMD.to_string();
     fields.push("-c".to_string());
     fields.push(config.display().to_string());
-    let conf_path = scratch.0.join("inetd.conf");
+    let conf_path = scratch.join("inetd.conf");
     fs::write(&conf_path, fields.join("\t") + "\n").expect("write inetd.conf");
-    let log = scratch.0.join("inetd.log");
+    let log = scratch.join("inetd.log");
     let log_file = fs::File::create(&log).expect("create inetd.log");
-    let _inetd = Running(
+    let _inetd = Supervisor::spawn(
         Command::new(inetd)
             // -d: foreground, debug lines on stderr (kept for diagnosis).
             .arg("-d")
             .arg(&conf_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .expect("start inetd"),
+            .stderr(log_file),
     );
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     wait_listening(addr, &log);
     assert_serves_jam(addr, &sink);
+}
+
+/// The per-connection socket sets a trigger limit a burst of clients does not
+/// hit, and the docs give the same figure.
+#[test]
+fn the_per_connection_socket_sets_a_trigger_limit_the_docs_name() {
+    let burst = number_setting("jamd-conn.socket", "TriggerLimitBurst");
+    let max = number_setting("jamd-conn.socket", "MaxConnections");
+    assert!(burst > 200 && burst >= max, "burst {burst}, max {max}");
+    assert!(read("man/jamd.8").contains(&format!("TriggerLimitBurst={burst}")));
+    assert!(read("README.md").contains("TriggerLimitBurst"));
 }

@@ -10,33 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::process::children_of;
+use common::supervisor::{current_user, packaged_daemon, Supervisor};
 use common::{
     free_port, jam_time, require_tool, temp_dir, ChildGuard, Client, Jamd, SyslogSink, TempDir,
     JAMD,
 };
 
 const T: Duration = Duration::from_secs(10);
-
-/// A supervisor (inetd, systemd-socket-activate) that, however the test ends,
-/// is stopped by its pid together with the jamd processes it started.
-struct Supervisor(std::process::Child);
-
-impl Supervisor {
-    fn id(&self) -> u32 {
-        self.0.id()
-    }
-}
-
-impl Drop for Supervisor {
-    fn drop(&mut self) {
-        for kid in children_of(self.0.id()) {
-            let _ = Command::new("kill").arg(kid.to_string()).status();
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn write_config(dir: &Path, text: &str) -> PathBuf {
     let p = dir.join("jamd.toml");
@@ -57,6 +37,32 @@ fn connect_retry(addr: SocketAddr) -> Client {
     }
 }
 
+/// systemd-socket-activate listening on 127.0.0.1 at each of `ports` with
+/// `flags` (such as `--accept`), set to run `jamd -c cfg` and `jamd_args`;
+/// the tool's stderr (and so a jamd it execs itself) goes to `log`. None
+/// when the tool is missing.
+fn socket_activate(
+    ports: &[u16],
+    flags: &[&str],
+    cfg: &Path,
+    jamd_args: &[&str],
+    log: &Path,
+) -> Option<Command> {
+    let mut cmd = Command::new(require_tool("systemd-socket-activate")?);
+    for port in ports {
+        cmd.args(["-l", &format!("127.0.0.1:{port}")]);
+    }
+    cmd.args(flags)
+        .arg(JAMD)
+        .arg("-c")
+        .arg(cfg)
+        .args(jamd_args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap());
+    Some(cmd)
+}
+
 fn syslog_log(sink: &SyslogSink) -> String {
     format!(
         "[log]\ntarget = \"stderr\"\nsyslog_socket = \"{}\"\n",
@@ -66,31 +72,17 @@ fn syslog_log(sink: &SyslogSink) -> String {
 
 #[test]
 fn socket_activation_serves_the_passed_listeners() {
-    let Some(activate) = require_tool("systemd-socket-activate") else {
-        return;
-    };
     let (p1, p2) = (free_port(), free_port());
     let dir = temp_dir("activate");
     let cfg = write_config(&dir, "");
     let log = dir.join("stderr.log");
+    let Some(mut activate) = socket_activate(&[p1, p2], &[], &cfg, &["--log", "stderr"], &log)
+    else {
+        return;
+    };
     // systemd-socket-activate execs jamd when the first client connects, so
     // jamd's pid is the tool's pid and its stderr goes to the file.
-    let mut child = ChildGuard::spawn(
-        Command::new(activate)
-            .args([
-                "-l",
-                &format!("127.0.0.1:{p1}"),
-                "-l",
-                &format!("127.0.0.1:{p2}"),
-            ])
-            .arg(JAMD)
-            .arg("-c")
-            .arg(&cfg)
-            .args(["--log", "stderr"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap()),
-    );
+    let mut child = ChildGuard::spawn(&mut activate);
     for port in [p1, p2] {
         let mut c = connect_retry(SocketAddr::from(([127, 0, 0, 1], port)));
         assert!(jam_time(&c.ask("TIME")).is_some());
@@ -130,9 +122,6 @@ fn wait_file_contains(path: &Path, needles: &[&str]) -> String {
 
 #[test]
 fn socket_activation_with_accept_serves_one_connection_per_process() {
-    let Some(activate) = require_tool("systemd-socket-activate") else {
-        return;
-    };
     let port = free_port();
     let sink = SyslogSink::bind("accept");
     let dir = temp_dir("accept");
@@ -141,18 +130,10 @@ fn socket_activation_with_accept_serves_one_connection_per_process() {
     let cfg = write_config(&dir, &syslog_log(&sink));
     // The tool says on its stderr how each per-connection jamd exited.
     let tool_log = dir.join("activate.log");
-    let child = Supervisor(
-        Command::new(activate)
-            .args(["-l", &format!("127.0.0.1:{port}"), "--accept"])
-            .arg(JAMD)
-            .arg("-c")
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&tool_log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let Some(mut activate) = socket_activate(&[port], &["--accept"], &cfg, &[], &tool_log) else {
+        return;
+    };
+    let child = Supervisor::spawn(&mut activate);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     for _ in 0..2 {
         let mut c = connect_retry(addr);
@@ -174,7 +155,7 @@ fn socket_activation_with_accept_serves_one_connection_per_process() {
     );
     // Each per-connection jamd has exited.
     let deadline = Instant::now() + T;
-    while !children_of(child.id()).is_empty() {
+    while !child.children().is_empty() {
         assert!(Instant::now() < deadline, "per-connection jamd lingers");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -195,6 +176,45 @@ fn socket_activation_with_accept_serves_one_connection_per_process() {
         .filter_map(|l| l.split("died with code ").nth(1))
         .collect();
     assert!(codes.iter().all(|&c| c == "0"), "{text}");
+}
+
+/// Runs jamd under systemd-socket-activate on 127.0.0.1:PORT with `config`,
+/// makes one request, stops it, and returns what it logged.
+fn activated_log(config: &str, port: u16) -> Option<String> {
+    let dir = TempDir::new("activated");
+    let cfg = write_config(&dir, config);
+    let log = dir.join("stderr.log");
+    let mut activate = socket_activate(&[port], &[], &cfg, &["--log", "stderr"], &log)?;
+    let mut child = ChildGuard::spawn(&mut activate);
+    let mut c = connect_retry(SocketAddr::from(([127, 0, 0, 1], port)));
+    let reply = c.ask("TIME");
+    assert!(jam_time(&reply).is_some(), "{reply:?}");
+    c.send(b"QUIT\r\n");
+    assert_eq!(c.line_raw(), "", "closed after QUIT, nothing else sent");
+    wait_file_contains(&log, &["(from the service manager)"]);
+    child.signal(libc::SIGTERM);
+    let _ = child.wait_timeout(T);
+    Some(std::fs::read_to_string(&log).unwrap())
+}
+
+#[test]
+fn socket_activation_says_when_the_file_asks_for_other_sockets() {
+    let port = free_port();
+    let Some(text) = activated_log("", port) else {
+        return;
+    };
+    assert!(
+        text.contains(&format!(
+            "the service manager's sockets (127.0.0.1:{port}) are used, not server.port and server.bind (0.0.0.0:45000, [::]:45000)"
+        )),
+        "{text}"
+    );
+    let port = free_port();
+    let same = format!("[server]\nport = {port}\nbind = [\"127.0.0.1\"]\n");
+    let Some(text) = activated_log(&same, port) else {
+        return;
+    };
+    assert!(!text.contains("service manager's sockets"), "{text}");
 }
 
 #[test]
@@ -260,22 +280,8 @@ fn garbage_listen_fds_is_an_error_not_a_crash() {
     assert!(err.contains("LISTEN_FDS=\"lots\""), "{err}");
 }
 
-/// openbsd-inetd: installed, or unpacked by .ci/run into target/tools.
-fn inetd() -> Option<PathBuf> {
-    let unpacked = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools/root/usr/sbin/inetd");
-    if unpacked.exists() {
-        return Some(unpacked);
-    }
-    require_tool("/usr/sbin/inetd")
-}
-
-fn user() -> String {
-    let out = Command::new("id").arg("-un").output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 fn run_inetd(mode: &str, sink: &SyslogSink) -> Option<(Supervisor, SocketAddr, TempDir)> {
-    let inetd = inetd()?;
+    let inetd = packaged_daemon("inetd")?;
     let port = free_port();
     let dir = TempDir::new(&format!("inetd-{mode}"));
     let cfg = write_config(&dir, &syslog_log(sink));
@@ -284,24 +290,18 @@ fn run_inetd(mode: &str, sink: &SyslogSink) -> Option<(Supervisor, SocketAddr, T
         &conf,
         format!(
             "127.0.0.1:{port} stream tcp {mode} {} {JAMD} jamd --inetd -c {}\n",
-            user(),
+            current_user(),
             cfg.display()
         ),
     )
     .unwrap();
-    let child = Command::new(inetd)
-        .arg("-i")
-        .arg(&conf)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Some((
-        Supervisor(child),
-        SocketAddr::from(([127, 0, 0, 1], port)),
-        dir,
-    ))
+    let inetd = Supervisor::spawn(
+        Command::new(inetd)
+            .arg("-i")
+            .arg(&conf)
+            .stderr(Stdio::null()),
+    );
+    Some((inetd, SocketAddr::from(([127, 0, 0, 1], port)), dir))
 }
 
 #[test]
@@ -327,7 +327,7 @@ fn inetd_nowait_runs_jamd_per_connection_and_nothing_but_replies_reach_the_clien
     assert!(jam_time(&c.line()).is_some());
     assert_eq!(c.line_raw(), "");
     let deadline = Instant::now() + T;
-    while !children_of(inetd.id()).is_empty() {
+    while !inetd.children().is_empty() {
         assert!(
             Instant::now() < deadline,
             "jamd lingers after its connection"
@@ -348,7 +348,7 @@ fn inetd_wait_hands_jamd_the_listening_socket() {
     // One jamd accepts every later client itself.
     let mut b = Client::connect(addr);
     assert!(jam_time(&b.ask("TIME")).is_some());
-    let kids = children_of(inetd.id());
+    let kids = inetd.children();
     assert_eq!(kids.len(), 1, "one jamd serves them all: {kids:?}");
     let _ = Command::new("kill").arg(kids[0].to_string()).status();
     assert!(sink.wait_for("stopped", T).is_some());

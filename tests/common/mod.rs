@@ -6,6 +6,8 @@
 //! - [`fake`]: an independent JAM server that can misbehave (for jamc).
 //! - [`process`]: a kill-on-drop guard for any child, and bounded runs of
 //!   `jamd`/`jamc`/any tool to completion.
+//! - [`supervisor`]: inetd, xinetd or systemd-socket-activate under test,
+//!   stopped with the jamds it started.
 //! - [`syslog`]: a unix datagram socket standing in for /dev/log.
 //! - [`skip`]: the one way a test skips (a failure under `CI=true`).
 //! - [`slots`]: fill jamd's connection slots, see a newcomer refused and a
@@ -22,6 +24,7 @@ pub mod fake;
 pub mod process;
 pub mod skip;
 pub mod slots;
+pub mod supervisor;
 pub mod syslog;
 pub mod tmp;
 
