@@ -150,31 +150,46 @@ fn socat_exec_serves_each_client() {
     assert!(lines.iter().all(|l| l.starts_with("JAM ")), "{all:?}");
 }
 
+/// Runs `jamd --inetd -c CFG` with `stdin` as its standard input (a pipe
+/// is closed at once), to its end (bounded): its exit code, standard
+/// output and standard error.
+fn inetd_run(cfg: &str, stdin: Stdio) -> (Option<i32>, String, String) {
+    let mut jamd = ChildGuard::spawn(
+        Command::new(JAMD)
+            .args(["--inetd", "-c", cfg])
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    drop(jamd.stdin.take());
+    let Some(status) = jamd.wait_timeout(T) else {
+        panic!("jamd --inetd -c {cfg} did not end within {T:?}");
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    jamd.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    jamd.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status.code(), out, err)
+}
+
 /// Standard error is not the client here: start-up errors are printed there.
 #[test]
 fn start_up_errors_reach_stderr_when_it_is_not_the_client() {
     let cfg = config("[server]\nport = \"x\"\n");
-    let out = Command::new(JAMD)
-        .args(["--inetd", "-c", &cfg])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(78), "{err}");
+    let (code, out, err) = inetd_run(&cfg, Stdio::piped());
+    assert_eq!(code, Some(78), "{err}");
     assert!(err.contains("server.port: expected a port number"), "{err}");
-    assert!(out.stdout.is_empty(), "nothing reaches the client");
+    assert!(out.is_empty(), "nothing reaches the client: {out:?}");
     // A regular file is not a connection.
     let file = std::fs::File::open(&cfg).unwrap();
-    let out = Command::new(JAMD)
-        .args(["--inetd", "-c", &cfg])
-        .stdin(Stdio::from(file))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (code, _, err) = inetd_run(&cfg, Stdio::from(file));
+    assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("--inetd: standard input is a file"), "{err}");
 }

@@ -21,7 +21,10 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{jam_time, parse_listening, require_tool, temp_dir, ChildGuard, Jamd, JAMD};
+use common::{
+    jam_time, parse_listening, require_tool, spawn_jamd, syslog_config, temp_dir, Jamd, JAMD,
+    LOOPBACK_FILE_LOG,
+};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 const BASE: &str = "[time]\ntimezone = \"UTC\"\n";
@@ -137,18 +140,48 @@ fn settle_fds(pid: i32, base: usize) -> usize {
     now
 }
 
-/// Asserts (after a bounded wait) that jamd holds exactly the descriptors it
-/// held before (`base_list` is what they were, for the failure message);
-/// returns the count.
-fn assert_fds_back(pid: i32, base_fds: usize, base_list: &[String]) -> usize {
-    let fds = settle_fds(pid, base_fds);
-    assert_eq!(
-        fds,
-        base_fds,
-        "descriptors before {base_list:?}, after {:?}",
-        fd_list(pid)
-    );
-    fds
+/// A process's descriptors at one moment, to check later that it holds as
+/// many again.
+struct FdBaseline {
+    pid: i32,
+    count: usize,
+    /// What they were, for the failure message.
+    list: Vec<String>,
+}
+
+impl FdBaseline {
+    fn take(pid: i32) -> FdBaseline {
+        FdBaseline {
+            pid,
+            count: fd_count(pid),
+            list: fd_list(pid),
+        }
+    }
+
+    /// Asserts (after a bounded wait) that the process holds exactly as
+    /// many descriptors as at the baseline; returns the count.
+    fn assert_back(&self) -> usize {
+        let fds = settle_fds(self.pid, self.count);
+        assert_eq!(
+            fds,
+            self.count,
+            "descriptors before {:?}, after {:?}",
+            self.list,
+            fd_list(self.pid)
+        );
+        fds
+    }
+}
+
+/// jamd on `BASE`, served `warm_up` clients one after the other, and the
+/// baseline of its descriptors taken then.
+fn start_measured(warm_up: usize) -> (Jamd, FdBaseline) {
+    let jamd = start_ready(BASE, &[]);
+    for _ in 0..warm_up {
+        assert_serving(jamd.addr);
+    }
+    let base = FdBaseline::take(jamd.pid());
+    (jamd, base)
 }
 
 /// A small deterministic random generator (xorshift64*), so that a failing
@@ -170,6 +203,38 @@ impl Rng {
     fn bytes(&mut self, n: usize) -> Vec<u8> {
         (0..n).map(|_| self.next() as u8).collect()
     }
+}
+
+/// Makes `per_thread` visits from each of `threads` threads at once; each
+/// thread draws from its own [`Rng`], seeded with `seed ^ (thread + 1)` so
+/// that a failing run can be repeated. `visit(rng, i)` connects and does
+/// its damage; it returns false when its connect failed. Checks that every
+/// visit connected: what they send really reached jamd.
+fn storm(
+    threads: u64,
+    per_thread: usize,
+    seed: u64,
+    visit: impl Fn(&mut Rng, usize) -> bool + Sync,
+) {
+    let failed_connects = AtomicUsize::new(0);
+    thread::scope(|scope| {
+        for t in 0..threads {
+            let (failed_connects, visit) = (&failed_connects, &visit);
+            scope.spawn(move || {
+                let mut rng = Rng(seed ^ (t + 1));
+                for i in 0..per_thread {
+                    if !visit(&mut rng, i) {
+                        failed_connects.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    let failed = failed_connects.into_inner();
+    assert_eq!(
+        failed, 0,
+        "{failed} connects failed of {threads} x {per_thread}"
+    );
 }
 
 /// One reply line read with a bounded wait.
@@ -304,55 +369,42 @@ impl Load {
 
 #[test]
 fn random_bytes_from_500_clients_leave_jamd_serving_without_growing() {
-    let jamd = start_ready(BASE, &[]);
-    let pid = jamd.pid();
     // Warm up every worker's buffers and the allocator before measuring.
-    for _ in 0..20 {
-        assert_serving(jamd.addr);
-    }
-    let base_fds = fd_count(pid);
-    let base_list = fd_list(pid);
+    let (jamd, base) = start_measured(20);
+    let pid = jamd.pid();
     let rss_before = rss_kib(pid);
 
     let addr = jamd.addr;
-    let failed_connects = AtomicUsize::new(0);
-    thread::scope(|scope| {
-        for t in 0..10u64 {
-            let failed_connects = &failed_connects;
-            scope.spawn(move || {
-                let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (t + 1));
-                for _ in 0..50 {
-                    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-                    else {
-                        failed_connects.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    };
-                    // Mostly noise; sometimes real requests mixed in, and
-                    // sometimes far more than a line holds.
-                    let len = match rng.below(4) {
-                        0 => rng.below(16) as usize + 1,
-                        1 => rng.below(300) as usize + 1,
-                        _ => rng.below(8192) as usize + 1,
-                    };
-                    let mut bytes = rng.bytes(len);
-                    if rng.below(3) == 0 {
-                        let at = rng.below(bytes.len() as u64) as usize;
-                        bytes.splice(at..at, b"\r\nTIME\r\n".iter().copied());
-                    }
-                    // The server may close first (line too long): errors are fine.
-                    let _ = s.write_all(&bytes);
-                }
-            });
+    // 500 clients, each of which must get in: the noise really reaches jamd.
+    storm(10, 50, 0x9E37_79B9_7F4A_7C15, |rng, _| {
+        let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(5)) else {
+            return false;
+        };
+        // Mostly noise; sometimes real requests mixed in, and sometimes far
+        // more than a line holds.
+        let len = match rng.below(4) {
+            0 => rng.below(16) as usize + 1,
+            1 => rng.below(300) as usize + 1,
+            _ => rng.below(8192) as usize + 1,
+        };
+        let mut bytes = rng.bytes(len);
+        if rng.below(3) == 0 {
+            let at = rng.below(bytes.len() as u64) as usize;
+            bytes.splice(at..at, b"\r\nTIME\r\n".iter().copied());
         }
+        // The server may close first (line too long): errors are fine.
+        let _ = s.write_all(&bytes);
+        true
     });
-    // Each of the 500 clients got in: the noise was really sent to jamd.
-    assert_eq!(failed_connects.into_inner(), 0, "connects failed");
 
     assert_serving(jamd.addr);
-    let fds = assert_fds_back(pid, base_fds, &base_list);
+    let fds = base.assert_back();
     let rss_after = rss_kib(pid);
     let growth = rss_after.saturating_sub(rss_before);
-    eprintln!("RSS {rss_before} → {rss_after} KiB, descriptors {base_fds} → {fds}");
+    eprintln!(
+        "RSS {rss_before} → {rss_after} KiB, descriptors {} → {fds}",
+        base.count
+    );
     assert!(
         growth < 20 * 1024,
         "RSS grew by {growth} KiB ({rss_before} → {rss_after} KiB)"
@@ -455,49 +507,35 @@ fn slowloris_clients_do_not_delay_normal_clients_and_are_timed_out() {
 
 #[test]
 fn connections_reset_mid_request_leave_jamd_serving_and_leak_nothing() {
-    let jamd = start_ready(BASE, &[]);
-    let pid = jamd.pid();
-    assert_serving(jamd.addr);
-    let base_fds = fd_count(pid);
-    let base_list = fd_list(pid);
+    let (jamd, base) = start_measured(1);
     let addr = jamd.addr;
-    let failed_connects = AtomicUsize::new(0);
-    thread::scope(|scope| {
-        for t in 0..5u64 {
-            let failed_connects = &failed_connects;
-            scope.spawn(move || {
-                let mut rng = Rng(0xD1B5_4A32_D192_ED03 ^ (t + 1));
-                for i in 0..100 {
-                    let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
-                    if s.connect_timeout(&SockAddr::from(addr), Duration::from_secs(5))
-                        .is_err()
-                    {
-                        failed_connects.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    // Half a request, a request whose reply is never read,
-                    // requests and a half, or a long unfinished line.
-                    let bytes: Vec<u8> = match i % 4 {
-                        0 => b"TI".to_vec(),
-                        1 => b"TIME\r\n".to_vec(),
-                        2 => b"TIME\r\nTIME\r\nTI".to_vec(),
-                        _ => rng.bytes(200).into_iter().filter(|&b| b != b'\n').collect(),
-                    };
-                    let _ = s.send(&bytes);
-                    if rng.below(2) == 0 {
-                        thread::sleep(Duration::from_millis(1));
-                    }
-                    // SO_LINGER 0: close sends RST instead of FIN.
-                    s.set_linger(Some(Duration::ZERO)).unwrap();
-                    drop(s);
-                }
-            });
+    // 500 resets, each of which must really reach jamd.
+    storm(5, 100, 0xD1B5_4A32_D192_ED03, |rng, i| {
+        let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+        if s.connect_timeout(&SockAddr::from(addr), Duration::from_secs(5))
+            .is_err()
+        {
+            return false;
         }
+        // Half a request, a request whose reply is never read, requests and
+        // a half, or a long unfinished line.
+        let bytes: Vec<u8> = match i % 4 {
+            0 => b"TI".to_vec(),
+            1 => b"TIME\r\n".to_vec(),
+            2 => b"TIME\r\nTIME\r\nTI".to_vec(),
+            _ => rng.bytes(200).into_iter().filter(|&b| b != b'\n').collect(),
+        };
+        let _ = s.send(&bytes);
+        if rng.below(2) == 0 {
+            thread::sleep(Duration::from_millis(1));
+        }
+        // SO_LINGER 0: close sends RST instead of FIN.
+        s.set_linger(Some(Duration::ZERO)).unwrap();
+        drop(s);
+        true
     });
-    // Each of the 500 resets really reached jamd.
-    assert_eq!(failed_connects.into_inner(), 0, "connects failed");
     assert_serving(jamd.addr);
-    assert_fds_back(pid, base_fds, &base_list);
+    base.assert_back();
 }
 
 // ---------------------------------------------------------------------------
@@ -621,11 +659,7 @@ fn out_of_descriptors_jamd_idles_serves_its_clients_and_recovers() {
 
 #[test]
 fn two_thousand_sequential_connections_leak_no_descriptor() {
-    let jamd = start_ready(BASE, &[]);
-    let pid = jamd.pid();
-    assert_serving(jamd.addr);
-    let base_fds = fd_count(pid);
-    let base_list = fd_list(pid);
+    let (jamd, base) = start_measured(1);
     for i in 0..2000 {
         let s = TcpStream::connect_timeout(&jamd.addr, Duration::from_secs(5)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -660,7 +694,7 @@ fn two_thousand_sequential_connections_leak_no_descriptor() {
         }
     }
     assert_serving(jamd.addr);
-    assert_fds_back(pid, base_fds, &base_list);
+    base.assert_back();
 }
 
 /// Found by the test above: data and the client's FIN that arrive together
@@ -861,25 +895,11 @@ fn syslog_socket_removed_and_recreated_serving_goes_on_and_logging_resumes() {
     let sock_path = dir.join("log.sock");
     let lines = Arc::new(Mutex::new(Vec::new()));
     let log = LogSocket::bind(&sock_path, Arc::clone(&lines));
-    let config = dir.join("jamd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{BASE}[log]\ntarget = \"syslog\"\nsyslog_socket = \"{}\"\nconnections = true\n",
-            sock_path.display()
-        ),
-    )
-    .unwrap();
-    let mut jamd = ChildGuard::spawn(
-        Command::new(JAMD)
-            .arg("-c")
-            .arg(&config)
-            .args(["-p", "0", "-b", "127.0.0.1"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped()),
+    let config = format!(
+        "{BASE}{}",
+        syslog_config(sock_path.display(), "connections = true\n")
     );
-    let stderr = common::Lines::collect(jamd.stderr.take().expect("piped stderr"));
+    let (_jamd, stderr, _dir) = spawn_jamd(&config, &LOOPBACK_FILE_LOG);
     let mut listening = None;
     wait_until(Duration::from_secs(10), || {
         listening = find(&lines, 0, "listening on ");

@@ -235,25 +235,28 @@ fn a_changed_port_bind_or_workers_is_logged_as_needing_a_restart() {
 
 const TWO: &str = "[server]\nworkers = 2\n";
 
-#[test]
-fn max_connections_holds_across_two_workers() {
-    let jamd = Jamd::start(&format!("{TWO}max_connections = 3\n"));
-    let mut held = slots::hold(&jamd, 3);
-    // Whichever worker takes them, newcomers are refused.
+/// Starts two workers with the limit `key = n`, holds its `n` slots from
+/// 127.0.0.1, and checks that newcomers from there are refused, whichever
+/// worker takes them.
+fn full_on_two_workers(key: &str, n: usize) -> (Jamd, Vec<Client>) {
+    let jamd = Jamd::start(&format!("{TWO}{key} = {n}\n"));
+    let held = slots::hold(&jamd, n);
     for _ in 0..6 {
         slots::assert_refused(jamd.connect());
     }
+    (jamd, held)
+}
+
+#[test]
+fn max_connections_holds_across_two_workers() {
+    let (jamd, mut held) = full_on_two_workers("max_connections", 3);
     // A freed place goes to the next client.
     slots::assert_slot_comes_back(&jamd, held.pop().unwrap());
 }
 
 #[test]
 fn max_connections_per_source_holds_across_two_workers() {
-    let jamd = Jamd::start(&format!("{TWO}max_connections_per_source = 2\n"));
-    let mut held = slots::hold(&jamd, 2);
-    for _ in 0..6 {
-        slots::assert_refused(jamd.connect());
-    }
+    let (jamd, mut held) = full_on_two_workers("max_connections_per_source", 2);
     // Another source still gets in, on either worker.
     for _ in 0..2 {
         let mut other = connect_from([127, 0, 0, 2], jamd.addr);
