@@ -277,13 +277,23 @@ fn help_flags(help: &str) -> BTreeSet<String> {
     flags
 }
 
-fn run_help(exe: &str) -> String {
-    let out = Command::new(exe)
-        .arg("--help")
+/// Runs `cmd` (shown as `what` in a failure), which must succeed; its
+/// standard output. A failure shows the exit status and standard error.
+fn stdout_of(what: &str, cmd: &mut Command) -> String {
+    let out = cmd
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {exe} --help: {e}"));
-    assert!(out.status.success(), "{exe} --help exited {}", out.status);
-    String::from_utf8(out.stdout).expect("--help is UTF-8")
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} exited {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap_or_else(|e| panic!("{what} printed no UTF-8: {e}"))
+}
+
+fn run_help(exe: &str) -> String {
+    stdout_of(&format!("{exe} --help"), Command::new(exe).arg("--help"))
 }
 
 /// Every flag of `--help` is an option item of the page, and every flag the
@@ -409,21 +419,14 @@ fn key_names(config: &toml::Table) -> BTreeSet<String> {
 #[test]
 fn every_key_jamd_knows_is_in_the_shipped_config() {
     let path = repo().join("config/jamd.toml");
-    let out = Command::new(env!("CARGO_BIN_EXE_jamd"))
-        .arg("-t")
-        .arg("-c")
-        .arg(&path)
-        .output()
-        .expect("cannot run jamd -t");
-    assert!(
-        out.status.success(),
-        "jamd -t -c config/jamd.toml exited {}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+    let printed = stdout_of(
+        "jamd -t -c config/jamd.toml",
+        Command::new(env!("CARGO_BIN_EXE_jamd"))
+            .arg("-t")
+            .arg("-c")
+            .arg(&path),
     );
-    let effective: toml::Table = String::from_utf8_lossy(&out.stdout)
-        .parse()
-        .expect("jamd -t prints TOML");
+    let effective: toml::Table = printed.parse().expect("jamd -t prints TOML");
     assert_eq!(
         key_names(&effective),
         key_names(&shipped_config()),
@@ -478,25 +481,23 @@ fn word_set(text: &str) -> BTreeSet<&str> {
 /// Checks one page's account of a reload against SPEC 4.
 fn check_reload_text(page: &str, text: &str) {
     let (now, later) = reload_split(text);
-    for key in RELOAD_AT_ONCE {
-        assert!(
-            now.contains(key),
-            "{page}: {key} should take effect at once on SIGHUP"
-        );
-        assert!(
-            !later.contains(key),
-            "{page}: {key} is said to need a restart"
-        );
-    }
-    for key in RELOAD_NEEDS_RESTART {
-        assert!(
-            later.contains(key),
-            "{page}: a changed {key} should need a restart"
-        );
-        assert!(
-            !now.contains(key),
-            "{page}: {key} is said to take effect at once"
-        );
+    // Each key is named where it belongs, and not in the other part.
+    for (keys, (here, belongs), (there, not)) in [
+        (
+            RELOAD_AT_ONCE,
+            (&now, "take effect at once on SIGHUP"),
+            (&later, "need a restart"),
+        ),
+        (
+            RELOAD_NEEDS_RESTART,
+            (&later, "need a restart when changed"),
+            (&now, "take effect at once"),
+        ),
+    ] {
+        for key in keys {
+            assert!(here.contains(key), "{page}: {key} should {belongs}");
+            assert!(!there.contains(key), "{page}: {key} is said to {not}");
+        }
     }
     for table in ["time", "log"] {
         assert!(
@@ -798,25 +799,25 @@ fn the_page_reader_understands_the_mdoc_it_is_given() {
     assert!(later.contains("port") && later.contains("bind") && !later.contains("idle_timeout"));
 }
 
-/// The lines of the literal display in `lines` that starts with a line
-/// beginning with `first`, up to `.Ed`, escapes resolved.
-fn display_starting_with(lines: &[&str], first: &str) -> Option<Vec<String>> {
-    let start = lines.iter().position(|l| l.starts_with(first))?;
-    Some(
-        lines[start..]
-            .iter()
-            .take_while(|l| !l.starts_with(".Ed"))
-            .map(|l| unescape(l))
-            .collect(),
-    )
+/// The lines of the literal display in the EXAMPLES of `page` that starts
+/// with a line beginning with `first`, up to `.Ed`, escapes resolved.
+fn example(page: &str, first: &str) -> Vec<String> {
+    let page = Page::read(page);
+    let lines = page.section("EXAMPLES");
+    let start = lines
+        .iter()
+        .position(|l| l.starts_with(first))
+        .unwrap_or_else(|| panic!("{}: EXAMPLES has no `{first}` display", page.name));
+    lines[start..]
+        .iter()
+        .take_while(|l| !l.starts_with(".Ed"))
+        .map(|l| unescape(l))
+        .collect()
 }
 
 #[test]
 fn the_configuration_error_shown_in_jamd_toml_5_is_what_jamd_prints() {
-    let page = Page::read("jamd.toml.5");
-    let examples = page.section("EXAMPLES");
-    let shown = display_starting_with(&examples, "$ cat bad.toml")
-        .expect("jamd.toml.5: EXAMPLES has no `$ cat bad.toml` session");
+    let shown = example("jamd.toml.5", "$ cat bad.toml");
     // $ cat bad.toml / file lines / $ jamd -t -c bad.toml / error / $ echo $? / code
     let run_at = shown
         .iter()
@@ -885,18 +886,12 @@ fn run_example(command: &str, daemon: &common::Jamd, path_extra: &[PathBuf]) -> 
             .chain(std::env::split_paths(&path)),
     )
     .expect("a usable PATH");
-    let out = Command::new("timeout")
-        .args(["10", "sh", "-c", &command])
-        .env("PATH", path)
-        .output()
-        .expect("cannot run sh");
-    assert!(
-        out.status.success(),
-        "`{command}` exited {}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    stdout_of(
+        &format!("`{command}`"),
+        Command::new("timeout")
+            .args(["10", "sh", "-c", &command])
+            .env("PATH", path),
+    )
 }
 
 #[test]
@@ -904,10 +899,7 @@ fn the_nc_example_of_jamd_8_gets_the_time() {
     if tool("nc", &[]).is_none() {
         return;
     }
-    let page = Page::read("jamd.8");
-    let examples = page.section("EXAMPLES");
-    let shown = display_starting_with(&examples, "$ printf 'TIME")
-        .expect("jamd.8: EXAMPLES has no `printf 'TIME...' | nc` line");
+    let shown = example("jamd.8", "$ printf 'TIME");
     let daemon = start_daemon();
     let out = run_example(&shown[0]["$ ".len()..], &daemon, &[]);
     let reply = out.trim_end();
@@ -932,10 +924,7 @@ fn the_check_tcp_example_of_jamc_1_says_ok() {
     let Some(check_tcp) = tool("check_tcp", &dirs) else {
         return;
     };
-    let page = Page::read("jamc.1");
-    let examples = page.section("EXAMPLES");
-    let shown = display_starting_with(&examples, "check_tcp ")
-        .expect("jamc.1: EXAMPLES has no check_tcp line");
+    let shown = example("jamc.1", "check_tcp ");
     let daemon = start_daemon();
     let dir = check_tcp.parent().map(PathBuf::from).unwrap_or_default();
     let out = run_example(&shown[0], &daemon, &[dir]);
