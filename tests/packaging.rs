@@ -145,14 +145,28 @@ fn verify_complaints(files: &[PathBuf]) -> Vec<String> {
     ours
 }
 
-#[test]
-fn units_pass_systemd_analyze_verify() {
+/// `systemd-analyze verify` on copies of our units naming the built jamd,
+/// with `edit` (text in jamd.service, its replacement) made first: what it
+/// says about our units. None when systemd-analyze is missing.
+fn verify_copies(edit: Option<(&str, &str)>) -> Option<Vec<String>> {
     if !have_tool("systemd-analyze") {
-        return;
+        return None;
     }
     let scratch = TempDir::new("verify");
     let files = units_with_built_binary(&scratch);
-    let complaints = verify_complaints(&files);
+    if let Some((from, to)) = edit {
+        let service = scratch.join("jamd.service");
+        let body = fs::read_to_string(&service).expect("read copy");
+        fs::write(&service, body.replace(from, to)).expect("write edited copy");
+    }
+    Some(verify_complaints(&files))
+}
+
+#[test]
+fn units_pass_systemd_analyze_verify() {
+    let Some(complaints) = verify_copies(None) else {
+        return;
+    };
     assert!(
         complaints.is_empty(),
         "systemd-analyze verify complains:\n{}",
@@ -163,19 +177,10 @@ fn units_pass_systemd_analyze_verify() {
 #[test]
 fn systemd_analyze_verify_would_catch_a_broken_unit() {
     // Guards the test above against passing because verify saw nothing.
-    if !have_tool("systemd-analyze") {
+    let broken = ("Type=notify", "Type=notify\nNoSuchSetting=1");
+    let Some(complaints) = verify_copies(Some(broken)) else {
         return;
-    }
-    let scratch = TempDir::new("verify-broken");
-    let files = units_with_built_binary(&scratch);
-    let service = scratch.join("jamd.service");
-    let body = fs::read_to_string(&service).expect("read copy");
-    fs::write(
-        &service,
-        body.replace("Type=notify", "Type=notify\nNoSuchSetting=1"),
-    )
-    .expect("write broken copy");
-    let complaints = verify_complaints(&files);
+    };
     assert!(
         complaints.iter().any(|l| l.contains("NoSuchSetting")),
         "verify did not report an unknown key: {complaints:?}"
@@ -556,86 +561,90 @@ fn assert_serves_jam(addr: SocketAddr, sink: &SyslogSink) {
     );
 }
 
-#[test]
-fn packaged_xinetd_service_serves_jam_through_jamd() {
-    let Some(xinetd) = packaged_daemon("xinetd") else {
+/// Runs the packaged daemon `name` (xinetd or openbsd-inetd) with `args`
+/// (given its configuration file, its log file and a scratch directory) on
+/// the configuration `conf` writes (given a free loopback port and a jamd
+/// configuration that logs to a test syslog), and checks it serves JAM
+/// through jamd.
+fn assert_packaged_daemon_serves_jam(
+    name: &str,
+    conf: impl Fn(u16, &Path) -> String,
+    args: impl Fn(&mut Command, &Path, &Path, &Path),
+) {
+    let Some(daemon) = packaged_daemon(name) else {
         return;
     };
-    let scratch = TempDir::new("xinetd");
-    let sink = SyslogSink::bind("pkg-xinetd");
+    let scratch = TempDir::new(name);
+    let sink = SyslogSink::bind(&format!("pkg-{name}"));
     let config = sink_config(&scratch, &sink);
     let port = free_port();
-    // The shipped file, with a free loopback port, the built jamd and the
-    // current user (root could not exec a binary under a private home as
-    // nobody); server_args keeps the shipped --inetd.
-    let mut conf = String::new();
-    for line in read("packaging/xinetd/jamd").lines() {
-        match line.split_whitespace().next().unwrap_or("") {
-            "port" => conf.push_str(&format!("\tport = {port}\n\tbind = 127.0.0.1\n")),
-            "server" => conf.push_str(&format!("\tserver = {JAMD}\n")),
-            "server_args" => conf.push_str(&format!("{line} -c {}\n", config.display())),
-            "user" => conf.push_str(&format!("\tuser = {}\n", current_user())),
-            "group" => {}
-            _ => {
-                conf.push_str(line);
-                conf.push('\n');
-            }
-        }
-    }
-    let conf_path = scratch.join("xinetd.conf");
-    fs::write(&conf_path, conf).expect("write xinetd.conf");
-    let log = scratch.join("xinetd.log");
-    let _xinetd = Supervisor::spawn(
-        Command::new(xinetd)
-            .arg("-dontfork")
-            .arg("-filelog")
-            .arg(&log)
-            .arg("-pidfile")
-            .arg(scratch.join("xinetd.pid"))
-            .arg("-f")
-            .arg(&conf_path)
-            .stderr(Stdio::null()),
-    );
+    let conf_path = scratch.join(format!("{name}.conf"));
+    fs::write(&conf_path, conf(port, &config)).expect("write the daemon's configuration");
+    let log = scratch.join(format!("{name}.log"));
+    let mut cmd = Command::new(daemon);
+    args(&mut cmd, &conf_path, &log, &scratch);
+    let _daemon = Supervisor::spawn(&mut cmd);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     wait_listening(addr, &log);
     assert_serves_jam(addr, &sink);
 }
 
 #[test]
-fn packaged_inetd_line_serves_jam_through_jamd() {
-    let Some(inetd) = packaged_daemon("inetd") else {
-        return;
+fn packaged_xinetd_service_serves_jam_through_jamd() {
+    // The shipped file, with a free loopback port, the built jamd and the
+    // current user (root could not exec a binary under a private home as
+    // nobody); server_args keeps the shipped --inetd.
+    let conf = |port: u16, config: &Path| {
+        let mut conf = String::new();
+        for line in read("packaging/xinetd/jamd").lines() {
+            match line.split_whitespace().next().unwrap_or("") {
+                "port" => conf.push_str(&format!("\tport = {port}\n\tbind = 127.0.0.1\n")),
+                "server" => conf.push_str(&format!("\tserver = {JAMD}\n")),
+                "server_args" => conf.push_str(&format!("{line} -c {}\n", config.display())),
+                "user" => conf.push_str(&format!("\tuser = {}\n", current_user())),
+                "group" => {}
+                _ => {
+                    conf.push_str(line);
+                    conf.push('\n');
+                }
+            }
+        }
+        conf
     };
-    let scratch = TempDir::new("inetd");
-    let sink = SyslogSink::bind("pkg-inetd");
-    let config = sink_config(&scratch, &sink);
-    let port = free_port();
+    assert_packaged_daemon_serves_jam("xinetd", conf, |cmd, conf, log, scratch| {
+        cmd.arg("-dontfork")
+            .arg("-filelog")
+            .arg(log)
+            .arg("-pidfile")
+            .arg(scratch.join("xinetd.pid"))
+            .arg("-f")
+            .arg(conf)
+            .stderr(Stdio::null());
+    });
+}
+
+#[test]
+fn packaged_inetd_line_serves_jam_through_jamd() {
     // The shipped IPv4 line, on a free loopback port, with the built jamd
     // and the current user.
-    let fields = config_lines("packaging/inetd/jamd.inetd")
-        .into_iter()
-        .find(|f| f.get(2).map(String::as_str) == Some("tcp"))
-        .expect("a tcp line in packaging/inetd/jamd.inetd");
-    let mut fields = fields;
-    fields[0] = format!("127.0.0.1:{port}");
-    fields[4] = current_user();
-    fields[5] = JAMD.to_string();
-    fields.push("-c".to_string());
-    fields.push(config.display().to_string());
-    let conf_path = scratch.join("inetd.conf");
-    fs::write(&conf_path, fields.join("\t") + "\n").expect("write inetd.conf");
-    let log = scratch.join("inetd.log");
-    let log_file = fs::File::create(&log).expect("create inetd.log");
-    let _inetd = Supervisor::spawn(
-        Command::new(inetd)
-            // -d: foreground, debug lines on stderr (kept for diagnosis).
-            .arg("-d")
-            .arg(&conf_path)
-            .stderr(log_file),
-    );
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    wait_listening(addr, &log);
-    assert_serves_jam(addr, &sink);
+    let conf = |port: u16, config: &Path| {
+        let mut fields = config_lines("packaging/inetd/jamd.inetd")
+            .into_iter()
+            .find(|f| f.get(2).map(String::as_str) == Some("tcp"))
+            .expect("a tcp line in packaging/inetd/jamd.inetd");
+        fields[0] = format!("127.0.0.1:{port}");
+        fields[4] = current_user();
+        fields[5] = JAMD.to_string();
+        fields.push("-c".to_string());
+        fields.push(config.display().to_string());
+        fields.join("\t") + "\n"
+    };
+    assert_packaged_daemon_serves_jam("inetd", conf, |cmd, conf, log, _| {
+        // -d: foreground, debug lines on stderr (kept for diagnosis).
+        cmd.arg("-d")
+            .arg(conf)
+            .stderr(fs::File::create(log).expect("create inetd.log"));
+    });
 }
 
 /// The per-connection socket sets a trigger limit a burst of clients does not
