@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{temp_dir, ChildGuard, Client, Jamd};
+use common::{slots, temp_dir, ChildGuard, Client, Jamd};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -409,10 +409,7 @@ fn a_client_over_max_connections_is_counted_as_busy_not_accepted() {
     let s = start("[server]\nmax_connections = 2\n");
     let a = s.metrics;
     let c5 = counts(a);
-    let mut held1 = s.jamd.connect();
-    let mut held2 = s.jamd.connect();
-    assert!(held1.ask("TIME").starts_with("JAM "));
-    assert!(held2.ask("TIME").starts_with("JAM "));
+    let held = slots::hold(&s.jamd, 2);
     let c6 = expect_delta(
         a,
         &c5,
@@ -422,13 +419,12 @@ fn a_client_over_max_connections_is_counted_as_busy_not_accepted() {
             ("\"time", 2.0),
         ],
     );
-    let mut third = s.jamd.connect();
-    assert_eq!(third.line(), "ERROR server busy");
-    assert!(third.closed());
+    slots::assert_refused(s.jamd.connect());
     let c7 = expect_delta(a, &c6, &[("\"busy", 1.0)]);
-    held1.send(b"QUIT\r\n");
-    held2.send(b"QUIT\r\n");
-    assert!(held1.closed() && held2.closed());
+    for mut c in held {
+        c.send(b"QUIT\r\n");
+        assert!(c.closed());
+    }
     expect_delta(a, &c7, &[("jamd_connections_open", -2.0), ("quit", 2.0)]);
 }
 
@@ -436,11 +432,8 @@ fn a_client_over_max_connections_is_counted_as_busy_not_accepted() {
 fn a_per_source_refusal_is_counted_as_source_busy() {
     let s = start("[server]\nmax_connections_per_source = 1\n");
     let c0 = counts(s.metrics);
-    let mut held = s.jamd.connect();
-    assert!(held.ask("TIME").starts_with("JAM "));
-    let mut second = s.jamd.connect();
-    assert_eq!(second.line(), "ERROR server busy");
-    assert!(second.closed());
+    let held = slots::hold(&s.jamd, 1);
+    slots::assert_refused(s.jamd.connect());
     let c1 = expect_delta(
         s.metrics,
         &c0,
