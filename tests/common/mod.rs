@@ -1,18 +1,23 @@
 //! The one harness the integration tests share, split by job:
 //!
-//! - [`daemon`]: start the real `jamd` on a loopback port, signal it, reload
-//!   it, read what it logs; it is killed by its pid when dropped.
-//! - [`client`]: a JAM client with bounded reads.
+//! - [`daemon`]: start the real `jamd` on a loopback port (`Jamd::start`,
+//!   `start_with`, `start_file`, `start_syslog_only`, or `spawn_jamd` when
+//!   it need not listen), signal it, reload it (`reload`, `reload_failing`,
+//!   `reloaded_under`), read what it logs; it is killed by its pid when
+//!   dropped.
+//! - [`client`]: a JAM client with bounded reads (`time`, `told_and_closed`).
 //! - [`fake`]: an independent JAM server that can misbehave (for jamc).
 //! - [`process`]: a kill-on-drop guard for any child, and bounded runs of
-//!   `jamd`/`jamc`/any tool to completion.
+//!   `jamd`/`jamc`/any tool to completion (`check_config`: `jamd -t`).
 //! - [`supervisor`]: inetd, xinetd or systemd-socket-activate under test,
 //!   stopped with the jamds it started.
 //! - [`syslog`]: a unix datagram socket standing in for /dev/log.
-//! - [`skip`]: the one way a test skips (a failure under `CI=true`).
+//! - [`skip`]: the one way a test skips (a failure under `CI=true`), also
+//!   for a missing tool or namespaces.
 //! - [`slots`]: fill jamd's connection slots, see a newcomer refused and a
 //!   slot come back.
-//! - [`tmp`]: private temporary directories removed on drop.
+//! - [`tmp`]: private temporary directories removed on drop, and
+//!   `write_file`.
 //!
 //! Each test file is its own crate and uses only part of this, hence
 //! `allow(dead_code)`.
