@@ -69,7 +69,8 @@ fn the_instance_template_reads_the_instance_config() {
             .any(|l| l == "ExecStart=/usr/bin/jamd -c /etc/jamd/%i.toml"),
         "{unit}"
     );
-    assert!(read("Cargo.toml").contains("\"packaging/systemd/jamd@.service\""));
+    // That the package installs it (through systemd-units) is checked on the
+    // built .deb in .ci/run.
     // It keeps every hardening line of jamd.service.
     let main = read("packaging/systemd/jamd.service");
     for line in main.lines().filter(|l| {
