@@ -44,7 +44,7 @@ fn fails_saying(what: &str, args: &[&str], says: &str) -> Run {
 fn check_says(what: &str, args: &[&str], code: i32, starts: &str) -> Run {
     let run = jamc(args);
     assert_eq!(run.code, code, "{what}: {run:?}");
-    let line = check_line(&run);
+    let line = check_line(what, &run);
     assert!(line.starts_with(starts), "{what}: want {starts:?}: {run:?}");
     run
 }
@@ -428,8 +428,13 @@ fn assert_offset_near(line: &str, expected: f64, resolution: f64) {
     );
 }
 
-fn check_line(run: &Run) -> &str {
-    assert_eq!(run.stdout.lines().count(), 1, "one status line: {run:?}");
+/// The one status line of a --check run (the case `what`).
+fn check_line<'a>(what: &str, run: &'a Run) -> &'a str {
+    assert_eq!(
+        run.stdout.lines().count(),
+        1,
+        "{what}: one status line: {run:?}"
+    );
     run.stdout.trim_end()
 }
 
@@ -444,7 +449,7 @@ fn check_reads(
     resolution: f64,
 ) -> String {
     let run = jamc(args);
-    let line = check_line(&run).to_owned();
+    let line = check_line(what, &run).to_owned();
     eprintln!("{what}: {line}");
     assert_eq!(run.code, code, "{what}: {run:?}");
     assert!(line.starts_with(starts), "{what}: want {starts:?}: {line}");
@@ -572,7 +577,10 @@ fn check_says_unknown_for_a_time_it_cannot_read() {
     let server = FakeServer::start(Behaviour::Reply(b"JAM tea time\r\n".to_vec()));
     let run = jamc(&["--check", &server.target()]);
     assert_eq!(run.code, 3, "{run:?}");
-    assert!(check_line(&run).starts_with("JAM UNKNOWN - "), "{run:?}");
+    assert!(
+        check_line("tea time", &run).starts_with("JAM UNKNOWN - "),
+        "{run:?}"
+    );
     assert!(run.stdout.contains("cannot read \"tea time\""), "{run:?}");
     // Plain use only wants a JAM line.
     let run = jamc(&[&server.target()]);

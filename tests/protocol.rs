@@ -4,6 +4,7 @@
 mod common;
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{jam_time, Jamd};
@@ -62,10 +63,14 @@ const UNKNOWN: Back = Back::Line("ERROR unknown command");
 const TOO_LONG: Back = Back::Line("ERROR line too long");
 
 /// Holds each named conversation with `jamd`, each on a fresh connection,
-/// step by step; a failure names the conversation and the reply.
-fn converse(jamd: &Jamd, conversations: &[(&str, &[Step])]) {
+/// step by step; a failure names the conversation and the reply. Returns
+/// each conversation's client address, in order (jamd's `closed ADDR` line
+/// for it names that address).
+fn converse(jamd: &Jamd, conversations: &[(&str, &[Step])]) -> Vec<SocketAddr> {
+    let mut clients = Vec::new();
     for (what, steps) in conversations {
         let mut c = jamd.connect();
+        clients.push(c.stream.local_addr().unwrap());
         for (sent, replies) in *steps {
             c.send(sent);
             for want in *replies {
@@ -82,6 +87,7 @@ fn converse(jamd: &Jamd, conversations: &[(&str, &[Step])]) {
             }
         }
     }
+    clients
 }
 
 #[test]
@@ -143,25 +149,31 @@ fn a_request_split_over_packets_is_reassembled() {
 fn lines_longer_than_max_line_bytes_get_an_error_and_a_close() {
     use Back::{Closed, Jam};
     let jamd = Jamd::start("[server]\nmax_line_bytes = 16\n");
-    converse(
-        &jamd,
-        &[
-            ("a too long line", &[(&[b'A'; 40], &[TOO_LONG, Closed])]),
-            (
-                "a line of exactly max_line_bytes is accepted, one more is not",
-                &[
-                    (b"TIME            \r\n", &[Jam]),
-                    (b"TIME             \r\n", &[TOO_LONG]),
-                ],
-            ),
-            // 17 bytes and no terminator: the server must not wait for one.
-            (
-                "too long is detected without any line end",
-                &[(b"TIMETIMETIMETIMET", &[TOO_LONG, Closed])],
-            ),
-        ],
-    );
-    logged(&jamd, "reason=too_long");
+    let conversations: &[(&str, &[Step])] = &[
+        ("a too long line", &[(&[b'A'; 40], &[TOO_LONG, Closed])]),
+        (
+            "a line of exactly max_line_bytes is accepted, one more is not",
+            &[
+                (b"TIME            \r\n", &[Jam]),
+                (b"TIME             \r\n", &[TOO_LONG, Closed]),
+            ],
+        ),
+        // 17 bytes and no terminator: the server must not wait for one.
+        (
+            "too long is detected without any line end",
+            &[(b"TIMETIMETIMETIMET", &[TOO_LONG, Closed])],
+        ),
+    ];
+    let clients = converse(&jamd, conversations);
+    // Each of these connections is logged as closed for its too-long line.
+    for ((what, _), client) in conversations.iter().zip(clients) {
+        let needle = format!("closed {client} ");
+        let line = jamd
+            .stderr
+            .wait_for(&needle, Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("{what}: no {needle:?} line: {:?}", jamd.stderr.all()));
+        assert!(line.ends_with(" reason=too_long"), "{what}: {line}");
+    }
 }
 
 #[test]
