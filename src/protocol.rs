@@ -334,16 +334,30 @@ mod tests {
     fn run(max: usize, chunks: &[&[u8]]) -> Vec<Action> {
         let mut s = Session::new(max);
         let mut out = Vec::new();
-        for chunk in chunks {
+        for (i, chunk) in chunks.iter().enumerate() {
             let mut input = *chunk;
             while let Some(a) = s.next_action(&mut input) {
                 if a != Empty {
                     out.push(a);
                 }
             }
-            assert!(s.buffered() <= max + 1);
+            // The table's cases come through here, so this names the case too.
+            assert!(
+                s.buffered() <= max + 1,
+                "max {max}, sent {:?}: {} bytes held after piece {i}",
+                shown(chunks),
+                s.buffered()
+            );
         }
         out
+    }
+
+    /// The pieces sent, printable: with the limit, a case's name in a failure.
+    fn shown(chunks: &[&[u8]]) -> Vec<String> {
+        chunks
+            .iter()
+            .map(|c| c.escape_ascii().to_string())
+            .collect()
     }
 
     /// Sends one packet to `s`; the first action it completes, if any.
@@ -400,10 +414,7 @@ mod tests {
             (4, &[b"TIME\r\nTIMETIME\r\nTIME\r\n"], &[Time, TooLong]),
         ];
         for (max, chunks, want) in cases {
-            let sent: Vec<_> = chunks
-                .iter()
-                .map(|c| c.escape_ascii().to_string())
-                .collect();
+            let sent = shown(chunks);
             assert_eq!(run(*max, chunks), *want, "max {max}, sent {sent:?}");
         }
     }
