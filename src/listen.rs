@@ -180,8 +180,17 @@ pub fn bind_one(addr: SocketAddr, backlog: u32, reuse_address: bool) -> io::Resu
 pub struct Activation {
     /// The usable sockets.
     pub sockets: Sockets,
-    /// How many descriptors were passed.
-    pub passed: usize,
+}
+
+impl Activation {
+    /// How many of the passed descriptors jamd uses (those it skips are
+    /// named in warnings).
+    pub fn used(&self) -> usize {
+        match &self.sockets {
+            Sockets::Listeners(listeners) => listeners.len(),
+            Sockets::Connection(_) => 1,
+        }
+    }
 }
 
 /// Reads and clears the socket-activation variables. Returns `Ok(None)` when
@@ -264,7 +273,7 @@ pub fn from_service_manager(warnings: &mut Vec<String>) -> Result<Option<Activat
             ))
         }
     };
-    Ok(Some(Activation { sockets, passed: n }))
+    Ok(Some(Activation { sockets }))
 }
 
 enum Inherited {

@@ -616,11 +616,11 @@ fn socket_activation_with_good_and_bad_descriptors_mixed() {
     let file: std::os::fd::OwnedFd = std::fs::File::open("/dev/null").unwrap().into();
     // fd 3 good, 4 a UDP socket, 5 good, 6 not a socket.
     let (_jamd, stderr) = start_activated(vec![good1, udp, good2, file], "");
-    // (N is what LISTEN_FDS said, 4 here, not the 2 used: the warnings
-    // below name the ones left out.)
+    // N counts the sockets used, not the 4 LISTEN_FDS passed: the warnings
+    // below name the ones left out.
     assert!(
         stderr
-            .wait_for("socket(s) from the service manager", T)
+            .wait_for("using 2 socket(s) from the service manager", T)
             .is_some(),
         "{:#?}",
         stderr.all()

@@ -182,7 +182,7 @@ fn inherited_sockets(
         Ok(Some(activation)) => {
             held.notices.push(format!(
                 "using {} socket(s) from the service manager",
-                activation.passed
+                activation.used()
             ));
             Ok((Some(activation.sockets), None))
         }
