@@ -102,8 +102,9 @@ fn mask(len: u8, width: u8) -> u128 {
 
 fn from_bits(v: u128, width: u8) -> IpAddr {
     if width == 32 {
-        // Only ever called with a value masked to 32 bits.
-        IpAddr::V4(Ipv4Addr::from(v as u32))
+        // Only ever called with a value masked to 32 bits: the last four bytes.
+        let [.., a, b, c, d] = v.to_be_bytes();
+        IpAddr::V4(Ipv4Addr::new(a, b, c, d))
     } else {
         IpAddr::V6(Ipv6Addr::from(v))
     }
@@ -198,8 +199,8 @@ impl FromStr for Prefix {
         if len_part.is_empty() || !len_part.bytes().all(|b| b.is_ascii_digit()) {
             return Err(PrefixError::BadLength(entry.to_string()));
         }
-        let len = match len_part.parse::<u32>() {
-            Ok(l) if l <= u32::from(width) => l as u8,
+        let len = match len_part.parse::<u8>() {
+            Ok(l) if l <= width => l,
             _ => {
                 return Err(PrefixError::LengthOutOfRange {
                     entry: entry.to_string(),

@@ -372,10 +372,13 @@ pub fn unix_now() -> (i64, u32) {
 /// A system time as Unix seconds (floor) and nanoseconds past them.
 fn unix_time(t: SystemTime) -> (i64, u32) {
     match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
+        Ok(d) => (
+            i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            d.subsec_nanos(),
+        ),
         Err(before) => {
             let d = before.duration();
-            let secs = -(d.as_secs() as i64);
+            let secs = -i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
             match d.subsec_nanos() {
                 0 => (secs, 0),
                 n => (secs - 1, 1_000_000_000 - n),

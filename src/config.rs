@@ -546,33 +546,28 @@ impl<'a, 'i> Value<'a, 'i> {
         }
     }
 
-    /// A whole number from `min` to `max`; `what` says what it counts
-    /// ("a number of seconds"), and the range is added to the message.
-    pub fn integer(&self, min: i64, max: i64, what: &str) -> Result<i64, Invalid> {
+    /// A whole number from `min` to `max`, as the type the setting is kept
+    /// in (`u8`, `u32`, `usize`…); `what` says what it counts ("a number of
+    /// seconds"), and the range is added to the message. A range wider than
+    /// the type is the same error, never a value cut short.
+    pub fn integer<T: TryFrom<i64>>(&self, min: i64, max: i64, what: &str) -> Result<T, Invalid> {
         let n = match self.value.get_ref() {
             DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix()).ok(),
             _ => None,
         };
-        match n {
-            Some(n) if (min..=max).contains(&n) => Ok(n),
-            _ => Err(self.expected(format_args!("{what} ({min}-{max})"))),
-        }
+        n.filter(|n| (min..=max).contains(n))
+            .and_then(|n| T::try_from(n).ok())
+            .ok_or_else(|| self.expected(format_args!("{what} ({min}-{max})")))
     }
 
     /// A TCP port number.
     pub fn port(&self) -> Result<u16, Invalid> {
-        self.integer(0, 65_535, "a port number").map(|n| n as u16)
+        self.integer(0, 65_535, "a port number")
     }
 
     /// A number of seconds, up to a year.
     pub fn seconds(&self) -> Result<u64, Invalid> {
         self.integer(0, 86_400 * 365, "a number of seconds")
-            .map(|n| n as u64)
-    }
-
-    /// A count of something, from `min` to `max`.
-    pub fn count(&self, min: i64, max: i64, what: &str) -> Result<usize, Invalid> {
-        self.integer(min, max, what).map(|n| n as usize)
     }
 
     /// `true` or `false`.
@@ -671,22 +666,21 @@ fn read_server(mut keys: Keys<'_, '_>) -> Result<ServerConfig, Invalid> {
     keys.read("bind", &mut s.bind, read_bind)?;
     keys.read("backlog", &mut s.backlog, |v| {
         v.integer(1, i32::MAX.into(), "a listen backlog")
-            .map(|n| n as u32)
     })?;
     keys.read("reuse_address", &mut s.reuse_address, |v| v.boolean())?;
     keys.read("max_connections", &mut s.max_connections, |v| {
-        v.count(1, 10_000_000, "a number of connections")
+        v.integer(1, 10_000_000, "a number of connections")
     })?;
     keys.read(
         "max_connections_per_source",
         &mut s.max_connections_per_source,
-        |v| v.count(0, 10_000_000, "a number of connections (0: no limit)"),
+        |v| v.integer(0, 10_000_000, "a number of connections (0: no limit)"),
     )?;
     keys.read("source_prefix_v4", &mut s.source_prefix_v4, |v| {
-        v.integer(0, 32, "an IPv4 prefix length").map(|n| n as u8)
+        v.integer(0, 32, "an IPv4 prefix length")
     })?;
     keys.read("source_prefix_v6", &mut s.source_prefix_v6, |v| {
-        v.integer(0, 128, "an IPv6 prefix length").map(|n| n as u8)
+        v.integer(0, 128, "an IPv6 prefix length")
     })?;
     keys.read(
         "connection_rate_per_source",
@@ -697,27 +691,23 @@ fn read_server(mut keys: Keys<'_, '_>) -> Result<ServerConfig, Invalid> {
                 1_000_000,
                 "a number of connections a second (0: no limit)",
             )
-            .map(|n| n as u32)
         },
     )?;
     keys.read(
         "connection_burst_per_source",
         &mut s.connection_burst_per_source,
-        |v| {
-            v.integer(1, 1_000_000, "a number of connections")
-                .map(|n| n as u32)
-        },
+        |v| v.integer(1, 1_000_000, "a number of connections"),
     )?;
     keys.read("max_tracked_sources", &mut s.max_tracked_sources, |v| {
-        v.count(1, 100_000_000, "a number of sources")
+        v.integer(1, 100_000_000, "a number of sources")
     })?;
     keys.read("idle_timeout", &mut s.idle_timeout, |v| v.seconds())?;
     keys.read("max_line_bytes", &mut s.max_line_bytes, |v| {
-        v.count(4, 65_536, "a number of bytes")
+        v.integer(4, 65_536, "a number of bytes")
     })?;
     keys.read("shutdown_timeout", &mut s.shutdown_timeout, |v| v.seconds())?;
     keys.read("workers", &mut s.workers, |v| {
-        v.count(0, 1024, "a number of threads (0: one per CPU)")
+        v.integer(0, 1024, "a number of threads (0: one per CPU)")
     })?;
     keys.finish()?;
     Ok(s)
@@ -737,7 +727,7 @@ fn read_proxy(mut keys: Keys<'_, '_>) -> Result<ProxyConfig, Invalid> {
     // Not 0: a balancer that never sends its header would hold its
     // connection (and one of max_connections) for ever.
     keys.read("header_timeout", &mut p.header_timeout, |v| {
-        v.integer(1, 3600, "a number of seconds").map(|n| n as u64)
+        v.integer(1, 3600, "a number of seconds")
     })?;
     keys.finish()?;
     Ok(p)
@@ -1185,6 +1175,33 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, String> {
         Config::parse(text, Path::new("jamd.toml")).map_err(|e| e.to_string())
+    }
+
+    /// `Value::integer` checks the range and the setting's type together:
+    /// a range wider than the type is refused with the same message, never
+    /// cut short to fit.
+    #[test]
+    fn an_integer_is_read_as_the_settings_type() {
+        let read = |text: &str, max: i64| -> Result<Option<u8>, String> {
+            let doc = DeTable::parse(text).unwrap();
+            let mut keys = Keys::new("t.".into(), doc.get_ref());
+            let mut n = None;
+            keys.read("n", &mut n, |v| v.integer(0, max, "a number").map(Some))
+                .map_err(|e| e.message)?;
+            Ok(n)
+        };
+        assert_eq!(read("n = 255", 255), Ok(Some(255)));
+        assert_eq!(read("n = 0x10", 255), Ok(Some(16)));
+        let refused = "t.n: expected a number (0-300), found 256";
+        assert_eq!(read("n = 256", 300).unwrap_err(), refused);
+        assert_eq!(
+            read("n = 256", 255).unwrap_err(),
+            "t.n: expected a number (0-255), found 256"
+        );
+        assert_eq!(
+            read("n = -1", 255).unwrap_err(),
+            "t.n: expected a number (0-255), found -1"
+        );
     }
 
     #[test]

@@ -171,7 +171,8 @@ pub fn bind_one(addr: SocketAddr, backlog: u32, reuse_address: bool) -> io::Resu
     socket.set_reuse_address(reuse_address)?;
     socket.set_nonblocking(true)?;
     socket.bind(&SockAddr::from(addr))?;
-    socket.listen(backlog.min(i32::MAX as u32) as i32)?;
+    // listen(2) takes an int; the kernel caps it at somaxconn anyway.
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
     Ok(socket.into())
 }
 
@@ -223,7 +224,7 @@ pub fn from_service_manager(warnings: &mut Vec<String>) -> Result<Option<Activat
         ));
         return Ok(None);
     }
-    let n: usize = match fds.trim().parse() {
+    let n: i32 = match fds.trim().parse() {
         Ok(n) if (1..=1024).contains(&n) => n,
         _ => {
             return Err(ListenError::Inherited(format!(
@@ -233,7 +234,7 @@ pub fn from_service_manager(warnings: &mut Vec<String>) -> Result<Option<Activat
     };
     let mut listeners = Vec::new();
     let mut connections = Vec::new();
-    for fd in 3..3 + n as i32 {
+    for fd in 3..3 + n {
         match fd::kind(fd) {
             FdKind::Closed => {
                 warnings.push(format!("passed descriptor {fd} is not open; skipping it"));

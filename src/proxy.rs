@@ -320,7 +320,7 @@ mod tests {
         let mut h = V2_SIGNATURE.to_vec();
         h.push(0x20 | cmd);
         h.push(fam);
-        h.extend_from_slice(&(block.len() as u16).to_be_bytes());
+        h.extend_from_slice(&u16::try_from(block.len()).unwrap().to_be_bytes());
         h.extend_from_slice(block);
         h
     }

@@ -101,8 +101,9 @@ impl Bucket {
         let elapsed = now.saturating_duration_since(self.at).as_nanos();
         let gained = elapsed.saturating_mul(u128::from(rate.per_second));
         let level = u128::from(self.level).saturating_add(gained);
-        // Never above capacity: a u64 always holds it (u32::MAX × 10^9).
-        level.min(u128::from(rate.capacity())) as u64
+        // Never above capacity, which is a u64.
+        let capacity = rate.capacity();
+        u64::try_from(level).map_or(capacity, |level| level.min(capacity))
     }
 
     /// Takes one token if there is one. Without a limit it always grants.
@@ -681,7 +682,7 @@ mod tests {
                 let mut elapsed_ns = 0u128;
                 for gap in gaps {
                     elapsed_ns += u128::from(gap);
-                    if b.take(rate, t0 + Duration::from_nanos(elapsed_ns as u64)) {
+                    if b.take(rate, t0 + Duration::from_nanos(u64::try_from(elapsed_ns).unwrap())) {
                         granted += 1;
                     }
                     // granted ≤ burst + rate × t, in exact integers.

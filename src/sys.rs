@@ -108,7 +108,10 @@ pub fn monotonic_usec() -> u64 {
     if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) } != 0 {
         return 0;
     }
-    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
+    // Never negative: the monotonic clock counts up from boot.
+    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
+    secs * 1_000_000 + nanos / 1_000
 }
 
 /// Opens /dev/null on any of descriptors 0, 1 and 2 that is closed, so that a
@@ -138,6 +141,10 @@ pub fn ensure_stdio_open() {
 /// [`epoll_delete`], not through mio.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub fn epoll_add_exclusive(epoll: &impl AsRawFd, fd: &impl AsRawFd, token: u64) -> io::Result<()> {
+    #[allow(
+        clippy::cast_sign_loss,
+        reason = "libc gives the flags as a C int; EPOLLET is its sign bit"
+    )]
     let mut event = libc::epoll_event {
         events: (libc::EPOLLIN | libc::EPOLLET | libc::EPOLLEXCLUSIVE) as u32,
         u64: token,

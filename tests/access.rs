@@ -124,7 +124,7 @@ fn a_source_over_its_rate_is_rate_limited_and_others_are_not() {
         .count();
     assert_eq!(served + limited, 6, "{replies:?}");
     // At most the burst plus one a second; exactly the burst when fast.
-    let most = 3 + elapsed.as_secs() as usize + 1;
+    let most = 3 + usize::try_from(elapsed.as_secs()).unwrap() + 1;
     assert!(served >= 3 && served <= most, "{replies:?} in {elapsed:?}");
     if elapsed < Duration::from_millis(900) {
         assert_eq!(served, 3, "{replies:?} in {elapsed:?}");
@@ -270,7 +270,7 @@ fn a_flood_of_refusals_logs_a_line_a_second_and_every_count() {
         let (single, more) = refusals_logged(&jamd.stderr.all());
         if single as u64 + more == N as u64 {
             assert!(
-                single <= elapsed.as_secs() as usize + 2,
+                single <= usize::try_from(elapsed.as_secs()).unwrap() + 2,
                 "{single} lines in {elapsed:?}"
             );
             assert!(more > 0);

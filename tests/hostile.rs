@@ -196,12 +196,14 @@ impl Rng {
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+    fn below(&mut self, n: usize) -> usize {
+        let n = u64::try_from(n).unwrap();
+        usize::try_from(self.next() % n).unwrap()
     }
 
+    /// `n` bytes, each the low byte of the next number.
     fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
+        (0..n).map(|_| self.next().to_le_bytes()[0]).collect()
     }
 }
 
@@ -383,13 +385,13 @@ fn random_bytes_from_500_clients_leave_jamd_serving_without_growing() {
         // Mostly noise; sometimes real requests mixed in, and sometimes far
         // more than a line holds.
         let len = match rng.below(4) {
-            0 => rng.below(16) as usize + 1,
-            1 => rng.below(300) as usize + 1,
-            _ => rng.below(8192) as usize + 1,
+            0 => rng.below(16) + 1,
+            1 => rng.below(300) + 1,
+            _ => rng.below(8192) + 1,
         };
         let mut bytes = rng.bytes(len);
         if rng.below(3) == 0 {
-            let at = rng.below(bytes.len() as u64) as usize;
+            let at = rng.below(bytes.len());
             bytes.splice(at..at, b"\r\nTIME\r\n".iter().copied());
         }
         // The server may close first (line too long): errors are fine.

@@ -408,8 +408,11 @@ fn stepping_server(step: fn(usize) -> i64) -> FakeServer {
 #[test]
 fn a_clock_running_backwards_or_jumping_is_not_trusted_beyond_one_reply() {
     for (what, step) in [
-        ("backwards", (|k| -(k as i64)) as fn(usize) -> i64),
-        ("jumping", |k| 2 * k as i64),
+        (
+            "backwards",
+            (|k| -i64::try_from(k).unwrap()) as fn(usize) -> i64,
+        ),
+        ("jumping", |k| 2 * i64::try_from(k).unwrap()),
     ] {
         let server = stepping_server(step);
         let run = jamc(&[

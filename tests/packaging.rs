@@ -389,7 +389,7 @@ fn run_cron_job(jamc_exit: i32) -> (String, String) {
     let bin = scratch.join("bin");
     fs::create_dir_all(&bin).expect("create stub dir");
     let log = scratch.join("logged");
-    let status = ["OK", "WARNING", "CRITICAL", "UNKNOWN"][jamc_exit as usize];
+    let status = ["OK", "WARNING", "CRITICAL", "UNKNOWN"][usize::try_from(jamc_exit).unwrap()];
     write_script(
         &bin.join("jamc"),
         &format!("#!/bin/sh\necho \"JAM {status} - from $*\"\nexit {jamc_exit}\n"),

@@ -586,8 +586,8 @@ fn start_activated(fds: Vec<std::os::fd::OwnedFd>, config: &str) -> (ChildGuard,
                 }
                 moved.push(high);
             }
-            for (i, &fd) in moved.iter().enumerate() {
-                if libc::dup2(fd, 3 + i as i32) < 0 {
+            for (target, &fd) in (3..).zip(&moved) {
+                if libc::dup2(fd, target) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
             }

@@ -276,8 +276,9 @@ fn now_in(offset: i64) -> u32 {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_secs() as i64;
-    (secs + offset).rem_euclid(86_400) as u32
+        .as_secs();
+    let secs = i64::try_from(secs).unwrap();
+    u32::try_from((secs + offset).rem_euclid(86_400)).unwrap()
 }
 
 fn assert_shows_zone(reply: &str, offset: i64) {

@@ -104,7 +104,7 @@ fn v2(cmd: u8, fam: u8, block: &[u8]) -> Vec<u8> {
     let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
     h.push(0x20 | cmd);
     h.push(fam);
-    h.extend_from_slice(&(block.len() as u16).to_be_bytes());
+    h.extend_from_slice(&u16::try_from(block.len()).unwrap().to_be_bytes());
     h.extend_from_slice(block);
     h
 }

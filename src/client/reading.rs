@@ -271,7 +271,10 @@ impl ServerTime {
             ServerTime::TimeOfDay { since_midnight, .. } => {
                 let midnight = local_wall.date().and_time(chrono::NaiveTime::MIN);
                 let diff = (midnight + since_midnight).signed_duration_since(local_wall);
-                Duration::nanoseconds(wrap_half_day(nanos(diff)) as i64)
+                let wrapped = wrap_half_day(nanos(diff));
+                Duration::nanoseconds(
+                    i64::try_from(wrapped).expect("half a day of nanoseconds fits an i64"),
+                )
             }
         }
     }
