@@ -21,42 +21,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub use render::{render, Sample};
 
 /// Why a connection was refused: the `reason` label of
-/// `jamd_connections_refused_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// `max_connections` reached.
-    Busy,
-    /// `max_connections_per_source` reached for the client's source.
-    SourceBusy,
-    /// The source's connection rate bucket was empty.
-    RateLimited,
-    /// `[access]` denied the client.
-    AccessDenied,
-    /// A trusted balancer sent a bad PROXY header (or none in time).
-    BadProxyHeader,
-}
-
-impl Refusal {
-    /// Every reason, in the order they are rendered.
-    pub const ALL: [Refusal; 5] = [
-        Refusal::Busy,
-        Refusal::SourceBusy,
-        Refusal::RateLimited,
-        Refusal::AccessDenied,
-        Refusal::BadProxyHeader,
-    ];
-
-    /// The label value.
-    pub fn label(self) -> &'static str {
-        match self {
-            Refusal::Busy => "busy",
-            Refusal::SourceBusy => "source_busy",
-            Refusal::RateLimited => "rate_limited",
-            Refusal::AccessDenied => "access_denied",
-            Refusal::BadProxyHeader => "bad_proxy_header",
-        }
-    }
-}
+/// `jamd_connections_refused_total` is the name admission gives it.
+pub use crate::server::Refusal;
 
 /// Why an admitted connection ended: the `reason` label of
 /// `jamd_connections_closed_total` is the `reason=` of the `closed` log line.
@@ -147,11 +113,11 @@ impl ProxyHeader {
 #[derive(Debug, Default)]
 pub struct Shard {
     accepted: AtomicU64,
-    refused: [AtomicU64; 5],
-    closed: [AtomicU64; 6],
-    requests: [AtomicU64; 2],
-    reloads: [AtomicU64; 2],
-    proxy: [AtomicU64; 4],
+    refused: [AtomicU64; Refusal::ALL.len()],
+    closed: [AtomicU64; Closed::ALL.len()],
+    requests: [AtomicU64; Command::ALL.len()],
+    reloads: [AtomicU64; Reload::ALL.len()],
+    proxy: [AtomicU64; ProxyHeader::ALL.len()],
 }
 
 /// Adds one. Relaxed: each counter is independent, and a scrape that sees
@@ -266,15 +232,15 @@ pub struct Counters {
     /// Clients admitted.
     pub accepted: u64,
     /// Clients refused, by [`Refusal`].
-    pub refused: [u64; 5],
+    pub refused: [u64; Refusal::ALL.len()],
     /// Admitted connections ended, by [`Closed`].
-    pub closed: [u64; 6],
+    pub closed: [u64; Closed::ALL.len()],
     /// Request lines answered, by [`Command`].
-    pub requests: [u64; 2],
+    pub requests: [u64; Command::ALL.len()],
     /// SIGHUPs handled, by [`Reload`].
-    pub reloads: [u64; 2],
+    pub reloads: [u64; Reload::ALL.len()],
     /// PROXY headers from trusted balancers, by [`ProxyHeader`].
-    pub proxy: [u64; 4],
+    pub proxy: [u64; ProxyHeader::ALL.len()],
 }
 
 impl Counters {

@@ -132,7 +132,7 @@ pub fn render(s: &Sample, out: &mut String) {
         "Clients refused, by reason.",
         "reason",
         &Refusal::ALL,
-        Refusal::label,
+        Refusal::as_str,
         &c.refused,
     );
     o.counter_by(

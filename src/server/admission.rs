@@ -39,11 +39,11 @@ use crate::protocol::ErrorReply;
 use crate::sources::{self, SourceKey, SourceTable};
 
 /// Why a client was not served. The names are stable: log lines and the
-/// `jamd_connections_refused_total{reason}` metric use [`Refusal::as_str`].
+/// `reason` label of `jamd_connections_refused_total` use
+/// [`Refusal::as_str`]. (Admission decides in another order: access first,
+/// see [`Admission::admit`].)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Refusal {
-    /// `[access]` denies the client (SPEC 7).
-    AccessDenied,
+pub enum Refusal {
     /// `max_connections` are open, or the per-source table has no room
     /// because every source in it has clients connected.
     Busy,
@@ -51,14 +51,26 @@ pub(crate) enum Refusal {
     SourceBusy,
     /// The source's connection rate bucket is empty (SPEC 8).
     RateLimited,
+    /// `[access]` denies the client (SPEC 7).
+    AccessDenied,
     /// A trusted balancer sent a malformed or oversized PROXY header, or
     /// none in time (SPEC 10): closed without a reply.
     BadProxyHeader,
 }
 
 impl Refusal {
+    /// Every reason, in the order metrics render them (and index their
+    /// counters): the order of the variants.
+    pub const ALL: [Refusal; 5] = [
+        Refusal::Busy,
+        Refusal::SourceBusy,
+        Refusal::RateLimited,
+        Refusal::AccessDenied,
+        Refusal::BadProxyHeader,
+    ];
+
     /// The stable name, as in metrics labels.
-    pub(crate) fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Refusal::AccessDenied => "access_denied",
             Refusal::Busy => "busy",
@@ -77,17 +89,6 @@ impl Refusal {
             // A balancer that does not speak the protocol would pass any
             // reply on to a client as if it were the server's answer.
             Refusal::BadProxyHeader => None,
-        }
-    }
-
-    /// The reason label of `jamd_connections_refused_total`.
-    pub(crate) fn metric(self) -> crate::metrics::Refusal {
-        match self {
-            Refusal::AccessDenied => crate::metrics::Refusal::AccessDenied,
-            Refusal::Busy => crate::metrics::Refusal::Busy,
-            Refusal::SourceBusy => crate::metrics::Refusal::SourceBusy,
-            Refusal::RateLimited => crate::metrics::Refusal::RateLimited,
-            Refusal::BadProxyHeader => crate::metrics::Refusal::BadProxyHeader,
         }
     }
 

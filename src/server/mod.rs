@@ -13,6 +13,8 @@ mod conn;
 mod refusals;
 mod worker;
 
+pub use admission::Refusal;
+
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

@@ -445,10 +445,7 @@ impl Worker {
     /// Logs a refusal: a debug line for each, and the rate-limited
     /// `refused ADDR: WHY` line (SPEC 8), with `detail` in parentheses.
     fn refused(&self, peer: &SocketAddr, refusal: Refusal, detail: Option<&BadHeader>) {
-        self.shared
-            .metrics
-            .worker(self.id)
-            .refused(refusal.metric());
+        self.shared.metrics.worker(self.id).refused(refusal);
         if self.shared.log.enabled(Level::Debug) {
             let detail = detail.map(|d| format!(" ({d})")).unwrap_or_default();
             self.shared.log.debug(format!(
