@@ -180,8 +180,7 @@ impl Admission {
         // dropping the ticket.
         let ticket = Ticket {
             admission: Arc::clone(self),
-            source: None,
-            counted: None,
+            source: Source::Unnamed,
         };
         if open > rt.config.server.max_connections {
             return Err(Refusal::Busy);
@@ -203,12 +202,20 @@ fn access(rt: &Runtime, ip: IpAddr) -> Result<(), Refusal> {
 #[derive(Debug)]
 pub(crate) struct Ticket {
     admission: Arc<Admission>,
-    /// The client's source, once known; kept as it was cut at admission,
-    /// so that the slot given back is the one taken even if a reload
-    /// changes how sources are cut.
-    source: Option<SourceKey>,
-    /// The per-source table's count of this client, when it is counted.
-    counted: Option<sources::Ticket>,
+    source: Source,
+}
+
+/// Where a ticket's client stands with its source. The key is kept as it
+/// was cut at admission, so that the slot given back is the one taken even
+/// if a reload changes how sources are cut.
+#[derive(Debug)]
+enum Source {
+    /// Not known yet: a balancer's connection before its PROXY header.
+    Unnamed,
+    /// Known, and not counted: no per-source rule was set when it came.
+    Named(SourceKey),
+    /// Counted by the per-source table until the ticket is dropped.
+    Counted(sources::Ticket),
 }
 
 impl Ticket {
@@ -225,7 +232,7 @@ impl Ticket {
     /// locked when no per-source rule is set).
     fn join_source(&mut self, rt: &Runtime, ip: IpAddr) -> Result<(), Refusal> {
         let source = rt.config.server.source_of(ip);
-        self.source = Some(source);
+        self.source = Source::Named(source);
         if !rt.per_source {
             return Ok(());
         }
@@ -235,7 +242,7 @@ impl Ticket {
         self.admission.publish(&table);
         match admitted {
             Ok(t) => {
-                self.counted = Some(t);
+                self.source = Source::Counted(t);
                 Ok(())
             }
             Err(sources::Refusal::RateLimited) => Err(Refusal::RateLimited),
@@ -249,15 +256,12 @@ impl Ticket {
     /// count against it. Returns false if it was counted already (or
     /// belongs to no source yet).
     pub(crate) fn count_source(&mut self, rt: &Runtime) -> bool {
-        let Some(source) = self.source else {
+        let Source::Named(source) = self.source else {
             return false;
         };
-        if self.counted.is_some() {
-            return false;
-        }
         let now = Instant::now();
         let mut table = self.admission.table(rt, now);
-        self.counted = Some(table.count(source, now));
+        self.source = Source::Counted(table.count(source, now));
         self.admission.publish(&table);
         true
     }
@@ -265,7 +269,7 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        if let Some(counted) = self.counted.take() {
+        if let Source::Counted(counted) = std::mem::replace(&mut self.source, Source::Unnamed) {
             let mut table = lock(&self.admission.per_source);
             table.release(counted, Instant::now());
             self.admission.publish(&table);
@@ -325,7 +329,7 @@ mod tests {
         let rt = runtime(10, 1);
         let a = Admission::new(&rt);
         let t = a.admit(&rt, ip("192.0.2.1")).unwrap();
-        assert!(t.counted.is_some());
+        assert!(matches!(t.source, Source::Counted(_)));
         assert_eq!(refusal(&a, &rt, "192.0.2.1"), Refusal::SourceBusy);
         // The IPv4-mapped form of the same client is the same source.
         assert_eq!(refusal(&a, &rt, "::ffff:192.0.2.1"), Refusal::SourceBusy);
@@ -394,7 +398,7 @@ mod tests {
         let rt = runtime(10, 0);
         let a = Admission::new(&rt);
         let mut t = a.admit(&rt, IpAddr::V6(Ipv6Addr::LOCALHOST)).unwrap();
-        assert!(t.counted.is_none());
+        assert!(matches!(t.source, Source::Named(_)));
         assert_eq!(a.tracked_sources(), 0);
         // A reload that sets a limit counts the clients already connected.
         let limited = runtime(10, 1);

@@ -106,26 +106,27 @@ enum State {
 }
 
 /// How a connection reached jamd.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 enum Route {
     /// Straight from the client.
     Direct,
-    /// From a trusted balancer; `via` it once its header named a client
-    /// (`None` while awaiting the header, and for a health check, which is
-    /// the balancer itself).
-    Balancer {
-        /// The balancer's address, when the client is someone else.
-        via: Option<SocketAddr>,
-    },
+    /// From a trusted balancer (SPEC 10). Boxed: what only such connections
+    /// need would otherwise make every idle client bigger.
+    Balancer(Box<Balanced>),
 }
 
-/// While awaiting the PROXY header: the bytes of it so far. Then: the bytes
-/// that followed it, the client's first requests. Usually empty (no
-/// allocation).
+/// What a connection from a trusted balancer carries beyond a direct one.
 #[derive(Debug, Default)]
-struct Early {
-    bytes: Vec<u8>,
-    /// The read that brought them emptied the socket.
+struct Balanced {
+    /// The balancer's address once its header named a client who is someone
+    /// else (`None` while awaiting the header, and for a health check, which
+    /// is the balancer itself).
+    via: Option<SocketAddr>,
+    /// While awaiting the PROXY header: the bytes of it so far. Then: the
+    /// bytes that followed it, the client's first requests. Usually empty
+    /// (no allocation).
+    early: Vec<u8>,
+    /// The read that brought the header emptied the socket.
     drained: bool,
 }
 
@@ -137,8 +138,6 @@ pub struct Conn {
     peer: SocketAddr,
     /// Straight from the client, or through a trusted balancer.
     route: Route,
-    /// Bytes read before the session could take them.
-    early: Early,
     /// The client's admission: its slots come back when the connection is
     /// dropped, however that happens.
     ticket: Ticket,
@@ -174,7 +173,6 @@ impl Conn {
             stream,
             peer,
             route: Route::Direct,
-            early: Early::default(),
             ticket,
             session: Session::new(max_line_bytes),
             state: State::Serving,
@@ -198,7 +196,7 @@ impl Conn {
         max_line_bytes: usize,
     ) -> Conn {
         let mut conn = Conn::new(stream, balancer, ticket, max_line_bytes);
-        conn.route = Route::Balancer { via: None };
+        conn.route = Route::Balancer(Box::default());
         conn.state = State::AwaitingProxyHeader { since: conn.opened };
         conn
     }
@@ -222,7 +220,9 @@ impl Conn {
     /// balancer itself for a health check), who came `via` a balancer.
     pub fn serve_as(&mut self, client: SocketAddr, via: Option<SocketAddr>) {
         self.peer = client;
-        self.route = Route::Balancer { via };
+        if let Route::Balancer(b) = &mut self.route {
+            b.via = via;
+        }
         self.state = State::Serving;
         // The idle timer counts from when the client could first be served.
         self.last_line = Instant::now();
@@ -260,7 +260,7 @@ impl Conn {
     /// The balancer the client came through, if a PROXY header named it.
     pub fn via(&self) -> Option<&SocketAddr> {
         match &self.route {
-            Route::Balancer { via } => via.as_ref(),
+            Route::Balancer(b) => b.via.as_ref(),
             Route::Direct => None,
         }
     }
@@ -342,10 +342,10 @@ impl Conn {
         if !self.flush_pending() {
             return self.blocked_or_error();
         }
-        if self.early.drained || !self.early.bytes.is_empty() {
+        if let Route::Balancer(b) = &mut self.route {
             // What followed the PROXY header: the client's first requests.
-            let drained = std::mem::take(&mut self.early.drained);
-            let early = std::mem::take(&mut self.early.bytes);
+            let drained = std::mem::take(&mut b.drained);
+            let early = std::mem::take(&mut b.early);
             if !early.is_empty() {
                 s.out.clear();
                 self.answer(&early, s.out, s.cache, s.clock, s.metrics);
@@ -372,7 +372,7 @@ impl Conn {
                 // a reset, to leave no TIME_WAIT behind: from a balancer that
                 // is how a connection ends, not a failure.
                 Err(e)
-                    if self.route != Route::Direct
+                    if matches!(self.route, Route::Balancer(_))
                         && e.kind() == io::ErrorKind::ConnectionReset =>
                 {
                     return Next::Close(CloseReason::Eof)
@@ -404,19 +404,23 @@ impl Conn {
     /// header split at any point is read whole. Most headers come in one
     /// read, parsed where they landed without a copy.
     fn read_header(&mut self, s: &mut Scratch<'_>) -> Next {
+        let Route::Balancer(b) = &mut self.route else {
+            // Only a balancer's connection awaits a header.
+            return Next::BadHeader(BadHeader::Truncated);
+        };
         for _ in 0..READS_PER_TURN {
             let n = match self.stream.read(s.read) {
-                Ok(0) if self.early.bytes.is_empty() => return Next::Vanished,
+                Ok(0) if b.early.is_empty() => return Next::Vanished,
                 Ok(0) => return Next::BadHeader(BadHeader::Truncated),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::Wait,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // A reset or another error: the balancer is gone.
-                Err(_) if self.early.bytes.is_empty() => return Next::Vanished,
+                Err(_) if b.early.is_empty() => return Next::Vanished,
                 Err(_) => return Next::BadHeader(BadHeader::Truncated),
             };
             let drained = n < s.read.len();
-            let early = &mut self.early.bytes;
+            let early = &mut b.early;
             let fresh = early.is_empty();
             let parsed = if fresh {
                 proxy::parse(&s.read[..n])
@@ -442,7 +446,7 @@ impl Conn {
                     if early.is_empty() {
                         *early = Vec::new();
                     }
-                    self.early.drained = drained;
+                    b.drained = drained;
                     return Next::Header(header);
                 }
                 Parse::Invalid(why) => return Next::BadHeader(BadHeader::Invalid(why)),
