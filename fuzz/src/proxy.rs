@@ -43,7 +43,11 @@ pub fn check(data: &[u8]) {
     ends.sort_unstable();
 
     let whole = parse(stream);
-    assert_eq!(incremental(stream, &ends), whole, "split changed the answer");
+    assert_eq!(
+        incremental(stream, &ends),
+        whole,
+        "split changed the answer"
+    );
     let every: Vec<usize> = (0..stream.len()).collect();
     assert_eq!(
         incremental(stream, &every),
@@ -78,18 +82,5 @@ fn main() {
 /// Without AFL: check each file named on the command line, or standard input.
 #[cfg(not(feature = "afl"))]
 fn main() {
-    use std::io::Read;
-    let files: Vec<String> = std::env::args().skip(1).collect();
-    if files.is_empty() {
-        let mut data = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut data)
-            .expect("read standard input");
-        check(&data);
-    } else {
-        for f in &files {
-            check(&std::fs::read(f).unwrap_or_else(|e| panic!("{f}: {e}")));
-        }
-        eprintln!("{} input(s) checked", files.len());
-    }
+    jamd_fuzz::replay(check);
 }

@@ -101,18 +101,5 @@ fn main() {
 /// Without AFL: check each file named on the command line, or standard input.
 #[cfg(not(feature = "afl"))]
 fn main() {
-    use std::io::Read;
-    let files: Vec<String> = std::env::args().skip(1).collect();
-    if files.is_empty() {
-        let mut data = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut data)
-            .expect("read standard input");
-        check(&data);
-    } else {
-        for f in &files {
-            check(&std::fs::read(f).unwrap_or_else(|e| panic!("{f}: {e}")));
-        }
-        eprintln!("{} input(s) checked", files.len());
-    }
+    jamd_fuzz::replay(check);
 }
