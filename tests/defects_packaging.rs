@@ -6,18 +6,12 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{require_tool, run_jamd, TempDir, JAMC, JAMD};
+use common::{repo_file, require_tool, run_jamd, TempDir, JAMC, JAMD};
 
 const T: Duration = Duration::from_secs(10);
-
-fn read(rel: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
 
 /// `jamd -V` and `jamc -V` name the commit and its date in a git checkout.
 #[test]
@@ -63,7 +57,7 @@ fn version_names_the_commit_and_date_when_built_from_git() {
 
 #[test]
 fn the_instance_template_reads_the_instance_config() {
-    let unit = read("packaging/systemd/jamd@.service");
+    let unit = repo_file("packaging/systemd/jamd@.service");
     assert!(
         unit.lines()
             .any(|l| l == "ExecStart=/usr/bin/jamd -c /etc/jamd/%i.toml"),
@@ -72,7 +66,7 @@ fn the_instance_template_reads_the_instance_config() {
     // That the package installs it (through systemd-units) is checked on the
     // built .deb in .ci/run.
     // It keeps every hardening line of jamd.service.
-    let main = read("packaging/systemd/jamd.service");
+    let main = repo_file("packaging/systemd/jamd.service");
     for line in main.lines().filter(|l| {
         l.starts_with("Protect")
             || l.starts_with("Private")
@@ -107,7 +101,7 @@ fn the_instance_template_reads_the_instance_config() {
 #[test]
 fn docs_quote_the_address_in_use_error_as_the_program_says_it() {
     for doc in ["README.md", "man/jamd.8"] {
-        let text = read(doc);
+        let text = repo_file(doc);
         assert!(!text.contains("Address in use"), "{doc}");
     }
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -120,14 +114,14 @@ fn docs_quote_the_address_in_use_error_as_the_program_says_it() {
         T,
     );
     assert!(err.contains("Address already in use"), "{err}");
-    assert!(read("README.md").contains("Address already in use"));
-    assert!(read("man/jamd.8").contains("Address already in use"));
+    assert!(repo_file("README.md").contains("Address already in use"));
+    assert!(repo_file("man/jamd.8").contains("Address already in use"));
 }
 
 /// Every key reload treats as restart-only is named where the docs list them.
 #[test]
 fn the_restart_only_keys_are_listed_everywhere() {
-    let reload = read("src/daemon/reload.rs");
+    let reload = repo_file("src/daemon/reload.rs");
     let list = reload
         .split("restart_only!(")
         .nth(1)
@@ -142,12 +136,12 @@ fn the_restart_only_keys_are_listed_everywhere() {
         keys.contains(&"workers") && keys.contains(&"port"),
         "{keys:?}"
     );
-    let readme = read("README.md");
+    let readme = repo_file("README.md");
     let readme_line = readme
         .split("\n\n")
         .find(|p| p.contains("Signals:") && p.contains("needing a restart"))
         .expect("README's signals paragraph");
-    let config = read("config/jamd.toml");
+    let config = repo_file("config/jamd.toml");
     let config_head: String = config.lines().take_while(|l| l.starts_with('#')).collect();
     for key in &keys {
         assert!(
@@ -160,8 +154,8 @@ fn the_restart_only_keys_are_listed_everywhere() {
 
 #[test]
 fn jamd_8_names_where_the_package_installs_the_units_and_its_neighbours() {
-    let page = read("man/jamd.8");
-    let cargo = read("Cargo.toml");
+    let page = repo_file("man/jamd.8");
+    let cargo = repo_file("Cargo.toml");
     assert!(!page.contains("Pa /lib/systemd"), "FILES says /lib/systemd");
     for unit in [
         "jamd.service",

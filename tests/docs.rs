@@ -12,6 +12,7 @@
 
 mod common;
 
+use common::repo;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
@@ -79,10 +80,6 @@ const JAMC_SPEC_EXAMPLES: &[&str] = &[
     "JAM OK - offset +0.012 s from localhost:45000 | offset=0.012s;2;10 time=0.000210s uncertainty=0.003s",
     "--timezone=-03:00",
 ];
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// mdoc macros that may appear as words on a macro line; they are dropped
 /// when a line is read as text.

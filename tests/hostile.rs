@@ -21,6 +21,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::client::connect_from;
 use common::{
     jam_time, parse_listening, require_tool, spawn_jamd, syslog_config, temp_dir, Jamd, JAMD,
     LOOPBACK_FILE_LOG,
@@ -298,21 +299,6 @@ fn assert_serving(addr: SocketAddr) {
     if let Err(e) = ask_time(addr) {
         panic!("jamd no longer serves: {e}");
     }
-}
-
-/// A connection from a chosen local address (a second loopback source).
-fn connect_from(source: &str, to: SocketAddr) -> TcpStream {
-    let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
-    let from: SocketAddr = format!("{source}:0").parse().unwrap();
-    s.bind(&SockAddr::from(from))
-        .expect("bind the source address");
-    s.connect_timeout(&SockAddr::from(to), Duration::from_secs(5))
-        .expect("connect");
-    let stream: TcpStream = s.into();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream
 }
 
 /// Clients that keep asking TIME on short connections until stopped; they

@@ -6,10 +6,10 @@
 
 mod common;
 
-use common::{jamc, run_bounded, FakeServer, Run, TempDir, JAMC_BOUND};
+use common::{jamc, repo, run_bounded, FakeServer, Run, TempDir, JAMC_BOUND};
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -46,10 +46,6 @@ fn perf(line: &str, name: &str) -> f64 {
     number
         .parse()
         .unwrap_or_else(|_| panic!("bad {name}= in {line:?}"))
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 // ------------------------------------------------ SPEC 12: server text escaped

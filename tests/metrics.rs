@@ -9,18 +9,14 @@ mod common;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{slots, temp_dir, ChildGuard, Client, Jamd};
+use common::{repo, slots, temp_dir, ChildGuard, Client, Jamd};
 
 const T: Duration = Duration::from_secs(10);
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// promtool or prometheus: unpacked by .ci/run, or installed.
 fn prometheus_tool(name: &str) -> Option<PathBuf> {

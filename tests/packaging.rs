@@ -16,7 +16,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::supervisor::{current_user, packaged_daemon, Supervisor};
-use common::{free_port, jam_time, Client, SyslogSink, TempDir, JAMD};
+use common::{free_port, jam_time, repo, repo_file, Client, SyslogSink, TempDir, JAMD};
 
 /// How long a daemon under test may take to answer or to log.
 const T: Duration = Duration::from_secs(10);
@@ -31,15 +31,6 @@ const UNITS: [&str; 4] = [
     "jamd-conn.socket",
     "jamd-conn@.service",
 ];
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn read(rel: &str) -> String {
-    let path = repo().join(rel);
-    fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-}
 
 /// Whether `tool` is on PATH. When it is not: a skip message outside CI, a
 /// panic under CI.
@@ -64,7 +55,7 @@ fn text(output: &Output) -> String {
 
 /// The `Key=value` assignments of a unit file, in order (comments skipped).
 fn unit_settings(unit: &str) -> Vec<(String, String)> {
-    read(&format!("packaging/systemd/{unit}"))
+    repo_file(&format!("packaging/systemd/{unit}"))
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with(['#', ';', '[']))
@@ -112,7 +103,8 @@ fn units_with_built_binary(scratch: &TempDir) -> Vec<PathBuf> {
         .iter()
         .map(|unit| {
             let copy = scratch.join(unit);
-            let body = read(&format!("packaging/systemd/{unit}")).replace("/usr/bin/jamd", &jamd);
+            let body =
+                repo_file(&format!("packaging/systemd/{unit}")).replace("/usr/bin/jamd", &jamd);
             fs::write(&copy, body).expect("write unit copy");
             copy
         })
@@ -289,7 +281,7 @@ fn per_connection_pair_accepts_and_starts_one_jamd_per_client() {
 
 /// The non-comment lines of a config file, split on whitespace.
 fn config_lines(rel: &str) -> Vec<Vec<String>> {
-    read(rel)
+    repo_file(rel)
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
@@ -314,7 +306,7 @@ fn inetd_entries_run_jamd_with_inetd_flag_over_ipv4_and_ipv6() {
     }
     assert_eq!(protocols, ["tcp", "tcp6"]);
     assert!(
-        read("packaging/inetd/jamd.inetd").contains("45000/tcp"),
+        repo_file("packaging/inetd/jamd.inetd").contains("45000/tcp"),
         "the inetd example should say which /etc/services line it needs"
     );
 }
@@ -347,7 +339,7 @@ fn xinetd_service_runs_jamd_with_inetd_flag_and_limits() {
 
 /// The schedule and the command of the one job line of the cron example.
 fn cron_job() -> (String, String) {
-    let text = read("packaging/cron/jamd-check");
+    let text = repo_file("packaging/cron/jamd-check");
     // Job lines start with the minute field; the others are comments or
     // VARIABLE=value lines.
     let line = text
@@ -379,7 +371,7 @@ fn cron_example_runs_jamc_check_every_five_minutes() {
         !command.contains('%'),
         "cron job must not contain %: {command}"
     );
-    assert!(read("packaging/cron/jamd-check").contains("MAILTO="));
+    assert!(repo_file("packaging/cron/jamd-check").contains("MAILTO="));
 }
 
 /// Runs the cron job's command with stand-ins for jamc (exiting with
@@ -445,7 +437,7 @@ fn cron_example_is_silent_when_ok_and_speaks_on_trouble() {
 
 #[test]
 fn deb_metadata_ships_binaries_man_pages_units_config_and_examples() {
-    let manifest: toml::Table = read("Cargo.toml").parse().expect("Cargo.toml is TOML");
+    let manifest: toml::Table = repo_file("Cargo.toml").parse().expect("Cargo.toml is TOML");
     let deb = manifest["package"]["metadata"]["deb"]
         .as_table()
         .expect("[package.metadata.deb]");
@@ -596,7 +588,7 @@ fn packaged_xinetd_service_serves_jam_through_jamd() {
     // nobody); server_args keeps the shipped --inetd.
     let conf = |port: u16, config: &Path| {
         let mut conf = String::new();
-        for line in read("packaging/xinetd/jamd").lines() {
+        for line in repo_file("packaging/xinetd/jamd").lines() {
             match line.split_whitespace().next().unwrap_or("") {
                 "port" => conf.push_str(&format!("\tport = {port}\n\tbind = 127.0.0.1\n")),
                 "server" => conf.push_str(&format!("\tserver = {JAMD}\n")),
@@ -654,6 +646,6 @@ fn the_per_connection_socket_sets_a_trigger_limit_the_docs_name() {
     let burst = number_setting("jamd-conn.socket", "TriggerLimitBurst");
     let max = number_setting("jamd-conn.socket", "MaxConnections");
     assert!(burst > 200 && burst >= max, "burst {burst}, max {max}");
-    assert!(read("man/jamd.8").contains(&format!("TriggerLimitBurst={burst}")));
-    assert!(read("README.md").contains("TriggerLimitBurst"));
+    assert!(repo_file("man/jamd.8").contains(&format!("TriggerLimitBurst={burst}")));
+    assert!(repo_file("README.md").contains("TriggerLimitBurst"));
 }

@@ -18,6 +18,8 @@
 //!   slot come back.
 //! - [`tmp`]: private temporary directories removed on drop, and
 //!   `write_file`.
+//! - [`repo`] and [`repo_file`]: the repository's own files (docs, units,
+//!   Cargo.toml) as the tests read them.
 //!
 //! Each test file is its own crate and uses only part of this, hence
 //! `allow(dead_code)`.
@@ -32,6 +34,18 @@ pub mod slots;
 pub mod supervisor;
 pub mod syslog;
 pub mod tmp;
+
+/// The repository's root (where Cargo.toml is).
+pub fn repo() -> &'static std::path::Path {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A file of the repository, by its path from the root; panics naming it
+/// when it cannot be read.
+pub fn repo_file(rel: &str) -> String {
+    let path = repo().join(rel);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
 
 pub use client::{jam_time, Client};
 pub use daemon::{
