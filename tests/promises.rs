@@ -19,7 +19,6 @@ use common::{
     free_port, jam_time, require_namespaces, slots, temp_dir, ChildGuard, Client, Jamd, Lines,
     SyslogSink, JAMD, LOOPBACK_ARGS,
 };
-use socket2::{Domain, SockAddr, Socket, Type};
 
 const T: Duration = Duration::from_secs(15);
 
@@ -29,17 +28,6 @@ const T: Duration = Duration::from_secs(15);
 /// in `jamd.stderr`.
 fn sync_log(jamd: &Jamd, text: &str) {
     jamd.reload(text);
-}
-
-/// A client whose connection comes from `source` (another loopback address
-/// plays another host).
-fn connect_from(source: [u8; 4], to: SocketAddr) -> Client {
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    s.bind(&SockAddr::from(SocketAddr::from((source, 0))))
-        .unwrap();
-    s.connect_timeout(&SockAddr::from(to), Duration::from_secs(5))
-        .unwrap();
-    Client::from_stream(s.into())
 }
 
 /// What `date` shows for `format` with this environment.
@@ -259,11 +247,11 @@ fn max_connections_per_source_holds_across_two_workers() {
     let (jamd, mut held) = full_on_two_workers("max_connections_per_source", 2);
     // Another source still gets in, on either worker.
     for _ in 0..2 {
-        let mut other = connect_from([127, 0, 0, 2], jamd.addr);
+        let mut other = Client::connect_from("127.0.0.2", jamd.addr);
         other.time();
         held.push(other);
     }
-    let mut third = connect_from([127, 0, 0, 2], jamd.addr);
+    let mut third = Client::connect_from("127.0.0.2", jamd.addr);
     assert_eq!(third.line(), "ERROR server busy");
 }
 
@@ -304,7 +292,7 @@ fn connection_rate_per_source_holds_across_two_workers() {
     // The burst, plus what refilled while we connected (a slow machine).
     assert!((3..=5).contains(&served), "{answers:?}");
     // Another source has its own bucket.
-    connect_from([127, 0, 0, 2], jamd.addr).time();
+    Client::connect_from("127.0.0.2", jamd.addr).time();
 }
 
 /// jamd.8, LOGGING: "At most one refusal line is logged a second, for all
