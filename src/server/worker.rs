@@ -296,8 +296,8 @@ impl Worker {
                 Err(e) if out_of_descriptors(&e) => {
                     // Back off instead of spinning: the pending connections
                     // wait in the backlog until descriptors free up.
-                    self.accepting = Accepting::PausedUntil(Instant::now() + ACCEPT_BACKOFF);
                     let now = Instant::now();
+                    self.accepting = Accepting::PausedUntil(now + ACCEPT_BACKOFF);
                     if self
                         .emfile_logged
                         .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10))
