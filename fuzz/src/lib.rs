@@ -1,4 +1,24 @@
-//! What the fuzz targets share: running a target's check without AFL.
+//! What the fuzz targets share: reading where an input says the network
+//! split its stream, and running a target's check without AFL.
+
+/// Splits `data` into the points where the network cut the stream and the
+/// stream itself: byte 0 the number of cuts (its low four bits: 0..=15),
+/// then two bytes (little-endian) per cut, then the stream. The cuts are
+/// sorted offsets into the stream. `None` when `data` is too short.
+pub fn cuts_and_stream(data: &[u8]) -> Option<(Vec<usize>, &[u8])> {
+    let (&ncuts, rest) = data.split_first()?;
+    let ncuts = usize::from(ncuts & 15);
+    if rest.len() < 2 * ncuts {
+        return None;
+    }
+    let (cut_bytes, stream) = rest.split_at(2 * ncuts);
+    let mut cuts: Vec<usize> = cut_bytes
+        .chunks(2)
+        .map(|c| usize::from(u16::from_le_bytes([c[0], c[1]])) % (stream.len() + 1))
+        .collect();
+    cuts.sort_unstable();
+    Some((cuts, stream))
+}
 
 /// Runs `check` on each file named on the command line, or on standard
 /// input when none is, as a plain program (the seed corpus goes through it

@@ -28,19 +28,9 @@ fn incremental(stream: &[u8], ends: &[usize]) -> Parse {
 
 /// Checks one fuzz input; panics (which the fuzzer records) on a violation.
 pub fn check(data: &[u8]) {
-    let Some((&ncuts, rest)) = data.split_first() else {
+    let Some((ends, stream)) = jamd_fuzz::cuts_and_stream(data) else {
         return;
     };
-    let ncuts = (ncuts & 15) as usize;
-    if rest.len() < 2 * ncuts {
-        return;
-    }
-    let (cut_bytes, stream) = rest.split_at(2 * ncuts);
-    let mut ends: Vec<usize> = cut_bytes
-        .chunks(2)
-        .map(|c| u16::from_le_bytes([c[0], c[1]]) as usize % (stream.len() + 1))
-        .collect();
-    ends.sort_unstable();
 
     let whole = parse(stream);
     assert_eq!(

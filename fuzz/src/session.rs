@@ -56,19 +56,9 @@ pub fn check(data: &[u8]) {
         return;
     };
     let max = max_byte as usize + 1;
-    let Some((&ncuts, rest)) = rest.split_first() else {
+    let Some((cuts, stream)) = jamd_fuzz::cuts_and_stream(rest) else {
         return;
     };
-    let ncuts = (ncuts & 15) as usize;
-    if rest.len() < 2 * ncuts {
-        return;
-    }
-    let (cut_bytes, stream) = rest.split_at(2 * ncuts);
-    let mut cuts: Vec<usize> = cut_bytes
-        .chunks(2)
-        .map(|c| u16::from_le_bytes([c[0], c[1]]) as usize % (stream.len() + 1))
-        .collect();
-    cuts.sort_unstable();
     let mut chunks = Vec::new();
     let mut from = 0;
     for c in cuts {
