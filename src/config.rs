@@ -954,7 +954,7 @@ pub struct Loaded {
 /// Only a file that does not exist means "use the defaults": an unreadable
 /// directory, a FIFO or a device is an error.
 pub fn load(path: &Path, explicit: bool, overrides: &Overrides) -> Result<Loaded, ConfigError> {
-    let (mut config, missing_default) = match read_file(path) {
+    let (mut config, missing_default) = match read_regular_file(path) {
         Ok(text) => (Config::parse_bytes(&text, path)?, false),
         Err(error) if !explicit && error.kind() == std::io::ErrorKind::NotFound => {
             (Config::parse("", path)?, true)
@@ -975,8 +975,9 @@ pub fn load(path: &Path, explicit: bool, overrides: &Overrides) -> Result<Loaded
 
 /// The file's bytes, refusing anything but a regular file without blocking
 /// on it: a FIFO would otherwise hang jamd (also on reload, in the control
-/// thread), and a device could be read forever.
-fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
+/// thread), and a device could be read forever. The configuration and the
+/// zone files are read this way.
+pub(crate) fn read_regular_file(path: &Path) -> std::io::Result<Vec<u8>> {
     let mut file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
@@ -1007,7 +1008,7 @@ impl Config {
     /// Reads and validates the file at `path` (no command line, no default
     /// for a missing file).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let bytes = read_file(path).map_err(|error| ConfigError::Read {
+        let bytes = read_regular_file(path).map_err(|error| ConfigError::Read {
             path: path.to_owned(),
             error,
         })?;

@@ -3,8 +3,8 @@
 //! adopting it, pointing standard I/O away from a client connection (dup2),
 //! the exclusive epoll registration mio lacks (epoll_ctl), the monotonic clock
 //! systemd wants (clock_gettime), and the clock tick of /proc's CPU times
-//! (sysconf). Nothing else in the crate may use `unsafe`, and this module is
-//! private to the crate.
+//! (sysconf), and changing the environment (unsafe since Rust 2024). Nothing
+//! else in the crate may use `unsafe`, and this module is private to the crate.
 #![allow(unsafe_code)]
 
 use std::fs::OpenOptions;
@@ -96,6 +96,15 @@ pub fn detach_stdio_sockets() -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Removes an environment variable of this process. Call it only during
+/// start-up, before jamd starts a thread of its own.
+#[allow(unused_unsafe)]
+pub(crate) fn remove_env(var: &str) {
+    // SAFETY: changing the environment races with any other thread reading
+    // it; start-up calls this before the log, workers or control thread exist.
+    unsafe { std::env::remove_var(var) };
 }
 
 /// CLOCK_MONOTONIC in microseconds, as systemd's `MONOTONIC_USEC=` wants it.
