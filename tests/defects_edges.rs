@@ -4,9 +4,13 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime};
+use std::os::unix::net::UnixDatagram;
+use std::time::{Duration, Instant, SystemTime};
 
-use common::Jamd;
+use common::{Client, Jamd, SyslogSink};
+
+/// How long a test waits for a line or a reply that should come at once.
+const T: Duration = Duration::from_secs(10);
 
 /// `%+` shows nanoseconds, so each reply is the instant it was asked at: no
 /// reply shows an instant that had passed when its request was sent.
@@ -30,4 +34,100 @@ fn an_rfc3339_format_shows_the_instant_of_each_request() {
     }
     shown.dedup();
     assert_eq!(shown.len(), 6, "{shown:?}");
+}
+
+/// A source over `max_connections_per_source` is told `ERROR server busy`
+/// and logged as `source busy`; the summary of the lines left out names its
+/// reasons.
+#[test]
+fn a_source_over_its_limit_is_logged_as_source_busy() {
+    let jamd = Jamd::start("[server]\nmax_connections_per_source = 2\n");
+    let _held = common::slots::hold(&jamd, 2);
+    let mut refused = jamd.connect();
+    refused.told_and_closed("ERROR server busy");
+    let line = jamd
+        .stderr
+        .wait_for(": source busy", T)
+        .expect("a `refused ADDR: source busy` line");
+    assert!(line.contains("refused 127.0.0.1:"), "{line}");
+    // More within the second: left out of the log, then summed up by reason.
+    for _ in 0..3 {
+        jamd.connect().told_and_closed("ERROR server busy");
+    }
+    let summary = jamd
+        .stderr
+        .wait_for("more connection(s)", T)
+        .expect("a summary line");
+    assert!(
+        summary.ends_with("refused 3 more connection(s): 3 source busy"),
+        "{summary}"
+    );
+    assert_eq!(jamd.stderr.count("server busy"), 0, "{:#?}", jamd.log());
+}
+
+/// How many refusals for `why` a syslog line counts: one for `refused
+/// ADDR: WHY`, the reason's count in a `refused N more connection(s)` line.
+fn refusals_in(line: &str, why: &str) -> u64 {
+    let Some((_, rest)) = line.split_once("]: refused ") else {
+        return 0;
+    };
+    match rest.split_once(" more connection(s): ") {
+        Some((_, reasons)) => reasons
+            .split(", ")
+            .filter_map(|r| r.strip_suffix(why)?.trim().parse::<u64>().ok())
+            .sum(),
+        None => u64::from(rest.ends_with(&format!(": {why}"))),
+    }
+}
+
+/// Fills the receive queue of the syslog socket at `path` with datagrams
+/// of the test's own, so that jamd's lines cannot get in (a reader that
+/// stalled). Returns the senders, which must live while it stays full.
+fn stall(path: &std::path::Path) -> Vec<UnixDatagram> {
+    let mut senders = Vec::new();
+    // Each sender can have only so much in flight; a few fill any queue.
+    for _ in 0..16 {
+        let s = UnixDatagram::unbound().unwrap();
+        s.connect(path).unwrap();
+        s.set_nonblocking(true).unwrap();
+        let mut sent = 0;
+        while sent < 100_000 && s.send(b"<30>filler").is_ok() {
+            sent += 1;
+        }
+        senders.push(s);
+        if sent == 0 {
+            return senders;
+        }
+    }
+    panic!("the syslog socket's queue did not fill");
+}
+
+/// Refusals whose lines the log target did not take (a syslog reader that
+/// stalled) are counted in a later line once it reads again: none is lost.
+#[test]
+fn refusals_are_counted_in_the_log_also_when_syslog_stalls() {
+    const REFUSED: u64 = 300;
+    let sink = SyslogSink::bind("stall");
+    let jamd = Jamd::start_syslog_only(&sink, "[access]\ndeny = [\"127.0.0.2\"]\n");
+    let _senders = stall(&sink.path);
+    for _ in 0..REFUSED {
+        let mut c = Client::connect_from("127.0.0.2", jamd.addr);
+        c.told_and_closed("ERROR access denied");
+    }
+    // Long enough for the single line and the summary to have been tried
+    // (a summary comes a second after the refusals stop).
+    std::thread::sleep(Duration::from_secs(3));
+    // The reader is back.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut counted = 0;
+    let mut buf = vec![0u8; 4096];
+    while Instant::now() < deadline && counted < REFUSED {
+        if let Ok(n) = sink.sock.recv(&mut buf) {
+            counted += refusals_in(&String::from_utf8_lossy(&buf[..n]), "access denied");
+        }
+    }
+    for line in sink.drain(Duration::from_secs(2)) {
+        counted += refusals_in(&line, "access denied");
+    }
+    assert_eq!(counted, REFUSED);
 }

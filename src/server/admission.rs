@@ -96,7 +96,8 @@ impl Refusal {
     pub(crate) fn words(self) -> &'static str {
         match self {
             Refusal::AccessDenied => "access denied",
-            Refusal::Busy | Refusal::SourceBusy => "server busy",
+            Refusal::Busy => "server busy",
+            Refusal::SourceBusy => "source busy",
             Refusal::RateLimited => "rate limited",
             Refusal::BadProxyHeader => "bad proxy header",
         }
@@ -459,6 +460,8 @@ mod tests {
         assert_eq!(Refusal::AccessDenied.as_str(), "access_denied");
         assert_eq!(Refusal::SourceBusy.reply(), Some(ErrorReply::ServerBusy));
         assert_eq!(Refusal::RateLimited.words(), "rate limited");
+        assert_eq!(Refusal::Busy.words(), "server busy");
+        assert_eq!(Refusal::SourceBusy.words(), "source busy");
         assert_eq!(Refusal::AccessDenied.words(), "access denied");
         assert_eq!(Refusal::BadProxyHeader.as_str(), "bad_proxy_header");
         assert_eq!(Refusal::BadProxyHeader.words(), "bad proxy header");

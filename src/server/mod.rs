@@ -10,7 +10,7 @@
 
 mod admission;
 mod conn;
-mod refusals;
+pub(crate) mod refusals;
 mod worker;
 
 pub use admission::Refusal;
@@ -125,17 +125,16 @@ impl Shared {
         why: admission::Refusal,
         detail: Option<&dyn std::fmt::Display>,
     ) {
-        let say = lock(&self.refusals).refused(Instant::now());
+        let say = lock(&self.refusals).refused(why, Instant::now());
         match say {
             refusals::Say::This => {
                 let detail = detail.map(|d| format!(" ({d})")).unwrap_or_default();
-                self.log.warn(format!(
-                    "refused {}: {}{detail}",
-                    show_addr(peer),
-                    why.words()
-                ))
+                self.log.refused(
+                    why,
+                    format!("refused {}: {}{detail}", show_addr(peer), why.words()),
+                )
             }
-            refusals::Say::More(n) => self.log_refused_more(n),
+            refusals::Say::More(tally) => self.log.refused_more(tally),
             refusals::Say::Nothing => self.refusals_pending.store(true, Ordering::Release),
         }
     }
@@ -145,10 +144,6 @@ impl Shared {
         if let Some(slot) = self.alive.get(id) {
             slot.store(self.ping.load(Ordering::Acquire), Ordering::Release);
         }
-    }
-
-    fn log_refused_more(&self, n: u64) {
-        self.log.warn(format!("refused {n} more connection(s)"));
     }
 
     /// When a summary of refusals is due, if any is waiting.
@@ -166,7 +161,7 @@ impl Shared {
             return;
         }
         let mut log = lock(&self.refusals);
-        let n = if now_all {
+        let tally = if now_all {
             log.take()
         } else {
             log.tick(Instant::now())
@@ -174,8 +169,8 @@ impl Shared {
         self.refusals_pending
             .store(log.deadline().is_some(), Ordering::Release);
         drop(log);
-        if let Some(n) = n {
-            self.log_refused_more(n);
+        if let Some(tally) = tally {
+            self.log.refused_more(tally);
         }
     }
 }
