@@ -269,6 +269,27 @@ impl SourceTable {
         }
     }
 
+    /// Drops every idle source whose bucket is full again: they need no
+    /// state, so this is not an eviction. Returns how many went.
+    pub fn sweep(&mut self, now: Instant) -> usize {
+        let rate = self.limits.rate;
+        let slots = &mut self.slots;
+        let before = self.idle.len();
+        self.idle.retain(|_, key| {
+            let full = slots.get(key).is_none_or(|s| s.bucket.is_full(rate, now));
+            if full {
+                slots.remove(key);
+            }
+            !full
+        });
+        before - self.idle.len()
+    }
+
+    /// Sources with no open connection (kept for their rate bucket).
+    pub fn idle(&self) -> usize {
+        self.idle.len()
+    }
+
     /// Forgets the idle source seen longest ago; false when every source
     /// has open connections.
     fn forget_oldest(&mut self, now: Instant) -> bool {

@@ -131,3 +131,71 @@ fn refusals_are_counted_in_the_log_also_when_syslog_stalls() {
     }
     assert_eq!(counted, REFUSED);
 }
+
+/// A reload that cuts sources wider (`source_prefix_v4`) counts the clients
+/// already connected under their new source: the source is full at once.
+#[test]
+fn a_reload_of_the_source_prefix_recounts_connected_clients() {
+    let config = "[server]\nmax_connections_per_source = 2\n";
+    let jamd = Jamd::start(config);
+    let held: Vec<Client> = (2..14)
+        .map(|host| {
+            let mut c = Client::connect_from(&format!("127.0.0.{host}"), jamd.addr);
+            assert!(common::jam_time(&c.ask("TIME")).is_some());
+            c
+        })
+        .collect();
+    jamd.reload(&format!("{config}source_prefix_v4 = 24\n"));
+    let mut late = Client::connect_from("127.0.0.50", jamd.addr);
+    late.told_and_closed("ERROR server busy");
+    assert!(jamd.stderr.wait_for("refused 127.0.0.50:", T).is_some());
+    // The clients already served are not dropped.
+    for mut c in held {
+        assert!(common::jam_time(&c.ask("TIME")).is_some());
+    }
+}
+
+/// `jamd_tracked_sources` from the metrics endpoint at `addr`.
+fn tracked_sources(addr: &str) -> f64 {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body.lines()
+        .find_map(|l| l.strip_prefix("jamd_tracked_sources "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no jamd_tracked_sources in {body}"))
+}
+
+/// Sources whose bucket is full again and that have no client need no
+/// state: they leave the table within 10 s, also when no client comes.
+#[test]
+fn idle_sources_leave_the_table_without_new_clients() {
+    let jamd = Jamd::start(
+        "[server]\nconnection_rate_per_source = 1\nconnection_burst_per_source = 5\n\
+         [metrics]\nlisten = \"127.0.0.1:0\"\n",
+    );
+    let line = jamd.stderr.wait_for("metrics at http://", T).unwrap();
+    let metrics = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap()
+        .to_owned();
+    for host in 2..102 {
+        let mut c = Client::connect_from(&format!("127.0.0.{host}"), jamd.addr);
+        assert!(common::jam_time(&c.ask("TIME")).is_some());
+    }
+    // Each source took a token: it is kept until its bucket is full again.
+    assert_eq!(tracked_sources(&metrics), 100.0);
+    // Every bucket is full again after a second; only time passes now.
+    let deadline = Instant::now() + Duration::from_secs(12);
+    let mut tracked = tracked_sources(&metrics);
+    while tracked > 0.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+        tracked = tracked_sources(&metrics);
+    }
+    assert_eq!(tracked, 0.0);
+}
