@@ -199,3 +199,43 @@ fn idle_sources_leave_the_table_without_new_clients() {
     }
     assert_eq!(tracked, 0.0);
 }
+
+/// SIGQUIT (Ctrl-\, nginx's graceful stop) stops jamd like SIGTERM: the
+/// client being served is answered, `stopped` is logged, the exit is 0.
+#[test]
+fn sigquit_stops_gracefully() {
+    let mut jamd = Jamd::start("");
+    let mut client = jamd.served_client();
+    jamd.signal("QUIT");
+    assert!(jamd.stderr.wait_for("shutting down:", T).is_some());
+    assert!(common::jam_time(&client.ask("TIME")).is_some());
+    client.send(b"QUIT\r\n");
+    jamd.exits_0(T);
+    assert!(jamd.stderr.wait_for("stopped", T).is_some());
+}
+
+/// Signals whose default action would end jamd, sent by timers, UPSes,
+/// profilers and terminals, are ignored.
+#[test]
+fn stray_signals_are_ignored() {
+    let mut jamd = Jamd::start("");
+    for sig in [
+        libc::SIGALRM,
+        libc::SIGPWR,
+        libc::SIGVTALRM,
+        libc::SIGPROF,
+        libc::SIGURG,
+        libc::SIGWINCH,
+        libc::SIGUSR2,
+    ] {
+        jamd.child.signal(sig);
+        let mut c = jamd.connect();
+        assert!(
+            common::jam_time(&c.ask("TIME")).is_some(),
+            "jamd died of signal {sig}: {:#?}",
+            jamd.log()
+        );
+    }
+    assert_eq!(jamd.stop(), Some(0));
+    assert!(jamd.stderr.wait_for("stopped", T).is_some());
+}
