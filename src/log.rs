@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use syslog::{Formatter3164, LoggerBackend};
+use syslog::{LogFormat, LoggerBackend, Severity};
 
 use crate::config::{Facility, Level, LogConfig, LogTarget, SyslogSocket};
 use crate::server::refusals::Tally;
@@ -252,7 +252,42 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-type Syslog = syslog::Logger<LoggerBackend, Formatter3164>;
+type Syslog = syslog::Logger<LoggerBackend, Rfc3164>;
+
+/// The syslog line of RFC 3164: `<PRI>Mmm dd hh:mm:ss [HOST ]jamd[PID]: MSG`,
+/// the day of month padded with a space (`Dec  4`), as the RFC and every
+/// syslog daemon write it. The time is UTC (the syslog crate's formatter,
+/// which this replaces, wrote UTC too, but padded the day with a zero).
+struct Rfc3164 {
+    facility: syslog::Facility,
+    /// For a remote collector: which host the line is from.
+    hostname: Option<String>,
+    pid: u32,
+}
+
+impl<T: std::fmt::Display> LogFormat<T> for Rfc3164 {
+    fn format<W: std::io::Write>(
+        &self,
+        w: &mut W,
+        severity: Severity,
+        message: T,
+    ) -> syslog::Result<()> {
+        let priority = self.facility as u8 | severity as u8;
+        let stamp = rfc3164_stamp(chrono::Utc::now());
+        let host = self
+            .hostname
+            .as_deref()
+            .map(|h| format!("{h} "))
+            .unwrap_or_default();
+        write!(w, "<{priority}>{stamp} {host}jamd[{}]: {message}", self.pid)
+            .map_err(syslog::Error::Write)
+    }
+}
+
+/// `Dec  4 05:44:55`: RFC 3164's TIMESTAMP.
+fn rfc3164_stamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%b %e %H:%M:%S").to_string()
+}
 
 /// The logging thread's state.
 struct Writer {
@@ -619,10 +654,9 @@ fn facility(f: Facility) -> syslog::Facility {
 }
 
 fn connect_syslog(sinks: &Sinks) -> Result<Syslog, String> {
-    let mut formatter = Formatter3164 {
+    let mut formatter = Rfc3164 {
         facility: facility(sinks.facility),
         hostname: None,
-        process: "jamd".into(),
         pid: std::process::id(),
     };
     match &sinks.socket {
@@ -736,6 +770,28 @@ mod tests {
         assert!(
             line.contains(&format!("jamd[{}]: hello there", std::process::id())),
             "{line}"
+        );
+    }
+
+    #[test]
+    fn the_day_of_month_is_padded_with_a_space_as_rfc_3164_writes_it() {
+        let at = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+        assert_eq!(rfc3164_stamp(at("2026-12-04T05:44:55Z")), "Dec  4 05:44:55");
+        assert_eq!(rfc3164_stamp(at("2026-01-31T23:59:59Z")), "Jan 31 23:59:59");
+        let mut line = Vec::new();
+        let f = Rfc3164 {
+            facility: syslog::Facility::LOG_LOCAL3,
+            hostname: Some("timehost".into()),
+            pid: 42,
+        };
+        f.format(&mut line, Severity::LOG_WARNING, "hello").unwrap();
+        let line = String::from_utf8(line).unwrap();
+        // local3 (19) * 8 + warning (4) = 156
+        assert!(line.starts_with("<156>"), "{line}");
+        assert!(line.ends_with(" timehost jamd[42]: hello"), "{line}");
+        assert_eq!(
+            line.len(),
+            "<156>Mmm dd hh:mm:ss timehost jamd[42]: hello".len()
         );
     }
 

@@ -239,3 +239,26 @@ fn stray_signals_are_ignored() {
     assert_eq!(jamd.stop(), Some(0));
     assert!(jamd.stderr.wait_for("stopped", T).is_some());
 }
+
+/// syslog lines carry RFC 3164's timestamp: `Mmm dd hh:mm:ss` with the day
+/// of month padded with a space (`Dec  4`), in UTC.
+#[test]
+fn syslog_timestamps_pad_the_day_with_a_space() {
+    let sink = SyslogSink::bind("rfc3164");
+    let jamd = Jamd::start_syslog_only(&sink, "");
+    let before = chrono::Utc::now();
+    let _client = jamd.served_client();
+    let line = sink.wait_for("connection from", T).expect("a syslog line");
+    let after = chrono::Utc::now();
+    let stamp = &line[line.find('>').unwrap() + 1..];
+    let stamp = &stamp[..15];
+    let day = |t: chrono::DateTime<chrono::Utc>| t.format("%b %e").to_string();
+    assert!(
+        stamp.starts_with(&day(before)) || stamp.starts_with(&day(after)),
+        "{line}"
+    );
+    assert!(
+        chrono::NaiveTime::parse_from_str(&stamp[7..], "%H:%M:%S").is_ok(),
+        "{line}"
+    );
+}
