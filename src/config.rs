@@ -480,6 +480,16 @@ impl<'a, 'i> Keys<'a, 'i> {
         };
         let (key, value) = self.entries[i];
         let known = self.known.join(", ");
+        let is_section = self.prefix.is_empty() && value.get_ref().is_table();
+        let hint = nearest(key.get_ref(), &self.known)
+            .map(|near| {
+                if is_section {
+                    format!("; did you mean [{near}]?")
+                } else {
+                    format!("; did you mean {near}?")
+                }
+            })
+            .unwrap_or_default();
         let message = if self.prefix.is_empty() {
             if value.get_ref().is_table() {
                 format!(
@@ -500,8 +510,44 @@ impl<'a, 'i> Keys<'a, 'i> {
                 key.get_ref()
             )
         };
-        Err(Invalid::at(key.span(), message))
+        Err(Invalid::at(key.span(), message + &hint))
     }
+}
+
+/// The known name closest to `word` when one is close enough to be a typing
+/// mistake (`max_line_byte`, `prot`, `sever`): at most one edit in three
+/// characters, and at most three.
+fn nearest<'k>(word: &str, known: &[&'k str]) -> Option<&'k str> {
+    let word = word.to_ascii_lowercase();
+    let most = ((word.chars().count() + 2) / 3).clamp(1, 3);
+    known
+        .iter()
+        .map(|k| (edit_distance(&word, k), *k))
+        .filter(|(d, _)| *d <= most)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Edits (insert, delete, replace, swap two neighbours) that turn `a` into
+/// `b`: the optimal string alignment distance.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    // Rows i-2, i-1 and i of the table.
+    let mut before: Vec<usize> = Vec::new();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        let mut row = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            row[j] = (prev[j] + 1).min(row[j - 1] + 1).min(prev[j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                row[j] = row[j].min(before[j - 2] + 1);
+            }
+        }
+        before = std::mem::replace(&mut prev, row);
+    }
+    prev[b.len()]
 }
 
 /// One key's value and its place in the file, read as the type the key takes.
@@ -873,12 +919,18 @@ fn read_log(mut keys: Keys<'_, '_>) -> Result<LogConfig, Invalid> {
         )
     })?;
     keys.read("level", &mut l.level, |v| {
-        v.one_of(&[
+        let level = v.one_of(&[
             ("error", Level::Error),
             ("warn", Level::Warn),
             ("info", Level::Info),
             ("debug", Level::Debug),
-        ])
+        ]);
+        match level {
+            // syslog's own name for the level (LOG_WARNING, `logger -p
+            // daemon.warning`) means the same.
+            Err(_) if v.value.get_ref().as_str() == Some("warning") => Ok(Level::Warn),
+            level => level,
+        }
     })?;
     keys.read("connections", &mut l.connections, |v| v.boolean())?;
     keys.finish()?;
@@ -1346,6 +1398,42 @@ deny = ["10.1.2.0/24"]
         assert!(c.proxy.trusts("::1".parse().unwrap()));
         assert!(!c.proxy.trusts("192.0.2.1".parse().unwrap()));
         assert!(!Config::default().proxy.trusts("127.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn an_unknown_key_suggests_the_nearest_known_one() {
+        let cases = [
+            (
+                "[server]\nmax_line_byte = 9\n",
+                Some("did you mean max_line_bytes?"),
+            ),
+            ("[server]\nprot = 9\n", Some("did you mean port?")),
+            ("[sever]\n", Some("did you mean [server]?")),
+            ("[proxy]\ntrust = []\n", Some("did you mean trusted?")),
+            ("[log]\nLevel = \"info\"\n", Some("did you mean level?")),
+            ("[metrics]\nport = 9645\n", None),
+            ("[server]\ncolour = 1\n", None),
+        ];
+        for (file, hint) in cases {
+            let e = parse(file).expect_err(file);
+            match hint {
+                Some(hint) => assert!(e.ends_with(&format!("; {hint}")), "{file:?}: {e}"),
+                None => assert!(!e.contains("did you mean"), "{file:?}: {e}"),
+            }
+        }
+        assert_eq!(edit_distance("prot", "port"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn log_level_warning_is_warn() {
+        assert_eq!(
+            parse("[log]\nlevel = \"warning\"\n").unwrap().log.level,
+            Level::Warn
+        );
+        let e = parse("[log]\nlevel = \"trace\"\n").unwrap_err();
+        assert!(e.contains("expected one of \"error\", \"warn\""), "{e}");
     }
 
     #[test]
