@@ -288,3 +288,25 @@ fn a_mistyped_key_gets_a_suggestion_and_warning_is_a_level() {
         checked.out
     );
 }
+
+/// A metrics address that cannot be bound says what to do, as the JAM
+/// listener's error does.
+#[test]
+fn a_taken_metrics_address_says_what_to_do() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let (_child, stderr, _dir) = common::spawn_jamd(
+        &format!("[metrics]\nlisten = \"{addr}\"\n"),
+        &common::LOOPBACK_ARGS,
+    );
+    let line = stderr
+        .wait_for("cannot serve metrics on", T)
+        .expect("a start-up error");
+    assert!(
+        line.ends_with(&format!(
+            "cannot serve metrics on {addr}: Address already in use (os error 98); another program \
+             (or another jamd) holds this port: stop it, or choose another port (metrics.listen)"
+        )),
+        "{line}"
+    );
+}
