@@ -519,7 +519,7 @@ impl<'a, 'i> Keys<'a, 'i> {
 /// characters, and at most three.
 fn nearest<'k>(word: &str, known: &[&'k str]) -> Option<&'k str> {
     let word = word.to_ascii_lowercase();
-    let most = ((word.chars().count() + 2) / 3).clamp(1, 3);
+    let most = word.chars().count().div_ceil(3).clamp(1, 3);
     known
         .iter()
         .map(|k| (edit_distance(&word, k), *k))
