@@ -310,3 +310,101 @@ fn a_taken_metrics_address_says_what_to_do() {
         "{line}"
     );
 }
+
+/// Each shipped alert has a promtool test where it fires and one where it
+/// keeps quiet, and the rules speak to an operator: no references to
+/// documents the operator does not have.
+#[test]
+fn every_shipped_alert_has_a_test_that_fires_it_and_one_that_keeps_it_quiet() {
+    let rules = common::repo_file("packaging/prometheus/jamd.rules.yml");
+    let tests = common::repo_file("packaging/prometheus/jamd.rules.test.yml");
+    let alerts: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .collect();
+    assert!(alerts.len() >= 6, "{alerts:?}");
+    // (alert, fires) for each alert_rule_test: its exp_alerts is `[]` or not.
+    let mut cases: Vec<(&str, bool)> = Vec::new();
+    let mut lines = tests.lines().map(str::trim);
+    while let Some(line) = lines.next() {
+        if let Some(name) = line.strip_prefix("alertname: ") {
+            let expected = lines.next().unwrap_or_default();
+            assert!(expected.starts_with("exp_alerts:"), "{name}: {expected}");
+            cases.push((name, expected != "exp_alerts: []"));
+        }
+    }
+    for alert in &alerts {
+        assert!(cases.contains(&(*alert, true)), "no test fires {alert}");
+        assert!(
+            cases.contains(&(*alert, false)),
+            "no test keeps {alert} quiet"
+        );
+    }
+    for (name, text) in [("rules", &rules), ("tests", &tests)] {
+        assert!(
+            !text.contains("SPEC"),
+            "the {name} cite a document operators lack"
+        );
+    }
+    // The reload alert reads the state of the running configuration.
+    assert!(rules.contains("jamd_config_last_reload_successful{job=\"jamd\"} == 0"));
+}
+
+/// The reload gauges and `jamd_build_info{revision}`: 1 at start, 0 after a
+/// refused reload, 1 again after a good one, with the success's time.
+#[test]
+fn the_metrics_show_whether_the_last_reload_was_applied() {
+    let config = "[metrics]\nlisten = \"127.0.0.1:0\"\n";
+    let jamd = Jamd::start(config);
+    let line = jamd.stderr.wait_for("metrics at http://", T).unwrap();
+    let metrics = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap()
+        .to_owned();
+    let sample = |name: &str| -> f64 {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(&metrics).unwrap();
+        s.set_read_timeout(Some(T)).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        body.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {body}"))
+    };
+    let now = || {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    let started = sample("jamd_config_last_reload_success_timestamp_seconds");
+    assert_eq!(sample("jamd_config_last_reload_successful"), 1.0);
+    assert!((started - now()).abs() < 60.0, "{started}");
+    jamd.reload_failing("[server]\nport = \"many\"\n");
+    assert_eq!(sample("jamd_config_last_reload_successful"), 0.0);
+    assert_eq!(
+        sample("jamd_config_last_reload_success_timestamp_seconds"),
+        started
+    );
+    std::thread::sleep(Duration::from_millis(20));
+    jamd.reload(config);
+    assert_eq!(sample("jamd_config_last_reload_successful"), 1.0);
+    assert!(sample("jamd_config_last_reload_success_timestamp_seconds") > started);
+    // The commit the binary was built from, as jamd -V shows it.
+    let (_, version, _) = common::run_jamd(&["-V"], T);
+    let revision = version
+        .split(['(', ' '])
+        .find(|w| w.len() == 10 && w.chars().all(|c| c.is_ascii_hexdigit()))
+        .unwrap_or("unknown");
+    assert_eq!(
+        sample(&format!(
+            "jamd_build_info{{version=\"{}\",revision=\"{revision}\"}}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        1.0
+    );
+}

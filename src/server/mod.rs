@@ -107,11 +107,14 @@ impl Shared {
     fn sample(&self) -> metrics::Sample {
         metrics::Sample {
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            revision: env!("JAMD_REVISION").to_owned(),
             counters: self.metrics.counters(),
             open: self.admission.open() as u64,
             tracked_sources: self.admission.tracked_sources() as u64,
             evicted_sources: self.admission.evicted_sources(),
             log_lines_dropped: self.log.dropped_total(),
+            last_reload_successful: self.metrics.last_reload().0,
+            last_reload_success_timestamp: self.metrics.last_reload().1,
             process: metrics::process::Process::read(),
         }
     }
@@ -280,7 +283,7 @@ impl Server {
 
     /// Counts a SIGHUP, put in effect or not (`jamd_reloads_total`).
     pub fn count_reload(&self, result: Reload) {
-        self.shared.metrics.control().reload(result);
+        self.shared.metrics.reloaded(result);
     }
 
     /// SIGUSR1's `status:` line, from the counters a scrape shows.
