@@ -408,3 +408,44 @@ fn the_metrics_show_whether_the_last_reload_was_applied() {
         1.0
     );
 }
+
+/// `systemctl reload` checks the file first (as HAProxy's unit does): the
+/// first ExecReload= command of each service fails with the error on a bad
+/// file and prints nothing on a good one; the signal comes after it.
+#[test]
+fn the_units_check_the_file_before_they_signal_a_reload() {
+    let dir = common::temp_dir("execreload");
+    let bad = common::write_file(&dir, "bad.toml", "[server]\nprot = 1\n");
+    let good = common::write_file(&dir, "good.toml", "[server]\nport = 45001\n");
+    for unit in ["jamd.service", "jamd@.service"] {
+        let text = common::repo_file(&format!("packaging/systemd/{unit}"));
+        let reloads: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("ExecReload="))
+            .collect();
+        assert_eq!(reloads.len(), 2, "{unit}: {reloads:?}");
+        assert_eq!(reloads[1], "/bin/kill -HUP $MAINPID", "{unit}");
+        let script = reloads[0]
+            .strip_prefix("/bin/sh -c '")
+            .and_then(|s| s.strip_suffix('\''))
+            .unwrap_or_else(|| panic!("{unit}: {}", reloads[0]));
+        for (file, code) in [(&bad, 78), (&good, 0)] {
+            // The unit's command, with the jamd cargo built and a test file.
+            let script = if script.contains("%i") {
+                script.replace("/etc/jamd/%i.toml", file)
+            } else {
+                script.replace("/usr/bin/jamd", &format!("/usr/bin/jamd -c {file}"))
+            }
+            .replace("/usr/bin/jamd", common::JAMD);
+            let (got, out, err) = common::run_within(
+                std::process::Command::new("/bin/sh").args(["-c", &script]),
+                T,
+            );
+            assert_eq!(got, Some(code), "{unit} with {file}: {err}");
+            assert_eq!(out, "", "{unit}: nothing for the journal");
+            if code != 0 {
+                assert!(err.contains("server.prot: unknown key"), "{unit}: {err}");
+            }
+        }
+    }
+}
