@@ -449,3 +449,28 @@ fn the_units_check_the_file_before_they_signal_a_reload() {
         }
     }
 }
+
+/// Where an operator edits (the shipped jamd.toml, jamd.toml(5), README),
+/// the socket unit's override names every key it makes unused.
+#[test]
+fn the_socket_unit_override_names_every_key_it_makes_unused() {
+    let conffile = common::repo_file("config/jamd.toml");
+    let comment: String = conffile
+        .lines()
+        .take_while(|l| l.starts_with('#') || l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        comment.contains("port, bind, backlog and reuse_address below are NOT used"),
+        "{comment}"
+    );
+    let man = common::repo_file("man/jamd.toml.5");
+    assert!(man.contains(".Ic backlog\nand\n.Ic reuse_address\nare not used"));
+    let readme = common::repo_file("README.md").replace("\n  ", " ");
+    assert!(
+        readme.contains(
+            "`port`, `bind`, `backlog` and `reuse_address` in `/etc/jamd/jamd.toml` are not used"
+        ),
+        "README"
+    );
+}
