@@ -474,3 +474,32 @@ fn the_socket_unit_override_names_every_key_it_makes_unused() {
         "README"
     );
 }
+
+/// `--check-access` on a trusted balancer's address says what happens to
+/// its connections (served; [access] decides on the clients it names), not
+/// "denied"; other addresses are decided by [access] as before.
+#[test]
+fn check_access_on_a_trusted_balancer_says_it_is_one() {
+    let dir = common::temp_dir("check-balancer");
+    let file = common::write_file(
+        &dir,
+        "jamd.toml",
+        "[access]\nallow = [\"10.0.0.0/8\"]\n[proxy]\ntrusted = [\"192.0.2.0/24\"]\n",
+    );
+    let (code, out, err) = common::run_jamd(&["-c", &file, "--check-access", "192.0.2.7"], T);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out.trim_end(),
+        "192.0.2.7: a trusted balancer (by proxy.trusted 192.0.2.0/24): its connections are \
+         served, and [access] decides on each client its PROXY header names"
+    );
+    let (code, out, _) = common::run_jamd(&["-c", &file, "--check-access", "198.51.100.1"], T);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        out.trim_end(),
+        "198.51.100.1: denied (no allow entry contains it)"
+    );
+    let (code, out, _) = common::run_jamd(&["-c", &file, "--check-access", "10.1.2.3"], T);
+    assert_eq!(code, Some(0));
+    assert_eq!(out.trim_end(), "10.1.2.3: allowed");
+}

@@ -927,3 +927,53 @@ fn the_check_tcp_example_of_jamc_1_says_ok() {
     let out = run_example(&shown[0], &daemon, &[dir]);
     assert!(out.starts_with("TCP OK"), "check_tcp said {out:?}");
 }
+
+/// The `--check-access` sessions of jamd.8 and README, run with the `deny`
+/// each says it was run with, print what they show.
+#[test]
+fn the_check_access_examples_print_what_the_docs_show() {
+    let page = common::repo_file("man/jamd.8");
+    let readme = common::repo_file("README.md");
+    // The [access] line each names, as written there.
+    let deny_of = |text: &str, before: &str| -> String {
+        let at = text.find(before).expect("the example");
+        let start = text[..at]
+            .rfind("deny = [")
+            .expect("the deny the example uses");
+        let end = start + text[start..].find(']').unwrap() + 1;
+        text[start..end].to_owned()
+    };
+    let shown = example("jamd.8", "$ jamd --check-access ");
+    let addr = shown[0]["$ jamd --check-access ".len()..].trim().to_owned();
+    let cases = [
+        (
+            deny_of(&page, "$ jamd --check-access "),
+            addr.clone(),
+            shown[1].clone(),
+            shown[3].parse::<i32>().expect("an exit status"),
+        ),
+        (
+            deny_of(&readme, "--check-access 10.1.2.3\n"),
+            "10.1.2.3".to_owned(),
+            readme
+                .lines()
+                .skip_while(|l| !l.contains("--check-access 10.1.2.3"))
+                .nth(1)
+                .and_then(|l| l.split("  #").next())
+                .expect("README's output line")
+                .trim()
+                .to_owned(),
+            1,
+        ),
+    ];
+    let dir = common::temp_dir("check-access-doc");
+    for (deny, addr, printed, code) in cases {
+        let file = common::write_file(&dir, "jamd.toml", &format!("[access]\n{deny}\n"));
+        let (got, out, err) = common::run_jamd(
+            &["-c", &file, "--check-access", &addr],
+            std::time::Duration::from_secs(10),
+        );
+        assert_eq!(got, Some(code), "{deny}: {err}");
+        assert_eq!(out.trim_end(), printed, "with {deny}");
+    }
+}
