@@ -977,3 +977,95 @@ fn the_check_access_examples_print_what_the_docs_show() {
         assert_eq!(out.trim_end(), printed, "with {deny}");
     }
 }
+
+/// README's "every key with its default" block has every section and key
+/// of the shipped file, with the same defaults.
+#[test]
+fn the_readme_configuration_block_has_every_key_of_the_shipped_file() {
+    let readme = common::repo_file("README.md");
+    let block = readme
+        .split("every key with its default:\n\n```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .expect("README's configuration block");
+    let shown: toml::Table = block.parse().expect("README's block is TOML");
+    let shipped: toml::Table = common::repo_file("config/jamd.toml")
+        .parse()
+        .expect("config/jamd.toml is TOML");
+    for (section, keys) in &shipped {
+        let keys = keys.as_table().expect("a section");
+        let Some(shown_keys) = shown.get(section).and_then(|s| s.as_table()) else {
+            panic!("README's block has no [{section}]");
+        };
+        for (key, value) in keys {
+            assert_eq!(
+                shown_keys.get(key),
+                Some(value),
+                "README's block: {section}.{key}"
+            );
+        }
+    }
+}
+
+/// README's configuration error is what jamd prints for such a file.
+#[test]
+fn the_readme_configuration_error_is_what_jamd_prints() {
+    let readme = common::repo_file("README.md");
+    let shown = readme
+        .split("`jamd: /etc/jamd/jamd.toml:")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .expect("README's configuration error");
+    // LINE:COLUMN: KEY: WHAT, KEY being section.key.
+    let mut parts = shown.splitn(3, ':');
+    let line: usize = parts.next().unwrap().parse().unwrap();
+    let column: usize = parts.next().unwrap().parse().unwrap();
+    let message = parts.next().unwrap().trim_start();
+    let (key, _) = message.split_once(": ").expect("the key");
+    let (section, name) = key.split_once('.').expect("section.key");
+    let value = message
+        .split('"')
+        .nth(1)
+        .expect("the value, quoted in the message");
+    // A file with that key's value at that line and column.
+    let mut file = "\n".repeat(line - 2);
+    file.push_str(&format!("[{section}]\n"));
+    let assignment = format!("{name} = ");
+    file.push_str(&" ".repeat(column - 1 - assignment.len()));
+    file.push_str(&format!("{assignment}\"{value}\"\n"));
+    let dir = common::temp_dir("readme-error");
+    let path = common::write_file(&dir, "jamd.toml", &file);
+    let (code, _, err) = common::run_jamd(&["-t", "-c", &path], std::time::Duration::from_secs(10));
+    assert_eq!(code, Some(78), "{err}");
+    assert_eq!(err.trim_end(), format!("jamd: {path}:{shown}"));
+}
+
+/// jamd.8's SIGHUP item names every section of the file (what a reload
+/// applies) and every key only a restart applies.
+#[test]
+fn jamd_8_sighup_names_every_section_and_every_restart_only_key() {
+    let page = Page::read("jamd.8");
+    let signals = page.section("SIGNALS");
+    let (_, body) = items(&signals)
+        .into_iter()
+        .find(|(it, _)| it.contains("SIGHUP"))
+        .expect("a SIGHUP item");
+    let text = body.join("\n");
+    let shipped: toml::Table = common::repo_file("config/jamd.toml").parse().unwrap();
+    for section in shipped.keys().filter(|s| *s != "server" && *s != "metrics") {
+        assert!(
+            text.contains(&format!(".Ic [{section}]")),
+            "SIGHUP omits [{section}]"
+        );
+    }
+    let reload = common::repo_file("src/daemon/reload.rs");
+    let list = reload
+        .split("restart_only!(")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .expect("the restart_only! invocation");
+    for key in list.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+        let shown = key.strip_prefix("server.").unwrap_or(key);
+        assert!(text.contains(&format!(".Ic {shown}")), "SIGHUP omits {key}");
+    }
+}
