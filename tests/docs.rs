@@ -1069,3 +1069,76 @@ fn jamd_8_sighup_names_every_section_and_every_restart_only_key() {
         assert!(text.contains(&format!(".Ic {shown}")), "SIGHUP omits {key}");
     }
 }
+
+/// README's account of what `.ci/run` installs names every package it
+/// installs or unpacks.
+#[test]
+fn the_readme_names_every_tool_ci_installs() {
+    let run = common::repo_file(".ci/run");
+    let readme = common::repo_file("README.md").replace('\n', " ");
+    let said = readme
+        .split("(`bash .ci/run` is what CI runs:")
+        .nth(1)
+        .and_then(|rest| rest.split("builds and lints the .deb.)").next())
+        .expect("README's paragraph on .ci/run");
+    // The words after `apt-get install` / `apt-get download`, over
+    // continued lines, that are package names.
+    let joined = run.replace("\\\n", " ");
+    let mut packages = Vec::new();
+    for line in joined.lines() {
+        for verb in ["apt-get install ", "apt-get download "] {
+            let Some((_, rest)) = line.split_once(verb) else {
+                continue;
+            };
+            packages.extend(
+                rest.split_whitespace()
+                    .take_while(|w| !w.starts_with(['>', '2', '&', '|', ')', ';']))
+                    .filter(|w| !w.starts_with('-') && !w.contains('$'))
+                    .map(str::to_owned),
+            );
+        }
+    }
+    assert!(packages.len() >= 15, "{packages:?}");
+    for package in packages {
+        assert!(
+            said.contains(&package),
+            "README does not say .ci/run installs {package}"
+        );
+    }
+}
+
+/// jamd.8 says per-source limits count a client's source (its address cut
+/// to the source prefix), not its own address.
+#[test]
+fn jamd_8_says_per_source_limits_count_the_source_prefix() {
+    let page = common::repo_file("man/jamd.8");
+    assert!(!page.contains("the client's own IP address"));
+    let busy = page
+        .split(".It Li ERROR server busy")
+        .nth(1)
+        .and_then(|rest| rest.split(".It ").next())
+        .expect("ERROR server busy in jamd.8");
+    assert!(busy.contains(".Ic server.source_prefix_v4"), "{busy}");
+}
+
+/// The tour runs jamc from the release build the README made for jamd, and
+/// the README quotes what a shell would expand.
+#[test]
+fn the_readme_commands_run_as_written() {
+    let readme = common::repo_file("README.md");
+    for line in readme.lines().filter(|l| l.contains("cargo run")) {
+        assert!(
+            line.contains("--release"),
+            "a debug build behind the reader's back: {line}"
+        );
+    }
+    // `~` and `@` ranges unquoted would be expanded or split by the shell.
+    for bad in ["(`~:0.5`", " ~:", "`@1:3`,"] {
+        assert!(!readme.contains(bad), "unquoted range {bad}");
+    }
+    assert!(readme.contains("-w '~:0.5'"));
+    // Nothing points outside the repository, or at a session of its making.
+    assert!(!readme.contains("../shared"));
+    assert!(!readme.contains("session's"));
+    assert!(readme.contains("it takes minutes"));
+}
