@@ -177,7 +177,7 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
-    /// The source a client address counts as (SPEC 8).
+    /// The source a client address counts as.
     pub fn source_of(&self, ip: IpAddr) -> SourceKey {
         SourceKey::new(ip, self.source_prefix_v4, self.source_prefix_v6)
     }
@@ -204,7 +204,7 @@ impl ServerConfig {
     }
 }
 
-/// `[access]`: the allow and deny lists (SPEC 7).
+/// `[access]`: the allow and deny lists.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct AccessConfig {
     /// Addresses or prefixes that may connect; empty: everyone not denied.
@@ -221,7 +221,7 @@ impl AccessConfig {
 }
 
 /// `[proxy]`: load balancers trusted to name the client with a PROXY
-/// protocol header (SPEC 10).
+/// protocol header.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProxyConfig {
     /// Addresses or prefixes of the balancers; empty: off.

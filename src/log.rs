@@ -530,7 +530,7 @@ impl Writer {
                 // The reader is gone (socket removed, receiver restarted):
                 // a restarted receiver is already back at the same path, so
                 // connect again at once and resend; only if that fails too
-                // do lines go to stderr until syslog answers (SPEC 3).
+                // do lines go to stderr until syslog answers (jamd(8), LOGGING).
                 self.syslog = None;
                 if let Ok(again) = connect_syslog(&self.sinks) {
                     self.syslog = Some(again);

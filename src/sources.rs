@@ -1,4 +1,5 @@
-//! How much each source may take (SPEC 8), without I/O: the source a client
+//! How much each source may take (jamd.toml(5), the per-source keys of
+//! `[server]`), without I/O: the source a client
 //! counts as, a token bucket of new connections per source, and the table
 //! that keeps both in bounded memory.
 //!

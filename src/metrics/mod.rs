@@ -297,7 +297,7 @@ impl Counters {
         self.requests.iter().sum()
     }
 
-    /// The SIGUSR1 line (SPEC 12), from the same numbers a scrape shows.
+    /// The SIGUSR1 line (jamd(8), SIGNALS), from the same numbers a scrape shows.
     pub fn status_line(&self, open: u64) -> String {
         format!(
             "status: {open} connection(s) open, accepted={} refused={} requests={}",

@@ -7,7 +7,8 @@
 //! when it is dropped: whichever way a connection ends, a panicking or
 //! exiting worker included, its slots come back.
 //!
-//! The order of the checks is the contract (SPEC 7, 8):
+//! The order of the checks is the contract (jamd(8), DESCRIPTION: "The order
+//! is: access, then max_connections, then the source's rate, then its count"):
 //! 1. the access lists (a denied client never counts against anything);
 //! 2. the global count (`max_connections`);
 //! 3. the source's rate bucket (a token is taken), then its count
@@ -17,7 +18,7 @@
 //! Admission does not depend on the accept loop: it takes the client's
 //! address as an argument, and it comes in two steps, so that a connection
 //! whose real client is known only later (from a PROXY protocol header,
-//! SPEC 10) is admitted from that later state. [`Admission::admit`] is
+//! see `[proxy]` in jamd.toml(5)) is admitted from that later state. [`Admission::admit`] is
 //! `enter` (the global slot) then [`Ticket::join_source`] (the source's
 //! slot). A connection from a trusted balancer takes only the global slot
 //! at accept (every open descriptor counts, and the balancer is no source);
@@ -109,7 +110,7 @@ impl Refusal {
 pub(crate) struct Admission {
     /// Clients served right now, over all workers.
     open: AtomicUsize,
-    /// Per-source counts and rate buckets (SPEC 8), used while a
+    /// Per-source counts and rate buckets, used while a
     /// per-source rule is set; bounded by `max_tracked_sources`.
     per_source: Mutex<SourceTable>,
     /// The table's size and evictions, copied out after each change so that
@@ -225,7 +226,7 @@ impl Admission {
     /// Decides whether a client at `ip` is served under the configuration
     /// `rt`: a ticket holding its slots, or why not.
     pub(crate) fn admit(self: &Arc<Self>, rt: &Runtime, ip: IpAddr) -> Result<Ticket, Refusal> {
-        // SPEC 7: first, before anything is counted.
+        // Access first, before anything is counted.
         access(rt, ip)?;
         let mut ticket = self.enter(rt)?;
         ticket.join_source(rt, ip)?;
@@ -250,7 +251,7 @@ impl Admission {
     }
 }
 
-/// `[access]` for the client at `ip` (SPEC 7).
+/// `[access]` for the client at `ip`.
 fn access(rt: &Runtime, ip: IpAddr) -> Result<(), Refusal> {
     if rt.access.decide(ip).is_allowed() {
         Ok(())
@@ -283,7 +284,7 @@ enum Source {
 impl Ticket {
     /// For a ticket that holds only the global slot (a connection from a
     /// trusted balancer): the client its PROXY header names at `ip` is
-    /// checked against `[access]`, then joins its source (SPEC 10).
+    /// checked against `[access]`, then joins its source.
     pub(crate) fn name_client(&mut self, rt: &Runtime, ip: IpAddr) -> Result<(), Refusal> {
         access(rt, ip)?;
         self.join_source(rt, ip)
@@ -553,7 +554,7 @@ mod tests {
 
     #[test]
     fn a_ticket_without_a_source_holds_the_global_slot_only() {
-        // The state of a connection awaiting a PROXY header (SPEC 10).
+        // The state of a connection awaiting a PROXY header.
         let rt = runtime_with(|config| {
             config.server.max_connections_per_source = 1;
             config.access.deny = vec!["192.0.2.66".parse().unwrap()];
