@@ -1136,7 +1136,7 @@ fn the_readme_commands_run_as_written() {
     for bad in ["(`~:0.5`", " ~:", "`@1:3`,"] {
         assert!(!readme.contains(bad), "unquoted range {bad}");
     }
-    assert!(readme.contains("-w '~:0.5'"));
+    assert!(readme.contains("--warning '~:0.5'"));
     // Nothing points outside the repository, or at a session of its making.
     assert!(!readme.contains("../shared"));
     assert!(!readme.contains("session's"));
