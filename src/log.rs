@@ -384,7 +384,7 @@ impl Writer {
                 Err(RecvTimeoutError::Timeout) => {
                     self.retry_syslog();
                     self.report_drops();
-                    self.report_unsaid();
+                    self.report_unsaid(false);
                 }
                 Err(RecvTimeoutError::Disconnected) => return,
             }
@@ -396,7 +396,7 @@ impl Writer {
             Msg::Line(level, line) => {
                 self.retry_syslog();
                 self.report_drops();
-                self.report_unsaid();
+                self.report_unsaid(false);
                 if !self.write(level, &line) {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
                     self.dropped_total.fetch_add(1, Ordering::Relaxed);
@@ -409,7 +409,9 @@ impl Writer {
             }
             Msg::Flush(ack) => {
                 self.report_drops();
-                self.report_unsaid();
+                // Flushing is for the end (or a fatal error): a summary a
+                // little early beats one never logged.
+                self.report_unsaid(true);
                 let _ = ack.send(());
             }
             Msg::Reconfigured => {}
@@ -484,12 +486,13 @@ impl Writer {
     }
 
     /// Says the refusals whose lines were lost, a second or more after the
-    /// last refusal line.
-    fn report_unsaid(&mut self) {
+    /// last refusal line (`now_all`: whenever).
+    fn report_unsaid(&mut self, now_all: bool) {
         let now = Instant::now();
-        if self
-            .last_refusal_line
-            .is_some_and(|(t, _)| now.saturating_duration_since(t) < REFUSALS_EVERY)
+        if !now_all
+            && self
+                .last_refusal_line
+                .is_some_and(|(t, _)| now.saturating_duration_since(t) < REFUSALS_EVERY)
         {
             return;
         }
