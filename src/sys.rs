@@ -3,8 +3,8 @@
 //! adopting it, pointing standard I/O away from a client connection (dup2),
 //! the exclusive epoll registration mio lacks (epoll_ctl), the monotonic clock
 //! systemd wants (clock_gettime), and the clock tick of /proc's CPU times
-//! (sysconf), and changing the environment (unsafe since Rust 2024). Nothing
-//! else in the crate may use `unsafe`, and this module is private to the crate.
+//! (sysconf). Nothing else in the crate may use `unsafe`, and this module is
+//! private to the crate.
 #![allow(unsafe_code)]
 
 use std::fs::OpenOptions;
@@ -98,8 +98,8 @@ pub fn detach_stdio_sockets() -> io::Result<()> {
     Ok(())
 }
 
-/// Removes an environment variable of this process. Call it only during
-/// start-up, before jamd starts a thread of its own.
+/// Removes an environment variable of this process (`unsafe` from Rust 2024
+/// on). Call it only during start-up, before jamd starts a thread of its own.
 #[allow(unused_unsafe)]
 pub(crate) fn remove_env(var: &str) {
     // SAFETY: changing the environment races with any other thread reading
