@@ -1142,3 +1142,36 @@ fn the_readme_commands_run_as_written() {
     assert!(!readme.contains("session's"));
     assert!(readme.contains("it takes minutes"));
 }
+
+/// jamd.8's FILES names each example the package installs under
+/// /usr/share/doc/jamd/examples/, where it installs it.
+#[test]
+fn jamd_8_names_every_example_the_package_installs() {
+    let manifest: toml::Table = common::repo_file("Cargo.toml").parse().unwrap();
+    let page = common::repo_file("man/jamd.8");
+    let files = page
+        .split(".Sh FILES")
+        .nth(1)
+        .and_then(|rest| rest.split(".Sh ").next())
+        .expect("FILES");
+    let assets = manifest["package"]["metadata"]["deb"]["assets"]
+        .as_array()
+        .unwrap();
+    let mut named = 0;
+    for asset in assets {
+        let asset = asset.as_array().unwrap();
+        let (source, dest) = (asset[0].as_str().unwrap(), asset[1].as_str().unwrap());
+        let Some(under) = dest.strip_prefix("usr/share/doc/jamd/examples/") else {
+            continue;
+        };
+        let file = source.rsplit('/').next().unwrap();
+        let shown = if dest.ends_with('/') {
+            format!("{under}{file}")
+        } else {
+            under.to_owned()
+        };
+        assert!(files.contains(&shown), "jamd.8 FILES omits examples/{shown}");
+        named += 1;
+    }
+    assert!(named >= 5, "{named} examples");
+}
