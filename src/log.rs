@@ -461,14 +461,14 @@ impl Writer {
     /// added, it waits for the next one.
     fn write_refused(&mut self, line: Option<String>, tally: Tally) {
         let now = Instant::now();
-        let mut unsaid = std::mem::take(&mut *lock(&self.unsaid));
         let too_soon = matches!(self.last_refusal_line,
             Some((t, true)) if now.saturating_duration_since(t) < REFUSALS_EVERY);
         if too_soon {
-            unsaid.merge(&tally);
-            *lock(&self.unsaid) = unsaid;
+            lock(&self.unsaid).merge(&tally);
             return;
         }
+        // Merged back, never assigned: a worker may add to it meanwhile.
+        let mut unsaid = std::mem::take(&mut *lock(&self.unsaid));
         let (line, tally) = match line {
             Some(line) if unsaid.is_empty() => (line, tally),
             _ => {

@@ -1170,7 +1170,10 @@ fn jamd_8_names_every_example_the_package_installs() {
         } else {
             under.to_owned()
         };
-        assert!(files.contains(&shown), "jamd.8 FILES omits examples/{shown}");
+        assert!(
+            files.contains(&shown),
+            "jamd.8 FILES omits examples/{shown}"
+        );
         named += 1;
     }
     assert!(named >= 5, "{named} examples");
