@@ -217,7 +217,7 @@ impl SourceTable {
     /// A smaller bound forgets idle sources (counted) until it is met.
     pub fn set_limits(&mut self, limits: SourceLimits, now: Instant) {
         self.limits = limits;
-        self.prune(now, usize::MAX);
+        self.sweep(now);
         while self.slots.len() > self.limits.max_tracked {
             if !self.forget_oldest(now) {
                 break;
