@@ -1178,3 +1178,19 @@ fn jamd_8_names_every_example_the_package_installs() {
     }
     assert!(named >= 5, "{named} examples");
 }
+
+/// README and jamd.8 give the same PromQL queries.
+#[test]
+fn the_promql_of_readme_and_jamd_8_is_the_same() {
+    let queries = |text: &str| -> Vec<String> {
+        text.lines()
+            .map(str::trim)
+            .filter(|l| l.contains("{job=\"jamd\"}") && !l.starts_with('-') && !l.contains("expr:"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let readme = queries(&common::repo_file("README.md"));
+    let page = queries(&common::repo_file("man/jamd.8"));
+    assert!(readme.len() >= 2, "{readme:?}");
+    assert_eq!(readme, page);
+}
