@@ -762,6 +762,15 @@ mod tests {
     }
 
     #[test]
+    fn a_test_sink_leaves_nothing_in_the_temporary_directory() {
+        let sink = temp_socket("cleanup");
+        let dir = sink.dir.clone();
+        assert!(sink.path.exists());
+        drop(sink);
+        assert!(!dir.exists(), "{} is left behind", dir.display());
+    }
+
+    #[test]
     fn lines_reach_the_syslog_socket_with_ident_and_facility() {
         let sink = temp_socket("basic");
         let sock = &sink.sock;

@@ -163,6 +163,10 @@ mod tests {
         assert!(text.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{text}");
         let usec: u64 = text.rsplit('=').next().unwrap().parse().unwrap();
         assert!(usec > 0);
+        // Nothing is left in the temporary directory.
+        let at = dir.0.clone();
+        drop(dir);
+        assert!(!at.exists(), "{} is left behind", at.display());
     }
 
     #[test]
