@@ -562,6 +562,122 @@ fn access_denied_and_rate_limited_are_said_in_words() {
     }
 }
 
+// ----------------------------- the state, the figure and the hint agree
+
+/// A reply that is no JAM or ERROR line at all is another service on the
+/// port: CRITICAL. A JAM line whose time does not fit --format is the
+/// check's settings: UNKNOWN.
+#[test]
+fn another_protocol_on_the_port_is_critical_an_unreadable_jam_time_unknown() {
+    for (service, behaviour) in [
+        (
+            "ssh",
+            common::Behaviour::GreetAndClose(
+                b"SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13\r\n".to_vec(),
+            ),
+        ),
+        (
+            "http",
+            common::Behaviour::ReplyAndClose(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            ),
+        ),
+    ] {
+        let server = FakeServer::start(behaviour);
+        for run in [
+            jamc(&["--check", &server.target()]),
+            check_jam(&["-H", &server.target()]),
+        ] {
+            assert_eq!(run.code, 2, "{service}: {run:?}");
+            let line = first_line(&run);
+            assert!(line.starts_with("JAM CRITICAL - "), "{service}: {line}");
+            assert!(
+                line.contains("reply is not a JAM line"),
+                "{service}: {line}"
+            );
+        }
+    }
+    for reply in [&b"JAM tea time\r\n"[..], b"JAM \r\n", b"JAM \xff\xfe\r\n"] {
+        let server = FakeServer::start(common::Behaviour::Reply(reply.to_vec()));
+        let run = jamc(&["--check", &server.target()]);
+        assert_eq!(run.code, 3, "{reply:?}: {run:?}");
+        assert!(first_line(&run).starts_with("JAM UNKNOWN - "), "{run:?}");
+        assert!(first_line(&run).contains("cannot read"), "{run:?}");
+    }
+}
+
+/// A server that keeps good time in another zone is off by whole hours:
+/// the line says so.
+#[test]
+fn an_offset_of_whole_hours_asks_whether_the_zone_is_right() {
+    let ahead = offset_server(7 * 3_600_000 + 12);
+    let run = jamc(&["--check", "--timezone=UTC", &ahead.target()]);
+    assert_eq!(run.code, 2, "{run:?}");
+    let line = first_line(&run);
+    assert!(line.starts_with("JAM CRITICAL - offset +25200.0"), "{line}");
+    assert!(
+        line.contains(" s: exactly 7 h — is --timezone right? (from 127.0.0.1:"),
+        "{line}"
+    );
+    let behind = offset_server(-3 * 3_600_000 + 1500);
+    let run = check_jam(&["-H", &behind.target(), "--timezone=UTC"]);
+    assert!(
+        first_line(&run).contains(": exactly -3 h — is --timezone right?"),
+        "{run:?}"
+    );
+    // 30 minutes, or hours and a minute off, are no zone mismatch.
+    let half = offset_server(5 * 3_600_000 + 30 * 60_000);
+    let run = jamc(&["--check", "--timezone=UTC", "--quick", &half.target()]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(!run.stdout.contains("exactly"), "{run:?}");
+}
+
+/// At exactly the threshold the state and the printed offset agree: the
+/// thresholds are compared with the value as shown.
+#[test]
+fn at_the_threshold_the_state_follows_the_printed_offset() {
+    // 3.45025 s ahead, read to the microsecond: printed as +3.450, which is
+    // not more than -c 3.45.
+    let attempt = || {
+        let server = FakeServer::answering(|now| {
+            let t = now + chrono::Duration::microseconds(3_450_250);
+            format!("JAM {}\r\n", t.format("%H:%M:%S%.6f")).into_bytes()
+        });
+        let run = jamc(&[
+            "--check",
+            "--timezone=UTC",
+            "--format",
+            "%H:%M:%S%.6f",
+            "--warning",
+            "2",
+            "--critical",
+            "3.45",
+            // The first request races the fake server's accept loop; later
+            // ones on the same connection are read to a fraction of a ms.
+            "-n",
+            "4",
+            &server.target(),
+        ]);
+        let line = first_line(&run).to_string();
+        let printed = perf(&line, "offset");
+        let want = if printed > 3.45 { 2 } else { 1 };
+        assert_eq!(
+            run.code, want,
+            "printed {printed}, exit {}: {line}",
+            run.code
+        );
+        let word = if want == 2 { "CRITICAL" } else { "WARNING" };
+        assert!(
+            line.starts_with(&format!("JAM {word} - offset +{printed:.3} s ")),
+            "{line}"
+        );
+        printed
+    };
+    // The machine may be slow enough to read 3.451 now and then; the printed
+    // value and the state must agree every time, and 3.450 must come.
+    within_three_tries(attempt, |printed| (*printed - 3.45).abs() < 1e-9);
+}
+
 // ------------------------------------------------------ SPEC 11: check_jam
 
 fn check_jam(args: &[&str]) -> Run {
