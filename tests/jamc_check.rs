@@ -740,6 +740,54 @@ fn check_jam_takes_the_flags_check_ntp_time_users_write() {
     }
 }
 
+/// A monitoring system shows the first line of stdout: a bad or missing
+/// option is one `JAM UNKNOWN` line there naming it, nothing on stderr.
+#[test]
+fn a_bad_or_missing_option_of_check_jam_is_one_line_naming_it() {
+    for (args, names) in [
+        (&[][..], "-H HOST"),
+        (&["-w", "1", "-c", "2"], "-H HOST"),
+        (&["-H", "127.0.0.1", "-w", "x"], "--warning"),
+        (&["-H", "127.0.0.1", "-c"], "--critical"),
+        (&["-H", "127.0.0.1", "--no-such-option"], "--no-such-option"),
+        (&["-H", "127.0.0.1", "-t", "0"], "--timeout"),
+        (&["-H", "127.0.0.1:x"], "-H"),
+    ] {
+        let run = check_jam(args);
+        assert_eq!(run.code, 3, "{args:?}: {run:?}");
+        assert_eq!(run.stdout.lines().count(), 1, "{args:?}: {run:?}");
+        assert!(first_line(&run).starts_with("JAM UNKNOWN - "), "{run:?}");
+        assert!(first_line(&run).contains(names), "{args:?}: {run:?}");
+        assert_eq!(run.stderr, "", "{args:?}: {run:?}");
+    }
+    // Its usage asks for -H alone; the thresholds have defaults.
+    let help = check_jam(&["--help"]);
+    let usage = help
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("Usage: "))
+        .unwrap_or_default();
+    assert!(usage.starts_with("Usage: check_jam -H HOST ["), "{usage}");
+    assert!(usage.contains("[-w RANGE] [-c RANGE]"), "{usage}");
+}
+
+/// `check_jam -V` names the build as `jamc -V` does.
+#[test]
+fn check_jam_version_names_the_commit_as_jamc_does() {
+    let jamc_v = jamc(&["-V"]);
+    let plugin_v = check_jam(&["-V"]);
+    assert_eq!(plugin_v.code, 0, "{plugin_v:?}");
+    let build = jamc_v.stdout.trim().strip_prefix("jamc ").unwrap_or("?");
+    assert_eq!(plugin_v.stdout.trim(), format!("check_jam {build}"));
+    if std::process::Command::new("git")
+        .args(["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "HEAD"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        assert!(build.contains(" ("), "no commit in {plugin_v:?}");
+    }
+}
+
 #[test]
 fn jamc_run_as_check_jam_is_the_plugin() {
     let dir = TempDir::new("plugin-link");
