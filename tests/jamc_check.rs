@@ -678,6 +678,65 @@ fn at_the_threshold_the_state_follows_the_printed_offset() {
     within_three_tries(attempt, |printed| (*printed - 3.45).abs() < 1e-9);
 }
 
+// ------------------------------------------------- -s: from a chosen address
+
+/// `-s ADDR` connects from that local address, as `nc -s` does: what an
+/// operator needs to try an access list from 127.0.0.2.
+#[test]
+fn source_connects_from_the_address_given() {
+    let jamd = common::Jamd::start("[access]\nallow = [\"127.0.0.2\"]\n");
+    let server = jamd.addr.to_string();
+    let port = jamd.addr.port().to_string();
+
+    let run = jamc(&[&server]);
+    assert_eq!(run.code, 1, "from 127.0.0.1: {run:?}");
+    assert!(run.stderr.contains("ERROR access denied"), "{run:?}");
+    for source in [&["-s", "127.0.0.2"][..], &["--source=127.0.0.2"]] {
+        let run = jamc(&[source, &[server.as_str()]].concat());
+        assert_eq!(run.code, 0, "{source:?}: {run:?}");
+        assert!(
+            common::jam_time(&format!("JAM {}", run.stdout.trim())).is_some(),
+            "{run:?}"
+        );
+    }
+    let run = jamc(&["--check", "-s", "127.0.0.2", &server]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(first_line(&run).starts_with("JAM OK - offset "), "{run:?}");
+    let run = check_jam(&["-H", "127.0.0.1", "-p", &port, "-s", "127.0.0.2"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let run = check_jam(&["-H", "127.0.0.1", "-p", &port]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(first_line(&run).contains("access denied"), "{run:?}");
+    let run = run_bounded(
+        Command::new(env!("CARGO_BIN_EXE_jamc")).args([
+            "--conformance",
+            "-s",
+            "127.0.0.2",
+            &server,
+        ]),
+        Duration::from_secs(80),
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+
+    // An address that is not this machine's, another family, no address at all.
+    let run = jamc(&["-s", "192.0.2.1", &server]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("cannot connect from 192.0.2.1: not an address of this machine"),
+        "{run:?}"
+    );
+    let run = jamc(&["-s", "::1", &server]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("-s ::1 cannot reach 127.0.0.1"),
+        "{run:?}"
+    );
+    let run = jamc(&["--check", "-s", "localhost", &server]);
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(first_line(&run).contains("--source"), "{run:?}");
+}
+
 // ------------------------------------------------------ SPEC 11: check_jam
 
 fn check_jam(args: &[&str]) -> Run {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use super::cli::{CheckSettings, Settings, Target};
 use super::error::{ClientError, ClientErrorKind};
 use super::estimate::{estimate, Estimate, Sample};
-use super::net::{connect, resolve, Connection, Reply};
+use super::net::{connect_from, resolve, Connection, Reply};
 use super::query::judge;
 use super::thresholds::Thresholds;
 
@@ -190,7 +190,7 @@ pub fn measure(
     let started = Instant::now();
     let deadline = started + settings.timeout;
     let addrs = resolve(target, settings.family, deadline)?;
-    let stream = connect(&server, &addrs, deadline, settings.timeout)?;
+    let stream = connect_from(&server, &addrs, deadline, settings.timeout, settings.source)?;
     let mut conn = Connection::new(stream, &server, settings.timeout);
 
     let sample = |reply: &Reply| -> Result<(Sample, bool), ClientError> {

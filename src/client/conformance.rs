@@ -25,7 +25,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -65,6 +65,8 @@ pub struct Options {
     pub target: Target,
     /// `-4` / `-6`.
     pub family: Family,
+    /// `-s`: the local address every connection is made from.
+    pub source: Option<IpAddr>,
     /// `--strict`: the SPEC 2 checks too.
     pub strict: bool,
 }
@@ -239,6 +241,7 @@ pub fn run(options: &Options, out: &mut dyn Write) -> u8 {
     let server = match &first {
         Ok(addr) => Some(Server {
             addr: *addr,
+            source: options.source,
             run_deadline,
         }),
         Err(_) => None,
@@ -370,6 +373,8 @@ fn tap_reason(why: &str) -> String {
 /// The server under test, once check 1 found an address that accepts.
 struct Server {
     addr: SocketAddr,
+    /// `-s`.
+    source: Option<IpAddr>,
     run_deadline: Instant,
 }
 
@@ -380,7 +385,7 @@ impl Server {
     }
 
     fn connect(&self) -> Result<Conn, Fault> {
-        Conn::open(self.addr, self.step_deadline()).map_err(Fault::Silent)
+        Conn::open(self.addr, self.source, self.step_deadline()).map_err(Fault::Silent)
     }
 }
 
@@ -395,7 +400,7 @@ fn accepts_connection(options: &Options, run_deadline: Instant) -> Result<Socket
         // Each address gets an equal share of what is left, as plain jamc does.
         let left = deadline.saturating_duration_since(Instant::now());
         let share = left / u32::try_from(addrs.len() - i).unwrap_or(u32::MAX);
-        match Conn::open(*addr, Instant::now() + share) {
+        match Conn::open(*addr, options.source, Instant::now() + share) {
             Ok(_) => return Ok(*addr),
             Err(why) => failures.push(why),
         }
@@ -476,14 +481,14 @@ struct Conn {
 }
 
 impl Conn {
-    fn open(addr: SocketAddr, deadline: Instant) -> Result<Conn, String> {
+    fn open(addr: SocketAddr, source: Option<IpAddr>, deadline: Instant) -> Result<Conn, String> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(format!(
                 "connecting to {addr}: the run's time limit was reached"
             ));
         }
-        match TcpStream::connect_timeout(&addr, left) {
+        match super::net::open(&addr, source, left) {
             Ok(stream) => {
                 // Each piece a check sends must leave at once, as its own packet.
                 let _ = stream.set_nodelay(true);
@@ -896,11 +901,11 @@ fn hundred_clients_at_once(server: &Server) -> Verdict {
 /// a time answers only the first.
 fn crowd(server: &Server, n: usize) -> Verdict {
     let n = n.min(MAX_CROWD);
-    let addr = server.addr;
+    let (addr, source) = (server.addr, server.source);
     let run_deadline = server.run_deadline;
     let client = move || -> (Result<(), String>, Option<Conn>) {
         let step = || (Instant::now() + STEP_TIMEOUT).min(run_deadline);
-        let mut conn = match Conn::open(addr, step()) {
+        let mut conn = match Conn::open(addr, source, step()) {
             Ok(conn) => conn,
             Err(why) => return (Err(format!("could not connect ({why})")), None),
         };

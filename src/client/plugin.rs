@@ -12,7 +12,8 @@ use std::time::Duration;
 use clap::Parser;
 
 use super::cli::{
-    parse_timeout, CheckSettings, EarlyExit, Family, Mode, Settings, Target, DEFAULT_PORT,
+    parse_source, parse_timeout, source_family, CheckSettings, EarlyExit, Family, Mode, Settings,
+    Target, DEFAULT_PORT,
 };
 use super::reading::ReplyFormat;
 use super::thresholds::{Range, Thresholds};
@@ -28,8 +29,8 @@ pub const NAME: &str = "check_jam";
     version = env!("JAMD_VERSION"),
     // What clap would write lists the arguments given before an error as if
     // they were required; this is the plugin's usage, as its users read it.
-    override_usage = "check_jam -H HOST [-p PORT] [-w RANGE] [-c RANGE] [-t SECS] [-46qv]\n       \
-        [--format FMT] [--timezone TZ]",
+    override_usage = "check_jam -H HOST [-p PORT] [-w RANGE] [-c RANGE] [-t SECS] [-s ADDR]\n       \
+        [-46qv] [--format FMT] [--timezone TZ]",
     about = "Check the clock of a JAM time server (jamd), as a monitoring plugin",
     long_about = "Check the clock of a JAM time server (jamd), as a monitoring plugin \
         (Nagios, Icinga, Naemon, cron).\n\n\
@@ -80,6 +81,10 @@ pub struct CheckJamArgs {
     #[arg(short = 'v', long, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// Connect from this local address (to test an access list)
+    #[arg(short = 's', long, value_name = "ADDR", value_parser = parse_source)]
+    pub source: Option<std::net::IpAddr>,
+
     /// IPv4 only
     #[arg(short = '4', long = "use-ipv4", conflicts_with = "ipv6")]
     pub ipv4: bool,
@@ -106,6 +111,7 @@ impl CheckJamArgs {
             (_, true) => Family::V6,
             _ => Family::Any,
         };
+        let family = source_family(self.source, family, &targets)?;
         let check = CheckSettings {
             thresholds: Thresholds::new(self.warning, self.critical, ("-w", "-c"))?,
             format: ReplyFormat::new(&self.format).map_err(|e| e.to_string())?,
@@ -118,6 +124,7 @@ impl CheckJamArgs {
             targets,
             family,
             timeout: Duration::from_secs_f64(self.timeout),
+            source: self.source,
             count: 1,
             parallel: None,
             mode: Mode::Check(Box::new(check)),
