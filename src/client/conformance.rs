@@ -58,6 +58,15 @@ const CLIENT_STACK_BYTES: usize = 128 * 1024;
 /// separate packets even at a server that reads at once.
 const PACKET_GAP: Duration = Duration::from_millis(200);
 
+/// Between the reply to one `TIME` and the next request of the check that
+/// the reply is the current time: more than a second, so that the two
+/// replies of a live clock show different seconds.
+const APART: Duration = Duration::from_millis(1200);
+
+/// How far the time shown may be from this machine's clock, once whole
+/// quarter hours (any time zone) are taken out.
+const CLOCK_SLACK_SECS: f64 = 5.0;
+
 /// What `jamc --conformance` was asked to do.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -180,6 +189,11 @@ const CHECKS: &[Check] = &[
         Needs::Answer,
         silent_client_does_not_block,
     ),
+    Check::required(
+        "the reply is the server's current time (two replies a second apart differ)",
+        Needs::Answer,
+        reply_is_the_current_time,
+    ),
     Check::strict(
         "command words are matched in any case (time, Time, quit)",
         any_case,
@@ -213,6 +227,10 @@ const CHECKS: &[Check] = &[
     Check::strict(
         "100 clients at once are all answered",
         hundred_clients_at_once,
+    ),
+    Check::strict(
+        "the time agrees with this machine's clock (within 5 s, in any time zone)",
+        time_agrees_with_the_local_clock,
     ),
 ];
 
@@ -789,7 +807,96 @@ fn silent_client_does_not_block(server: &Server) -> Verdict {
     )
 }
 
-/// Check 7.
+/// Check 7: a server that renders a time it read once (at its start, say)
+/// passes every other required check. Two connections, so that a server
+/// that answers one request per connection is judged by check 3 alone.
+fn reply_is_the_current_time(server: &Server) -> Verdict {
+    let ask = |context: &str| -> Result<Vec<u8>, Fault> {
+        let mut conn = server.connect().map_err(|f| prefix_fault(context, f))?;
+        let line = conn
+            .ask(b"TIME\r\n", server)
+            .map_err(|f| prefix_fault(context, f))?;
+        if is_jam(&line) {
+            Ok(line)
+        } else {
+            Err(Fault::Wrong(format!(
+                "{context}sent \"TIME\\r\\n\", got {} (expected a JAM line)",
+                escape(&line)
+            )))
+        }
+    };
+    let first = ask("first request: ")?;
+    thread::sleep(APART);
+    let second = ask(&format!(
+        "second request, {:.1} s later: ",
+        APART.as_secs_f64()
+    ))?;
+    if first == second {
+        Err(Fault::Wrong(format!(
+            "sent \"TIME\\r\\n\" twice, {:.1} s apart, got {} both times: \
+             the reply must show the server's clock when asked",
+            APART.as_secs_f64(),
+            escape(&first)
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// Check 18: the time shown is this machine's, give or take
+/// [`CLOCK_SLACK_SECS`], in some time zone (every zone is a whole number of
+/// quarter hours from UTC).
+fn time_agrees_with_the_local_clock(server: &Server) -> Verdict {
+    let mut conn = server.connect()?;
+    let sent = chrono::Utc::now();
+    let line = conn.ask(b"TIME\r\n", server)?;
+    let mid = sent + (chrono::Utc::now() - sent) / 2;
+    let Some(shown) = seconds_of_day(&line) else {
+        return Err(Fault::Wrong(format!(
+            "sent \"TIME\\r\\n\", got {}: no time hh:mm:ss to compare",
+            escape(&line)
+        )));
+    };
+    let here = f64::from(chrono::Timelike::num_seconds_from_midnight(&mid))
+        + f64::from(chrono::Timelike::nanosecond(&mid).min(999_999_999)) / 1e9;
+    let off = quarter_hour_remainder(shown, here);
+    if off.abs() <= CLOCK_SLACK_SECS {
+        Ok(())
+    } else {
+        Err(Fault::Wrong(format!(
+            "sent \"TIME\\r\\n\" at {} UTC here, got {}: {:.0} s {} this machine's clock \
+             whatever the server's time zone (more than {CLOCK_SLACK_SECS:.0} s)",
+            mid.format("%H:%M:%S"),
+            escape(&line),
+            off.abs(),
+            if off > 0.0 { "ahead of" } else { "behind" }
+        )))
+    }
+}
+
+/// The seconds since midnight of `JAM hh:mm:ss…`, the middle of the second
+/// shown (a whole-second time is read as the middle of its second).
+fn seconds_of_day(line: &[u8]) -> Option<f64> {
+    let time = line.strip_prefix(b"JAM ")?.get(..8)?;
+    let time = std::str::from_utf8(time).ok()?;
+    let mut parts = time.split(':').map(|p| {
+        (p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| p.parse::<u32>().ok())
+            .flatten()
+    });
+    let (h, m, s) = (parts.next()??, parts.next()??, parts.next()??);
+    (h < 24 && m < 60 && s <= 60).then(|| f64::from(h * 3600 + m * 60 + s) + 0.5)
+}
+
+/// `shown - here` in seconds, less the nearest whole number of quarter
+/// hours: what no time zone explains.
+fn quarter_hour_remainder(shown: f64, here: f64) -> f64 {
+    const QUARTER: f64 = 900.0;
+    let d = shown - here;
+    d - (d / QUARTER).round() * QUARTER
+}
+
+/// Check 8.
 fn any_case(server: &Server) -> Verdict {
     let mut conn = server.connect()?;
     expect_jam(&mut conn, b"time\r\n", server, "")?;
@@ -797,19 +904,19 @@ fn any_case(server: &Server) -> Verdict {
     expect_close(&mut conn, b"quit\r\n", server)
 }
 
-/// Check 8.
+/// Check 9.
 fn blanks_around(server: &Server) -> Verdict {
     let mut conn = server.connect()?;
     expect_jam(&mut conn, b" \tTIME \t\r\n", server, "")
 }
 
-/// Check 9.
+/// Check 10.
 fn bare_lf(server: &Server) -> Verdict {
     let mut conn = server.connect()?;
     expect_jam(&mut conn, b"TIME\n", server, "")
 }
 
-/// Check 10: no reply is shown by the next reply being the one to a TIME sent after.
+/// Check 11: no reply is shown by the next reply being the one to a TIME sent after.
 fn empty_line_no_reply(server: &Server) -> Verdict {
     let before = "sent \"\\r\\n\" and \" \\t\\r\\n\" apart, then \"TIME\\r\\n\", ";
     let pieces: [&[u8]; 3] = [b"\r\n", b" \t\r\n", b"TIME\r\n"];
@@ -817,21 +924,21 @@ fn empty_line_no_reply(server: &Server) -> Verdict {
     sent_apart_then_jam(server, &pieces, before, wrong)
 }
 
-/// Check 11.
+/// Check 12.
 fn unknown_command(server: &Server) -> Verdict {
     let mut conn = server.connect()?;
     expect_error(&mut conn, b"HELLO\r\n", server)?;
     expect_jam(&mut conn, b"TIME\r\n", server, "then ")
 }
 
-/// Check 12.
+/// Check 13.
 fn invalid_utf8(server: &Server) -> Verdict {
     let mut conn = server.connect()?;
     expect_error(&mut conn, b"\xff\xfe\r\n", server)?;
     expect_jam(&mut conn, b"TIME\r\n", server, "then ")
 }
 
-/// Check 13: three different requests, so that the order of replies shows.
+/// Check 14: three different requests, so that the order of replies shows.
 fn pipelined_requests(server: &Server) -> Verdict {
     const REQUESTS: &[u8] = b"TIME\r\nHELLO\r\nTIME\r\n";
     let mut conn = server.connect()?;
@@ -869,14 +976,14 @@ fn pipelined_requests(server: &Server) -> Verdict {
     }
 }
 
-/// Check 14.
+/// Check 15.
 fn split_request(server: &Server) -> Verdict {
     let before = "sent \"TI\" and, 0.2 s later, \"ME\\r\\n\", ";
     let pieces: [&[u8]; 2] = [b"TI", b"ME\r\n"];
     sent_apart_then_jam(server, &pieces, before, "got {} (expected a JAM line)")
 }
 
-/// Check 15: the server may refuse the long line and close (jamd does:
+/// Check 16: the server may refuse the long line and close (jamd does:
 /// `ERROR line too long`); what matters is that it goes on serving others.
 fn long_line_does_not_block(server: &Server) -> Verdict {
     let mut long = server.connect()?;
@@ -891,7 +998,7 @@ fn long_line_does_not_block(server: &Server) -> Verdict {
     )
 }
 
-/// Check 16.
+/// Check 17.
 fn hundred_clients_at_once(server: &Server) -> Verdict {
     crowd(server, MAX_CROWD)
 }
@@ -1035,6 +1142,35 @@ mod tests {
     }
 
     #[test]
+    fn any_time_zone_is_whole_quarter_hours_from_the_local_clock() {
+        // 10:00:00 UTC here; the server shows its zone's time, mid-second.
+        let here = 36_000.0;
+        for (shown, off) in [
+            ("JAM 10:00:02\r\n", 2.5),
+            ("JAM 17:00:00\r\n", 0.5),
+            ("JAM 15:45:00\r\n", 0.5),
+            ("JAM 03:29:55\r\n", -4.5),
+            ("JAM 10:02:27\r\n", 147.5),
+            ("JAM 09:52:30\r\n", -449.5),
+        ] {
+            let s = seconds_of_day(shown.as_bytes()).unwrap();
+            let got = quarter_hour_remainder(s, here);
+            assert!((got - off).abs() < 1e-9, "{shown}: {got}");
+        }
+        // Across midnight: 23:59:59 shown at 00:00:01 here.
+        let s = seconds_of_day(b"JAM 23:59:59\r\n").unwrap();
+        assert!((quarter_hour_remainder(s, 1.0) + 1.5).abs() < 1e-9);
+        for bad in [
+            &b"JAM 9:5:3\r\n"[..],
+            b"JAM 25:00:00\r\n",
+            b"ERROR\r\n",
+            b"JAM 1",
+        ] {
+            assert_eq!(seconds_of_day(bad), None, "{}", escape(bad));
+        }
+    }
+
+    #[test]
     fn error_lines_are_error_alone_or_with_a_reason() {
         assert!(is_error(b"ERROR\r\n"));
         assert!(is_error(b"ERROR unknown command\r\n"));
@@ -1046,10 +1182,10 @@ mod tests {
     fn the_plan_stays_within_the_connection_bound() {
         const { assert!(MAX_CROWD + 2 <= 200) };
         assert_eq!(CHECKS.iter().filter(|c| c.gate).count(), 1);
-        assert_eq!(CHECKS.len() + 1, 16);
+        assert_eq!(CHECKS.len() + 1, 18);
         assert_eq!(
             CHECKS.iter().filter(|c| c.level == Level::Required).count() + 1,
-            6
+            7
         );
     }
 }
