@@ -293,7 +293,16 @@ enum Fault {
     /// Answers from a clock this many seconds ahead of UTC (a zone, or a
     /// zone and a clock that is off).
     AheadOfUtc(i64),
+    /// Listens with a backlog of 1 and accepts one connection every 300 ms
+    /// (serving each at once): a crowd overflows its listen queue.
+    SlowAcceptSmallBacklog,
+    /// Answers at once while few clients are connected, and takes 7 s (more
+    /// than a step's 5 s) with more than 20.
+    SlowUnderLoad,
 }
+
+/// How long [`Fault::SlowUnderLoad`] takes to answer a crowd.
+const UNDER_LOAD: Duration = Duration::from_secs(7);
 
 /// A server with a [`Fault`], on 127.0.0.1 and a port the kernel picks.
 struct BrokenServer {
@@ -304,7 +313,16 @@ struct BrokenServer {
 
 impl BrokenServer {
     fn start(fault: Fault) -> BrokenServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let backlog = match fault {
+            Fault::SlowAcceptSmallBacklog => 1,
+            _ => 128,
+        };
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
+        socket.bind(&any.into()).expect("bind 127.0.0.1:0");
+        socket.listen(backlog).expect("listen");
+        let listener: TcpListener = socket.into();
         listener
             .set_nonblocking(true)
             .expect("nonblocking listener");
@@ -338,6 +356,7 @@ fn accept_loop(listener: &TcpListener, fault: Fault, stop: &Arc<AtomicBool>) {
     let born = Instant::now();
     let started = chrono::Local::now().format("JAM %H:%M:%S\r\n").to_string();
     let mut held = Vec::new();
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     while !stopping(stop, born) {
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,
@@ -374,6 +393,25 @@ fn accept_loop(listener: &TcpListener, fault: Fault, stop: &Arc<AtomicBool>) {
             Fault::AnswersForever => {
                 let stop = stop.clone();
                 thread::spawn(move || talk_forever(stream, &stop, born));
+            }
+            Fault::SlowAcceptSmallBacklog => {
+                let stop = stop.clone();
+                thread::spawn(move || serve_lines(stream, &local_time, &stop, born));
+                thread::sleep(Duration::from_millis(300));
+            }
+            Fault::SlowUnderLoad => {
+                let (stop, open) = (stop.clone(), open.clone());
+                open.fetch_add(1, Ordering::SeqCst);
+                thread::spawn(move || {
+                    let answer = || {
+                        if open.load(Ordering::SeqCst) > 20 {
+                            thread::sleep(UNDER_LOAD);
+                        }
+                        local_time()
+                    };
+                    serve_lines(stream, &answer, &stop, born);
+                    open.fetch_sub(1, Ordering::SeqCst);
+                });
             }
         }
     }
@@ -594,4 +632,43 @@ fn the_strict_clock_check_takes_any_zone_but_not_a_clock_that_is_off() {
             );
         }
     }
+}
+
+/// 100 clients at once at a server whose listen queue overflows: the check
+/// says so, rather than blaming the server for not answering.
+#[test]
+fn a_full_listen_queue_is_named_as_such() {
+    let run = failing_run(Fault::SlowAcceptSmallBacklog, true);
+    run.assert_failed(
+        17,
+        "100 clients at once are all answered",
+        "never accepted within 20 s (the listen queue was full: listen backlog too small?)",
+    );
+    assert!(!run.check(17).contains("no reply within"), "{}", run.stdout);
+    eprintln!("a --strict run against a slow acceptor took {:?}", run.took);
+}
+
+/// A server that accepted every client but answers only one is not told
+/// it has a small listen queue.
+#[test]
+fn a_server_that_does_not_answer_the_crowd_is_not_blamed_on_its_queue() {
+    let run = failing_run(Fault::OneAtATime, true);
+    let line = run.check(17);
+    assert!(
+        line.starts_with("not ok 17 - 100 clients at once"),
+        "{line}"
+    );
+    assert!(line.contains("1 of 100 answered"), "{line}");
+    assert!(line.contains("no reply within"), "{line}");
+    assert!(!line.contains("listen queue"), "{line}");
+}
+
+/// The crowd may take up to 20 s (a dropped SYN is sent again after 1, 3, 7
+/// and 15 s), more than one step's 5 s.
+#[test]
+fn the_crowd_is_allowed_twenty_seconds() {
+    let server = BrokenServer::start(Fault::SlowUnderLoad);
+    let run = jamc(&["--conformance", "--strict", &server.addr.to_string()]);
+    run.assert_bounded();
+    run.assert_passed(&[1, 2, 3, 4, 5, 6, 7, 17, 18]);
 }

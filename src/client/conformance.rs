@@ -10,7 +10,10 @@
 //! on connections of its own, one check after another, so a fault shows in the
 //! check that names it rather than in whichever check happened to run
 //! alongside. Bounds, so that no server can hang the run:
-//! - every connect and every reply may take [`STEP_TIMEOUT`] (5 s);
+//! - every connect and every reply may take [`STEP_TIMEOUT`] (5 s), and the
+//!   100 clients together [`CROWD_TIMEOUT`] (20 s), as a kernel whose listen
+//!   queue is full drops SYNs that the clients send again after 1, 3, 7 and
+//!   15 s; a client still waiting then is reported as never accepted;
 //! - no wait runs past [`RUN_LIMIT`] from the start, and a check that would
 //!   start later is not run, so a whole run ends within about a minute;
 //! - when `TIME` gets no reply at all, the checks that need one are not tried
@@ -43,6 +46,10 @@ pub const RUN_LIMIT: Duration = Duration::from_secs(55);
 
 /// Longest reply line read (its line end included); more is a failure.
 pub const MAX_REPLY_LINE: usize = 1024;
+
+/// What the 100 clients together may take: a kernel whose listen queue is
+/// full drops a SYN, and the client sends it again after 1, 3, 7 and 15 s.
+pub const CROWD_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Most connections one check holds at once (the "100 clients" check); SPEC 13
 /// allows 200.
@@ -500,11 +507,24 @@ struct Conn {
 
 impl Conn {
     fn open(addr: SocketAddr, source: Option<IpAddr>, deadline: Instant) -> Result<Conn, String> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+        if deadline <= Instant::now() {
             return Err(format!(
                 "connecting to {addr}: the run's time limit was reached"
             ));
+        }
+        Conn::connect(addr, source, deadline)
+            .map_err(|(e, waited)| format!("connecting to {addr}: {}", connect_error(&e, waited)))
+    }
+
+    /// Connects by the deadline; a failure comes with the time it was given.
+    fn connect(
+        addr: SocketAddr,
+        source: Option<IpAddr>,
+        deadline: Instant,
+    ) -> Result<Conn, (io::Error, Duration)> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err((io::ErrorKind::TimedOut.into(), left));
         }
         match super::net::open(&addr, source, left) {
             Ok(stream) => {
@@ -515,7 +535,7 @@ impl Conn {
                     buf: Vec::new(),
                 })
             }
-            Err(e) => Err(format!("connecting to {addr}: {}", connect_error(&e, left))),
+            Err(e) => Err((e, left)),
         }
     }
 
@@ -606,6 +626,13 @@ impl Conn {
             }
         }
     }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+    )
 }
 
 fn connect_error(e: &io::Error, waited: Duration) -> String {
@@ -793,7 +820,7 @@ fn quit_closes(server: &Server) -> Verdict {
 
 /// Check 5: as the assignment's own test client does.
 fn nine_clients_at_once(server: &Server) -> Verdict {
-    crowd(server, ASSIGNMENT_CLIENTS)
+    crowd(server, ASSIGNMENT_CLIENTS, Allowance::EachStep)
 }
 
 /// Check 6: a silent client is connected (and, at a server that serves one
@@ -1000,34 +1027,88 @@ fn long_line_does_not_block(server: &Server) -> Verdict {
 
 /// Check 17.
 fn hundred_clients_at_once(server: &Server) -> Verdict {
-    crowd(server, MAX_CROWD)
+    crowd(server, MAX_CROWD, Allowance::Whole(CROWD_TIMEOUT))
+}
+
+/// How one client of a crowd fared.
+enum CrowdEnd {
+    Answered,
+    /// The server's kernel never took the connection off its listen queue
+    /// in time: the SYN went unanswered, or the handshake seemed done but
+    /// the request was never acknowledged (a full queue drops the client's
+    /// last ACK and what comes with it).
+    NotAccepted,
+    /// Anything else, in words.
+    Failed(String),
+}
+
+/// How long a crowd's clients may take.
+#[derive(Clone, Copy)]
+enum Allowance {
+    /// [`STEP_TIMEOUT`] to connect, and again for the reply.
+    EachStep,
+    /// This long from the start of the crowd for everything.
+    Whole(Duration),
 }
 
 /// `n` clients connect at once, each sends TIME, and each keeps its
 /// connection open until all are done: a server that serves one connection at
-/// a time answers only the first.
-fn crowd(server: &Server, n: usize) -> Verdict {
+/// a time answers only the first. A client the server's kernel never took
+/// off its listen queue is told apart from one the server left unanswered.
+fn crowd(server: &Server, n: usize, allowance: Allowance) -> Verdict {
     let n = n.min(MAX_CROWD);
     let (addr, source) = (server.addr, server.source);
     let run_deadline = server.run_deadline;
-    let client = move || -> (Result<(), String>, Option<Conn>) {
-        let step = || (Instant::now() + STEP_TIMEOUT).min(run_deadline);
-        let mut conn = match Conn::open(addr, source, step()) {
-            Ok(conn) => conn,
-            Err(why) => return (Err(format!("could not connect ({why})")), None),
+    let started = Instant::now();
+    let by = move |from: Instant| match allowance {
+        Allowance::EachStep => (from + STEP_TIMEOUT).min(run_deadline),
+        Allowance::Whole(d) => (started + d).min(run_deadline),
+    };
+    // "5 s", "20 s", or what the run's limit left of it.
+    let within = move |from: Instant| {
+        let (allowed, end) = match allowance {
+            Allowance::EachStep => (STEP_TIMEOUT, from + STEP_TIMEOUT),
+            Allowance::Whole(d) => (d, started + d),
         };
-        let deadline = step();
-        let result = match conn.send(b"TIME\r\n", deadline) {
-            Err(end) => Err(format!("sent \"TIME\\r\\n\", {}", end.describe())),
+        if run_deadline < end {
+            let left = run_deadline.saturating_duration_since(from);
+            format!("{:.1} s (the run's time limit)", left.as_secs_f64())
+        } else {
+            format!("{} s", allowed.as_secs())
+        }
+    };
+    let client = move || -> (CrowdEnd, Option<Conn>) {
+        let mut conn = match Conn::connect(addr, source, by(Instant::now())) {
+            Ok(conn) => conn,
+            Err((e, _)) if is_timeout(&e) => return (CrowdEnd::NotAccepted, None),
+            Err((e, waited)) => {
+                let why = format!("connecting to {addr}: {}", connect_error(&e, waited));
+                return (CrowdEnd::Failed(format!("could not connect ({why})")), None);
+            }
+        };
+        let sent = Instant::now();
+        let deadline = by(sent);
+        let end = match conn.send(b"TIME\r\n", deadline) {
+            Err(end) => CrowdEnd::Failed(format!("sent \"TIME\\r\\n\", {}", end.describe())),
             Ok(()) => match conn.line(deadline) {
-                Ok(line) if is_jam(&line) => Ok(()),
-                Ok(line) => Err(format!("sent \"TIME\\r\\n\", got {}", escape(&line))),
-                Err(end) => Err(format!("sent \"TIME\\r\\n\", {}", end.describe())),
+                Ok(line) if is_jam(&line) => CrowdEnd::Answered,
+                Ok(line) => CrowdEnd::Failed(format!("sent \"TIME\\r\\n\", got {}", escape(&line))),
+                Err(End::TimedOut(_, got)) if got.is_empty() => {
+                    if crate::sys::tcp_unacknowledged_bytes(&conn.stream).is_ok_and(|n| n > 0) {
+                        CrowdEnd::NotAccepted
+                    } else {
+                        CrowdEnd::Failed(format!(
+                            "sent \"TIME\\r\\n\", no reply within {}",
+                            within(sent)
+                        ))
+                    }
+                }
+                Err(end) => CrowdEnd::Failed(format!("sent \"TIME\\r\\n\", {}", end.describe())),
             },
         };
-        (result, Some(conn))
+        (end, Some(conn))
     };
-    let results: Vec<Result<(), String>> = thread::scope(|scope| {
+    let results: Vec<CrowdEnd> = thread::scope(|scope| {
         let handles: Vec<_> = (0..n)
             .map(|_| {
                 thread::Builder::new()
@@ -1046,22 +1127,34 @@ fn crowd(server: &Server, n: usize) -> Verdict {
                         held.push(conn);
                         result
                     }
-                    Err(_) => Err("the client thread failed".to_string()),
+                    Err(_) => CrowdEnd::Failed("the client thread failed".to_string()),
                 },
-                Err(e) => Err(format!("could not start a client thread ({e})")),
+                Err(e) => CrowdEnd::Failed(format!("could not start a client thread ({e})")),
             })
             .collect();
         drop(held);
         results
     });
-    let answered = results.iter().filter(|r| r.is_ok()).count();
+    let answered = results
+        .iter()
+        .filter(|r| matches!(r, CrowdEnd::Answered))
+        .count();
     if answered == n {
         return Ok(());
     }
     // The same failure from many clients is told once, with its count.
+    let queue_full = format!(
+        "never accepted within {} (the listen queue was full: listen backlog too small?)",
+        within(started)
+    );
     let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
-    for why in results.iter().filter_map(|r| r.as_ref().err()) {
-        *kinds.entry(why.as_str()).or_default() += 1;
+    for end in &results {
+        let text = match end {
+            CrowdEnd::Answered => continue,
+            CrowdEnd::NotAccepted => queue_full.as_str(),
+            CrowdEnd::Failed(why) => why.as_str(),
+        };
+        *kinds.entry(text).or_default() += 1;
     }
     let mut kinds: Vec<(&str, usize)> = kinds.into_iter().collect();
     kinds.sort_by_key(|k| std::cmp::Reverse(k.1));
