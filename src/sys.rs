@@ -4,8 +4,8 @@
 //! the exclusive epoll registration mio lacks (epoll_ctl), the monotonic clock
 //! systemd wants (clock_gettime), the clock tick of /proc's CPU times
 //! (sysconf), and what a TCP peer has not acknowledged (ioctl SIOCOUTQ, for
-//! jamc's conformance check). Nothing else in the crate may use `unsafe`, and this module is
-//! private to the crate.
+//! jamc's conformance check). Nothing else in the crate may use `unsafe`,
+//! and this module is private to the crate.
 #![allow(unsafe_code)]
 
 use std::fs::OpenOptions;
@@ -118,7 +118,6 @@ pub fn monotonic_usec() -> u64 {
 /// Bytes written to a connected TCP socket that the peer has not
 /// acknowledged yet (SIOCOUTQ, see tcp(7)): data sent on a connection the
 /// server's kernel never took off its listen queue stays here.
-#[cfg(any(target_os = "linux", target_os = "android"))]
 pub fn tcp_unacknowledged_bytes(socket: &impl AsRawFd) -> io::Result<usize> {
     let mut n: libc::c_int = 0;
     // SAFETY: the descriptor is open while borrowed, and SIOCOUTQ (the same
