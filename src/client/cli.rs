@@ -310,7 +310,7 @@ pub enum Mode {
     Check(Box<CheckSettings>),
     /// `--conformance`: a TAP report of the protocol checks.
     Conformance {
-        /// `--strict`: the checks of the rest of the protocol (SPEC 2) too.
+        /// `--strict`: the checks of the rest of the protocol too.
         strict: bool,
     },
 }

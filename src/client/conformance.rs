@@ -1,10 +1,10 @@
-//! `jamc --conformance [--strict]`: is this a JAM server? (SPEC 13.)
+//! `jamc --conformance [--strict]`: is this a JAM server? (jamc(1), CONFORMANCE.)
 //!
 //! Checks any server, jamd or not, against the JAM protocol and prints the
 //! verdicts as TAP, which prove(1) reads: a `1..N` plan, then one
 //! `ok N - what` or `not ok N - what # why` line per check. The required
 //! checks are the course assignment the protocol began as; `--strict` adds the
-//! rest of SPEC 2.
+//! rest of the protocol (jamd(8), "The JAM protocol").
 //!
 //! Each check is a small function below, named after what it proves, and runs
 //! on connections of its own, one check after another, so a fault shows in the
@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use super::cli::{Family, Target};
 
-/// Time allowed for each connect and for each reply (SPEC 13). Generous
+/// Time allowed for each connect and for each reply. Generous
 /// because the assignment's own server listens with a backlog of 1, so some of
 /// its clients wait for a SYN retransmission (1 s, then 3 s).
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -51,8 +51,8 @@ pub const MAX_REPLY_LINE: usize = 1024;
 /// full drops a SYN, and the client sends it again after 1, 3, 7 and 15 s.
 pub const CROWD_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Most connections one check holds at once (the "100 clients" check); SPEC 13
-/// allows 200.
+/// Most connections one check holds at once (the "100 clients" check); a run
+/// never holds more than 200.
 pub const MAX_CROWD: usize = 100;
 
 /// Clients of the assignment's own test client, all at once.
@@ -83,11 +83,11 @@ pub struct Options {
     pub family: Family,
     /// `-s`: the local address every connection is made from.
     pub source: Option<IpAddr>,
-    /// `--strict`: the SPEC 2 checks too.
+    /// `--strict`: the checks of the rest of the protocol too.
     pub strict: bool,
 }
 
-/// Whether a check belongs to the assignment or to the rest of SPEC 2.
+/// Whether a check belongs to the assignment or to the rest of the protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Level {
     /// Always run; the exit status depends on it.
