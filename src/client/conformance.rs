@@ -1264,6 +1264,34 @@ mod tests {
     }
 
     #[test]
+    fn what_the_peer_has_not_acknowledged_is_seen() {
+        use std::net::TcpListener;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        // Taken by the peer's kernel: acknowledged at once.
+        stream.write_all(b"TIME\r\n").expect("send");
+        let end = Instant::now() + Duration::from_secs(5);
+        while crate::sys::tcp_unacknowledged_bytes(&stream).expect("SIOCOUTQ") > 0 {
+            assert!(
+                Instant::now() < end,
+                "a request on loopback was never acknowledged"
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+        // A peer that never reads: what does not fit its window stays ours.
+        stream.set_nonblocking(true).expect("nonblocking");
+        let chunk = [b'x'; 64 * 1024];
+        for _ in 0..1024 {
+            if stream.write(&chunk).is_err() {
+                break;
+            }
+        }
+        assert!(crate::sys::tcp_unacknowledged_bytes(&stream).expect("SIOCOUTQ") > 0);
+        drop(listener);
+    }
+
+    #[test]
     fn error_lines_are_error_alone_or_with_a_reason() {
         assert!(is_error(b"ERROR\r\n"));
         assert!(is_error(b"ERROR unknown command\r\n"));
