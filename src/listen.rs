@@ -47,7 +47,10 @@ impl fmt::Display for ListenError {
                         "; another program (or another jamd) holds this port: stop it, or choose another port (server.port, -p)",
                     ),
                     Some(libc::EACCES) => f.write_str(
-                        "; ports below 1024 need root or CAP_NET_BIND_SERVICE (the shipped unit grants it)",
+                        "; ports below 1024 need privilege: start jamd as root with server.user set \
+                         (it gives up root once its sockets are open), let the service manager \
+                         open the socket (socket activation, jamd.socket), or grant \
+                         CAP_NET_BIND_SERVICE (AmbientCapabilities= in the unit)",
                     ),
                     Some(libc::EADDRNOTAVAIL) => f.write_str(
                         "; the address is not on this host: check server.bind (ip address shows the host's addresses)",
