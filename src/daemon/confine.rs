@@ -233,6 +233,29 @@ pub fn open_descriptors() -> Option<u64> {
     Some((dir.count() as u64).saturating_sub(1))
 }
 
+/// Debug builds only, for the tests of the filter: with
+/// `JAMD_DEBUG_PROBE=PATH` in the environment, each reload tries two things
+/// jamd never needs, creating PATH and running `/bin/true`, and logs what
+/// became of each. Under the filter both fail with EPERM and jamd goes on.
+#[cfg(debug_assertions)]
+pub fn debug_probe(log: &crate::log::Logger) {
+    let Some(path) = std::env::var_os("JAMD_DEBUG_PROBE") else {
+        return;
+    };
+    let path = Path::new(&path);
+    match File::create(path) {
+        Ok(_) => log.info(format!("debug probe: created {}", path.display())),
+        Err(e) => log.warn(format!(
+            "debug probe: cannot create {}: {e}",
+            path.display()
+        )),
+    }
+    match std::process::Command::new("/bin/true").status() {
+        Ok(status) => log.info(format!("debug probe: ran /bin/true: {status}")),
+        Err(e) => log.warn(format!("debug probe: cannot run /bin/true: {e}")),
+    }
+}
+
 /// Installs the system-call filter on every thread of the process: from
 /// now on a system call outside [`filter::allowed`] fails with EPERM.
 #[cfg(target_os = "linux")]

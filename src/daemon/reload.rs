@@ -15,6 +15,8 @@ use super::config_file::ConfigFile;
 
 /// Re-reads the configuration and puts it in effect, logging what happened.
 pub fn reload(file: &ConfigFile, server: &Server, log: &Logger, stdio_is_client: bool) {
+    #[cfg(debug_assertions)]
+    super::confine::debug_probe(log);
     log.debug(format!("reload: reading {}", file.path().display()));
     let mut new = match file.load() {
         Ok(loaded) => {
