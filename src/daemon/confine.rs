@@ -337,6 +337,40 @@ pub mod filter {
         Allowed { nr, rules }
     }
 
+    /// socket(2) for these families and types only (SOCK_NONBLOCK and
+    /// SOCK_CLOEXEC may be added to the type).
+    fn sockets(families: &[libc::c_int], types: &[libc::c_int]) -> Allowed {
+        let mut rules = Vec::new();
+        for &family in families {
+            for &kind in types {
+                let conditions = vec![
+                    SeccompCondition::new(
+                        0,
+                        SeccompCmpArgLen::Dword,
+                        SeccompCmpOp::Eq,
+                        flag(family),
+                    )
+                    .expect("argument index below 6"),
+                    SeccompCondition::new(
+                        1,
+                        SeccompCmpArgLen::Dword,
+                        SeccompCmpOp::MaskedEq(SOCK_TYPE_MASK),
+                        flag(kind),
+                    )
+                    .expect("argument index below 6"),
+                ];
+                rules.push(SeccompRule::new(conditions).expect("two conditions"));
+            }
+        }
+        Allowed {
+            nr: libc::SYS_socket,
+            rules,
+        }
+    }
+
+    /// The bits of socket(2)'s type argument that give the type.
+    const SOCK_TYPE_MASK: u64 = 0xf;
+
     fn flag(v: libc::c_int) -> u64 {
         u64::from(v.unsigned_abs())
     }
@@ -409,12 +443,12 @@ pub mod filter {
             any(SYS_exit),
             any(SYS_exit_group),
             // Signals: handlers, masks, and abort() after a panic that
-            // cannot unwind.
+            // cannot unwind (to this process only).
             any(SYS_rt_sigaction),
             any(SYS_rt_sigprocmask),
             any(SYS_rt_sigreturn),
             any(SYS_restart_syscall),
-            any(SYS_tgkill),
+            one_of(SYS_tgkill, 0, &[u64::from(std::process::id())]),
             // Reload: the configuration file and the zone files (read only);
             // a relative path is resolved from the working directory;
             // /proc/self for the process metrics; the CPU count for
@@ -431,12 +465,9 @@ pub mod filter {
             any(SYS_faccessat2),
             any(SYS_getcwd),
             // Logging: (re)connecting to syslog over a unix datagram socket
-            // or UDP (name lookup included), the service manager's socket.
-            one_of(
-                SYS_socket,
-                0,
-                &[AF_UNIX as u64, AF_INET as u64, AF_INET6 as u64],
-            ),
+            // or UDP (name lookup included), the service manager's socket;
+            // no raw or packet sockets.
+            sockets(&[AF_UNIX, AF_INET, AF_INET6], &[SOCK_DGRAM, SOCK_STREAM]),
             any(SYS_connect),
             any(SYS_bind),
             any(SYS_uname),
