@@ -2,9 +2,11 @@
 //! system call: finding out what an inherited descriptor is (fcntl, fstat) and
 //! adopting it, pointing standard I/O away from a client connection (dup2),
 //! the exclusive epoll registration mio lacks (epoll_ctl), the monotonic clock
-//! systemd wants (clock_gettime), and the clock tick of /proc's CPU times
-//! (sysconf). Nothing else in the crate may use `unsafe`, and this module is
-//! private to the crate.
+//! systemd wants (clock_gettime), the clock tick of /proc's CPU times
+//! (sysconf), and giving up root (getpwnam_r and friends, setgid, setgroups,
+//! setuid) and raising the open-file limit (getrlimit, setrlimit) for
+//! `daemon::confine`. Nothing else in the crate may use `unsafe`, and this
+//! module is private to the crate.
 #![allow(unsafe_code)]
 
 use std::fs::OpenOptions;

@@ -130,7 +130,7 @@ fn the_inetd_stream_path_is_filtered_too() {
     assert_eq!(jamd.exit_code(T), Some(0));
 }
 
-/// Debug builds answer `JAMD_DEBUG_PROBE` on each reload by trying to
+/// Debug builds answer `JAMD_TEST_PROBE` on each reload by trying to
 /// create a file and run a program, neither of which jamd needs.
 #[cfg(debug_assertions)]
 #[test]
@@ -141,7 +141,7 @@ fn a_call_outside_the_list_fails_with_eperm_and_jamd_serves_on() {
         let probe_env = probe.to_string_lossy().into_owned();
         let config = format!("[server]\nsandbox = {sandbox}\n");
         let mut jamd =
-            Jamd::start_file(&config, &LOOPBACK_ARGS, &[("JAMD_DEBUG_PROBE", &probe_env)]);
+            Jamd::start_file(&config, &LOOPBACK_ARGS, &[("JAMD_TEST_PROBE", &probe_env)]);
         let mark = jamd.reload(&format!("{config}[time]\nformat = \"%Y\"\n"));
         let log = jamd.log()[mark..].join("\n");
         if sandbox {

@@ -234,12 +234,12 @@ pub fn open_descriptors() -> Option<u64> {
 }
 
 /// Debug builds only, for the tests of the filter: with
-/// `JAMD_DEBUG_PROBE=PATH` in the environment, each reload tries two things
+/// `JAMD_TEST_PROBE=PATH` in the environment, each reload tries two things
 /// jamd never needs, creating PATH and running `/bin/true`, and logs what
 /// became of each. Under the filter both fail with EPERM and jamd goes on.
 #[cfg(debug_assertions)]
 pub fn debug_probe(log: &crate::log::Logger) {
-    let Some(path) = std::env::var_os("JAMD_DEBUG_PROBE") else {
+    let Some(path) = std::env::var_os("JAMD_TEST_PROBE") else {
         return;
     };
     let path = Path::new(&path);
@@ -368,6 +368,20 @@ pub mod filter {
         }
     }
 
+    /// The ioctl(2) requests jamd makes after start-up: non-blocking mode
+    /// (std's set_nonblocking), close-on-exec, bytes waiting.
+    #[allow(
+        clippy::unnecessary_cast,
+        reason = "the request's type differs between C libraries (an unsigned long in glibc)"
+    )]
+    fn ioctl_requests() -> [u64; 3] {
+        [
+            libc::FIONBIO as u64,
+            libc::FIOCLEX as u64,
+            libc::FIONREAD as u64,
+        ]
+    }
+
     /// The bits of socket(2)'s type argument that give the type.
     const SOCK_TYPE_MASK: u64 = 0xf;
 
@@ -403,11 +417,7 @@ pub mod filter {
             any(SYS_setsockopt),
             // Non-blocking mode and close-on-exec of a new descriptor.
             any(SYS_fcntl),
-            one_of(
-                SYS_ioctl,
-                1,
-                &[FIONBIO as u64, FIOCLEX as u64, FIONREAD as u64],
-            ),
+            one_of(SYS_ioctl, 1, &ioctl_requests()),
             // The event loops (mio: epoll, eventfd wakers) and blocking waits.
             any(SYS_epoll_wait),
             any(SYS_epoll_pwait),
