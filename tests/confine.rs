@@ -413,3 +413,57 @@ fn max_connections_above_the_open_file_limit_is_warned_about_once() {
     );
     assert_eq!(jamd.stop(), Some(0));
 }
+
+#[test]
+fn the_keys_are_shown_by_jamd_t_and_bad_values_name_the_key() {
+    let checked = check_config("", &[]);
+    assert_eq!(checked.code, Some(0), "{checked:?}");
+    for line in ["user = \"\"", "group = \"\"", "sandbox = true"] {
+        assert!(
+            checked.out.lines().any(|l| l == line),
+            "jamd -t does not show {line}: {}",
+            checked.out
+        );
+    }
+    for (config, key) in [
+        ("[server]\nuser = \"two words\"\n", "server.user"),
+        ("[server]\nuser = 0\n", "server.user"),
+        ("[server]\ngroup = \"a:b\"\n", "server.group"),
+        ("[server]\nsandbox = \"yes\"\n", "server.sandbox"),
+        ("[server]\ngroup = \"nogroup\"\n", "server.group"),
+    ] {
+        let checked = check_config(config, &[]);
+        assert_eq!(checked.code, Some(78), "{config}: {checked:?}");
+        assert!(checked.err.contains(key), "{config}: {checked:?}");
+    }
+}
+
+#[test]
+fn server_group_chooses_the_group_instead_of_the_users_own() {
+    if !require_root() {
+        return;
+    }
+    let config = "[server]\nuser = \"nobody\"\ngroup = \"daemon\"\n";
+    let mut jamd = Jamd::start(config);
+    let gid = Command::new("getent")
+        .args(["group", "daemon"])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split(':')
+                .nth(2)
+                .unwrap_or("")
+                .to_owned()
+        })
+        .unwrap();
+    jamd.stderr
+        .wait_for("running as nobody:daemon", T)
+        .unwrap_or_else(|| panic!("no `running as` line: {:#?}", jamd.log()));
+    let gids: Vec<String> = status(jamd.pid(), "Gid")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(gids, [gid.clone(), gid.clone(), gid.clone(), gid]);
+    assert_eq!(status(jamd.pid(), "Groups"), "");
+    assert_eq!(jamd.stop(), Some(0), "{:#?}", jamd.log());
+}
