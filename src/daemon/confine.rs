@@ -419,7 +419,6 @@ pub mod filter {
             any(SYS_fcntl),
             one_of(SYS_ioctl, 1, &ioctl_requests()),
             // The event loops (mio: epoll, eventfd wakers) and blocking waits.
-            any(SYS_epoll_wait),
             any(SYS_epoll_pwait),
             any(SYS_epoll_ctl),
             any(SYS_epoll_create1),
@@ -484,17 +483,31 @@ pub mod filter {
             // Hash maps' random keys.
             any(SYS_getrandom),
         ];
-        // The older calls x86_64 still has beside the *at ones.
-        #[cfg(target_arch = "x86_64")]
-        list.extend([
+        list.extend(older_calls());
+        list
+    }
+
+    /// The older calls x86_64 still has beside the *at and p* ones, which
+    /// glibc and std may use there.
+    #[cfg(target_arch = "x86_64")]
+    fn older_calls() -> Vec<Allowed> {
+        use libc::*;
+        let read_only = flag(O_ACCMODE | O_CREAT | O_TRUNC);
+        vec![
             masked(SYS_open, 1, read_only, flag(O_RDONLY)),
             any(SYS_stat),
             any(SYS_lstat),
             any(SYS_readlink),
             any(SYS_access),
             any(SYS_poll),
-        ]);
-        list
+            any(SYS_epoll_wait),
+        ]
+    }
+
+    /// Newer architectures have only the *at and p* calls.
+    #[cfg(not(target_arch = "x86_64"))]
+    fn older_calls() -> Vec<Allowed> {
+        Vec::new()
     }
 
     /// The filter as a BPF program: allow-listed calls pass, anything else
