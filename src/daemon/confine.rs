@@ -277,6 +277,47 @@ pub fn sandbox() -> Result<(), String> {
     Err("server.sandbox is only available on Linux: set server.sandbox = false".to_owned())
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_open_file_warning_counts_the_clients_and_jamds_own_descriptors() {
+        let limit = OpenFiles { soft: Some(1024) };
+        // 10 open now, 2 workers with 2 listeners each (epoll, waker, 2
+        // duplicates), 16 spare: 34 of jamd's own.
+        assert_eq!(open_file_warning(limit, 990, 10, 2, 2), None);
+        let w = open_file_warning(limit, 991, 10, 2, 2).expect("a warning");
+        assert!(
+            w.starts_with(
+                "server.max_connections (991) plus jamd's own 34 descriptors need 1025 open \
+                 files, above the open-file limit (1024)"
+            ),
+            "{w}"
+        );
+        assert!(w.contains("LimitNOFILE=") && w.contains("ulimit -n"), "{w}");
+        // No limit, no warning.
+        assert_eq!(
+            open_file_warning(OpenFiles { soft: None }, 10_000_000, 10, 1, 1),
+            None
+        );
+    }
+
+    #[test]
+    fn group_without_user_is_refused_naming_the_key() {
+        let server = ServerConfig {
+            group: "daemon".into(),
+            ..ServerConfig::default()
+        };
+        let why = account(&server).unwrap_err();
+        assert!(
+            why.starts_with("server.group = \"daemon\" needs server.user"),
+            "{why}"
+        );
+        assert_eq!(account(&ServerConfig::default()), Ok(None));
+    }
+}
+
 #[cfg(target_os = "linux")]
 pub mod filter {
     //! The system calls jamd may make once start-up is done, in groups that
