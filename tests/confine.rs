@@ -467,3 +467,53 @@ fn server_group_chooses_the_group_instead_of_the_users_own() {
     assert_eq!(status(jamd.pid(), "Groups"), "");
     assert_eq!(jamd.stop(), Some(0), "{:#?}", jamd.log());
 }
+
+#[test]
+fn a_port_below_1024_without_root_says_what_works() {
+    if !require_root() {
+        return;
+    }
+    // The first port an unprivileged process may bind on this host.
+    let start: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1024);
+    if start <= 1 {
+        common::skip::record_skip("every port is unprivileged here (ip_unprivileged_port_start)");
+        return;
+    }
+    let port = free_privileged_port().min(start - 1).to_string();
+    let nobody: u32 = id_of("-u", "nobody").parse().unwrap();
+    let nogroup: u32 = id_of("-g", "nobody").parse().unwrap();
+    let path = write_file(&temp_dir("lowport"), "jamd.toml", "");
+    let (code, _, err) = run_within(
+        Command::new(JAMD)
+            .args([
+                "-c",
+                &path,
+                "-p",
+                &port,
+                "-b",
+                "127.0.0.1",
+                "--log",
+                "stderr",
+            ])
+            .uid(nobody)
+            .gid(nogroup),
+        T,
+    );
+    assert_eq!(code, Some(1), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.contains("cannot listen on"))
+        .unwrap_or_else(|| panic!("{err}"));
+    for what in [
+        "Permission denied",
+        "server.user",
+        "socket activation",
+        "CAP_NET_BIND_SERVICE",
+    ] {
+        assert!(line.contains(what), "{what} missing: {line}");
+    }
+    assert!(!line.contains("the shipped unit grants it"), "{line}");
+}
