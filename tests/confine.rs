@@ -218,10 +218,17 @@ fn started_as_root_with_user_nobody_it_binds_a_low_port_then_gives_up_root() {
             .map(str::to_owned)
             .collect::<Vec<_>>()
     };
-    assert_eq!(ids("Uid"), [uid.clone(), uid.clone(), uid.clone(), uid]);
+    assert_eq!(ids("Uid"), [uid.clone(), uid.clone(), uid.clone(), uid.clone()]);
     assert_eq!(ids("Gid"), [gid.clone(), gid.clone(), gid.clone(), gid]);
     assert_eq!(status(pid, "Groups"), "");
     assert_eq!(status(pid, "Seccomp"), "2");
+    // Every thread, the log thread started before the change included.
+    let threads = every_thread(pid, "Uid");
+    assert!(threads.len() >= 4, "{threads:?}");
+    for (name, uids) in &threads {
+        let want = format!("{uid}\t{uid}\t{uid}\t{uid}");
+        assert_eq!(uids, &want, "thread {name}: {threads:?}");
+    }
     // Serving, reloading (the file is readable by nobody: no warning) and
     // stopping as nobody.
     assert!(jamd.connect().ask("TIME").starts_with("JAM "));

@@ -335,9 +335,9 @@ pub mod filter {
     //! are here for paths the tests reach only in part: UDP syslog (bind,
     //! uname for the host name, a name lookup), threads still starting when
     //! the filter comes (set_robust_list, rseq, prctl, sigaltstack), abort().
-    //! Calls that can only be checked by their number are allowed whatever
-    //! their arguments, so that the kernel caches the answer and the serving
-    //! path runs no filter code.
+    //! The calls of the serving path (accept4, read, write, epoll_wait, …)
+    //! are allowed whatever their arguments: the kernel then caches the
+    //! answer by call number, and serving runs no filter code.
 
     use std::collections::BTreeMap;
 
