@@ -218,7 +218,10 @@ fn started_as_root_with_user_nobody_it_binds_a_low_port_then_gives_up_root() {
             .map(str::to_owned)
             .collect::<Vec<_>>()
     };
-    assert_eq!(ids("Uid"), [uid.clone(), uid.clone(), uid.clone(), uid.clone()]);
+    assert_eq!(
+        ids("Uid"),
+        [uid.clone(), uid.clone(), uid.clone(), uid.clone()]
+    );
     assert_eq!(ids("Gid"), [gid.clone(), gid.clone(), gid.clone(), gid]);
     assert_eq!(status(pid, "Groups"), "");
     assert_eq!(status(pid, "Seccomp"), "2");
@@ -523,4 +526,30 @@ fn a_port_below_1024_without_root_says_what_works() {
         assert!(line.contains(what), "{what} missing: {line}");
     }
     assert!(!line.contains("the shipped unit grants it"), "{line}");
+}
+
+#[test]
+fn a_filter_that_cannot_be_installed_stops_jamd_saying_what_to_do() {
+    // strace makes seccomp(2) fail as a unit without SystemCallFilter=seccomp
+    // would; jamd must not serve unconfined then.
+    let Some(strace) = require_tool("strace") else {
+        return;
+    };
+    let path = write_file(&temp_dir("nofilter"), "jamd.toml", "");
+    let (code, _, err) = run_within(
+        Command::new(strace)
+            .args(["-f", "-qq", "-o", "/dev/null", "-e", "trace=seccomp"])
+            .args(["-e", "inject=seccomp:error=EPERM", "--", JAMD, "-c", &path])
+            .args(LOOPBACK_ARGS),
+        T,
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("cannot install the system-call filter (server.sandbox)")
+            && err.contains("Operation not permitted")
+            && err.contains("SystemCallFilter=seccomp")
+            && err.contains("server.sandbox = false"),
+        "{err}"
+    );
+    assert!(!err.contains("stopped"), "{err}");
 }
