@@ -50,6 +50,16 @@ fn every_thread(pid: i32, field: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Waits until start-up is over: the control loop answers SIGUSR1 only
+/// once every thread runs and the filter (if any) is installed.
+fn wait_until_started(jamd: &Jamd) {
+    let mark = jamd.stderr.mark();
+    jamd.signal("USR1");
+    jamd.stderr
+        .wait_for_after(mark, "status: ", T)
+        .unwrap_or_else(|| panic!("no status line: {:#?}", jamd.log()));
+}
+
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .map(|s| s.lines().any(|l| l.starts_with("Uid:\t0\t")))
@@ -79,10 +89,11 @@ fn by_default_every_thread_runs_under_the_filter_with_no_new_privs() {
     jamd.stderr
         .wait_for("metrics at ", T)
         .expect("metrics thread started");
-    // Served with the filter on: the filter is in place before this answer.
-    assert!(jamd.connect().ask("TIME").starts_with("JAM "));
-    assert_eq!(status(jamd.pid(), "NoNewPrivs"), "1");
+    wait_until_started(&jamd);
     assert_eq!(status(jamd.pid(), "Seccomp"), "2");
+    assert_eq!(status(jamd.pid(), "NoNewPrivs"), "1");
+    // Served under the filter.
+    assert!(jamd.connect().ask("TIME").starts_with("JAM "));
     let threads = every_thread(jamd.pid(), "Seccomp");
     // main, the log, one worker and the metrics thread.
     assert!(threads.len() >= 4, "{threads:?}");
@@ -95,6 +106,7 @@ fn by_default_every_thread_runs_under_the_filter_with_no_new_privs() {
 #[test]
 fn sandbox_false_leaves_jamd_unfiltered() {
     let mut jamd = Jamd::start("[server]\nsandbox = false\n");
+    wait_until_started(&jamd);
     assert!(jamd.connect().ask("TIME").starts_with("JAM "));
     assert_eq!(status(jamd.pid(), "Seccomp"), "0");
     assert_eq!(status(jamd.pid(), "NoNewPrivs"), "0");
@@ -224,6 +236,7 @@ fn started_as_root_with_user_nobody_it_binds_a_low_port_then_gives_up_root() {
     );
     assert_eq!(ids("Gid"), [gid.clone(), gid.clone(), gid.clone(), gid]);
     assert_eq!(status(pid, "Groups"), "");
+    wait_until_started(&jamd);
     assert_eq!(status(pid, "Seccomp"), "2");
     // Every thread, the log thread started before the change included.
     let threads = every_thread(pid, "Uid");
@@ -393,6 +406,7 @@ fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
         ("4096".to_owned(), "4096".to_owned())
     );
     // 1024 clients fit under 4096: no warning.
+    wait_until_started(&jamd);
     let log = jamd.log();
     assert!(
         !log.iter().any(|l| l.contains("open-file limit")),
