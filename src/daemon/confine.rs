@@ -326,7 +326,8 @@ pub mod filter {
     //! `strace -f -p PID` shows the call that returned `EPERM`.
     //!
     //! A new code path that needs a new call adds it to the group it belongs
-    //! to (or a new group saying why), and to the list in jamd.8.
+    //! to (or a new group saying why), and to the list in jamd.8 (a unit
+    //! test below fails until the page names it).
     //!
     //! Every integration test (tests/*.rs) runs jamd with the filter on, so
     //! the suite is the proof that the list is complete for what it covers;
@@ -350,19 +351,29 @@ pub mod filter {
     pub struct Allowed {
         /// Its number on this architecture.
         pub nr: i64,
+        /// Its name, as jamd.8 lists it.
+        pub name: &'static str,
         /// Empty: always; otherwise any one of these.
         pub rules: Vec<SeccompRule>,
     }
 
-    fn any(nr: i64) -> Allowed {
+    /// A system call's number and name: `sys!(SYS_read)`.
+    macro_rules! sys {
+        ($nr:ident) => {
+            (libc::$nr, &stringify!($nr)[4..])
+        };
+    }
+
+    fn any((nr, name): (i64, &'static str)) -> Allowed {
         Allowed {
             nr,
+            name,
             rules: Vec::new(),
         }
     }
 
     /// Allowed when argument `arg` masked with `mask` equals `value`.
-    fn masked(nr: i64, arg: u8, mask: u64, value: u64) -> Allowed {
+    fn masked((nr, name): (i64, &'static str), arg: u8, mask: u64, value: u64) -> Allowed {
         let cond = SeccompCondition::new(
             arg,
             SeccompCmpArgLen::Qword,
@@ -372,12 +383,13 @@ pub mod filter {
         .expect("argument index below 6");
         Allowed {
             nr,
+            name,
             rules: vec![SeccompRule::new(vec![cond]).expect("one condition")],
         }
     }
 
     /// Allowed when argument `arg` is one of `values`.
-    fn one_of(nr: i64, arg: u8, values: &[u64]) -> Allowed {
+    fn one_of((nr, name): (i64, &'static str), arg: u8, values: &[u64]) -> Allowed {
         let rules = values
             .iter()
             .map(|&v| {
@@ -386,7 +398,7 @@ pub mod filter {
                 SeccompRule::new(vec![cond]).expect("one condition")
             })
             .collect();
-        Allowed { nr, rules }
+        Allowed { nr, name, rules }
     }
 
     /// socket(2) for these families and types only (SOCK_NONBLOCK and
@@ -414,10 +426,8 @@ pub mod filter {
                 rules.push(SeccompRule::new(conditions).expect("two conditions"));
             }
         }
-        Allowed {
-            nr: libc::SYS_socket,
-            rules,
-        }
+        let (nr, name) = sys!(SYS_socket);
+        Allowed { nr, name, rules }
     }
 
     /// The ioctl(2) requests jamd makes after start-up: non-blocking mode
@@ -449,91 +459,95 @@ pub mod filter {
         let read_only = flag(O_ACCMODE | O_CREAT | O_TRUNC);
         let mut list = vec![
             // Serving TCP and UDP: accepting, moving bytes, closing.
-            any(SYS_accept4),
-            any(SYS_accept),
-            any(SYS_read),
-            any(SYS_readv),
-            any(SYS_write),
-            any(SYS_writev),
-            any(SYS_recvfrom),
-            any(SYS_recvmsg),
-            any(SYS_recvmmsg),
-            any(SYS_sendto),
-            any(SYS_sendmsg),
-            any(SYS_sendmmsg),
-            any(SYS_shutdown),
-            any(SYS_close),
-            any(SYS_getsockname),
-            any(SYS_getpeername),
-            any(SYS_getsockopt),
-            any(SYS_setsockopt),
+            any(sys!(SYS_accept4)),
+            any(sys!(SYS_accept)),
+            any(sys!(SYS_read)),
+            any(sys!(SYS_readv)),
+            any(sys!(SYS_write)),
+            any(sys!(SYS_writev)),
+            any(sys!(SYS_recvfrom)),
+            any(sys!(SYS_recvmsg)),
+            any(sys!(SYS_recvmmsg)),
+            any(sys!(SYS_sendto)),
+            any(sys!(SYS_sendmsg)),
+            any(sys!(SYS_sendmmsg)),
+            any(sys!(SYS_shutdown)),
+            any(sys!(SYS_close)),
+            any(sys!(SYS_getsockname)),
+            any(sys!(SYS_getpeername)),
+            any(sys!(SYS_getsockopt)),
+            any(sys!(SYS_setsockopt)),
             // Non-blocking mode and close-on-exec of a new descriptor.
-            any(SYS_fcntl),
-            one_of(SYS_ioctl, 1, &ioctl_requests()),
+            any(sys!(SYS_fcntl)),
+            one_of(sys!(SYS_ioctl), 1, &ioctl_requests()),
             // The event loops (mio: epoll, eventfd wakers) and blocking waits.
-            any(SYS_epoll_pwait),
-            any(SYS_epoll_ctl),
-            any(SYS_epoll_create1),
-            any(SYS_eventfd2),
-            any(SYS_ppoll),
+            any(sys!(SYS_epoll_pwait)),
+            any(sys!(SYS_epoll_ctl)),
+            any(sys!(SYS_epoll_create1)),
+            any(sys!(SYS_eventfd2)),
+            any(sys!(SYS_ppoll)),
             // The clock (the vDSO answers most reads without a system call)
             // and sleeping.
-            any(SYS_clock_gettime),
-            any(SYS_clock_getres),
-            any(SYS_gettimeofday),
-            any(SYS_clock_nanosleep),
-            any(SYS_nanosleep),
+            any(sys!(SYS_clock_gettime)),
+            any(sys!(SYS_clock_getres)),
+            any(sys!(SYS_gettimeofday)),
+            any(sys!(SYS_clock_nanosleep)),
+            any(sys!(SYS_nanosleep)),
             // Memory, for the allocator and thread stacks; never executable.
-            any(SYS_brk),
-            masked(SYS_mmap, 2, no_exec, 0),
-            masked(SYS_mprotect, 2, no_exec, 0),
-            any(SYS_munmap),
-            any(SYS_mremap),
-            any(SYS_madvise),
+            any(sys!(SYS_brk)),
+            masked(sys!(SYS_mmap), 2, no_exec, 0),
+            masked(sys!(SYS_mprotect), 2, no_exec, 0),
+            any(sys!(SYS_munmap)),
+            any(sys!(SYS_mremap)),
+            any(sys!(SYS_madvise)),
             // Threads: locks, a thread that is still starting when the filter
             // comes (its name, signal stack, robust list), and ending.
-            any(SYS_futex),
-            any(SYS_sched_yield),
-            any(SYS_sched_getaffinity),
-            any(SYS_set_robust_list),
-            any(SYS_rseq),
-            any(SYS_sigaltstack),
-            one_of(SYS_prctl, 0, &[PR_SET_NAME as u64, PR_GET_NAME as u64]),
-            any(SYS_gettid),
-            any(SYS_getpid),
-            any(SYS_exit),
-            any(SYS_exit_group),
+            any(sys!(SYS_futex)),
+            any(sys!(SYS_sched_yield)),
+            any(sys!(SYS_sched_getaffinity)),
+            any(sys!(SYS_set_robust_list)),
+            any(sys!(SYS_rseq)),
+            any(sys!(SYS_sigaltstack)),
+            one_of(
+                sys!(SYS_prctl),
+                0,
+                &[PR_SET_NAME as u64, PR_GET_NAME as u64],
+            ),
+            any(sys!(SYS_gettid)),
+            any(sys!(SYS_getpid)),
+            any(sys!(SYS_exit)),
+            any(sys!(SYS_exit_group)),
             // Signals: handlers, masks, and abort() after a panic that
             // cannot unwind (to this process only).
-            any(SYS_rt_sigaction),
-            any(SYS_rt_sigprocmask),
-            any(SYS_rt_sigreturn),
-            any(SYS_restart_syscall),
-            one_of(SYS_tgkill, 0, &[u64::from(std::process::id())]),
+            any(sys!(SYS_rt_sigaction)),
+            any(sys!(SYS_rt_sigprocmask)),
+            any(sys!(SYS_rt_sigreturn)),
+            any(sys!(SYS_restart_syscall)),
+            one_of(sys!(SYS_tgkill), 0, &[u64::from(std::process::id())]),
             // Reload: the configuration file and the zone files (read only);
             // a relative path is resolved from the working directory;
             // /proc/self for the process metrics; the CPU count for
             // `workers = 0` (cgroup files).
-            masked(SYS_openat, 2, read_only, flag(O_RDONLY)),
-            any(SYS_newfstatat),
-            any(SYS_fstat),
-            any(SYS_statx),
-            any(SYS_lseek),
-            any(SYS_pread64),
-            any(SYS_readlinkat),
-            any(SYS_getdents64),
-            any(SYS_faccessat),
-            any(SYS_faccessat2),
-            any(SYS_getcwd),
+            masked(sys!(SYS_openat), 2, read_only, flag(O_RDONLY)),
+            any(sys!(SYS_newfstatat)),
+            any(sys!(SYS_fstat)),
+            any(sys!(SYS_statx)),
+            any(sys!(SYS_lseek)),
+            any(sys!(SYS_pread64)),
+            any(sys!(SYS_readlinkat)),
+            any(sys!(SYS_getdents64)),
+            any(sys!(SYS_faccessat)),
+            any(sys!(SYS_faccessat2)),
+            any(sys!(SYS_getcwd)),
             // Logging: (re)connecting to syslog over a unix datagram socket
             // or UDP (name lookup included), the service manager's socket;
             // no raw or packet sockets.
             sockets(&[AF_UNIX, AF_INET, AF_INET6], &[SOCK_DGRAM, SOCK_STREAM]),
-            any(SYS_connect),
-            any(SYS_bind),
-            any(SYS_uname),
+            any(sys!(SYS_connect)),
+            any(sys!(SYS_bind)),
+            any(sys!(SYS_uname)),
             // Hash maps' random keys.
-            any(SYS_getrandom),
+            any(sys!(SYS_getrandom)),
         ];
         list.extend(older_calls());
         list
@@ -546,13 +560,13 @@ pub mod filter {
         use libc::*;
         let read_only = flag(O_ACCMODE | O_CREAT | O_TRUNC);
         vec![
-            masked(SYS_open, 1, read_only, flag(O_RDONLY)),
-            any(SYS_stat),
-            any(SYS_lstat),
-            any(SYS_readlink),
-            any(SYS_access),
-            any(SYS_poll),
-            any(SYS_epoll_wait),
+            masked(sys!(SYS_open), 1, read_only, flag(O_RDONLY)),
+            any(sys!(SYS_stat)),
+            any(sys!(SYS_lstat)),
+            any(sys!(SYS_readlink)),
+            any(sys!(SYS_access)),
+            any(sys!(SYS_poll)),
+            any(sys!(SYS_epoll_wait)),
         ]
     }
 
@@ -604,6 +618,25 @@ pub mod filter {
                 assert!(
                     k == eperm || k == libc::SECCOMP_RET_ALLOW,
                     "the program returns {k:#x}"
+                );
+            }
+        }
+
+        #[test]
+        fn jamd_8_names_every_allowed_call() {
+            let page = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/man/jamd.8"));
+            let section = page
+                .split(".Sh ")
+                .find(|s| s.starts_with("CONFINEMENT"))
+                .expect("jamd.8 has a CONFINEMENT section");
+            let words: std::collections::BTreeSet<&str> = section
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .collect();
+            for a in allowed() {
+                assert!(
+                    words.contains(a.name),
+                    "{} is allowed but jamd.8 (CONFINEMENT) does not list it",
+                    a.name
                 );
             }
         }
