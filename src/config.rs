@@ -144,6 +144,12 @@ pub struct ServerConfig {
     /// Event-loop threads; 0 means one per CPU. One by default: see
     /// BENCHMARKS.md, "Workers".
     pub workers: usize,
+    /// Started as root: the user to become once every socket is open; "": stay.
+    pub user: String,
+    /// That user's group; "": the user's primary group.
+    pub group: String,
+    /// After start-up, confine jamd to the system calls it needs (jamd.8).
+    pub sandbox: bool,
 }
 
 /// The addresses bound when neither the file nor `-b` names any.
@@ -172,6 +178,9 @@ impl Default for ServerConfig {
             max_line_bytes: 256,
             shutdown_timeout: 5,
             workers: 1,
+            user: String::new(),
+            group: String::new(),
+            sandbox: cfg!(target_os = "linux"),
         }
     }
 }
@@ -755,8 +764,25 @@ fn read_server(mut keys: Keys<'_, '_>) -> Result<ServerConfig, Invalid> {
     keys.read("workers", &mut s.workers, |v| {
         v.integer(0, 1024, "a number of threads (0: one per CPU)")
     })?;
+    keys.read("user", &mut s.user, |v| {
+        v.parse_str("a user name such as \"nobody\", or \"\"", account_name)
+    })?;
+    keys.read("group", &mut s.group, |v| {
+        v.parse_str("a group name such as \"nogroup\", or \"\"", account_name)
+    })?;
+    keys.read("sandbox", &mut s.sandbox, |v| v.boolean())?;
     keys.finish()?;
     Ok(s)
+}
+
+/// `server.user` / `server.group`: a name to look up at start, or "".
+fn account_name(s: &str) -> Result<String, String> {
+    if s.contains(['\0', ':', '/']) || s.chars().any(char::is_whitespace) {
+        return Err(format!(
+            "expected a user or group name (no spaces, ':' or '/'), found the string {s:?}"
+        ));
+    }
+    Ok(s.to_owned())
 }
 
 fn read_access(mut keys: Keys<'_, '_>) -> Result<AccessConfig, Invalid> {

@@ -37,6 +37,14 @@ pub enum ListenError {
     Inherited(String),
 }
 
+/// What works for a port below 1024 (EACCES from bind), after the error:
+/// every listener's bind error says it.
+pub const PRIVILEGED_PORT_ADVICE: &str =
+    "; ports below 1024 need privilege: start jamd as root with server.user set \
+     (it gives up root once its sockets are open), let the service manager \
+     open the socket (socket activation, jamd.socket), or grant \
+     CAP_NET_BIND_SERVICE (AmbientCapabilities= in the unit)";
+
 impl fmt::Display for ListenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -46,9 +54,7 @@ impl fmt::Display for ListenError {
                     Some(libc::EADDRINUSE) => f.write_str(
                         "; another program (or another jamd) holds this port: stop it, or choose another port (server.port, -p)",
                     ),
-                    Some(libc::EACCES) => f.write_str(
-                        "; ports below 1024 need root or CAP_NET_BIND_SERVICE (the shipped unit grants it)",
-                    ),
+                    Some(libc::EACCES) => f.write_str(PRIVILEGED_PORT_ADVICE),
                     Some(libc::EADDRNOTAVAIL) => f.write_str(
                         "; the address is not on this host: check server.bind (ip address shows the host's addresses)",
                     ),

@@ -3,9 +3,11 @@
 //! adopting it, pointing standard I/O away from a client connection (dup2),
 //! the exclusive epoll registration mio lacks (epoll_ctl), the monotonic clock
 //! systemd wants (clock_gettime), the clock tick of /proc's CPU times
-//! (sysconf), and what a TCP peer has not acknowledged (ioctl SIOCOUTQ, for
-//! jamc's conformance check). Nothing else in the crate may use `unsafe`,
-//! and this module is private to the crate.
+//! (sysconf), what a TCP peer has not acknowledged (ioctl SIOCOUTQ, for
+//! jamc's conformance check), and giving up root (getpwnam_r and friends,
+//! setgid, setgroups, setuid) and raising the open-file limit (getrlimit,
+//! setrlimit) for `daemon::confine`. Nothing else in the crate may use
+//! `unsafe`, and this module is private to the crate.
 #![allow(unsafe_code)]
 
 use std::fs::OpenOptions;
@@ -213,4 +215,231 @@ pub fn clock_ticks_per_second() -> Option<u64> {
     // SAFETY: sysconf only reads a system constant; it has no pointers.
     let n = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     u64::try_from(n).ok().filter(|&n| n > 0)
+}
+
+/// A user account from the password database (getpwnam_r): what jamd needs
+/// to become it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Passwd {
+    /// The user id.
+    pub uid: u32,
+    /// The user's primary group.
+    pub gid: u32,
+}
+
+/// Looks a user up by name (`/etc/passwd`, or whatever NSS is set up to
+/// ask). `Ok(None)`: there is no such user.
+pub fn user_by_name(name: &str) -> io::Result<Option<Passwd>> {
+    let cname = c_name(name)?;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        // SAFETY: `passwd` is plain data that getpwnam_r fills in.
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call: the name is a
+        // NUL-terminated string, `pwd` and `found` live on this stack, and
+        // `buf` is `buf.len()` writable bytes that the strings in `pwd` point
+        // into (they are not used after `buf` is dropped).
+        let r = unsafe {
+            libc::getpwnam_r(
+                cname.as_ptr(),
+                &mut pwd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut found,
+            )
+        };
+        match r {
+            0 if found.is_null() => return Ok(None),
+            0 => {
+                return Ok(Some(Passwd {
+                    uid: pwd.pw_uid,
+                    gid: pwd.pw_gid,
+                }))
+            }
+            libc::ERANGE if buf.len() < 1 << 20 => buf.resize(buf.len() * 2, 0),
+            // "Not found" is sometimes reported as one of these (getpwnam_r(3)).
+            libc::ENOENT | libc::ESRCH | libc::EBADF | libc::EPERM => return Ok(None),
+            e => return Err(io::Error::from_raw_os_error(e)),
+        }
+    }
+}
+
+/// Looks a group up by name; `Ok(None)`: there is no such group.
+pub fn group_by_name(name: &str) -> io::Result<Option<u32>> {
+    let cname = c_name(name)?;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        // SAFETY: `group` is plain data that getgrnam_r fills in.
+        let mut grp: libc::group = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: as in `user_by_name`: a NUL-terminated name, and `grp`,
+        // `found` and `buf` live for the call.
+        let r = unsafe {
+            libc::getgrnam_r(
+                cname.as_ptr(),
+                &mut grp,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut found,
+            )
+        };
+        match r {
+            0 if found.is_null() => return Ok(None),
+            0 => return Ok(Some(grp.gr_gid)),
+            libc::ERANGE if buf.len() < 1 << 20 => buf.resize(buf.len() * 2, 0),
+            libc::ENOENT | libc::ESRCH | libc::EBADF | libc::EPERM => return Ok(None),
+            e => return Err(io::Error::from_raw_os_error(e)),
+        }
+    }
+}
+
+/// The name of a group id, if the group database has one.
+pub fn group_name(gid: u32) -> Option<String> {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        // SAFETY: `group` is plain data that getgrgid_r fills in.
+        let mut grp: libc::group = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: `grp`, `found` and `buf` live for the call.
+        let r = unsafe {
+            libc::getgrgid_r(
+                gid,
+                &mut grp,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut found,
+            )
+        };
+        match r {
+            0 if found.is_null() => return None,
+            0 => {
+                // SAFETY: on success gr_name points at a NUL-terminated
+                // string inside `buf`, which is still alive.
+                let name = unsafe { std::ffi::CStr::from_ptr(grp.gr_name) };
+                return Some(name.to_string_lossy().into_owned());
+            }
+            libc::ERANGE if buf.len() < 1 << 20 => buf.resize(buf.len() * 2, 0),
+            _ => return None,
+        }
+    }
+}
+
+/// The name of a user id, if the password database has one.
+pub fn user_name(uid: u32) -> Option<String> {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        // SAFETY: `passwd` is plain data that getpwuid_r fills in.
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: `pwd`, `found` and `buf` live for the call.
+        let r = unsafe {
+            libc::getpwuid_r(
+                uid,
+                &mut pwd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut found,
+            )
+        };
+        match r {
+            0 if found.is_null() => return None,
+            0 => {
+                // SAFETY: on success pw_name points at a NUL-terminated
+                // string inside `buf`, which is still alive.
+                let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+                return Some(name.to_string_lossy().into_owned());
+            }
+            libc::ERANGE if buf.len() < 1 << 20 => buf.resize(buf.len() * 2, 0),
+            _ => return None,
+        }
+    }
+}
+
+fn c_name(name: &str) -> io::Result<std::ffi::CString> {
+    std::ffi::CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// The effective user and group ids of this process.
+pub fn effective_ids() -> (u32, u32) {
+    // SAFETY: geteuid and getegid only read the process's credentials.
+    unsafe { (libc::geteuid(), libc::getegid()) }
+}
+
+/// The real, effective and saved user ids, and the same for groups.
+pub fn all_ids() -> io::Result<([u32; 3], [u32; 3])> {
+    let (mut ru, mut eu, mut su) = (0, 0, 0);
+    let (mut rg, mut eg, mut sg) = (0, 0, 0);
+    // SAFETY: getresuid writes three ids into variables that live for the call.
+    if unsafe { libc::getresuid(&mut ru, &mut eu, &mut su) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: getresgid writes three ids into variables that live for the call.
+    if unsafe { libc::getresgid(&mut rg, &mut eg, &mut sg) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(([ru, eu, su], [rg, eg, sg]))
+}
+
+/// How many supplementary groups this process has.
+pub fn supplementary_group_count() -> io::Result<usize> {
+    // SAFETY: with a size of 0 getgroups only counts; it writes nothing.
+    let n = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// setgid(2): as root, sets the real, effective and saved group ids (glibc
+/// applies it to every thread of the process).
+pub fn set_gid(gid: u32) -> io::Result<()> {
+    // SAFETY: setgid has no pointers; failure is reported in errno.
+    if unsafe { libc::setgid(gid) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// setgroups(2) with an empty list: no supplementary groups (every thread).
+pub fn clear_supplementary_groups() -> io::Result<()> {
+    // SAFETY: a size of 0 means the list is not read; null is allowed then.
+    if unsafe { libc::setgroups(0, std::ptr::null()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// setuid(2): as root, sets the real, effective and saved user ids (every
+/// thread), for good.
+pub fn set_uid(uid: u32) -> io::Result<()> {
+    // SAFETY: setuid has no pointers; failure is reported in errno.
+    if unsafe { libc::setuid(uid) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The soft and hard `RLIMIT_NOFILE` (`None`: unlimited).
+pub fn open_file_limit() -> io::Result<(Option<u64>, Option<u64>)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only into `lim`, which lives for the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let finite = |v: libc::rlim_t| (v != libc::RLIM_INFINITY).then_some(v);
+    Ok((finite(lim.rlim_cur), finite(lim.rlim_max)))
+}
+
+/// Sets the soft `RLIMIT_NOFILE`, keeping the hard limit.
+pub fn set_open_file_soft_limit(soft: u64, hard: Option<u64>) -> io::Result<()> {
+    let lim = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard.unwrap_or(libc::RLIM_INFINITY),
+    };
+    // SAFETY: setrlimit only reads `lim`, which lives for the call.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

@@ -8,6 +8,8 @@
 //! - [`reload`]: SIGHUP: re-read the configuration and put it in effect.
 //! - [`signals`]: the signal handlers (a flag and a self-pipe).
 //! - [`notify`]: messages to the service manager (sd_notify).
+//! - [`confine`]: giving up root, raising the open-file limit, and the
+//!   system-call filter.
 //!
 //! The server itself (workers, connections, limits) is [`crate::server`]: it
 //! knows nothing of signals or systemd, and is steered through
@@ -15,6 +17,7 @@
 
 pub mod cli;
 pub mod config_file;
+pub mod confine;
 pub mod notify;
 pub mod reload;
 pub mod signals;
@@ -56,6 +59,13 @@ where
     let log = started.log.clone();
     if let Some(stream) = started.stream.take() {
         // One client on a pipe or socketpair: served here, not by workers.
+        if started.config.server.sandbox {
+            if let Err(why) = confine::sandbox() {
+                log.error(why);
+                log.flush(Duration::from_secs(2));
+                return ExitCode::from(1);
+            }
+        }
         let code = match crate::inetd::serve(stream, &started.config, &log, &started.signals) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -87,6 +97,11 @@ fn check_config(args: &JamdArgs) -> ExitCode {
     let file = ConfigFile::from_args(args);
     match file.load() {
         Ok(loaded) => {
+            // An unknown server.user or group stops a start: -t says so too.
+            if let Err(why) = confine::account(&loaded.config.server) {
+                eprintln!("jamd: {why}");
+                return ExitCode::from(EX_CONFIG);
+            }
             // What start-up would log, so -t before a reload shows it.
             if loaded.missing_default {
                 eprintln!(

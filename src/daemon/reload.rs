@@ -15,6 +15,8 @@ use super::config_file::ConfigFile;
 
 /// Re-reads the configuration and puts it in effect, logging what happened.
 pub fn reload(file: &ConfigFile, server: &Server, log: &Logger, stdio_is_client: bool) {
+    #[cfg(debug_assertions)]
+    super::confine::debug_probe(log);
     log.debug(format!("reload: reading {}", file.path().display()));
     let mut new = match file.load() {
         Ok(loaded) => {
@@ -59,8 +61,8 @@ pub fn reload(file: &ConfigFile, server: &Server, log: &Logger, stdio_is_client:
 }
 
 /// Puts back the running value of each key that needs a restart (the
-/// sockets, bound once at start, and the worker count) and returns those
-/// that changed.
+/// sockets, bound once at start, the worker count, and what jamd gave up at
+/// start: root, system calls) and returns those that changed.
 fn keep_running(new: &mut Config, running: &Config) -> Vec<&'static str> {
     let mut changed = Vec::new();
     // A new restart-only key goes into this list.
@@ -78,6 +80,9 @@ fn keep_running(new: &mut Config, running: &Config) -> Vec<&'static str> {
         server.backlog,
         server.reuse_address,
         server.workers,
+        server.user,
+        server.group,
+        server.sandbox,
         metrics.listen
     );
     changed

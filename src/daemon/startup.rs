@@ -14,6 +14,7 @@ use crate::log::Logger;
 
 use super::cli::JamdArgs;
 use super::config_file::ConfigFile;
+use super::confine::{self, Identity, OpenFiles};
 use super::notify::Notifier;
 use super::signals::Signals;
 use super::EX_CONFIG;
@@ -119,6 +120,10 @@ pub fn start(args: &JamdArgs) -> Result<Started, Fatal> {
     }
     let config = loaded.config;
 
+    // Who jamd will run as, and the open-file limit: an unknown user or
+    // group is a configuration error before anything is bound.
+    let (identity, open_files) = resources(&config, &mut held, stdio_is_client)?;
+
     // The log, and what the steps before it had to say.
     let log = Logger::start(&config.log, stdio_is_client);
     if loaded.missing_default {
@@ -151,6 +156,19 @@ pub fn start(args: &JamdArgs) -> Result<Started, Fatal> {
     let metrics = bind_metrics(&config, &sockets, &log, stdio_is_client)?;
 
     let notifier = service_manager(&log);
+
+    // Last, once every socket is open (ports below 1024 need root): give up
+    // root for server.user, and say when the open-file limit is too low.
+    confine_step(
+        &config,
+        &config_file,
+        (&sockets, stream.is_some()),
+        identity,
+        open_files,
+        &log,
+        stdio_is_client,
+    )?;
+
     Ok(Started {
         signals,
         sockets,
@@ -162,6 +180,56 @@ pub fn start(args: &JamdArgs) -> Result<Started, Fatal> {
         notifier,
         stdio_is_client,
     })
+}
+
+/// Resolves `server.user` / `server.group` (78 on an unknown name) and
+/// raises the soft open-file limit to the hard one.
+fn resources(
+    config: &Config,
+    held: &mut Held,
+    stdio_is_client: bool,
+) -> Result<(Identity, OpenFiles), Fatal> {
+    let identity = confine::identity(&config.server, &mut held.warnings)
+        .map_err(|why| Fatal::new(EX_CONFIG, why, stdio_is_client))?;
+    Ok((identity, confine::raise_open_file_limit()))
+}
+
+/// Warns when `max_connections` cannot fit under the open-file limit, then
+/// becomes `server.user` (logging `running as USER:GROUP`) and warns when
+/// that user cannot read the configuration file.
+fn confine_step(
+    config: &Config,
+    config_file: &ConfigFile,
+    (sockets, stream): (&Sockets, bool),
+    identity: Identity,
+    open_files: OpenFiles,
+    log: &Logger,
+    stdio_is_client: bool,
+) -> Result<(), Fatal> {
+    // One client (inetd, Accept=yes) needs no more than a few descriptors.
+    if let (Sockets::Listeners(listeners), false) = (sockets, stream) {
+        let warning = confine::open_file_warning(
+            open_files,
+            config.server.max_connections,
+            confine::open_descriptors().unwrap_or(0),
+            config.server.worker_count(),
+            listeners.len(),
+        );
+        if let Some(w) = warning {
+            log.warn(w);
+        }
+    }
+    if let Identity::Become(account) = identity {
+        if let Err(why) = confine::become_user(&account) {
+            log.flush(Duration::from_millis(500));
+            return Err(Fatal::new(1, why, stdio_is_client));
+        }
+        log.info(format!("running as {account}"));
+        if let Some(w) = confine::unreadable_config(config_file.path(), &account) {
+            log.warn(w);
+        }
+    }
+    Ok(())
 }
 
 /// The sockets inetd (`--inetd`) or a service manager (`LISTEN_FDS`) passed,
@@ -280,9 +348,7 @@ fn metrics_bind_advice(e: &std::io::Error) -> &'static str {
         Some(libc::EADDRINUSE) => {
             "; another program (or another jamd) holds this port: stop it, or choose another port (metrics.listen)"
         }
-        Some(libc::EACCES) => {
-            "; ports below 1024 need root or CAP_NET_BIND_SERVICE (the shipped unit grants it)"
-        }
+        Some(libc::EACCES) => crate::listen::PRIVILEGED_PORT_ADVICE,
         Some(libc::EADDRNOTAVAIL) => {
             "; the address is not on this host: check metrics.listen (ip address shows the host's addresses)"
         }

@@ -61,9 +61,20 @@ pub fn serve(started: Started) -> Result<(), ServerError> {
         .register(&mut SourceFd(&signals.fd()), SIGNALS, Interest::READABLE)
         .map_err(ServerError::Setup)?;
     let worker_ended = Waker::new(poll.registry(), WORKER_ENDED).map_err(ServerError::Setup)?;
+    let sandbox = config.server.sandbox;
     let mut server = Server::start(config, sockets, log.clone(), worker_ended)?;
     if let Some(listener) = metrics {
         server.serve_metrics(listener)?;
+    }
+    // Every thread runs: from here on only the system calls jamd needs
+    // (jamd.8, CONFINEMENT), on every thread.
+    if sandbox {
+        if let Err(why) = super::confine::sandbox() {
+            server.drain();
+            server.end_grace();
+            server.join();
+            return Err(ServerError::Setup(io::Error::other(why)));
+        }
     }
 
     notifier.ready("serving");
