@@ -271,17 +271,14 @@ fn syslog_timestamps_pad_the_day_with_a_space() {
 fn a_mistyped_key_gets_a_suggestion_and_warning_is_a_level() {
     let checked = common::check_config("[server]\nmax_line_byte = 100\n", &[]);
     assert_eq!(checked.code, Some(78), "{}", checked.err);
+    // The list of keys between the two grows with every new key: the test
+    // pins what the operator reads first and last.
+    let err = checked.err.trim_end();
     assert!(
-        checked.err.trim_end().ends_with(
-            "server.max_line_byte: unknown key; [server] takes port, bind, backlog, \
-                        reuse_address, max_connections, max_connections_per_source, \
-                        source_prefix_v4, source_prefix_v6, connection_rate_per_source, \
-                        connection_burst_per_source, max_tracked_sources, idle_timeout, \
-                        max_line_bytes, shutdown_timeout, workers; did you mean max_line_bytes?"
-        ),
-        "{}",
-        checked.err
+        err.contains("server.max_line_byte: unknown key; [server] takes port, bind, "),
+        "{err}"
     );
+    assert!(err.ends_with("; did you mean max_line_bytes?"), "{err}");
     let checked = common::check_config("[log]\nlevel = \"warning\"\n", &[]);
     assert_eq!(checked.code, Some(0), "{}", checked.err);
     assert!(
