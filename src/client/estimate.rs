@@ -75,16 +75,25 @@ impl Sample {
     }
 }
 
-/// The offset all `samples` (in the order taken) agree on; None without samples.
-pub fn estimate(samples: &[Sample]) -> Option<Estimate> {
-    let newest = samples.last()?;
+/// The offsets every sample allows, `[low, high]`: None without samples or
+/// when they contradict each other (no single offset explains them all).
+pub fn bounds(samples: &[Sample]) -> Option<(f64, f64)> {
+    if samples.is_empty() {
+        return None;
+    }
     let (mut low, mut high) = (f64::NEG_INFINITY, f64::INFINITY);
     for s in samples {
         let (l, h) = s.bounds();
         low = low.max(l);
         high = high.min(h);
     }
-    if low <= high {
+    (low <= high).then_some((low, high))
+}
+
+/// The offset all `samples` (in the order taken) agree on; None without samples.
+pub fn estimate(samples: &[Sample]) -> Option<Estimate> {
+    let newest = samples.last()?;
+    if let Some((low, high)) = bounds(samples) {
         Some(Estimate {
             offset: (low + high) / 2.0,
             uncertainty: (high - low) / 2.0,
@@ -96,6 +105,105 @@ pub fn estimate(samples: &[Sample]) -> Option<Estimate> {
             ..newest.alone()
         })
     }
+}
+
+/// Where the readings of a whole-second server go, in this machine's
+/// seconds counted from a whole second (so that `t + θ` is a whole number
+/// exactly when the server's second changes at local time `t`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timing {
+    /// Now.
+    pub now: f64,
+    /// The latest a reading may end.
+    pub end: f64,
+    /// From beginning a reading to the middle of its window (as last seen).
+    pub lead: f64,
+    /// From beginning a reading to its end (as last seen).
+    pub duration: f64,
+    /// Shortest time between the beginnings of two readings.
+    pub gap: f64,
+}
+
+/// One planned reading.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Planned {
+    /// When the server should read its clock: the middle of the reading's window.
+    pub at: f64,
+    /// The second the server shows from the boundary this pass is about.
+    pub second: f64,
+    /// A guard: its outcome is certain while the server's clock holds steady.
+    pub guard: bool,
+}
+
+/// How far outside the window of a boundary a guard reading goes.
+pub const GUARD_MARGIN: f64 = 0.03;
+
+/// One pass over the next boundary of a whole-second server's clock that
+/// can be reached: where its second changes is known to lie within the
+/// offsets `[low, high]` (see [`bounds`]). `inner` readings split the
+/// boundary's window evenly (each at least `duration` and `gap` after the
+/// one before: fewer when they do not fit); with `guards`, one reading
+/// before the window and one after it test that the clock did not step.
+/// Empty when no pass fits before `timing.end`.
+///
+/// `half` is half the window of one reading (half its round trip): a reading
+/// whose window straddles the boundary tells less, so the inner readings
+/// keep that far inside the window when it is wide enough.
+pub fn plan_pass(
+    (low, high): (f64, f64),
+    half: f64,
+    timing: &Timing,
+    inner: usize,
+    guards: bool,
+) -> Vec<Planned> {
+    let spacing = timing.duration.max(timing.gap).max(0.0);
+    let (lo_in, hi_in) = (-high + half, -low - half);
+    let (lo_in, hi_in) = if lo_in < hi_in {
+        (lo_in, hi_in)
+    } else {
+        let middle = -(low + high) / 2.0;
+        (middle, middle)
+    };
+    let width = hi_in - lo_in;
+    let mut n = inner.max(1);
+    while n > 1 && width / (n as f64 + 1.0) < spacing {
+        n -= 1;
+    }
+    let mut offsets: Vec<(f64, bool)> = (1..=n)
+        .map(|i| {
+            if width > 0.0 {
+                (lo_in + width * i as f64 / (n as f64 + 1.0), false)
+            } else {
+                (lo_in, false)
+            }
+        })
+        .collect();
+    if guards {
+        let first = offsets[0].0;
+        let last = offsets[n - 1].0;
+        let pre = (-high - half - GUARD_MARGIN).min(first - spacing);
+        let post = (-low + half + GUARD_MARGIN).max(last + spacing);
+        offsets.insert(0, (pre, true));
+        offsets.push((post, true));
+    }
+    // The first occurrence of this boundary whose first reading can still begin.
+    let first_begin = offsets[0].0 - timing.lead;
+    let second = (timing.now + 0.002 - first_begin).ceil();
+    let plan: Vec<Planned> = offsets
+        .into_iter()
+        .map(|(at, guard)| Planned {
+            at: second + at,
+            second,
+            guard,
+        })
+        .collect();
+    let ends = plan
+        .last()
+        .map_or(f64::INFINITY, |p| p.at - timing.lead + timing.duration);
+    if ends > timing.end {
+        return Vec::new();
+    }
+    plan
 }
 
 #[cfg(test)]

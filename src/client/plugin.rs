@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use super::answer::{Protocol, Transport};
 use super::cli::{
     clap_exit, parse_timeout, unknown_exit, CheckSettings, EarlyExit, Family, Mode, Settings,
     Target, DEFAULT_PORT,
@@ -109,6 +110,7 @@ impl CheckJamArgs {
             zone: Zone::parse(self.timezone.trim()).map_err(|e| format!("--timezone: {e}"))?,
             quick: self.quick,
             verbose: self.verbose > 0,
+            textfile: None,
         };
         Ok(Settings {
             target,
@@ -118,6 +120,8 @@ impl CheckJamArgs {
             count: 1,
             parallel: None,
             mode: Mode::Check(Box::new(check)),
+            protocol: Protocol::Jam,
+            transport: Transport::Tcp,
         })
     }
 }
