@@ -32,7 +32,7 @@ use super::answer::{daytime_reading, rfc868_reading, rfc868_value, Protocol, Tra
 use super::check::{Measurement, Outcome};
 use super::cli::{CheckSettings, Settings, Target};
 use super::error::{ClientError, ClientErrorKind};
-use super::estimate::{bounds, estimate, plan_pass, Planned, Sample, Timing};
+use super::estimate::{estimate, Bisection, Sample, Timing};
 use super::net::{connect, reading, resolve, Connection, Reply};
 use super::query::{judge, judge_as, READING_GAP};
 use super::reading::Reading;
@@ -41,13 +41,6 @@ use super::reading::Reading;
 pub const MAX_READINGS: usize = 10;
 /// A check ends within this (and never past `--timeout`).
 pub const CHECK_WITHIN: Duration = Duration::from_millis(2950);
-/// Readings in the first pass over the boundary.
-const FIRST_PASS: usize = 4;
-/// Most readings inside the window in a later pass.
-const LATER_PASS: usize = 4;
-/// The pinned boundary is good enough when its window is this much wider
-/// than the readings' own round trips.
-const GOOD_ENOUGH: f64 = 0.010;
 
 /// Where readings come from: a JAM connection, or a new connection or
 /// datagram each time.
@@ -300,9 +293,9 @@ fn record(
     taken.half = taken.half.min(rtt / 2.0);
 }
 
-/// The passes over the boundary (see the module docs), until the boundary
-/// is pinned, the readings contradict each other, or the budget of readings
-/// or time is spent.
+/// The passes over the boundary (see the module docs and
+/// [`Bisection`]), until the boundary is pinned, the readings contradict
+/// each other, or the budget of readings or time is spent.
 fn bisect(
     taken: &mut Taken,
     frame: &Frame,
@@ -311,27 +304,11 @@ fn bisect(
     protocol: Protocol,
     check: &CheckSettings,
 ) {
-    let end_rel = frame.rel_at(end);
-    let mut passes = 0;
+    let mut bisection = Bisection::new(MAX_READINGS);
     loop {
-        let Some((low, high)) = bounds(&taken.samples) else {
-            return;
-        };
-        let left = MAX_READINGS.saturating_sub(taken.samples.len());
-        if left == 0 || high - low <= 2.0 * taken.half + GOOD_ENOUGH {
-            return;
-        }
-        let guards = passes > 0 && left >= 3;
-        let inner = if passes == 0 {
-            FIRST_PASS.min(left)
-        } else if guards {
-            LATER_PASS.min(left - 2)
-        } else {
-            left
-        };
         let timing = Timing {
             now: frame.rel_at(Instant::now()),
-            end: end_rel,
+            end: frame.rel_at(end),
             lead: taken.lead,
             duration: taken.duration,
             gap: READING_GAP.as_secs_f64(),
@@ -341,43 +318,23 @@ fn bisect(
         } else {
             0.0
         };
-        let plan = plan_pass((low, high), half, &timing, inner, guards);
-        if plan.is_empty() {
+        let Some(planned) = bisection.next(&taken.samples, &taken.shown, half, &timing) else {
+            return;
+        };
+        pace(taken, frame.instant(planned.at - taken.lead));
+        // A reading that takes far longer than the last is given up (a lost
+        // datagram: the next one is another socket's); on a JAM connection
+        // that ends the check.
+        let patience = Duration::from_secs_f64((4.0 * taken.duration).max(0.5));
+        let reply_deadline = (Instant::now() + patience).min(end);
+        if reply_deadline <= Instant::now() {
             return;
         }
-        let mut seen_new = false;
-        let last = plan.len() - 1;
-        for (i, planned) in plan.iter().enumerate() {
-            let Planned { at, second, guard } = *planned;
-            let post_guard = guard && i == last && i > 0;
-            if seen_new && (!guard || post_guard) {
-                continue;
-            }
-            if taken.samples.len() >= MAX_READINGS {
-                return;
-            }
-            let begin = frame.instant(at - taken.lead);
-            pace(taken, begin);
-            // A reading that takes far longer than the last is given up
-            // (a lost datagram); on a JAM connection that ends the check.
-            let patience = Duration::from_secs_f64((4.0 * taken.duration).max(0.5));
-            let reply_deadline = (Instant::now() + patience).min(end);
-            if reply_deadline <= Instant::now() {
-                return;
-            }
-            match next(reply_deadline) {
-                Ok((reply, reading)) => record(taken, frame, &reply, &reading, check),
-                Err(_) if protocol != Protocol::Jam => continue,
-                Err(_) => return,
-            }
-            if bounds(&taken.samples).is_none() {
-                return;
-            }
-            if taken.shown.last().is_some_and(|&s| s >= second - 0.5) {
-                seen_new = true;
-            }
+        match next(reply_deadline) {
+            Ok((reply, reading)) => record(taken, frame, &reply, &reading, check),
+            Err(_) if protocol != Protocol::Jam => {}
+            Err(_) => return,
         }
-        passes += 1;
     }
 }
 
