@@ -5,7 +5,7 @@ use std::sync::RwLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::answer::Protocol;
+use super::answer::{jam_reply, JamReply, Protocol};
 use super::cli::{Settings, Target};
 use super::error::{ClientError, ClientErrorKind};
 use super::net::{connect, reading, Connection, Reply};
@@ -46,14 +46,11 @@ pub const READING_GAP: Duration = Duration::from_millis(20);
 
 /// Judges a reply line: a JAM line is fine, anything else is an error.
 pub fn judge(server: &str, reply: &Reply) -> Result<(), ClientError> {
-    if reply.jam_time().is_some() {
-        return Ok(());
-    }
-    let line = String::from_utf8_lossy(&reply.line).into_owned();
-    let kind = if line.starts_with("ERROR") {
-        ClientErrorKind::ServerSaid { line }
-    } else {
-        ClientErrorKind::NotJam { line }
+    let line = || String::from_utf8_lossy(&reply.line).into_owned();
+    let kind = match jam_reply(&reply.line) {
+        JamReply::Time(_) => return Ok(()),
+        JamReply::Error => ClientErrorKind::ServerSaid { line: line() },
+        JamReply::Other => ClientErrorKind::NotJam { line: line() },
     };
     Err(ClientError::new(server, kind))
 }
