@@ -172,15 +172,23 @@ pub fn plan_pass(
     if n == 0 && !guards {
         return Vec::new();
     }
-    let mut offsets: Vec<(f64, bool)> = (1..=n)
-        .map(|i| {
-            if width > 0.0 {
-                (lo_in + width * i as f64 / (n as f64 + 1.0), false)
-            } else {
-                (lo_in, false)
-            }
-        })
-        .collect();
+    // A pass ends at its first reading that shows the new second, so the
+    // earlier parts of the window leave more readings for the passes after:
+    // they are made wider, in proportion to what is left then, so that every
+    // outcome ends about as narrow (sub-interval i of n + 1 is weighted
+    // n + 3 - i, the last as the one before it).
+    let weight = |i: usize| (n + 3 - i.min(n.saturating_sub(1))) as f64;
+    let total: f64 = (0..=n).map(weight).sum();
+    let mut edge = lo_in;
+    let mut offsets: Vec<(f64, bool)> = Vec::with_capacity(n + 2);
+    for i in 0..n {
+        edge += width.max(0.0) * weight(i) / total;
+        offsets.push((edge, false));
+    }
+    // Readings closer than the spacing are pushed apart (later).
+    for i in 1..offsets.len() {
+        offsets[i].0 = offsets[i].0.max(offsets[i - 1].0 + spacing);
+    }
     if guards {
         let pre = -high - half - GUARD_MARGIN;
         let pre = offsets.first().map_or(pre, |f| pre.min(f.0 - spacing));
@@ -300,9 +308,13 @@ impl Bisection {
             } else {
                 Vec::new()
             };
-            let another_fits = unguarded
-                .last()
-                .is_some_and(|p| p.at - timing.lead + timing.duration + 1.0 <= timing.end);
+            // A guarded pass a second later: its last reading, the guard
+            // after the window as it stands now, must end in time.
+            let spacing = timing.duration.max(timing.gap);
+            let another_fits = unguarded.last().is_some_and(|p| {
+                let post = (p.second + 1.0 - low + half + GUARD_MARGIN).max(p.at + 1.0 + spacing);
+                post - timing.lead + timing.duration <= timing.end
+            });
             if another_fits {
                 (unguarded, false)
             } else if left >= 2 {
@@ -531,8 +543,8 @@ mod tests {
             worst = worst.max((e.offset - sim.theta).abs());
         }
         // Ten readings, two of them guards, in three passes: the boundary
-        // is pinned to 20-35 ms at worst, so the offset to half that.
-        assert!(worst <= 0.018, "worst error {worst}");
+        // is pinned to 30 ms at worst, so the offset to half that.
+        assert!(worst <= 0.015, "worst error {worst}");
     }
 
     proptest! {
