@@ -158,6 +158,17 @@ pub fn connect(
     deadline: Instant,
     timeout: Duration,
 ) -> Result<TcpStream, ClientError> {
+    connect_from(server, addrs, deadline, timeout, None)
+}
+
+/// [`connect`] from the local address `source` when one is given (`-s`).
+pub fn connect_from(
+    server: &str,
+    addrs: &[SocketAddr],
+    deadline: Instant,
+    timeout: Duration,
+    source: Option<IpAddr>,
+) -> Result<TcpStream, ClientError> {
     let mut attempts = Vec::with_capacity(addrs.len());
     for (i, addr) in addrs.iter().enumerate() {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -166,7 +177,7 @@ pub fn connect(
             continue;
         }
         let share = left / u32::try_from(addrs.len() - i).unwrap_or(u32::MAX);
-        match TcpStream::connect_timeout(addr, share.max(Duration::from_millis(1))) {
+        match open(addr, source, share.max(Duration::from_millis(1))) {
             Ok(stream) => {
                 // Requests are tiny: send each at once.
                 let _ = stream.set_nodelay(true);
@@ -179,6 +190,27 @@ pub fn connect(
         server,
         ClientErrorKind::Connect { attempts, timeout },
     ))
+}
+
+/// One TCP connection to `addr` within `timeout`, from the local address
+/// `source` (any port) when one is given, as `nc -s` does.
+pub fn open(addr: &SocketAddr, source: Option<IpAddr>, timeout: Duration) -> io::Result<TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let Some(source) = source else {
+        return TcpStream::connect_timeout(addr, timeout);
+    };
+    let socket = Socket::new(Domain::for_address(*addr), Type::STREAM, None)?;
+    socket
+        .bind(&SocketAddr::new(source, 0).into())
+        .map_err(|e| {
+            let why = match e.kind() {
+                io::ErrorKind::AddrNotAvailable => "not an address of this machine".to_string(),
+                _ => e.to_string(),
+            };
+            io::Error::new(e.kind(), format!("cannot connect from {source}: {why}"))
+        })?;
+    socket.connect_timeout(&(*addr).into(), timeout)?;
+    Ok(socket.into())
 }
 
 /// A connection to a JAM server that reads reply lines within deadlines.
@@ -306,17 +338,17 @@ impl Connection {
 /// before the call returns.
 const HANDSHAKE_SLACK: Duration = Duration::from_millis(1);
 
-/// One daytime or RFC 868 reading over TCP: connect, read what the server
-/// sends (a line, or four bytes), close.
+/// One daytime or RFC 868 reading over TCP: connect (from `source`, when
+/// given), read what the server sends (a line, or four bytes), close.
 pub fn tcp_reading(
     protocol: Protocol,
     server: &str,
     addrs: &[SocketAddr],
-    deadline: Instant,
-    timeout: Duration,
+    (deadline, timeout): (Instant, Duration),
+    source: Option<IpAddr>,
 ) -> Result<Reply, ClientError> {
     let began = Instant::now();
-    let stream = connect(server, addrs, deadline, timeout)?;
+    let stream = connect_from(server, addrs, deadline, timeout, source)?;
     let made = Instant::now();
     let wall_made = Utc::now();
     let slack = HANDSHAKE_SLACK.min(made - began);
@@ -342,18 +374,18 @@ pub fn tcp_reading(
     Ok(reply)
 }
 
-/// One daytime or RFC 868 reading, over TCP or UDP as `transport` says.
+/// One daytime or RFC 868 reading, over TCP or UDP as `transport` says,
+/// from the local address `source` when one is given (`-s`).
 pub fn reading(
-    protocol: Protocol,
-    transport: Transport,
+    (protocol, transport): (Protocol, Transport),
     server: &str,
     addrs: &[SocketAddr],
-    deadline: Instant,
-    timeout: Duration,
+    (deadline, timeout): (Instant, Duration),
+    source: Option<IpAddr>,
 ) -> Result<Reply, ClientError> {
     match transport {
-        Transport::Tcp => tcp_reading(protocol, server, addrs, deadline, timeout),
-        Transport::Udp => udp_reading(server, addrs, deadline, timeout),
+        Transport::Tcp => tcp_reading(protocol, server, addrs, (deadline, timeout), source),
+        Transport::Udp => udp_reading(server, addrs, (deadline, timeout), source),
     }
 }
 
@@ -363,8 +395,8 @@ pub fn reading(
 pub fn udp_reading(
     server: &str,
     addrs: &[SocketAddr],
-    deadline: Instant,
-    timeout: Duration,
+    (deadline, timeout): (Instant, Duration),
+    source: Option<IpAddr>,
 ) -> Result<Reply, ClientError> {
     let mut attempts = Vec::with_capacity(addrs.len());
     for (i, addr) in addrs.iter().enumerate() {
@@ -373,7 +405,7 @@ pub fn udp_reading(
             break;
         }
         let share = left / u32::try_from(addrs.len() - i).unwrap_or(u32::MAX);
-        match udp_once(*addr, Instant::now() + share) {
+        match udp_once(*addr, source, Instant::now() + share) {
             Ok(reply) => return Ok(reply),
             Err(UdpFailure::TimedOut) => attempts.push((*addr, ConnectFailure::TimedOut)),
             Err(UdpFailure::Refused) => attempts.push((*addr, ConnectFailure::Refused)),
@@ -401,11 +433,15 @@ enum UdpFailure {
     Io(io::Error),
 }
 
-fn udp_once(addr: SocketAddr, deadline: Instant) -> Result<Reply, UdpFailure> {
-    let local: SocketAddr = if addr.is_ipv4() {
-        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+fn udp_once(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    deadline: Instant,
+) -> Result<Reply, UdpFailure> {
+    let local: SocketAddr = match source {
+        Some(ip) => (ip, 0).into(),
+        None if addr.is_ipv4() => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        None => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
     };
     let socket = UdpSocket::bind(local).map_err(UdpFailure::Io)?;
     socket.connect(addr).map_err(UdpFailure::Io)?;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::answer::{jam_reply, JamReply, Protocol};
 use super::cli::{Settings, Target};
 use super::error::{ClientError, ClientErrorKind};
-use super::net::{connect, reading, Connection, Reply};
+use super::net::{connect_from, reading, Connection, Reply};
 use super::output::Output;
 
 /// Stack size of each `-P` client thread: they only do blocking socket I/O.
@@ -72,7 +72,7 @@ pub fn query(
     if settings.protocol != Protocol::Jam {
         return readings(settings, &server, addrs, deadline, on_reply);
     }
-    let stream = connect(&server, addrs, deadline, settings.timeout)?;
+    let stream = connect_from(&server, addrs, deadline, settings.timeout, settings.source)?;
     let mut conn = Connection::new(stream, &server, settings.timeout);
     for i in 0..settings.count {
         // The first reply shares the connect deadline; later ones get a timeout of their own.
@@ -112,12 +112,11 @@ fn readings(
             Instant::now() + settings.timeout
         };
         let reply = reading(
-            settings.protocol,
-            settings.transport,
+            (settings.protocol, settings.transport),
             server,
             addrs,
-            deadline,
-            settings.timeout,
+            (deadline, settings.timeout),
+            settings.source,
         )?;
         last = Some(reply.began);
         let flow = on_reply(&reply);

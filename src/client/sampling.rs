@@ -33,7 +33,7 @@ use super::check::{Measurement, Outcome};
 use super::cli::{CheckSettings, Settings, Target};
 use super::error::{ClientError, ClientErrorKind};
 use super::estimate::{estimate, Bisection, Sample, Timing};
-use super::net::{connect, reading, resolve, Connection, Reply};
+use super::net::{connect_from, reading, resolve, Connection, Reply};
 use super::query::{judge, judge_as, READING_GAP};
 use super::reading::Reading;
 
@@ -172,7 +172,8 @@ pub fn measure(
     let addrs = resolve(target, settings.family, deadline)?;
     let mut source = match settings.protocol {
         Protocol::Jam => {
-            let stream = connect(&server, &addrs, deadline, settings.timeout)?;
+            let stream =
+                connect_from(&server, &addrs, deadline, settings.timeout, settings.source)?;
             Source::Jam(Connection::new(stream, &server, settings.timeout))
         }
         protocol => Source::Each {
@@ -200,12 +201,11 @@ pub fn measure(
                 transport,
                 addrs,
             } => reading(
-                *protocol,
-                *transport,
+                (*protocol, *transport),
                 &server,
                 addrs,
-                reply_deadline,
-                settings.timeout,
+                (reply_deadline, settings.timeout),
+                settings.source,
             ),
         }
     };
@@ -347,11 +347,17 @@ fn read_reply(
 ) -> Result<Reading, ClientError> {
     match protocol {
         Protocol::Jam => {
-            judge(server, reply)?;
-            let text = reply.jam_time().unwrap_or_default();
+            // A JAM line is read with --format even when its time is blank or
+            // not UTF-8: what cannot be read is UNKNOWN, as the settings may
+            // not fit; any other line is an error of the server (judge says which).
+            let Some(time) = reply.line.strip_prefix(b"JAM ") else {
+                judge(server, reply)?;
+                let line = String::from_utf8_lossy(&reply.line).into_owned();
+                return Err(ClientError::new(server, ClientErrorKind::NotJam { line }));
+            };
             check
                 .format
-                .read(text)
+                .read(&String::from_utf8_lossy(time))
                 .map_err(|e| ClientError::new(server, ClientErrorKind::Time { why: e.to_string() }))
         }
         Protocol::Daytime => {
