@@ -5,14 +5,18 @@
 //! does `--quick`. A whole-second reply leaves the offset unknown within a
 //! second: where the server's second changes (its boundary) is then found by
 //! passes over that boundary, k-ary bisection across the seconds: a pass
-//! places a few readings evenly across the window the boundary is known to
-//! lie in, the next time that window comes round; the reading that first
-//! shows the new second ends the pass, and the window left is a fraction of
-//! the last. Later passes also place a guard reading just before the window
-//! and, when no reading showed the new second, one just after it: while the
-//! server's clock holds steady their outcome is certain, so a clock that
-//! steps during the check contradicts the readings before, and the check
-//! gives the wide one-reply answer instead of a tight wrong one.
+//! places a few readings across the window the boundary is known to lie in
+//! (the first pass begins with a quick look right after the first reading),
+//! the next time that window comes round; the reading that first shows the
+//! new second ends the pass, and the window left is a fraction of the last.
+//! The last pass is guarded: one reading just before the window and one just
+//! after it, whose outcome is certain while the server's clock holds steady,
+//! so a clock that steps during the check contradicts the readings before
+//! and the check gives the wide one-reply answer instead of one wrong by the
+//! step. (A step that falls between the guard before the last window and the
+//! readings inside it moves the offset by up to that window, tens of
+//! milliseconds: no reading of that pass can tell it from a boundary early
+//! in the window.)
 //!
 //! Limits: at most [`MAX_READINGS`] readings a server, at least
 //! [`READING_GAP`] apart, the whole check within [`CHECK_WITHIN`] and never
@@ -319,7 +323,7 @@ fn bisect(
             0.0
         };
         let Some(planned) = bisection.next(&taken.samples, &taken.shown, half, &timing) else {
-            return;
+            break;
         };
         pace(taken, frame.instant(planned.at - taken.lead));
         // A reading that takes far longer than the last is given up (a lost
@@ -328,12 +332,12 @@ fn bisect(
         let patience = Duration::from_secs_f64((4.0 * taken.duration).max(0.5));
         let reply_deadline = (Instant::now() + patience).min(end);
         if reply_deadline <= Instant::now() {
-            return;
+            break;
         }
         match next(reply_deadline) {
             Ok((reply, reading)) => record(taken, frame, &reply, &reading, check),
             Err(_) if protocol != Protocol::Jam => {}
-            Err(_) => return,
+            Err(_) => break,
         }
     }
 }
