@@ -674,3 +674,28 @@ fn the_textfile_cron_example_writes_the_file_and_is_silent_when_all_is_well() {
         "{text}"
     );
 }
+
+#[test]
+fn daytime_and_rfc868_readings_come_from_the_source_address() {
+    for (proto, transport) in [("daytime", "tcp"), ("rfc868", "udp")] {
+        let Some(server) = TimeServer::start(proto, transport, 0.0, "whole", None) else {
+            return;
+        };
+        let target = server.target();
+        let mut args = vec!["-s", "127.0.0.2", "--protocol", proto];
+        if transport == "udp" {
+            args.push("--udp");
+        }
+        args.push(&target);
+        let run = jamc(&args);
+        assert_eq!(run.code, 0, "{run:?}");
+        let seen = server
+            .lines
+            .wait_for("reading 1 ", Duration::from_secs(5))
+            .expect("a reading");
+        assert!(
+            seen.ends_with(" from 127.0.0.2"),
+            "{proto}/{transport}: {seen}"
+        );
+    }
+}

@@ -11,7 +11,7 @@ Usage: timeserver.py PROTO TRANSPORT OFFSET [FORM] [STEP_AFTER STEP]
              after that many readings, the clock steps by STEP seconds
 
 Listens on 127.0.0.1, an ephemeral port; prints "port N" first, then
-"reading N" for every reading it answers, flushed at once.
+"reading N from ADDR" for every reading it answers, flushed at once.
 """
 import socket
 import struct
@@ -25,11 +25,11 @@ step = float(sys.argv[6]) if len(sys.argv) > 6 else 0.0
 readings = 0
 
 
-def reply():
+def reply(peer):
     global readings
     t = time.time() + offset + (step if 0 <= step_after <= readings else 0.0)
     readings += 1
-    print("reading %d" % readings, flush=True)
+    print("reading %d from %s" % (readings, peer[0]), flush=True)
     if proto == "rfc868":
         return struct.pack("!I", (int(t) + 2208988800) % (1 << 32))
     whole = int(t)  # truncated, as a server does
@@ -55,7 +55,7 @@ if transport == "udp":
     print("port %d" % s.getsockname()[1], flush=True)
     while True:
         _, peer = s.recvfrom(1024)
-        s.sendto(reply(), peer)
+        s.sendto(reply(peer), peer)
 else:
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -63,9 +63,9 @@ else:
     s.listen(64)
     print("port %d" % s.getsockname()[1], flush=True)
     while True:
-        c, _ = s.accept()
+        c, peer = s.accept()
         try:
-            c.sendall(reply())
+            c.sendall(reply(peer))
             c.shutdown(socket.SHUT_WR)
         except OSError:
             pass
