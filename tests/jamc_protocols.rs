@@ -699,3 +699,17 @@ fn daytime_and_rfc868_readings_come_from_the_source_address() {
         );
     }
 }
+
+#[test]
+fn a_daytime_reply_without_a_time_is_critical() {
+    let server = FakeServer::start(common::Behaviour::GreetAndClose(
+        b"SSH-2.0-OpenSSH_9.6\r\n".to_vec(),
+    ));
+    let run = jamc(&["--check", "--protocol", "daytime", &server.target()]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        first_line(&run).starts_with("JAM CRITICAL - ")
+            && first_line(&run).contains("reply is not a daytime time: \"SSH-2.0-OpenSSH_9.6\""),
+        "{run:?}"
+    );
+}
