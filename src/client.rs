@@ -19,6 +19,7 @@
 //! connection (`-n`) gets the timeout again. So `jamc -w 5` with one request
 //! never takes much more than 5 s.
 
+pub mod answer;
 pub mod check;
 pub mod cli;
 pub mod conformance;
@@ -29,7 +30,10 @@ pub mod output;
 pub mod plugin;
 pub mod query;
 pub mod reading;
+pub mod sampling;
+pub mod textfile;
 pub mod thresholds;
+pub mod wire;
 
 use std::io::Write;
 use std::thread;
@@ -113,11 +117,26 @@ pub fn run(settings: &Settings, out: &mut (dyn Write + Send), err: &mut (dyn Wri
 
 /// `--check`: every server at once, the report on stdout, the worst state as exit code.
 fn run_check(settings: &Settings, check: &CheckSettings, output: &Output<'_>) -> u8 {
-    let outcomes = check::measure_all(settings, check);
+    let timed = sampling::measure_all(settings, check);
+    let outcomes: Vec<check::Outcome> = timed.iter().map(|(o, _)| o.clone()).collect();
     let (status, lines) = check::report(&outcomes, &check.thresholds, check.verbose);
     let mut text = lines.join("\n");
     text.push('\n');
     let _ = output.out(text.as_bytes());
+    if let Some(path) = &check.textfile {
+        let metrics = textfile::render(&timed, &check.thresholds, std::time::SystemTime::now());
+        if let Err(e) = textfile::write_atomically(path, &metrics) {
+            // The check's state stands; the file that could not be written is said on stderr.
+            output.err(&format!(
+                "jamc: cannot write --textfile {}: {e}\n",
+                path.display()
+            ));
+            return match status {
+                check::Status::Ok => check::Status::Unknown.code(),
+                worse => worse.code(),
+            };
+        }
+    }
     status.code()
 }
 

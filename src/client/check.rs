@@ -4,27 +4,18 @@
 //!
 //! # How the offset is measured
 //!
-//! On one connection jamc asks `TIME`, and for a reply in whole seconds asks
-//! again, every 10 ms at the fastest, until the second shown changes (at most
-//! 1.2 s, never past `--timeout`): that tick pins the server's second
-//! boundary between two requests. [`super::estimate`] turns the replies into
-//! the offset and its uncertainty; a reply with fractions of a second needs
-//! no watching, and `--quick` takes the first reply alone (±0.5 s).
+//! [`super::sampling`] takes the readings: for a reply in whole seconds a few
+//! more, placed to pin where the server's second changes (at most 10, within
+//! 3 s, never past `--timeout`); [`super::estimate`] turns them into the
+//! offset and its uncertainty; a reply with fractions of a second needs no
+//! more, and `--quick` takes the first reply alone (±0.5 s).
 
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::cli::{CheckSettings, Settings, Target};
-use super::error::{ClientError, ClientErrorKind};
-use super::estimate::{estimate, Estimate, Sample};
-use super::net::{connect_from, resolve, Connection, Reply};
-use super::query::judge;
+use super::error::ClientError;
+use super::estimate::Estimate;
 use super::thresholds::Thresholds;
-
-/// Longest jamc watches for the tick (SPEC 11).
-pub const WATCH_FOR: Duration = Duration::from_millis(1200);
-/// Shortest time between two requests while watching (SPEC 11).
-pub const WATCH_GAP: Duration = Duration::from_millis(10);
 
 /// Monitoring-plugin states, with their exit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,144 +171,22 @@ fn rounded_up(x: f64, decimals: i32) -> f64 {
     ((x * scale) - 1e-6).ceil().max(0.0) / scale
 }
 
-/// Measures one server's offset on one connection (see the module docs).
+/// Measures one server's offset, in the protocol `--protocol` names (see
+/// [`super::sampling`]).
 pub fn measure(
     settings: &Settings,
     target: &Target,
     check: &CheckSettings,
 ) -> Result<Measurement, ClientError> {
-    let server = target.to_string();
-    let started = Instant::now();
-    let deadline = started + settings.timeout;
-    let addrs = resolve(target, settings.family, deadline)?;
-    let stream = connect_from(&server, &addrs, deadline, settings.timeout, settings.source)?;
-    let mut conn = Connection::new(stream, &server, settings.timeout);
-
-    let sample = |reply: &Reply| -> Result<(Sample, bool), ClientError> {
-        // A JAM line is read with --format even when its time is blank or
-        // not UTF-8: what cannot be read is UNKNOWN, as the settings may not
-        // fit; any other line is an error of the server (judge says which).
-        let Some(time) = reply.line.strip_prefix(b"JAM ") else {
-            judge(&server, reply)?;
-            let line = String::from_utf8_lossy(&reply.line).into_owned();
-            return Err(ClientError::new(&server, ClientErrorKind::NotJam { line }));
-        };
-        let text = String::from_utf8_lossy(time);
-        let reading = check
-            .format
-            .read(&text)
-            .map_err(|e| ClientError::new(&server, ClientErrorKind::Time { why: e.to_string() }))?;
-        let d = reading.time.offset_from(reply.mid, &check.zone);
-        let sample = Sample {
-            shown_minus_mid: seconds(d),
-            rtt: reply.rtt.as_secs_f64(),
-            unit: seconds(reading.unit),
-        };
-        Ok((sample, reading.is_fractional()))
-    };
-
-    // -n N: N replies, each within its own timeout after the first.
-    let mut samples = Vec::new();
-    let mut texts = Vec::new();
-    let mut fractional = false;
-    let mut first_rtt = Duration::ZERO;
-    let mut first_at = started;
-    let mut last_sent = started;
-    for i in 0..settings.count {
-        let reply_deadline = if i == 0 {
-            deadline
-        } else {
-            Instant::now() + settings.timeout
-        };
-        last_sent = Instant::now();
-        let reply = conn.ask(reply_deadline)?;
-        let (s, f) = sample(&reply)?;
-        if i == 0 {
-            first_rtt = reply.rtt;
-            first_at = Instant::now();
-            fractional = f;
-        }
-        samples.push(s);
-        texts.push(reply.line);
-    }
-
-    // Watch the second tick: ask again until the shown time changes, for at
-    // most WATCH_FOR after the first reply and never past the timeout.
-    if !check.quick && !fractional {
-        let watch_end = (first_at + WATCH_FOR).min(deadline);
-        let first = texts.first().cloned().unwrap_or_default();
-        while texts.iter().all(|t| *t == first) && estimate(&samples).is_some_and(|e| e.consistent)
-        {
-            let next = last_sent + WATCH_GAP;
-            if next >= watch_end {
-                break;
-            }
-            thread::sleep(next.saturating_duration_since(Instant::now()));
-            last_sent = Instant::now();
-            // A reply that fails or cannot be read ends the watch; those we
-            // have still count.
-            let Ok(reply) = conn.ask(deadline) else { break };
-            let Ok((s, _)) = sample(&reply) else { break };
-            samples.push(s);
-            texts.push(reply.line);
-        }
-    }
-    conn.quit();
-
-    let estimate = estimate(&samples)
-        .ok_or_else(|| ClientError::new(&server, ClientErrorKind::ClosedEarly))?;
-    Ok(Measurement {
-        estimate,
-        rtt: first_rtt,
-        replies: samples.len(),
-    })
-}
-
-/// Seconds in a chrono duration, as a float.
-fn seconds(d: chrono::Duration) -> f64 {
-    d.num_nanoseconds()
-        .map_or_else(|| d.num_seconds() as f64, |n| n as f64 / 1e9)
+    super::sampling::measure(settings, target, check)
 }
 
 /// Checks every server at once; the outcomes in the order given.
 pub fn measure_all(settings: &Settings, check: &CheckSettings) -> Vec<Outcome> {
-    thread::scope(|scope| {
-        let handles: Vec<_> = settings
-            .targets
-            .iter()
-            .map(|target| {
-                let handle = thread::Builder::new()
-                    .name("jamc-check".into())
-                    .spawn_scoped(scope, move || measure(settings, target, check));
-                (target, handle)
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|(target, handle)| {
-                let server = target.to_string();
-                let result = match handle {
-                    Ok(h) => h.join().unwrap_or_else(|_| {
-                        Err(ClientError::new(
-                            &server,
-                            ClientErrorKind::Io {
-                                doing: "checking",
-                                why: "the check thread failed".into(),
-                            },
-                        ))
-                    }),
-                    Err(e) => Err(ClientError::new(
-                        &server,
-                        ClientErrorKind::Io {
-                            doing: "starting a thread",
-                            why: e.to_string(),
-                        },
-                    )),
-                };
-                Outcome { server, result }
-            })
-            .collect()
-    })
+    super::sampling::measure_all(settings, check)
+        .into_iter()
+        .map(|(outcome, _)| outcome)
+        .collect()
 }
 
 /// The report: the worst state, and the lines to print (the status line
@@ -416,6 +285,7 @@ pub fn report(outcomes: &[Outcome], t: &Thresholds, verbose: bool) -> (Status, V
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::error::ClientErrorKind;
     use crate::client::thresholds::Range;
 
     fn t() -> Thresholds {

@@ -5,10 +5,12 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
 
+use super::answer::{Protocol, Transport};
 use super::reading::ReplyFormat;
 use super::thresholds::{Range, Thresholds};
 use crate::clock::Zone;
@@ -85,7 +87,7 @@ pub struct JamcArgs {
     #[arg(long, value_name = "SECS", default_value = "10", requires = "check", value_parser = Range::parse)]
     pub critical: Range,
 
-    /// --check: take one reply instead of watching the second change (whole-second replies: ±0.5 s)
+    /// --check: take one reply instead of pinning the second change (whole-second replies: ±0.5 s)
     #[arg(long, requires = "check")]
     pub quick: bool,
 
@@ -115,6 +117,18 @@ pub struct JamcArgs {
     /// --conformance: also check the rest of the protocol (exit 0 only when every check passed)
     #[arg(long, requires = "conformance")]
     pub strict: bool,
+
+    /// Protocol to speak: jam, daytime (RFC 867) or rfc868 (RFC 868); the default port follows it (45000, 13, 37)
+    #[arg(long, value_name = "PROTO", default_value = "jam", value_parser = Protocol::parse)]
+    pub protocol: Protocol,
+
+    /// daytime and rfc868: one datagram a reading instead of one TCP connection
+    #[arg(long)]
+    pub udp: bool,
+
+    /// --check: also write the result for node_exporter's textfile collector to FILE (replaced atomically)
+    #[arg(long, value_name = "FILE", requires = "check")]
+    pub textfile: Option<PathBuf>,
 
     /// Connect from this local address (to test an access list, as nc -s does)
     #[arg(short = 's', long, value_name = "ADDR", value_parser = parse_source)]
@@ -211,16 +225,22 @@ pub struct Target {
 impl Target {
     /// Reads `HOST`, `HOST:PORT`, `::1`, `[::1]` or `[::1]:PORT`; `port_flag` is `-p`.
     pub fn parse(text: &str, port_flag: Option<u16>) -> Result<Target, String> {
-        Target::parse_with(text, port_flag, true)
+        Target::parse_with(text, port_flag, true, DEFAULT_PORT)
     }
 
     /// Like [`Target::parse`], for one of several servers: `-p` is the port
     /// of those that name none, and another port in `HOST:PORT` is no conflict.
     pub fn parse_one_of_several(text: &str, port_flag: Option<u16>) -> Result<Target, String> {
-        Target::parse_with(text, port_flag, false)
+        Target::parse_with(text, port_flag, false, DEFAULT_PORT)
     }
 
-    fn parse_with(text: &str, port_flag: Option<u16>, strict: bool) -> Result<Target, String> {
+    /// Reads a target; `default_port` when neither it nor `-p` names one.
+    fn parse_with(
+        text: &str,
+        port_flag: Option<u16>,
+        strict: bool,
+        default_port: u16,
+    ) -> Result<Target, String> {
         let text = text.trim();
         let (host, port_text) = if let Some(rest) = text.strip_prefix('[') {
             let (host, after) = rest
@@ -244,7 +264,7 @@ impl Target {
             return Err(format!("{text:?}: no host"));
         }
         let port = match port_text {
-            None => port_flag.unwrap_or(DEFAULT_PORT),
+            None => port_flag.unwrap_or(default_port),
             Some(p) => {
                 let port: u16 = p
                     .parse()
@@ -291,10 +311,12 @@ pub struct CheckSettings {
     pub format: ReplyFormat,
     /// `--timezone`.
     pub zone: Zone,
-    /// `--quick`: one reply, no watching for the tick.
+    /// `--quick`: one reply, no readings to pin the second's change.
     pub quick: bool,
     /// check_jam's `-v`: a line on how each offset was measured.
     pub verbose: bool,
+    /// `--textfile`: where to write the result for node_exporter, if anywhere.
+    pub textfile: Option<PathBuf>,
 }
 
 /// How replies are reported.
@@ -334,6 +356,10 @@ pub struct Settings {
     pub parallel: Option<u32>,
     /// What to print.
     pub mode: Mode,
+    /// `--protocol`.
+    pub protocol: Protocol,
+    /// `--udp`: datagrams (daytime and rfc868 only).
+    pub transport: Transport,
 }
 
 impl Settings {
@@ -357,16 +383,21 @@ pub struct EarlyExit {
 impl JamcArgs {
     /// Checks the values clap cannot check alone and builds [`Settings`].
     pub fn resolve(self) -> Result<Settings, String> {
-        let parse = if self.servers.len() > 1 {
-            Target::parse_one_of_several
-        } else {
-            Target::parse
-        };
+        let several = self.servers.len() > 1;
+        let default_port = self.protocol.default_port();
         let targets = self
             .servers
             .iter()
-            .map(|server| parse(server, self.port))
+            .map(|server| Target::parse_with(server, self.port, !several, default_port))
             .collect::<Result<Vec<Target>, String>>()?;
+        if self.udp && self.protocol == Protocol::Jam {
+            return Err(
+                "--udp takes --protocol daytime or rfc868 (JAM is spoken over TCP)".to_string(),
+            );
+        }
+        if self.conformance && self.protocol != Protocol::Jam {
+            return Err("--conformance checks JAM servers only (--protocol jam)".to_string());
+        }
         let Some(target) = targets.first().cloned() else {
             return Err("no server given".to_string());
         };
@@ -408,6 +439,7 @@ impl JamcArgs {
                 zone: Zone::parse(self.timezone.trim()).map_err(|e| format!("--timezone: {e}"))?,
                 quick: self.quick,
                 verbose: false,
+                textfile: self.textfile,
             }))
         } else if self.raw {
             Mode::Raw
@@ -425,6 +457,12 @@ impl JamcArgs {
             count: self.count,
             parallel: self.parallel,
             mode,
+            protocol: self.protocol,
+            transport: if self.udp {
+                Transport::Udp
+            } else {
+                Transport::Tcp
+            },
         })
     }
 }

@@ -70,6 +70,13 @@ pub enum ClientErrorKind {
         /// The timeout.
         timeout: Duration,
     },
+    /// Part of a reply came, not all of it, within the timeout.
+    Incomplete {
+        /// The timeout.
+        timeout: Duration,
+        /// What had arrived (a line without its end, some of RFC 868's four bytes).
+        partial: Vec<u8>,
+    },
     /// The server answered with an `ERROR` line.
     ServerSaid {
         /// The line, e.g. `ERROR server busy`.
@@ -78,6 +85,13 @@ pub enum ClientErrorKind {
     /// A reply line that is neither `JAM ...` nor `ERROR ...`.
     NotJam {
         /// The line (invalid UTF-8 replaced).
+        line: String,
+    },
+    /// A daytime or RFC 868 reply that holds no time.
+    NotTime {
+        /// The protocol, by name.
+        protocol: &'static str,
+        /// The reply (invalid UTF-8 replaced).
         line: String,
     },
     /// A reply longer than [`MAX_REPLY_BYTES`] without a line end.
@@ -181,6 +195,12 @@ impl fmt::Display for ClientError {
                 "timed out waiting for a reply from {server} after {} s",
                 secs(*timeout)
             ),
+            ClientErrorKind::Incomplete { timeout, partial } => write!(
+                f,
+                "timed out waiting for a reply from {server} after {} s: only \"{}\" arrived, without a line end",
+                secs(*timeout),
+                escape(partial)
+            ),
             ClientErrorKind::ServerSaid { line } => {
                 write!(f, "{server}: server said {}", escape(line.as_bytes()))?;
                 match refusal_in_words(line) {
@@ -195,6 +215,11 @@ impl fmt::Display for ClientError {
                     escape(line.as_bytes())
                 )
             }
+            ClientErrorKind::NotTime { protocol, line } => write!(
+                f,
+                "{server}: reply is not a {protocol} time: \"{}\"",
+                escape(line.as_bytes())
+            ),
             ClientErrorKind::TooLong => write!(
                 f,
                 "{server}: reply longer than {MAX_REPLY_BYTES} bytes without a line end"

@@ -75,16 +75,25 @@ impl Sample {
     }
 }
 
-/// The offset all `samples` (in the order taken) agree on; None without samples.
-pub fn estimate(samples: &[Sample]) -> Option<Estimate> {
-    let newest = samples.last()?;
+/// The offsets every sample allows, `[low, high]`: None without samples or
+/// when they contradict each other (no single offset explains them all).
+pub fn bounds(samples: &[Sample]) -> Option<(f64, f64)> {
+    if samples.is_empty() {
+        return None;
+    }
     let (mut low, mut high) = (f64::NEG_INFINITY, f64::INFINITY);
     for s in samples {
         let (l, h) = s.bounds();
         low = low.max(l);
         high = high.min(h);
     }
-    if low <= high {
+    (low <= high).then_some((low, high))
+}
+
+/// The offset all `samples` (in the order taken) agree on; None without samples.
+pub fn estimate(samples: &[Sample]) -> Option<Estimate> {
+    let newest = samples.last()?;
+    if let Some((low, high)) = bounds(samples) {
         Some(Estimate {
             offset: (low + high) / 2.0,
             uncertainty: (high - low) / 2.0,
@@ -95,6 +104,255 @@ pub fn estimate(samples: &[Sample]) -> Option<Estimate> {
             consistent: false,
             ..newest.alone()
         })
+    }
+}
+
+/// Where the readings of a whole-second server go, in this machine's
+/// seconds counted from a whole second (so that `t + θ` is a whole number
+/// exactly when the server's second changes at local time `t`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timing {
+    /// Now.
+    pub now: f64,
+    /// The latest a reading may end.
+    pub end: f64,
+    /// From beginning a reading to the middle of its window (as last seen).
+    pub lead: f64,
+    /// From beginning a reading to its end (as last seen).
+    pub duration: f64,
+    /// Shortest time between the beginnings of two readings.
+    pub gap: f64,
+}
+
+/// One planned reading.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Planned {
+    /// When the server should read its clock: the middle of the reading's window.
+    pub at: f64,
+    /// The second the server shows from the boundary this pass is about.
+    pub second: f64,
+    /// A guard: its outcome is certain while the server's clock holds steady.
+    pub guard: bool,
+}
+
+/// How far outside the window of a boundary a guard reading goes.
+pub const GUARD_MARGIN: f64 = 0.03;
+
+/// One pass over the next boundary of a whole-second server's clock that
+/// can be reached: where its second changes is known to lie within the
+/// offsets `[low, high]` (see [`bounds`]). `inner` readings split the
+/// boundary's window evenly (each at least `duration` and `gap` after the
+/// one before: fewer when they do not fit); with `guards`, one reading
+/// before the window and one after it test that the clock did not step.
+/// Empty when no pass fits before `timing.end`.
+///
+/// `half` is half the window of one reading (half its round trip): a reading
+/// whose window straddles the boundary tells less, so the inner readings
+/// keep that far inside the window when it is wide enough.
+pub fn plan_pass(
+    (low, high): (f64, f64),
+    half: f64,
+    timing: &Timing,
+    inner: usize,
+    guards: bool,
+) -> Vec<Planned> {
+    let spacing = timing.duration.max(timing.gap).max(0.0);
+    let (lo_in, hi_in) = (-high + half, -low - half);
+    let (lo_in, hi_in) = if lo_in < hi_in {
+        (lo_in, hi_in)
+    } else {
+        let middle = -(low + high) / 2.0;
+        (middle, middle)
+    };
+    let width = hi_in - lo_in;
+    let mut n = inner;
+    while n > 1 && width / (n as f64 + 1.0) < spacing {
+        n -= 1;
+    }
+    if n == 0 && !guards {
+        return Vec::new();
+    }
+    // A pass ends at its first reading that shows the new second, so the
+    // earlier parts of the window leave more readings for the passes after:
+    // they are made wider, in proportion to what is left then, so that every
+    // outcome ends about as narrow (sub-interval i of n + 1 is weighted
+    // n + 3 - i, the last as the one before it).
+    let weight = |i: usize| (n + 3 - i.min(n.saturating_sub(1))) as f64;
+    let total: f64 = (0..=n).map(weight).sum();
+    let mut edge = lo_in;
+    let mut offsets: Vec<(f64, bool)> = Vec::with_capacity(n + 2);
+    for i in 0..n {
+        edge += width.max(0.0) * weight(i) / total;
+        offsets.push((edge, false));
+    }
+    // Readings closer than the spacing are pushed apart (later).
+    for i in 1..offsets.len() {
+        offsets[i].0 = offsets[i].0.max(offsets[i - 1].0 + spacing);
+    }
+    if guards {
+        let pre = -high - half - GUARD_MARGIN;
+        let pre = offsets.first().map_or(pre, |f| pre.min(f.0 - spacing));
+        let post = (-low + half + GUARD_MARGIN).max(pre + spacing);
+        let post = offsets.last().map_or(post, |l| post.max(l.0 + spacing));
+        offsets.insert(0, (pre, true));
+        offsets.push((post, true));
+    }
+    // The first occurrence of this boundary whose first reading can still begin.
+    let first_begin = offsets[0].0 - timing.lead;
+    let second = (timing.now + 0.002 - first_begin).ceil();
+    let plan: Vec<Planned> = offsets
+        .into_iter()
+        .map(|(at, guard)| Planned {
+            at: second + at,
+            second,
+            guard,
+        })
+        .collect();
+    let ends = plan
+        .last()
+        .map_or(f64::INFINITY, |p| p.at - timing.lead + timing.duration);
+    if ends > timing.end {
+        return Vec::new();
+    }
+    plan
+}
+
+/// Readings in the first pass over the boundary.
+const FIRST_PASS: usize = 4;
+/// Most readings inside the window in a later pass.
+const LATER_PASS: usize = 4;
+/// The boundary is pinned well enough when the offsets left are this much
+/// wider than the narrowest reading's own window.
+const GOOD_ENOUGH: f64 = 0.010;
+
+/// The decisions of a check against a whole-second server: which reading to
+/// take next, pass by pass (see [`plan_pass`]), and when to stop. Pure: the
+/// caller takes each reading, adds it to `samples`, and asks again.
+#[derive(Debug, Clone, Default)]
+pub struct Bisection {
+    /// At most this many readings in all.
+    max_readings: usize,
+    passes: usize,
+    plan: Vec<Planned>,
+    /// The next entry of `plan`.
+    at: usize,
+    /// Readings there were when the last entry was handed out.
+    handed_at: Option<usize>,
+    /// A reading of this pass showed the new second.
+    seen_new: bool,
+    /// The last pass had guards.
+    verified: bool,
+}
+
+impl Bisection {
+    /// A bisection that takes at most `max_readings` readings (those before it included).
+    pub fn new(max_readings: usize) -> Bisection {
+        Bisection {
+            max_readings,
+            ..Bisection::default()
+        }
+    }
+
+    /// Takes note of the reading just added, if any: whether it showed the
+    /// new second. Called by [`Bisection::next`]; call it once more when the
+    /// readings end another way (a reading failed).
+    pub fn observe(&mut self, samples: &[Sample], shown: &[f64]) {
+        let (Some(before), Some(last)) = (self.handed_at, self.at.checked_sub(1)) else {
+            return;
+        };
+        if samples.len() <= before || self.seen_new {
+            return;
+        }
+        let Some(&planned) = self.plan.get(last) else {
+            return;
+        };
+        if shown.last().is_some_and(|&s| s >= planned.second - 0.5) {
+            self.seen_new = true;
+        }
+    }
+
+    /// The next reading to take, or None when the check is done: the
+    /// readings contradict each other, pin the boundary well enough, or the
+    /// readings or the time (`timing.end`) are spent. `shown[i]` is the
+    /// second sample `i` showed, in `timing`'s seconds; `half` is half the
+    /// narrowest reading's window.
+    pub fn next(
+        &mut self,
+        samples: &[Sample],
+        shown: &[f64],
+        half: f64,
+        timing: &Timing,
+    ) -> Option<Planned> {
+        self.observe(samples, shown);
+        let (low, high) = bounds(samples)?;
+        if samples.len() >= self.max_readings {
+            return None;
+        }
+        // The rest of this pass: after the new second showed, only the guards still tell.
+        while self.at < self.plan.len() {
+            let planned = self.plan[self.at];
+            self.at += 1;
+            if self.seen_new && !planned.guard {
+                continue;
+            }
+            self.handed_at = Some(samples.len());
+            return Some(planned);
+        }
+        let left = self.max_readings - samples.len();
+        let precise = high - low <= 2.0 * half + GOOD_ENOUGH;
+        if precise && self.verified {
+            return None;
+        }
+        let plan = |inner, guards| plan_pass((low, high), half, timing, inner, guards);
+        let (plan, guards) = if self.passes == 0 {
+            // The first pass begins with a quick look, as soon as the gap
+            // allows: a clock that stands still, runs backwards or jumps
+            // shows it at once, and a second that changes right away is
+            // pinned at once.
+            let mut first = plan(FIRST_PASS.min(left).saturating_sub(1), false);
+            if let Some(p) = first.first().copied() {
+                let quick = timing.now + timing.duration.max(timing.gap) + timing.lead;
+                if quick + timing.duration.max(timing.gap) <= p.at {
+                    first.insert(0, Planned { at: quick, ..p });
+                }
+            }
+            (first, false)
+        } else if precise {
+            // Pinned: one pass of guards verifies the clock did not step meanwhile.
+            (if left >= 2 { plan(0, true) } else { Vec::new() }, true)
+        } else {
+            // Without guards only when a guarded pass can still follow.
+            let inner = LATER_PASS.min(left.saturating_sub(3));
+            let unguarded = if inner > 0 {
+                plan(inner, false)
+            } else {
+                Vec::new()
+            };
+            // A guarded pass a second later: its last reading, the guard
+            // after the window as it stands now, must end in time.
+            let spacing = timing.duration.max(timing.gap);
+            let another_fits = unguarded.last().is_some_and(|p| {
+                let post = (p.second + 1.0 - low + half + GUARD_MARGIN).max(p.at + 1.0 + spacing);
+                post - timing.lead + timing.duration <= timing.end
+            });
+            if another_fits {
+                (unguarded, false)
+            } else if left >= 2 {
+                (plan(LATER_PASS.min(left - 2), true), true)
+            } else {
+                (plan(left, false), false)
+            }
+        };
+        self.plan = plan;
+        self.verified = guards;
+        self.passes += 1;
+        self.seen_new = false;
+        self.at = 0;
+        self.handed_at = None;
+        let first = *self.plan.first()?;
+        self.at = 1;
+        self.handed_at = Some(samples.len());
+        Some(first)
     }
 }
 
@@ -219,7 +477,149 @@ mod tests {
         assert!(e.uncertainty < 0.0055, "{e:?}");
     }
 
+    /// A whole-second server `theta` ahead (after the `step_after`-th reading,
+    /// `theta + step`), reached with one-way delays `up` and `down` (each
+    /// reading's own: `jitter(i)` added to both), checked from local time
+    /// `t0` by a [`Bisection`] as jamc runs it: the estimate, the readings
+    /// taken, and when the check ended.
+    struct Sim {
+        theta: f64,
+        up: f64,
+        down: f64,
+        t0: f64,
+        step_after: usize,
+        step: f64,
+    }
+
+    impl Sim {
+        fn run(&self, jitter: impl Fn(usize) -> f64) -> (Estimate, usize, f64) {
+            let mut samples = Vec::new();
+            let mut shown = Vec::new();
+            let (mut lead, mut half) = (0.0, f64::INFINITY);
+            let mut now = self.t0;
+            let mut last_begin = f64::NEG_INFINITY;
+            let mut b = Bisection::new(10);
+            let mut planned: Option<Planned> = None;
+            loop {
+                let begin = match planned {
+                    None => now,
+                    Some(p) => (p.at - lead).max(last_begin + 0.02).max(now),
+                };
+                let i = samples.len();
+                let (up, down) = (self.up + jitter(i), self.down + jitter(i));
+                let read = begin + up;
+                let theta = if i >= self.step_after {
+                    self.theta + self.step
+                } else {
+                    self.theta
+                };
+                let s = (read + theta).floor();
+                let end = read + down;
+                let mid = (begin + end) / 2.0;
+                samples.push(Sample {
+                    shown_minus_mid: s - mid,
+                    rtt: end - begin,
+                    unit: 1.0,
+                });
+                shown.push(s);
+                lead = mid - begin;
+                let duration = end - begin;
+                half = f64::min(half, (end - begin) / 2.0);
+                last_begin = begin;
+                now = end;
+                let timing = Timing {
+                    now,
+                    end: self.t0 + 2.95,
+                    lead,
+                    duration,
+                    gap: 0.02,
+                };
+                planned = b.next(&samples, &shown, half, &timing);
+                if planned.is_none() {
+                    break;
+                }
+            }
+            (estimate(&samples).unwrap(), samples.len(), now - self.t0)
+        }
+    }
+
+    #[test]
+    fn bisection_pins_a_whole_second_server_in_few_readings() {
+        let mut worst: f64 = 0.0;
+        for i in 0..200 {
+            let f = f64::from(i);
+            let sim = Sim {
+                theta: (f * 0.618_034).fract() * 4.0 - 2.0,
+                up: 0.0002,
+                down: 0.0002,
+                t0: 100.0 + (f * 0.414_213).fract(),
+                step_after: usize::MAX,
+                step: 0.0,
+            };
+            let (e, readings, took) = sim.run(|_| 0.0);
+            assert!(within(&e, sim.theta), "{i}: {e:?}");
+            assert!(
+                readings <= 10 && took <= 3.0,
+                "{i}: {readings} readings, {took} s"
+            );
+            worst = worst.max((e.offset - sim.theta).abs());
+        }
+        // Ten readings (a quick look and two guards among them) in three
+        // passes: the boundary is pinned to about 30 ms at worst, so the
+        // offset to half that.
+        assert!(worst <= 0.017, "worst error {worst}");
+    }
+
     proptest! {
+        /// A whole-second server at any offset, over any round trip (up to
+        /// 200 ms, either way asymmetric, with jitter): the truth lies within
+        /// the uncertainty, in at most 10 readings and 3 s, and the error is
+        /// within half the round trip and 30 ms on a fast link (on a slow one,
+        /// the readings of a pass are a round trip apart: within the round trip).
+        #[test]
+        fn bisection_holds_the_truth_over_any_link(
+            theta in -100.0f64..100.0,
+            t0 in 0.0f64..10.0,
+            up in 0.0f64..0.1,
+            down in 0.0f64..0.1,
+            jitters in prop::collection::vec(0.0f64..0.005, 10),
+        ) {
+            let sim = Sim { theta, up, down, t0, step_after: usize::MAX, step: 0.0 };
+            let (e, readings, took) = sim.run(|i| jitters[i.min(9)]);
+            prop_assert!(e.consistent, "{e:?}");
+            prop_assert!(within(&e, theta), "theta {theta}: {e:?}");
+            prop_assert!(readings <= 10, "{readings}");
+            prop_assert!(took <= 3.0 + up + down, "{took}");
+            let rtt = up + down;
+            let bound = if rtt <= 0.04 { rtt / 2.0 + 0.03 } else { rtt + 0.02 };
+            prop_assert!((e.offset - theta).abs() <= bound, "{e:?}");
+        }
+
+        /// A server whose clock steps by 0.13 to 1 s (either way) during
+        /// the check never gets an offset wrong by the step: the readings
+        /// contradict each other (and the one-reply answer is given), or the
+        /// offset reported is near the clock as it was before or after the
+        /// step. Near: within the uncertainty and the guards' margin, or,
+        /// for a step that falls between the guard before the last window
+        /// and the readings inside it (which no reading of that pass can
+        /// tell from a boundary early in the window), within the window.
+        #[test]
+        fn a_clock_stepped_during_the_check_gets_no_tight_wrong_offset(
+            theta in -2.0f64..2.0,
+            t0 in 0.0f64..10.0,
+            step in prop_oneof![0.13f64..1.0, -1.0f64..-0.13],
+            step_after in 1usize..9,
+            rtt in 0.0f64..0.05,
+        ) {
+            let sim = Sim { theta, up: rtt / 2.0, down: rtt / 2.0, t0, step_after, step };
+            let (e, _, _) = sim.run(|_| 0.0);
+            let near = |truth: f64| (e.offset - truth).abs() <= e.uncertainty + 0.08 + rtt;
+            prop_assert!(
+                !e.consistent || e.uncertainty >= 0.5 || near(theta) || near(theta + step),
+                "{e:?}"
+            );
+        }
+
         /// For any true offset, any round trips, any moment the server reads
         /// its clock within each round trip, any gaps and units: the truth
         /// lies within the reported uncertainty.

@@ -1,38 +1,66 @@
 //! Reaching a server: resolving its name, connecting address by address, and
-//! reading reply lines, every wait bounded by a deadline.
+//! taking readings (a JAM conversation, a daytime or RFC 868 connection, a
+//! datagram), every wait bounded by a deadline; [`super::wire`] reads.
 
-use std::io::{self, Read, Write};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::io::{self, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+use super::answer::{
+    jam_reply, without_line_end, JamReply, Protocol, Transport, MAX_DATAGRAM_BYTES,
+    MAX_DAYTIME_BYTES,
+};
 use super::cli::{Family, Target};
 use super::error::{ClientError, ClientErrorKind, ConnectFailure};
+use super::wire::{End, Reader};
+
+pub(crate) use super::wire::read_by;
 
 /// Longest reply line jamc accepts, terminator not counted.
 pub const MAX_REPLY_BYTES: usize = 1024;
 
-/// One reply line and when it came.
+/// One reply and when it came: a line (JAM, daytime) or four bytes (RFC 868).
 #[derive(Debug, Clone)]
 pub struct Reply {
-    /// The line as received, without CR LF.
+    /// A line as received, without CR LF; for RFC 868 the four bytes.
     pub line: Vec<u8>,
-    /// From sending `TIME` to the end of the reply line.
+    /// How long the window is in which the server read its clock: for JAM,
+    /// from sending `TIME` to the end of the reply line; for a daytime or
+    /// RFC 868 connection, from its handshake to the reply; for a datagram,
+    /// from sending it to its answer.
     pub rtt: Duration,
-    /// This machine's clock at the middle of the round trip.
+    /// This machine's clock at the middle of that window.
     pub mid: DateTime<Utc>,
+    /// When jamc began this reading (sent `TIME`, began to connect, sent the datagram).
+    pub began: Instant,
+    /// The middle of the window, on the monotonic clock.
+    pub mid_at: Instant,
 }
 
 impl Reply {
     /// The time part of a `JAM <time>` line, if it is one.
     pub fn jam_time(&self) -> Option<&str> {
-        std::str::from_utf8(&self.line)
-            .ok()?
-            .strip_prefix("JAM ")
-            .filter(|t| !t.trim().is_empty())
+        match jam_reply(&self.line) {
+            JamReply::Time(time) => Some(time),
+            _ => None,
+        }
+    }
+
+    /// A reply whose window ran from `from` (this machine's clock `wall`
+    /// then) to now; `began` is when the reading began.
+    fn ended_now(line: Vec<u8>, began: Instant, from: Instant, wall: DateTime<Utc>) -> Reply {
+        let rtt = from.elapsed();
+        Reply {
+            line,
+            rtt,
+            mid: mid_point(wall, rtt),
+            began,
+            mid_at: from + rtt / 2,
+        }
     }
 }
 
@@ -187,44 +215,59 @@ pub fn open(addr: &SocketAddr, source: Option<IpAddr>, timeout: Duration) -> io:
 
 /// A connection to a JAM server that reads reply lines within deadlines.
 pub struct Connection {
-    stream: TcpStream,
+    reader: Reader,
     server: String,
-    buf: Vec<u8>,
     timeout: Duration,
+}
+
+/// The error for a wait that ended as `end` while asking `server` (with
+/// `timeout` as the time allowed): a partial reply is named in it.
+pub(crate) fn end_error(server: &str, end: End, timeout: Duration) -> ClientError {
+    let kind = match end {
+        End::TimedOut(got) if got.is_empty() => ClientErrorKind::ReplyTimeout { timeout },
+        End::TimedOut(got) => ClientErrorKind::Incomplete {
+            timeout,
+            partial: got,
+        },
+        End::Closed(got) if got.is_empty() => ClientErrorKind::ClosedEarly,
+        End::Closed(got) => ClientErrorKind::Unterminated {
+            partial: String::from_utf8_lossy(&got).into_owned(),
+        },
+        End::Reset(_) => ClientErrorKind::Reset,
+        End::TooLong(_) => ClientErrorKind::TooLong,
+        End::Failed(e) => io_kind("reading", &e),
+    };
+    ClientError::new(server, kind)
+}
+
+fn io_kind(doing: &'static str, e: &io::Error) -> ClientErrorKind {
+    match e.kind() {
+        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => ClientErrorKind::Reset,
+        io::ErrorKind::BrokenPipe => ClientErrorKind::ClosedEarly,
+        _ => ClientErrorKind::Io {
+            doing,
+            why: e.to_string(),
+        },
+    }
 }
 
 impl Connection {
     /// Wraps a connected stream to `server`; `timeout` is named in timeout errors.
     pub fn new(stream: TcpStream, server: &str, timeout: Duration) -> Connection {
         Connection {
-            stream,
+            reader: Reader::new(stream, MAX_REPLY_BYTES),
             server: server.to_string(),
-            buf: Vec::new(),
             timeout,
         }
     }
 
-    fn error(&self, kind: ClientErrorKind) -> ClientError {
-        ClientError::new(&self.server, kind)
-    }
-
-    fn io_error(&self, doing: &'static str, e: &io::Error) -> ClientError {
-        self.error(match e.kind() {
-            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
-                ClientErrorKind::Reset
-            }
-            io::ErrorKind::BrokenPipe => ClientErrorKind::ClosedEarly,
-            _ => ClientErrorKind::Io {
-                doing,
-                why: e.to_string(),
-            },
-        })
-    }
-
     fn timed_out(&self) -> ClientError {
-        self.error(ClientErrorKind::ReplyTimeout {
-            timeout: self.timeout,
-        })
+        ClientError::new(
+            &self.server,
+            ClientErrorKind::ReplyTimeout {
+                timeout: self.timeout,
+            },
+        )
     }
 
     fn send(&mut self, request: &[u8], deadline: Instant) -> Result<(), ClientError> {
@@ -232,8 +275,9 @@ impl Connection {
         if left.is_zero() {
             return Err(self.timed_out());
         }
-        let _ = self.stream.set_write_timeout(Some(left));
-        match self.stream.write_all(request) {
+        let stream = self.reader.stream();
+        let _ = stream.set_write_timeout(Some(left));
+        match stream.write_all(request) {
             Ok(()) => Ok(()),
             Err(e)
                 if matches!(
@@ -243,44 +287,15 @@ impl Connection {
             {
                 Err(self.timed_out())
             }
-            Err(e) => Err(self.io_error("sending", &e)),
+            Err(e) => Err(ClientError::new(&self.server, io_kind("sending", &e))),
         }
     }
 
     /// The next line (without CR LF), waiting no later than the deadline.
     fn read_line(&mut self, deadline: Instant) -> Result<Vec<u8>, ClientError> {
-        let mut chunk = [0u8; 2048];
-        loop {
-            if let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
-                if end > MAX_REPLY_BYTES + 1 {
-                    return Err(self.error(ClientErrorKind::TooLong));
-                }
-                let mut line: Vec<u8> = self.buf.drain(..=end).collect();
-                line.pop();
-                if line.last() == Some(&b'\r') {
-                    line.pop();
-                }
-                if line.len() > MAX_REPLY_BYTES {
-                    return Err(self.error(ClientErrorKind::TooLong));
-                }
-                return Ok(line);
-            }
-            // Room for the longest line plus CR: more without LF is too long.
-            if self.buf.len() > MAX_REPLY_BYTES + 1 {
-                return Err(self.error(ClientErrorKind::TooLong));
-            }
-            match read_by(&mut self.stream, &mut chunk, deadline) {
-                Ok(None) => return Err(self.timed_out()),
-                Ok(Some(0)) if self.buf.is_empty() => {
-                    return Err(self.error(ClientErrorKind::ClosedEarly))
-                }
-                Ok(Some(0)) => {
-                    let partial = String::from_utf8_lossy(&self.buf).into_owned();
-                    return Err(self.error(ClientErrorKind::Unterminated { partial }));
-                }
-                Ok(Some(n)) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) => return Err(self.io_error("reading", &e)),
-            }
+        match self.reader.line(deadline) {
+            Ok(line) => Ok(without_line_end(&line).to_vec()),
+            Err(end) => Err(end_error(&self.server, end, self.timeout)),
         }
     }
 
@@ -291,58 +306,160 @@ impl Connection {
         if let Err(e) = self.send(b"TIME\r\n", deadline) {
             // A server that refused us (ERROR server busy) may have closed before
             // our request arrived: its last words may still be waiting to be read.
-            if !self.buf.is_empty()
+            if self.reader.has_pending()
                 || matches!(
                     e.kind,
                     ClientErrorKind::Reset | ClientErrorKind::ClosedEarly
                 )
             {
                 if let Ok(line) = self.read_line(deadline) {
-                    let rtt = started.elapsed();
-                    return Ok(Reply {
-                        line,
-                        rtt,
-                        mid: mid_point(wall, rtt),
-                    });
+                    return Ok(Reply::ended_now(line, started, started, wall));
                 }
             }
             return Err(e);
         }
         let line = self.read_line(deadline)?;
-        let rtt = started.elapsed();
-        Ok(Reply {
-            line,
-            rtt,
-            mid: mid_point(wall, rtt),
-        })
+        Ok(Reply::ended_now(line, started, started, wall))
     }
 
     /// Says `QUIT` (best effort) and closes.
     pub fn quit(mut self) {
         // Best effort: the server may already be gone, and we are done either way.
-        let _ = self
-            .stream
-            .set_write_timeout(Some(Duration::from_millis(200)));
-        let _ = self.stream.write_all(b"QUIT\r\n");
-        let _ = self.stream.shutdown(Shutdown::Write);
+        let stream = self.reader.stream();
+        let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
+        let _ = stream.write_all(b"QUIT\r\n");
+        let _ = stream.shutdown(Shutdown::Write);
     }
 }
 
-/// Reads once from `stream` into `chunk`, waiting no later than `deadline`
-/// (and reading again after a signal): `Ok(None)` when the deadline came first.
-pub(crate) fn read_by(
-    stream: &mut TcpStream,
-    chunk: &mut [u8],
+/// How long before its `connect` returns jamc counts a connection as made:
+/// the server can only read its clock once our last handshake packet reached
+/// it, which leaves as the kernel completes the connect, a scheduling delay
+/// before the call returns.
+const HANDSHAKE_SLACK: Duration = Duration::from_millis(1);
+
+/// One daytime or RFC 868 reading over TCP: connect (from `source`, when
+/// given), read what the server sends (a line, or four bytes), close.
+pub fn tcp_reading(
+    protocol: Protocol,
+    server: &str,
+    addrs: &[SocketAddr],
+    (deadline, timeout): (Instant, Duration),
+    source: Option<IpAddr>,
+) -> Result<Reply, ClientError> {
+    let began = Instant::now();
+    let stream = connect_from(server, addrs, deadline, timeout, source)?;
+    let made = Instant::now();
+    let wall_made = Utc::now();
+    let slack = HANDSHAKE_SLACK.min(made - began);
+    let from = made - slack;
+    let wall =
+        wall_made - chrono::Duration::from_std(slack).unwrap_or_else(|_| chrono::Duration::zero());
+    let mut reader = Reader::new(stream, MAX_DAYTIME_BYTES);
+    let got = match protocol {
+        Protocol::Rfc868 => reader.exactly(4, deadline),
+        // A line; or, from a server that ends it by closing, what came before the close.
+        _ => match reader.line(deadline) {
+            Ok(line) => Ok(without_line_end(&line).to_vec()),
+            Err(End::Closed(got)) if !got.is_empty() => Ok(got),
+            Err(end) => Err(end),
+        },
+    };
+    let reply = match got {
+        Ok(bytes) => Reply::ended_now(bytes, began, from, wall),
+        Err(end) => return Err(end_error(server, end, timeout)),
+    };
+    // The server closes; we need not wait for it.
+    let _ = reader.stream().shutdown(Shutdown::Both);
+    Ok(reply)
+}
+
+/// One daytime or RFC 868 reading, over TCP or UDP as `transport` says,
+/// from the local address `source` when one is given (`-s`).
+pub fn reading(
+    (protocol, transport): (Protocol, Transport),
+    server: &str,
+    addrs: &[SocketAddr],
+    (deadline, timeout): (Instant, Duration),
+    source: Option<IpAddr>,
+) -> Result<Reply, ClientError> {
+    match transport {
+        Transport::Tcp => tcp_reading(protocol, server, addrs, (deadline, timeout), source),
+        Transport::Udp => udp_reading(server, addrs, (deadline, timeout), source),
+    }
+}
+
+/// One daytime or RFC 868 reading over UDP: a datagram (empty, as RFC 868
+/// says) from a socket of its own, and its answer. Addresses are tried in
+/// turn, each with an equal share of the time left, as [`connect`] does.
+pub fn udp_reading(
+    server: &str,
+    addrs: &[SocketAddr],
+    (deadline, timeout): (Instant, Duration),
+    source: Option<IpAddr>,
+) -> Result<Reply, ClientError> {
+    let mut attempts = Vec::with_capacity(addrs.len());
+    for (i, addr) in addrs.iter().enumerate() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let share = left / u32::try_from(addrs.len() - i).unwrap_or(u32::MAX);
+        match udp_once(*addr, source, Instant::now() + share) {
+            Ok(reply) => return Ok(reply),
+            Err(UdpFailure::TimedOut) => attempts.push((*addr, ConnectFailure::TimedOut)),
+            Err(UdpFailure::Refused) => attempts.push((*addr, ConnectFailure::Refused)),
+            Err(UdpFailure::Io(e)) => attempts.push((*addr, connect_failure(&e))),
+        }
+    }
+    if attempts
+        .iter()
+        .all(|(_, why)| *why == ConnectFailure::TimedOut)
+    {
+        return Err(ClientError::new(
+            server,
+            ClientErrorKind::ReplyTimeout { timeout },
+        ));
+    }
+    Err(ClientError::new(
+        server,
+        ClientErrorKind::Connect { attempts, timeout },
+    ))
+}
+
+enum UdpFailure {
+    TimedOut,
+    Refused,
+    Io(io::Error),
+}
+
+fn udp_once(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
     deadline: Instant,
-) -> io::Result<Option<usize>> {
+) -> Result<Reply, UdpFailure> {
+    let local: SocketAddr = match source {
+        Some(ip) => (ip, 0).into(),
+        None if addr.is_ipv4() => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        None => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = UdpSocket::bind(local).map_err(UdpFailure::Io)?;
+    socket.connect(addr).map_err(UdpFailure::Io)?;
+    let began = Instant::now();
+    let wall = Utc::now();
+    socket.send(&[]).map_err(UdpFailure::Io)?;
+    let mut buf = [0u8; MAX_DATAGRAM_BYTES];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Ok(None);
+            return Err(UdpFailure::TimedOut);
         }
-        let _ = stream.set_read_timeout(Some(left));
-        match stream.read(chunk) {
-            Ok(n) => return Ok(Some(n)),
+        let _ = socket.set_read_timeout(Some(left));
+        match socket.recv(&mut buf) {
+            Ok(n) => {
+                let line = without_line_end(&buf[..n]).to_vec();
+                return Ok(Reply::ended_now(line, began, began, wall));
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e)
                 if matches!(
@@ -350,9 +467,12 @@ pub(crate) fn read_by(
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                return Ok(None)
+                return Err(UdpFailure::TimedOut)
             }
-            Err(e) => return Err(e),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                return Err(UdpFailure::Refused)
+            }
+            Err(e) => return Err(UdpFailure::Io(e)),
         }
     }
 }

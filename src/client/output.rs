@@ -8,6 +8,7 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
+use super::answer::{rfc868_instant, rfc868_text, rfc868_value, Protocol};
 use super::cli::{Mode, Settings, Target};
 use super::net::Reply;
 use super::query::Flow;
@@ -28,6 +29,9 @@ struct JsonReply<'a> {
     reply: &'a str,
     time: Option<&'a str>,
     rtt_ms: f64,
+    /// Named for daytime and rfc868 only (JAM's objects stay as they were).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    protocol: Option<&'static str>,
 }
 
 impl<'a> Output<'a> {
@@ -73,25 +77,51 @@ impl<'a> Output<'a> {
         prefix: &str,
         reply: &Reply,
     ) -> Flow {
+        // What the reply is as text (RFC 868's four bytes: their value), and
+        // the time it shows as plain mode prints it.
+        let (text, time): (String, Option<String>) = match settings.protocol {
+            Protocol::Jam => (
+                String::from_utf8_lossy(&reply.line).into_owned(),
+                reply.jam_time().map(str::to_string),
+            ),
+            Protocol::Daytime => {
+                let line = String::from_utf8_lossy(&reply.line).into_owned();
+                (line.clone(), Some(line))
+            }
+            Protocol::Rfc868 => match rfc868_value(&reply.line) {
+                Some(value) => (
+                    value.to_string(),
+                    Some(rfc868_text(rfc868_instant(value, reply.mid))),
+                ),
+                None => (String::from_utf8_lossy(&reply.line).into_owned(), None),
+            },
+        };
         match settings.mode {
             // The whole line, ERROR lines included, but escaped like every
             // other server text (SPEC 12): a plain reply reads as it came.
-            Mode::Raw => self.out(format!("{prefix}{}\n", escape(&reply.line)).as_bytes()),
+            Mode::Raw => {
+                let shown = match settings.protocol {
+                    Protocol::Rfc868 => escape(text.as_bytes()),
+                    _ => escape(&reply.line),
+                };
+                self.out(format!("{prefix}{shown}\n").as_bytes())
+            }
             Mode::Json => {
-                let line = String::from_utf8_lossy(&reply.line);
                 let obj = JsonReply {
                     client,
                     server: &target.to_string(),
-                    reply: &line,
-                    time: reply.jam_time(),
+                    reply: &text,
+                    time: time.as_deref(),
                     rtt_ms: (reply.rtt.as_secs_f64() * 1_000_000.0).round() / 1000.0,
+                    protocol: (settings.protocol != Protocol::Jam)
+                        .then(|| settings.protocol.name()),
                 };
                 match serde_json::to_string(&obj) {
                     Ok(text) => self.out(format!("{text}\n").as_bytes()),
                     Err(_) => Flow::Continue,
                 }
             }
-            Mode::Plain => match reply.jam_time() {
+            Mode::Plain => match time {
                 Some(time) => self.out(format!("{prefix}{}\n", escape(time.as_bytes())).as_bytes()),
                 None => Flow::Continue,
             },

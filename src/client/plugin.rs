@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use super::answer::{Protocol, Transport};
 use super::cli::{
     parse_source, parse_timeout, source_family, CheckSettings, EarlyExit, Family, Mode, Settings,
     Target, DEFAULT_PORT,
@@ -60,7 +61,7 @@ pub struct CheckJamArgs {
     #[arg(short = 't', long, value_name = "SECS", default_value = "10", value_parser = parse_timeout)]
     pub timeout: f64,
 
-    /// Take one reply instead of watching the second change (±0.5 s)
+    /// Take one reply instead of pinning the second change (±0.5 s)
     #[arg(short = 'q', long)]
     pub quick: bool,
 
@@ -118,6 +119,7 @@ impl CheckJamArgs {
             zone: Zone::parse(self.timezone.trim()).map_err(|e| format!("--timezone: {e}"))?,
             quick: self.quick,
             verbose: self.verbose > 0,
+            textfile: None,
         };
         Ok(Settings {
             target,
@@ -128,6 +130,8 @@ impl CheckJamArgs {
             count: 1,
             parallel: None,
             mode: Mode::Check(Box::new(check)),
+            protocol: Protocol::Jam,
+            transport: Transport::Tcp,
         })
     }
 }

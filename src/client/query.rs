@@ -3,11 +3,12 @@
 use std::net::SocketAddr;
 use std::sync::RwLock;
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use super::answer::{jam_reply, JamReply, Protocol};
 use super::cli::{Settings, Target};
 use super::error::{ClientError, ClientErrorKind};
-use super::net::{connect_from, Connection, Reply};
+use super::net::{connect_from, reading, Connection, Reply};
 use super::output::Output;
 
 /// Stack size of each `-P` client thread: they only do blocking socket I/O.
@@ -22,16 +23,34 @@ pub enum Flow {
     Stop,
 }
 
+/// Judges a reply in `protocol`: a JAM line; a daytime line; RFC 868's four
+/// bytes (a daytime line is judged by what it holds only under `--check`).
+pub fn judge_as(protocol: Protocol, server: &str, reply: &Reply) -> Result<(), ClientError> {
+    match protocol {
+        Protocol::Jam => judge(server, reply),
+        Protocol::Daytime if !reply.line.is_empty() => Ok(()),
+        Protocol::Rfc868 if reply.line.len() == 4 => Ok(()),
+        _ => Err(ClientError::new(
+            server,
+            ClientErrorKind::NotTime {
+                protocol: protocol.name(),
+                line: String::from_utf8_lossy(&reply.line).into_owned(),
+            },
+        )),
+    }
+}
+
+/// Shortest time between two readings of one client: a server that forks a
+/// process a connection (inetd) must not be hammered.
+pub const READING_GAP: Duration = Duration::from_millis(20);
+
 /// Judges a reply line: a JAM line is fine, anything else is an error.
 pub fn judge(server: &str, reply: &Reply) -> Result<(), ClientError> {
-    if reply.jam_time().is_some() {
-        return Ok(());
-    }
-    let line = String::from_utf8_lossy(&reply.line).into_owned();
-    let kind = if line.starts_with("ERROR") {
-        ClientErrorKind::ServerSaid { line }
-    } else {
-        ClientErrorKind::NotJam { line }
+    let line = || String::from_utf8_lossy(&reply.line).into_owned();
+    let kind = match jam_reply(&reply.line) {
+        JamReply::Time(_) => return Ok(()),
+        JamReply::Error => ClientErrorKind::ServerSaid { line: line() },
+        JamReply::Other => ClientErrorKind::NotJam { line: line() },
     };
     Err(ClientError::new(server, kind))
 }
@@ -50,6 +69,9 @@ pub fn query(
 ) -> Result<(), ClientError> {
     let server = target.to_string();
     let deadline = started + settings.timeout;
+    if settings.protocol != Protocol::Jam {
+        return readings(settings, &server, addrs, deadline, on_reply);
+    }
     let stream = connect_from(&server, addrs, deadline, settings.timeout, settings.source)?;
     let mut conn = Connection::new(stream, &server, settings.timeout);
     for i in 0..settings.count {
@@ -67,6 +89,42 @@ pub fn query(
         }
     }
     conn.quit();
+    Ok(())
+}
+
+/// Daytime and RFC 868: `count` readings, each a connection or a datagram of
+/// its own, at least [`READING_GAP`] apart.
+fn readings(
+    settings: &Settings,
+    server: &str,
+    addrs: &[SocketAddr],
+    deadline: Instant,
+    on_reply: &mut dyn FnMut(&Reply) -> Flow,
+) -> Result<(), ClientError> {
+    let mut last: Option<Instant> = None;
+    for i in 0..settings.count {
+        if let Some(began) = last {
+            thread::sleep((began + READING_GAP).saturating_duration_since(Instant::now()));
+        }
+        let deadline = if i == 0 {
+            deadline
+        } else {
+            Instant::now() + settings.timeout
+        };
+        let reply = reading(
+            (settings.protocol, settings.transport),
+            server,
+            addrs,
+            (deadline, settings.timeout),
+            settings.source,
+        )?;
+        last = Some(reply.began);
+        let flow = on_reply(&reply);
+        judge_as(settings.protocol, server, &reply)?;
+        if flow == Flow::Stop {
+            break;
+        }
+    }
     Ok(())
 }
 

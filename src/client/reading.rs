@@ -135,7 +135,7 @@ impl ReplyFormat {
 }
 
 /// Digits of the last fraction in a reply (`14:03:27.250` → 3): its resolution.
-fn fraction_digits(text: &str) -> u32 {
+pub(crate) fn fraction_digits(text: &str) -> u32 {
     let bytes = text.as_bytes();
     let mut digits = 0;
     for (i, &b) in bytes.iter().enumerate() {

@@ -9,6 +9,8 @@
 //! - [`fake`]: an independent JAM server that can misbehave (for jamc).
 //! - [`process`]: a kill-on-drop guard for any child, and bounded runs of
 //!   `jamd`/`jamc`/any tool to completion (`check_config`: `jamd -t`).
+//! - [`relay`]: a delaying relay on loopback (TCP or UDP), for slow and
+//!   asymmetric links.
 //! - [`supervisor`]: inetd, xinetd or systemd-socket-activate under test,
 //!   stopped with the jamds it started.
 //! - [`syslog`]: a unix datagram socket standing in for /dev/log.
@@ -29,6 +31,7 @@ pub mod client;
 pub mod daemon;
 pub mod fake;
 pub mod process;
+pub mod relay;
 pub mod skip;
 pub mod slots;
 pub mod supervisor;
