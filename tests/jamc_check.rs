@@ -614,7 +614,14 @@ fn an_offset_of_whole_hours_asks_whether_the_zone_is_right() {
     let run = jamc(&["--check", "--timezone=UTC", &ahead.target()]);
     assert_eq!(run.code, 2, "{run:?}");
     let line = first_line(&run);
-    assert!(line.starts_with("JAM CRITICAL - offset +25200.0"), "{line}");
+    // The reading is good to its uncertainty (tens of ms on a loaded
+    // machine), so the hint must come for an offset a little either side.
+    let shown: f64 = line
+        .strip_prefix("JAM CRITICAL - offset +")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no offset in {line}"));
+    assert!((shown - 25_200.012).abs() < 0.1, "{line}");
     assert!(
         line.contains(" s: exactly 7 h — is --timezone right? (from 127.0.0.1:"),
         "{line}"

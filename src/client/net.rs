@@ -332,12 +332,6 @@ impl Connection {
     }
 }
 
-/// How long before its `connect` returns jamc counts a connection as made:
-/// the server can only read its clock once our last handshake packet reached
-/// it, which leaves as the kernel completes the connect, a scheduling delay
-/// before the call returns.
-const HANDSHAKE_SLACK: Duration = Duration::from_millis(1);
-
 /// One daytime or RFC 868 reading over TCP: connect (from `source`, when
 /// given), read what the server sends (a line, or four bytes), close.
 pub fn tcp_reading(
@@ -347,14 +341,13 @@ pub fn tcp_reading(
     (deadline, timeout): (Instant, Duration),
     source: Option<IpAddr>,
 ) -> Result<Reply, ClientError> {
+    // The reading's interval starts before the connect: the server may read
+    // its clock as soon as our last handshake packet reaches it, which can be
+    // long before a busy machine lets `connect` return to us. Starting later
+    // would make a tighter interval that the truth can lie outside of.
     let began = Instant::now();
+    let wall = Utc::now();
     let stream = connect_from(server, addrs, deadline, timeout, source)?;
-    let made = Instant::now();
-    let wall_made = Utc::now();
-    let slack = HANDSHAKE_SLACK.min(made - began);
-    let from = made - slack;
-    let wall =
-        wall_made - chrono::Duration::from_std(slack).unwrap_or_else(|_| chrono::Duration::zero());
     let mut reader = Reader::new(stream, MAX_DAYTIME_BYTES);
     let got = match protocol {
         Protocol::Rfc868 => reader.exactly(4, deadline),
@@ -366,7 +359,7 @@ pub fn tcp_reading(
         },
     };
     let reply = match got {
-        Ok(bytes) => Reply::ended_now(bytes, began, from, wall),
+        Ok(bytes) => Reply::ended_now(bytes, began, began, wall),
         Err(end) => return Err(end_error(server, end, timeout)),
     };
     // The server closes; we need not wait for it.
