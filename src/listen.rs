@@ -6,11 +6,100 @@ use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 
-use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
+use socket2::{Domain, SockAddr, SockRef, Socket, Type};
 
 use crate::config::{default_bind, ServerConfig};
 use crate::inetd::ByteStream;
 use crate::sys::{self as fd, FdKind};
+
+/// The protocols jamd serves. Their names are the same wherever one is
+/// named: `--protocol`, `LISTEN_FDNAMES`, log lines and metric labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// JAM: `TIME` → `JAM 14:03:27`.
+    Jam,
+    /// Daytime (RFC 867): one line of text.
+    Daytime,
+    /// Time (RFC 868): seconds since 1900 in 4 bytes.
+    Rfc868,
+}
+
+impl Protocol {
+    /// Every protocol.
+    pub const ALL: [Protocol; 3] = [Protocol::Jam, Protocol::Daytime, Protocol::Rfc868];
+
+    /// The name: `jam`, `daytime`, `rfc868`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Jam => "jam",
+            Protocol::Daytime => "daytime",
+            Protocol::Rfc868 => "rfc868",
+        }
+    }
+
+    /// The protocol of a name (exactly as [`Protocol::as_str`] writes it).
+    pub fn from_name(name: &str) -> Option<Protocol> {
+        Protocol::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a listener's clients reach it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// Connections (a stream socket).
+    Tcp,
+    /// Datagrams.
+    Udp,
+}
+
+impl Transport {
+    /// The name: `tcp` or `udp` (the `transport` label of the metrics).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One listener as configured: where, over what, serving which protocol.
+/// The configuration lists them ([`crate::config::Config::listeners`]),
+/// [`bind_all`] binds them, socket activation matches passed sockets
+/// against them, and the workers serve each by its protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listener {
+    /// The local address and port.
+    pub addr: SocketAddr,
+    /// TCP or UDP.
+    pub transport: Transport,
+    /// What it serves.
+    pub protocol: Protocol,
+}
+
+impl fmt::Display for Listener {
+    /// `daytime on 0.0.0.0:13 (udp)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} on {} ({})",
+            self.protocol,
+            show_addr(&self.addr),
+            self.transport
+        )
+    }
+}
 
 /// The sockets to serve: listeners, or one connection already accepted.
 #[derive(Debug)]
@@ -164,7 +253,11 @@ fn family_missing(e: &io::Error) -> bool {
 
 /// Binds and listens on one address.
 pub fn bind_one(addr: SocketAddr, backlog: u32, reuse_address: bool) -> io::Result<TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }

@@ -78,7 +78,11 @@ fn keep_running(new: &mut Config, running: &Config) -> Vec<&'static str> {
         server.backlog,
         server.reuse_address,
         server.workers,
-        metrics.listen
+        metrics.listen,
+        daytime.listen,
+        daytime.listen_udp,
+        rfc868.listen,
+        rfc868.listen_udp
     );
     changed
 }
