@@ -18,6 +18,8 @@ pub mod render;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub use crate::listen::{Protocol, Transport};
+
 pub use render::{render, Sample};
 
 /// Why a connection was refused: the `reason` label of
@@ -107,6 +109,57 @@ impl ProxyHeader {
     }
 }
 
+/// Why a datagram got no answer: the `reason` label of
+/// `jamd_datagrams_refused_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatagramRefused {
+    /// `[access]` denies its source.
+    AccessDenied,
+    /// Its source's rate bucket (shared with its connections) is empty.
+    RateLimited,
+    /// From port 0, a port below 1024, or an unspecified, multicast or
+    /// broadcast address: answering could start a loop between two
+    /// services, or aim jamd at a whole network.
+    BadSource,
+    /// The socket's send buffer was full (or the send failed): the reply
+    /// was dropped rather than waited for.
+    SendFailed,
+}
+
+impl DatagramRefused {
+    /// Every reason, in the order they are rendered.
+    pub const ALL: [DatagramRefused; 4] = [
+        DatagramRefused::AccessDenied,
+        DatagramRefused::RateLimited,
+        DatagramRefused::BadSource,
+        DatagramRefused::SendFailed,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            DatagramRefused::AccessDenied => "access_denied",
+            DatagramRefused::RateLimited => "rate_limited",
+            DatagramRefused::BadSource => "bad_source",
+            DatagramRefused::SendFailed => "send_failed",
+        }
+    }
+
+    /// The words of the `refused ADDR: …` log line.
+    pub fn words(self) -> &'static str {
+        match self {
+            DatagramRefused::AccessDenied => "access denied",
+            DatagramRefused::RateLimited => "rate limited",
+            DatagramRefused::BadSource => "bad source",
+            DatagramRefused::SendFailed => "send failed",
+        }
+    }
+}
+
+/// The protocols whose replies `jamd_replies_total` counts (JAM's are
+/// `jamd_requests_total`).
+pub const REPLY_PROTOCOLS: [Protocol; 2] = [Protocol::Daytime, Protocol::Rfc868];
+
 /// One writer's counters. Aligned to two cache lines so that two shards never
 /// share one (adjacent-line prefetching pairs lines on x86).
 #[repr(align(128))]
@@ -118,6 +171,10 @@ pub struct Shard {
     requests: [AtomicU64; Command::ALL.len()],
     reloads: [AtomicU64; Reload::ALL.len()],
     proxy: [AtomicU64; ProxyHeader::ALL.len()],
+    /// By protocol and transport (indexed by their discriminants).
+    replies: [[AtomicU64; 2]; Protocol::ALL.len()],
+    datagrams: [AtomicU64; Protocol::ALL.len()],
+    datagrams_refused: [AtomicU64; DatagramRefused::ALL.len()],
 }
 
 /// Adds one. Relaxed: each counter is independent, and a scrape that sees
@@ -164,8 +221,40 @@ impl Shard {
         bump(&self.proxy[result as usize]);
     }
 
+    /// `n` replies of `protocol` were sent over `transport`.
+    pub fn replies(&self, protocol: Protocol, transport: Transport, n: u64) {
+        if n > 0 {
+            self.replies[protocol as usize][transport as usize].fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// `n` datagrams for `protocol` arrived.
+    pub fn datagrams(&self, protocol: Protocol, n: u64) {
+        if n > 0 {
+            self.datagrams[protocol as usize].fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// `n` datagrams got no answer, for `why`.
+    pub fn datagrams_refused(&self, why: DatagramRefused, n: u64) {
+        if n > 0 {
+            self.datagrams_refused[why as usize].fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
     fn add_to(&self, c: &mut Counters) {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        for (sums, by_transport) in c.replies.iter_mut().zip(&self.replies) {
+            for (sum, a) in sums.iter_mut().zip(by_transport) {
+                *sum += get(a);
+            }
+        }
+        for (sum, a) in c.datagrams.iter_mut().zip(&self.datagrams) {
+            *sum += get(a);
+        }
+        for (sum, a) in c.datagrams_refused.iter_mut().zip(&self.datagrams_refused) {
+            *sum += get(a);
+        }
         c.accepted += get(&self.accepted);
         for (sum, a) in c.refused.iter_mut().zip(&self.refused) {
             *sum += get(a);
@@ -241,6 +330,12 @@ pub struct Counters {
     pub reloads: [u64; Reload::ALL.len()],
     /// PROXY headers from trusted balancers, by [`ProxyHeader`].
     pub proxy: [u64; ProxyHeader::ALL.len()],
+    /// Daytime and Time replies sent, by [`Protocol`] and [`Transport`].
+    pub replies: [[u64; 2]; Protocol::ALL.len()],
+    /// Datagrams received, by [`Protocol`].
+    pub datagrams: [u64; Protocol::ALL.len()],
+    /// Datagrams not answered, by [`DatagramRefused`].
+    pub datagrams_refused: [u64; DatagramRefused::ALL.len()],
 }
 
 impl Counters {
@@ -327,6 +422,14 @@ mod tests {
         for (i, r) in ProxyHeader::ALL.iter().enumerate() {
             assert_eq!(*r as usize, i);
         }
+        for (i, r) in DatagramRefused::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+        for (i, p) in Protocol::ALL.iter().enumerate() {
+            assert_eq!(*p as usize, i);
+        }
+        assert_eq!(Transport::Tcp as usize, 0);
+        assert_eq!(Transport::Udp as usize, 1);
     }
 
     #[test]

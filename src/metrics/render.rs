@@ -10,7 +10,10 @@
 use std::fmt::Write;
 
 use super::process::Process;
-use super::{Closed, Command, Counters, ProxyHeader, Refusal, Reload};
+use super::{
+    Closed, Command, Counters, DatagramRefused, ProxyHeader, Refusal, Reload, Transport,
+    REPLY_PROTOCOLS,
+};
 
 /// Everything one scrape shows, as plain numbers.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -185,6 +188,41 @@ pub fn render(s: &Sample, out: &mut String) {
         ProxyHeader::label,
         &c.proxy,
     );
+    o.head(
+        "jamd_replies_total",
+        Kind::Counter,
+        "Daytime (RFC 867) and Time (RFC 868) replies sent, by protocol and transport.",
+    );
+    for protocol in REPLY_PROTOCOLS {
+        for transport in [Transport::Tcp, Transport::Udp] {
+            let _ = writeln!(
+                o.0,
+                "jamd_replies_total{{protocol=\"{protocol}\",transport=\"{transport}\"}} {}",
+                c.replies[protocol as usize][transport as usize]
+            );
+        }
+    }
+    o.head(
+        "jamd_datagrams_received_total",
+        Kind::Counter,
+        "Datagrams received on the UDP listeners, by protocol.",
+    );
+    for protocol in REPLY_PROTOCOLS {
+        o.labelled(
+            "jamd_datagrams_received_total",
+            "protocol",
+            protocol.as_str(),
+            c.datagrams[protocol as usize],
+        );
+    }
+    o.counter_by(
+        "jamd_datagrams_refused_total",
+        "Datagrams not answered, by reason.",
+        "reason",
+        &DatagramRefused::ALL,
+        DatagramRefused::label,
+        &c.datagrams_refused,
+    );
     let p = &s.process;
     o.known(
         "process_start_time_seconds",
@@ -232,6 +270,9 @@ mod tests {
                 requests: [10, 2],
                 reloads: [3, 1],
                 proxy: [4, 3, 2, 1],
+                replies: [[0, 0], [11, 12], [13, 14]],
+                datagrams: [0, 15, 16],
+                datagrams_refused: [17, 18, 19, 20],
             },
             open: 2,
             tracked_sources: 6,
@@ -295,6 +336,9 @@ mod tests {
             ("jamd_log_lines_dropped_total", "counter"),
             ("jamd_reloads_total", "counter"),
             ("jamd_proxy_headers_total", "counter"),
+            ("jamd_replies_total", "counter"),
+            ("jamd_datagrams_received_total", "counter"),
+            ("jamd_datagrams_refused_total", "counter"),
             ("process_start_time_seconds", "gauge"),
             ("process_cpu_seconds_total", "counter"),
             ("process_resident_memory_bytes", "gauge"),
@@ -369,6 +413,43 @@ mod tests {
             "command",
             &[("time", "10"), ("unknown", "2")],
         );
+        for (key, want) in [
+            (
+                "jamd_replies_total{protocol=\"daytime\",transport=\"tcp\"}",
+                "11",
+            ),
+            (
+                "jamd_replies_total{protocol=\"daytime\",transport=\"udp\"}",
+                "12",
+            ),
+            (
+                "jamd_replies_total{protocol=\"rfc868\",transport=\"tcp\"}",
+                "13",
+            ),
+            (
+                "jamd_replies_total{protocol=\"rfc868\",transport=\"udp\"}",
+                "14",
+            ),
+        ] {
+            assert_eq!(value_of(&text, key), want, "{key}");
+        }
+        samples_by(
+            &text,
+            "jamd_datagrams_received_total",
+            "protocol",
+            &[("daytime", "15"), ("rfc868", "16")],
+        );
+        samples_by(
+            &text,
+            "jamd_datagrams_refused_total",
+            "reason",
+            &[
+                ("access_denied", "17"),
+                ("rate_limited", "18"),
+                ("bad_source", "19"),
+                ("send_failed", "20"),
+            ],
+        );
         samples_by(
             &text,
             "jamd_reloads_total",
@@ -396,8 +477,9 @@ mod tests {
         });
         let samples = values(&text);
         // 1 build_info + open + accepted + 5 refused + 6 closed + 2 requests
-        // + tracked + evicted + dropped + 2 reloads + 4 proxy.
-        assert_eq!(samples.len(), 25, "{text}");
+        // + tracked + evicted + dropped + 2 reloads + 4 proxy + 4 replies
+        // + 2 datagrams received + 4 datagrams refused.
+        assert_eq!(samples.len(), 35, "{text}");
         for (k, v) in samples {
             if k.starts_with("jamd_build_info") {
                 assert_eq!(v, "1");

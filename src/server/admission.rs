@@ -35,6 +35,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use super::{lock, Runtime};
+use crate::metrics::DatagramRefused;
 use crate::protocol::ErrorReply;
 use crate::sources::{self, SourceKey, SourceTable};
 
@@ -186,6 +187,30 @@ impl Admission {
             return Err(Refusal::Busy);
         }
         Ok(ticket)
+    }
+}
+
+impl Admission {
+    /// Whether a datagram from `ip` is answered: `[access]`, then a token
+    /// from its source's rate bucket, the one its TCP connections take
+    /// from. A datagram is no connection: it takes no slot and is not
+    /// counted against any connection limit.
+    pub(crate) fn datagram(&self, rt: &Runtime, ip: IpAddr) -> Result<(), DatagramRefused> {
+        if access(rt, ip).is_err() {
+            return Err(DatagramRefused::AccessDenied);
+        }
+        if rt.config.server.connection_rate_per_source == 0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let mut table = self.table(rt, now);
+        let taken = table.take_token(rt.config.server.source_of(ip), now);
+        self.publish(&table);
+        if taken {
+            Ok(())
+        } else {
+            Err(DatagramRefused::RateLimited)
+        }
     }
 }
 

@@ -11,12 +11,13 @@
 mod admission;
 mod conn;
 mod refusals;
+mod udp;
 mod worker;
 
 pub use admission::Refusal;
 
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
@@ -27,7 +28,7 @@ use mio::{Poll, Waker};
 use crate::access::AccessList;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::listen::{show_addr, Sockets};
+use crate::listen::{show_addr, Protocol, Sockets};
 use crate::log::Logger;
 use crate::metrics::{self, Metrics, Reload};
 
@@ -38,6 +39,8 @@ pub struct Runtime {
     pub config: Config,
     /// The clock built from `config.time`.
     pub clock: Arc<Clock>,
+    /// The clock of Daytime replies: `[daytime] format` in `[time] timezone`.
+    pub daytime_clock: Arc<Clock>,
     /// `[access]`, ready to decide.
     pub access: AccessList,
     /// Whether any per-source rule (a rate or a count) is set.
@@ -48,12 +51,14 @@ impl Runtime {
     /// Builds the runtime view of a configuration.
     pub fn new(config: Config) -> Arc<Runtime> {
         let clock = config.time.clock();
+        let daytime_clock = config.daytime_clock();
         let access = config.access.list();
         let s = &config.server;
         let per_source = s.connection_rate_per_source > 0 || s.max_connections_per_source > 0;
         Arc::new(Runtime {
             config,
             clock,
+            daytime_clock,
             access,
             per_source,
         })
@@ -135,6 +140,31 @@ impl Shared {
                     why.words()
                 ))
             }
+            refusals::Say::More(n) => self.log_refused_more(n),
+            refusals::Say::Nothing => self.refusals_pending.store(true, Ordering::Release),
+        }
+    }
+
+    /// Logs a datagram that got no answer like a refused connection (the
+    /// same one line a second for all, the rest counted):
+    /// `refused ADDR: rate limited (rfc868 over udp)`. A full send buffer
+    /// is only counted: logging under that load would add to it.
+    fn log_refused_datagram(
+        &self,
+        from: &SocketAddr,
+        why: metrics::DatagramRefused,
+        protocol: Protocol,
+    ) {
+        if why == metrics::DatagramRefused::SendFailed {
+            return;
+        }
+        let say = lock(&self.refusals).refused(Instant::now());
+        match say {
+            refusals::Say::This => self.log.warn(format!(
+                "refused {}: {} ({protocol} over udp)",
+                show_addr(from),
+                why.words()
+            )),
             refusals::Say::More(n) => self.log_refused_more(n),
             refusals::Say::Nothing => self.refusals_pending.store(true, Ordering::Release),
         }
@@ -237,7 +267,7 @@ impl Server {
     ) -> Result<Server, ServerError> {
         let workers = match &sockets {
             Sockets::Listeners(_) => config.server.worker_count(),
-            Sockets::Connection(_) => 1,
+            Sockets::Connection(..) | Sockets::Datagrams(_) => 1,
         };
         let runtime = Runtime::new(config);
         let shared = Arc::new(Shared {
@@ -418,9 +448,10 @@ fn spawn_workers(shared: &Arc<Shared>, sockets: Sockets, count: usize) -> io::Re
         handles: Vec::new(),
         wakers: Vec::new(),
     };
-    let (listeners, mut connection): (Vec<TcpListener>, Option<TcpStream>) = match sockets {
-        Sockets::Listeners(l) => (l, None),
-        Sockets::Connection(c) => (Vec::new(), Some(c)),
+    let (listeners, mut connection, until_idle) = match sockets {
+        Sockets::Listeners(l) => (l, None, false),
+        Sockets::Connection(c, protocol) => (Vec::new(), Some((c, protocol)), false),
+        Sockets::Datagrams(l) => (vec![l], None, true),
     };
     for id in 0..count {
         let poll = Poll::new()?;
@@ -429,7 +460,14 @@ fn spawn_workers(shared: &Arc<Shared>, sockets: Sockets, count: usize) -> io::Re
             .iter()
             .map(|l| l.try_clone())
             .collect::<io::Result<Vec<_>>>()?;
-        let w = worker::Worker::new(id, poll, Arc::clone(shared), mine, connection.take())?;
+        let w = worker::Worker::new(
+            id,
+            poll,
+            Arc::clone(shared),
+            mine,
+            connection.take(),
+            until_idle,
+        )?;
         let ended = WakeOnEnd(Arc::clone(shared));
         let handle = thread::Builder::new()
             .name(format!("jamd-worker-{id}"))

@@ -2,7 +2,7 @@
 //! connections, sweeps idle ones, and drains them at shutdown.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
+use std::net::{SocketAddr, TcpStream as StdStream};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,16 +13,19 @@ use slab::Slab;
 
 use super::admission::Refusal;
 use super::conn::{self, BadHeader, CloseReason, Conn, Next, Scratch};
+use super::udp::{Batch, Datagrams, Served};
 use super::{Runtime, Shared};
 use crate::clock::ClockCache;
 use crate::config::Level;
-use crate::listen::show_addr;
+use crate::listen::{show_addr, Listening, Protocol, Socket};
 use crate::metrics::ProxyHeader;
 use crate::proxy::Header;
 
 /// The token of the waker the control loop uses.
 pub(crate) const WAKER: Token = Token(usize::MAX);
 const LISTENER_BASE: usize = usize::MAX - 1024;
+/// UDP listeners' tokens: below the TCP listeners', above any connection's.
+const DATAGRAM_BASE: usize = LISTENER_BASE - 1024;
 
 /// Connections accepted per listener per turn before others get a turn.
 const ACCEPT_BURST: usize = 64;
@@ -67,7 +70,17 @@ pub(crate) struct Worker {
     id: usize,
     poll: Poll,
     shared: Arc<Shared>,
-    listeners: Vec<TcpListener>,
+    /// The TCP listeners, each with the protocol it serves.
+    listeners: Vec<(TcpListener, Protocol)>,
+    /// The UDP listeners.
+    datagrams: Vec<Datagrams>,
+    /// Buffers for a batch of datagrams.
+    batch: Batch,
+    /// UDP listeners to serve again at the end of this turn.
+    datagrams_again: Vec<usize>,
+    /// inetd `dgram wait`: exit once no datagram came for `idle_timeout`;
+    /// since when none has.
+    until_idle: Option<Instant>,
     conns: Slab<Conn>,
     generation: u64,
     rt: Arc<Runtime>,
@@ -94,8 +107,9 @@ impl Worker {
         id: usize,
         poll: Poll,
         shared: Arc<Shared>,
-        listeners: Vec<StdListener>,
-        connection: Option<StdStream>,
+        listeners: Vec<Listening>,
+        connection: Option<(StdStream, Protocol)>,
+        until_idle: bool,
     ) -> io::Result<Worker> {
         let (generation, rt) = shared.runtime();
         let mut w = Worker {
@@ -103,6 +117,10 @@ impl Worker {
             poll,
             shared,
             listeners: Vec::new(),
+            datagrams: Vec::new(),
+            batch: Batch::new(),
+            datagrams_again: Vec::new(),
+            until_idle: until_idle.then(Instant::now),
             conns: Slab::new(),
             generation,
             rt,
@@ -118,19 +136,30 @@ impl Worker {
             nodelay_inherited: true,
             listeners_exclusive: cfg!(any(target_os = "linux", target_os = "android")),
         };
-        for (i, l) in listeners.into_iter().enumerate() {
+        for listening in listeners {
+            let protocol = listening.protocol;
+            let l = match listening.socket {
+                Socket::Stream(l) => l,
+                Socket::Datagram(u) => {
+                    let mut d = Datagrams::new(u, protocol)?;
+                    let token = Token(DATAGRAM_BASE + w.datagrams.len());
+                    w.register_listener(d.socket_mut(), token)?;
+                    w.datagrams.push(d);
+                    continue;
+                }
+            };
             l.set_nonblocking(true)?;
             // Accepted sockets inherit it: no setsockopt per connection.
             w.nodelay_inherited &=
                 NODELAY_INHERITED && socket2::SockRef::from(&l).set_tcp_nodelay(true).is_ok();
             let mut l = TcpListener::from_std(l);
-            w.register_listener(&mut l, Token(LISTENER_BASE + i))?;
-            w.listeners.push(l);
+            w.register_listener(&mut l, Token(LISTENER_BASE + w.listeners.len()))?;
+            w.listeners.push((l, protocol));
         }
-        if let Some(c) = connection {
+        if let Some((c, protocol)) = connection {
             c.set_nonblocking(true)?;
             let peer = c.peer_addr()?;
-            w.admit(TcpStream::from_std(c), peer);
+            w.admit(TcpStream::from_std(c), peer, protocol);
         }
         Ok(w)
     }
@@ -163,6 +192,7 @@ impl Worker {
                 match event.token() {
                     WAKER => {}
                     Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE),
+                    Token(t) if t >= DATAGRAM_BASE => self.serve_datagrams(t - DATAGRAM_BASE),
                     Token(key) => {
                         if event.is_read_closed() || event.is_error() {
                             if let Some(conn) = self.conns.get_mut(key) {
@@ -175,6 +205,9 @@ impl Worker {
             }
             for key in std::mem::take(&mut self.again) {
                 self.drive(key);
+            }
+            for i in std::mem::take(&mut self.datagrams_again) {
+                self.serve_datagrams(i);
             }
             if self.accepting == Accepting::Again {
                 self.accepting = Accepting::Open;
@@ -191,11 +224,42 @@ impl Worker {
     /// housekeeping has closed the listeners are the connections that
     /// waited in their queue accepted (else they would be reset).
     fn finished(&self) -> bool {
-        self.conns.is_empty() && (self.single || self.phase != Phase::Serving)
+        self.conns.is_empty()
+            && (self.single || self.phase != Phase::Serving || self.idle_deadline_passed())
+    }
+
+    /// inetd `dgram wait`: when no datagram has come for `idle_timeout`
+    /// (0: never), the worker is done.
+    fn idle_deadline(&self) -> Option<Instant> {
+        let idle = Duration::from_secs(self.rt.config.server.idle_timeout);
+        self.until_idle
+            .filter(|_| !idle.is_zero())
+            .map(|since| since + idle)
+    }
+
+    fn idle_deadline_passed(&self) -> bool {
+        self.idle_deadline().is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Answers the datagrams queued on UDP listener `i`, for one turn.
+    fn serve_datagrams(&mut self, i: usize) {
+        let Some(d) = self.datagrams.get_mut(i) else {
+            return;
+        };
+        if self.until_idle.is_some() {
+            self.until_idle = Some(Instant::now());
+        }
+        let served = d.serve(&mut self.batch, &self.shared, &self.rt, self.id);
+        if served == Served::More && !self.datagrams_again.contains(&i) {
+            self.datagrams_again.push(i);
+        }
     }
 
     fn timeout(&self) -> Duration {
-        if !self.again.is_empty() || self.accepting == Accepting::Again {
+        if !self.again.is_empty()
+            || !self.datagrams_again.is_empty()
+            || self.accepting == Accepting::Again
+        {
             return Duration::ZERO;
         }
         let now = Instant::now();
@@ -204,6 +268,9 @@ impl Worker {
         } else {
             self.next_sweep.saturating_duration_since(now)
         };
+        if let Some(due) = self.idle_deadline() {
+            t = t.min(due.saturating_duration_since(now));
+        }
         if let Accepting::PausedUntil(until) = self.accepting {
             t = t.min(until.saturating_duration_since(now));
         }
@@ -287,11 +354,12 @@ impl Worker {
             return;
         }
         for _ in 0..ACCEPT_BURST {
-            let Some(listener) = self.listeners.get(i) else {
+            let Some((listener, protocol)) = self.listeners.get(i) else {
                 return;
             };
+            let protocol = *protocol;
             match listener.accept() {
-                Ok((stream, peer)) => self.admit(stream, peer),
+                Ok((stream, peer)) => self.admit(stream, peer, protocol),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if out_of_descriptors(&e) => {
                     // Back off instead of spinning: the pending connections
@@ -327,7 +395,7 @@ impl Worker {
     /// slot here (the balancer is no source, and `[access]` is not asked
     /// about it) and enters the slab awaiting its PROXY header; the client
     /// the header names is admitted in [`Worker::named`].
-    fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
+    fn admit(&mut self, stream: TcpStream, peer: SocketAddr, _protocol: Protocol) {
         #[cfg(debug_assertions)]
         fault_for_tests();
         let max_line = self.rt.config.server.max_line_bytes;
@@ -528,10 +596,18 @@ impl Worker {
             }
         }
         self.accepting = Accepting::Closed;
-        for mut l in std::mem::take(&mut self.listeners) {
+        for (mut l, _) in std::mem::take(&mut self.listeners) {
             // The descriptor is shared with the other workers' duplicates, so
             // it must leave this poll set explicitly.
             self.deregister_listener(&mut l);
+        }
+        // The datagrams already queued are answered; later ones are not.
+        for i in 0..self.datagrams.len() {
+            self.serve_datagrams(i);
+        }
+        self.datagrams_again.clear();
+        for mut d in std::mem::take(&mut self.datagrams) {
+            self.deregister_listener(d.socket_mut());
         }
     }
 
@@ -539,7 +615,11 @@ impl Worker {
     /// workers all watch the same listening sockets (duplicates of one), and
     /// without it every idle worker wakes for each new connection and all
     /// but one find nothing to accept.
-    fn register_listener(&mut self, l: &mut TcpListener, token: Token) -> io::Result<()> {
+    fn register_listener(
+        &mut self,
+        l: &mut (impl mio::event::Source + std::os::fd::AsRawFd),
+        token: Token,
+    ) -> io::Result<()> {
         #[cfg(any(target_os = "linux", target_os = "android"))]
         if self.listeners_exclusive {
             match crate::sys::epoll_add_exclusive(&self.poll, l, token.0 as u64) {
@@ -554,7 +634,7 @@ impl Worker {
         self.poll.registry().register(l, token, Interest::READABLE)
     }
 
-    fn deregister_listener(&mut self, l: &mut TcpListener) {
+    fn deregister_listener(&mut self, l: &mut (impl mio::event::Source + std::os::fd::AsRawFd)) {
         #[cfg(any(target_os = "linux", target_os = "android"))]
         if self.listeners_exclusive {
             let _ = crate::sys::epoll_delete(&self.poll, l);
@@ -673,6 +753,7 @@ fn transient_accept_error(e: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::TcpListener as StdListener;
 
     /// A loopback listener on a free port, non-blocking as the workers keep theirs.
     #[cfg(any(target_os = "linux", target_os = "android"))]
