@@ -147,17 +147,29 @@ impl Listening {
         })
     }
 
-    /// The `listening on` line, `detail` (`backlog 128`, `from inetd`) in
-    /// its parentheses after the protocol and transport when they are not
-    /// JAM's: `listening on 0.0.0.0:13 (daytime, udp, from inetd)`.
-    pub fn announcement(&self, detail: &str) -> Option<String> {
+    /// The `listening on` line: `listening on ADDR (backlog N)` for JAM as
+    /// ever; the protocol and `udp` are named for the others, the backlog
+    /// for a TCP socket jamd bound, and where an inherited one came
+    /// `from`: `listening on 0.0.0.0:13 (daytime, udp, from inetd)`.
+    pub fn announcement(&self, backlog: Option<u32>, from: Option<&str>) -> Option<String> {
         let addr = show_addr(&self.local_addr().ok()?);
-        let what = match (self.protocol, self.transport()) {
-            (Protocol::Jam, Transport::Tcp) => detail.to_owned(),
-            (p, Transport::Tcp) => format!("{p}, {detail}"),
-            (p, Transport::Udp) => format!("{p}, udp, {detail}"),
-        };
-        Some(format!("listening on {addr} ({what})"))
+        let mut what = Vec::new();
+        if self.protocol != Protocol::Jam {
+            what.push(self.protocol.to_string());
+        }
+        match (self.transport(), backlog) {
+            (Transport::Udp, _) => what.push("udp".into()),
+            (Transport::Tcp, Some(n)) => what.push(format!("backlog {n}")),
+            (Transport::Tcp, None) => {}
+        }
+        if let Some(from) = from {
+            what.push(format!("from {from}"));
+        }
+        Some(if what.is_empty() {
+            format!("listening on {addr}")
+        } else {
+            format!("listening on {addr} ({})", what.join(", "))
+        })
     }
 }
 
@@ -892,13 +904,19 @@ mod tests {
                 (Protocol::Rfc868, Transport::Tcp),
             ]
         );
-        let line = bound.listeners[1].announcement("backlog 128").unwrap();
+        let line = bound.listeners[1].announcement(Some(128), None).unwrap();
         assert!(line.starts_with("listening on 127.0.0.1:"), "{line}");
-        assert!(line.ends_with(" (daytime, udp, backlog 128)"), "{line}");
-        let line = bound.listeners[0].announcement("backlog 128").unwrap();
+        assert!(line.ends_with(" (daytime, udp)"), "{line}");
+        let line = bound.listeners[0].announcement(Some(128), None).unwrap();
         assert!(line.ends_with(" (backlog 128)"), "{line}");
-        let line = bound.listeners[2].announcement("from inetd").unwrap();
+        let line = bound.listeners[2]
+            .announcement(None, Some("inetd"))
+            .unwrap();
         assert!(line.ends_with(" (rfc868, from inetd)"), "{line}");
+        let line = bound.listeners[0]
+            .announcement(None, Some("inetd"))
+            .unwrap();
+        assert!(line.ends_with(" (from inetd)"), "{line}");
     }
 
     #[test]

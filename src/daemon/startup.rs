@@ -225,7 +225,7 @@ fn announce_inherited(sockets: &Sockets, from: &str, log: &Logger) {
         Sockets::Connection(..) => return,
     };
     for l in listeners {
-        if let Some(line) = l.announcement(&format!("from {from}")) {
+        if let Some(line) = l.announcement(None, Some(from)) {
             log.info(line);
         }
     }
@@ -239,7 +239,7 @@ fn bind(config: &Config, log: &Logger, stdio_is_client: bool) -> Result<Sockets,
                 log.warn(w);
             }
             for l in &bound.listeners {
-                if let Some(line) = l.announcement(&format!("backlog {}", config.server.backlog)) {
+                if let Some(line) = l.announcement(Some(config.server.backlog), None) {
                     log.info(line);
                 }
             }
