@@ -618,7 +618,7 @@ pub fn from_service_manager(warnings: &mut Vec<String>) -> Result<Option<Activat
         (true, 1) => Activation::Connection(connections.remove(0)),
         (true, 0) => {
             return Err(ListenError::Inherited(format!(
-                "none of the {n} descriptor(s) passed by the service manager is a TCP or UDP socket"
+                "none of the {n} descriptor(s) passed by the service manager is a TCP socket (or a UDP one)"
             )))
         }
         _ => {
