@@ -26,7 +26,7 @@ pub use crate::server::Refusal;
 
 /// Why an admitted connection ended: the `reason` label of
 /// `jamd_connections_closed_total` is the `reason=` of the `closed` log line.
-pub use crate::protocol::CloseReason as Closed;
+pub use crate::server::CloseReason as Closed;
 
 /// A request line that was answered: the `command` label of
 /// `jamd_requests_total`.

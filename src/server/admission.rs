@@ -35,7 +35,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use super::{lock, Runtime};
-use crate::protocol::ErrorReply;
 use crate::sources::{self, SourceKey, SourceTable};
 
 /// Why a client was not served. The names are stable: log lines and the
@@ -77,18 +76,6 @@ impl Refusal {
             Refusal::SourceBusy => "source_busy",
             Refusal::RateLimited => "rate_limited",
             Refusal::BadProxyHeader => "bad_proxy_header",
-        }
-    }
-
-    /// What the client is told before it is closed.
-    pub(crate) fn reply(self) -> Option<ErrorReply> {
-        match self {
-            Refusal::AccessDenied => Some(ErrorReply::AccessDenied),
-            Refusal::Busy | Refusal::SourceBusy => Some(ErrorReply::ServerBusy),
-            Refusal::RateLimited => Some(ErrorReply::RateLimited),
-            // A balancer that does not speak the protocol would pass any
-            // reply on to a client as if it were the server's answer.
-            Refusal::BadProxyHeader => None,
         }
     }
 
@@ -370,10 +357,6 @@ mod tests {
         }
         assert_eq!(a.open(), 1);
         assert_eq!(a.tracked_sources(), 1);
-        assert_eq!(
-            Refusal::AccessDenied.reply(),
-            Some(ErrorReply::AccessDenied)
-        );
     }
 
     #[test]
@@ -390,7 +373,6 @@ mod tests {
         assert_eq!(a.open(), 2);
         drop((t1, t2));
         assert_eq!(a.open(), 0);
-        assert_eq!(Refusal::RateLimited.reply(), Some(ErrorReply::RateLimited));
     }
 
     #[test]
@@ -457,11 +439,9 @@ mod tests {
         assert_eq!(Refusal::SourceBusy.as_str(), "source_busy");
         assert_eq!(Refusal::RateLimited.as_str(), "rate_limited");
         assert_eq!(Refusal::AccessDenied.as_str(), "access_denied");
-        assert_eq!(Refusal::SourceBusy.reply(), Some(ErrorReply::ServerBusy));
         assert_eq!(Refusal::RateLimited.words(), "rate limited");
         assert_eq!(Refusal::AccessDenied.words(), "access denied");
         assert_eq!(Refusal::BadProxyHeader.as_str(), "bad_proxy_header");
         assert_eq!(Refusal::BadProxyHeader.words(), "bad proxy header");
-        assert_eq!(Refusal::BadProxyHeader.reply(), None);
     }
 }

@@ -11,9 +11,11 @@
 mod admission;
 mod conn;
 mod refusals;
+mod session;
 mod worker;
 
 pub use admission::Refusal;
+pub use conn::CloseReason;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -13,6 +13,7 @@ use slab::Slab;
 
 use super::admission::Refusal;
 use super::conn::{self, BadHeader, CloseReason, Conn, Next, Scratch};
+use super::session::{Cx, Protocol};
 use super::{Runtime, Shared};
 use crate::clock::ClockCache;
 use crate::config::Level;
@@ -130,7 +131,7 @@ impl Worker {
         if let Some(c) = connection {
             c.set_nonblocking(true)?;
             let peer = c.peer_addr()?;
-            w.admit(TcpStream::from_std(c), peer);
+            w.admit(TcpStream::from_std(c), peer, Protocol::Jam);
         }
         Ok(w)
     }
@@ -221,10 +222,6 @@ impl Worker {
         let (generation, rt) = self.shared.runtime();
         self.generation = generation;
         self.rt = rt;
-        let max_line = self.rt.config.server.max_line_bytes;
-        for (_, conn) in self.conns.iter_mut() {
-            conn.set_max_line_bytes(max_line);
-        }
         // Sources are counted only while a per-source rule is set; when a
         // reload sets one, the clients already connected count against it.
         if self.rt.per_source {
@@ -240,9 +237,12 @@ impl Worker {
             Scratch {
                 read: &mut self.read_buf,
                 out: &mut self.out_buf,
-                cache: &mut self.cache,
-                clock: &self.rt.clock,
-                metrics: self.shared.metrics.worker(self.id),
+                cx: Cx {
+                    cache: &mut self.cache,
+                    clock: &self.rt.clock,
+                    metrics: self.shared.metrics.worker(self.id),
+                    max_line_bytes: self.rt.config.server.max_line_bytes,
+                },
             },
         )
     }
@@ -253,6 +253,16 @@ impl Worker {
             return;
         };
         let next = conn.drive(&mut s);
+        self.after(key, next);
+    }
+
+    /// The connection's client is admitted: its session may speak first.
+    fn open(&mut self, key: usize) {
+        let (conns, mut s) = self.scratch();
+        let Some(conn) = conns.get_mut(key) else {
+            return;
+        };
+        let next = conn.open(&mut s);
         self.after(key, next);
     }
 
@@ -291,7 +301,8 @@ impl Worker {
                 return;
             };
             match listener.accept() {
-                Ok((stream, peer)) => self.admit(stream, peer),
+                // The listener's protocol.
+                Ok((stream, peer)) => self.admit(stream, peer, Protocol::Jam),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if out_of_descriptors(&e) => {
                     // Back off instead of spinning: the pending connections
@@ -327,7 +338,7 @@ impl Worker {
     /// slot here (the balancer is no source, and `[access]` is not asked
     /// about it) and enters the slab awaiting its PROXY header; the client
     /// the header names is admitted in [`Worker::named`].
-    fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
+    fn admit(&mut self, stream: TcpStream, peer: SocketAddr, protocol: Protocol) {
         #[cfg(debug_assertions)]
         fault_for_tests();
         let max_line = self.rt.config.server.max_line_bytes;
@@ -339,7 +350,7 @@ impl Worker {
         };
         let ticket = match admitted {
             Ok(ticket) => ticket,
-            Err(refusal) => return self.refuse(stream, peer, refusal),
+            Err(refusal) => return self.refuse(stream, peer, protocol, refusal),
         };
         // Replies are whole lines written at once: never hold them back.
         // Sockets accepted from our listeners have it already (Linux).
@@ -347,9 +358,9 @@ impl Worker {
             let _ = stream.set_nodelay(true);
         }
         let mut conn = if trusted {
-            Conn::awaiting_header(stream, peer, ticket, max_line)
+            Conn::awaiting_header(stream, peer, ticket, protocol, max_line)
         } else {
-            Conn::new(stream, peer, ticket, max_line)
+            Conn::new(stream, peer, ticket, protocol, max_line)
         };
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -360,6 +371,7 @@ impl Worker {
         entry.insert(conn);
         if !trusted {
             self.announce(&self.conns[key]);
+            self.open(key);
         }
         if self.single {
             // An inherited connection may have input waiting already.
@@ -403,7 +415,7 @@ impl Worker {
                     .proxy_header(ProxyHeader::Proxy);
                 if let Err(refusal) = conn.ticket_mut().name_client(&self.rt, client.ip()) {
                     let conn = self.conns.remove(key);
-                    conn.refuse(refusal.reply());
+                    conn.refuse(refusal);
                     self.refused(&client, refusal, None);
                     return;
                 }
@@ -418,7 +430,7 @@ impl Worker {
             }
         }
         self.announce(&self.conns[key]);
-        self.drive(key);
+        self.open(key);
     }
 
     /// A trusted balancer's header is malformed, oversized or late: closed
@@ -437,8 +449,14 @@ impl Worker {
         self.refused(&balancer, Refusal::BadProxyHeader, Some(&why));
     }
 
-    fn refuse(&mut self, stream: TcpStream, peer: SocketAddr, refusal: Refusal) {
-        conn::refuse(stream, refusal.reply());
+    fn refuse(
+        &mut self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        protocol: Protocol,
+        refusal: Refusal,
+    ) {
+        conn::refuse(stream, protocol.refusal(refusal));
         self.refused(&peer, refusal, None);
     }
 
@@ -599,10 +617,8 @@ impl Worker {
                 }
                 continue;
             }
-            match conn.closing() {
-                Some((reason, since)) if now.duration_since(since) >= limit => {
-                    stuck.push((key, reason))
-                }
+            match conn.closing(limit) {
+                Some((reason, by)) if now >= by => stuck.push((key, reason)),
                 Some(_) => {}
                 None if !idle.is_zero() && now.duration_since(conn.last_line()) >= idle => {
                     idle_keys.push(key)
@@ -622,7 +638,7 @@ impl Worker {
             // (SPEC 12). Driving reads them and resets the idle clock.
             self.drive(key);
             let still_idle = self.conns.get(key).is_some_and(|c| {
-                c.closing().is_none() && now.duration_since(c.last_line()) >= idle
+                c.closing(limit).is_none() && now.duration_since(c.last_line()) >= idle
             });
             if still_idle {
                 self.end(key, CloseReason::Idle);
