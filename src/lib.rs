@@ -40,6 +40,7 @@ pub mod completions;
 pub mod config;
 pub mod daemon;
 pub mod inetd;
+mod labels;
 pub mod listen;
 pub mod log;
 pub mod metrics;

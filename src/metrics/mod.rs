@@ -18,6 +18,8 @@ pub mod render;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::labels::labels;
+
 pub use render::{render, Sample};
 
 /// Why a connection was refused: the `reason` label of
@@ -28,82 +30,39 @@ pub use crate::server::Refusal;
 /// `jamd_connections_closed_total` is the `reason=` of the `closed` log line.
 pub use crate::server::CloseReason as Closed;
 
-/// A request line that was answered: the `command` label of
-/// `jamd_requests_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Command {
-    /// `TIME`.
-    Time,
-    /// Anything else that got `ERROR unknown command`.
-    Unknown,
-}
-
-impl Command {
-    /// Every command, in the order they are rendered.
-    pub const ALL: [Command; 2] = [Command::Time, Command::Unknown];
-
-    /// The label value.
-    pub fn label(self) -> &'static str {
-        match self {
-            Command::Time => "time",
-            Command::Unknown => "unknown",
-        }
+labels! {
+    /// A request line that was answered: the `command` label of
+    /// `jamd_requests_total`.
+    pub enum Command {
+        /// `TIME`.
+        Time = "time",
+        /// Anything else that got `ERROR unknown command`.
+        Unknown = "unknown",
     }
 }
 
-/// How a SIGHUP ended: the `result` label of `jamd_reloads_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reload {
-    /// The new configuration is in effect.
-    Ok,
-    /// The file was unreadable or invalid; the old configuration stays.
-    Failed,
-}
-
-impl Reload {
-    /// Every result, in the order they are rendered.
-    pub const ALL: [Reload; 2] = [Reload::Ok, Reload::Failed];
-
-    /// The label value.
-    pub fn label(self) -> &'static str {
-        match self {
-            Reload::Ok => "ok",
-            Reload::Failed => "failed",
-        }
+labels! {
+    /// How a SIGHUP ended: the `result` label of `jamd_reloads_total`.
+    pub enum Reload {
+        /// The new configuration is in effect.
+        Ok = "ok",
+        /// The file was unreadable or invalid; the old configuration stays.
+        Failed = "failed",
     }
 }
 
-/// What a trusted balancer's PROXY header turned out to be: the `result`
-/// label of `jamd_proxy_headers_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProxyHeader {
-    /// A header carrying the client's address.
-    Proxy,
-    /// A `LOCAL` / `PROXY UNKNOWN` header (a health check).
-    Local,
-    /// A malformed or oversized header.
-    Invalid,
-    /// No complete header within `header_timeout`.
-    Timeout,
-}
-
-impl ProxyHeader {
-    /// Every result, in the order they are rendered.
-    pub const ALL: [ProxyHeader; 4] = [
-        ProxyHeader::Proxy,
-        ProxyHeader::Local,
-        ProxyHeader::Invalid,
-        ProxyHeader::Timeout,
-    ];
-
-    /// The label value.
-    pub fn label(self) -> &'static str {
-        match self {
-            ProxyHeader::Proxy => "proxy",
-            ProxyHeader::Local => "local",
-            ProxyHeader::Invalid => "invalid",
-            ProxyHeader::Timeout => "timeout",
-        }
+labels! {
+    /// What a trusted balancer's PROXY header turned out to be: the `result`
+    /// label of `jamd_proxy_headers_total`.
+    pub enum ProxyHeader {
+        /// A header carrying the client's address.
+        Proxy = "proxy",
+        /// A `LOCAL` / `PROXY UNKNOWN` header (a health check).
+        Local = "local",
+        /// A malformed or oversized header.
+        Invalid = "invalid",
+        /// No complete header within `header_timeout`.
+        Timeout = "timeout",
     }
 }
 
@@ -113,11 +72,11 @@ impl ProxyHeader {
 #[derive(Debug, Default)]
 pub struct Shard {
     accepted: AtomicU64,
-    refused: [AtomicU64; Refusal::ALL.len()],
-    closed: [AtomicU64; Closed::ALL.len()],
-    requests: [AtomicU64; Command::ALL.len()],
-    reloads: [AtomicU64; Reload::ALL.len()],
-    proxy: [AtomicU64; ProxyHeader::ALL.len()],
+    refused: [AtomicU64; Refusal::COUNT],
+    closed: [AtomicU64; Closed::COUNT],
+    requests: [AtomicU64; Command::COUNT],
+    reloads: [AtomicU64; Reload::COUNT],
+    proxy: [AtomicU64; ProxyHeader::COUNT],
 }
 
 /// Adds one. Relaxed: each counter is independent, and a scrape that sees
@@ -232,15 +191,15 @@ pub struct Counters {
     /// Clients admitted.
     pub accepted: u64,
     /// Clients refused, by [`Refusal`].
-    pub refused: [u64; Refusal::ALL.len()],
+    pub refused: [u64; Refusal::COUNT],
     /// Admitted connections ended, by [`Closed`].
-    pub closed: [u64; Closed::ALL.len()],
+    pub closed: [u64; Closed::COUNT],
     /// Request lines answered, by [`Command`].
-    pub requests: [u64; Command::ALL.len()],
+    pub requests: [u64; Command::COUNT],
     /// SIGHUPs handled, by [`Reload`].
-    pub reloads: [u64; Reload::ALL.len()],
+    pub reloads: [u64; Reload::COUNT],
     /// PROXY headers from trusted balancers, by [`ProxyHeader`].
-    pub proxy: [u64; ProxyHeader::ALL.len()],
+    pub proxy: [u64; ProxyHeader::COUNT],
 }
 
 impl Counters {
@@ -310,23 +269,64 @@ mod tests {
         assert_eq!(labels, logged);
     }
 
+    /// Every variant of every list has a counter of its own: bumping each
+    /// once shows a 1 at its place of `ALL` and nowhere else, and its name is
+    /// its own.
     #[test]
-    fn label_order_matches_the_enum_index() {
-        for (i, r) in Refusal::ALL.iter().enumerate() {
-            assert_eq!(*r as usize, i);
+    fn every_variant_of_every_list_has_its_own_counter_and_name() {
+        fn check<T: Copy + std::fmt::Debug>(
+            all: &[T],
+            count: usize,
+            name: fn(T) -> &'static str,
+            bump: fn(&Shard, T),
+            counts: fn(&Counters) -> Vec<u64>,
+        ) {
+            assert_eq!(all.len(), count);
+            let names: std::collections::BTreeSet<_> = all.iter().map(|v| name(*v)).collect();
+            assert_eq!(names.len(), all.len(), "two variants share a name: {all:?}");
+            for (i, v) in all.iter().enumerate() {
+                let m = Metrics::new(1);
+                bump(m.worker(0), *v);
+                let mut want = vec![0; count];
+                want[i] = 1;
+                assert_eq!(counts(&m.counters()), want, "{v:?}");
+            }
         }
-        for (i, r) in Closed::ALL.iter().enumerate() {
-            assert_eq!(*r as usize, i);
-        }
-        for (i, r) in Command::ALL.iter().enumerate() {
-            assert_eq!(*r as usize, i);
-        }
-        for (i, r) in Reload::ALL.iter().enumerate() {
-            assert_eq!(*r as usize, i);
-        }
-        for (i, r) in ProxyHeader::ALL.iter().enumerate() {
-            assert_eq!(*r as usize, i);
-        }
+        check(
+            &Refusal::ALL,
+            Refusal::COUNT,
+            Refusal::as_str,
+            Shard::refused,
+            |c| c.refused.to_vec(),
+        );
+        check(
+            &Closed::ALL,
+            Closed::COUNT,
+            Closed::as_str,
+            Shard::closed,
+            |c| c.closed.to_vec(),
+        );
+        check(
+            &Command::ALL,
+            Command::COUNT,
+            Command::as_str,
+            Shard::request,
+            |c| c.requests.to_vec(),
+        );
+        check(
+            &Reload::ALL,
+            Reload::COUNT,
+            Reload::as_str,
+            Shard::reload,
+            |c| c.reloads.to_vec(),
+        );
+        check(
+            &ProxyHeader::ALL,
+            ProxyHeader::COUNT,
+            ProxyHeader::as_str,
+            Shard::proxy_header,
+            |c| c.proxy.to_vec(),
+        );
     }
 
     #[test]

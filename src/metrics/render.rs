@@ -148,7 +148,7 @@ pub fn render(s: &Sample, out: &mut String) {
         "Request lines answered, by command.",
         "command",
         &Command::ALL,
-        Command::label,
+        Command::as_str,
         &c.requests,
     );
     o.single(
@@ -174,7 +174,7 @@ pub fn render(s: &Sample, out: &mut String) {
         "Configuration reloads (SIGHUP), by result.",
         "result",
         &Reload::ALL,
-        Reload::label,
+        Reload::as_str,
         &c.reloads,
     );
     o.counter_by(
@@ -182,7 +182,7 @@ pub fn render(s: &Sample, out: &mut String) {
         "PROXY protocol headers from trusted balancers, by result.",
         "result",
         &ProxyHeader::ALL,
-        ProxyHeader::label,
+        ProxyHeader::as_str,
         &c.proxy,
     );
     let p = &s.process;

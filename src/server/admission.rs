@@ -35,50 +35,31 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use super::{lock, Runtime};
+use crate::labels::labels;
 use crate::sources::{self, SourceKey, SourceTable};
 
-/// Why a client was not served. The names are stable: log lines and the
-/// `reason` label of `jamd_connections_refused_total` use
-/// [`Refusal::as_str`]. (Admission decides in another order: access first,
-/// see [`Admission::admit`].)
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// `max_connections` are open, or the per-source table has no room
-    /// because every source in it has clients connected.
-    Busy,
-    /// `max_connections_per_source` are open from the client's source.
-    SourceBusy,
-    /// The source's connection rate bucket is empty (SPEC 8).
-    RateLimited,
-    /// `[access]` denies the client (SPEC 7).
-    AccessDenied,
-    /// A trusted balancer sent a malformed or oversized PROXY header, or
-    /// none in time (SPEC 10): closed without a reply.
-    BadProxyHeader,
+labels! {
+    /// Why a client was not served. The names are stable: log lines and the
+    /// `reason` label of `jamd_connections_refused_total` use
+    /// [`Refusal::as_str`]. (Admission decides in another order: access first,
+    /// see [`Admission::admit`].)
+    pub enum Refusal {
+        /// `max_connections` are open, or the per-source table has no room
+        /// because every source in it has clients connected.
+        Busy = "busy",
+        /// `max_connections_per_source` are open from the client's source.
+        SourceBusy = "source_busy",
+        /// The source's connection rate bucket is empty.
+        RateLimited = "rate_limited",
+        /// `[access]` denies the client.
+        AccessDenied = "access_denied",
+        /// A trusted balancer sent a malformed or oversized PROXY header, or
+        /// none in time: closed without a reply.
+        BadProxyHeader = "bad_proxy_header",
+    }
 }
 
 impl Refusal {
-    /// Every reason, in the order metrics render them (and index their
-    /// counters): the order of the variants.
-    pub const ALL: [Refusal; 5] = [
-        Refusal::Busy,
-        Refusal::SourceBusy,
-        Refusal::RateLimited,
-        Refusal::AccessDenied,
-        Refusal::BadProxyHeader,
-    ];
-
-    /// The stable name, as in metrics labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Refusal::AccessDenied => "access_denied",
-            Refusal::Busy => "busy",
-            Refusal::SourceBusy => "source_busy",
-            Refusal::RateLimited => "rate_limited",
-            Refusal::BadProxyHeader => "bad_proxy_header",
-        }
-    }
-
     /// The words of the `refused ADDR: …` log line.
     pub(crate) fn words(self) -> &'static str {
         match self {

@@ -19,54 +19,26 @@ use mio::{Interest, Registry, Token};
 
 use super::admission::{Refusal, Ticket};
 use super::session::{Cx, Protocol, Session, Then};
+use crate::labels::labels;
 use crate::proxy::{self, Header, Parse};
 
-/// Why a connection ended. The names are stable: the `closed … reason=`
-/// log line and the `jamd_connections_closed_total{reason}` metric use
-/// [`CloseReason::as_str`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
-    /// The client sent QUIT.
-    Quit,
-    /// The client closed its side.
-    Eof,
-    /// No complete line within the idle timeout.
-    Idle,
-    /// A line longer than max_line_bytes.
-    TooLong,
-    /// A socket error (reset, broken pipe, …).
-    Error,
-    /// The shutdown grace period ended.
-    Shutdown,
-}
-
-impl CloseReason {
-    /// Every reason, in the order metrics render them (and index their counters).
-    pub const ALL: [CloseReason; 6] = [
-        CloseReason::Quit,
-        CloseReason::Eof,
-        CloseReason::Idle,
-        CloseReason::TooLong,
-        CloseReason::Error,
-        CloseReason::Shutdown,
-    ];
-
-    /// The stable name, as in the `closed` log line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CloseReason::Quit => "quit",
-            CloseReason::Eof => "eof",
-            CloseReason::Idle => "idle",
-            CloseReason::TooLong => "too_long",
-            CloseReason::Error => "error",
-            CloseReason::Shutdown => "shutdown",
-        }
-    }
-}
-
-impl fmt::Display for CloseReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+labels! {
+    /// Why a connection ended. The names are stable: the `closed … reason=`
+    /// log line and the `jamd_connections_closed_total{reason}` metric use
+    /// [`CloseReason::as_str`].
+    pub enum CloseReason {
+        /// The client sent QUIT.
+        Quit = "quit",
+        /// The client closed its side.
+        Eof = "eof",
+        /// No complete line within the idle timeout.
+        Idle = "idle",
+        /// A line longer than max_line_bytes.
+        TooLong = "too_long",
+        /// A socket error (reset, broken pipe, …).
+        Error = "error",
+        /// The shutdown grace period ended.
+        Shutdown = "shutdown",
     }
 }
 

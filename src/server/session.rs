@@ -22,14 +22,17 @@ use std::sync::Arc;
 use super::admission::Refusal;
 use super::conn::CloseReason;
 use crate::clock::{Clock, ClockCache};
+use crate::labels::labels;
 use crate::metrics::{Command, Shard};
 use crate::protocol::{self, write_time_reply, Action, End, ErrorReply, Reply};
 
-/// The protocol a listener serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Protocol {
-    /// JAM, version 1 (`protocol.rs`; jamd(8)).
-    Jam,
+labels! {
+    /// The protocol a listener serves; its name is the one flags, log
+    /// lines and metric labels use.
+    pub(crate) enum Protocol {
+        /// JAM, version 1 (`protocol.rs`; jamd(8)).
+        Jam = "jam",
+    }
 }
 
 impl Protocol {
