@@ -22,7 +22,8 @@ use crate::clock::{Clock, ClockCache};
 use crate::config::Config;
 use crate::daemon::signals::Signals;
 use crate::log::Logger;
-use crate::protocol::{write_time_reply, Action, CloseReason, ErrorReply, Reply, Session};
+use crate::protocol::{write_time_reply, Action, End, ErrorReply, Reply, Session};
+use crate::server::CloseReason;
 
 const INPUT: Token = Token(0);
 const OUTPUT: Token = Token(1);
@@ -257,16 +258,21 @@ impl Client {
             Some(Reply::Error(e)) => self.pending.extend_from_slice(e.line()),
             None => {}
         }
-        if let Some(reason) = action.close() {
-            self.closing = Some(reason);
+        if let Some(end) = action.close() {
+            self.closing = Some(match end {
+                End::Quit => CloseReason::Quit,
+                End::TooLong => CloseReason::TooLong,
+            });
         }
     }
 
     /// Ends the connection on jamd's side, telling the client why.
     fn farewell(&mut self, reason: CloseReason) {
-        if let Some(line) = reason.farewell().map(ErrorReply::line) {
-            self.pending.extend_from_slice(line);
-        }
+        let line = match reason {
+            CloseReason::Idle => ErrorReply::IdleTimeout,
+            _ => ErrorReply::ShuttingDown,
+        };
+        self.pending.extend_from_slice(line.line());
         self.closing = Some(reason);
     }
 

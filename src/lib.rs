@@ -43,6 +43,7 @@ pub mod config;
 pub mod daemon;
 pub mod daytime;
 pub mod inetd;
+mod labels;
 pub mod listen;
 pub mod log;
 pub mod metrics;

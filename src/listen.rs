@@ -10,67 +10,38 @@ use socket2::{Domain, SockAddr, SockRef, Socket as Socket2, Type};
 
 use crate::config::{default_bind, Config, ServerConfig};
 use crate::inetd::ByteStream;
+use crate::labels::labels;
 use crate::sys::{self as fd, FdKind};
 
-/// The protocols jamd serves. Their names are the same wherever one is
-/// named: `--protocol`, `LISTEN_FDNAMES`, log lines and metric labels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
-pub enum Protocol {
-    /// JAM: `TIME` → `JAM 14:03:27`.
-    Jam,
-    /// Daytime (RFC 867): one line of text.
-    Daytime,
-    /// Time (RFC 868): seconds since 1900 in 4 bytes.
-    Rfc868,
+labels! {
+    /// The protocols jamd serves. Their names are the same wherever one is
+    /// named: `--protocol`, `LISTEN_FDNAMES`, log lines and metric labels.
+    #[derive(clap::ValueEnum)]
+    pub enum Protocol {
+        /// JAM: `TIME` → `JAM 14:03:27` (jamd(8)).
+        Jam = "jam",
+        /// Daytime (RFC 867): one line of text.
+        Daytime = "daytime",
+        /// Time (RFC 868): seconds since 1900 in 4 bytes.
+        Rfc868 = "rfc868",
+    }
 }
 
 impl Protocol {
-    /// Every protocol.
-    pub const ALL: [Protocol; 3] = [Protocol::Jam, Protocol::Daytime, Protocol::Rfc868];
-
-    /// The name: `jam`, `daytime`, `rfc868`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Jam => "jam",
-            Protocol::Daytime => "daytime",
-            Protocol::Rfc868 => "rfc868",
-        }
-    }
-
     /// The protocol of a name (exactly as [`Protocol::as_str`] writes it).
     pub fn from_name(name: &str) -> Option<Protocol> {
         Protocol::ALL.into_iter().find(|p| p.as_str() == name)
     }
 }
 
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// How a listener's clients reach it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    /// Connections (a stream socket).
-    Tcp,
-    /// Datagrams.
-    Udp,
-}
-
-impl Transport {
-    /// The name: `tcp` or `udp` (the `transport` label of the metrics).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::Tcp => "tcp",
-            Transport::Udp => "udp",
-        }
-    }
-}
-
-impl fmt::Display for Transport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+labels! {
+    /// How a listener's clients reach it: the `transport` label of the
+    /// metrics.
+    pub enum Transport {
+        /// Connections (a stream socket).
+        Tcp = "tcp",
+        /// Datagrams.
+        Udp = "udp",
     }
 }
 

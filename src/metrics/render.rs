@@ -151,7 +151,7 @@ pub fn render(s: &Sample, out: &mut String) {
         "Request lines answered, by command.",
         "command",
         &Command::ALL,
-        Command::label,
+        Command::as_str,
         &c.requests,
     );
     o.single(
@@ -177,7 +177,7 @@ pub fn render(s: &Sample, out: &mut String) {
         "Configuration reloads (SIGHUP), by result.",
         "result",
         &Reload::ALL,
-        Reload::label,
+        Reload::as_str,
         &c.reloads,
     );
     o.counter_by(
@@ -185,7 +185,7 @@ pub fn render(s: &Sample, out: &mut String) {
         "PROXY protocol headers from trusted balancers, by result.",
         "result",
         &ProxyHeader::ALL,
-        ProxyHeader::label,
+        ProxyHeader::as_str,
         &c.proxy,
     );
     o.head(
@@ -220,7 +220,7 @@ pub fn render(s: &Sample, out: &mut String) {
         "Datagrams not answered, by reason.",
         "reason",
         &DatagramRefused::ALL,
-        DatagramRefused::label,
+        DatagramRefused::as_str,
         &c.datagrams_refused,
     );
     let p = &s.process;
@@ -266,7 +266,7 @@ mod tests {
             counters: Counters {
                 accepted: 7,
                 refused: [1, 2, 3, 4, 5],
-                closed: [1, 1, 1, 1, 1, 0],
+                closed: [1, 1, 1, 1, 1, 0, 2],
                 requests: [10, 2],
                 reloads: [3, 1],
                 proxy: [4, 3, 2, 1],
@@ -405,6 +405,7 @@ mod tests {
                 ("too_long", "1"),
                 ("error", "1"),
                 ("shutdown", "0"),
+                ("sent", "2"),
             ],
         );
         samples_by(
@@ -476,10 +477,10 @@ mod tests {
             ..Sample::default()
         });
         let samples = values(&text);
-        // 1 build_info + open + accepted + 5 refused + 6 closed + 2 requests
+        // 1 build_info + open + accepted + 5 refused + 7 closed + 2 requests
         // + tracked + evicted + dropped + 2 reloads + 4 proxy + 4 replies
         // + 2 datagrams received + 4 datagrams refused.
-        assert_eq!(samples.len(), 35, "{text}");
+        assert_eq!(samples.len(), 36, "{text}");
         for (k, v) in samples {
             if k.starts_with("jamd_build_info") {
                 assert_eq!(v, "1");

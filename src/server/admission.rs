@@ -35,64 +35,32 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use super::{lock, Runtime};
+use crate::labels::labels;
 use crate::metrics::DatagramRefused;
-use crate::protocol::ErrorReply;
 use crate::sources::{self, SourceKey, SourceTable};
 
-/// Why a client was not served. The names are stable: log lines and the
-/// `reason` label of `jamd_connections_refused_total` use
-/// [`Refusal::as_str`]. (Admission decides in another order: access first,
-/// see [`Admission::admit`].)
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// `max_connections` are open, or the per-source table has no room
-    /// because every source in it has clients connected.
-    Busy,
-    /// `max_connections_per_source` are open from the client's source.
-    SourceBusy,
-    /// The source's connection rate bucket is empty (SPEC 8).
-    RateLimited,
-    /// `[access]` denies the client (SPEC 7).
-    AccessDenied,
-    /// A trusted balancer sent a malformed or oversized PROXY header, or
-    /// none in time (SPEC 10): closed without a reply.
-    BadProxyHeader,
+labels! {
+    /// Why a client was not served. The names are stable: log lines and the
+    /// `reason` label of `jamd_connections_refused_total` use
+    /// [`Refusal::as_str`]. (Admission decides in another order: access first,
+    /// see [`Admission::admit`].)
+    pub enum Refusal {
+        /// `max_connections` are open, or the per-source table has no room
+        /// because every source in it has clients connected.
+        Busy = "busy",
+        /// `max_connections_per_source` are open from the client's source.
+        SourceBusy = "source_busy",
+        /// The source's connection rate bucket is empty.
+        RateLimited = "rate_limited",
+        /// `[access]` denies the client.
+        AccessDenied = "access_denied",
+        /// A trusted balancer sent a malformed or oversized PROXY header, or
+        /// none in time: closed without a reply.
+        BadProxyHeader = "bad_proxy_header",
+    }
 }
 
 impl Refusal {
-    /// Every reason, in the order metrics render them (and index their
-    /// counters): the order of the variants.
-    pub const ALL: [Refusal; 5] = [
-        Refusal::Busy,
-        Refusal::SourceBusy,
-        Refusal::RateLimited,
-        Refusal::AccessDenied,
-        Refusal::BadProxyHeader,
-    ];
-
-    /// The stable name, as in metrics labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Refusal::AccessDenied => "access_denied",
-            Refusal::Busy => "busy",
-            Refusal::SourceBusy => "source_busy",
-            Refusal::RateLimited => "rate_limited",
-            Refusal::BadProxyHeader => "bad_proxy_header",
-        }
-    }
-
-    /// What the client is told before it is closed.
-    pub(crate) fn reply(self) -> Option<ErrorReply> {
-        match self {
-            Refusal::AccessDenied => Some(ErrorReply::AccessDenied),
-            Refusal::Busy | Refusal::SourceBusy => Some(ErrorReply::ServerBusy),
-            Refusal::RateLimited => Some(ErrorReply::RateLimited),
-            // A balancer that does not speak the protocol would pass any
-            // reply on to a client as if it were the server's answer.
-            Refusal::BadProxyHeader => None,
-        }
-    }
-
     /// The words of the `refused ADDR: …` log line.
     pub(crate) fn words(self) -> &'static str {
         match self {
@@ -395,10 +363,6 @@ mod tests {
         }
         assert_eq!(a.open(), 1);
         assert_eq!(a.tracked_sources(), 1);
-        assert_eq!(
-            Refusal::AccessDenied.reply(),
-            Some(ErrorReply::AccessDenied)
-        );
     }
 
     #[test]
@@ -415,7 +379,6 @@ mod tests {
         assert_eq!(a.open(), 2);
         drop((t1, t2));
         assert_eq!(a.open(), 0);
-        assert_eq!(Refusal::RateLimited.reply(), Some(ErrorReply::RateLimited));
     }
 
     #[test]
@@ -482,11 +445,9 @@ mod tests {
         assert_eq!(Refusal::SourceBusy.as_str(), "source_busy");
         assert_eq!(Refusal::RateLimited.as_str(), "rate_limited");
         assert_eq!(Refusal::AccessDenied.as_str(), "access_denied");
-        assert_eq!(Refusal::SourceBusy.reply(), Some(ErrorReply::ServerBusy));
         assert_eq!(Refusal::RateLimited.words(), "rate limited");
         assert_eq!(Refusal::AccessDenied.words(), "access denied");
         assert_eq!(Refusal::BadProxyHeader.as_str(), "bad_proxy_header");
         assert_eq!(Refusal::BadProxyHeader.words(), "bad proxy header");
-        assert_eq!(Refusal::BadProxyHeader.reply(), None);
     }
 }

@@ -11,10 +11,12 @@
 mod admission;
 mod conn;
 mod refusals;
+mod session;
 mod udp;
 mod worker;
 
 pub use admission::Refusal;
+pub use conn::CloseReason;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};

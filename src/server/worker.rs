@@ -13,6 +13,7 @@ use slab::Slab;
 
 use super::admission::Refusal;
 use super::conn::{self, BadHeader, CloseReason, Conn, Next, Scratch};
+use super::session::Cx;
 use super::udp::{Batch, Datagrams, Served};
 use super::{Runtime, Shared};
 use crate::clock::ClockCache;
@@ -85,6 +86,9 @@ pub(crate) struct Worker {
     generation: u64,
     rt: Arc<Runtime>,
     cache: ClockCache,
+    /// The daytime line's, kept apart so that JAM and daytime replies do
+    /// not take turns re-rendering.
+    daytime_cache: ClockCache,
     read_buf: Box<[u8]>,
     out_buf: Vec<u8>,
     /// Connections to drive again at the end of this turn.
@@ -125,6 +129,7 @@ impl Worker {
             generation,
             rt,
             cache: ClockCache::new(),
+            daytime_cache: ClockCache::new(),
             read_buf: vec![0u8; 4096].into_boxed_slice(),
             out_buf: Vec::with_capacity(4096),
             again: Vec::new(),
@@ -288,10 +293,6 @@ impl Worker {
         let (generation, rt) = self.shared.runtime();
         self.generation = generation;
         self.rt = rt;
-        let max_line = self.rt.config.server.max_line_bytes;
-        for (_, conn) in self.conns.iter_mut() {
-            conn.set_max_line_bytes(max_line);
-        }
         // Sources are counted only while a per-source rule is set; when a
         // reload sets one, the clients already connected count against it.
         if self.rt.per_source {
@@ -307,9 +308,14 @@ impl Worker {
             Scratch {
                 read: &mut self.read_buf,
                 out: &mut self.out_buf,
-                cache: &mut self.cache,
-                clock: &self.rt.clock,
-                metrics: self.shared.metrics.worker(self.id),
+                cx: Cx {
+                    cache: &mut self.cache,
+                    clock: &self.rt.clock,
+                    daytime_cache: &mut self.daytime_cache,
+                    daytime_clock: &self.rt.daytime_clock,
+                    metrics: self.shared.metrics.worker(self.id),
+                    max_line_bytes: self.rt.config.server.max_line_bytes,
+                },
             },
         )
     }
@@ -320,6 +326,16 @@ impl Worker {
             return;
         };
         let next = conn.drive(&mut s);
+        self.after(key, next);
+    }
+
+    /// The connection's client is admitted: its session may speak first.
+    fn open(&mut self, key: usize) {
+        let (conns, mut s) = self.scratch();
+        let Some(conn) = conns.get_mut(key) else {
+            return;
+        };
+        let next = conn.open(&mut s);
         self.after(key, next);
     }
 
@@ -395,7 +411,7 @@ impl Worker {
     /// slot here (the balancer is no source, and `[access]` is not asked
     /// about it) and enters the slab awaiting its PROXY header; the client
     /// the header names is admitted in [`Worker::named`].
-    fn admit(&mut self, stream: TcpStream, peer: SocketAddr, _protocol: Protocol) {
+    fn admit(&mut self, stream: TcpStream, peer: SocketAddr, protocol: Protocol) {
         #[cfg(debug_assertions)]
         fault_for_tests();
         let max_line = self.rt.config.server.max_line_bytes;
@@ -407,7 +423,7 @@ impl Worker {
         };
         let ticket = match admitted {
             Ok(ticket) => ticket,
-            Err(refusal) => return self.refuse(stream, peer, refusal),
+            Err(refusal) => return self.refuse(stream, peer, protocol, refusal),
         };
         // Replies are whole lines written at once: never hold them back.
         // Sockets accepted from our listeners have it already (Linux).
@@ -415,9 +431,9 @@ impl Worker {
             let _ = stream.set_nodelay(true);
         }
         let mut conn = if trusted {
-            Conn::awaiting_header(stream, peer, ticket, max_line)
+            Conn::awaiting_header(stream, peer, ticket, protocol, max_line)
         } else {
-            Conn::new(stream, peer, ticket, max_line)
+            Conn::new(stream, peer, ticket, protocol, max_line)
         };
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -428,6 +444,7 @@ impl Worker {
         entry.insert(conn);
         if !trusted {
             self.announce(&self.conns[key]);
+            self.open(key);
         }
         if self.single {
             // An inherited connection may have input waiting already.
@@ -471,7 +488,7 @@ impl Worker {
                     .proxy_header(ProxyHeader::Proxy);
                 if let Err(refusal) = conn.ticket_mut().name_client(&self.rt, client.ip()) {
                     let conn = self.conns.remove(key);
-                    conn.refuse(refusal.reply());
+                    conn.refuse(refusal);
                     self.refused(&client, refusal, None);
                     return;
                 }
@@ -486,7 +503,7 @@ impl Worker {
             }
         }
         self.announce(&self.conns[key]);
-        self.drive(key);
+        self.open(key);
     }
 
     /// A trusted balancer's header is malformed, oversized or late: closed
@@ -505,8 +522,14 @@ impl Worker {
         self.refused(&balancer, Refusal::BadProxyHeader, Some(&why));
     }
 
-    fn refuse(&mut self, stream: TcpStream, peer: SocketAddr, refusal: Refusal) {
-        conn::refuse(stream, refusal.reply());
+    fn refuse(
+        &mut self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        protocol: Protocol,
+        refusal: Refusal,
+    ) {
+        conn::refuse(stream, protocol.refusal(refusal));
         self.refused(&peer, refusal, None);
     }
 
@@ -543,8 +566,13 @@ impl Worker {
         // a scrape already shows it.
         self.shared.metrics.worker(self.id).closed(reason);
         if self.shared.log.connections() {
+            // JAM's line as ever; the other protocols say which they are.
+            let protocol = match conn.protocol() {
+                Protocol::Jam => String::new(),
+                other => format!(" protocol={other}"),
+            };
             self.shared.log.info(format!(
-                "closed {} requests={} duration_ms={} reason={}",
+                "closed {} requests={} duration_ms={} reason={}{protocol}",
                 show_addr(conn.peer()),
                 conn.requests(),
                 conn.opened().elapsed().as_millis(),
@@ -679,10 +707,8 @@ impl Worker {
                 }
                 continue;
             }
-            match conn.closing() {
-                Some((reason, since)) if now.duration_since(since) >= limit => {
-                    stuck.push((key, reason))
-                }
+            match conn.closing(limit) {
+                Some((reason, by)) if now >= by => stuck.push((key, reason)),
                 Some(_) => {}
                 None if !idle.is_zero() && now.duration_since(conn.last_line()) >= idle => {
                     idle_keys.push(key)
@@ -702,7 +728,7 @@ impl Worker {
             // (SPEC 12). Driving reads them and resets the idle clock.
             self.drive(key);
             let still_idle = self.conns.get(key).is_some_and(|c| {
-                c.closing().is_none() && now.duration_since(c.last_line()) >= idle
+                c.closing(limit).is_none() && now.duration_since(c.last_line()) >= idle
             });
             if still_idle {
                 self.end(key, CloseReason::Idle);
