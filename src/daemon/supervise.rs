@@ -165,8 +165,7 @@ impl Control {
             Phase::Serving => {
                 let open = self.server.open_connections();
                 self.notifier.stopping();
-                self.log
-                    .info(format!("shutting down: {open} connection(s) open"));
+                self.log.info(crate::server::shutting_down_line(open));
                 let grace = self.server.runtime().config.server.shutdown_timeout;
                 self.phase = Phase::Draining {
                     deadline: Instant::now() + Duration::from_secs(grace),

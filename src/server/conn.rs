@@ -20,6 +20,7 @@ use mio::{Interest, Registry, Token};
 use super::admission::{Refusal, Ticket};
 use super::session::{Cx, Protocol, Session, Then};
 use crate::labels::labels;
+use crate::listen::show_addr;
 use crate::proxy::{self, Header, Parse};
 
 labels! {
@@ -41,6 +42,28 @@ labels! {
         Shutdown = "shutdown",
     }
 }
+
+/// Who is at the other end, as log lines name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Peer {
+    /// A client at this address (the one a PROXY header named, once it did).
+    Ip(SocketAddr),
+    /// The one client of `--inetd` over a pipe, socketpair or terminal,
+    /// which has no address: what standard input is (`a pipe`).
+    Stdio(&'static str),
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Peer::Ip(addr) => f.write_str(&show_addr(addr)),
+            Peer::Stdio(what) => f.write_str(what),
+        }
+    }
+}
+
+/// How long a closing connection may take to take its last bytes.
+pub(crate) const CLOSING_LIMIT: Duration = Duration::from_secs(5);
 
 /// How long a connection that sent its whole reply waits for the client to
 /// close, reading and discarding, before it closes anyway.
@@ -182,8 +205,8 @@ struct Balanced {
 /// session what to do, and writes.
 pub(crate) struct Conn<S = TcpStream> {
     stream: S,
-    /// The client's address: the one a PROXY header named, once it did.
-    peer: SocketAddr,
+    /// The client: the one a PROXY header named, once it did.
+    peer: Peer,
     /// Straight from the client, or through a trusted balancer.
     route: Route,
     /// The client's admission: its slots come back when the connection is
@@ -240,7 +263,7 @@ impl<S: Stream> Conn<S> {
     /// A freshly accepted, admitted connection, to speak `protocol`.
     pub(crate) fn new(
         stream: S,
-        peer: SocketAddr,
+        peer: Peer,
         ticket: Ticket,
         protocol: Protocol,
         max_line_bytes: usize,
@@ -273,7 +296,7 @@ impl<S: Stream> Conn<S> {
         protocol: Protocol,
         max_line_bytes: usize,
     ) -> Conn<S> {
-        let mut conn = Conn::new(stream, balancer, ticket, protocol, max_line_bytes);
+        let mut conn = Conn::new(stream, Peer::Ip(balancer), ticket, protocol, max_line_bytes);
         conn.route = Route::Balancer(Box::default());
         conn.state = State::AwaitingProxyHeader { since: conn.opened };
         conn
@@ -297,7 +320,7 @@ impl<S: Stream> Conn<S> {
     /// The header is read and the client admitted: serve `client` (the
     /// balancer itself for a health check), who came `via` a balancer.
     pub(crate) fn serve_as(&mut self, client: SocketAddr, via: Option<SocketAddr>) {
-        self.peer = client;
+        self.peer = Peer::Ip(client);
         if let Route::Balancer(b) = &mut self.route {
             b.via = via;
         }
@@ -311,9 +334,34 @@ impl<S: Stream> Conn<S> {
         self.peer_closed = true;
     }
 
-    /// The client's address.
-    pub(crate) fn peer(&self) -> &SocketAddr {
+    /// The client.
+    pub(crate) fn peer(&self) -> &Peer {
         &self.peer
+    }
+
+    /// The line that announces a client: `connection from CLIENT`, with
+    /// `via BALANCER` when a PROXY header named it.
+    pub(crate) fn connection_line(&self) -> String {
+        match self.via() {
+            Some(balancer) => format!("connection from {} via {}", self.peer, show_addr(balancer)),
+            None => format!("connection from {}", self.peer),
+        }
+    }
+
+    /// The line that says a client's connection ended, and why.
+    pub(crate) fn closed_line(&self, reason: CloseReason) -> String {
+        format!(
+            "closed {} requests={} duration_ms={} reason={}",
+            self.peer,
+            self.requests,
+            self.opened.elapsed().as_millis(),
+            reason
+        )
+    }
+
+    /// Whether reply bytes wait for the stream to take them.
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
     }
 
     /// The balancer the client came through, if a PROXY header named it.
@@ -327,16 +375,6 @@ impl<S: Stream> Conn<S> {
     /// The client's admission ticket.
     pub(crate) fn ticket_mut(&mut self) -> &mut Ticket {
         &mut self.ticket
-    }
-
-    /// Lines answered so far.
-    pub(crate) fn requests(&self) -> u64 {
-        self.requests
-    }
-
-    /// When it was accepted.
-    pub(crate) fn opened(&self) -> Instant {
-        self.opened
     }
 
     /// When the last complete line arrived (or the connection opened).
@@ -833,7 +871,7 @@ mod tests {
 
         fn conn(&mut self, stream: &Scripted) -> Conn<Scripted> {
             let ticket = self.admission.admit(&self.rt, ip()).unwrap();
-            Conn::new(stream.clone(), peer(), ticket, Protocol::Jam, 32)
+            Conn::new(stream.clone(), Peer::Ip(peer()), ticket, Protocol::Jam, 32)
         }
     }
 
@@ -863,7 +901,7 @@ mod tests {
             "a short read drained the socket"
         );
         assert_eq!(jam_replies(&stream.written()), 1);
-        assert_eq!(conn.requests(), 1);
+        assert_eq!(conn.requests, 1);
     }
 
     #[test]
@@ -926,7 +964,11 @@ mod tests {
             reads,
             "the read that brought the header emptied the socket"
         );
-        assert_eq!(conn.peer(), &client);
+        assert_eq!(conn.peer(), &Peer::Ip(client));
+        assert_eq!(
+            conn.connection_line(),
+            "connection from 198.51.100.9:5555 via 192.0.2.7:40000"
+        );
         assert_eq!(conn.via(), Some(&peer()));
     }
 

@@ -8,10 +8,10 @@
 //! which each worker picks up by comparing a generation counter once per turn
 //! of its loop. Nothing is locked on the path of a request.
 
-mod admission;
-mod conn;
+pub(crate) mod admission;
+pub(crate) mod conn;
 mod refusals;
-mod session;
+pub(crate) mod session;
 mod worker;
 
 pub use admission::Refusal;
@@ -32,6 +32,11 @@ use crate::config::Config;
 use crate::listen::{show_addr, Sockets};
 use crate::log::Logger;
 use crate::metrics::{self, Metrics, Reload};
+
+/// The line that says jamd stops, and how many clients it still serves.
+pub(crate) fn shutting_down_line(open: usize) -> String {
+    format!("shutting down: {open} connection(s) open")
+}
 
 /// The configuration as the workers see it: swapped whole on reload.
 #[derive(Debug)]

@@ -12,7 +12,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::admission::Refusal;
-use super::conn::{self, BadHeader, CloseReason, Conn, Next, Scratch};
+use super::conn::{self, BadHeader, CloseReason, Conn, Next, Peer, Scratch, CLOSING_LIMIT};
 use super::session::{Cx, Protocol};
 use super::{Runtime, Shared};
 use crate::clock::ClockCache;
@@ -31,8 +31,6 @@ const ACCEPT_BURST: usize = 64;
 const SWEEP_EVERY: Duration = Duration::from_millis(250);
 /// How long accepting pauses after running out of descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-/// How long a closing connection may take to take its last bytes.
-const CLOSING_LIMIT: Duration = Duration::from_secs(5);
 /// Whether an accepted socket inherits TCP_NODELAY from its listener, as on
 /// Linux; elsewhere it is set on each connection.
 const NODELAY_INHERITED: bool = cfg!(any(target_os = "linux", target_os = "android"));
@@ -360,7 +358,7 @@ impl Worker {
         let mut conn = if trusted {
             Conn::awaiting_header(stream, peer, ticket, protocol, max_line)
         } else {
-            Conn::new(stream, peer, ticket, protocol, max_line)
+            Conn::new(stream, Peer::Ip(peer), ticket, protocol, max_line)
         };
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -383,18 +381,9 @@ impl Worker {
     /// `via BALANCER` when a PROXY header named it.
     fn announce(&self, conn: &Conn) {
         self.shared.metrics.worker(self.id).accepted();
-        if !self.shared.log.connections() {
-            return;
+        if self.shared.log.connections() {
+            self.shared.log.info(conn.connection_line());
         }
-        let line = match conn.via() {
-            Some(balancer) => format!(
-                "connection from {} via {}",
-                show_addr(conn.peer()),
-                show_addr(balancer)
-            ),
-            None => format!("connection from {}", show_addr(conn.peer())),
-        };
-        self.shared.log.info(line);
     }
 
     /// A trusted balancer's header is complete: the client it names is
@@ -406,7 +395,9 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let balancer = *conn.peer();
+        let Peer::Ip(balancer) = *conn.peer() else {
+            return;
+        };
         match header {
             Header::Proxied { client, .. } => {
                 self.shared
@@ -444,9 +435,11 @@ impl Worker {
             BadHeader::Invalid(_) | BadHeader::Truncated => ProxyHeader::Invalid,
         };
         self.shared.metrics.worker(self.id).proxy_header(result);
-        let balancer = *conn.peer();
+        let peer = *conn.peer();
         conn.close(CloseReason::Error);
-        self.refused(&balancer, Refusal::BadProxyHeader, Some(&why));
+        if let Peer::Ip(balancer) = peer {
+            self.refused(&balancer, Refusal::BadProxyHeader, Some(&why));
+        }
     }
 
     fn refuse(
@@ -493,13 +486,7 @@ impl Worker {
         // a scrape already shows it.
         self.shared.metrics.worker(self.id).closed(reason);
         if self.shared.log.connections() {
-            self.shared.log.info(format!(
-                "closed {} requests={} duration_ms={} reason={}",
-                show_addr(conn.peer()),
-                conn.requests(),
-                conn.opened().elapsed().as_millis(),
-                reason
-            ));
+            self.shared.log.info(conn.closed_line(reason));
         }
         conn.close(reason);
     }
