@@ -9,9 +9,12 @@
 //! going on.
 //!
 //! Bounds: a request head of at most [`MAX_HEAD`] bytes, complete within
-//! [`HEAD_TIMEOUT`]; at most [`MAX_CLIENTS`] connections at once (more wait
-//! in the listen queue until one ends); one request per connection, then
-//! close.
+//! [`HEAD_TIMEOUT`]; at most [`MAX_CLIENTS`] connections at once; one
+//! request per connection, then close. A new connection always gets in:
+//! when every place is taken, the connection that has waited longest is
+//! closed for it, so clients that connect and say little (or nothing)
+//! cannot keep a scraper out, however many there are: a scraper sends its
+//! request as it connects and is answered at once.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener as StdListener};
@@ -28,8 +31,9 @@ use slab::Slab;
 pub const MAX_HEAD: usize = 8 * 1024;
 /// How long a client has to send its whole request head.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
-/// Scrape connections served at once.
-pub const MAX_CLIENTS: usize = 8;
+/// Connections held at once; the one that has waited longest makes room
+/// for a new one.
+pub const MAX_CLIENTS: usize = 64;
 /// How long a client has to take the response.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// After the response, how long the client may take to close its side, so
@@ -69,7 +73,7 @@ pub fn head_end(buf: &[u8]) -> Option<usize> {
 /// What a request asks for, as far as this endpoint cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
-    /// `GET /metrics`: 200 and the metrics.
+    /// `GET /metrics` (or `HEAD`): 200 and the metrics.
     Metrics,
     /// Another path: 404.
     NotFound,
@@ -100,6 +104,8 @@ pub struct Request {
     pub route: Route,
     /// 0 for HTTP/1.0, 1 otherwise: the response speaks the client's version.
     pub minor: u8,
+    /// `HEAD`: the response's head only, as a `GET` would have it.
+    pub head: bool,
 }
 
 /// Reads the request line of a complete head. Header fields are not needed
@@ -108,6 +114,7 @@ pub fn parse_request(head: &[u8]) -> Request {
     let bad = Request {
         route: Route::BadRequest,
         minor: 1,
+        head: false,
     };
     let Some(line) = head
         .split(|&b| b == b'\n')
@@ -134,18 +141,20 @@ pub fn parse_request(head: &[u8]) -> Request {
             return Request {
                 route: Route::VersionNotSupported,
                 minor: 1,
+                head: method == "HEAD",
             }
         }
         _ => return bad,
     };
+    let head = method == "HEAD";
     let route = if path(target) != Some("/metrics") {
         Route::NotFound
-    } else if method != "GET" {
+    } else if method != "GET" && !head {
         Route::MethodNotAllowed
     } else {
         Route::Metrics
     };
-    Request { route, minor }
+    Request { route, minor, head }
 }
 
 /// The path of a request target: origin form (`/metrics?x=1`) or absolute
@@ -159,7 +168,8 @@ fn path(target: &str) -> Option<&str> {
     path.starts_with('/').then_some(path)
 }
 
-/// The whole response for `request`; `body` writes the metrics when asked.
+/// The whole response for `request`; `body` writes the metrics when asked
+/// (also for `HEAD`, whose response says how long the body would be).
 pub fn response(request: Request, body: &mut dyn FnMut(&mut String)) -> Vec<u8> {
     let mut text = String::new();
     let content_type = match request.route {
@@ -170,7 +180,7 @@ pub fn response(request: Request, body: &mut dyn FnMut(&mut String)) -> Vec<u8> 
         other => {
             text.push_str(match other {
                 Route::NotFound => "Not found: metrics are at /metrics.\n",
-                Route::MethodNotAllowed => "Only GET is allowed here.\n",
+                Route::MethodNotAllowed => "Only GET and HEAD are allowed here.\n",
                 Route::VersionNotSupported => "Only HTTP/1.0 and HTTP/1.1 are spoken here.\n",
                 _ => "Bad request.\n",
             });
@@ -178,7 +188,7 @@ pub fn response(request: Request, body: &mut dyn FnMut(&mut String)) -> Vec<u8> 
         }
     };
     let allow = if request.route == Route::MethodNotAllowed {
-        "Allow: GET\r\n"
+        "Allow: GET, HEAD\r\n"
     } else {
         ""
     };
@@ -189,7 +199,9 @@ pub fn response(request: Request, body: &mut dyn FnMut(&mut String)) -> Vec<u8> 
         text.len()
     )
     .into_bytes();
-    out.extend_from_slice(text.as_bytes());
+    if !request.head {
+        out.extend_from_slice(text.as_bytes());
+    }
     out
 }
 
@@ -207,6 +219,8 @@ struct Client {
     stream: TcpStream,
     phase: Phase,
     deadline: Instant,
+    /// When it was accepted: the oldest makes room when every place is taken.
+    since: Instant,
 }
 
 /// Writes the metrics text of one scrape.
@@ -241,7 +255,6 @@ impl Endpoint {
             warn,
             stop: Arc::clone(&stop),
             accept_paused_until: None,
-            accept_waiting: false,
         };
         let thread = thread::Builder::new()
             .name("jamd-metrics".into())
@@ -278,8 +291,6 @@ struct Server {
     warn: Warn,
     stop: Arc<AtomicBool>,
     accept_paused_until: Option<Instant>,
-    /// Every slot was taken when a connection was waiting to be accepted.
-    accept_waiting: bool,
 }
 
 impl Server {
@@ -329,16 +340,20 @@ impl Server {
             .map(|(k, _)| k)
             .collect();
         for key in late {
-            self.remove(key, now);
+            self.clients.remove(key);
         }
     }
 
-    /// Closes a connection; one that waited for its slot may now come in.
-    fn remove(&mut self, key: usize, now: Instant) {
-        self.clients.remove(key);
-        if std::mem::take(&mut self.accept_waiting) {
-            // Edge-triggered: the waiting connection brings no new event.
-            self.accept(now);
+    /// Every place is taken: the connection that has waited longest gives
+    /// its place to a new one.
+    fn make_room(&mut self) {
+        let oldest = self
+            .clients
+            .iter()
+            .min_by_key(|(_, c)| c.since)
+            .map(|(k, _)| k);
+        if let Some(key) = oldest {
+            self.clients.remove(key);
         }
     }
 
@@ -347,14 +362,13 @@ impl Server {
             return;
         }
         loop {
-            if self.clients.len() >= MAX_CLIENTS {
-                // The rest wait in the listen queue: no descriptor is spent
-                // on them, and the first slot to free up takes the next.
-                self.accept_waiting = true;
-                return;
-            }
             match self.listener.accept() {
-                Ok((stream, _)) => self.admit(stream, now),
+                Ok((stream, _)) => {
+                    if self.clients.len() >= MAX_CLIENTS {
+                        self.make_room();
+                    }
+                    self.admit(stream, now)
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
@@ -387,7 +401,11 @@ impl Server {
             stream,
             phase: Phase::Head(Vec::new()),
             deadline: now + HEAD_TIMEOUT,
+            since: now,
         });
+        // A scraper's request usually came with its connection: answered
+        // now, it cannot be pushed out by connections that come after it.
+        self.drive(key, now);
     }
 
     fn drive(&mut self, key: usize, now: Instant) {
@@ -395,7 +413,7 @@ impl Server {
             return;
         };
         if !client.advance(&mut self.body, now) {
-            self.remove(key, now);
+            self.clients.remove(key);
         }
     }
 }
@@ -490,7 +508,8 @@ mod tests {
             r,
             Request {
                 route: Route::Metrics,
-                minor: 1
+                minor: 1,
+                head: false,
             }
         );
         let r = parse_request(b"GET /metrics HTTP/1.0\r\n\r\n");
@@ -498,7 +517,8 @@ mod tests {
             r,
             Request {
                 route: Route::Metrics,
-                minor: 0
+                minor: 0,
+                head: false,
             }
         );
         assert_eq!(route("GET /metrics?x=1 HTTP/1.1\r\n\r\n"), Route::Metrics);
@@ -519,10 +539,8 @@ mod tests {
             route("POST /metrics HTTP/1.1\r\n\r\n"),
             Route::MethodNotAllowed
         );
-        assert_eq!(
-            route("HEAD /metrics HTTP/1.1\r\n\r\n"),
-            Route::MethodNotAllowed
-        );
+        let head = parse_request(b"HEAD /metrics HTTP/1.1\r\n\r\n");
+        assert_eq!((head.route, head.head), (Route::Metrics, true));
         // Methods are case-sensitive.
         assert_eq!(
             route("get /metrics HTTP/1.1\r\n\r\n"),
@@ -562,6 +580,7 @@ mod tests {
             Request {
                 route: Route::Metrics,
                 minor: 0,
+                head: false,
             },
             &mut |s| s.push_str("m 1\n"),
         );
@@ -575,6 +594,7 @@ mod tests {
             Request {
                 route: Route::NotFound,
                 minor: 1,
+                head: false,
             },
             &mut |_| called = true,
         );
@@ -587,12 +607,27 @@ mod tests {
             Request {
                 route: Route::MethodNotAllowed,
                 minor: 1,
+                head: false,
             },
             &mut |_| {},
         );
         let na = String::from_utf8(na).unwrap();
         assert!(na.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
-        assert!(na.contains("\r\nAllow: GET\r\n"));
+        assert!(na.contains("\r\nAllow: GET, HEAD\r\n"));
+        let head = response(
+            Request {
+                route: Route::Metrics,
+                minor: 1,
+                head: true,
+            },
+            &mut |s| s.push_str("m 1\n"),
+        );
+        assert_eq!(
+            String::from_utf8(head).unwrap(),
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
+             Content-Length: 4\r\nConnection: close\r\n\r\n",
+            "HEAD: the head a GET gets, no body"
+        );
     }
 
     fn endpoint() -> Endpoint {
@@ -641,25 +676,22 @@ mod tests {
     }
 
     #[test]
-    fn more_than_the_cap_at_once_wait_for_a_slot() {
+    fn a_crowd_that_says_nothing_does_not_keep_a_scrape_out() {
         let e = endpoint();
-        let idle: Vec<_> = (0..MAX_CLIENTS)
-            .map(|_| std::net::TcpStream::connect(e.local_addr()).unwrap())
+        let crowd: Vec<_> = (0..MAX_CLIENTS * 2)
+            .map(|_| {
+                let mut c = std::net::TcpStream::connect(e.local_addr()).unwrap();
+                c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x").unwrap();
+                c
+            })
             .collect();
         let mut s = std::net::TcpStream::connect(e.local_addr()).unwrap();
         s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(500)))
-            .unwrap();
-        let mut first = [0u8; 1];
-        let waited = s.read(&mut first);
-        assert!(
-            matches!(&waited, Err(e) if e.kind() == io::ErrorKind::WouldBlock),
-            "answered while every slot was taken: {waited:?}"
-        );
-        drop(idle);
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        // Well within the crowd's HEAD_TIMEOUT: nobody had to time out.
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         let mut reply = String::new();
         s.read_to_string(&mut reply).unwrap();
         assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+        drop(crowd);
     }
 }
