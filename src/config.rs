@@ -298,6 +298,8 @@ pub struct LogConfig {
     pub level: Level,
     /// One line when a client connects and one when it leaves.
     pub connections: bool,
+    /// Those lines for a trusted balancer's health checks too.
+    pub health_checks: bool,
 }
 
 impl Default for LogConfig {
@@ -308,6 +310,7 @@ impl Default for LogConfig {
             syslog_socket: SyslogSocket::Unix("/dev/log".into()),
             level: Level::Info,
             connections: true,
+            health_checks: false,
         }
     }
 }
@@ -889,6 +892,7 @@ fn read_log(mut keys: Keys<'_, '_>) -> Result<LogConfig, Invalid> {
         ])
     })?;
     keys.read("connections", &mut l.connections, |v| v.boolean())?;
+    keys.read("health_checks", &mut l.health_checks, |v| v.boolean())?;
     keys.finish()?;
     Ok(l)
 }

@@ -311,10 +311,20 @@ impl<S: Stream> Conn<S> {
         }
     }
 
-    /// Whether it is a client (announced by a `connection from` line):
-    /// not while it awaits its PROXY header.
+    /// Whether it is a client (counted, and announced by a `connection
+    /// from` line): not while it awaits its PROXY header, and not a
+    /// balancer's health check.
     pub(crate) fn is_client(&self) -> bool {
-        self.awaiting_since().is_none()
+        self.awaiting_since().is_none() && !self.is_health_check()
+    }
+
+    /// Whether it is a trusted balancer's health check: its header named no
+    /// client (`LOCAL`, `PROXY UNKNOWN`), so it is served as the balancer.
+    pub(crate) fn is_health_check(&self) -> bool {
+        match &self.route {
+            Route::Balancer(b) => b.via.is_none() && self.awaiting_since().is_none(),
+            Route::Direct => false,
+        }
     }
 
     /// The header is read and the client admitted: serve `client` (the

@@ -282,8 +282,8 @@ impl Worker {
             }
             Next::Header(header) => self.named(key, header),
             Next::BadHeader(why) => self.bad_header(key, why),
-            // A plain TCP health check: no line, no count (SPEC 10).
-            Next::Vanished => self.close(key, CloseReason::Eof),
+            // A plain TCP health check: no client, so no count.
+            Next::Vanished => self.vanished(key),
         }
     }
 
@@ -342,7 +342,7 @@ impl Worker {
         let max_line = self.rt.config.server.max_line_bytes;
         let trusted = self.rt.config.proxy.trusts(peer.ip());
         let admitted = if trusted {
-            self.shared.admission.enter(&self.rt)
+            self.shared.admission.enter_balancer(&self.rt)
         } else {
             self.shared.admission.admit(&self.rt, peer.ip())
         };
@@ -378,12 +378,21 @@ impl Worker {
     }
 
     /// A client is served from now on: `connection from CLIENT`, with
-    /// `via BALANCER` when a PROXY header named it.
+    /// `via BALANCER` when a PROXY header named it. A balancer's health
+    /// check is no client: not counted, and logged only when asked for.
     fn announce(&self, conn: &Conn) {
-        self.shared.metrics.worker(self.id).accepted();
-        if self.shared.log.connections() {
+        if conn.is_client() {
+            self.shared.metrics.worker(self.id).accepted();
+        }
+        if self.logs(conn) {
             self.shared.log.info(conn.connection_line());
         }
+    }
+
+    /// Whether the `connection from` and `closed` lines are logged for
+    /// this connection.
+    fn logs(&self, conn: &Conn) -> bool {
+        self.shared.log.connections() && (conn.is_client() || self.rt.config.log.health_checks)
     }
 
     /// A trusted balancer's header is complete: the client it names is
@@ -471,21 +480,37 @@ impl Worker {
             .log_refused(peer, refusal, detail.map(|d| d as &dyn std::fmt::Display));
     }
 
+    /// A trusted balancer's connection closed before it sent a byte: a
+    /// plain TCP health check, closed quietly (logged only when health
+    /// checks are).
+    fn vanished(&mut self, key: usize) {
+        let Some(conn) = self.conns.try_remove(key) else {
+            return;
+        };
+        if self.shared.log.connections() && self.rt.config.log.health_checks {
+            self.shared.log.info(conn.connection_line());
+            self.shared.log.info(conn.closed_line(CloseReason::Eof));
+        }
+        conn.close(CloseReason::Eof);
+    }
+
     fn close(&mut self, key: usize, reason: CloseReason) {
         let Some(conn) = self.conns.try_remove(key) else {
             return;
         };
         // Closing the descriptor removes it from the poll set: connections
         // are never duplicated, so no deregister call is needed.
-        // A connection still awaiting its PROXY header was never announced
-        // as a client: it leaves no line (and is no `closed` count).
-        if !conn.is_client() {
+        // A connection still awaiting its PROXY header was never announced:
+        // it leaves no line (and is no `closed` count).
+        if conn.awaiting_since().is_some() {
             return conn.close(reason);
         }
         // Counted before the socket closes: when the client sees the close,
-        // a scrape already shows it.
-        self.shared.metrics.worker(self.id).closed(reason);
-        if self.shared.log.connections() {
+        // a scrape already shows it. A health check is no client.
+        if conn.is_client() {
+            self.shared.metrics.worker(self.id).closed(reason);
+        }
+        if self.logs(&conn) {
             self.shared.log.info(conn.closed_line(reason));
         }
         conn.close(reason);
