@@ -72,7 +72,7 @@ pub fn head_end(buf: &[u8]) -> Option<usize> {
 
 /// What a request asks for, as far as this endpoint cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
+pub enum Answer {
     /// `GET /metrics` (or `HEAD`): 200 and the metrics.
     Metrics,
     /// Another path: 404.
@@ -85,23 +85,23 @@ pub enum Route {
     BadRequest,
 }
 
-impl Route {
+impl Answer {
     fn status(self) -> &'static str {
         match self {
-            Route::Metrics => "200 OK",
-            Route::NotFound => "404 Not Found",
-            Route::MethodNotAllowed => "405 Method Not Allowed",
-            Route::VersionNotSupported => "505 HTTP Version Not Supported",
-            Route::BadRequest => "400 Bad Request",
+            Answer::Metrics => "200 OK",
+            Answer::NotFound => "404 Not Found",
+            Answer::MethodNotAllowed => "405 Method Not Allowed",
+            Answer::VersionNotSupported => "505 HTTP Version Not Supported",
+            Answer::BadRequest => "400 Bad Request",
         }
     }
 }
 
-/// A parsed request line: the route and the minor HTTP version to answer with.
+/// A parsed request line: what to answer and the minor HTTP version to answer with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Request {
     /// What to answer.
-    pub route: Route,
+    pub answer: Answer,
     /// 0 for HTTP/1.0, 1 otherwise: the response speaks the client's version.
     pub minor: u8,
     /// `HEAD`: the response's head only, as a `GET` would have it.
@@ -112,7 +112,7 @@ pub struct Request {
 /// to answer and are not looked at.
 pub fn parse_request(head: &[u8]) -> Request {
     let bad = Request {
-        route: Route::BadRequest,
+        answer: Answer::BadRequest,
         minor: 1,
         head: false,
     };
@@ -139,7 +139,7 @@ pub fn parse_request(head: &[u8]) -> Request {
         "HTTP/1.1" => 1,
         v if v.starts_with("HTTP/") => {
             return Request {
-                route: Route::VersionNotSupported,
+                answer: Answer::VersionNotSupported,
                 minor: 1,
                 head: method == "HEAD",
             }
@@ -147,14 +147,18 @@ pub fn parse_request(head: &[u8]) -> Request {
         _ => return bad,
     };
     let head = method == "HEAD";
-    let route = if path(target) != Some("/metrics") {
-        Route::NotFound
+    let answer = if path(target) != Some("/metrics") {
+        Answer::NotFound
     } else if method != "GET" && !head {
-        Route::MethodNotAllowed
+        Answer::MethodNotAllowed
     } else {
-        Route::Metrics
+        Answer::Metrics
     };
-    Request { route, minor, head }
+    Request {
+        answer,
+        minor,
+        head,
+    }
 }
 
 /// The path of a request target: origin form (`/metrics?x=1`) or absolute
@@ -172,22 +176,22 @@ fn path(target: &str) -> Option<&str> {
 /// (also for `HEAD`, whose response says how long the body would be).
 pub fn response(request: Request, body: &mut dyn FnMut(&mut String)) -> Vec<u8> {
     let mut text = String::new();
-    let content_type = match request.route {
-        Route::Metrics => {
+    let content_type = match request.answer {
+        Answer::Metrics => {
             body(&mut text);
             CONTENT_TYPE
         }
         other => {
             text.push_str(match other {
-                Route::NotFound => "Not found: metrics are at /metrics.\n",
-                Route::MethodNotAllowed => "Only GET and HEAD are allowed here.\n",
-                Route::VersionNotSupported => "Only HTTP/1.0 and HTTP/1.1 are spoken here.\n",
+                Answer::NotFound => "Not found: metrics are at /metrics.\n",
+                Answer::MethodNotAllowed => "Only GET and HEAD are allowed here.\n",
+                Answer::VersionNotSupported => "Only HTTP/1.0 and HTTP/1.1 are spoken here.\n",
                 _ => "Bad request.\n",
             });
             "text/plain; charset=utf-8"
         }
     };
-    let allow = if request.route == Route::MethodNotAllowed {
+    let allow = if request.answer == Answer::MethodNotAllowed {
         "Allow: GET, HEAD\r\n"
     } else {
         ""
@@ -195,7 +199,7 @@ pub fn response(request: Request, body: &mut dyn FnMut(&mut String)) -> Vec<u8> 
     let mut out = format!(
         "HTTP/1.{} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n",
         request.minor,
-        request.route.status(),
+        request.answer.status(),
         text.len()
     )
     .into_bytes();
@@ -206,7 +210,7 @@ pub fn response(request: Request, body: &mut dyn FnMut(&mut String)) -> Vec<u8> 
 }
 
 /// Where a scrape connection is.
-enum Phase {
+enum Step {
     /// Reading the request head.
     Head(Vec<u8>),
     /// Writing the response.
@@ -217,7 +221,7 @@ enum Phase {
 
 struct Client {
     stream: TcpStream,
-    phase: Phase,
+    phase: Step,
     deadline: Instant,
     /// When it was accepted: the oldest makes room when every place is taken.
     since: Instant,
@@ -399,7 +403,7 @@ impl Server {
         }
         entry.insert(Client {
             stream,
-            phase: Phase::Head(Vec::new()),
+            phase: Step::Head(Vec::new()),
             deadline: now + HEAD_TIMEOUT,
             since: now,
         });
@@ -424,7 +428,7 @@ impl Client {
     fn advance(&mut self, body: &mut Body, now: Instant) -> bool {
         loop {
             match &mut self.phase {
-                Phase::Head(head) => {
+                Step::Head(head) => {
                     let mut buf = [0u8; 1024];
                     match self.stream.read(&mut buf) {
                         Ok(0) => return false,
@@ -436,7 +440,7 @@ impl Client {
                     match head_end(head) {
                         Some(end) if end <= MAX_HEAD => {
                             let out = response(parse_request(&head[..end]), body);
-                            self.phase = Phase::Write { out, done: 0 };
+                            self.phase = Step::Write { out, done: 0 };
                             self.deadline = now + WRITE_TIMEOUT;
                         }
                         // Too long: closed without a word, as SPEC 9 says.
@@ -445,13 +449,13 @@ impl Client {
                         None => {}
                     }
                 }
-                Phase::Write { out, done } => match self.stream.write(&out[*done..]) {
+                Step::Write { out, done } => match self.stream.write(&out[*done..]) {
                     Ok(0) => return false,
                     Ok(n) => {
                         *done += n;
                         if *done == out.len() {
                             let _ = self.stream.shutdown(Shutdown::Write);
-                            self.phase = Phase::Linger { drained: 0 };
+                            self.phase = Step::Linger { drained: 0 };
                             self.deadline = now + LINGER;
                         }
                     }
@@ -459,7 +463,7 @@ impl Client {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(_) => return false,
                 },
-                Phase::Linger { drained } => {
+                Step::Linger { drained } => {
                     let mut sink = [0u8; 4096];
                     match self.stream.read(&mut sink) {
                         Ok(0) => return false,
@@ -483,8 +487,8 @@ impl Client {
 mod tests {
     use super::*;
 
-    fn route(head: &str) -> Route {
-        parse_request(head.as_bytes()).route
+    fn answer(head: &str) -> Answer {
+        parse_request(head.as_bytes()).answer
     }
 
     #[test]
@@ -507,7 +511,7 @@ mod tests {
         assert_eq!(
             r,
             Request {
-                route: Route::Metrics,
+                answer: Answer::Metrics,
                 minor: 1,
                 head: false,
             }
@@ -516,43 +520,43 @@ mod tests {
         assert_eq!(
             r,
             Request {
-                route: Route::Metrics,
+                answer: Answer::Metrics,
                 minor: 0,
                 head: false,
             }
         );
-        assert_eq!(route("GET /metrics?x=1 HTTP/1.1\r\n\r\n"), Route::Metrics);
+        assert_eq!(answer("GET /metrics?x=1 HTTP/1.1\r\n\r\n"), Answer::Metrics);
         assert_eq!(
-            route("GET http://127.0.0.1:9645/metrics HTTP/1.1\r\n\r\n"),
-            Route::Metrics
+            answer("GET http://127.0.0.1:9645/metrics HTTP/1.1\r\n\r\n"),
+            Answer::Metrics
         );
-        assert_eq!(route("\r\nGET /metrics HTTP/1.1\n\n"), Route::Metrics);
+        assert_eq!(answer("\r\nGET /metrics HTTP/1.1\n\n"), Answer::Metrics);
     }
 
     #[test]
     fn other_paths_methods_and_versions() {
-        assert_eq!(route("GET / HTTP/1.1\r\n\r\n"), Route::NotFound);
-        assert_eq!(route("GET /metrics/ HTTP/1.1\r\n\r\n"), Route::NotFound);
-        assert_eq!(route("GET /metricsx HTTP/1.1\r\n\r\n"), Route::NotFound);
-        assert_eq!(route("POST /other HTTP/1.1\r\n\r\n"), Route::NotFound);
+        assert_eq!(answer("GET / HTTP/1.1\r\n\r\n"), Answer::NotFound);
+        assert_eq!(answer("GET /metrics/ HTTP/1.1\r\n\r\n"), Answer::NotFound);
+        assert_eq!(answer("GET /metricsx HTTP/1.1\r\n\r\n"), Answer::NotFound);
+        assert_eq!(answer("POST /other HTTP/1.1\r\n\r\n"), Answer::NotFound);
         assert_eq!(
-            route("POST /metrics HTTP/1.1\r\n\r\n"),
-            Route::MethodNotAllowed
+            answer("POST /metrics HTTP/1.1\r\n\r\n"),
+            Answer::MethodNotAllowed
         );
         let head = parse_request(b"HEAD /metrics HTTP/1.1\r\n\r\n");
-        assert_eq!((head.route, head.head), (Route::Metrics, true));
+        assert_eq!((head.answer, head.head), (Answer::Metrics, true));
         // Methods are case-sensitive.
         assert_eq!(
-            route("get /metrics HTTP/1.1\r\n\r\n"),
-            Route::MethodNotAllowed
+            answer("get /metrics HTTP/1.1\r\n\r\n"),
+            Answer::MethodNotAllowed
         );
         assert_eq!(
-            route("GET /metrics HTTP/2.0\r\n\r\n"),
-            Route::VersionNotSupported
+            answer("GET /metrics HTTP/2.0\r\n\r\n"),
+            Answer::VersionNotSupported
         );
         assert_eq!(
-            route("GET /metrics HTTP/0.9\r\n\r\n"),
-            Route::VersionNotSupported
+            answer("GET /metrics HTTP/0.9\r\n\r\n"),
+            Answer::VersionNotSupported
         );
     }
 
@@ -566,11 +570,11 @@ mod tests {
             "TIME\r\n\r\n",
             "\r\n\r\n",
         ] {
-            assert_eq!(route(head), Route::BadRequest, "{head:?}");
+            assert_eq!(answer(head), Answer::BadRequest, "{head:?}");
         }
         assert_eq!(
-            parse_request(b"GET /m\xffetrics HTTP/1.1\r\n\r\n").route,
-            Route::BadRequest
+            parse_request(b"GET /m\xffetrics HTTP/1.1\r\n\r\n").answer,
+            Answer::BadRequest
         );
     }
 
@@ -578,7 +582,7 @@ mod tests {
     fn responses_carry_status_type_length_and_close() {
         let ok = response(
             Request {
-                route: Route::Metrics,
+                answer: Answer::Metrics,
                 minor: 0,
                 head: false,
             },
@@ -592,7 +596,7 @@ mod tests {
         let mut called = false;
         let nf = response(
             Request {
-                route: Route::NotFound,
+                answer: Answer::NotFound,
                 minor: 1,
                 head: false,
             },
@@ -605,7 +609,7 @@ mod tests {
         assert!(head.contains(&format!("Content-Length: {}", body.len())));
         let na = response(
             Request {
-                route: Route::MethodNotAllowed,
+                answer: Answer::MethodNotAllowed,
                 minor: 1,
                 head: false,
             },
@@ -616,7 +620,7 @@ mod tests {
         assert!(na.contains("\r\nAllow: GET, HEAD\r\n"));
         let head = response(
             Request {
-                route: Route::Metrics,
+                answer: Answer::Metrics,
                 minor: 1,
                 head: true,
             },

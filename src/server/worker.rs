@@ -14,7 +14,7 @@ use slab::Slab;
 use super::admission::Refusal;
 use super::conn::{self, BadHeader, CloseReason, Conn, Next, Peer, Scratch, CLOSING_LIMIT};
 use super::session::{Cx, Protocol};
-use super::{Runtime, Shared};
+use super::{Phase, Runtime, Shared};
 use crate::clock::ClockCache;
 use crate::config::Level;
 use crate::listen::show_addr;
@@ -49,19 +49,6 @@ enum Accepting {
     Closed,
 }
 
-/// Where the worker is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Accepting and serving.
-    Serving,
-    /// Shutting down: no new connections; the open ones are served until
-    /// they end or the grace period does.
-    Draining,
-    /// The grace period is over: the remaining clients were told and are
-    /// being closed.
-    GraceOver,
-}
-
 pub(crate) struct Worker {
     id: usize,
     poll: Poll,
@@ -76,6 +63,7 @@ pub(crate) struct Worker {
     /// Connections to drive again at the end of this turn.
     again: Vec<usize>,
     accepting: Accepting,
+    /// The phase this worker has acted on (the server's may be ahead).
     phase: Phase,
     /// Serving one inherited connection: exit when it is gone.
     single: bool,
@@ -526,7 +514,7 @@ impl Worker {
             }
         }
         self.begin_draining();
-        if self.phase == Phase::Draining && self.shared.grace_over.load(Ordering::Acquire) {
+        if self.phase == Phase::Draining && self.shared.phase() == Phase::GraceOver {
             self.phase = Phase::GraceOver;
             self.end_all(CloseReason::Shutdown);
         }
@@ -538,7 +526,7 @@ impl Worker {
 
     /// SIGTERM arrived: accept what is queued, then close the listeners.
     fn begin_draining(&mut self) {
-        if self.phase == Phase::Serving && self.shared.stopping.load(Ordering::Acquire) {
+        if self.phase == Phase::Serving && self.shared.phase() != Phase::Serving {
             self.phase = Phase::Draining;
             self.close_listeners();
         }
