@@ -1,4 +1,4 @@
-//! `--inetd` over a byte stream that is not a TCP socket (SPEC 12): a unix
+//! `--inetd` over a byte stream that is not a TCP socket (jamd(8)): a unix
 //! socketpair (`socat … EXEC:"jamd --inetd"`), two pipes
 //! (`printf 'TIME\r\n' | jamd --inetd`), a terminal.
 //!

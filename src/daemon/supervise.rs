@@ -82,7 +82,7 @@ pub fn serve(started: Started) -> Result<(), ServerError> {
             control.log.info(control.server.status_line());
         }
         if control.server.worker_died() {
-            // SPEC 12: never serve on with less capacity, never report a
+            // Never serve on with less capacity, never report a
             // clean stop after a crash. The others stop at once.
             control.server.drain();
             control.server.end_grace();

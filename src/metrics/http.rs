@@ -443,7 +443,7 @@ impl Client {
                             self.phase = Step::Write { out, done: 0 };
                             self.deadline = now + WRITE_TIMEOUT;
                         }
-                        // Too long: closed without a word, as SPEC 9 says.
+                        // Too long: closed without a word (jamd.toml(5)).
                         Some(_) => return false,
                         None if head.len() >= MAX_HEAD => return false,
                         None => {}

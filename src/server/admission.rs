@@ -1,6 +1,6 @@
 //! Admission: whether a new client is served, as a value.
 //!
-//! [`Admission::admit`] makes the whole decision in one place and returns
+//! [`Admission::arrive`] makes the whole decision in one place and returns
 //! either a [`Ticket`] or a [`Refusal`]. A ticket holds the client's slots
 //! (one of `max_connections`, and its source's count in the per-source
 //! table when a per-source rule is set) and gives them back
@@ -136,6 +136,19 @@ impl Admission {
         table
     }
 
+    /// A connection from `ip` arrived: a ticket, or why it is refused. From
+    /// a trusted balancer (`[proxy] trusted`), the ticket holds only the
+    /// global slot and awaits the client the PROXY header names
+    /// ([`Ticket::awaits_client`]); from anyone else, it is the client,
+    /// admitted by [`Admission::admit`].
+    pub(crate) fn arrive(self: &Arc<Self>, rt: &Runtime, ip: IpAddr) -> Result<Ticket, Refusal> {
+        if rt.config.proxy.trusts(ip) {
+            self.enter_balancer(rt)
+        } else {
+            self.admit(rt, ip)
+        }
+    }
+
     /// Decides whether a client at `ip` is served under the configuration
     /// `rt`: a ticket holding its slots, or why not.
     pub(crate) fn admit(self: &Arc<Self>, rt: &Runtime, ip: IpAddr) -> Result<Ticket, Refusal> {
@@ -207,6 +220,12 @@ enum Source {
 }
 
 impl Ticket {
+    /// Whether it is a trusted balancer's, awaiting (or without, for a
+    /// health check) the client a PROXY header names.
+    pub(crate) fn awaits_client(&self) -> bool {
+        matches!(self.source, Source::Balancer)
+    }
+
     /// For a ticket that holds only the global slot (a connection from a
     /// trusted balancer): the client its PROXY header names at `ip` is
     /// checked against `[access]`, then joins its source (SPEC 10).

@@ -99,7 +99,7 @@ pub(crate) enum Next {
     /// again for the bytes that followed the header.
     Header(Header),
     /// A trusted balancer's connection is to be closed without a reply,
-    /// counted and logged (SPEC 10).
+    /// counted and logged (jamd.toml(5), `[proxy]`).
     BadHeader(BadHeader),
     /// A trusted balancer closed before sending a byte (a plain TCP health
     /// check): close it quietly, as neither a bad header nor a client.
@@ -140,7 +140,7 @@ pub(crate) struct Scratch<'a> {
 
 /// Where a connection is in its life.
 ///
-/// SPEC 10: a connection from a trusted balancer starts in a state of its
+/// A connection from a trusted balancer starts in a state of its
 /// own, awaiting its PROXY header (with the time it started, for
 /// `header_timeout`), and moves to `Serving` once the header is read and
 /// the client it names is admitted.
@@ -181,7 +181,7 @@ enum State {
 enum Route {
     /// Straight from the client.
     Direct,
-    /// From a trusted balancer (SPEC 10). Boxed: what only such connections
+    /// From a trusted balancer (`[proxy] trusted`). Boxed: what only such connections
     /// need would otherwise make every idle client bigger.
     Balancer(Box<Balanced>),
 }
@@ -288,7 +288,7 @@ impl<S: Stream> Conn<S> {
 
     /// A freshly accepted connection from a trusted balancer: its `ticket`
     /// holds the global slot only, until the PROXY header names the client
-    /// (SPEC 10).
+    /// (jamd.toml(5), `[proxy]`).
     pub(crate) fn awaiting_header(
         stream: S,
         balancer: SocketAddr,
@@ -452,7 +452,7 @@ impl<S: Stream> Conn<S> {
             return Next::Close(reason);
         }
         if self.state == State::Serving && reason == CloseReason::Shutdown {
-            // A request already received is answered in full (SPEC 2), also
+            // A request already received is answered in full (jamd(8)), also
             // when the grace period ends before this worker has read it.
             match self.drive(s) {
                 Next::Wait | Next::Again => {}
@@ -569,7 +569,7 @@ impl<S: Stream> Conn<S> {
         Next::Again
     }
 
-    /// Reads the PROXY header of a trusted balancer's connection (SPEC 10),
+    /// Reads the PROXY header of a trusted balancer's connection,
     /// parsing everything received so far after each read, so that a
     /// header split at any point is read whole. Most headers come in one
     /// read, parsed where they landed without a copy.

@@ -106,7 +106,7 @@ pub(crate) struct Shared {
     worker_ended: Waker,
     /// Worker threads that have ended (or are ending: counted on the way out).
     workers_ended: AtomicUsize,
-    /// A worker thread ended by a panic: jamd must stop (SPEC 12).
+    /// A worker thread ended by a panic: jamd must stop (jamd(8), EXIT STATUS).
     worker_died: AtomicBool,
     /// The watchdog's question to the workers: each answers by copying it
     /// into its slot of `alive` once its event loop turns.

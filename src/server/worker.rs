@@ -74,6 +74,9 @@ pub(crate) struct Worker {
     /// The listeners were registered with `EPOLLEXCLUSIVE` (by hand, not by
     /// mio).
     listeners_exclusive: bool,
+    /// Debug builds: the fault a test asked for.
+    #[cfg(debug_assertions)]
+    fault: Fault,
 }
 
 impl Worker {
@@ -104,6 +107,8 @@ impl Worker {
             emfile_logged: None,
             nodelay_inherited: true,
             listeners_exclusive: cfg!(any(target_os = "linux", target_os = "android")),
+            #[cfg(debug_assertions)]
+            fault: Fault::from_env(),
         };
         for (i, l) in listeners.into_iter().enumerate() {
             l.set_nonblocking(true)?;
@@ -126,7 +131,7 @@ impl Worker {
         let mut events = Events::with_capacity(256);
         loop {
             // Before deciding it is finished: a stop takes the connections
-            // waiting in the listen queue first (SPEC 12), or an empty
+            // waiting in the listen queue first (jamd(8), SIGTERM), or an empty
             // worker would return and its listener close and reset them.
             self.begin_draining();
             // Checked before waiting: an inherited connection may already be
@@ -320,24 +325,19 @@ impl Worker {
 
     /// Serves a new connection if admission lets it in, or refuses it.
     ///
-    /// SPEC 10: a connection from a trusted balancer takes only its global
+    /// A connection from a trusted balancer takes only its global
     /// slot here (the balancer is no source, and `[access]` is not asked
     /// about it) and enters the slab awaiting its PROXY header; the client
     /// the header names is admitted in [`Worker::named`].
     fn admit(&mut self, stream: TcpStream, peer: SocketAddr, protocol: Protocol) {
         #[cfg(debug_assertions)]
-        fault_for_tests();
+        self.fault.strike();
         let max_line = self.rt.config.server.max_line_bytes;
-        let trusted = self.rt.config.proxy.trusts(peer.ip());
-        let admitted = if trusted {
-            self.shared.admission.enter_balancer(&self.rt)
-        } else {
-            self.shared.admission.admit(&self.rt, peer.ip())
-        };
-        let ticket = match admitted {
+        let ticket = match self.shared.admission.arrive(&self.rt, peer.ip()) {
             Ok(ticket) => ticket,
             Err(refusal) => return self.refuse(stream, peer, protocol, refusal),
         };
+        let trusted = ticket.awaits_client();
         // Replies are whole lines written at once: never hold them back.
         // Sockets accepted from our listeners have it already (Linux).
         if self.single || !self.nodelay_inherited {
@@ -451,7 +451,7 @@ impl Worker {
     }
 
     /// Logs a refusal: a debug line for each, and the rate-limited
-    /// `refused ADDR: WHY` line (SPEC 8), with `detail` in parentheses.
+    /// `refused ADDR: WHY` line (jamd(8)), with `detail` in parentheses.
     fn refused(&self, peer: &SocketAddr, refusal: Refusal, detail: Option<&BadHeader>) {
         self.shared.metrics.worker(self.id).refused(refusal);
         if self.shared.log.enabled(Level::Debug) {
@@ -536,7 +536,7 @@ impl Worker {
         // Connections the kernel has completed wait in the accept queue,
         // and closing the socket would reset them: a load balancer that
         // had connected counts them as served, so they would fail at the
-        // client (SPEC 10's fleet). Take them and serve them through the
+        // client (the fleet of jamd(8)). Take them and serve them through the
         // grace period; later ones are refused, and a balancer retries
         // those elsewhere.
         if self.accepting != Accepting::Closed {
@@ -609,7 +609,7 @@ impl Worker {
         let mut stuck = Vec::new();
         let mut late = Vec::new();
         for (key, conn) in self.conns.iter() {
-            // SPEC 10: a trusted balancer has `header_timeout` for its
+            // A trusted balancer has `header_timeout` for its
             // header; the idle timer starts once a client is named.
             if let Some(since) = conn.awaiting_since() {
                 if now.duration_since(since) >= Duration::from_secs(header_timeout) {
@@ -635,7 +635,7 @@ impl Worker {
         for key in idle_keys {
             // The socket first: requests that arrived while jamd could not
             // run (SIGSTOP, a paused container) are answered, not idled out
-            // (SPEC 12). Driving reads them and resets the idle clock.
+            // (jamd(8)). Driving reads them and resets the idle clock.
             self.drive(key);
             let still_idle = self.conns.get(key).is_some_and(|c| {
                 c.closing(limit).is_none() && now.duration_since(c.last_line()) >= idle
@@ -650,15 +650,34 @@ impl Worker {
 /// Debug builds only, never a release: `JAMD_TEST_FAULT=panic` (or `hang`)
 /// makes a worker panic (or stop turning for good) when it admits a client,
 /// so that tests/lifecycle.rs can show what jamd does about a dead or stuck
-/// worker: nothing else can make one die on purpose.
+/// worker: nothing else can make one die on purpose. Read once, when the
+/// worker starts, not on each admission.
 #[cfg(debug_assertions)]
-fn fault_for_tests() {
-    match std::env::var("JAMD_TEST_FAULT").as_deref() {
-        Ok("panic") => panic!("JAMD_TEST_FAULT=panic"),
-        Ok("hang") => loop {
-            std::thread::sleep(Duration::from_secs(3600));
-        },
-        _ => {}
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    None,
+    Panic,
+    Hang,
+}
+
+#[cfg(debug_assertions)]
+impl Fault {
+    fn from_env() -> Fault {
+        match std::env::var("JAMD_TEST_FAULT").as_deref() {
+            Ok("panic") => Fault::Panic,
+            Ok("hang") => Fault::Hang,
+            _ => Fault::None,
+        }
+    }
+
+    fn strike(self) {
+        match self {
+            Fault::Panic => panic!("JAMD_TEST_FAULT=panic"),
+            Fault::Hang => loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            },
+            Fault::None => {}
+        }
     }
 }
 
