@@ -18,14 +18,13 @@ use mio::unix::pipe::{Receiver, Sender};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::clock::ClockCache;
 use crate::config::Config;
 use crate::daemon::signals::Signals;
 use crate::log::Logger;
 use crate::metrics::Metrics;
 use crate::server::admission::Admission;
-use crate::server::conn::{Conn, Next, Peer, Scratch, Stream, CLOSING_LIMIT};
-use crate::server::session::{Cx, Protocol};
+use crate::server::conn::{Buffers, Conn, Next, Peer, Stream, CLOSING_LIMIT};
+use crate::server::session::Protocol;
 use crate::server::{shutting_down_line, CloseReason, Runtime};
 
 const INPUT: Token = Token(0);
@@ -139,24 +138,19 @@ pub fn serve(
     if log.connections() {
         log.info(conn.connection_line());
     }
-    let mut lent = Lent {
-        read: vec![0u8; 4096],
-        out: Vec::with_capacity(4096),
-        cache: ClockCache::new(),
-        // Counted as a worker counts; nothing serves them (no endpoint).
-        metrics: Metrics::new(1),
-        rt: &rt,
-    };
+    let mut buffers = Buffers::new();
+    // Counted as a worker counts; nothing serves them (no endpoint).
+    let metrics = Metrics::new(1);
     let mut shutdown_deadline: Option<Instant> = None;
     let mut watching_output = false;
     let mut events = Events::with_capacity(8);
-    let mut next = conn.open(&mut lent.scratch());
+    let mut next = conn.open(&mut buffers.lend(&rt, metrics.worker(0)));
 
     let reason = loop {
         match next {
             Next::Close(reason) => break reason,
             Next::Again => {
-                next = conn.drive(&mut lent.scratch());
+                next = conn.drive(&mut buffers.lend(&rt, metrics.worker(0)));
                 continue;
             }
             Next::Wait => {}
@@ -202,7 +196,7 @@ pub fn serve(
         }
         // Requests that arrived are read before any timer is believed: a
         // jamd that was frozen answers them instead of idling them out.
-        next = conn.drive(&mut lent.scratch());
+        next = conn.drive(&mut buffers.lend(&rt, metrics.worker(0)));
         if next != Next::Wait {
             continue;
         }
@@ -212,10 +206,13 @@ pub fn serve(
             Some((reason, by)) if now >= by => break reason,
             Some(_) => {}
             None if shutdown_deadline.is_some_and(|d| now >= d) => {
-                next = conn.end(CloseReason::Shutdown, &mut lent.scratch())
+                next = conn.end(
+                    CloseReason::Shutdown,
+                    &mut buffers.lend(&rt, metrics.worker(0)),
+                )
             }
             None if !idle.is_zero() && now >= conn.last_line() + idle => {
-                next = conn.end(CloseReason::Idle, &mut lent.scratch())
+                next = conn.end(CloseReason::Idle, &mut buffers.lend(&rt, metrics.worker(0)))
             }
             None => {}
         }
@@ -226,30 +223,6 @@ pub fn serve(
     conn.close(reason);
     log.info("stopped");
     Ok(())
-}
-
-/// What a worker lends its connections: buffers, the clock, counters.
-struct Lent<'a> {
-    read: Vec<u8>,
-    out: Vec<u8>,
-    cache: ClockCache,
-    metrics: Metrics,
-    rt: &'a Runtime,
-}
-
-impl Lent<'_> {
-    fn scratch(&mut self) -> Scratch<'_> {
-        Scratch {
-            read: &mut self.read,
-            out: &mut self.out,
-            cx: Cx {
-                cache: &mut self.cache,
-                clock: &self.rt.clock,
-                metrics: self.metrics.worker(0),
-                max_line_bytes: self.rt.config.server.max_line_bytes,
-            },
-        }
-    }
 }
 
 impl io::Read for ByteStream {

@@ -19,8 +19,11 @@ use mio::{Interest, Registry, Token};
 
 use super::admission::{Refusal, Ticket};
 use super::session::{Cx, Protocol, Session, Then};
+use super::Runtime;
+use crate::clock::ClockCache;
 use crate::labels::labels;
 use crate::listen::show_addr;
+use crate::metrics::Shard;
 use crate::proxy::{self, Header, Parse};
 
 labels! {
@@ -124,6 +127,40 @@ impl fmt::Display for BadHeader {
             BadHeader::Invalid(why) => why.fmt(f),
             BadHeader::Truncated => f.write_str("connection closed in the middle of the header"),
             BadHeader::Late(secs) => write!(f, "no complete header within {secs} s"),
+        }
+    }
+}
+
+/// What a worker (or inetd's loop) keeps to lend the connection it drives:
+/// one set for all its connections.
+pub(crate) struct Buffers {
+    read: Box<[u8]>,
+    out: Vec<u8>,
+    cache: ClockCache,
+}
+
+impl Buffers {
+    /// Buffers for reads of up to 4 KiB.
+    pub(crate) fn new() -> Buffers {
+        Buffers {
+            read: vec![0u8; 4096].into_boxed_slice(),
+            out: Vec::with_capacity(4096),
+            cache: ClockCache::new(),
+        }
+    }
+
+    /// Lends them for one connection's turn, with the configuration in
+    /// effect and the counters to bump.
+    pub(crate) fn lend<'a>(&'a mut self, rt: &'a Runtime, metrics: &'a Shard) -> Scratch<'a> {
+        Scratch {
+            read: &mut self.read,
+            out: &mut self.out,
+            cx: Cx {
+                cache: &mut self.cache,
+                clock: &rt.clock,
+                metrics,
+                max_line_bytes: rt.config.server.max_line_bytes,
+            },
         }
     }
 }
@@ -756,7 +793,6 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::clock::{Clock, ClockCache};
     use crate::config::Config;
     use crate::metrics::Metrics;
     use crate::server::admission::Admission;
@@ -843,10 +879,7 @@ mod tests {
 
     /// What a worker lends a connection.
     struct Worker {
-        read: Vec<u8>,
-        out: Vec<u8>,
-        cache: ClockCache,
-        clock: Arc<Clock>,
+        buffers: Buffers,
         metrics: Metrics,
         rt: Arc<Runtime>,
         admission: Arc<Admission>,
@@ -854,12 +887,16 @@ mod tests {
 
     impl Worker {
         fn new() -> Worker {
-            let rt = Runtime::new(Config::default());
+            let mut config = Config::default();
+            config.server.max_line_bytes = 32;
+            let rt = Runtime::new(config);
             Worker {
-                read: vec![0; 64],
-                out: Vec::new(),
-                cache: ClockCache::new(),
-                clock: Arc::clone(&rt.clock),
+                // Reads of 64 bytes: a full read is easy to make.
+                buffers: Buffers {
+                    read: vec![0; 64].into_boxed_slice(),
+                    out: Vec::new(),
+                    cache: ClockCache::new(),
+                },
                 metrics: Metrics::new(1),
                 admission: Admission::new(&rt),
                 rt,
@@ -867,16 +904,7 @@ mod tests {
         }
 
         fn scratch(&mut self) -> Scratch<'_> {
-            Scratch {
-                read: &mut self.read,
-                out: &mut self.out,
-                cx: Cx {
-                    cache: &mut self.cache,
-                    clock: &self.clock,
-                    metrics: self.metrics.worker(0),
-                    max_line_bytes: 32,
-                },
-            }
+            self.buffers.lend(&self.rt, self.metrics.worker(0))
         }
 
         fn conn(&mut self, stream: &Scripted) -> Conn<Scripted> {
@@ -952,7 +980,7 @@ mod tests {
         let stream = Scripted::new(vec![Ok(&input[..])]);
         let ticket = w.admission.enter(&w.rt).unwrap();
         // The read buffer takes the whole header and requests in one read.
-        w.read = vec![0; 4096];
+        w.buffers.read = vec![0; 4096].into_boxed_slice();
         let mut conn = Conn::awaiting_header(stream.clone(), peer(), ticket, Protocol::Jam, 32);
         assert!(!conn.is_client());
         let Next::Header(Header::Proxied { client, .. }) = conn.drive(&mut w.scratch()) else {

@@ -12,10 +12,11 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::admission::Refusal;
-use super::conn::{self, BadHeader, CloseReason, Conn, Next, Peer, Scratch, CLOSING_LIMIT};
-use super::session::{Cx, Protocol};
+use super::conn::{
+    self, BadHeader, Buffers, CloseReason, Conn, Next, Peer, Scratch, CLOSING_LIMIT,
+};
+use super::session::Protocol;
 use super::{Phase, Runtime, Shared};
-use crate::clock::ClockCache;
 use crate::config::Level;
 use crate::listen::show_addr;
 use crate::metrics::ProxyHeader;
@@ -57,9 +58,7 @@ pub(crate) struct Worker {
     conns: Slab<Conn>,
     generation: u64,
     rt: Arc<Runtime>,
-    cache: ClockCache,
-    read_buf: Box<[u8]>,
-    out_buf: Vec<u8>,
+    buffers: Buffers,
     /// Connections to drive again at the end of this turn.
     again: Vec<usize>,
     accepting: Accepting,
@@ -96,9 +95,7 @@ impl Worker {
             conns: Slab::new(),
             generation,
             rt,
-            cache: ClockCache::new(),
-            read_buf: vec![0u8; 4096].into_boxed_slice(),
-            out_buf: Vec::with_capacity(4096),
+            buffers: Buffers::new(),
             again: Vec::new(),
             accepting: Accepting::Open,
             phase: Phase::Serving,
@@ -223,19 +220,8 @@ impl Worker {
     }
 
     fn scratch(&mut self) -> (&mut Slab<Conn>, Scratch<'_>) {
-        (
-            &mut self.conns,
-            Scratch {
-                read: &mut self.read_buf,
-                out: &mut self.out_buf,
-                cx: Cx {
-                    cache: &mut self.cache,
-                    clock: &self.rt.clock,
-                    metrics: self.shared.metrics.worker(self.id),
-                    max_line_bytes: self.rt.config.server.max_line_bytes,
-                },
-            },
-        )
+        let metrics = self.shared.metrics.worker(self.id);
+        (&mut self.conns, self.buffers.lend(&self.rt, metrics))
     }
 
     fn drive(&mut self, key: usize) {
