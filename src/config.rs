@@ -91,14 +91,22 @@ fn serialize_listen<S: Serializer>(addr: &Option<SocketAddr>, s: S) -> Result<S:
 /// `metrics.listen`: `""` or an address with a port. Only an address: the
 /// socket must be exactly where the operator said, not wherever a host name
 /// resolves today.
+///
+/// `":PORT"` is every address, as node_exporter's `--web.listen-address`
+/// takes it: `[::]:PORT`, which also takes IPv4 (unless the system sets
+/// `net.ipv6.bindv6only`).
 fn parse_listen(s: &str) -> Result<Option<SocketAddr>, String> {
     if s.is_empty() {
         return Ok(None);
     }
-    s.parse().map(Some).map_err(|_| {
+    let every = s
+        .strip_prefix(':')
+        .and_then(|port| port.parse::<u16>().ok())
+        .map(|port| SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)));
+    every.or_else(|| s.parse().ok()).map(Some).ok_or_else(|| {
         format!(
             "expected an address and port such as \"127.0.0.1:9645\" or \"[::1]:9645\", \
-             or \"\" for off, found the string {s:?}"
+             \":9645\" for every address, or \"\" for off, found the string {s:?}"
         )
     })
 }
@@ -444,6 +452,8 @@ pub struct LogConfig {
     pub level: Level,
     /// One line when a client connects and one when it leaves.
     pub connections: bool,
+    /// Those lines for a trusted balancer's health checks too.
+    pub health_checks: bool,
 }
 
 impl Default for LogConfig {
@@ -454,6 +464,7 @@ impl Default for LogConfig {
             syslog_socket: SyslogSocket::Unix("/dev/log".into()),
             level: Level::Info,
             connections: true,
+            health_checks: false,
         }
     }
 }
@@ -1046,6 +1057,7 @@ fn read_log(mut keys: Keys<'_, '_>) -> Result<LogConfig, Invalid> {
         ])
     })?;
     keys.read("connections", &mut l.connections, |v| v.boolean())?;
+    keys.read("health_checks", &mut l.health_checks, |v| v.boolean())?;
     keys.finish()?;
     Ok(l)
 }
@@ -1478,11 +1490,25 @@ listen = "[::1]:9645"
         assert_eq!(c.metrics.listen, None);
         let c = parse("[metrics]\nlisten = \"127.0.0.1:9645\"\n").unwrap();
         assert_eq!(c.metrics.listen, Some("127.0.0.1:9645".parse().unwrap()));
-        for bad in ["localhost:9645", "127.0.0.1", "9645", ":9645", "::1:9645"] {
+        for bad in [
+            "localhost:9645",
+            "127.0.0.1",
+            "9645",
+            ":",
+            ":x",
+            ":70000",
+            "::1:9645",
+        ] {
             let e = parse(&format!("[metrics]\nlisten = \"{bad}\"\n")).unwrap_err();
             assert!(e.starts_with("jamd.toml:2:10: metrics.listen: expected an address and port such as \"127.0.0.1:9645\""), "{e}");
             assert!(e.contains(&format!("found the string {bad:?}")), "{e}");
         }
+        let c = parse("[metrics]\nlisten = \":9645\"\n").unwrap();
+        assert_eq!(
+            c.metrics.listen,
+            Some("[::]:9645".parse().unwrap()),
+            "every address"
+        );
         // -t prints it so that the output is a valid file again.
         let c = parse("[metrics]\nlisten = \"[::1]:9645\"\n").unwrap();
         let again = parse(&c.to_toml()).unwrap();

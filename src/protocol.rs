@@ -95,9 +95,9 @@ pub enum ErrorReply {
     IdleTimeout,
     /// Too many clients (in all, or from this source).
     ServerBusy,
-    /// `[access]` denies the client (SPEC 7).
+    /// `[access]` denies the client.
     AccessDenied,
-    /// The client's source opens connections faster than its rate (SPEC 8).
+    /// The client's source opens connections faster than its rate.
     RateLimited,
     /// The shutdown grace period ended.
     ShuttingDown,

@@ -1,6 +1,6 @@
 //! Admission: whether a new client is served, as a value.
 //!
-//! [`Admission::admit`] makes the whole decision in one place and returns
+//! [`Admission::arrive`] makes the whole decision in one place and returns
 //! either a [`Ticket`] or a [`Refusal`]. A ticket holds the client's slots
 //! (one of `max_connections`, and its source's count in the per-source
 //! table when a per-source rule is set) and gives them back
@@ -75,8 +75,11 @@ impl Refusal {
 /// The counts admission keeps, shared by every worker.
 #[derive(Debug)]
 pub(crate) struct Admission {
-    /// Clients served right now, over all workers.
+    /// Slots of `max_connections` taken right now, over all workers.
     open: AtomicUsize,
+    /// Of those, the ones a trusted balancer's connection holds before (or
+    /// without: a health check) its header names a client.
+    unnamed: AtomicUsize,
     /// Per-source counts and rate buckets (SPEC 8), used while a
     /// per-source rule is set; bounded by `max_tracked_sources`.
     per_source: Mutex<SourceTable>,
@@ -91,15 +94,19 @@ impl Admission {
     pub(crate) fn new(rt: &Runtime) -> Arc<Admission> {
         Arc::new(Admission {
             open: AtomicUsize::new(0),
+            unnamed: AtomicUsize::new(0),
             per_source: Mutex::new(SourceTable::new(rt.config.server.source_limits())),
             tracked: AtomicUsize::new(0),
             evicted: AtomicU64::new(0),
         })
     }
 
-    /// Clients served right now.
+    /// Clients served right now: the slots taken, less those of
+    /// connections that are not clients (a balancer's before its header
+    /// names one, and its health checks).
     pub(crate) fn open(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
+        let unnamed = self.unnamed.load(Ordering::Relaxed);
+        self.open.load(Ordering::Relaxed).saturating_sub(unnamed)
     }
 
     /// Sources in the per-source table now (`jamd_tracked_sources`).
@@ -130,6 +137,19 @@ impl Admission {
         table
     }
 
+    /// A connection from `ip` arrived: a ticket, or why it is refused. From
+    /// a trusted balancer (`[proxy] trusted`), the ticket holds only the
+    /// global slot and awaits the client the PROXY header names
+    /// ([`Ticket::awaits_client`]); from anyone else, it is the client,
+    /// admitted by [`Admission::admit`].
+    pub(crate) fn arrive(self: &Arc<Self>, rt: &Runtime, ip: IpAddr) -> Result<Ticket, Refusal> {
+        if rt.config.proxy.trusts(ip) {
+            self.enter_balancer(rt)
+        } else {
+            self.admit(rt, ip)
+        }
+    }
+
     /// Decides whether a client at `ip` is served under the configuration
     /// `rt`: a ticket holding its slots, or why not.
     pub(crate) fn admit(self: &Arc<Self>, rt: &Runtime, ip: IpAddr) -> Result<Ticket, Refusal> {
@@ -154,6 +174,16 @@ impl Admission {
         if open > rt.config.server.max_connections {
             return Err(Refusal::Busy);
         }
+        Ok(ticket)
+    }
+
+    /// [`Admission::enter`] for a trusted balancer's connection: its slot
+    /// is taken, but it is no client (not in [`Admission::open`]) until
+    /// its header names one.
+    pub(crate) fn enter_balancer(self: &Arc<Self>, rt: &Runtime) -> Result<Ticket, Refusal> {
+        let mut ticket = self.enter(rt)?;
+        self.unnamed.fetch_add(1, Ordering::AcqRel);
+        ticket.source = Source::Balancer;
         Ok(ticket)
     }
 }
@@ -203,8 +233,11 @@ pub(crate) struct Ticket {
 /// if a reload changes how sources are cut.
 #[derive(Debug)]
 enum Source {
-    /// Not known yet: a balancer's connection before its PROXY header.
+    /// Not known yet (while admission decides).
     Unnamed,
+    /// A balancer's connection before its PROXY header names a client (or
+    /// for good: a health check); counted in `Admission::unnamed`.
+    Balancer,
     /// Known, and not counted: no per-source rule was set when it came.
     Named(SourceKey),
     /// Counted by the per-source table until the ticket is dropped.
@@ -212,6 +245,12 @@ enum Source {
 }
 
 impl Ticket {
+    /// Whether it is a trusted balancer's, awaiting (or without, for a
+    /// health check) the client a PROXY header names.
+    pub(crate) fn awaits_client(&self) -> bool {
+        matches!(self.source, Source::Balancer)
+    }
+
     /// For a ticket that holds only the global slot (a connection from a
     /// trusted balancer): the client its PROXY header names at `ip` is
     /// checked against `[access]`, then joins its source (SPEC 10).
@@ -225,7 +264,9 @@ impl Ticket {
     /// locked when no per-source rule is set).
     fn join_source(&mut self, rt: &Runtime, ip: IpAddr) -> Result<(), Refusal> {
         let source = rt.config.server.source_of(ip);
-        self.source = Source::Named(source);
+        if let Source::Balancer = std::mem::replace(&mut self.source, Source::Named(source)) {
+            self.admission.unnamed.fetch_sub(1, Ordering::AcqRel);
+        }
         if !rt.per_source {
             return Ok(());
         }
@@ -262,10 +303,16 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        if let Source::Counted(counted) = std::mem::replace(&mut self.source, Source::Unnamed) {
-            let mut table = lock(&self.admission.per_source);
-            table.release(counted, Instant::now());
-            self.admission.publish(&table);
+        match std::mem::replace(&mut self.source, Source::Unnamed) {
+            Source::Counted(counted) => {
+                let mut table = lock(&self.admission.per_source);
+                table.release(counted, Instant::now());
+                self.admission.publish(&table);
+            }
+            Source::Balancer => {
+                self.admission.unnamed.fetch_sub(1, Ordering::AcqRel);
+            }
+            Source::Unnamed | Source::Named(_) => {}
         }
         self.admission.open.fetch_sub(1, Ordering::AcqRel);
     }
@@ -449,5 +496,28 @@ mod tests {
         assert_eq!(Refusal::AccessDenied.words(), "access denied");
         assert_eq!(Refusal::BadProxyHeader.as_str(), "bad_proxy_header");
         assert_eq!(Refusal::BadProxyHeader.words(), "bad proxy header");
+    }
+
+    #[test]
+    fn a_balancers_connection_holds_a_slot_but_is_no_client_until_named() {
+        let rt = runtime(2, 0);
+        let a = Admission::new(&rt);
+        let mut balancer = a.enter_balancer(&rt).unwrap();
+        let check = a.enter_balancer(&rt).unwrap();
+        assert_eq!(a.open(), 0, "no clients yet");
+        assert_eq!(
+            refusal(&a, &rt, "192.0.2.1"),
+            Refusal::Busy,
+            "both slots taken"
+        );
+        balancer.name_client(&rt, ip("192.0.2.2")).unwrap();
+        assert_eq!(a.open(), 1, "named: a client");
+        drop(check);
+        assert_eq!(a.open(), 1);
+        drop(balancer);
+        assert_eq!(a.open(), 0);
+        let client = a.admit(&rt, ip("192.0.2.3")).unwrap();
+        assert_eq!(a.open(), 1, "every slot came back");
+        drop(client);
     }
 }

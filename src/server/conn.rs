@@ -19,7 +19,11 @@ use mio::{Interest, Registry, Token};
 
 use super::admission::{Refusal, Ticket};
 use super::session::{Cx, Protocol, Session, Then};
+use super::Runtime;
+use crate::clock::ClockCache;
 use crate::labels::labels;
+use crate::listen::show_addr;
+use crate::metrics::Shard;
 use crate::proxy::{self, Header, Parse};
 
 labels! {
@@ -44,6 +48,28 @@ labels! {
         Sent = "sent",
     }
 }
+
+/// Who is at the other end, as log lines name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Peer {
+    /// A client at this address (the one a PROXY header named, once it did).
+    Ip(SocketAddr),
+    /// The one client of `--inetd` over a pipe, socketpair or terminal,
+    /// which has no address: what standard input is (`a pipe`).
+    Stdio(&'static str),
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Peer::Ip(addr) => f.write_str(&show_addr(addr)),
+            Peer::Stdio(what) => f.write_str(what),
+        }
+    }
+}
+
+/// How long a closing connection may take to take its last bytes.
+pub(crate) const CLOSING_LIMIT: Duration = Duration::from_secs(5);
 
 /// How long a connection that sent its whole reply waits for the client to
 /// close, reading and discarding, before it closes anyway.
@@ -79,7 +105,7 @@ pub(crate) enum Next {
     /// again for the bytes that followed the header.
     Header(Header),
     /// A trusted balancer's connection is to be closed without a reply,
-    /// counted and logged (SPEC 10).
+    /// counted and logged (jamd.toml(5), `[proxy]`).
     BadHeader(BadHeader),
     /// A trusted balancer closed before sending a byte (a plain TCP health
     /// check): close it quietly, as neither a bad header nor a client.
@@ -108,6 +134,46 @@ impl fmt::Display for BadHeader {
     }
 }
 
+/// What a worker (or inetd's loop) keeps to lend the connection it drives:
+/// one set for all its connections.
+pub(crate) struct Buffers {
+    read: Box<[u8]>,
+    out: Vec<u8>,
+    cache: ClockCache,
+    /// The daytime line's, kept apart so that JAM and daytime replies do
+    /// not take turns re-rendering.
+    daytime_cache: ClockCache,
+}
+
+impl Buffers {
+    /// Buffers for reads of up to 4 KiB.
+    pub(crate) fn new() -> Buffers {
+        Buffers {
+            read: vec![0u8; 4096].into_boxed_slice(),
+            out: Vec::with_capacity(4096),
+            cache: ClockCache::new(),
+            daytime_cache: ClockCache::new(),
+        }
+    }
+
+    /// Lends them for one connection's turn, with the configuration in
+    /// effect and the counters to bump.
+    pub(crate) fn lend<'a>(&'a mut self, rt: &'a Runtime, metrics: &'a Shard) -> Scratch<'a> {
+        Scratch {
+            read: &mut self.read,
+            out: &mut self.out,
+            cx: Cx {
+                cache: &mut self.cache,
+                clock: &rt.clock,
+                daytime_cache: &mut self.daytime_cache,
+                daytime_clock: &rt.daytime_clock,
+                metrics,
+                max_line_bytes: rt.config.server.max_line_bytes,
+            },
+        }
+    }
+}
+
 /// What a worker lends to the connection it is driving.
 pub(crate) struct Scratch<'a> {
     /// Where socket reads land.
@@ -120,7 +186,7 @@ pub(crate) struct Scratch<'a> {
 
 /// Where a connection is in its life.
 ///
-/// SPEC 10: a connection from a trusted balancer starts in a state of its
+/// A connection from a trusted balancer starts in a state of its
 /// own, awaiting its PROXY header (with the time it started, for
 /// `header_timeout`), and moves to `Serving` once the header is read and
 /// the client it names is admitted.
@@ -161,7 +227,7 @@ enum State {
 enum Route {
     /// Straight from the client.
     Direct,
-    /// From a trusted balancer (SPEC 10). Boxed: what only such connections
+    /// From a trusted balancer (`[proxy] trusted`). Boxed: what only such connections
     /// need would otherwise make every idle client bigger.
     Balancer(Box<Balanced>),
 }
@@ -185,8 +251,8 @@ struct Balanced {
 /// session what to do, and writes.
 pub(crate) struct Conn<S = TcpStream> {
     stream: S,
-    /// The client's address: the one a PROXY header named, once it did.
-    peer: SocketAddr,
+    /// The client: the one a PROXY header named, once it did.
+    peer: Peer,
     /// Straight from the client, or through a trusted balancer.
     route: Route,
     /// The client's admission: its slots come back when the connection is
@@ -243,7 +309,7 @@ impl<S: Stream> Conn<S> {
     /// A freshly accepted, admitted connection, to speak `protocol`.
     pub(crate) fn new(
         stream: S,
-        peer: SocketAddr,
+        peer: Peer,
         ticket: Ticket,
         protocol: Protocol,
         max_line_bytes: usize,
@@ -268,7 +334,7 @@ impl<S: Stream> Conn<S> {
 
     /// A freshly accepted connection from a trusted balancer: its `ticket`
     /// holds the global slot only, until the PROXY header names the client
-    /// (SPEC 10).
+    /// (jamd.toml(5), `[proxy]`).
     pub(crate) fn awaiting_header(
         stream: S,
         balancer: SocketAddr,
@@ -276,7 +342,7 @@ impl<S: Stream> Conn<S> {
         protocol: Protocol,
         max_line_bytes: usize,
     ) -> Conn<S> {
-        let mut conn = Conn::new(stream, balancer, ticket, protocol, max_line_bytes);
+        let mut conn = Conn::new(stream, Peer::Ip(balancer), ticket, protocol, max_line_bytes);
         conn.route = Route::Balancer(Box::default());
         conn.state = State::AwaitingProxyHeader { since: conn.opened };
         conn
@@ -291,16 +357,26 @@ impl<S: Stream> Conn<S> {
         }
     }
 
-    /// Whether it is a client (announced by a `connection from` line):
-    /// not while it awaits its PROXY header.
+    /// Whether it is a client (counted, and announced by a `connection
+    /// from` line): not while it awaits its PROXY header, and not a
+    /// balancer's health check.
     pub(crate) fn is_client(&self) -> bool {
-        self.awaiting_since().is_none()
+        self.awaiting_since().is_none() && !self.is_health_check()
+    }
+
+    /// Whether it is a trusted balancer's health check: its header named no
+    /// client (`LOCAL`, `PROXY UNKNOWN`), so it is served as the balancer.
+    pub(crate) fn is_health_check(&self) -> bool {
+        match &self.route {
+            Route::Balancer(b) => b.via.is_none() && self.awaiting_since().is_none(),
+            Route::Direct => false,
+        }
     }
 
     /// The header is read and the client admitted: serve `client` (the
     /// balancer itself for a health check), who came `via` a balancer.
     pub(crate) fn serve_as(&mut self, client: SocketAddr, via: Option<SocketAddr>) {
-        self.peer = client;
+        self.peer = Peer::Ip(client);
         if let Route::Balancer(b) = &mut self.route {
             b.via = via;
         }
@@ -314,9 +390,40 @@ impl<S: Stream> Conn<S> {
         self.peer_closed = true;
     }
 
-    /// The client's address.
-    pub(crate) fn peer(&self) -> &SocketAddr {
+    /// The client.
+    pub(crate) fn peer(&self) -> &Peer {
         &self.peer
+    }
+
+    /// The line that announces a client: `connection from CLIENT`, with
+    /// `via BALANCER` when a PROXY header named it.
+    pub(crate) fn connection_line(&self) -> String {
+        match self.via() {
+            Some(balancer) => format!("connection from {} via {}", self.peer, show_addr(balancer)),
+            None => format!("connection from {}", self.peer),
+        }
+    }
+
+    /// The line that says a client's connection ended, and why.
+    /// JAM's line as ever; the other protocols say which they are
+    /// (`… reason=sent protocol=daytime`).
+    pub(crate) fn closed_line(&self, reason: CloseReason) -> String {
+        let protocol = match self.session.protocol() {
+            Protocol::Jam => String::new(),
+            other => format!(" protocol={other}"),
+        };
+        format!(
+            "closed {} requests={} duration_ms={} reason={}{protocol}",
+            self.peer,
+            self.requests,
+            self.opened.elapsed().as_millis(),
+            reason
+        )
+    }
+
+    /// Whether reply bytes wait for the stream to take them.
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
     }
 
     /// The balancer the client came through, if a PROXY header named it.
@@ -330,21 +437,6 @@ impl<S: Stream> Conn<S> {
     /// The client's admission ticket.
     pub(crate) fn ticket_mut(&mut self) -> &mut Ticket {
         &mut self.ticket
-    }
-
-    /// The protocol it speaks.
-    pub(crate) fn protocol(&self) -> Protocol {
-        self.session.protocol()
-    }
-
-    /// Lines answered so far.
-    pub(crate) fn requests(&self) -> u64 {
-        self.requests
-    }
-
-    /// When it was accepted.
-    pub(crate) fn opened(&self) -> Instant {
-        self.opened
     }
 
     /// When the last complete line arrived (or the connection opened).
@@ -416,7 +508,7 @@ impl<S: Stream> Conn<S> {
             return Next::Close(reason);
         }
         if self.state == State::Serving && reason == CloseReason::Shutdown {
-            // A request already received is answered in full (SPEC 2), also
+            // A request already received is answered in full (jamd(8)), also
             // when the grace period ends before this worker has read it.
             match self.drive(s) {
                 Next::Wait | Next::Again => {}
@@ -533,7 +625,7 @@ impl<S: Stream> Conn<S> {
         Next::Again
     }
 
-    /// Reads the PROXY header of a trusted balancer's connection (SPEC 10),
+    /// Reads the PROXY header of a trusted balancer's connection,
     /// parsing everything received so far after each read, so that a
     /// header split at any point is read whole. Most headers come in one
     /// read, parsed where they landed without a copy.
@@ -720,7 +812,6 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::clock::{Clock, ClockCache};
     use crate::config::Config;
     use crate::metrics::Metrics;
     use crate::server::admission::Admission;
@@ -807,11 +898,7 @@ mod tests {
 
     /// What a worker lends a connection.
     struct Worker {
-        read: Vec<u8>,
-        out: Vec<u8>,
-        cache: ClockCache,
-        daytime_cache: ClockCache,
-        clock: Arc<Clock>,
+        buffers: Buffers,
         metrics: Metrics,
         rt: Arc<Runtime>,
         admission: Arc<Admission>,
@@ -819,13 +906,17 @@ mod tests {
 
     impl Worker {
         fn new() -> Worker {
-            let rt = Runtime::new(Config::default());
+            let mut config = Config::default();
+            config.server.max_line_bytes = 32;
+            let rt = Runtime::new(config);
             Worker {
-                read: vec![0; 64],
-                out: Vec::new(),
-                cache: ClockCache::new(),
-                daytime_cache: ClockCache::new(),
-                clock: Arc::clone(&rt.clock),
+                // Reads of 64 bytes: a full read is easy to make.
+                buffers: Buffers {
+                    read: vec![0; 64].into_boxed_slice(),
+                    out: Vec::new(),
+                    cache: ClockCache::new(),
+                    daytime_cache: ClockCache::new(),
+                },
                 metrics: Metrics::new(1),
                 admission: Admission::new(&rt),
                 rt,
@@ -833,23 +924,12 @@ mod tests {
         }
 
         fn scratch(&mut self) -> Scratch<'_> {
-            Scratch {
-                read: &mut self.read,
-                out: &mut self.out,
-                cx: Cx {
-                    cache: &mut self.cache,
-                    clock: &self.clock,
-                    daytime_cache: &mut self.daytime_cache,
-                    daytime_clock: &self.clock,
-                    metrics: self.metrics.worker(0),
-                    max_line_bytes: 32,
-                },
-            }
+            self.buffers.lend(&self.rt, self.metrics.worker(0))
         }
 
         fn conn(&mut self, stream: &Scripted) -> Conn<Scripted> {
             let ticket = self.admission.admit(&self.rt, ip()).unwrap();
-            Conn::new(stream.clone(), peer(), ticket, Protocol::Jam, 32)
+            Conn::new(stream.clone(), Peer::Ip(peer()), ticket, Protocol::Jam, 32)
         }
     }
 
@@ -879,7 +959,7 @@ mod tests {
             "a short read drained the socket"
         );
         assert_eq!(jam_replies(&stream.written()), 1);
-        assert_eq!(conn.requests(), 1);
+        assert_eq!(conn.requests, 1);
     }
 
     #[test]
@@ -920,7 +1000,7 @@ mod tests {
         let stream = Scripted::new(vec![Ok(&input[..])]);
         let ticket = w.admission.enter(&w.rt).unwrap();
         // The read buffer takes the whole header and requests in one read.
-        w.read = vec![0; 4096];
+        w.buffers.read = vec![0; 4096].into_boxed_slice();
         let mut conn = Conn::awaiting_header(stream.clone(), peer(), ticket, Protocol::Jam, 32);
         assert!(!conn.is_client());
         let Next::Header(Header::Proxied { client, .. }) = conn.drive(&mut w.scratch()) else {
@@ -942,7 +1022,11 @@ mod tests {
             reads,
             "the read that brought the header emptied the socket"
         );
-        assert_eq!(conn.peer(), &client);
+        assert_eq!(conn.peer(), &Peer::Ip(client));
+        assert_eq!(
+            conn.connection_line(),
+            "connection from 198.51.100.9:5555 via 192.0.2.7:40000"
+        );
         assert_eq!(conn.via(), Some(&peer()));
     }
 

@@ -8,10 +8,10 @@
 //! which each worker picks up by comparing a generation counter once per turn
 //! of its loop. Nothing is locked on the path of a request.
 
-mod admission;
-mod conn;
+pub(crate) mod admission;
+pub(crate) mod conn;
 mod refusals;
-mod session;
+pub(crate) mod session;
 mod udp;
 mod worker;
 
@@ -20,7 +20,7 @@ pub use conn::CloseReason;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
@@ -30,9 +30,32 @@ use mio::{Poll, Waker};
 use crate::access::AccessList;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::labels::labels;
 use crate::listen::{show_addr, Protocol, Sockets};
 use crate::log::Logger;
 use crate::metrics::{self, Metrics, Reload};
+
+labels! {
+    /// Where the server is on its way from serving to stopped: one atomic
+    /// value that only moves forward, so that "the grace period is over
+    /// but jamd is not stopping" cannot be.
+    #[repr(u8)]
+    pub enum Phase {
+        /// Accepting and serving.
+        Serving = "serving",
+        /// Stopping: no new connections; the open ones are served until
+        /// they end or the grace period does.
+        Draining = "draining",
+        /// The grace period is over: the remaining clients are told and
+        /// closed.
+        GraceOver = "grace_over",
+    }
+}
+
+/// The line that says jamd stops, and how many clients it still serves.
+pub(crate) fn shutting_down_line(open: usize) -> String {
+    format!("shutting down: {open} connection(s) open")
+}
 
 /// The configuration as the workers see it: swapped whole on reload.
 #[derive(Debug)]
@@ -76,10 +99,8 @@ pub(crate) struct Shared {
     /// The counters behind `/metrics` and SIGUSR1's status line: created
     /// once, so they survive reloads.
     metrics: Metrics,
-    /// SIGTERM arrived: stop accepting, drain.
-    stopping: AtomicBool,
-    /// The grace period is over: tell the remaining clients and close.
-    grace_over: AtomicBool,
+    /// The [`Phase`], as a number: it only grows.
+    phase: AtomicU8,
     log: Logger,
     /// Refusal log lines: one a second at most, the rest summed up.
     refusals: Mutex<refusals::RefusalLog>,
@@ -90,7 +111,7 @@ pub(crate) struct Shared {
     worker_ended: Waker,
     /// Worker threads that have ended (or are ending: counted on the way out).
     workers_ended: AtomicUsize,
-    /// A worker thread ended by a panic: jamd must stop (SPEC 12).
+    /// A worker thread ended by a panic: jamd must stop (jamd(8), EXIT STATUS).
     worker_died: AtomicBool,
     /// The watchdog's question to the workers: each answers by copying it
     /// into its slot of `alive` once its event loop turns.
@@ -105,6 +126,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
+    /// Where the server is on its way to stopped.
+    fn phase(&self) -> Phase {
+        let n = self.phase.load(Ordering::Acquire);
+        Phase::ALL[usize::from(n).min(Phase::COUNT - 1)]
+    }
+
+    /// Moves on to `phase`, unless the server is there or past it already.
+    fn advance(&self, phase: Phase) {
+        self.phase.fetch_max(phase as u8, Ordering::AcqRel);
+    }
+
     fn runtime(&self) -> (u64, Arc<Runtime>) {
         let guard = lock(&self.current);
         (self.generation.load(Ordering::Acquire), Arc::clone(&guard))
@@ -277,8 +309,7 @@ impl Server {
             current: Mutex::new(runtime),
             generation: AtomicU64::new(0),
             metrics: Metrics::new(workers),
-            stopping: AtomicBool::new(false),
-            grace_over: AtomicBool::new(false),
+            phase: AtomicU8::new(Phase::Serving as u8),
             log,
             refusals: Mutex::new(refusals::RefusalLog::new()),
             refusals_pending: AtomicBool::new(false),
@@ -350,15 +381,20 @@ impl Server {
         self.shared.admission.open()
     }
 
+    /// Where the server is on its way to stopped.
+    pub fn phase(&self) -> Phase {
+        self.shared.phase()
+    }
+
     /// Stops accepting; open connections are served until they end.
     pub fn drain(&self) {
-        self.shared.stopping.store(true, Ordering::SeqCst);
+        self.shared.advance(Phase::Draining);
         self.pool.wake_all();
     }
 
     /// Ends the grace period: the remaining clients are told and closed.
     pub fn end_grace(&self) {
-        self.shared.grace_over.store(true, Ordering::SeqCst);
+        self.shared.advance(Phase::GraceOver);
         self.pool.wake_all();
     }
 

@@ -12,11 +12,11 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::admission::Refusal;
-use super::conn::{self, BadHeader, CloseReason, Conn, Next, Scratch};
-use super::session::Cx;
+use super::conn::{
+    self, BadHeader, Buffers, CloseReason, Conn, Next, Peer, Scratch, CLOSING_LIMIT,
+};
 use super::udp::{Batch, Datagrams, Served};
-use super::{Runtime, Shared};
-use crate::clock::ClockCache;
+use super::{Phase, Runtime, Shared};
 use crate::config::Level;
 use crate::listen::{show_addr, Listening, Protocol, Socket};
 use crate::metrics::ProxyHeader;
@@ -34,8 +34,6 @@ const ACCEPT_BURST: usize = 64;
 const SWEEP_EVERY: Duration = Duration::from_millis(250);
 /// How long accepting pauses after running out of descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-/// How long a closing connection may take to take its last bytes.
-const CLOSING_LIMIT: Duration = Duration::from_secs(5);
 /// Whether an accepted socket inherits TCP_NODELAY from its listener, as on
 /// Linux; elsewhere it is set on each connection.
 const NODELAY_INHERITED: bool = cfg!(any(target_os = "linux", target_os = "android"));
@@ -52,19 +50,6 @@ enum Accepting {
     PausedUntil(Instant),
     /// Never again: the listeners are closed (shutdown).
     Closed,
-}
-
-/// Where the worker is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Accepting and serving.
-    Serving,
-    /// Shutting down: no new connections; the open ones are served until
-    /// they end or the grace period does.
-    Draining,
-    /// The grace period is over: the remaining clients were told and are
-    /// being closed.
-    GraceOver,
 }
 
 pub(crate) struct Worker {
@@ -85,15 +70,11 @@ pub(crate) struct Worker {
     conns: Slab<Conn>,
     generation: u64,
     rt: Arc<Runtime>,
-    cache: ClockCache,
-    /// The daytime line's, kept apart so that JAM and daytime replies do
-    /// not take turns re-rendering.
-    daytime_cache: ClockCache,
-    read_buf: Box<[u8]>,
-    out_buf: Vec<u8>,
+    buffers: Buffers,
     /// Connections to drive again at the end of this turn.
     again: Vec<usize>,
     accepting: Accepting,
+    /// The phase this worker has acted on (the server's may be ahead).
     phase: Phase,
     /// Serving one inherited connection: exit when it is gone.
     single: bool,
@@ -104,6 +85,9 @@ pub(crate) struct Worker {
     /// The listeners were registered with `EPOLLEXCLUSIVE` (by hand, not by
     /// mio).
     listeners_exclusive: bool,
+    /// Debug builds: the fault a test asked for.
+    #[cfg(debug_assertions)]
+    fault: Fault,
 }
 
 impl Worker {
@@ -128,10 +112,7 @@ impl Worker {
             conns: Slab::new(),
             generation,
             rt,
-            cache: ClockCache::new(),
-            daytime_cache: ClockCache::new(),
-            read_buf: vec![0u8; 4096].into_boxed_slice(),
-            out_buf: Vec::with_capacity(4096),
+            buffers: Buffers::new(),
             again: Vec::new(),
             accepting: Accepting::Open,
             phase: Phase::Serving,
@@ -140,6 +121,8 @@ impl Worker {
             emfile_logged: None,
             nodelay_inherited: true,
             listeners_exclusive: cfg!(any(target_os = "linux", target_os = "android")),
+            #[cfg(debug_assertions)]
+            fault: Fault::from_env(),
         };
         for listening in listeners {
             let protocol = listening.protocol;
@@ -173,7 +156,7 @@ impl Worker {
         let mut events = Events::with_capacity(256);
         loop {
             // Before deciding it is finished: a stop takes the connections
-            // waiting in the listen queue first (SPEC 12), or an empty
+            // waiting in the listen queue first (jamd(8), SIGTERM), or an empty
             // worker would return and its listener close and reset them.
             self.begin_draining();
             // Checked before waiting: an inherited connection may already be
@@ -303,21 +286,8 @@ impl Worker {
     }
 
     fn scratch(&mut self) -> (&mut Slab<Conn>, Scratch<'_>) {
-        (
-            &mut self.conns,
-            Scratch {
-                read: &mut self.read_buf,
-                out: &mut self.out_buf,
-                cx: Cx {
-                    cache: &mut self.cache,
-                    clock: &self.rt.clock,
-                    daytime_cache: &mut self.daytime_cache,
-                    daytime_clock: &self.rt.daytime_clock,
-                    metrics: self.shared.metrics.worker(self.id),
-                    max_line_bytes: self.rt.config.server.max_line_bytes,
-                },
-            },
-        )
+        let metrics = self.shared.metrics.worker(self.id);
+        (&mut self.conns, self.buffers.lend(&self.rt, metrics))
     }
 
     fn drive(&mut self, key: usize) {
@@ -357,8 +327,8 @@ impl Worker {
             }
             Next::Header(header) => self.named(key, header),
             Next::BadHeader(why) => self.bad_header(key, why),
-            // A plain TCP health check: no line, no count (SPEC 10).
-            Next::Vanished => self.close(key, CloseReason::Eof),
+            // A plain TCP health check: no client, so no count.
+            Next::Vanished => self.vanished(key),
         }
     }
 
@@ -407,24 +377,19 @@ impl Worker {
 
     /// Serves a new connection if admission lets it in, or refuses it.
     ///
-    /// SPEC 10: a connection from a trusted balancer takes only its global
+    /// A connection from a trusted balancer takes only its global
     /// slot here (the balancer is no source, and `[access]` is not asked
     /// about it) and enters the slab awaiting its PROXY header; the client
     /// the header names is admitted in [`Worker::named`].
     fn admit(&mut self, stream: TcpStream, peer: SocketAddr, protocol: Protocol) {
         #[cfg(debug_assertions)]
-        fault_for_tests();
+        self.fault.strike();
         let max_line = self.rt.config.server.max_line_bytes;
-        let trusted = self.rt.config.proxy.trusts(peer.ip());
-        let admitted = if trusted {
-            self.shared.admission.enter(&self.rt)
-        } else {
-            self.shared.admission.admit(&self.rt, peer.ip())
-        };
-        let ticket = match admitted {
+        let ticket = match self.shared.admission.arrive(&self.rt, peer.ip()) {
             Ok(ticket) => ticket,
             Err(refusal) => return self.refuse(stream, peer, protocol, refusal),
         };
+        let trusted = ticket.awaits_client();
         // Replies are whole lines written at once: never hold them back.
         // Sockets accepted from our listeners have it already (Linux).
         if self.single || !self.nodelay_inherited {
@@ -433,7 +398,7 @@ impl Worker {
         let mut conn = if trusted {
             Conn::awaiting_header(stream, peer, ticket, protocol, max_line)
         } else {
-            Conn::new(stream, peer, ticket, protocol, max_line)
+            Conn::new(stream, Peer::Ip(peer), ticket, protocol, max_line)
         };
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -453,21 +418,21 @@ impl Worker {
     }
 
     /// A client is served from now on: `connection from CLIENT`, with
-    /// `via BALANCER` when a PROXY header named it.
+    /// `via BALANCER` when a PROXY header named it. A balancer's health
+    /// check is no client: not counted, and logged only when asked for.
     fn announce(&self, conn: &Conn) {
-        self.shared.metrics.worker(self.id).accepted();
-        if !self.shared.log.connections() {
-            return;
+        if conn.is_client() {
+            self.shared.metrics.worker(self.id).accepted();
         }
-        let line = match conn.via() {
-            Some(balancer) => format!(
-                "connection from {} via {}",
-                show_addr(conn.peer()),
-                show_addr(balancer)
-            ),
-            None => format!("connection from {}", show_addr(conn.peer())),
-        };
-        self.shared.log.info(line);
+        if self.logs(conn) {
+            self.shared.log.info(conn.connection_line());
+        }
+    }
+
+    /// Whether the `connection from` and `closed` lines are logged for
+    /// this connection.
+    fn logs(&self, conn: &Conn) -> bool {
+        self.shared.log.connections() && (conn.is_client() || self.rt.config.log.health_checks)
     }
 
     /// A trusted balancer's header is complete: the client it names is
@@ -479,7 +444,9 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let balancer = *conn.peer();
+        let Peer::Ip(balancer) = *conn.peer() else {
+            return;
+        };
         match header {
             Header::Proxied { client, .. } => {
                 self.shared
@@ -517,9 +484,11 @@ impl Worker {
             BadHeader::Invalid(_) | BadHeader::Truncated => ProxyHeader::Invalid,
         };
         self.shared.metrics.worker(self.id).proxy_header(result);
-        let balancer = *conn.peer();
+        let peer = *conn.peer();
         conn.close(CloseReason::Error);
-        self.refused(&balancer, Refusal::BadProxyHeader, Some(&why));
+        if let Peer::Ip(balancer) = peer {
+            self.refused(&balancer, Refusal::BadProxyHeader, Some(&why));
+        }
     }
 
     fn refuse(
@@ -534,7 +503,7 @@ impl Worker {
     }
 
     /// Logs a refusal: a debug line for each, and the rate-limited
-    /// `refused ADDR: WHY` line (SPEC 8), with `detail` in parentheses.
+    /// `refused ADDR: WHY` line (jamd(8)), with `detail` in parentheses.
     fn refused(&self, peer: &SocketAddr, refusal: Refusal, detail: Option<&BadHeader>) {
         self.shared.metrics.worker(self.id).refused(refusal);
         if self.shared.log.enabled(Level::Debug) {
@@ -551,33 +520,38 @@ impl Worker {
             .log_refused(peer, refusal, detail.map(|d| d as &dyn std::fmt::Display));
     }
 
+    /// A trusted balancer's connection closed before it sent a byte: a
+    /// plain TCP health check, closed quietly (logged only when health
+    /// checks are).
+    fn vanished(&mut self, key: usize) {
+        let Some(conn) = self.conns.try_remove(key) else {
+            return;
+        };
+        if self.shared.log.connections() && self.rt.config.log.health_checks {
+            self.shared.log.info(conn.connection_line());
+            self.shared.log.info(conn.closed_line(CloseReason::Eof));
+        }
+        conn.close(CloseReason::Eof);
+    }
+
     fn close(&mut self, key: usize, reason: CloseReason) {
         let Some(conn) = self.conns.try_remove(key) else {
             return;
         };
         // Closing the descriptor removes it from the poll set: connections
         // are never duplicated, so no deregister call is needed.
-        // A connection still awaiting its PROXY header was never announced
-        // as a client: it leaves no line (and is no `closed` count).
-        if !conn.is_client() {
+        // A connection still awaiting its PROXY header was never announced:
+        // it leaves no line (and is no `closed` count).
+        if conn.awaiting_since().is_some() {
             return conn.close(reason);
         }
         // Counted before the socket closes: when the client sees the close,
-        // a scrape already shows it.
-        self.shared.metrics.worker(self.id).closed(reason);
-        if self.shared.log.connections() {
-            // JAM's line as ever; the other protocols say which they are.
-            let protocol = match conn.protocol() {
-                Protocol::Jam => String::new(),
-                other => format!(" protocol={other}"),
-            };
-            self.shared.log.info(format!(
-                "closed {} requests={} duration_ms={} reason={}{protocol}",
-                show_addr(conn.peer()),
-                conn.requests(),
-                conn.opened().elapsed().as_millis(),
-                reason
-            ));
+        // a scrape already shows it. A health check is no client.
+        if conn.is_client() {
+            self.shared.metrics.worker(self.id).closed(reason);
+        }
+        if self.logs(&conn) {
+            self.shared.log.info(conn.closed_line(reason));
         }
         conn.close(reason);
     }
@@ -592,7 +566,7 @@ impl Worker {
             }
         }
         self.begin_draining();
-        if self.phase == Phase::Draining && self.shared.grace_over.load(Ordering::Acquire) {
+        if self.phase == Phase::Draining && self.shared.phase() == Phase::GraceOver {
             self.phase = Phase::GraceOver;
             self.end_all(CloseReason::Shutdown);
         }
@@ -604,7 +578,7 @@ impl Worker {
 
     /// SIGTERM arrived: accept what is queued, then close the listeners.
     fn begin_draining(&mut self) {
-        if self.phase == Phase::Serving && self.shared.stopping.load(Ordering::Acquire) {
+        if self.phase == Phase::Serving && self.shared.phase() != Phase::Serving {
             self.phase = Phase::Draining;
             self.close_listeners();
         }
@@ -614,7 +588,7 @@ impl Worker {
         // Connections the kernel has completed wait in the accept queue,
         // and closing the socket would reset them: a load balancer that
         // had connected counts them as served, so they would fail at the
-        // client (SPEC 10's fleet). Take them and serve them through the
+        // client (the fleet of jamd(8)). Take them and serve them through the
         // grace period; later ones are refused, and a balancer retries
         // those elsewhere.
         if self.accepting != Accepting::Closed {
@@ -699,7 +673,7 @@ impl Worker {
         let mut stuck = Vec::new();
         let mut late = Vec::new();
         for (key, conn) in self.conns.iter() {
-            // SPEC 10: a trusted balancer has `header_timeout` for its
+            // A trusted balancer has `header_timeout` for its
             // header; the idle timer starts once a client is named.
             if let Some(since) = conn.awaiting_since() {
                 if now.duration_since(since) >= Duration::from_secs(header_timeout) {
@@ -725,7 +699,7 @@ impl Worker {
         for key in idle_keys {
             // The socket first: requests that arrived while jamd could not
             // run (SIGSTOP, a paused container) are answered, not idled out
-            // (SPEC 12). Driving reads them and resets the idle clock.
+            // (jamd(8)). Driving reads them and resets the idle clock.
             self.drive(key);
             let still_idle = self.conns.get(key).is_some_and(|c| {
                 c.closing(limit).is_none() && now.duration_since(c.last_line()) >= idle
@@ -740,15 +714,34 @@ impl Worker {
 /// Debug builds only, never a release: `JAMD_TEST_FAULT=panic` (or `hang`)
 /// makes a worker panic (or stop turning for good) when it admits a client,
 /// so that tests/lifecycle.rs can show what jamd does about a dead or stuck
-/// worker: nothing else can make one die on purpose.
+/// worker: nothing else can make one die on purpose. Read once, when the
+/// worker starts, not on each admission.
 #[cfg(debug_assertions)]
-fn fault_for_tests() {
-    match std::env::var("JAMD_TEST_FAULT").as_deref() {
-        Ok("panic") => panic!("JAMD_TEST_FAULT=panic"),
-        Ok("hang") => loop {
-            std::thread::sleep(Duration::from_secs(3600));
-        },
-        _ => {}
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    None,
+    Panic,
+    Hang,
+}
+
+#[cfg(debug_assertions)]
+impl Fault {
+    fn from_env() -> Fault {
+        match std::env::var("JAMD_TEST_FAULT").as_deref() {
+            Ok("panic") => Fault::Panic,
+            Ok("hang") => Fault::Hang,
+            _ => Fault::None,
+        }
+    }
+
+    fn strike(self) {
+        match self {
+            Fault::Panic => panic!("JAMD_TEST_FAULT=panic"),
+            Fault::Hang => loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            },
+            Fault::None => {}
+        }
     }
 }
 
