@@ -792,3 +792,67 @@ fn socket_activation_serves_stream_and_datagram_sockets_by_name_or_address() {
         "the skipped socket"
     );
 }
+
+#[test]
+fn the_shipped_inetd_and_xinetd_entries_serve_daytime_and_time_through_jamd() {
+    let inetd = common::repo_file("packaging/inetd/jamd-time.inetd");
+    let lines: Vec<Vec<&str>> = inetd
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let mut seen = Vec::new();
+    for f in &lines {
+        let (service, socket, wait) = (f[0], f[1], f[3]);
+        let want = match service {
+            "daytime" => "daytime",
+            "time" => "rfc868",
+            other => panic!("unexpected service {other}"),
+        };
+        assert_eq!(
+            &f[5..],
+            ["/usr/bin/jamd", "jamd", "--inetd", "--protocol", want],
+            "{f:?}"
+        );
+        match socket {
+            "stream" => assert_eq!((f[2], wait), ("tcp", "nowait"), "{f:?}"),
+            "dgram" => assert_eq!((f[2], wait), ("udp", "wait"), "{f:?}"),
+            other => panic!("socket type {other}"),
+        }
+        seen.push((service, socket));
+    }
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        [
+            ("daytime", "dgram"),
+            ("daytime", "stream"),
+            ("time", "dgram"),
+            ("time", "stream")
+        ]
+    );
+    let xinetd = common::repo_file("packaging/xinetd/jamd-time");
+    for (args, socket) in [
+        ("--inetd --protocol daytime", "stream"),
+        ("--inetd --protocol daytime", "dgram"),
+        ("--inetd --protocol rfc868", "stream"),
+        ("--inetd --protocol rfc868", "dgram"),
+    ] {
+        let found = xinetd.split("service ").skip(1).any(|block| {
+            let attr = |k: &str| {
+                block.lines().find_map(|l| {
+                    let (key, value) = l.split_once('=')?;
+                    (key.trim() == k).then(|| value.trim().to_owned())
+                })
+            };
+            attr("server_args").as_deref() == Some(args)
+                && attr("socket_type").as_deref() == Some(socket)
+                && attr("wait").as_deref() == Some(if socket == "dgram" { "yes" } else { "no" })
+                && attr("server").as_deref() == Some("/usr/bin/jamd")
+        });
+        assert!(
+            found,
+            "packaging/xinetd/jamd-time: no {socket} service running jamd {args}"
+        );
+    }
+}
