@@ -1373,6 +1373,29 @@ impl Overrides {
         if let Some(target) = self.log_target {
             config.log.target = target;
         }
+        if self.port.is_some() || !self.bind.is_empty() {
+            // -p and -b may now name what a [daytime] or [rfc868] listener has.
+            let port = config.server.port;
+            if let Some(l) = config.listeners().iter().find(|l| {
+                l.protocol != Protocol::Jam
+                    && l.transport == Transport::Tcp
+                    && l.addr.port() != 0
+                    && l.addr.port() == port
+                    && config.server.bind.iter().any(|ip| {
+                        ip.is_ipv4() == l.addr.is_ipv4()
+                            && (*ip == l.addr.ip()
+                                || ip.is_unspecified()
+                                || l.addr.ip().is_unspecified())
+                    })
+            }) {
+                return Err(ConfigError::CommandLine(format!(
+                    "-p/-b: port {} is taken by the {} listener {} (tcp) of the configuration",
+                    port,
+                    l.protocol,
+                    show_addr(&l.addr)
+                )));
+            }
+        }
         Ok(())
     }
 }
@@ -1592,6 +1615,22 @@ listen = "[::1]:9645"
         // Another transport, another family, or port 0 (the kernel picks) is no clash.
         assert!(parse("[daytime]\nlisten = [\"127.0.0.1:13\", \"[::]:13\"]\nlisten_udp = [\"127.0.0.1:13\"]\n").is_ok());
         assert!(parse("[server]\nport = 0\nbind = [\"127.0.0.1\"]\n[daytime]\nlisten = [\"127.0.0.1:0\", \"127.0.0.1:0\"]\n").is_ok());
+    }
+
+    #[test]
+    fn a_port_from_the_command_line_cannot_take_a_daytime_listeners() {
+        let mut c = parse("[daytime]\nlisten = [\"127.0.0.1:1313\"]\n").unwrap();
+        let o = Overrides {
+            port: Some(1313),
+            ..Overrides::default()
+        };
+        let e = o.apply(&mut c).unwrap_err().to_string();
+        assert_eq!(e, "-p/-b: port 1313 is taken by the daytime listener 127.0.0.1:1313 (tcp) of the configuration");
+        let o = Overrides {
+            port: Some(1314),
+            ..Overrides::default()
+        };
+        assert!(o.apply(&mut c).is_ok());
     }
 
     #[test]
