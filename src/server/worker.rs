@@ -382,6 +382,10 @@ impl Worker {
     /// about it) and enters the slab awaiting its PROXY header; the client
     /// the header names is admitted in [`Worker::named`].
     fn admit(&mut self, stream: TcpStream, peer: SocketAddr, protocol: Protocol) {
+        // A reload put in effect while this turn ran (a burst of accepts
+        // can outlast one) applies to the client accepted now: one atomic
+        // load when nothing changed.
+        self.refresh();
         #[cfg(debug_assertions)]
         self.fault.strike();
         let max_line = self.rt.config.server.max_line_bytes;
