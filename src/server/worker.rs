@@ -231,6 +231,8 @@ impl Worker {
 
     /// Answers the datagrams queued on UDP listener `i`, for one turn.
     fn serve_datagrams(&mut self, i: usize) {
+        // As for an accepted client: a reload in this turn applies now.
+        self.refresh();
         let Some(d) = self.datagrams.get_mut(i) else {
             return;
         };
