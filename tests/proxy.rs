@@ -369,7 +369,7 @@ fn access_and_per_source_limits_apply_to_the_clients_headers_name() {
     // (Refusal warnings are one a second; each has its debug line.)
     wait_line(
         &jamd,
-        &["debug: refused 192.0.2.7:2: server busy (reason=source_busy"],
+        &["debug: refused 192.0.2.7:2: source busy (reason=source_busy"],
     );
     // Another client through the same balancer: the balancer is no source.
     let (_other, reply) = named("192.0.2.8", 1);

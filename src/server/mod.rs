@@ -10,7 +10,7 @@
 
 pub(crate) mod admission;
 pub(crate) mod conn;
-mod refusals;
+pub(crate) mod refusals;
 pub(crate) mod session;
 mod worker;
 
@@ -141,11 +141,14 @@ impl Shared {
     fn sample(&self) -> metrics::Sample {
         metrics::Sample {
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            revision: env!("JAMD_REVISION").to_owned(),
             counters: self.metrics.counters(),
             open: self.admission.open() as u64,
             tracked_sources: self.admission.tracked_sources() as u64,
             evicted_sources: self.admission.evicted_sources(),
             log_lines_dropped: self.log.dropped_total(),
+            last_reload_successful: self.metrics.last_reload().0,
+            last_reload_success_timestamp: self.metrics.last_reload().1,
             process: metrics::process::Process::read(),
         }
     }
@@ -159,17 +162,16 @@ impl Shared {
         why: admission::Refusal,
         detail: Option<&dyn std::fmt::Display>,
     ) {
-        let say = lock(&self.refusals).refused(Instant::now());
+        let say = lock(&self.refusals).refused(why, Instant::now());
         match say {
             refusals::Say::This => {
                 let detail = detail.map(|d| format!(" ({d})")).unwrap_or_default();
-                self.log.warn(format!(
-                    "refused {}: {}{detail}",
-                    show_addr(peer),
-                    why.words()
-                ))
+                self.log.refused(
+                    why,
+                    format!("refused {}: {}{detail}", show_addr(peer), why.words()),
+                )
             }
-            refusals::Say::More(n) => self.log_refused_more(n),
+            refusals::Say::More(tally) => self.log.refused_more(tally),
             refusals::Say::Nothing => self.refusals_pending.store(true, Ordering::Release),
         }
     }
@@ -179,10 +181,6 @@ impl Shared {
         if let Some(slot) = self.alive.get(id) {
             slot.store(self.ping.load(Ordering::Acquire), Ordering::Release);
         }
-    }
-
-    fn log_refused_more(&self, n: u64) {
-        self.log.warn(format!("refused {n} more connection(s)"));
     }
 
     /// When a summary of refusals is due, if any is waiting.
@@ -200,7 +198,7 @@ impl Shared {
             return;
         }
         let mut log = lock(&self.refusals);
-        let n = if now_all {
+        let tally = if now_all {
             log.take()
         } else {
             log.tick(Instant::now())
@@ -208,8 +206,8 @@ impl Shared {
         self.refusals_pending
             .store(log.deadline().is_some(), Ordering::Release);
         drop(log);
-        if let Some(n) = n {
-            self.log_refused_more(n);
+        if let Some(tally) = tally {
+            self.log.refused_more(tally);
         }
     }
 }
@@ -318,7 +316,7 @@ impl Server {
 
     /// Counts a SIGHUP, put in effect or not (`jamd_reloads_total`).
     pub fn count_reload(&self, result: Reload) {
-        self.shared.metrics.control().reload(result);
+        self.shared.metrics.reloaded(result);
     }
 
     /// SIGUSR1's `status:` line, from the counters a scrape shows.
