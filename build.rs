@@ -14,13 +14,18 @@ fn main() {
     let version = std::env::var("CARGO_PKG_VERSION").unwrap_or_else(|_| "unknown".into());
     let commit = git(&["rev-parse", "--short=10", "HEAD"]);
     let date = source_date_epoch().or_else(|| git(&["log", "-1", "--format=%cs", "HEAD"]));
-    let extra: Vec<String> = commit.into_iter().chain(date).collect();
+    let extra: Vec<String> = commit.clone().into_iter().chain(date).collect();
     let full = if extra.is_empty() {
         version
     } else {
         format!("{version} ({})", extra.join(" "))
     };
     println!("cargo:rustc-env=JAMD_VERSION={full}");
+    // jamd_build_info{revision}: the commit, as Prometheus's own build_info.
+    println!(
+        "cargo:rustc-env=JAMD_REVISION={}",
+        commit.as_deref().unwrap_or("unknown")
+    );
     watch_git();
 }
 

@@ -62,6 +62,7 @@ pub fn run(settings: &Settings, out: &mut (dyn Write + Send), err: &mut (dyn Wri
         let options = conformance::Options {
             target: settings.target.clone(),
             family: settings.family,
+            source: settings.source,
             strict,
         };
         return conformance::run(&options, out);

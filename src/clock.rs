@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use chrono::format::{Fixed, Item, Numeric, StrftimeItems};
-use chrono::{DateTime, FixedOffset};
+use chrono::format::{Item, StrftimeItems};
+use chrono::{DateTime, FixedOffset, Offset as _};
 
 /// A validated strftime format (chrono's dialect).
 #[derive(Clone)]
@@ -49,29 +49,23 @@ impl TimeFormat {
         let items = StrftimeItems::new(source)
             .parse_to_owned()
             .map_err(|_| format!("invalid strftime format {source:?}"))?;
-        let format = TimeFormat {
+        // Some specifiers parse but cannot be rendered from a date and time
+        // with an offset; find out now, not at request time.
+        let mut out = String::new();
+        if !render_items(&items, 0, 0, 0, &mut out) {
+            return Err(format!("strftime format {source:?} cannot be rendered"));
+        }
+        // %n renders a line break, which would end the reply line early.
+        if out.contains(['\r', '\n']) {
+            return Err(format!(
+                "strftime format {source:?} would put a line break into the reply"
+            ));
+        }
+        Ok(TimeFormat {
             source: source.to_owned(),
             resolution_ns: resolution_of(&items),
             items,
-        };
-        // Some specifiers parse but cannot be rendered from a date and time
-        // with an offset; find out now, not at request time.
-        let probe = DateTime::from_timestamp(0, 0)
-            .map(|t| t.with_timezone(&FixedOffset::east_opt(0).unwrap_or(chrono::Utc.fix())));
-        let mut out = String::new();
-        match probe {
-            Some(t) if write!(out, "{}", t.format_with_items(format.items.iter())).is_ok() => {
-                // %n renders a line break, which would end the reply line early.
-                if out.contains(['\r', '\n']) {
-                    Err(format!(
-                        "strftime format {source:?} would put a line break into the reply"
-                    ))
-                } else {
-                    Ok(format)
-                }
-            }
-            _ => Err(format!("strftime format {source:?} cannot be rendered")),
-        }
+        })
     }
 
     /// The format as written in the configuration.
@@ -85,21 +79,57 @@ impl TimeFormat {
     }
 }
 
-use chrono::Offset as _;
-
-fn resolution_of(items: &[Item<'_>]) -> u32 {
-    let mut res = 1_000_000_000;
-    for item in items {
-        let r = match item {
-            Item::Fixed(Fixed::Nanosecond3) => 1_000_000,
-            Item::Fixed(Fixed::Nanosecond6) => 1_000,
-            Item::Fixed(Fixed::Nanosecond | Fixed::Nanosecond9 | Fixed::Internal(_)) => 1,
-            Item::Numeric(Numeric::Nanosecond, _) => 1,
-            _ => 1_000_000_000,
-        };
-        res = res.min(r);
+/// Renders `items` at Unix time `secs`.`nanos` shown at `offset` seconds east
+/// of UTC; false when chrono cannot render them.
+fn render_items(items: &[Item<'_>], secs: i64, nanos: u32, offset: i32, out: &mut String) -> bool {
+    out.clear();
+    let fixed = FixedOffset::east_opt(offset).unwrap_or(chrono::Utc.fix());
+    match DateTime::from_timestamp(secs, nanos) {
+        Some(t) => write!(
+            out,
+            "{}",
+            t.with_timezone(&fixed).format_with_items(items.iter())
+        )
+        .is_ok(),
+        None => false,
     }
-    res
+}
+
+/// The coarsest step of 1 s, 1 ms, 1 µs or 1 ns within which the format
+/// always renders the same text, found by rendering it, not from a list of
+/// specifiers: a format that shows fractions only when they are not zero
+/// (chrono's `%+` and `%.f`) is as fine as its finest digit.
+fn resolution_of(items: &[Item<'_>]) -> u32 {
+    // An instant with every field different from its neighbours' (a
+    // Wednesday afternoon, 2026-11-25 14:03:27 UTC) and a fraction with no
+    // zero digit.
+    const SECS: i64 = 1_795_615_407;
+    const FRACTION: u32 = 123_456_789;
+    let mut first = String::new();
+    let mut other = String::new();
+    for step in [1_000_000_000, 1_000_000, 1_000] {
+        let start = FRACTION / step * step;
+        // Both ends of the step, its middle, and points whose finer digits
+        // are zero or not (the forms that render a different number of digits).
+        let probes = [
+            1,
+            step - 1,
+            step / 2,
+            FRACTION % step,
+            step / 1_000,
+            step / 1_000_000,
+            step / 1_000 + 1,
+        ];
+        render_items(items, SECS, start, 0, &mut first);
+        let constant = probes.iter().all(|&p| {
+            render_items(items, SECS, start + p, 0, &mut other);
+            other == first
+        });
+        if constant {
+            return step;
+        }
+    }
+    1
 }
 
 /// A time zone: the machine's local zone, UTC, a fixed offset, or an IANA zone.
@@ -297,20 +327,9 @@ fn read_zone_name(name: &str) -> Result<tz::TimeZone, String> {
     })
 }
 
-/// A compiled zone file, refusing anything but a regular file without
-/// blocking on it (a FIFO would hang the loading thread).
+/// A compiled zone file.
 fn read_zone_file(path: &Path) -> std::io::Result<tz::TimeZone> {
-    use std::io::Read as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
+    let bytes = crate::config::read_regular_file(path)?;
     tz::TimeZone::from_tz_data(&bytes)
         .map_err(|e| std::io::Error::other(format!("not a zone file ({e})")))
 }
@@ -351,14 +370,9 @@ pub struct Clock {
 impl Clock {
     /// Renders a given instant (Unix seconds and nanoseconds) into `out`.
     pub fn render_at(&self, secs: i64, nanos: u32, out: &mut String) {
-        out.clear();
         let offset = self.zone.offset_at(secs);
-        let fixed = FixedOffset::east_opt(offset).unwrap_or(chrono::Utc.fix());
-        if let Some(t) = DateTime::from_timestamp(secs, nanos) {
-            let local = t.with_timezone(&fixed);
-            // Checked at load: a TimeFormat always renders.
-            let _ = write!(out, "{}", local.format_with_items(self.format.items.iter()));
-        }
+        // Checked at load: a TimeFormat always renders.
+        render_items(&self.format.items, secs, nanos, offset, out);
     }
 }
 
@@ -514,8 +528,77 @@ mod tests {
         );
         assert_eq!(TimeFormat::parse("%T%.6f").unwrap().resolution_ns(), 1_000);
         assert_eq!(TimeFormat::parse("%T%.f").unwrap().resolution_ns(), 1);
-        assert_eq!(TimeFormat::parse("%T.%3f").unwrap().resolution_ns(), 1);
+        assert_eq!(
+            TimeFormat::parse("%T.%3f").unwrap().resolution_ns(),
+            1_000_000
+        );
+        assert_eq!(TimeFormat::parse("%+").unwrap().resolution_ns(), 1);
         assert_eq!(TimeFormat::parse("%T.%f").unwrap().resolution_ns(), 1);
+    }
+
+    /// Every specifier chrono formats (its strftime table), with the padding
+    /// modifiers on numeric ones.
+    const EVERY_SPECIFIER: &[&str] = &[
+        "%Y", "%C", "%y", "%q", "%m", "%b", "%B", "%h", "%d", "%e", "%a", "%A", "%w", "%u", "%U",
+        "%W", "%G", "%g", "%V", "%j", "%D", "%x", "%F", "%v", "%H", "%k", "%I", "%l", "%P", "%p",
+        "%M", "%S", "%f", "%.f", "%.3f", "%.6f", "%.9f", "%3f", "%6f", "%9f", "%R", "%T", "%X",
+        "%r", "%Z", "%z", "%:z", "%::z", "%:::z", "%c", "%+", "%s", "%t", "%%", "%-d", "%_H",
+        "%0e", "%-S", "%_m", "%-j",
+    ];
+
+    #[test]
+    fn every_specifier_renders_the_instant_asked_for_through_the_cache() {
+        // Instants within one second whose fractions end in zeros or not,
+        // visited in order as requests are.
+        let nanos = [
+            0,
+            1,
+            999,
+            1_000,
+            1_001,
+            999_999,
+            1_000_000,
+            1_000_001,
+            26_490_000,
+            123_000_000,
+            123_456_000,
+            123_456_789,
+            500_000_000,
+            999_999_999,
+        ];
+        for spec in EVERY_SPECIFIER {
+            let format = TimeFormat::parse(spec).unwrap_or_else(|e| panic!("{spec}: {e}"));
+            for zone in ["UTC", "+05:45"] {
+                let c = Arc::new(Clock {
+                    format: format.clone(),
+                    zone: Zone::parse(zone).unwrap(),
+                });
+                let mut cache = ClockCache::new();
+                let mut fresh = String::new();
+                for secs in [T, T + 1] {
+                    for &n in &nanos {
+                        c.render_at(secs, n, &mut fresh);
+                        assert_eq!(cache.at(&c, secs, n), fresh, "{spec} at {secs}.{n:09}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn formats_that_show_fractions_only_when_not_zero_are_not_cached_for_a_second() {
+        // chrono's %+ is %Y-%m-%dT%H:%M:%S%.f%:z: 0, 3, 6 or 9 digits.
+        let c = clock("%+", "UTC");
+        let mut cache = ClockCache::new();
+        assert_eq!(cache.at(&c, T, 0), "2026-11-25T14:03:27+00:00");
+        assert_eq!(
+            cache.at(&c, T, 170_000_000),
+            "2026-11-25T14:03:27.170+00:00"
+        );
+        assert_eq!(
+            cache.at(&c, T, 340_000_001),
+            "2026-11-25T14:03:27.340000001+00:00"
+        );
     }
 
     #[test]

@@ -339,7 +339,7 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
-    /// The source a client address counts as (SPEC 8).
+    /// The source a client address counts as.
     pub fn source_of(&self, ip: IpAddr) -> SourceKey {
         SourceKey::new(ip, self.source_prefix_v4, self.source_prefix_v6)
     }
@@ -366,7 +366,7 @@ impl ServerConfig {
     }
 }
 
-/// `[access]`: the allow and deny lists (SPEC 7).
+/// `[access]`: the allow and deny lists.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct AccessConfig {
     /// Addresses or prefixes that may connect; empty: everyone not denied.
@@ -383,7 +383,7 @@ impl AccessConfig {
 }
 
 /// `[proxy]`: load balancers trusted to name the client with a PROXY
-/// protocol header (SPEC 10).
+/// protocol header.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProxyConfig {
     /// Addresses or prefixes of the balancers; empty: off.
@@ -645,6 +645,16 @@ impl<'a, 'i> Keys<'a, 'i> {
         };
         let (key, value) = self.entries[i];
         let known = self.known.join(", ");
+        let is_section = self.prefix.is_empty() && value.get_ref().is_table();
+        let hint = nearest(key.get_ref(), &self.known)
+            .map(|near| {
+                if is_section {
+                    format!("; did you mean [{near}]?")
+                } else {
+                    format!("; did you mean {near}?")
+                }
+            })
+            .unwrap_or_default();
         let message = if self.prefix.is_empty() {
             if value.get_ref().is_table() {
                 format!(
@@ -665,8 +675,44 @@ impl<'a, 'i> Keys<'a, 'i> {
                 key.get_ref()
             )
         };
-        Err(Invalid::at(key.span(), message))
+        Err(Invalid::at(key.span(), message + &hint))
     }
+}
+
+/// The known name closest to `word` when one is close enough to be a typing
+/// mistake (`max_line_byte`, `prot`, `sever`): at most one edit in three
+/// characters, and at most three.
+fn nearest<'k>(word: &str, known: &[&'k str]) -> Option<&'k str> {
+    let word = word.to_ascii_lowercase();
+    let most = word.chars().count().div_ceil(3).clamp(1, 3);
+    known
+        .iter()
+        .map(|k| (edit_distance(&word, k), *k))
+        .filter(|(d, _)| *d <= most)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Edits (insert, delete, replace, swap two neighbours) that turn `a` into
+/// `b`: the optimal string alignment distance.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    // Rows i-2, i-1 and i of the table.
+    let mut before: Vec<usize> = Vec::new();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        let mut row = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            row[j] = (prev[j] + 1).min(row[j - 1] + 1).min(prev[j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                row[j] = row[j].min(before[j - 2] + 1);
+            }
+        }
+        before = std::mem::replace(&mut prev, row);
+    }
+    prev[b.len()]
 }
 
 /// One key's value and its place in the file, read as the type the key takes.
@@ -1049,12 +1095,18 @@ fn read_log(mut keys: Keys<'_, '_>) -> Result<LogConfig, Invalid> {
         )
     })?;
     keys.read("level", &mut l.level, |v| {
-        v.one_of(&[
+        let level = v.one_of(&[
             ("error", Level::Error),
             ("warn", Level::Warn),
             ("info", Level::Info),
             ("debug", Level::Debug),
-        ])
+        ]);
+        match level {
+            // syslog's own name for the level (LOG_WARNING, `logger -p
+            // daemon.warning`) means the same.
+            Err(_) if v.value.get_ref().as_str() == Some("warning") => Ok(Level::Warn),
+            level => level,
+        }
     })?;
     keys.read("connections", &mut l.connections, |v| v.boolean())?;
     keys.read("health_checks", &mut l.health_checks, |v| v.boolean())?;
@@ -1131,7 +1183,7 @@ pub struct Loaded {
 /// Only a file that does not exist means "use the defaults": an unreadable
 /// directory, a FIFO or a device is an error.
 pub fn load(path: &Path, explicit: bool, overrides: &Overrides) -> Result<Loaded, ConfigError> {
-    let (mut config, missing_default) = match read_file(path) {
+    let (mut config, missing_default) = match read_regular_file(path) {
         Ok(text) => (Config::parse_bytes(&text, path)?, false),
         Err(error) if !explicit && error.kind() == std::io::ErrorKind::NotFound => {
             (Config::parse("", path)?, true)
@@ -1152,8 +1204,9 @@ pub fn load(path: &Path, explicit: bool, overrides: &Overrides) -> Result<Loaded
 
 /// The file's bytes, refusing anything but a regular file without blocking
 /// on it: a FIFO would otherwise hang jamd (also on reload, in the control
-/// thread), and a device could be read forever.
-fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
+/// thread), and a device could be read forever. The configuration and the
+/// zone files are read this way.
+pub(crate) fn read_regular_file(path: &Path) -> std::io::Result<Vec<u8>> {
     let mut file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
@@ -1225,7 +1278,7 @@ impl Config {
     /// Reads and validates the file at `path` (no command line, no default
     /// for a missing file).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let bytes = read_file(path).map_err(|error| ConfigError::Read {
+        let bytes = read_regular_file(path).map_err(|error| ConfigError::Read {
             path: path.to_owned(),
             error,
         })?;
@@ -1692,6 +1745,42 @@ deny = ["10.1.2.0/24"]
         assert!(c.proxy.trusts("::1".parse().unwrap()));
         assert!(!c.proxy.trusts("192.0.2.1".parse().unwrap()));
         assert!(!Config::default().proxy.trusts("127.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn an_unknown_key_suggests_the_nearest_known_one() {
+        let cases = [
+            (
+                "[server]\nmax_line_byte = 9\n",
+                Some("did you mean max_line_bytes?"),
+            ),
+            ("[server]\nprot = 9\n", Some("did you mean port?")),
+            ("[sever]\n", Some("did you mean [server]?")),
+            ("[proxy]\ntrust = []\n", Some("did you mean trusted?")),
+            ("[log]\nLevel = \"info\"\n", Some("did you mean level?")),
+            ("[metrics]\nport = 9645\n", None),
+            ("[server]\ncolour = 1\n", None),
+        ];
+        for (file, hint) in cases {
+            let e = parse(file).expect_err(file);
+            match hint {
+                Some(hint) => assert!(e.ends_with(&format!("; {hint}")), "{file:?}: {e}"),
+                None => assert!(!e.contains("did you mean"), "{file:?}: {e}"),
+            }
+        }
+        assert_eq!(edit_distance("prot", "port"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn log_level_warning_is_warn() {
+        assert_eq!(
+            parse("[log]\nlevel = \"warning\"\n").unwrap().log.level,
+            Level::Warn
+        );
+        let e = parse("[log]\nlevel = \"trace\"\n").unwrap_err();
+        assert!(e.contains("expected one of \"error\", \"warn\""), "{e}");
     }
 
     #[test]

@@ -525,7 +525,7 @@ pub fn from_service_manager(warnings: &mut Vec<String>) -> Result<Option<Activat
     let names = std::env::var("LISTEN_FDNAMES").ok();
     // Children must never see them (sd_listen_fds(3) does the same).
     for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
-        std::env::remove_var(var);
+        crate::sys::remove_env(var);
     }
     let (pid, fds) = match (pid, fds) {
         (None, None) => return Ok(None),

@@ -3,7 +3,8 @@
 //! Workers hand finished lines to a bounded queue and go on; one logging thread
 //! writes them out. When the queue is full (syslog slow or gone) a line is
 //! dropped and counted, and the count is logged as soon as lines get through
-//! again: `dropped N log line(s)`.
+//! again: `dropped N log line(s)`. A refusal line is never lost that way:
+//! what it counted is said later, in a `refused N more connection(s)` line.
 //!
 //! If syslog cannot be reached at start, jamd says so once on standard error
 //! and logs there instead, trying syslog again now and then. When standard
@@ -19,9 +20,11 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use syslog::{Formatter3164, LoggerBackend};
+use syslog::{LogFormat, LoggerBackend, Severity};
 
 use crate::config::{Facility, Level, LogConfig, LogTarget, SyslogSocket};
+use crate::server::refusals::Tally;
+use crate::server::Refusal;
 
 /// Lines waiting for the logging thread before new ones are dropped.
 const QUEUE_LINES: usize = 4096;
@@ -29,6 +32,9 @@ const QUEUE_LINES: usize = 4096;
 const SYSLOG_WRITE_TIMEOUT: Duration = Duration::from_millis(200);
 /// How often an unreachable syslog is tried again.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
+/// Refusal lines come at most this often (the server paces its own; the
+/// logging thread paces the ones it adds for refusals it could not log).
+const REFUSALS_EVERY: Duration = Duration::from_secs(1);
 
 /// A handle for logging; cheap to clone, shared by every thread.
 #[derive(Clone)]
@@ -43,6 +49,8 @@ struct Inner {
     dropped: Arc<AtomicU64>,
     /// Every line ever lost, for `jamd_log_lines_dropped_total`.
     dropped_total: Arc<AtomicU64>,
+    /// Refusals whose line was lost, to be said later.
+    unsaid: Arc<Mutex<Tally>>,
     /// New sinks after a reload, picked up by the logging thread. A slot, not
     /// a queued message: a reload must not wait behind a full queue.
     reconfigure: Arc<Mutex<Option<Sinks>>>,
@@ -50,6 +58,9 @@ struct Inner {
 
 enum Msg {
     Line(Level, String),
+    /// A refusal line (`None`: the summary `tally` reads as) and the
+    /// refusals it counts.
+    Refused(Option<String>, Box<Tally>),
     Flush(SyncSender<()>),
     /// New sinks are in the slot: wakes a logging thread that is waiting.
     Reconfigured,
@@ -86,11 +97,13 @@ impl Logger {
             stdio_is_client,
         };
         let reconfigure = Arc::new(Mutex::new(None));
+        let unsaid = Arc::new(Mutex::new(Tally::default()));
         let writer = Writer::new(
             sinks,
             Arc::clone(&dropped),
             Arc::clone(&dropped_total),
             Arc::clone(&reconfigure),
+            Arc::clone(&unsaid),
         );
         // If the thread cannot start, lines are dropped and counted: logging
         // must never stop the service.
@@ -104,6 +117,7 @@ impl Logger {
                 connections: AtomicBool::new(config.connections),
                 dropped,
                 dropped_total,
+                unsaid,
                 reconfigure,
             }),
         }
@@ -150,6 +164,35 @@ impl Logger {
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.inner.dropped.fetch_add(1, Ordering::Relaxed);
                 self.inner.dropped_total.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Logs `refused ADDR: WHY` (a warning) for one refused client. When
+    /// the line cannot be logged (the queue is full, the target takes no
+    /// lines), the refusal is counted in a later `refused N more
+    /// connection(s)` line instead.
+    pub(crate) fn refused(&self, why: Refusal, line: String) {
+        self.send_refused(Some(line), Tally::of(why, 1));
+    }
+
+    /// Logs `refused N more connection(s): …` for `tally`, also later when
+    /// it cannot be logged now, with whatever else could not be.
+    pub(crate) fn refused_more(&self, tally: Tally) {
+        self.send_refused(None, tally);
+    }
+
+    fn send_refused(&self, line: Option<String>, tally: Tally) {
+        if !self.enabled(Level::Warn) {
+            return;
+        }
+        if let Err(TrySendError::Full(msg) | TrySendError::Disconnected(msg)) =
+            self.inner.tx.try_send(Msg::Refused(line, Box::new(tally)))
+        {
+            self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+            self.inner.dropped_total.fetch_add(1, Ordering::Relaxed);
+            if let Msg::Refused(_, tally) = msg {
+                lock(&self.inner.unsaid).merge(&tally);
             }
         }
     }
@@ -204,7 +247,47 @@ impl Logger {
     }
 }
 
-type Syslog = syslog::Logger<LoggerBackend, Formatter3164>;
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A thread that panicked while holding it must not cost the counts.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+type Syslog = syslog::Logger<LoggerBackend, Rfc3164>;
+
+/// The syslog line of RFC 3164: `<PRI>Mmm dd hh:mm:ss [HOST ]jamd[PID]: MSG`,
+/// the day of month padded with a space (`Dec  4`), as the RFC and every
+/// syslog daemon write it. The time is UTC (the syslog crate's formatter,
+/// which this replaces, wrote UTC too, but padded the day with a zero).
+struct Rfc3164 {
+    facility: syslog::Facility,
+    /// For a remote collector: which host the line is from.
+    hostname: Option<String>,
+    pid: u32,
+}
+
+impl<T: std::fmt::Display> LogFormat<T> for Rfc3164 {
+    fn format<W: std::io::Write>(
+        &self,
+        w: &mut W,
+        severity: Severity,
+        message: T,
+    ) -> syslog::Result<()> {
+        let priority = self.facility as u8 | severity as u8;
+        let stamp = rfc3164_stamp(chrono::Utc::now());
+        let host = self
+            .hostname
+            .as_deref()
+            .map(|h| format!("{h} "))
+            .unwrap_or_default();
+        write!(w, "<{priority}>{stamp} {host}jamd[{}]: {message}", self.pid)
+            .map_err(syslog::Error::Write)
+    }
+}
+
+/// `Dec  4 05:44:55`: RFC 3164's TIMESTAMP.
+fn rfc3164_stamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%b %e %H:%M:%S").to_string()
+}
 
 /// The logging thread's state.
 struct Writer {
@@ -216,6 +299,11 @@ struct Writer {
     dropped: Arc<AtomicU64>,
     dropped_total: Arc<AtomicU64>,
     reconfigure: Arc<Mutex<Option<Sinks>>>,
+    /// Refusals whose line was lost (here or by a full queue).
+    unsaid: Arc<Mutex<Tally>>,
+    /// When this thread last wrote a refusal line, and whether it was one of
+    /// its own (a summary of `unsaid`): the server paces the others.
+    last_refusal_line: Option<(Instant, bool)>,
 }
 
 impl Writer {
@@ -224,6 +312,7 @@ impl Writer {
         dropped: Arc<AtomicU64>,
         dropped_total: Arc<AtomicU64>,
         reconfigure: Arc<Mutex<Option<Sinks>>>,
+        unsaid: Arc<Mutex<Tally>>,
     ) -> Writer {
         let mut w = Writer {
             sinks,
@@ -233,6 +322,8 @@ impl Writer {
             dropped,
             dropped_total,
             reconfigure,
+            unsaid,
+            last_refusal_line: None,
         };
         w.open_syslog(true);
         w
@@ -293,6 +384,7 @@ impl Writer {
                 Err(RecvTimeoutError::Timeout) => {
                     self.retry_syslog();
                     self.report_drops();
+                    self.report_unsaid(false);
                 }
                 Err(RecvTimeoutError::Disconnected) => return,
             }
@@ -304,13 +396,22 @@ impl Writer {
             Msg::Line(level, line) => {
                 self.retry_syslog();
                 self.report_drops();
+                self.report_unsaid(false);
                 if !self.write(level, &line) {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
                     self.dropped_total.fetch_add(1, Ordering::Relaxed);
                 }
             }
+            Msg::Refused(line, tally) => {
+                self.retry_syslog();
+                self.report_drops();
+                self.write_refused(line, *tally);
+            }
             Msg::Flush(ack) => {
                 self.report_drops();
+                // Flushing is for the end (or a fatal error): a summary a
+                // little early beats one never logged.
+                self.report_unsaid(true);
                 let _ = ack.send(());
             }
             Msg::Reconfigured => {}
@@ -318,7 +419,9 @@ impl Writer {
     }
 
     fn has_timer_work(&self) -> bool {
-        (self.wants_syslog() && self.syslog.is_none()) || self.dropped.load(Ordering::Relaxed) > 0
+        (self.wants_syslog() && self.syslog.is_none())
+            || self.dropped.load(Ordering::Relaxed) > 0
+            || !lock(&self.unsaid).is_empty()
     }
 
     fn apply_reconfigure(&mut self) {
@@ -352,6 +455,58 @@ impl Writer {
         }
     }
 
+    /// Writes a refusal line from the server. With refusals still unsaid,
+    /// it becomes a summary of them and its own, so that no more lines come
+    /// than the server paced; and within a second of a summary this thread
+    /// added, it waits for the next one.
+    fn write_refused(&mut self, line: Option<String>, tally: Tally) {
+        let now = Instant::now();
+        let too_soon = matches!(self.last_refusal_line,
+            Some((t, true)) if now.saturating_duration_since(t) < REFUSALS_EVERY);
+        if too_soon {
+            lock(&self.unsaid).merge(&tally);
+            return;
+        }
+        // Merged back, never assigned: a worker may add to it meanwhile.
+        let mut unsaid = std::mem::take(&mut *lock(&self.unsaid));
+        let (line, tally) = match line {
+            Some(line) if unsaid.is_empty() => (line, tally),
+            _ => {
+                unsaid.merge(&tally);
+                (unsaid.to_string(), unsaid)
+            }
+        };
+        if self.write(Level::Warn, &line) {
+            self.last_refusal_line = Some((now, false));
+        } else {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.dropped_total.fetch_add(1, Ordering::Relaxed);
+            lock(&self.unsaid).merge(&tally);
+        }
+    }
+
+    /// Says the refusals whose lines were lost, a second or more after the
+    /// last refusal line (`now_all`: whenever).
+    fn report_unsaid(&mut self, now_all: bool) {
+        let now = Instant::now();
+        if !now_all
+            && self
+                .last_refusal_line
+                .is_some_and(|(t, _)| now.saturating_duration_since(t) < REFUSALS_EVERY)
+        {
+            return;
+        }
+        let unsaid = std::mem::take(&mut *lock(&self.unsaid));
+        if unsaid.is_empty() {
+            return;
+        }
+        if self.write(Level::Warn, &unsaid.to_string()) {
+            self.last_refusal_line = Some((now, true));
+        } else {
+            lock(&self.unsaid).merge(&unsaid);
+        }
+    }
+
     /// Writes a line to every sink; false if it reached none.
     fn write(&mut self, level: Level, line: &str) -> bool {
         let mut written = false;
@@ -378,7 +533,7 @@ impl Writer {
                 // The reader is gone (socket removed, receiver restarted):
                 // a restarted receiver is already back at the same path, so
                 // connect again at once and resend; only if that fails too
-                // do lines go to stderr until syslog answers (SPEC 3).
+                // do lines go to stderr until syslog answers (jamd(8), LOGGING).
                 self.syslog = None;
                 if let Ok(again) = connect_syslog(&self.sinks) {
                     self.syslog = Some(again);
@@ -502,10 +657,9 @@ fn facility(f: Facility) -> syslog::Facility {
 }
 
 fn connect_syslog(sinks: &Sinks) -> Result<Syslog, String> {
-    let mut formatter = Formatter3164 {
+    let mut formatter = Rfc3164 {
         facility: facility(sinks.facility),
         hostname: None,
-        process: "jamd".into(),
         pid: std::process::id(),
     };
     match &sinks.socket {
@@ -563,14 +717,42 @@ mod tests {
         }
     }
 
-    fn temp_socket(name: &str) -> (PathBuf, UnixDatagram) {
+    /// A syslog socket in a private directory, removed with it when the
+    /// test ends (also by a panic).
+    struct Sink {
+        dir: PathBuf,
+        path: PathBuf,
+        sock: UnixDatagram,
+    }
+
+    impl Drop for Sink {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn temp_socket(name: &str) -> Sink {
         let dir = std::env::temp_dir().join(format!("jamd-log-test-{}-{name}", std::process::id()));
         let _ = std::fs::create_dir_all(&dir);
         let path = dir.join("log.sock");
         let _ = std::fs::remove_file(&path);
         let sock = UnixDatagram::bind(&path).unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        (path, sock)
+        Sink { dir, path, sock }
+    }
+
+    /// Reads what the logger still has queued, so that it does not go on
+    /// writing it to stderr once the socket is gone.
+    fn drain(sink: &Sink, logger: &Logger) {
+        let sock = sink.sock.try_clone().unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let reader = thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while sock.recv(&mut buf).is_ok() {}
+        });
+        logger.flush(Duration::from_secs(20));
+        let _ = reader.join();
     }
 
     fn recv(sock: &UnixDatagram) -> String {
@@ -580,11 +762,21 @@ mod tests {
     }
 
     #[test]
+    fn a_test_sink_leaves_nothing_in_the_temporary_directory() {
+        let sink = temp_socket("cleanup");
+        let dir = sink.dir.clone();
+        assert!(sink.path.exists());
+        drop(sink);
+        assert!(!dir.exists(), "{} is left behind", dir.display());
+    }
+
+    #[test]
     fn lines_reach_the_syslog_socket_with_ident_and_facility() {
-        let (path, sock) = temp_socket("basic");
-        let logger = Logger::start(&config(LogTarget::Syslog, path), false);
+        let sink = temp_socket("basic");
+        let sock = &sink.sock;
+        let logger = Logger::start(&config(LogTarget::Syslog, sink.path.clone()), false);
         logger.info("hello there");
-        let line = recv(&sock);
+        let line = recv(sock);
         // daemon (3) * 8 + info (6) = 30
         assert!(line.starts_with("<30>"), "{line}");
         assert!(
@@ -594,21 +786,44 @@ mod tests {
     }
 
     #[test]
+    fn the_day_of_month_is_padded_with_a_space_as_rfc_3164_writes_it() {
+        let at = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+        assert_eq!(rfc3164_stamp(at("2026-12-04T05:44:55Z")), "Dec  4 05:44:55");
+        assert_eq!(rfc3164_stamp(at("2026-01-31T23:59:59Z")), "Jan 31 23:59:59");
+        let mut line = Vec::new();
+        let f = Rfc3164 {
+            facility: syslog::Facility::LOG_LOCAL3,
+            hostname: Some("timehost".into()),
+            pid: 42,
+        };
+        f.format(&mut line, Severity::LOG_WARNING, "hello").unwrap();
+        let line = String::from_utf8(line).unwrap();
+        // local3 (19) * 8 + warning (4) = 156
+        assert!(line.starts_with("<156>"), "{line}");
+        assert!(line.ends_with(" timehost jamd[42]: hello"), "{line}");
+        assert_eq!(
+            line.len(),
+            "<156>Mmm dd hh:mm:ss timehost jamd[42]: hello".len()
+        );
+    }
+
+    #[test]
     fn levels_below_the_configured_one_are_not_logged() {
-        let (path, sock) = temp_socket("levels");
-        let mut c = config(LogTarget::Syslog, path);
+        let sink = temp_socket("levels");
+        let mut c = config(LogTarget::Syslog, sink.path.clone());
         c.level = Level::Warn;
         let logger = Logger::start(&c, false);
         logger.info("not this");
         logger.warn("this");
-        assert!(recv(&sock).ends_with("this"));
+        assert!(recv(&sink.sock).ends_with("this"));
         assert!(!logger.connections());
     }
 
     #[test]
     fn a_full_queue_drops_and_counts_and_reports_later() {
-        let (path, sock) = temp_socket("drops");
-        let logger = Logger::start(&config(LogTarget::Syslog, path), false);
+        let sink = temp_socket("drops");
+        let sock = &sink.sock;
+        let logger = Logger::start(&config(LogTarget::Syslog, sink.path.clone()), false);
         // Nobody reads: the socket buffer and then the queue fill up, and the
         // caller must never block.
         let start = Instant::now();
@@ -636,12 +851,75 @@ mod tests {
         let reported = reported.expect("a dropped N log line(s) line");
         // The total keeps what was reported (for jamd_log_lines_dropped_total).
         assert!(logger.dropped_total() >= reported);
+        drain(&sink, &logger);
+    }
+
+    /// The refusals a refusal line counts: 1 for `refused ADDR: WHY`, the
+    /// reasons' counts for a summary.
+    fn refusals_in(line: &str, why: &str) -> u64 {
+        let Some((_, rest)) = line.split_once("]: refused ") else {
+            return 0;
+        };
+        match rest.split_once(" more connection(s): ") {
+            Some((_, reasons)) => reasons
+                .split(", ")
+                .filter_map(|r| r.strip_suffix(why)?.trim().parse::<u64>().ok())
+                .sum(),
+            None => u64::from(rest.ends_with(&format!(": {why}"))),
+        }
+    }
+
+    #[test]
+    fn refusals_whose_lines_are_lost_are_said_later() {
+        let sink = temp_socket("unsaid");
+        let logger = Logger::start(&config(LogTarget::Syslog, sink.path.clone()), false);
+        // Nobody reads: the socket and then the queue fill up.
+        for i in 0..(QUEUE_LINES * 2) {
+            logger.info(format!("line {i} {}", "x".repeat(200)));
+        }
+        // Refusal lines now are dropped by the full queue or by the stalled
+        // socket; what they count must still reach the log.
+        for i in 0..5 {
+            logger.refused(
+                Refusal::AccessDenied,
+                format!("refused 192.0.2.{i}:4000: access denied"),
+            );
+        }
+        let mut more = Tally::of(Refusal::RateLimited, 7);
+        more.add(Refusal::AccessDenied, 2);
+        logger.refused_more(more);
+        assert!(logger.dropped() > 0);
+        // The reader comes back: everything counted arrives, and no more.
+        sink.sock
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (mut denied, mut limited) = (0, 0);
+        let mut buf = [0u8; 2048];
+        while Instant::now() < deadline && (denied, limited) != (7, 7) {
+            if let Ok(n) = sink.sock.recv(&mut buf) {
+                let line = String::from_utf8_lossy(&buf[..n]);
+                denied += refusals_in(&line, "access denied");
+                limited += refusals_in(&line, "rate limited");
+            }
+        }
+        assert_eq!((denied, limited), (7, 7));
+        // Nothing counted twice.
+        for _ in 0..5 {
+            if let Ok(n) = sink.sock.recv(&mut buf) {
+                let line = String::from_utf8_lossy(&buf[..n]);
+                assert_eq!(refusals_in(&line, "access denied"), 0, "{line}");
+                assert_eq!(refusals_in(&line, "rate limited"), 0, "{line}");
+            }
+        }
+        drain(&sink, &logger);
     }
 
     #[test]
     fn a_burst_of_lines_arrives_whole_and_in_order() {
-        let (path, sock) = temp_socket("burst");
-        let logger = Logger::start(&config(LogTarget::Syslog, path), false);
+        let sink = temp_socket("burst");
+        let logger = Logger::start(&config(LogTarget::Syslog, sink.path.clone()), false);
+        let sock = sink.sock.try_clone().unwrap();
         let reader = thread::spawn(move || (0..2000).map(|_| recv(&sock)).collect::<Vec<_>>());
         // Three bursts with pauses between them: lines queued faster than
         // they are written, and a logging thread that goes back to waiting.

@@ -1,4 +1,5 @@
-//! How much each source may take (SPEC 8), without I/O: the source a client
+//! How much each source may take (jamd.toml(5), the per-source keys of
+//! `[server]`), without I/O: the source a client
 //! counts as, a token bucket of new connections per source, and the table
 //! that keeps both in bounded memory.
 //!
@@ -216,7 +217,7 @@ impl SourceTable {
     /// A smaller bound forgets idle sources (counted) until it is met.
     pub fn set_limits(&mut self, limits: SourceLimits, now: Instant) {
         self.limits = limits;
-        self.prune(now, usize::MAX);
+        self.sweep(now);
         while self.slots.len() > self.limits.max_tracked {
             if !self.forget_oldest(now) {
                 break;
@@ -267,6 +268,27 @@ impl SourceTable {
             self.idle.remove(&seen);
             self.slots.remove(&key);
         }
+    }
+
+    /// Drops every idle source whose bucket is full again: they need no
+    /// state, so this is not an eviction. Returns how many went.
+    pub fn sweep(&mut self, now: Instant) -> usize {
+        let rate = self.limits.rate;
+        let slots = &mut self.slots;
+        let before = self.idle.len();
+        self.idle.retain(|_, key| {
+            let full = slots.get(key).is_none_or(|s| s.bucket.is_full(rate, now));
+            if full {
+                slots.remove(key);
+            }
+            !full
+        });
+        before - self.idle.len()
+    }
+
+    /// Sources with no open connection (kept for their rate bucket).
+    pub fn idle(&self) -> usize {
+        self.idle.len()
     }
 
     /// Forgets the idle source seen longest ago; false when every source

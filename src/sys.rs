@@ -2,9 +2,10 @@
 //! system call: finding out what an inherited descriptor is (fcntl, fstat) and
 //! adopting it, pointing standard I/O away from a client connection (dup2),
 //! the exclusive epoll registration mio lacks (epoll_ctl), the monotonic clock
-//! systemd wants (clock_gettime), and the clock tick of /proc's CPU times
-//! (sysconf). Nothing else in the crate may use `unsafe`, and this module is
-//! private to the crate.
+//! systemd wants (clock_gettime), the clock tick of /proc's CPU times
+//! (sysconf), and what a TCP peer has not acknowledged (ioctl SIOCOUTQ, for
+//! jamc's conformance check). Nothing else in the crate may use `unsafe`,
+//! and this module is private to the crate.
 #![allow(unsafe_code)]
 
 use std::fs::OpenOptions;
@@ -98,6 +99,15 @@ pub fn detach_stdio_sockets() -> io::Result<()> {
     Ok(())
 }
 
+/// Removes an environment variable of this process (`unsafe` from Rust 2024
+/// on). Call it only during start-up, before jamd starts a thread of its own.
+#[allow(unused_unsafe)]
+pub(crate) fn remove_env(var: &str) {
+    // SAFETY: changing the environment races with any other thread reading
+    // it; start-up calls this before the log, workers or control thread exist.
+    unsafe { std::env::remove_var(var) };
+}
+
 /// CLOCK_MONOTONIC in microseconds, as systemd's `MONOTONIC_USEC=` wants it.
 pub fn monotonic_usec() -> u64 {
     let mut ts = libc::timespec {
@@ -112,6 +122,19 @@ pub fn monotonic_usec() -> u64 {
     let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
     let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
     secs * 1_000_000 + nanos / 1_000
+}
+
+/// Bytes written to a connected TCP socket that the peer has not
+/// acknowledged yet (SIOCOUTQ, see tcp(7)): data sent on a connection the
+/// server's kernel never took off its listen queue stays here.
+pub fn tcp_unacknowledged_bytes(socket: &impl AsRawFd) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: the descriptor is open while borrowed, and SIOCOUTQ (the same
+    // request as TIOCOUTQ) writes one int into `n`, which lives for the call.
+    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::TIOCOUTQ, &mut n) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(n).unwrap_or(0))
 }
 
 /// Opens /dev/null on any of descriptors 0, 1 and 2 that is closed, so that a

@@ -247,7 +247,8 @@ fn refusals_logged(lines: &[String]) -> (usize, u64) {
         .iter()
         .filter_map(|l| {
             let rest = &l[l.find("refused ")? + "refused ".len()..];
-            let n = rest.strip_suffix(" more connection(s)")?;
+            // `refused N more connection(s): N access denied`
+            let (n, _) = rest.split_once(" more connection(s)")?;
             n.parse::<u64>().ok()
         })
         .sum();

@@ -927,3 +927,270 @@ fn the_check_tcp_example_of_jamc_1_says_ok() {
     let out = run_example(&shown[0], &daemon, &[dir]);
     assert!(out.starts_with("TCP OK"), "check_tcp said {out:?}");
 }
+
+/// The `--check-access` sessions of jamd.8 and README, run with the `deny`
+/// each says it was run with, print what they show.
+#[test]
+fn the_check_access_examples_print_what_the_docs_show() {
+    let page = common::repo_file("man/jamd.8");
+    let readme = common::repo_file("README.md");
+    // The [access] line each names, as written there.
+    let deny_of = |text: &str, before: &str| -> String {
+        let at = text.find(before).expect("the example");
+        let start = text[..at]
+            .rfind("deny = [")
+            .expect("the deny the example uses");
+        let end = start + text[start..].find(']').unwrap() + 1;
+        text[start..end].to_owned()
+    };
+    let shown = example("jamd.8", "$ jamd --check-access ");
+    let addr = shown[0]["$ jamd --check-access ".len()..].trim().to_owned();
+    let cases = [
+        (
+            deny_of(&page, "$ jamd --check-access "),
+            addr.clone(),
+            shown[1].clone(),
+            shown[3].parse::<i32>().expect("an exit status"),
+        ),
+        (
+            deny_of(&readme, "--check-access 10.1.2.3\n"),
+            "10.1.2.3".to_owned(),
+            readme
+                .lines()
+                .skip_while(|l| !l.contains("--check-access 10.1.2.3"))
+                .nth(1)
+                .and_then(|l| l.split("  #").next())
+                .expect("README's output line")
+                .trim()
+                .to_owned(),
+            1,
+        ),
+    ];
+    let dir = common::temp_dir("check-access-doc");
+    for (deny, addr, printed, code) in cases {
+        let file = common::write_file(&dir, "jamd.toml", &format!("[access]\n{deny}\n"));
+        let (got, out, err) = common::run_jamd(
+            &["-c", &file, "--check-access", &addr],
+            std::time::Duration::from_secs(10),
+        );
+        assert_eq!(got, Some(code), "{deny}: {err}");
+        assert_eq!(out.trim_end(), printed, "with {deny}");
+    }
+}
+
+/// README's "every key with its default" block has every section and key
+/// of the shipped file, with the same defaults.
+#[test]
+fn the_readme_configuration_block_has_every_key_of_the_shipped_file() {
+    let readme = common::repo_file("README.md");
+    let block = readme
+        .split("every key with its default:\n\n```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .expect("README's configuration block");
+    let shown: toml::Table = block.parse().expect("README's block is TOML");
+    let shipped: toml::Table = common::repo_file("config/jamd.toml")
+        .parse()
+        .expect("config/jamd.toml is TOML");
+    for (section, keys) in &shipped {
+        let keys = keys.as_table().expect("a section");
+        let Some(shown_keys) = shown.get(section).and_then(|s| s.as_table()) else {
+            panic!("README's block has no [{section}]");
+        };
+        for (key, value) in keys {
+            assert_eq!(
+                shown_keys.get(key),
+                Some(value),
+                "README's block: {section}.{key}"
+            );
+        }
+    }
+}
+
+/// README's configuration error is what jamd prints for such a file.
+#[test]
+fn the_readme_configuration_error_is_what_jamd_prints() {
+    let readme = common::repo_file("README.md");
+    let shown = readme
+        .split("`jamd: /etc/jamd/jamd.toml:")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .expect("README's configuration error");
+    // LINE:COLUMN: KEY: WHAT, KEY being section.key.
+    let mut parts = shown.splitn(3, ':');
+    let line: usize = parts.next().unwrap().parse().unwrap();
+    let column: usize = parts.next().unwrap().parse().unwrap();
+    let message = parts.next().unwrap().trim_start();
+    let (key, _) = message.split_once(": ").expect("the key");
+    let (section, name) = key.split_once('.').expect("section.key");
+    let value = message
+        .split('"')
+        .nth(1)
+        .expect("the value, quoted in the message");
+    // A file with that key's value at that line and column.
+    let mut file = "\n".repeat(line - 2);
+    file.push_str(&format!("[{section}]\n"));
+    let assignment = format!("{name} = ");
+    file.push_str(&" ".repeat(column - 1 - assignment.len()));
+    file.push_str(&format!("{assignment}\"{value}\"\n"));
+    let dir = common::temp_dir("readme-error");
+    let path = common::write_file(&dir, "jamd.toml", &file);
+    let (code, _, err) = common::run_jamd(&["-t", "-c", &path], std::time::Duration::from_secs(10));
+    assert_eq!(code, Some(78), "{err}");
+    assert_eq!(err.trim_end(), format!("jamd: {path}:{shown}"));
+}
+
+/// jamd.8's SIGHUP item names every section of the file (what a reload
+/// applies) and every key only a restart applies.
+#[test]
+fn jamd_8_sighup_names_every_section_and_every_restart_only_key() {
+    let page = Page::read("jamd.8");
+    let signals = page.section("SIGNALS");
+    let (_, body) = items(&signals)
+        .into_iter()
+        .find(|(it, _)| it.contains("SIGHUP"))
+        .expect("a SIGHUP item");
+    let text = body.join("\n");
+    let shipped: toml::Table = common::repo_file("config/jamd.toml").parse().unwrap();
+    for section in shipped.keys().filter(|s| *s != "server" && *s != "metrics") {
+        assert!(
+            text.contains(&format!(".Ic [{section}]")),
+            "SIGHUP omits [{section}]"
+        );
+    }
+    let reload = common::repo_file("src/daemon/reload.rs");
+    let list = reload
+        .split("restart_only!(")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .expect("the restart_only! invocation");
+    for key in list.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+        let shown = key.strip_prefix("server.").unwrap_or(key);
+        assert!(text.contains(&format!(".Ic {shown}")), "SIGHUP omits {key}");
+    }
+}
+
+/// README's account of what `.ci/run` installs names every package it
+/// installs or unpacks.
+#[test]
+fn the_readme_names_every_tool_ci_installs() {
+    let run = common::repo_file(".ci/run");
+    let readme = common::repo_file("README.md").replace('\n', " ");
+    let said = readme
+        .split("(`bash .ci/run` is what CI runs:")
+        .nth(1)
+        .and_then(|rest| rest.split("builds and lints the .deb.)").next())
+        .expect("README's paragraph on .ci/run");
+    // The words after `apt-get install` / `apt-get download`, over
+    // continued lines, that are package names.
+    let joined = run.replace("\\\n", " ");
+    let mut packages = Vec::new();
+    for line in joined.lines() {
+        for verb in ["apt-get install ", "apt-get download "] {
+            let Some((_, rest)) = line.split_once(verb) else {
+                continue;
+            };
+            packages.extend(
+                rest.split_whitespace()
+                    .take_while(|w| !w.starts_with(['>', '2', '&', '|', ')', ';']))
+                    .filter(|w| !w.starts_with('-') && !w.contains('$'))
+                    .map(str::to_owned),
+            );
+        }
+    }
+    assert!(packages.len() >= 15, "{packages:?}");
+    for package in packages {
+        assert!(
+            said.contains(&package),
+            "README does not say .ci/run installs {package}"
+        );
+    }
+}
+
+/// jamd.8 says per-source limits count a client's source (its address cut
+/// to the source prefix), not its own address.
+#[test]
+fn jamd_8_says_per_source_limits_count_the_source_prefix() {
+    let page = common::repo_file("man/jamd.8");
+    assert!(!page.contains("the client's own IP address"));
+    let busy = page
+        .split(".It Li ERROR server busy")
+        .nth(1)
+        .and_then(|rest| rest.split(".It ").next())
+        .expect("ERROR server busy in jamd.8");
+    assert!(busy.contains(".Ic server.source_prefix_v4"), "{busy}");
+}
+
+/// The tour runs jamc from the release build the README made for jamd, and
+/// the README quotes what a shell would expand.
+#[test]
+fn the_readme_commands_run_as_written() {
+    let readme = common::repo_file("README.md");
+    for line in readme.lines().filter(|l| l.contains("cargo run")) {
+        assert!(
+            line.contains("--release"),
+            "a debug build behind the reader's back: {line}"
+        );
+    }
+    // `~` and `@` ranges unquoted would be expanded or split by the shell.
+    for bad in ["(`~:0.5`", " ~:", "`@1:3`,"] {
+        assert!(!readme.contains(bad), "unquoted range {bad}");
+    }
+    assert!(readme.contains("--warning '~:0.5'"));
+    // Nothing points outside the repository, or at a session of its making.
+    assert!(!readme.contains("../shared"));
+    assert!(!readme.contains("session's"));
+    assert!(readme.contains("it takes minutes"));
+}
+
+/// jamd.8's FILES names each example the package installs under
+/// /usr/share/doc/jamd/examples/, where it installs it.
+#[test]
+fn jamd_8_names_every_example_the_package_installs() {
+    let manifest: toml::Table = common::repo_file("Cargo.toml").parse().unwrap();
+    let page = common::repo_file("man/jamd.8");
+    let files = page
+        .split(".Sh FILES")
+        .nth(1)
+        .and_then(|rest| rest.split(".Sh ").next())
+        .expect("FILES");
+    let assets = manifest["package"]["metadata"]["deb"]["assets"]
+        .as_array()
+        .unwrap();
+    let mut named = 0;
+    for asset in assets {
+        let asset = asset.as_array().unwrap();
+        let (source, dest) = (asset[0].as_str().unwrap(), asset[1].as_str().unwrap());
+        let Some(under) = dest.strip_prefix("usr/share/doc/jamd/examples/") else {
+            continue;
+        };
+        let file = source.rsplit('/').next().unwrap();
+        let shown = if dest.ends_with('/') {
+            format!("{under}{file}")
+        } else {
+            under.to_owned()
+        };
+        assert!(
+            files.contains(&shown),
+            "jamd.8 FILES omits examples/{shown}"
+        );
+        named += 1;
+    }
+    assert!(named >= 5, "{named} examples");
+}
+
+/// README and jamd.8 give the same PromQL queries.
+#[test]
+fn the_promql_of_readme_and_jamd_8_is_the_same() {
+    let queries = |text: &str| -> Vec<String> {
+        text.lines()
+            .map(str::trim)
+            .filter(|l| l.contains("{job=\"jamd\"}") && !l.starts_with('-') && !l.contains("expr:"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let readme = queries(&common::repo_file("README.md"));
+    let page = queries(&common::repo_file("man/jamd.8"));
+    assert!(readme.len() >= 2, "{readme:?}");
+    assert_eq!(readme, page);
+}

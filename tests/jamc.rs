@@ -175,8 +175,8 @@ fn a_server_jamc_cannot_use_is_reported_in_words() {
             "garbage",
             Behaviour::Reply(b"HELLO WORLD\r\n".to_vec()),
             "reply is not a JAM line: \"HELLO WORLD\"",
-            3,
-            "JAM UNKNOWN - ",
+            2,
+            "JAM CRITICAL - ",
         ),
         (
             "busy",

@@ -562,6 +562,181 @@ fn access_denied_and_rate_limited_are_said_in_words() {
     }
 }
 
+// ----------------------------- the state, the figure and the hint agree
+
+/// A reply that is no JAM or ERROR line at all is another service on the
+/// port: CRITICAL. A JAM line whose time does not fit --format is the
+/// check's settings: UNKNOWN.
+#[test]
+fn another_protocol_on_the_port_is_critical_an_unreadable_jam_time_unknown() {
+    for (service, behaviour) in [
+        (
+            "ssh",
+            common::Behaviour::GreetAndClose(
+                b"SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13\r\n".to_vec(),
+            ),
+        ),
+        (
+            "http",
+            common::Behaviour::ReplyAndClose(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            ),
+        ),
+    ] {
+        let server = FakeServer::start(behaviour);
+        for run in [
+            jamc(&["--check", &server.target()]),
+            check_jam(&["-H", &server.target()]),
+        ] {
+            assert_eq!(run.code, 2, "{service}: {run:?}");
+            let line = first_line(&run);
+            assert!(line.starts_with("JAM CRITICAL - "), "{service}: {line}");
+            assert!(
+                line.contains("reply is not a JAM line"),
+                "{service}: {line}"
+            );
+        }
+    }
+    for reply in [&b"JAM tea time\r\n"[..], b"JAM \r\n", b"JAM \xff\xfe\r\n"] {
+        let server = FakeServer::start(common::Behaviour::Reply(reply.to_vec()));
+        let run = jamc(&["--check", &server.target()]);
+        assert_eq!(run.code, 3, "{reply:?}: {run:?}");
+        assert!(first_line(&run).starts_with("JAM UNKNOWN - "), "{run:?}");
+        assert!(first_line(&run).contains("cannot read"), "{run:?}");
+    }
+}
+
+/// A server that keeps good time in another zone is off by whole hours:
+/// the line says so.
+#[test]
+fn an_offset_of_whole_hours_asks_whether_the_zone_is_right() {
+    let ahead = offset_server(7 * 3_600_000 + 12);
+    let run = jamc(&["--check", "--timezone=UTC", &ahead.target()]);
+    assert_eq!(run.code, 2, "{run:?}");
+    let line = first_line(&run);
+    assert!(line.starts_with("JAM CRITICAL - offset +25200.0"), "{line}");
+    assert!(
+        line.contains(" s: exactly 7 h — is --timezone right? (from 127.0.0.1:"),
+        "{line}"
+    );
+    let behind = offset_server(-3 * 3_600_000 + 1500);
+    let run = check_jam(&["-H", &behind.target(), "--timezone=UTC"]);
+    assert!(
+        first_line(&run).contains(": exactly -3 h — is --timezone right?"),
+        "{run:?}"
+    );
+    // 30 minutes, or hours and a minute off, are no zone mismatch.
+    let half = offset_server(5 * 3_600_000 + 30 * 60_000);
+    let run = jamc(&["--check", "--timezone=UTC", "--quick", &half.target()]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(!run.stdout.contains("exactly"), "{run:?}");
+}
+
+/// At exactly the threshold the state and the printed offset agree: the
+/// thresholds are compared with the value as shown.
+#[test]
+fn at_the_threshold_the_state_follows_the_printed_offset() {
+    // 3.45025 s ahead, read to the microsecond: printed as +3.450, which is
+    // not more than -c 3.45.
+    let attempt = || {
+        let server = FakeServer::answering(|now| {
+            let t = now + chrono::Duration::microseconds(3_450_250);
+            format!("JAM {}\r\n", t.format("%H:%M:%S%.6f")).into_bytes()
+        });
+        let run = jamc(&[
+            "--check",
+            "--timezone=UTC",
+            "--format",
+            "%H:%M:%S%.6f",
+            "--warning",
+            "2",
+            "--critical",
+            "3.45",
+            // The first request races the fake server's accept loop; later
+            // ones on the same connection are read to a fraction of a ms.
+            "-n",
+            "4",
+            &server.target(),
+        ]);
+        let line = first_line(&run).to_string();
+        let printed = perf(&line, "offset");
+        let want = if printed > 3.45 { 2 } else { 1 };
+        assert_eq!(
+            run.code, want,
+            "printed {printed}, exit {}: {line}",
+            run.code
+        );
+        let word = if want == 2 { "CRITICAL" } else { "WARNING" };
+        assert!(
+            line.starts_with(&format!("JAM {word} - offset +{printed:.3} s ")),
+            "{line}"
+        );
+        printed
+    };
+    // The machine may be slow enough to read 3.451 now and then; the printed
+    // value and the state must agree every time, and 3.450 must come.
+    within_three_tries(attempt, |printed| (*printed - 3.45).abs() < 1e-9);
+}
+
+// ------------------------------------------------- -s: from a chosen address
+
+/// `-s ADDR` connects from that local address, as `nc -s` does: what an
+/// operator needs to try an access list from 127.0.0.2.
+#[test]
+fn source_connects_from_the_address_given() {
+    let jamd = common::Jamd::start("[access]\nallow = [\"127.0.0.2\"]\n");
+    let server = jamd.addr.to_string();
+    let port = jamd.addr.port().to_string();
+
+    let run = jamc(&[&server]);
+    assert_eq!(run.code, 1, "from 127.0.0.1: {run:?}");
+    assert!(run.stderr.contains("ERROR access denied"), "{run:?}");
+    for source in [&["-s", "127.0.0.2"][..], &["--source=127.0.0.2"]] {
+        let run = jamc(&[source, &[server.as_str()]].concat());
+        assert_eq!(run.code, 0, "{source:?}: {run:?}");
+        assert!(
+            common::jam_time(&format!("JAM {}", run.stdout.trim())).is_some(),
+            "{run:?}"
+        );
+    }
+    let run = jamc(&["--check", "-s", "127.0.0.2", &server]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(first_line(&run).starts_with("JAM OK - offset "), "{run:?}");
+    let run = check_jam(&["-H", "127.0.0.1", "-p", &port, "-s", "127.0.0.2"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let run = check_jam(&["-H", "127.0.0.1", "-p", &port]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(first_line(&run).contains("access denied"), "{run:?}");
+    let run = run_bounded(
+        Command::new(env!("CARGO_BIN_EXE_jamc")).args([
+            "--conformance",
+            "-s",
+            "127.0.0.2",
+            &server,
+        ]),
+        Duration::from_secs(80),
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+
+    // An address that is not this machine's, another family, no address at all.
+    let run = jamc(&["-s", "192.0.2.1", &server]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("cannot connect from 192.0.2.1: not an address of this machine"),
+        "{run:?}"
+    );
+    let run = jamc(&["-s", "::1", &server]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("-s ::1 cannot reach 127.0.0.1"),
+        "{run:?}"
+    );
+    let run = jamc(&["--check", "-s", "localhost", &server]);
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(first_line(&run).contains("--source"), "{run:?}");
+}
+
 // ------------------------------------------------------ SPEC 11: check_jam
 
 fn check_jam(args: &[&str]) -> Run {
@@ -621,6 +796,54 @@ fn check_jam_takes_the_flags_check_ntp_time_users_write() {
     assert_eq!(run.code, 0, "{run:?}");
     for flag in ["-H", "-p", "-w", "-c", "-t", "-4", "-6", "-v", "-V"] {
         assert!(run.stdout.contains(&format!("{flag}, ")), "{flag}: {run:?}");
+    }
+}
+
+/// A monitoring system shows the first line of stdout: a bad or missing
+/// option is one `JAM UNKNOWN` line there naming it, nothing on stderr.
+#[test]
+fn a_bad_or_missing_option_of_check_jam_is_one_line_naming_it() {
+    for (args, names) in [
+        (&[][..], "-H HOST"),
+        (&["-w", "1", "-c", "2"], "-H HOST"),
+        (&["-H", "127.0.0.1", "-w", "x"], "--warning"),
+        (&["-H", "127.0.0.1", "-c"], "--critical"),
+        (&["-H", "127.0.0.1", "--no-such-option"], "--no-such-option"),
+        (&["-H", "127.0.0.1", "-t", "0"], "--timeout"),
+        (&["-H", "127.0.0.1:x"], "-H"),
+    ] {
+        let run = check_jam(args);
+        assert_eq!(run.code, 3, "{args:?}: {run:?}");
+        assert_eq!(run.stdout.lines().count(), 1, "{args:?}: {run:?}");
+        assert!(first_line(&run).starts_with("JAM UNKNOWN - "), "{run:?}");
+        assert!(first_line(&run).contains(names), "{args:?}: {run:?}");
+        assert_eq!(run.stderr, "", "{args:?}: {run:?}");
+    }
+    // Its usage asks for -H alone; the thresholds have defaults.
+    let help = check_jam(&["--help"]);
+    let usage = help
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("Usage: "))
+        .unwrap_or_default();
+    assert!(usage.starts_with("Usage: check_jam -H HOST ["), "{usage}");
+    assert!(usage.contains("[-w RANGE] [-c RANGE]"), "{usage}");
+}
+
+/// `check_jam -V` names the build as `jamc -V` does.
+#[test]
+fn check_jam_version_names_the_commit_as_jamc_does() {
+    let jamc_v = jamc(&["-V"]);
+    let plugin_v = check_jam(&["-V"]);
+    assert_eq!(plugin_v.code, 0, "{plugin_v:?}");
+    let build = jamc_v.stdout.trim().strip_prefix("jamc ").unwrap_or("?");
+    assert_eq!(plugin_v.stdout.trim(), format!("check_jam {build}"));
+    if std::process::Command::new("git")
+        .args(["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "HEAD"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        assert!(build.contains(" ("), "no commit in {plugin_v:?}");
     }
 }
 

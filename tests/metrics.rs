@@ -212,9 +212,14 @@ fn a_scrape_is_the_text_format_and_promtool_finds_nothing_to_say() {
         assert!(r.body.contains(&format!("# TYPE {name} ")), "{name}");
     }
     let version = env!("CARGO_PKG_VERSION");
-    assert!(r
-        .body
-        .contains(&format!("jamd_build_info{{version=\"{version}\"}} 1\n")));
+    // version, then the commit built (`unknown` outside a git checkout).
+    assert!(
+        r.body.contains(&format!(
+            "jamd_build_info{{version=\"{version}\",revision=\""
+        )),
+        "{}",
+        r.body
+    );
     // A fresh jamd: every counter at 0, for every label value.
     let c = counts(s.metrics);
     assert!(c.values().all(|&v| v == 0.0), "{c:?}");

@@ -481,6 +481,14 @@ fn deb_metadata_ships_binaries_man_pages_units_config_and_examples() {
     ships("packaging/inetd/jamd.inetd", "usr/share/doc/jamd/examples/");
     ships("packaging/xinetd/jamd", "usr/share/doc/jamd/examples/");
     ships("packaging/cron/jamd-check", "usr/share/doc/jamd/examples/");
+    ships(
+        "packaging/prometheus/jamd.rules.yml",
+        "usr/share/doc/jamd/examples/",
+    );
+    ships(
+        "packaging/prometheus/jamd.rules.test.yml",
+        "usr/share/doc/jamd/examples/",
+    );
     for (file, dir) in [
         ("jamd.bash", "usr/share/bash-completion/completions/jamd"),
         ("jamc.bash", "usr/share/bash-completion/completions/jamc"),

@@ -327,9 +327,9 @@ fn refusal_lines_are_rate_limited_and_counted_across_two_workers() {
     let more: usize = log
         .iter()
         .filter_map(|l| {
-            l.split("refused ")
-                .nth(1)?
-                .strip_suffix(" more connection(s)")
+            let rest = l.split("refused ").nth(1)?;
+            // `refused N more connection(s): N server busy`
+            Some(rest.split_once(" more connection(s)")?.0)
         })
         .map(|n| n.parse::<usize>().unwrap())
         .sum();

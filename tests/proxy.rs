@@ -369,7 +369,7 @@ fn access_and_per_source_limits_apply_to_the_clients_headers_name() {
     // (Refusal warnings are one a second; each has its debug line.)
     wait_line(
         &jamd,
-        &["debug: refused 192.0.2.7:2: server busy (reason=source_busy"],
+        &["debug: refused 192.0.2.7:2: source busy (reason=source_busy"],
     );
     // Another client through the same balancer: the balancer is no source.
     let (_other, reply) = named("192.0.2.8", 1);
@@ -806,7 +806,10 @@ fn a_balancer_connection_before_its_header_holds_a_slot_but_is_no_client() {
 
     // At shutdown, one waiting for its header is not counted as open.
     let _waiting = Peer::connect("127.0.0.1", jamd.addr);
-    thread::sleep(Duration::from_millis(100));
+    // Accepted (it holds the other slot: the next client is refused), and
+    // still not counted.
+    let mut fourth = Peer::connect("127.0.0.6", jamd.addr);
+    assert_eq!(fourth.line(), "ERROR server busy");
     assert_eq!(connection_counts(metrics), (1.0, 2.0, 1.0));
     jamd.signal("TERM");
     wait_line(&jamd, &["shutting down: 1 connection(s) open"]);

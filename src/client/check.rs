@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use super::cli::{CheckSettings, Settings, Target};
 use super::error::{ClientError, ClientErrorKind};
 use super::estimate::{estimate, Estimate, Sample};
-use super::net::{connect, resolve, Connection, Reply};
+use super::net::{connect_from, resolve, Connection, Reply};
 use super::query::judge;
 use super::thresholds::Thresholds;
 
@@ -89,24 +89,33 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// The state this outcome is in.
+    /// The state this outcome is in: the thresholds are compared with the
+    /// offset as printed, so that the state and the figure a reader sees
+    /// always agree (at exactly `--critical 3.45`, `offset +3.450 s` is not
+    /// CRITICAL, however the unprinted digits fall).
     pub fn status(&self, thresholds: &Thresholds) -> Status {
         match &self.result {
-            Ok(m) => thresholds.judge(m.estimate.offset),
+            Ok(m) => thresholds.judge(shown(m.estimate.offset, 3)),
             Err(e) => e.status(),
         }
     }
 
     /// The text for people: `offset +0.012 s` (`from HOST:PORT` when
-    /// `named`), or why there is no offset.
+    /// `named`), or why there is no offset. An offset of whole hours says
+    /// so: `offset +25200.012 s: exactly 7 h — is --timezone right?`.
     fn text(&self, named: bool) -> String {
         match &self.result {
-            Ok(m) if named => format!(
-                "offset {:+.3} s from {}",
-                shown(m.estimate.offset, 3),
-                self.server
-            ),
-            Ok(m) => format!("offset {:+.3} s", shown(m.estimate.offset, 3)),
+            Ok(m) => {
+                let offset = shown(m.estimate.offset, 3);
+                match (zone_hint(offset), named) {
+                    (None, false) => format!("offset {offset:+.3} s"),
+                    (None, true) => format!("offset {offset:+.3} s from {}", self.server),
+                    (Some(hint), false) => format!("offset {offset:+.3} s: {hint}"),
+                    (Some(hint), true) => {
+                        format!("offset {offset:+.3} s: {hint} (from {})", self.server)
+                    }
+                }
+            }
             Err(e) => e.to_string(),
         }
     }
@@ -135,6 +144,21 @@ impl Outcome {
             rounded_up(m.estimate.uncertainty, 3),
         ))
     }
+}
+
+/// How close to a whole number of hours an offset is taken for a zone
+/// mismatch rather than a clock that is off.
+const ZONE_HINT_WITHIN: f64 = 2.0;
+
+/// `exactly 7 h — is --timezone right?` for an offset within
+/// [`ZONE_HINT_WITHIN`] seconds of a whole, non-zero number of hours: what a
+/// server that keeps good time in another zone than `--timezone` looks like.
+fn zone_hint(offset: f64) -> Option<String> {
+    let hours = (offset / 3600.0).round();
+    if hours == 0.0 || (offset - hours * 3600.0).abs() > ZONE_HINT_WITHIN {
+        return None;
+    }
+    Some(format!("exactly {hours:.0} h — is --timezone right?"))
 }
 
 /// `x` rounded to `decimals` places, with a negative zero made positive, so
@@ -166,15 +190,22 @@ pub fn measure(
     let started = Instant::now();
     let deadline = started + settings.timeout;
     let addrs = resolve(target, settings.family, deadline)?;
-    let stream = connect(&server, &addrs, deadline, settings.timeout)?;
+    let stream = connect_from(&server, &addrs, deadline, settings.timeout, settings.source)?;
     let mut conn = Connection::new(stream, &server, settings.timeout);
 
     let sample = |reply: &Reply| -> Result<(Sample, bool), ClientError> {
-        judge(&server, reply)?;
-        let text = reply.jam_time().unwrap_or_default();
+        // A JAM line is read with --format even when its time is blank or
+        // not UTF-8: what cannot be read is UNKNOWN, as the settings may not
+        // fit; any other line is an error of the server (judge says which).
+        let Some(time) = reply.line.strip_prefix(b"JAM ") else {
+            judge(&server, reply)?;
+            let line = String::from_utf8_lossy(&reply.line).into_owned();
+            return Err(ClientError::new(&server, ClientErrorKind::NotJam { line }));
+        };
+        let text = String::from_utf8_lossy(time);
         let reading = check
             .format
-            .read(text)
+            .read(&text)
             .map_err(|e| ClientError::new(&server, ClientErrorKind::Time { why: e.to_string() }))?;
         let d = reading.time.offset_from(reply.mid, &check.zone);
         let sample = Sample {
@@ -354,11 +385,13 @@ pub fn report(outcomes: &[Outcome], t: &Thresholds, verbose: bool) -> (Status, V
     );
     if let Some(o) = worst_one {
         match &o.result {
-            Ok(m) => line.push_str(&format!(
-                ", worst {} offset {:+.3} s",
-                o.server,
-                shown(m.estimate.offset, 3)
-            )),
+            Ok(m) => {
+                let offset = shown(m.estimate.offset, 3);
+                line.push_str(&format!(", worst {} offset {offset:+.3} s", o.server));
+                if let Some(hint) = zone_hint(offset) {
+                    line.push_str(&format!(": {hint}"));
+                }
+            }
             Err(e) => line.push_str(&format!(", worst {}: {e}", o.server)),
         }
     }
@@ -483,14 +516,84 @@ mod tests {
     fn worst_is_critical_then_warning_then_unknown() {
         let unknown = failed(
             "u:1",
-            ClientErrorKind::NotJam {
-                line: "HELLO".into(),
+            ClientErrorKind::Time {
+                why: "cannot read \"tea time\" as a time with format \"%H:%M:%S\"".into(),
             },
         );
         let (status, _) = report(&[unknown.clone(), ok("w:1", 3.0, 0.1)], &t(), false);
         assert_eq!(status, Status::Warning);
         let (status, _) = report(&[unknown, ok("o:1", 0.0, 0.1)], &t(), false);
         assert_eq!(status, Status::Unknown);
+    }
+
+    #[test]
+    fn a_reply_of_another_protocol_is_critical_an_unreadable_time_unknown() {
+        for banner in ["SSH-2.0-OpenSSH_9.6", "HTTP/1.1 400 Bad Request"] {
+            let other = failed(
+                "s:22",
+                ClientErrorKind::NotJam {
+                    line: banner.into(),
+                },
+            );
+            let (status, lines) = report(&[other], &t(), false);
+            assert_eq!(status, Status::Critical, "{banner}");
+            assert!(lines[0].starts_with("JAM CRITICAL - s:22: reply is not a JAM line"));
+        }
+        let unreadable = failed("u:1", ClientErrorKind::Time { why: "x".into() });
+        assert_eq!(report(&[unreadable], &t(), false).0, Status::Unknown);
+    }
+
+    #[test]
+    fn the_state_follows_the_offset_as_printed() {
+        let t = Thresholds::new(
+            Range::parse("2").unwrap(),
+            Range::parse("3.45").unwrap(),
+            ("-w", "-c"),
+        )
+        .unwrap();
+        // 3.4504 and 3.4496 both print as 3.450: at the threshold, not past it.
+        for offset in [3.4504, 3.4496, -3.4504] {
+            let (status, lines) = report(&[ok("h:1", offset, 0.001)], &t, false);
+            assert_eq!(status, Status::Warning, "{offset}: {lines:?}");
+            assert!(lines[0].contains("offset=") && lines[0].contains("3.450s;2;3.45"));
+        }
+        // 3.4505 prints as 3.451: past it.
+        let (status, lines) = report(&[ok("h:1", 3.4506, 0.001)], &t, false);
+        assert_eq!(status, Status::Critical, "{lines:?}");
+        assert!(lines[0].contains("offset +3.451 s"), "{lines:?}");
+    }
+
+    #[test]
+    fn an_offset_of_whole_hours_hints_at_the_zone() {
+        let (status, lines) = report(&[ok("h:1", 25_200.012_3, 0.001)], &t(), false);
+        assert_eq!(status, Status::Critical);
+        assert!(
+            lines[0].starts_with(
+                "JAM CRITICAL - offset +25200.012 s: exactly 7 h — is --timezone right? (from h:1) | offset=25200.012s;2;10 "
+            ),
+            "{lines:?}"
+        );
+        let fleet = [ok("a:1", -3601.9, 0.001), ok("b:1", 0.1, 0.001)];
+        let (_, lines) = report(&fleet, &t(), false);
+        assert!(
+            lines[0].starts_with(
+                "JAM CRITICAL - 1 of 2 servers critical, worst a:1 offset -3601.900 s: exactly -1 h — is --timezone right? | "
+            ),
+            "{lines:?}"
+        );
+        assert_eq!(
+            lines[1],
+            "a:1 CRITICAL - offset -3601.900 s: exactly -1 h — is --timezone right?"
+        );
+        assert_eq!(lines[2], "b:1 OK - offset +0.100 s");
+        // Within 2 s of whole hours only, and never for no hours at all.
+        for offset in [0.0, 1.5, -1.9, 3597.9, 3602.1, 1800.0, 43_197.0] {
+            assert_eq!(zone_hint(offset), None, "{offset}");
+        }
+        for (offset, hours) in [(3598.0, "1"), (-7198.5, "-2"), (43_199.0, "12")] {
+            let hint = zone_hint(offset).unwrap_or_default();
+            assert!(hint.starts_with(&format!("exactly {hours} h ")), "{hint}");
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use std::ffi::OsString;
 use std::fmt;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
@@ -115,6 +116,10 @@ pub struct JamcArgs {
     #[arg(long, requires = "conformance")]
     pub strict: bool,
 
+    /// Connect from this local address (to test an access list, as nc -s does)
+    #[arg(short = 's', long, value_name = "ADDR", value_parser = parse_source)]
+    pub source: Option<IpAddr>,
+
     /// IPv4 only
     #[arg(short = '4', conflicts_with = "ipv6")]
     pub ipv4: bool,
@@ -140,6 +145,47 @@ pub(crate) fn parse_seconds(text: &str, min_exclusive: bool) -> Result<f64, Stri
 
 pub(crate) fn parse_timeout(text: &str) -> Result<f64, String> {
     parse_seconds(text, true)
+}
+
+/// `-s ADDR`: an IP address of this machine, as `nc -s` takes it.
+pub(crate) fn parse_source(text: &str) -> Result<IpAddr, String> {
+    let text = text.trim();
+    text.strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text)
+        .parse()
+        .map_err(|_| format!("{text:?} is not an IP address (such as 127.0.0.2 or ::1)"))
+}
+
+/// The family to resolve names in when connecting from `source` (`-s`):
+/// the source's own; a server address of the other family, or `-4`/`-6`
+/// against it, is an error that names both.
+pub(crate) fn source_family(
+    source: Option<IpAddr>,
+    family: Family,
+    targets: &[Target],
+) -> Result<Family, String> {
+    let Some(source) = source else {
+        return Ok(family);
+    };
+    let (own, flag) = if source.is_ipv4() {
+        (Family::V4, "-6")
+    } else {
+        (Family::V6, "-4")
+    };
+    if family != Family::Any && family != own {
+        return Err(format!("-s {source} does not fit {flag}"));
+    }
+    for target in targets {
+        if let Ok(ip) = target.host.parse::<IpAddr>() {
+            if ip.is_ipv4() != source.is_ipv4() {
+                return Err(format!(
+                    "-s {source} cannot reach {ip}: the two are of different IP families"
+                ));
+            }
+        }
+    }
+    Ok(own)
 }
 
 /// IP families a host name may be resolved to.
@@ -264,7 +310,7 @@ pub enum Mode {
     Check(Box<CheckSettings>),
     /// `--conformance`: a TAP report of the protocol checks.
     Conformance {
-        /// `--strict`: the checks of the rest of the protocol (SPEC 2) too.
+        /// `--strict`: the checks of the rest of the protocol too.
         strict: bool,
     },
 }
@@ -280,6 +326,8 @@ pub struct Settings {
     pub family: Family,
     /// `-w`: for connecting (all addresses together) plus the first reply, and for each later reply.
     pub timeout: Duration,
+    /// `-s`: the local address to connect from, when given.
+    pub source: Option<IpAddr>,
     /// `-n`: TIME requests per connection.
     pub count: u32,
     /// `-P`: clients at once, when given.
@@ -344,6 +392,7 @@ impl JamcArgs {
         if targets.len() > 1 && self.conformance {
             return Err("--conformance takes one server".to_string());
         }
+        let family = source_family(self.source, family, &targets)?;
         let mode = if self.conformance {
             Mode::Conformance {
                 strict: self.strict,
@@ -372,6 +421,7 @@ impl JamcArgs {
             targets,
             family,
             timeout: Duration::from_secs_f64(self.timeout),
+            source: self.source,
             count: self.count,
             parallel: self.parallel,
             mode,
@@ -531,6 +581,23 @@ mod tests {
         let s = parse_args(["jamc", "--conformance", "--strict", "-p", "7"]).unwrap();
         assert!(matches!(s.mode, Mode::Conformance { strict: true }));
         assert_eq!(s.target.port, 7);
+    }
+
+    #[test]
+    fn source_is_an_address_and_sets_the_family() {
+        let s = parse_args(["jamc", "-s", "127.0.0.2", "localhost"]).unwrap();
+        assert_eq!(s.source, Some("127.0.0.2".parse().unwrap()));
+        assert_eq!(s.family, Family::V4);
+        let s = parse_args(["jamc", "--source=[::1]", "--check", "::1"]).unwrap();
+        assert_eq!(s.family, Family::V6);
+        let s = parse_args(["jamc", "--conformance", "-s", "::1"]).unwrap();
+        assert_eq!(s.source, Some("::1".parse().unwrap()));
+        assert_eq!(parse_args(["jamc", "-s", "a.example"]).unwrap_err().code, 2);
+        let e = parse_args(["jamc", "-s", "127.0.0.2", "-6"]).unwrap_err();
+        assert!(e.stderr.contains("-s 127.0.0.2 does not fit -6"), "{e:?}");
+        let e = parse_args(["jamc", "--check", "-s", "::1", "127.0.0.1"]).unwrap_err();
+        assert_eq!(e.code, 3);
+        assert!(e.stdout.contains("different IP families"), "{e:?}");
     }
 
     #[test]

@@ -1,16 +1,19 @@
-//! `jamc --conformance [--strict]`: is this a JAM server? (SPEC 13.)
+//! `jamc --conformance [--strict]`: is this a JAM server? (jamc(1), CONFORMANCE.)
 //!
 //! Checks any server, jamd or not, against the JAM protocol and prints the
 //! verdicts as TAP, which prove(1) reads: a `1..N` plan, then one
 //! `ok N - what` or `not ok N - what # why` line per check. The required
 //! checks are the course assignment the protocol began as; `--strict` adds the
-//! rest of SPEC 2.
+//! rest of the protocol (jamd(8), "The JAM protocol").
 //!
 //! Each check is a small function below, named after what it proves, and runs
 //! on connections of its own, one check after another, so a fault shows in the
 //! check that names it rather than in whichever check happened to run
 //! alongside. Bounds, so that no server can hang the run:
-//! - every connect and every reply may take [`STEP_TIMEOUT`] (5 s);
+//! - every connect and every reply may take [`STEP_TIMEOUT`] (5 s), and the
+//!   100 clients together [`CROWD_TIMEOUT`] (20 s), as a kernel whose listen
+//!   queue is full drops SYNs that the clients send again after 1, 3, 7 and
+//!   15 s; a client still waiting then is reported as never accepted;
 //! - no wait runs past [`RUN_LIMIT`] from the start, and a check that would
 //!   start later is not run, so a whole run ends within about a minute;
 //! - when `TIME` gets no reply at all, the checks that need one are not tried
@@ -25,13 +28,13 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use super::cli::{Family, Target};
 
-/// Time allowed for each connect and for each reply (SPEC 13). Generous
+/// Time allowed for each connect and for each reply. Generous
 /// because the assignment's own server listens with a backlog of 1, so some of
 /// its clients wait for a SYN retransmission (1 s, then 3 s).
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -44,8 +47,12 @@ pub const RUN_LIMIT: Duration = Duration::from_secs(55);
 /// Longest reply line read (its line end included); more is a failure.
 pub const MAX_REPLY_LINE: usize = 1024;
 
-/// Most connections one check holds at once (the "100 clients" check); SPEC 13
-/// allows 200.
+/// What the 100 clients together may take: a kernel whose listen queue is
+/// full drops a SYN, and the client sends it again after 1, 3, 7 and 15 s.
+pub const CROWD_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Most connections one check holds at once (the "100 clients" check); a run
+/// never holds more than 200.
 pub const MAX_CROWD: usize = 100;
 
 /// Clients of the assignment's own test client, all at once.
@@ -58,6 +65,15 @@ const CLIENT_STACK_BYTES: usize = 128 * 1024;
 /// separate packets even at a server that reads at once.
 const PACKET_GAP: Duration = Duration::from_millis(200);
 
+/// Between the reply to one `TIME` and the next request of the check that
+/// the reply is the current time: more than a second, so that the two
+/// replies of a live clock show different seconds.
+const APART: Duration = Duration::from_millis(1200);
+
+/// How far the time shown may be from this machine's clock, once whole
+/// quarter hours (any time zone) are taken out.
+const CLOCK_SLACK_SECS: f64 = 5.0;
+
 /// What `jamc --conformance` was asked to do.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -65,11 +81,13 @@ pub struct Options {
     pub target: Target,
     /// `-4` / `-6`.
     pub family: Family,
-    /// `--strict`: the SPEC 2 checks too.
+    /// `-s`: the local address every connection is made from.
+    pub source: Option<IpAddr>,
+    /// `--strict`: the checks of the rest of the protocol too.
     pub strict: bool,
 }
 
-/// Whether a check belongs to the assignment or to the rest of SPEC 2.
+/// Whether a check belongs to the assignment or to the rest of the protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Level {
     /// Always run; the exit status depends on it.
@@ -178,6 +196,11 @@ const CHECKS: &[Check] = &[
         Needs::Answer,
         silent_client_does_not_block,
     ),
+    Check::required(
+        "the reply is the server's current time (two replies a second apart differ)",
+        Needs::Answer,
+        reply_is_the_current_time,
+    ),
     Check::strict(
         "command words are matched in any case (time, Time, quit)",
         any_case,
@@ -212,6 +235,10 @@ const CHECKS: &[Check] = &[
         "100 clients at once are all answered",
         hundred_clients_at_once,
     ),
+    Check::strict(
+        "the time agrees with this machine's clock (within 5 s, in any time zone)",
+        time_agrees_with_the_local_clock,
+    ),
 ];
 
 /// What the first check says.
@@ -239,6 +266,7 @@ pub fn run(options: &Options, out: &mut dyn Write) -> u8 {
     let server = match &first {
         Ok(addr) => Some(Server {
             addr: *addr,
+            source: options.source,
             run_deadline,
         }),
         Err(_) => None,
@@ -370,6 +398,8 @@ fn tap_reason(why: &str) -> String {
 /// The server under test, once check 1 found an address that accepts.
 struct Server {
     addr: SocketAddr,
+    /// `-s`.
+    source: Option<IpAddr>,
     run_deadline: Instant,
 }
 
@@ -380,7 +410,7 @@ impl Server {
     }
 
     fn connect(&self) -> Result<Conn, Fault> {
-        Conn::open(self.addr, self.step_deadline()).map_err(Fault::Silent)
+        Conn::open(self.addr, self.source, self.step_deadline()).map_err(Fault::Silent)
     }
 }
 
@@ -395,7 +425,7 @@ fn accepts_connection(options: &Options, run_deadline: Instant) -> Result<Socket
         // Each address gets an equal share of what is left, as plain jamc does.
         let left = deadline.saturating_duration_since(Instant::now());
         let share = left / u32::try_from(addrs.len() - i).unwrap_or(u32::MAX);
-        match Conn::open(*addr, Instant::now() + share) {
+        match Conn::open(*addr, options.source, Instant::now() + share) {
             Ok(_) => return Ok(*addr),
             Err(why) => failures.push(why),
         }
@@ -476,14 +506,27 @@ struct Conn {
 }
 
 impl Conn {
-    fn open(addr: SocketAddr, deadline: Instant) -> Result<Conn, String> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+    fn open(addr: SocketAddr, source: Option<IpAddr>, deadline: Instant) -> Result<Conn, String> {
+        if deadline <= Instant::now() {
             return Err(format!(
                 "connecting to {addr}: the run's time limit was reached"
             ));
         }
-        match TcpStream::connect_timeout(&addr, left) {
+        Conn::connect(addr, source, deadline)
+            .map_err(|(e, waited)| format!("connecting to {addr}: {}", connect_error(&e, waited)))
+    }
+
+    /// Connects by the deadline; a failure comes with the time it was given.
+    fn connect(
+        addr: SocketAddr,
+        source: Option<IpAddr>,
+        deadline: Instant,
+    ) -> Result<Conn, (io::Error, Duration)> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err((io::ErrorKind::TimedOut.into(), left));
+        }
+        match super::net::open(&addr, source, left) {
             Ok(stream) => {
                 // Each piece a check sends must leave at once, as its own packet.
                 let _ = stream.set_nodelay(true);
@@ -492,7 +535,7 @@ impl Conn {
                     buf: Vec::new(),
                 })
             }
-            Err(e) => Err(format!("connecting to {addr}: {}", connect_error(&e, left))),
+            Err(e) => Err((e, left)),
         }
     }
 
@@ -583,6 +626,13 @@ impl Conn {
             }
         }
     }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+    )
 }
 
 fn connect_error(e: &io::Error, waited: Duration) -> String {
@@ -770,7 +820,7 @@ fn quit_closes(server: &Server) -> Verdict {
 
 /// Check 5: as the assignment's own test client does.
 fn nine_clients_at_once(server: &Server) -> Verdict {
-    crowd(server, ASSIGNMENT_CLIENTS)
+    crowd(server, ASSIGNMENT_CLIENTS, Allowance::EachStep)
 }
 
 /// Check 6: a silent client is connected (and, at a server that serves one
@@ -784,7 +834,96 @@ fn silent_client_does_not_block(server: &Server) -> Verdict {
     )
 }
 
-/// Check 7.
+/// Check 7: a server that renders a time it read once (at its start, say)
+/// passes every other required check. Two connections, so that a server
+/// that answers one request per connection is judged by check 3 alone.
+fn reply_is_the_current_time(server: &Server) -> Verdict {
+    let ask = |context: &str| -> Result<Vec<u8>, Fault> {
+        let mut conn = server.connect().map_err(|f| prefix_fault(context, f))?;
+        let line = conn
+            .ask(b"TIME\r\n", server)
+            .map_err(|f| prefix_fault(context, f))?;
+        if is_jam(&line) {
+            Ok(line)
+        } else {
+            Err(Fault::Wrong(format!(
+                "{context}sent \"TIME\\r\\n\", got {} (expected a JAM line)",
+                escape(&line)
+            )))
+        }
+    };
+    let first = ask("first request: ")?;
+    thread::sleep(APART);
+    let second = ask(&format!(
+        "second request, {:.1} s later: ",
+        APART.as_secs_f64()
+    ))?;
+    if first == second {
+        Err(Fault::Wrong(format!(
+            "sent \"TIME\\r\\n\" twice, {:.1} s apart, got {} both times: \
+             the reply must show the server's clock when asked",
+            APART.as_secs_f64(),
+            escape(&first)
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// Check 18: the time shown is this machine's, give or take
+/// [`CLOCK_SLACK_SECS`], in some time zone (every zone is a whole number of
+/// quarter hours from UTC).
+fn time_agrees_with_the_local_clock(server: &Server) -> Verdict {
+    let mut conn = server.connect()?;
+    let sent = chrono::Utc::now();
+    let line = conn.ask(b"TIME\r\n", server)?;
+    let mid = sent + (chrono::Utc::now() - sent) / 2;
+    let Some(shown) = seconds_of_day(&line) else {
+        return Err(Fault::Wrong(format!(
+            "sent \"TIME\\r\\n\", got {}: no time hh:mm:ss to compare",
+            escape(&line)
+        )));
+    };
+    let here = f64::from(chrono::Timelike::num_seconds_from_midnight(&mid))
+        + f64::from(chrono::Timelike::nanosecond(&mid).min(999_999_999)) / 1e9;
+    let off = quarter_hour_remainder(shown, here);
+    if off.abs() <= CLOCK_SLACK_SECS {
+        Ok(())
+    } else {
+        Err(Fault::Wrong(format!(
+            "sent \"TIME\\r\\n\" at {} UTC here, got {}: {:.0} s {} this machine's clock \
+             whatever the server's time zone (more than {CLOCK_SLACK_SECS:.0} s)",
+            mid.format("%H:%M:%S"),
+            escape(&line),
+            off.abs(),
+            if off > 0.0 { "ahead of" } else { "behind" }
+        )))
+    }
+}
+
+/// The seconds since midnight of `JAM hh:mm:ss…`, the middle of the second
+/// shown (a whole-second time is read as the middle of its second).
+fn seconds_of_day(line: &[u8]) -> Option<f64> {
+    let time = line.strip_prefix(b"JAM ")?.get(..8)?;
+    let time = std::str::from_utf8(time).ok()?;
+    let mut parts = time.split(':').map(|p| {
+        (p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| p.parse::<u32>().ok())
+            .flatten()
+    });
+    let (h, m, s) = (parts.next()??, parts.next()??, parts.next()??);
+    (h < 24 && m < 60 && s <= 60).then(|| f64::from(h * 3600 + m * 60 + s) + 0.5)
+}
+
+/// `shown - here` in seconds, less the nearest whole number of quarter
+/// hours: what no time zone explains.
+fn quarter_hour_remainder(shown: f64, here: f64) -> f64 {
+    const QUARTER: f64 = 900.0;
+    let d = shown - here;
+    d - (d / QUARTER).round() * QUARTER
+}
+
+/// Check 8.
 fn any_case(server: &Server) -> Verdict {
     let mut conn = server.connect()?;
     expect_jam(&mut conn, b"time\r\n", server, "")?;
@@ -792,19 +931,19 @@ fn any_case(server: &Server) -> Verdict {
     expect_close(&mut conn, b"quit\r\n", server)
 }
 
-/// Check 8.
+/// Check 9.
 fn blanks_around(server: &Server) -> Verdict {
     let mut conn = server.connect()?;
     expect_jam(&mut conn, b" \tTIME \t\r\n", server, "")
 }
 
-/// Check 9.
+/// Check 10.
 fn bare_lf(server: &Server) -> Verdict {
     let mut conn = server.connect()?;
     expect_jam(&mut conn, b"TIME\n", server, "")
 }
 
-/// Check 10: no reply is shown by the next reply being the one to a TIME sent after.
+/// Check 11: no reply is shown by the next reply being the one to a TIME sent after.
 fn empty_line_no_reply(server: &Server) -> Verdict {
     let before = "sent \"\\r\\n\" and \" \\t\\r\\n\" apart, then \"TIME\\r\\n\", ";
     let pieces: [&[u8]; 3] = [b"\r\n", b" \t\r\n", b"TIME\r\n"];
@@ -812,21 +951,21 @@ fn empty_line_no_reply(server: &Server) -> Verdict {
     sent_apart_then_jam(server, &pieces, before, wrong)
 }
 
-/// Check 11.
+/// Check 12.
 fn unknown_command(server: &Server) -> Verdict {
     let mut conn = server.connect()?;
     expect_error(&mut conn, b"HELLO\r\n", server)?;
     expect_jam(&mut conn, b"TIME\r\n", server, "then ")
 }
 
-/// Check 12.
+/// Check 13.
 fn invalid_utf8(server: &Server) -> Verdict {
     let mut conn = server.connect()?;
     expect_error(&mut conn, b"\xff\xfe\r\n", server)?;
     expect_jam(&mut conn, b"TIME\r\n", server, "then ")
 }
 
-/// Check 13: three different requests, so that the order of replies shows.
+/// Check 14: three different requests, so that the order of replies shows.
 fn pipelined_requests(server: &Server) -> Verdict {
     const REQUESTS: &[u8] = b"TIME\r\nHELLO\r\nTIME\r\n";
     let mut conn = server.connect()?;
@@ -864,14 +1003,14 @@ fn pipelined_requests(server: &Server) -> Verdict {
     }
 }
 
-/// Check 14.
+/// Check 15.
 fn split_request(server: &Server) -> Verdict {
     let before = "sent \"TI\" and, 0.2 s later, \"ME\\r\\n\", ";
     let pieces: [&[u8]; 2] = [b"TI", b"ME\r\n"];
     sent_apart_then_jam(server, &pieces, before, "got {} (expected a JAM line)")
 }
 
-/// Check 15: the server may refuse the long line and close (jamd does:
+/// Check 16: the server may refuse the long line and close (jamd does:
 /// `ERROR line too long`); what matters is that it goes on serving others.
 fn long_line_does_not_block(server: &Server) -> Verdict {
     let mut long = server.connect()?;
@@ -886,36 +1025,90 @@ fn long_line_does_not_block(server: &Server) -> Verdict {
     )
 }
 
-/// Check 16.
+/// Check 17.
 fn hundred_clients_at_once(server: &Server) -> Verdict {
-    crowd(server, MAX_CROWD)
+    crowd(server, MAX_CROWD, Allowance::Whole(CROWD_TIMEOUT))
+}
+
+/// How one client of a crowd fared.
+enum CrowdEnd {
+    Answered,
+    /// The server's kernel never took the connection off its listen queue
+    /// in time: the SYN went unanswered, or the handshake seemed done but
+    /// the request was never acknowledged (a full queue drops the client's
+    /// last ACK and what comes with it).
+    NotAccepted,
+    /// Anything else, in words.
+    Failed(String),
+}
+
+/// How long a crowd's clients may take.
+#[derive(Clone, Copy)]
+enum Allowance {
+    /// [`STEP_TIMEOUT`] to connect, and again for the reply.
+    EachStep,
+    /// This long from the start of the crowd for everything.
+    Whole(Duration),
 }
 
 /// `n` clients connect at once, each sends TIME, and each keeps its
 /// connection open until all are done: a server that serves one connection at
-/// a time answers only the first.
-fn crowd(server: &Server, n: usize) -> Verdict {
+/// a time answers only the first. A client the server's kernel never took
+/// off its listen queue is told apart from one the server left unanswered.
+fn crowd(server: &Server, n: usize, allowance: Allowance) -> Verdict {
     let n = n.min(MAX_CROWD);
-    let addr = server.addr;
+    let (addr, source) = (server.addr, server.source);
     let run_deadline = server.run_deadline;
-    let client = move || -> (Result<(), String>, Option<Conn>) {
-        let step = || (Instant::now() + STEP_TIMEOUT).min(run_deadline);
-        let mut conn = match Conn::open(addr, step()) {
-            Ok(conn) => conn,
-            Err(why) => return (Err(format!("could not connect ({why})")), None),
+    let started = Instant::now();
+    let by = move |from: Instant| match allowance {
+        Allowance::EachStep => (from + STEP_TIMEOUT).min(run_deadline),
+        Allowance::Whole(d) => (started + d).min(run_deadline),
+    };
+    // "5 s", "20 s", or what the run's limit left of it.
+    let within = move |from: Instant| {
+        let (allowed, end) = match allowance {
+            Allowance::EachStep => (STEP_TIMEOUT, from + STEP_TIMEOUT),
+            Allowance::Whole(d) => (d, started + d),
         };
-        let deadline = step();
-        let result = match conn.send(b"TIME\r\n", deadline) {
-            Err(end) => Err(format!("sent \"TIME\\r\\n\", {}", end.describe())),
+        if run_deadline < end {
+            let left = run_deadline.saturating_duration_since(from);
+            format!("{:.1} s (the run's time limit)", left.as_secs_f64())
+        } else {
+            format!("{} s", allowed.as_secs())
+        }
+    };
+    let client = move || -> (CrowdEnd, Option<Conn>) {
+        let mut conn = match Conn::connect(addr, source, by(Instant::now())) {
+            Ok(conn) => conn,
+            Err((e, _)) if is_timeout(&e) => return (CrowdEnd::NotAccepted, None),
+            Err((e, waited)) => {
+                let why = format!("connecting to {addr}: {}", connect_error(&e, waited));
+                return (CrowdEnd::Failed(format!("could not connect ({why})")), None);
+            }
+        };
+        let sent = Instant::now();
+        let deadline = by(sent);
+        let end = match conn.send(b"TIME\r\n", deadline) {
+            Err(end) => CrowdEnd::Failed(format!("sent \"TIME\\r\\n\", {}", end.describe())),
             Ok(()) => match conn.line(deadline) {
-                Ok(line) if is_jam(&line) => Ok(()),
-                Ok(line) => Err(format!("sent \"TIME\\r\\n\", got {}", escape(&line))),
-                Err(end) => Err(format!("sent \"TIME\\r\\n\", {}", end.describe())),
+                Ok(line) if is_jam(&line) => CrowdEnd::Answered,
+                Ok(line) => CrowdEnd::Failed(format!("sent \"TIME\\r\\n\", got {}", escape(&line))),
+                Err(End::TimedOut(_, got)) if got.is_empty() => {
+                    if crate::sys::tcp_unacknowledged_bytes(&conn.stream).is_ok_and(|n| n > 0) {
+                        CrowdEnd::NotAccepted
+                    } else {
+                        CrowdEnd::Failed(format!(
+                            "sent \"TIME\\r\\n\", no reply within {}",
+                            within(sent)
+                        ))
+                    }
+                }
+                Err(end) => CrowdEnd::Failed(format!("sent \"TIME\\r\\n\", {}", end.describe())),
             },
         };
-        (result, Some(conn))
+        (end, Some(conn))
     };
-    let results: Vec<Result<(), String>> = thread::scope(|scope| {
+    let results: Vec<CrowdEnd> = thread::scope(|scope| {
         let handles: Vec<_> = (0..n)
             .map(|_| {
                 thread::Builder::new()
@@ -934,22 +1127,34 @@ fn crowd(server: &Server, n: usize) -> Verdict {
                         held.push(conn);
                         result
                     }
-                    Err(_) => Err("the client thread failed".to_string()),
+                    Err(_) => CrowdEnd::Failed("the client thread failed".to_string()),
                 },
-                Err(e) => Err(format!("could not start a client thread ({e})")),
+                Err(e) => CrowdEnd::Failed(format!("could not start a client thread ({e})")),
             })
             .collect();
         drop(held);
         results
     });
-    let answered = results.iter().filter(|r| r.is_ok()).count();
+    let answered = results
+        .iter()
+        .filter(|r| matches!(r, CrowdEnd::Answered))
+        .count();
     if answered == n {
         return Ok(());
     }
     // The same failure from many clients is told once, with its count.
+    let queue_full = format!(
+        "never accepted within {} (the listen queue was full: listen backlog too small?)",
+        within(started)
+    );
     let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
-    for why in results.iter().filter_map(|r| r.as_ref().err()) {
-        *kinds.entry(why.as_str()).or_default() += 1;
+    for end in &results {
+        let text = match end {
+            CrowdEnd::Answered => continue,
+            CrowdEnd::NotAccepted => queue_full.as_str(),
+            CrowdEnd::Failed(why) => why.as_str(),
+        };
+        *kinds.entry(text).or_default() += 1;
     }
     let mut kinds: Vec<(&str, usize)> = kinds.into_iter().collect();
     kinds.sort_by_key(|k| std::cmp::Reverse(k.1));
@@ -1030,6 +1235,63 @@ mod tests {
     }
 
     #[test]
+    fn any_time_zone_is_whole_quarter_hours_from_the_local_clock() {
+        // 10:00:00 UTC here; the server shows its zone's time, mid-second.
+        let here = 36_000.0;
+        for (shown, off) in [
+            ("JAM 10:00:02\r\n", 2.5),
+            ("JAM 17:00:00\r\n", 0.5),
+            ("JAM 15:45:00\r\n", 0.5),
+            ("JAM 03:29:55\r\n", -4.5),
+            ("JAM 10:02:27\r\n", 147.5),
+            ("JAM 09:52:30\r\n", -449.5),
+        ] {
+            let s = seconds_of_day(shown.as_bytes()).unwrap();
+            let got = quarter_hour_remainder(s, here);
+            assert!((got - off).abs() < 1e-9, "{shown}: {got}");
+        }
+        // Across midnight: 23:59:59 shown at 00:00:01 here.
+        let s = seconds_of_day(b"JAM 23:59:59\r\n").unwrap();
+        assert!((quarter_hour_remainder(s, 1.0) + 1.5).abs() < 1e-9);
+        for bad in [
+            &b"JAM 9:5:3\r\n"[..],
+            b"JAM 25:00:00\r\n",
+            b"ERROR\r\n",
+            b"JAM 1",
+        ] {
+            assert_eq!(seconds_of_day(bad), None, "{}", escape(bad));
+        }
+    }
+
+    #[test]
+    fn what_the_peer_has_not_acknowledged_is_seen() {
+        use std::net::TcpListener;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        // Taken by the peer's kernel: acknowledged at once.
+        stream.write_all(b"TIME\r\n").expect("send");
+        let end = Instant::now() + Duration::from_secs(5);
+        while crate::sys::tcp_unacknowledged_bytes(&stream).expect("SIOCOUTQ") > 0 {
+            assert!(
+                Instant::now() < end,
+                "a request on loopback was never acknowledged"
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+        // A peer that never reads: what does not fit its window stays ours.
+        stream.set_nonblocking(true).expect("nonblocking");
+        let chunk = [b'x'; 64 * 1024];
+        for _ in 0..1024 {
+            if stream.write(&chunk).is_err() {
+                break;
+            }
+        }
+        assert!(crate::sys::tcp_unacknowledged_bytes(&stream).expect("SIOCOUTQ") > 0);
+        drop(listener);
+    }
+
+    #[test]
     fn error_lines_are_error_alone_or_with_a_reason() {
         assert!(is_error(b"ERROR\r\n"));
         assert!(is_error(b"ERROR unknown command\r\n"));
@@ -1041,10 +1303,10 @@ mod tests {
     fn the_plan_stays_within_the_connection_bound() {
         const { assert!(MAX_CROWD + 2 <= 200) };
         assert_eq!(CHECKS.iter().filter(|c| c.gate).count(), 1);
-        assert_eq!(CHECKS.len() + 1, 16);
+        assert_eq!(CHECKS.len() + 1, 18);
         assert_eq!(
             CHECKS.iter().filter(|c| c.level == Level::Required).count() + 1,
-            6
+            7
         );
     }
 }

@@ -117,8 +117,13 @@ impl ClientError {
     /// The monitoring state this failure means for `--check`.
     pub fn status(&self) -> Status {
         match self.kind {
-            // The reply came but cannot be read as a time: we cannot judge the clock.
-            ClientErrorKind::NotJam { .. } | ClientErrorKind::Time { .. } => Status::Unknown,
+            // A JAM line whose time does not fit --format: the check's own
+            // settings are wrong, so the clock cannot be judged.
+            ClientErrorKind::Time { .. } => Status::Unknown,
+            // Anything else, a reply that is no JAM or ERROR line at all (an
+            // SSH or HTTP banner) included, is the service failing: the
+            // monitoring-plugins guidelines keep UNKNOWN for the plugin's
+            // own failures.
             _ => Status::Critical,
         }
     }

@@ -130,6 +130,17 @@ pub fn connect(
     deadline: Instant,
     timeout: Duration,
 ) -> Result<TcpStream, ClientError> {
+    connect_from(server, addrs, deadline, timeout, None)
+}
+
+/// [`connect`] from the local address `source` when one is given (`-s`).
+pub fn connect_from(
+    server: &str,
+    addrs: &[SocketAddr],
+    deadline: Instant,
+    timeout: Duration,
+    source: Option<IpAddr>,
+) -> Result<TcpStream, ClientError> {
     let mut attempts = Vec::with_capacity(addrs.len());
     for (i, addr) in addrs.iter().enumerate() {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -138,7 +149,7 @@ pub fn connect(
             continue;
         }
         let share = left / u32::try_from(addrs.len() - i).unwrap_or(u32::MAX);
-        match TcpStream::connect_timeout(addr, share.max(Duration::from_millis(1))) {
+        match open(addr, source, share.max(Duration::from_millis(1))) {
             Ok(stream) => {
                 // Requests are tiny: send each at once.
                 let _ = stream.set_nodelay(true);
@@ -151,6 +162,27 @@ pub fn connect(
         server,
         ClientErrorKind::Connect { attempts, timeout },
     ))
+}
+
+/// One TCP connection to `addr` within `timeout`, from the local address
+/// `source` (any port) when one is given, as `nc -s` does.
+pub fn open(addr: &SocketAddr, source: Option<IpAddr>, timeout: Duration) -> io::Result<TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let Some(source) = source else {
+        return TcpStream::connect_timeout(addr, timeout);
+    };
+    let socket = Socket::new(Domain::for_address(*addr), Type::STREAM, None)?;
+    socket
+        .bind(&SocketAddr::new(source, 0).into())
+        .map_err(|e| {
+            let why = match e.kind() {
+                io::ErrorKind::AddrNotAvailable => "not an address of this machine".to_string(),
+                _ => e.to_string(),
+            };
+            io::Error::new(e.kind(), format!("cannot connect from {source}: {why}"))
+        })?;
+    socket.connect_timeout(&(*addr).into(), timeout)?;
+    Ok(socket.into())
 }
 
 /// A connection to a JAM server that reads reply lines within deadlines.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use super::cli::{
-    clap_exit, parse_timeout, unknown_exit, CheckSettings, EarlyExit, Family, Mode, Settings,
+    parse_source, parse_timeout, source_family, CheckSettings, EarlyExit, Family, Mode, Settings,
     Target, DEFAULT_PORT,
 };
 use super::reading::ReplyFormat;
@@ -26,7 +26,11 @@ pub const NAME: &str = "check_jam";
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "check_jam",
-    version,
+    version = env!("JAMD_VERSION"),
+    // What clap would write lists the arguments given before an error as if
+    // they were required; this is the plugin's usage, as its users read it.
+    override_usage = "check_jam -H HOST [-p PORT] [-w RANGE] [-c RANGE] [-t SECS] [-s ADDR]\n       \
+        [-46qv] [--format FMT] [--timezone TZ]",
     about = "Check the clock of a JAM time server (jamd), as a monitoring plugin",
     long_about = "Check the clock of a JAM time server (jamd), as a monitoring plugin \
         (Nagios, Icinga, Naemon, cron).\n\n\
@@ -77,6 +81,10 @@ pub struct CheckJamArgs {
     #[arg(short = 'v', long, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// Connect from this local address (to test an access list)
+    #[arg(short = 's', long, value_name = "ADDR", value_parser = parse_source)]
+    pub source: Option<std::net::IpAddr>,
+
     /// IPv4 only
     #[arg(short = '4', long = "use-ipv4", conflicts_with = "ipv6")]
     pub ipv4: bool,
@@ -92,7 +100,7 @@ impl CheckJamArgs {
         let targets = self
             .hosts
             .iter()
-            .map(|h| Target::parse_one_of_several(h, self.port))
+            .map(|h| Target::parse_one_of_several(h, self.port).map_err(|e| format!("-H: {e}")))
             .collect::<Result<Vec<Target>, String>>()?;
         let target = targets.first().cloned().unwrap_or(Target {
             host: "localhost".into(),
@@ -103,6 +111,7 @@ impl CheckJamArgs {
             (_, true) => Family::V6,
             _ => Family::Any,
         };
+        let family = source_family(self.source, family, &targets)?;
         let check = CheckSettings {
             thresholds: Thresholds::new(self.warning, self.critical, ("-w", "-c"))?,
             format: ReplyFormat::new(&self.format).map_err(|e| e.to_string())?,
@@ -115,6 +124,7 @@ impl CheckJamArgs {
             targets,
             family,
             timeout: Duration::from_secs_f64(self.timeout),
+            source: self.source,
             count: 1,
             parallel: None,
             mode: Mode::Check(Box::new(check)),
@@ -130,19 +140,58 @@ pub fn invoked_as_plugin(argv0: &std::ffi::OsStr) -> bool {
 }
 
 /// Reads check_jam's command line into [`Settings`], or says how to exit:
-/// help and version exit 0, a bad command line 3 (UNKNOWN) with a
-/// `JAM UNKNOWN - …` line on stdout.
+/// help and version exit 0; a bad command line exits 3 (UNKNOWN) with one
+/// `JAM UNKNOWN - …` line on stdout that names the option, and nothing on
+/// stderr, as a monitoring system shows the first line of stdout alone.
 pub fn parse_args<I, T>(argv: I) -> Result<Settings, EarlyExit>
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let args = CheckJamArgs::try_parse_from(argv).map_err(|e| clap_exit(e, unknown_exit))?;
-    args.resolve().map_err(|why| {
-        unknown_exit(format!(
-            "error: {why}\n\nFor more information, try '--help'.\n"
-        ))
-    })
+    let args = CheckJamArgs::try_parse_from(argv).map_err(clap_exit)?;
+    args.resolve().map_err(|why| bad_command_line(&why))
+}
+
+/// The exit for clap's error: help and version on stdout with 0, anything
+/// else a bad command line in one line.
+fn clap_exit(e: clap::Error) -> EarlyExit {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => EarlyExit {
+            code: 0,
+            stdout: e.render().to_string(),
+            stderr: String::new(),
+        },
+        // clap puts the names of what is missing on lines of their own.
+        ErrorKind::MissingRequiredArgument => {
+            let missing = match e.get(ContextKind::InvalidArg) {
+                Some(ContextValue::Strings(names)) => names.join(", "),
+                _ => "--hostname <HOST>".to_string(),
+            };
+            let missing = missing.replace("--hostname <HOST>", "-H HOST");
+            bad_command_line(&format!(
+                "missing {missing}: the server to check (check_jam -H HOST)"
+            ))
+        }
+        // Every other message of clap names the option in its first line.
+        _ => bad_command_line(&e.render().to_string()),
+    }
+}
+
+/// A bad command line under the plugin rules: exit 3 (UNKNOWN), the first
+/// line of `message` on stdout as `JAM UNKNOWN - …`, nothing on stderr.
+fn bad_command_line(message: &str) -> EarlyExit {
+    let first = message
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("bad command line");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    EarlyExit {
+        code: 3,
+        stdout: format!("JAM UNKNOWN - {first}\n"),
+        stderr: String::new(),
+    }
 }
 
 #[cfg(test)]
@@ -196,16 +245,28 @@ mod tests {
 
     #[test]
     fn bad_command_lines_are_unknown() {
-        for bad in [
-            &["check_jam"][..],
-            &["check_jam", "-H", "h", "-w", "5", "-c", "2"],
-            &["check_jam", "-H", "h", "-w", "x"],
-            &["check_jam", "-H", "h", "-t", "0"],
-            &["check_jam", "-H", "h", "--nope"],
+        for (bad, names) in [
+            (&["check_jam"][..], "-H HOST"),
+            (&["check_jam", "-w", "1", "-c", "2"], "-H HOST"),
+            (&["check_jam", "-H", "h", "-w", "5", "-c", "2"], "-w 5"),
+            (&["check_jam", "-H", "h", "-w", "x"], "--warning"),
+            (&["check_jam", "-H", "h", "-t", "0"], "--timeout"),
+            (&["check_jam", "-H", "h", "--nope"], "--nope"),
+            (&["check_jam", "-H", "h", "-p"], "--port"),
+            (&["check_jam", "-H", "h:x"], "-H"),
+            (
+                &["check_jam", "-H", "h", "--timezone", "Nowhere/Land"],
+                "--timezone",
+            ),
+            (&["check_jam", "-H", "h", "--format", "%H:%Q"], "--format"),
+            (&["check_jam", "-H", "h", "-4", "-6"], "--use-ipv4"),
         ] {
             let e = parse_args(bad.iter().copied()).unwrap_err();
             assert_eq!(e.code, 3, "{bad:?}");
             assert!(e.stdout.starts_with("JAM UNKNOWN - "), "{bad:?}: {e:?}");
+            assert_eq!(e.stdout.lines().count(), 1, "{bad:?}: {e:?}");
+            assert!(e.stdout.contains(names), "{bad:?}: {e:?}");
+            assert_eq!(e.stderr, "", "{bad:?}");
         }
         assert_eq!(parse_args(["check_jam", "-h"]).unwrap_err().code, 0);
         assert_eq!(parse_args(["check_jam", "-V"]).unwrap_err().code, 0);

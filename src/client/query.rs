@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::cli::{Settings, Target};
 use super::error::{ClientError, ClientErrorKind};
-use super::net::{connect, Connection, Reply};
+use super::net::{connect_from, Connection, Reply};
 use super::output::Output;
 
 /// Stack size of each `-P` client thread: they only do blocking socket I/O.
@@ -50,7 +50,7 @@ pub fn query(
 ) -> Result<(), ClientError> {
     let server = target.to_string();
     let deadline = started + settings.timeout;
-    let stream = connect(&server, addrs, deadline, settings.timeout)?;
+    let stream = connect_from(&server, addrs, deadline, settings.timeout, settings.source)?;
     let mut conn = Connection::new(stream, &server, settings.timeout);
     for i in 0..settings.count {
         // The first reply shares the connect deadline; later ones get a timeout of their own.

@@ -110,10 +110,25 @@ fn check_config(args: &JamdArgs) -> ExitCode {
 }
 
 /// `--check-access ADDR`: prints `ADDR: allowed` (0) or `ADDR: denied (by …)`
-/// (1) under `[access]`, or why the configuration is wrong (78).
+/// (1) under `[access]`, or why the configuration is wrong (78). A trusted
+/// balancer's address is not a client: what happens to its connections is
+/// said instead (0).
 fn check_access(args: &JamdArgs, addr: IpAddr) -> ExitCode {
     match ConfigFile::from_args(args).load() {
         Ok(loaded) => {
+            let trusted_by = loaded
+                .config
+                .proxy
+                .trusted
+                .iter()
+                .find(|p| p.contains(addr.to_canonical()));
+            if let Some(by) = trusted_by {
+                println!(
+                    "{addr}: a trusted balancer (by proxy.trusted {by}): its connections are \
+                     served, and [access] decides on each client its PROXY header names"
+                );
+                return ExitCode::SUCCESS;
+            }
             let decision = loaded.config.access.list().decide(addr);
             println!("{addr}: {decision}");
             if decision.is_allowed() {

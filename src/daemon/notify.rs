@@ -129,11 +129,20 @@ fn watchdog_interval(warnings: &mut Vec<String>) -> Option<Duration> {
 mod tests {
     use super::*;
 
+    /// A private directory, removed when the test ends (also by a panic).
+    struct Dir(std::path::PathBuf);
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
     #[test]
     fn messages_reach_a_path_socket() {
-        let dir = std::env::temp_dir().join(format!("jamd-notify-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("notify.sock");
+        let dir = Dir(std::env::temp_dir().join(format!("jamd-notify-{}", std::process::id())));
+        std::fs::create_dir_all(&dir.0).unwrap();
+        let path = dir.0.join("notify.sock");
         let _ = std::fs::remove_file(&path);
         let rx = UnixDatagram::bind(&path).unwrap();
         rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -154,6 +163,10 @@ mod tests {
         assert!(text.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{text}");
         let usec: u64 = text.rsplit('=').next().unwrap().parse().unwrap();
         assert!(usec > 0);
+        // Nothing is left in the temporary directory.
+        let at = dir.0.clone();
+        drop(dir);
+        assert!(!at.exists(), "{} is left behind", at.display());
     }
 
     #[test]

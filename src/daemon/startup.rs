@@ -273,10 +273,31 @@ fn bind_metrics(
         log.flush(Duration::from_millis(500));
         Fatal::new(
             1,
-            format!("cannot serve metrics on {}: {e}", show_addr(&addr)),
+            format!(
+                "cannot serve metrics on {}: {e}{}",
+                show_addr(&addr),
+                metrics_bind_advice(&e)
+            ),
             stdio_is_client,
         )
     })
+}
+
+/// What to do about a metrics address that cannot be bound: the advice the
+/// JAM listener's error gives (`listen::ListenError`), for `metrics.listen`.
+fn metrics_bind_advice(e: &std::io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::EADDRINUSE) => {
+            "; another program (or another jamd) holds this port: stop it, or choose another port (metrics.listen)"
+        }
+        Some(libc::EACCES) => {
+            "; ports below 1024 need root or CAP_NET_BIND_SERVICE (the shipped unit grants it)"
+        }
+        Some(libc::EADDRNOTAVAIL) => {
+            "; the address is not on this host: check metrics.listen (ip address shows the host's addresses)"
+        }
+        _ => "",
+    }
 }
 
 /// The service manager's notification socket and watchdog, from the environment.

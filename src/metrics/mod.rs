@@ -16,7 +16,8 @@ pub mod http;
 pub mod process;
 pub mod render;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::labels::labels;
 pub use crate::listen::{Protocol, Transport};
@@ -222,14 +223,51 @@ impl Shard {
 #[derive(Debug)]
 pub struct Metrics {
     shards: Box<[Shard]>,
+    /// Whether the last reload (or the start) put its file in effect:
+    /// `jamd_config_last_reload_successful`.
+    last_reload_successful: AtomicBool,
+    /// When the configuration in effect was loaded, in milliseconds since
+    /// the Unix epoch: `jamd_config_last_reload_success_timestamp_seconds`.
+    last_success_unix_ms: AtomicU64,
+}
+
+fn unix_ms_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Metrics {
-    /// Counters for `workers` workers (and the control loop), all at 0.
+    /// Counters for `workers` workers (and the control loop), all at 0;
+    /// the configuration of the start is the one in effect, loaded now.
     pub fn new(workers: usize) -> Metrics {
         Metrics {
             shards: (0..=workers).map(|_| Shard::default()).collect(),
+            last_reload_successful: AtomicBool::new(true),
+            last_success_unix_ms: AtomicU64::new(unix_ms_now()),
         }
+    }
+
+    /// A SIGHUP was handled: counted by result, and remembered as the last
+    /// one (a good one also as the last success, now).
+    pub fn reloaded(&self, result: Reload) {
+        self.control().reload(result);
+        let ok = result == Reload::Ok;
+        if ok {
+            self.last_success_unix_ms
+                .store(unix_ms_now(), Ordering::Relaxed);
+        }
+        self.last_reload_successful.store(ok, Ordering::Relaxed);
+    }
+
+    /// Whether the last reload (or the start) succeeded, and when the last
+    /// success was, in seconds since the Unix epoch.
+    pub fn last_reload(&self) -> (bool, f64) {
+        let ms = self.last_success_unix_ms.load(Ordering::Relaxed);
+        (
+            self.last_reload_successful.load(Ordering::Relaxed),
+            ms as f64 / 1000.0,
+        )
     }
 
     /// The shard worker `id` writes.
@@ -295,7 +333,7 @@ impl Counters {
         self.requests.iter().sum()
     }
 
-    /// The SIGUSR1 line (SPEC 12), from the same numbers a scrape shows.
+    /// The SIGUSR1 line (jamd(8), SIGNALS), from the same numbers a scrape shows.
     pub fn status_line(&self, open: u64) -> String {
         format!(
             "status: {open} connection(s) open, accepted={} refused={} requests={}",
@@ -309,6 +347,21 @@ impl Counters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_reload_is_remembered_and_a_failure_keeps_the_last_success() {
+        let m = Metrics::new(1);
+        let (ok, started) = m.last_reload();
+        assert!(ok, "the start loaded its file");
+        assert!(started > 1.7e9, "{started}");
+        m.reloaded(Reload::Failed);
+        assert_eq!(m.last_reload(), (false, started));
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        m.reloaded(Reload::Ok);
+        let (ok, at) = m.last_reload();
+        assert!(ok && at > started, "{at} {started}");
+        assert_eq!(m.counters().reloads, [1, 1]);
+    }
 
     #[test]
     fn shards_are_summed_and_start_at_zero() {

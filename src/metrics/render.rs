@@ -20,6 +20,8 @@ use super::{
 pub struct Sample {
     /// `jamd_build_info{version}`.
     pub version: String,
+    /// `jamd_build_info{revision}`: the commit built, or `unknown`.
+    pub revision: String,
     /// The counters, summed over the workers.
     pub counters: Counters,
     /// Clients connected now.
@@ -31,6 +33,10 @@ pub struct Sample {
     pub evicted_sources: u64,
     /// Log lines lost so far (a counter kept by the logger).
     pub log_lines_dropped: u64,
+    /// Whether the last reload (or the start) put its file in effect.
+    pub last_reload_successful: bool,
+    /// When the configuration in effect was loaded, in Unix seconds.
+    pub last_reload_success_timestamp: f64,
     /// The `process_*` metrics; what could not be read is left out.
     pub process: Process,
 }
@@ -115,9 +121,14 @@ pub fn render(s: &Sample, out: &mut String) {
     o.head(
         "jamd_build_info",
         Kind::Gauge,
-        "Always 1; the version label says which jamd is running.",
+        "Always 1; the version and revision (commit) labels say which jamd is running.",
     );
-    o.labelled("jamd_build_info", "version", &s.version, 1);
+    let _ = writeln!(
+        o.0,
+        "jamd_build_info{{version=\"{}\",revision=\"{}\"}} 1",
+        escape_label_value(&s.version),
+        escape_label_value(&s.revision)
+    );
     o.single(
         "jamd_connections_open",
         Kind::Gauge,
@@ -179,6 +190,18 @@ pub fn render(s: &Sample, out: &mut String) {
         &Reload::ALL,
         Reload::as_str,
         &c.reloads,
+    );
+    o.single(
+        "jamd_config_last_reload_successful",
+        Kind::Gauge,
+        "1 when the last reload (or the start) put its file in effect, 0 when it was refused and the previous configuration is running.",
+        u8::from(s.last_reload_successful),
+    );
+    o.single(
+        "jamd_config_last_reload_success_timestamp_seconds",
+        Kind::Gauge,
+        "When the configuration in effect was loaded (at start or by a reload), in seconds since the Unix epoch.",
+        s.last_reload_success_timestamp,
     );
     o.counter_by(
         "jamd_proxy_headers_total",
@@ -263,6 +286,7 @@ mod tests {
     fn sample() -> Sample {
         Sample {
             version: "1.2.3".into(),
+            revision: "1a2b3c4d5e".into(),
             counters: Counters {
                 accepted: 7,
                 refused: [1, 2, 3, 4, 5],
@@ -278,6 +302,8 @@ mod tests {
             tracked_sources: 6,
             evicted_sources: 9,
             log_lines_dropped: 8,
+            last_reload_successful: false,
+            last_reload_success_timestamp: 1_700_000_100.5,
             process: Process {
                 start_time_seconds: Some(1_700_000_000.25),
                 cpu_seconds: Some(0.5),
@@ -335,6 +361,8 @@ mod tests {
             ("jamd_tracked_sources_evicted_total", "counter"),
             ("jamd_log_lines_dropped_total", "counter"),
             ("jamd_reloads_total", "counter"),
+            ("jamd_config_last_reload_successful", "gauge"),
+            ("jamd_config_last_reload_success_timestamp_seconds", "gauge"),
             ("jamd_proxy_headers_total", "counter"),
             ("jamd_replies_total", "counter"),
             ("jamd_datagrams_received_total", "counter"),
@@ -368,7 +396,15 @@ mod tests {
     fn values_and_labels_are_written_as_named_in_the_contract() {
         let text = rendered(&sample());
         for (key, want) in [
-            ("jamd_build_info{version=\"1.2.3\"}", "1"),
+            (
+                "jamd_build_info{version=\"1.2.3\",revision=\"1a2b3c4d5e\"}",
+                "1",
+            ),
+            ("jamd_config_last_reload_successful", "0"),
+            (
+                "jamd_config_last_reload_success_timestamp_seconds",
+                "1700000100.5",
+            ),
             ("jamd_connections_open", "2"),
             ("jamd_connections_accepted_total", "7"),
             ("jamd_tracked_sources", "6"),
@@ -478,9 +514,9 @@ mod tests {
         });
         let samples = values(&text);
         // 1 build_info + open + accepted + 5 refused + 7 closed + 2 requests
-        // + tracked + evicted + dropped + 2 reloads + 4 proxy + 4 replies
-        // + 2 datagrams received + 4 datagrams refused.
-        assert_eq!(samples.len(), 36, "{text}");
+        // + tracked + evicted + dropped + 2 reloads + 2 last reload + 4 proxy
+        // + 4 replies + 2 datagrams received + 4 datagrams refused.
+        assert_eq!(samples.len(), 38, "{text}");
         for (k, v) in samples {
             if k.starts_with("jamd_build_info") {
                 assert_eq!(v, "1");
@@ -498,9 +534,10 @@ mod tests {
         assert_eq!(escape_help("a\\b\"c\nd"), "a\\\\b\"c\\nd");
         let text = rendered(&Sample {
             version: "1.0\"\n".into(),
+            revision: "a\\b".into(),
             ..Sample::default()
         });
-        assert!(text.contains("jamd_build_info{version=\"1.0\\\"\\n\"} 1\n"));
+        assert!(text.contains("jamd_build_info{version=\"1.0\\\"\\n\",revision=\"a\\\\b\"} 1\n"));
     }
 
     #[test]

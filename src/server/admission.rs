@@ -7,7 +7,8 @@
 //! when it is dropped: whichever way a connection ends, a panicking or
 //! exiting worker included, its slots come back.
 //!
-//! The order of the checks is the contract (SPEC 7, 8):
+//! The order of the checks is the contract (jamd(8), DESCRIPTION: "The order
+//! is: access, then max_connections, then the source's rate, then its count"):
 //! 1. the access lists (a denied client never counts against anything);
 //! 2. the global count (`max_connections`);
 //! 3. the source's rate bucket (a token is taken), then its count
@@ -17,7 +18,7 @@
 //! Admission does not depend on the accept loop: it takes the client's
 //! address as an argument, and it comes in two steps, so that a connection
 //! whose real client is known only later (from a PROXY protocol header,
-//! SPEC 10) is admitted from that later state. [`Admission::admit`] is
+//! see `[proxy]` in jamd.toml(5)) is admitted from that later state. [`Admission::admit`] is
 //! `enter` (the global slot) then [`Ticket::join_source`] (the source's
 //! slot). A connection from a trusted balancer takes only the global slot
 //! at accept (every open descriptor counts, and the balancer is no source);
@@ -32,12 +33,12 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{lock, Runtime};
 use crate::labels::labels;
 use crate::metrics::DatagramRefused;
-use crate::sources::{self, SourceKey, SourceTable};
+use crate::sources::{self, SourceTable};
 
 labels! {
     /// Why a client was not served. The names are stable: log lines and the
@@ -65,7 +66,8 @@ impl Refusal {
     pub(crate) fn words(self) -> &'static str {
         match self {
             Refusal::AccessDenied => "access denied",
-            Refusal::Busy | Refusal::SourceBusy => "server busy",
+            Refusal::Busy => "server busy",
+            Refusal::SourceBusy => "source busy",
             Refusal::RateLimited => "rate limited",
             Refusal::BadProxyHeader => "bad proxy header",
         }
@@ -80,14 +82,25 @@ pub(crate) struct Admission {
     /// Of those, the ones a trusted balancer's connection holds before (or
     /// without: a health check) its header names a client.
     unnamed: AtomicUsize,
-    /// Per-source counts and rate buckets (SPEC 8), used while a
+    /// Per-source counts and rate buckets, used while a
     /// per-source rule is set; bounded by `max_tracked_sources`.
     per_source: Mutex<SourceTable>,
     /// The table's size and evictions, copied out after each change so that
     /// a scrape reads them without taking the lock.
     tracked: AtomicUsize,
     evicted: AtomicU64,
+    /// Sources in the table with no open connection, copied out the same
+    /// way: while there are any, the workers sweep the table now and then.
+    idle: AtomicUsize,
+    /// When the next sweep is due, in milliseconds since `born`.
+    next_sweep_ms: AtomicU64,
+    born: Instant,
 }
+
+/// How often the table is swept of sources that need no state any more
+/// (full bucket, no open connection) while it holds idle ones: such a
+/// source is gone within twice this, even when no client comes.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 impl Admission {
     /// No one admitted yet; the source table starts with `rt`'s limits.
@@ -98,6 +111,9 @@ impl Admission {
             per_source: Mutex::new(SourceTable::new(rt.config.server.source_limits())),
             tracked: AtomicUsize::new(0),
             evicted: AtomicU64::new(0),
+            idle: AtomicUsize::new(0),
+            next_sweep_ms: AtomicU64::new(0),
+            born: Instant::now(),
         })
     }
 
@@ -125,6 +141,52 @@ impl Admission {
     fn publish(&self, table: &SourceTable) {
         self.tracked.store(table.tracked(), Ordering::Relaxed);
         self.evicted.store(table.evicted(), Ordering::Relaxed);
+        let idle = table.idle();
+        if self.idle.swap(idle, Ordering::AcqRel) == 0 && idle > 0 {
+            // The first idle source: its bucket was just used, so the first
+            // sweep has work only a while later.
+            self.next_sweep_ms
+                .store(self.ms_at(Instant::now() + SWEEP_EVERY), Ordering::Release);
+        }
+    }
+
+    fn ms_at(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.born).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// When the table should next be swept ([`Admission::sweep`]); `None`
+    /// while it holds no idle source.
+    pub(crate) fn sweep_due(&self) -> Option<Instant> {
+        if self.idle.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let ms = self.next_sweep_ms.load(Ordering::Acquire);
+        Some(self.born + Duration::from_millis(ms))
+    }
+
+    /// Drops the sources that need no state any more, when a sweep is due;
+    /// one worker does it, the others find it done.
+    pub(crate) fn sweep(&self, now: Instant) {
+        let Some(due) = self.sweep_due() else {
+            return;
+        };
+        let due_ms = self.ms_at(due);
+        if now < due
+            || self
+                .next_sweep_ms
+                .compare_exchange(
+                    due_ms,
+                    self.ms_at(now + SWEEP_EVERY),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_err()
+        {
+            return;
+        }
+        let mut table = lock(&self.per_source);
+        table.sweep(now);
+        self.publish(&table);
     }
 
     /// The table, with the limits of `rt` applied (a reload changes them).
@@ -153,7 +215,7 @@ impl Admission {
     /// Decides whether a client at `ip` is served under the configuration
     /// `rt`: a ticket holding its slots, or why not.
     pub(crate) fn admit(self: &Arc<Self>, rt: &Runtime, ip: IpAddr) -> Result<Ticket, Refusal> {
-        // SPEC 7: first, before anything is counted.
+        // Access first, before anything is counted.
         access(rt, ip)?;
         let mut ticket = self.enter(rt)?;
         ticket.join_source(rt, ip)?;
@@ -212,7 +274,7 @@ impl Admission {
     }
 }
 
-/// `[access]` for the client at `ip` (SPEC 7).
+/// `[access]` for the client at `ip`.
 fn access(rt: &Runtime, ip: IpAddr) -> Result<(), Refusal> {
     if rt.access.decide(ip).is_allowed() {
         Ok(())
@@ -228,9 +290,10 @@ pub(crate) struct Ticket {
     source: Source,
 }
 
-/// Where a ticket's client stands with its source. The key is kept as it
-/// was cut at admission, so that the slot given back is the one taken even
-/// if a reload changes how sources are cut.
+/// Where a ticket's client stands with its source. The client's address is
+/// kept, so that a reload that cuts sources differently can count it again
+/// under its new source; the counted key is kept too, so that the slot
+/// given back is the one taken.
 #[derive(Debug)]
 enum Source {
     /// Not known yet (while admission decides).
@@ -239,9 +302,9 @@ enum Source {
     /// for good: a health check); counted in `Admission::unnamed`.
     Balancer,
     /// Known, and not counted: no per-source rule was set when it came.
-    Named(SourceKey),
+    Named(IpAddr),
     /// Counted by the per-source table until the ticket is dropped.
-    Counted(sources::Ticket),
+    Counted(IpAddr, sources::Ticket),
 }
 
 impl Ticket {
@@ -253,7 +316,7 @@ impl Ticket {
 
     /// For a ticket that holds only the global slot (a connection from a
     /// trusted balancer): the client its PROXY header names at `ip` is
-    /// checked against `[access]`, then joins its source (SPEC 10).
+    /// checked against `[access]`, then joins its source.
     pub(crate) fn name_client(&mut self, rt: &Runtime, ip: IpAddr) -> Result<(), Refusal> {
         access(rt, ip)?;
         self.join_source(rt, ip)
@@ -264,7 +327,7 @@ impl Ticket {
     /// locked when no per-source rule is set).
     fn join_source(&mut self, rt: &Runtime, ip: IpAddr) -> Result<(), Refusal> {
         let source = rt.config.server.source_of(ip);
-        if let Source::Balancer = std::mem::replace(&mut self.source, Source::Named(source)) {
+        if let Source::Balancer = std::mem::replace(&mut self.source, Source::Named(ip)) {
             self.admission.unnamed.fetch_sub(1, Ordering::AcqRel);
         }
         if !rt.per_source {
@@ -276,7 +339,7 @@ impl Ticket {
         self.admission.publish(&table);
         match admitted {
             Ok(t) => {
-                self.source = Source::Counted(t);
+                self.source = Source::Counted(ip, t);
                 Ok(())
             }
             Err(sources::Refusal::RateLimited) => Err(Refusal::RateLimited),
@@ -285,17 +348,24 @@ impl Ticket {
         }
     }
 
-    /// Makes the per-source table count this client (with no check), for
-    /// when a reload sets a per-source rule: the clients already connected
-    /// count against it. Returns false if it was counted already (or
-    /// belongs to no source yet).
+    /// Makes the per-source table count this client (with no check) under
+    /// its source as `rt` cuts it, for after a reload: when it sets a
+    /// per-source rule, or changes `source_prefix_v4`/`_v6`, the clients
+    /// already connected count against their sources as new ones would.
+    /// Returns false if it was counted so already (or belongs to no source
+    /// yet).
     pub(crate) fn count_source(&mut self, rt: &Runtime) -> bool {
-        let Source::Named(source) = self.source else {
-            return false;
+        let ip = match &self.source {
+            Source::Unnamed | Source::Balancer => return false,
+            Source::Counted(ip, t) if t.key() == rt.config.server.source_of(*ip) => return false,
+            Source::Named(ip) | Source::Counted(ip, _) => *ip,
         };
         let now = Instant::now();
         let mut table = self.admission.table(rt, now);
-        self.source = Source::Counted(table.count(source, now));
+        if let Source::Counted(_, old) = std::mem::replace(&mut self.source, Source::Unnamed) {
+            table.release(old, now);
+        }
+        self.source = Source::Counted(ip, table.count(rt.config.server.source_of(ip), now));
         self.admission.publish(&table);
         true
     }
@@ -304,7 +374,7 @@ impl Ticket {
 impl Drop for Ticket {
     fn drop(&mut self) {
         match std::mem::replace(&mut self.source, Source::Unnamed) {
-            Source::Counted(counted) => {
+            Source::Counted(_, counted) => {
                 let mut table = lock(&self.admission.per_source);
                 table.release(counted, Instant::now());
                 self.admission.publish(&table);
@@ -322,6 +392,7 @@ impl Drop for Ticket {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::sources::SourceKey;
     use std::net::Ipv6Addr;
 
     fn runtime(max: usize, per_source: usize) -> Arc<Runtime> {
@@ -369,7 +440,7 @@ mod tests {
         let rt = runtime(10, 1);
         let a = Admission::new(&rt);
         let t = a.admit(&rt, ip("192.0.2.1")).unwrap();
-        assert!(matches!(t.source, Source::Counted(_)));
+        assert!(matches!(t.source, Source::Counted(..)));
         assert_eq!(refusal(&a, &rt, "192.0.2.1"), Refusal::SourceBusy);
         // The IPv4-mapped form of the same client is the same source.
         assert_eq!(refusal(&a, &rt, "::ffff:192.0.2.1"), Refusal::SourceBusy);
@@ -446,6 +517,62 @@ mod tests {
     }
 
     #[test]
+    fn a_reload_that_cuts_sources_wider_counts_the_clients_again() {
+        let per_host = runtime(10, 2);
+        let a = Admission::new(&per_host);
+        let mut held: Vec<Ticket> = ["192.0.2.1", "192.0.2.2", "192.0.2.3"]
+            .iter()
+            .map(|s| a.admit(&per_host, ip(s)).unwrap())
+            .collect();
+        // Now one source per /24: the three clients are one source, over
+        // its limit of two, so a fourth is refused.
+        let per_24 = runtime_with(|c| {
+            c.server.max_connections_per_source = 2;
+            c.server.source_prefix_v4 = 24;
+        });
+        for t in &mut held {
+            assert!(t.count_source(&per_24));
+            assert!(!t.count_source(&per_24), "counted once");
+        }
+        let wide = |s: &str| lock(&a.per_source).open(SourceKey::new(ip(s), 24, 64));
+        assert_eq!(wide("192.0.2.9"), 3);
+        assert_eq!(counted(&a, "192.0.2.1"), 0, "no longer counted per host");
+        assert_eq!(refusal(&a, &per_24, "192.0.2.4"), Refusal::SourceBusy);
+        assert!(a.admit(&per_24, ip("198.51.100.1")).is_ok());
+        // Back to one source per host: each counts alone again.
+        for t in &mut held {
+            assert!(t.count_source(&per_host));
+        }
+        assert_eq!(wide("192.0.2.9"), 0);
+        assert_eq!(counted(&a, "192.0.2.1"), 1);
+        drop(held);
+        assert_eq!(counted(&a, "192.0.2.2"), 0);
+        assert_eq!(a.open(), 0);
+    }
+
+    #[test]
+    fn sources_that_need_no_state_are_swept_without_new_clients() {
+        let rt = runtime_with(|c| {
+            c.server.connection_rate_per_source = 100;
+            c.server.connection_burst_per_source = 5;
+        });
+        let a = Admission::new(&rt);
+        assert_eq!(a.sweep_due(), None, "nothing to sweep");
+        for s in ["192.0.2.1", "192.0.2.2", "192.0.2.3"] {
+            drop(a.admit(&rt, ip(s)).unwrap());
+        }
+        // Each took a token: kept until its bucket is full again.
+        assert_eq!(a.tracked_sources(), 3);
+        let due = a.sweep_due().expect("a sweep is due");
+        a.sweep(due - Duration::from_millis(1));
+        assert_eq!(a.tracked_sources(), 3, "not before it is due");
+        a.sweep(due);
+        assert_eq!(a.tracked_sources(), 0, "full buckets need no state");
+        assert_eq!(a.evicted_sources(), 0, "and are not evictions");
+        assert_eq!(a.sweep_due(), None);
+    }
+
+    #[test]
     fn a_panicking_holder_gives_its_slots_back() {
         let rt = runtime(10, 1);
         let a = Admission::new(&rt);
@@ -462,7 +589,7 @@ mod tests {
 
     #[test]
     fn a_ticket_without_a_source_holds_the_global_slot_only() {
-        // The state of a connection awaiting a PROXY header (SPEC 10).
+        // The state of a connection awaiting a PROXY header.
         let rt = runtime_with(|config| {
             config.server.max_connections_per_source = 1;
             config.access.deny = vec!["192.0.2.66".parse().unwrap()];
@@ -493,6 +620,8 @@ mod tests {
         assert_eq!(Refusal::RateLimited.as_str(), "rate_limited");
         assert_eq!(Refusal::AccessDenied.as_str(), "access_denied");
         assert_eq!(Refusal::RateLimited.words(), "rate limited");
+        assert_eq!(Refusal::Busy.words(), "server busy");
+        assert_eq!(Refusal::SourceBusy.words(), "source busy");
         assert_eq!(Refusal::AccessDenied.words(), "access denied");
         assert_eq!(Refusal::BadProxyHeader.as_str(), "bad_proxy_header");
         assert_eq!(Refusal::BadProxyHeader.words(), "bad proxy header");

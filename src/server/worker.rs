@@ -267,6 +267,9 @@ impl Worker {
         if let Some(due) = self.shared.refusals_deadline() {
             t = t.min(due.saturating_duration_since(now));
         }
+        if let Some(due) = self.shared.admission.sweep_due() {
+            t = t.min(due.saturating_duration_since(now));
+        }
         t
     }
 
@@ -566,6 +569,7 @@ impl Worker {
     fn housekeeping(&mut self) {
         self.shared.refusals_tick(false);
         let now = Instant::now();
+        self.shared.admission.sweep(now);
         if let Accepting::PausedUntil(until) = self.accepting {
             if now >= until {
                 self.accepting = Accepting::Again;
