@@ -44,6 +44,7 @@ use toml::Spanned;
 
 use crate::access::{AccessList, Prefix};
 use crate::clock::{Clock, TimeFormat, Zone};
+use crate::listen::{show_addr, Listener, Protocol, Transport};
 use crate::sources::{Rate, SourceKey, SourceLimits};
 
 /// Where jamd looks for its configuration when `-c` is not given.
@@ -68,6 +69,10 @@ pub struct Config {
     pub proxy: ProxyConfig,
     /// `[metrics]`: the Prometheus endpoint.
     pub metrics: MetricsConfig,
+    /// `[daytime]`: Daytime (RFC 867) listeners and their format.
+    pub daytime: DaytimeConfig,
+    /// `[rfc868]`: Time (RFC 868) listeners.
+    pub rfc868: Rfc868Config,
 }
 
 /// `[metrics]`.
@@ -86,28 +91,185 @@ fn serialize_listen<S: Serializer>(addr: &Option<SocketAddr>, s: S) -> Result<S:
 /// `metrics.listen`: `""` or an address with a port. Only an address: the
 /// socket must be exactly where the operator said, not wherever a host name
 /// resolves today.
+///
+/// `":PORT"` is every address, as node_exporter's `--web.listen-address`
+/// takes it: `[::]:PORT`, which also takes IPv4 (unless the system sets
+/// `net.ipv6.bindv6only`).
 fn parse_listen(s: &str) -> Result<Option<SocketAddr>, String> {
     if s.is_empty() {
         return Ok(None);
     }
-    s.parse().map(Some).map_err(|_| {
+    let every = s
+        .strip_prefix(':')
+        .and_then(|port| port.parse::<u16>().ok())
+        .map(|port| SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)));
+    every.or_else(|| s.parse().ok()).map(Some).ok_or_else(|| {
         format!(
             "expected an address and port such as \"127.0.0.1:9645\" or \"[::1]:9645\", \
-             or \"\" for off, found the string {s:?}"
+             \":9645\" for every address, or \"\" for off, found the string {s:?}"
         )
     })
 }
 
-fn read_metrics(mut keys: Keys<'_, '_>) -> Result<MetricsConfig, Invalid> {
+fn read_metrics(mut keys: Keys<'_, '_>, taken: &mut Taken) -> Result<MetricsConfig, Invalid> {
     let mut m = MetricsConfig::default();
     keys.read("listen", &mut m.listen, |v| {
-        v.parse_str(
+        let listen = v.parse_str(
             "an address and port such as \"127.0.0.1:9645\", or \"\" for off",
             parse_listen,
-        )
+        )?;
+        if let Some(addr) = listen {
+            taken.claim(v, addr, Transport::Tcp)?;
+        }
+        Ok(listen)
     })?;
     keys.finish()?;
     Ok(m)
+}
+
+/// `[daytime]`: Daytime (RFC 867). Listeners are bound at start only.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DaytimeConfig {
+    /// TCP listeners; empty: none.
+    pub listen: Vec<SocketAddr>,
+    /// UDP listeners; empty: none.
+    pub listen_udp: Vec<SocketAddr>,
+    /// The line's strftime format, in `[time] timezone`.
+    pub format: TimeFormat,
+}
+
+impl Default for DaytimeConfig {
+    fn default() -> Self {
+        DaytimeConfig {
+            listen: Vec::new(),
+            listen_udp: Vec::new(),
+            format: crate::daytime::default_format(),
+        }
+    }
+}
+
+/// `[rfc868]`: Time (RFC 868). Listeners are bound at start only.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Rfc868Config {
+    /// TCP listeners; empty: none.
+    pub listen: Vec<SocketAddr>,
+    /// UDP listeners; empty: none.
+    pub listen_udp: Vec<SocketAddr>,
+}
+
+fn read_daytime(mut keys: Keys<'_, '_>, taken: &mut Taken) -> Result<DaytimeConfig, Invalid> {
+    let mut d = DaytimeConfig::default();
+    keys.read("listen", &mut d.listen, |v| {
+        read_listeners(v, Transport::Tcp, taken)
+    })?;
+    keys.read("listen_udp", &mut d.listen_udp, |v| {
+        read_listeners(v, Transport::Udp, taken)
+    })?;
+    keys.read("format", &mut d.format, |v| {
+        v.parse_str(
+            "a strftime format such as \"%a %b %e %H:%M:%S %Y\"",
+            TimeFormat::parse,
+        )
+    })?;
+    keys.finish()?;
+    Ok(d)
+}
+
+fn read_rfc868(mut keys: Keys<'_, '_>, taken: &mut Taken) -> Result<Rfc868Config, Invalid> {
+    let mut r = Rfc868Config::default();
+    keys.read("listen", &mut r.listen, |v| {
+        read_listeners(v, Transport::Tcp, taken)
+    })?;
+    keys.read("listen_udp", &mut r.listen_udp, |v| {
+        read_listeners(v, Transport::Udp, taken)
+    })?;
+    keys.finish()?;
+    Ok(r)
+}
+
+/// A `listen` / `listen_udp` list: `"ADDR:PORT"` entries, none of them an
+/// address, port and transport another listener has.
+fn read_listeners(
+    v: &Value<'_, '_>,
+    transport: Transport,
+    taken: &mut Taken,
+) -> Result<Vec<SocketAddr>, Invalid> {
+    const WHAT: &str = "\"ADDR:PORT\", such as \"0.0.0.0:13\" or \"[::]:13\"";
+    let items = v.list("a list of \"ADDR:PORT\" entries, such as [\"0.0.0.0:13\", \"[::]:13\"]")?;
+    let mut list = Vec::with_capacity(items.len());
+    for item in &items {
+        let addr = item.parse_str(WHAT, |s| {
+            s.parse::<SocketAddr>().map_err(|_| {
+                format!("expected {WHAT}, found the string {s:?} (an IP address, not a host name, and a port)")
+            })
+        })?;
+        taken.claim(item, addr, transport)?;
+        list.push(addr);
+    }
+    Ok(list)
+}
+
+/// The listeners read so far, each with the key that named it.
+struct Taken {
+    listeners: Vec<(SocketAddr, Transport, String)>,
+}
+
+impl Taken {
+    /// The JAM listeners `server.bind` × `server.port` make.
+    fn of_jam(server: &ServerConfig) -> Taken {
+        Taken {
+            listeners: server
+                .bind
+                .iter()
+                .map(|ip| {
+                    (
+                        SocketAddr::new(*ip, server.port),
+                        Transport::Tcp,
+                        "server.bind and server.port".to_owned(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Takes `addr` over `transport` for the key of `v`, unless another key
+    /// has it. Port 0 (the kernel picks a free port) is never a clash.
+    fn claim(
+        &mut self,
+        v: &Value<'_, '_>,
+        addr: SocketAddr,
+        transport: Transport,
+    ) -> Result<(), Invalid> {
+        // The same address, or one a wildcard of its family covers (binding
+        // both on one port fails with "Address already in use").
+        let clash = |other: &SocketAddr| {
+            other.port() == addr.port()
+                && other.is_ipv4() == addr.is_ipv4()
+                && (*other == addr || other.ip().is_unspecified() || addr.ip().is_unspecified())
+        };
+        let same = self
+            .listeners
+            .iter()
+            .find(|(a, t, _)| addr.port() != 0 && *t == transport && clash(a));
+        if let Some((other, _, key)) = same {
+            let what = match (*other == addr, key == v.key()) {
+                (true, true) => "is listed twice".to_owned(),
+                (true, false) => format!("is taken by {key} already"),
+                (false, _) => format!("clashes with {} of {key}", show_addr(other)),
+            };
+            return Err(v.error(format_args!(
+                "{} ({transport}) {what}: each address, port and transport can have one listener",
+                show_addr(&addr)
+            )));
+        }
+        if self.listeners.len() >= MAX_LISTENERS {
+            return Err(v.error(format_args!(
+                "more than {MAX_LISTENERS} listeners in all; jamd listens on at most {MAX_LISTENERS}"
+            )));
+        }
+        self.listeners.push((addr, transport, v.key().to_owned()));
+        Ok(())
+    }
 }
 
 /// `[server]`.
@@ -299,6 +461,8 @@ pub struct LogConfig {
     pub level: Level,
     /// One line when a client connects and one when it leaves.
     pub connections: bool,
+    /// Those lines for a trusted balancer's health checks too.
+    pub health_checks: bool,
 }
 
 impl Default for LogConfig {
@@ -309,6 +473,7 @@ impl Default for LogConfig {
             syslog_socket: SyslogSocket::Unix("/dev/log".into()),
             level: Level::Info,
             connections: true,
+            health_checks: false,
         }
     }
 }
@@ -702,7 +867,18 @@ fn read_config(mut root: Keys<'_, '_>) -> Result<Config, Invalid> {
     root.read("log", &mut c.log, |v| read_log(v.table()?))?;
     root.read("access", &mut c.access, |v| read_access(v.table()?))?;
     root.read("proxy", &mut c.proxy, |v| read_proxy(v.table()?))?;
-    root.read("metrics", &mut c.metrics, |v| read_metrics(v.table()?))?;
+    // Every listener's address, port and transport, to refuse the same
+    // one twice across sections.
+    let mut taken = Taken::of_jam(&c.server);
+    root.read("metrics", &mut c.metrics, |v| {
+        read_metrics(v.table()?, &mut taken)
+    })?;
+    root.read("daytime", &mut c.daytime, |v| {
+        read_daytime(v.table()?, &mut taken)
+    })?;
+    root.read("rfc868", &mut c.rfc868, |v| {
+        read_rfc868(v.table()?, &mut taken)
+    })?;
     root.finish()?;
     if !zone_given {
         // The default "local", resolved strictly: a broken TZ or
@@ -959,6 +1135,7 @@ fn read_log(mut keys: Keys<'_, '_>) -> Result<LogConfig, Invalid> {
         }
     })?;
     keys.read("connections", &mut l.connections, |v| v.boolean())?;
+    keys.read("health_checks", &mut l.health_checks, |v| v.boolean())?;
     keys.finish()?;
     Ok(l)
 }
@@ -1083,6 +1260,47 @@ pub(crate) fn read_regular_file(path: &Path) -> std::io::Result<Vec<u8>> {
 }
 
 impl Config {
+    /// Every listener the configuration names: JAM on `server.bind` ×
+    /// `server.port`, then `[daytime]`'s and `[rfc868]`'s.
+    pub fn listeners(&self) -> Vec<Listener> {
+        let jam = self.server.bind.iter().map(|ip| Listener {
+            addr: SocketAddr::new(*ip, self.server.port),
+            transport: Transport::Tcp,
+            protocol: Protocol::Jam,
+        });
+        let of = |addrs: &[SocketAddr], transport, protocol| {
+            addrs
+                .iter()
+                .map(move |addr| Listener {
+                    addr: *addr,
+                    transport,
+                    protocol,
+                })
+                .collect::<Vec<_>>()
+        };
+        jam.chain(of(&self.daytime.listen, Transport::Tcp, Protocol::Daytime))
+            .chain(of(
+                &self.daytime.listen_udp,
+                Transport::Udp,
+                Protocol::Daytime,
+            ))
+            .chain(of(&self.rfc868.listen, Transport::Tcp, Protocol::Rfc868))
+            .chain(of(
+                &self.rfc868.listen_udp,
+                Transport::Udp,
+                Protocol::Rfc868,
+            ))
+            .collect()
+    }
+
+    /// The clock of Daytime replies: `[daytime] format` in `[time] timezone`.
+    pub fn daytime_clock(&self) -> Arc<Clock> {
+        Arc::new(Clock {
+            format: self.daytime.format.clone(),
+            zone: self.time.timezone.clone(),
+        })
+    }
+
     /// Reads and validates the file at `path` (no command line, no default
     /// for a missing file).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -1234,6 +1452,29 @@ impl Overrides {
         if let Some(target) = self.log_target {
             config.log.target = target;
         }
+        if self.port.is_some() || !self.bind.is_empty() {
+            // -p and -b may now name what a [daytime] or [rfc868] listener has.
+            let port = config.server.port;
+            if let Some(l) = config.listeners().iter().find(|l| {
+                l.protocol != Protocol::Jam
+                    && l.transport == Transport::Tcp
+                    && l.addr.port() != 0
+                    && l.addr.port() == port
+                    && config.server.bind.iter().any(|ip| {
+                        ip.is_ipv4() == l.addr.is_ipv4()
+                            && (*ip == l.addr.ip()
+                                || ip.is_unspecified()
+                                || l.addr.ip().is_unspecified())
+                    })
+            }) {
+                return Err(ConfigError::CommandLine(format!(
+                    "-p/-b: port {} is taken by the {} listener {} (tcp) of the configuration",
+                    port,
+                    l.protocol,
+                    show_addr(&l.addr)
+                )));
+            }
+        }
         Ok(())
     }
 }
@@ -1351,11 +1592,25 @@ listen = "[::1]:9645"
         assert_eq!(c.metrics.listen, None);
         let c = parse("[metrics]\nlisten = \"127.0.0.1:9645\"\n").unwrap();
         assert_eq!(c.metrics.listen, Some("127.0.0.1:9645".parse().unwrap()));
-        for bad in ["localhost:9645", "127.0.0.1", "9645", ":9645", "::1:9645"] {
+        for bad in [
+            "localhost:9645",
+            "127.0.0.1",
+            "9645",
+            ":",
+            ":x",
+            ":70000",
+            "::1:9645",
+        ] {
             let e = parse(&format!("[metrics]\nlisten = \"{bad}\"\n")).unwrap_err();
             assert!(e.starts_with("jamd.toml:2:10: metrics.listen: expected an address and port such as \"127.0.0.1:9645\""), "{e}");
             assert!(e.contains(&format!("found the string {bad:?}")), "{e}");
         }
+        let c = parse("[metrics]\nlisten = \":9645\"\n").unwrap();
+        assert_eq!(
+            c.metrics.listen,
+            Some("[::]:9645".parse().unwrap()),
+            "every address"
+        );
         // -t prints it so that the output is a valid file again.
         let c = parse("[metrics]\nlisten = \"[::1]:9645\"\n").unwrap();
         let again = parse(&c.to_toml()).unwrap();
@@ -1363,6 +1618,98 @@ listen = "[::1]:9645"
         assert!(Config::default()
             .to_toml()
             .contains("[metrics]\nlisten = \"\"\n"));
+    }
+
+    #[test]
+    fn daytime_and_rfc868_listeners_are_read() {
+        let c = parse(
+            "[daytime]\nlisten = [\"0.0.0.0:13\", \"[::]:13\"]\nlisten_udp = [\"127.0.0.1:13\"]\nformat = \"%T\"\n\
+             [rfc868]\nlisten = [\"0.0.0.0:37\"]\nlisten_udp = [\"[::1]:37\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.daytime.format.as_str(), "%T");
+        let shown: Vec<String> = c.listeners().iter().map(|l| l.to_string()).collect();
+        assert_eq!(
+            shown,
+            [
+                "jam on 0.0.0.0:45000 (tcp)",
+                "jam on [::]:45000 (tcp)",
+                "daytime on 0.0.0.0:13 (tcp)",
+                "daytime on [::]:13 (tcp)",
+                "daytime on 127.0.0.1:13 (udp)",
+                "rfc868 on 0.0.0.0:37 (tcp)",
+                "rfc868 on [::1]:37 (udp)",
+            ]
+        );
+        // -t prints them so that the output is a valid file again.
+        assert_eq!(parse(&c.to_toml()).unwrap(), c);
+        let d = Config::default();
+        assert!(d.daytime.listen.is_empty() && d.rfc868.listen_udp.is_empty());
+        assert_eq!(d.daytime.format.as_str(), "%a %b %e %H:%M:%S %Y");
+    }
+
+    #[test]
+    fn a_listener_entry_must_be_addr_port() {
+        for bad in ["localhost:13", "0.0.0.0", "13", "::1:13", "[::1]"] {
+            let e = parse(&format!("[rfc868]\nlisten_udp = [\"{bad}\"]\n")).unwrap_err();
+            assert!(
+                e.starts_with("jamd.toml:2:15: rfc868.listen_udp: expected \"ADDR:PORT\""),
+                "{e}"
+            );
+            assert!(e.contains(&format!("found the string {bad:?}")), "{e}");
+        }
+        let e = parse("[daytime]\nlisten = \"0.0.0.0:13\"\n").unwrap_err();
+        assert!(e.contains("daytime.listen: expected a list"), "{e}");
+    }
+
+    #[test]
+    fn the_same_address_port_and_transport_twice_is_an_error_naming_the_key() {
+        let e = parse("[daytime]\nlisten = [\"127.0.0.1:13\", \"127.0.0.1:13\"]\n").unwrap_err();
+        assert_eq!(e, "jamd.toml:2:27: daytime.listen: 127.0.0.1:13 (tcp) is listed twice: each address, port and transport can have one listener");
+        let e = parse(
+            "[daytime]\nlisten_udp = [\"127.0.0.1:37\"]\n[rfc868]\nlisten_udp = [\"127.0.0.1:37\"]\n",
+        )
+        .unwrap_err();
+        assert!(e.starts_with("jamd.toml:4:15: rfc868.listen_udp: 127.0.0.1:37 (udp) is taken by daytime.listen_udp already"), "{e}");
+        let e = parse("[server]\nport = 13\n[daytime]\nlisten = [\"[::]:13\"]\n").unwrap_err();
+        assert!(
+            e.contains(
+                "daytime.listen: [::]:13 (tcp) is taken by server.bind and server.port already"
+            ),
+            "{e}"
+        );
+        let e = parse(
+            "[metrics]\nlisten = \"127.0.0.1:9645\"\n[rfc868]\nlisten = [\"0.0.0.0:9645\"]\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains(
+                "rfc868.listen: 0.0.0.0:9645 (tcp) clashes with 127.0.0.1:9645 of metrics.listen"
+            ),
+            "{e}"
+        );
+        let e =
+            parse("[server]\nport = 9645\n[metrics]\nlisten = \"127.0.0.1:9645\"\n").unwrap_err();
+        assert!(e.contains("metrics.listen: 127.0.0.1:9645 (tcp) clashes with 0.0.0.0:9645 of server.bind and server.port"), "{e}");
+        // Another transport, another family, or port 0 (the kernel picks) is no clash.
+        assert!(parse("[daytime]\nlisten = [\"127.0.0.1:13\", \"[::]:13\"]\nlisten_udp = [\"127.0.0.1:13\"]\n").is_ok());
+        assert!(parse("[server]\nport = 0\nbind = [\"127.0.0.1\"]\n[daytime]\nlisten = [\"127.0.0.1:0\", \"127.0.0.1:0\"]\n").is_ok());
+    }
+
+    #[test]
+    fn a_port_from_the_command_line_cannot_take_a_daytime_listeners() {
+        let mut c = parse("[daytime]\nlisten = [\"127.0.0.1:1313\"]\n").unwrap();
+        let o = Overrides {
+            port: Some(1313),
+            ..Overrides::default()
+        };
+        let e = o.apply(&mut c).unwrap_err().to_string();
+        assert_eq!(e, "-p/-b: port 1313 is taken by the daytime listener 127.0.0.1:1313 (tcp) of the configuration");
+        let o = Overrides {
+            port: Some(1314),
+            ..Overrides::default()
+        };
+        assert!(o.apply(&mut c).is_ok());
     }
 
     #[test]

@@ -1,28 +1,31 @@
-//! `--inetd` over a byte stream that is not a TCP socket (SPEC 12): a unix
+//! `--inetd` over a byte stream that is not a TCP socket (jamd(8)): a unix
 //! socketpair (`socat … EXEC:"jamd --inetd"`), two pipes
 //! (`printf 'TIME\r\n' | jamd --inetd`), a terminal.
 //!
 //! Such a stream is one client and has no address, so it does not go through
 //! the server's workers (built around TCP sockets, admission by source
-//! address, listeners): it is served here, in the main thread, with the same
-//! protocol session, clock, limits and log lines. A TCP socket on standard
-//! input still goes to the server ([`crate::listen::from_inetd`]).
+//! address, listeners): its loop is here, in the main thread, and the client
+//! is a `server::conn::Conn` as a worker's are: the same session, replies,
+//! farewells, close and log lines. A TCP socket on standard input still goes
+//! to the server ([`crate::listen::from_inetd`]).
 
-use std::io::{self, Read as _, Write as _};
-use std::os::fd::{AsFd, OwnedFd};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd as _, OwnedFd};
 use std::os::unix::fs::MetadataExt as _;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::unix::pipe::{Receiver, Sender};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::clock::{Clock, ClockCache};
 use crate::config::Config;
 use crate::daemon::signals::Signals;
 use crate::log::Logger;
-use crate::protocol::{write_time_reply, Action, CloseReason, ErrorReply, Reply, Session};
+use crate::metrics::Metrics;
+use crate::server::admission::Admission;
+use crate::server::conn::{Buffers, Conn, Next, Peer, Stream, CLOSING_LIMIT};
+use crate::server::session::Protocol;
+use crate::server::{shutting_down_line, CloseReason, Runtime};
 
 const INPUT: Token = Token(0);
 const OUTPUT: Token = Token(1);
@@ -100,11 +103,16 @@ pub fn stderr_is_client() -> bool {
     err.is_some() && (err == id(io::stdin().as_fd()) || err == id(io::stdout().as_fd()))
 }
 
-/// Serves one client on `stream` until it quits, closes, idles out, sends a
+/// Serves one client on `stream`, in `protocol` (`--protocol`), until it quits, closes, idles out, sends a
 /// line too long, or SIGTERM's grace period ends. Returns when it is done;
 /// an error only for a failure to set up the poller.
+///
+/// The client is a [`Conn`] as a worker's are (the same session, replies,
+/// farewells, gentle close and log lines); only the loop around it is this
+/// one's: two descriptors and the signals, on the main thread.
 pub fn serve(
     mut stream: ByteStream,
+    protocol: Protocol,
     config: &Config,
     log: &Logger,
     signals: &Signals,
@@ -115,61 +123,67 @@ pub fn serve(
     let signal_fd = signals.fd();
     poll.registry()
         .register(&mut SourceFd(&signal_fd), SIGNALS, Interest::READABLE)?;
+    let output_fd = stream.output.as_raw_fd();
 
-    let clock = config.time.clock();
+    let rt = Runtime::new(config.clone());
+    // The one client holds a slot as a worker's client does (there is no
+    // address to check or count it by).
+    let admission = Admission::new(&rt);
+    let ticket = admission
+        .enter(&rt)
+        .map_err(|why| io::Error::other(why.words()))?;
     let idle = Duration::from_secs(config.server.idle_timeout);
+    let max_line = config.server.max_line_bytes;
     let what = stream.what;
+    let mut conn = Conn::new(stream, Peer::Stdio(what), ticket, protocol, max_line);
     if log.connections() {
-        log.info(format!("connection from {what}"));
+        log.info(conn.connection_line());
     }
-    let opened = Instant::now();
-    let mut c = Client {
-        session: Session::new(config.server.max_line_bytes),
-        cache: ClockCache::new(),
-        pending: Vec::new(),
-        requests: 0,
-        last_line: opened,
-        closing: None,
-        input_done: false,
-    };
+    let mut buffers = Buffers::new();
+    // Counted as a worker counts; nothing serves them (no endpoint).
+    let metrics = Metrics::new(1);
     let mut shutdown_deadline: Option<Instant> = None;
     let mut watching_output = false;
     let mut events = Events::with_capacity(8);
-    let mut buf = vec![0u8; 4096];
+    let mut next = conn.open(&mut buffers.lend(&rt, metrics.worker(0)));
 
     let reason = loop {
-        // Write what is waiting; a stream that does not take it is watched.
-        match c.flush(&mut stream.output) {
-            Ok(true) => {}
-            Ok(false) if !watching_output => {
-                poll.registry()
-                    .register(&mut stream.output, OUTPUT, Interest::WRITABLE)?;
-                watching_output = true;
+        match next {
+            Next::Close(reason) => break reason,
+            Next::Again => {
+                next = conn.drive(&mut buffers.lend(&rt, metrics.worker(0)));
+                continue;
             }
-            Ok(false) => {}
-            Err(_) => break CloseReason::Error,
+            Next::Wait => {}
+            // Only a balancer's connection has a PROXY header.
+            Next::Header(_) | Next::BadHeader(_) | Next::Vanished => break CloseReason::Error,
         }
-        if c.pending.is_empty() {
-            if let Some(reason) = c.closing {
-                break reason;
-            }
+        if conn.has_pending() && !watching_output {
+            // The stream did not take every byte: watch for it to take more.
+            poll.registry()
+                .register(&mut SourceFd(&output_fd), OUTPUT, Interest::WRITABLE)?;
+            watching_output = true;
         }
         let now = Instant::now();
-        let mut deadline = shutdown_deadline;
-        if !idle.is_zero() && c.closing.is_none() {
-            let at = c.last_line + idle;
+        let closing = conn.closing(CLOSING_LIMIT);
+        let mut deadline = shutdown_deadline.filter(|_| closing.is_none());
+        if let Some((_, by)) = closing {
+            deadline = Some(by);
+        } else if !idle.is_zero() {
+            let at = conn.last_line() + idle;
             deadline = Some(deadline.map_or(at, |d| d.min(at)));
         }
-        let timeout = deadline.map(|d| d.saturating_duration_since(now));
-        poll.poll(&mut events, timeout)?;
-        let mut readable = false;
+        poll.poll(
+            &mut events,
+            deadline.map(|d| d.saturating_duration_since(now)),
+        )?;
         for event in events.iter() {
             match event.token() {
-                INPUT => readable = true,
+                INPUT if event.is_read_closed() || event.is_error() => conn.peer_closed(),
                 SIGNALS => {
                     let arrived = signals.take();
                     if arrived.stop && shutdown_deadline.is_none() {
-                        log.info("shutting down: 1 connection(s) open");
+                        log.info(shutting_down_line(1));
                         shutdown_deadline = Some(
                             Instant::now() + Duration::from_secs(config.server.shutdown_timeout),
                         );
@@ -183,106 +197,55 @@ pub fn serve(
         }
         // Requests that arrived are read before any timer is believed: a
         // jamd that was frozen answers them instead of idling them out.
-        if readable || events.is_empty() {
-            c.read_all(&mut stream.input, &mut buf, &clock);
-        }
-        if c.closing.is_some() {
-            continue;
-        }
-        if c.input_done {
-            c.closing = Some(CloseReason::Eof);
+        next = conn.drive(&mut buffers.lend(&rt, metrics.worker(0)));
+        if next != Next::Wait {
             continue;
         }
         let now = Instant::now();
-        if shutdown_deadline.is_some_and(|d| now >= d) {
-            c.farewell(CloseReason::Shutdown);
-        } else if !idle.is_zero() && now >= c.last_line + idle {
-            c.farewell(CloseReason::Idle);
+        match conn.closing(CLOSING_LIMIT) {
+            // It could not take its last bytes in time.
+            Some((reason, by)) if now >= by => break reason,
+            Some(_) => {}
+            None if shutdown_deadline.is_some_and(|d| now >= d) => {
+                next = conn.end(
+                    CloseReason::Shutdown,
+                    &mut buffers.lend(&rt, metrics.worker(0)),
+                )
+            }
+            None if !idle.is_zero() && now >= conn.last_line() + idle => {
+                next = conn.end(CloseReason::Idle, &mut buffers.lend(&rt, metrics.worker(0)))
+            }
+            None => {}
         }
     };
-    // A last try for a farewell line the stream would not take at once.
-    let _ = c.flush(&mut stream.output);
     if log.connections() {
-        log.info(format!(
-            "closed {what} requests={} duration_ms={} reason={reason}",
-            c.requests,
-            opened.elapsed().as_millis()
-        ));
+        log.info(conn.closed_line(reason));
     }
-    drop(stream);
+    conn.close(reason);
     log.info("stopped");
     Ok(())
 }
 
-/// One client's protocol state.
-struct Client {
-    session: Session,
-    cache: ClockCache,
-    pending: Vec<u8>,
-    requests: u64,
-    last_line: Instant,
-    closing: Option<CloseReason>,
-    input_done: bool,
+impl io::Read for ByteStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.input.read(buf)
+    }
 }
 
-impl Client {
-    /// Reads until the stream has nothing more for now, answering each line.
-    fn read_all(&mut self, input: &mut Receiver, buf: &mut [u8], clock: &Arc<Clock>) {
-        while self.closing.is_none() && !self.input_done {
-            match input.read(buf) {
-                Ok(0) => self.input_done = true,
-                Ok(n) => {
-                    let mut bytes = &buf[..n];
-                    while let Some(action) = self.session.next_action(&mut bytes) {
-                        self.answer(action, clock);
-                        if action.closes() {
-                            break;
-                        }
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => self.closing = Some(CloseReason::Error),
-            }
-        }
+impl io::Write for ByteStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.output.write(buf)
     }
 
-    fn answer(&mut self, action: Action, clock: &Arc<Clock>) {
-        self.last_line = Instant::now();
-        if action.is_answered() {
-            self.requests += 1;
-        }
-        match action.reply() {
-            Some(Reply::Time) => write_time_reply(&mut self.pending, self.cache.now(clock)),
-            Some(Reply::Error(e)) => self.pending.extend_from_slice(e.line()),
-            None => {}
-        }
-        if let Some(reason) = action.close() {
-            self.closing = Some(reason);
-        }
+    fn flush(&mut self) -> io::Result<()> {
+        self.output.flush()
     }
+}
 
-    /// Ends the connection on jamd's side, telling the client why.
-    fn farewell(&mut self, reason: CloseReason) {
-        if let Some(line) = reason.farewell().map(ErrorReply::line) {
-            self.pending.extend_from_slice(line);
-        }
-        self.closing = Some(reason);
-    }
-
-    /// Writes pending bytes; true when none are left.
-    fn flush(&mut self, output: &mut Sender) -> io::Result<bool> {
-        while !self.pending.is_empty() {
-            match output.write(&self.pending) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.pending.drain(..n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(true)
+impl Stream for ByteStream {
+    fn shut_write(&mut self) {
+        // Standard output is closed when jamd exits, right after: nothing
+        // to shut before (a pipe cannot be shut, and a socketpair's peer
+        // sees the end of the stream then).
     }
 }

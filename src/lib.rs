@@ -8,6 +8,8 @@
 //! ```
 //!
 //! - [`protocol`]: the JAM protocol with no I/O: bytes in, actions out.
+//! - [`daytime`], [`rfc868`]: the Daytime (RFC 867) and Time (RFC 868)
+//!   replies, without any I/O.
 //! - [`clock`]: "what time is it, rendered how": format + zone → string, cached.
 //! - [`config`]: the TOML schema, defaults, validation, `FILE:LINE:COLUMN` errors.
 //! - [`listen`]: listening sockets: socket2 bind, socket activation, inetd stdin.
@@ -39,12 +41,15 @@ pub mod clock;
 pub mod completions;
 pub mod config;
 pub mod daemon;
+pub mod daytime;
 pub mod inetd;
+mod labels;
 pub mod listen;
 pub mod log;
 pub mod metrics;
 pub mod protocol;
 pub mod proxy;
+pub mod rfc868;
 pub mod server;
 pub mod sources;
 mod sys;

@@ -3,22 +3,159 @@
 
 use std::fmt;
 use std::io;
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::OwnedFd;
 
-use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
+use socket2::{Domain, SockAddr, SockRef, Socket as Socket2, Type};
 
-use crate::config::{default_bind, ServerConfig};
+use crate::config::{default_bind, Config, ServerConfig};
 use crate::inetd::ByteStream;
+use crate::labels::labels;
 use crate::sys::{self as fd, FdKind};
+
+labels! {
+    /// The protocols jamd serves. Their names are the same wherever one is
+    /// named: `--protocol`, `LISTEN_FDNAMES`, log lines and metric labels.
+    #[derive(clap::ValueEnum)]
+    pub enum Protocol {
+        /// JAM: `TIME` → `JAM 14:03:27` (jamd(8)).
+        Jam = "jam",
+        /// Daytime (RFC 867): one line of text.
+        Daytime = "daytime",
+        /// Time (RFC 868): seconds since 1900 in 4 bytes.
+        Rfc868 = "rfc868",
+    }
+}
+
+impl Protocol {
+    /// The protocol of a name (exactly as [`Protocol::as_str`] writes it).
+    pub fn from_name(name: &str) -> Option<Protocol> {
+        Protocol::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+}
+
+labels! {
+    /// How a listener's clients reach it: the `transport` label of the
+    /// metrics.
+    pub enum Transport {
+        /// Connections (a stream socket).
+        Tcp = "tcp",
+        /// Datagrams.
+        Udp = "udp",
+    }
+}
+
+/// One listener as configured: where, over what, serving which protocol.
+/// The configuration lists them ([`crate::config::Config::listeners`]),
+/// [`bind_all`] binds them, socket activation matches passed sockets
+/// against them, and the workers serve each by its protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listener {
+    /// The local address and port.
+    pub addr: SocketAddr,
+    /// TCP or UDP.
+    pub transport: Transport,
+    /// What it serves.
+    pub protocol: Protocol,
+}
+
+impl fmt::Display for Listener {
+    /// `daytime on 0.0.0.0:13 (udp)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} on {} ({})",
+            self.protocol,
+            show_addr(&self.addr),
+            self.transport
+        )
+    }
+}
+
+/// A listening socket: a TCP listener or a UDP socket.
+#[derive(Debug)]
+pub enum Socket {
+    /// Connections to accept.
+    Stream(TcpListener),
+    /// Datagrams to answer.
+    Datagram(UdpSocket),
+}
+
+/// A socket jamd serves, and the protocol it serves there.
+#[derive(Debug)]
+pub struct Listening {
+    /// What it serves.
+    pub protocol: Protocol,
+    /// The socket, non-blocking.
+    pub socket: Socket,
+}
+
+impl Listening {
+    /// Where it listens.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        match &self.socket {
+            Socket::Stream(l) => l.local_addr(),
+            Socket::Datagram(u) => u.local_addr(),
+        }
+    }
+
+    /// TCP or UDP.
+    pub fn transport(&self) -> Transport {
+        match self.socket {
+            Socket::Stream(_) => Transport::Tcp,
+            Socket::Datagram(_) => Transport::Udp,
+        }
+    }
+
+    /// A duplicate of the socket (each worker polls its own).
+    pub fn try_clone(&self) -> io::Result<Listening> {
+        Ok(Listening {
+            protocol: self.protocol,
+            socket: match &self.socket {
+                Socket::Stream(l) => Socket::Stream(l.try_clone()?),
+                Socket::Datagram(u) => Socket::Datagram(u.try_clone()?),
+            },
+        })
+    }
+
+    /// The `listening on` line: `listening on ADDR (backlog N)` for JAM as
+    /// ever; the protocol and `udp` are named for the others, the backlog
+    /// for a TCP socket jamd bound, and where an inherited one came
+    /// `from`: `listening on 0.0.0.0:13 (daytime, udp, from inetd)`.
+    pub fn announcement(&self, backlog: Option<u32>, from: Option<&str>) -> Option<String> {
+        let addr = show_addr(&self.local_addr().ok()?);
+        let mut what = Vec::new();
+        if self.protocol != Protocol::Jam {
+            what.push(self.protocol.to_string());
+        }
+        match (self.transport(), backlog) {
+            (Transport::Udp, _) => what.push("udp".into()),
+            (Transport::Tcp, Some(n)) => what.push(format!("backlog {n}")),
+            (Transport::Tcp, None) => {}
+        }
+        if let Some(from) = from {
+            what.push(format!("from {from}"));
+        }
+        Some(if what.is_empty() {
+            format!("listening on {addr}")
+        } else {
+            format!("listening on {addr} ({})", what.join(", "))
+        })
+    }
+}
 
 /// The sockets to serve: listeners, or one connection already accepted.
 #[derive(Debug)]
 pub enum Sockets {
-    /// Accept connections on these (jamd's own, systemd `Accept=no`, inetd `wait`).
-    Listeners(Vec<TcpListener>),
-    /// Serve this one connection, then exit (systemd `Accept=yes`, inetd `nowait`).
-    Connection(TcpStream),
+    /// Accept connections and answer datagrams on these (jamd's own,
+    /// systemd `Accept=no`, inetd `wait` over TCP).
+    Listeners(Vec<Listening>),
+    /// Serve this one connection with this protocol, then exit (systemd
+    /// `Accept=yes`, inetd `nowait`).
+    Connection(TcpStream, Protocol),
+    /// inetd `dgram wait`: answer datagrams on this socket until none has
+    /// come for `idle_timeout`, then exit.
+    Datagrams(Listening),
 }
 
 /// Why the sockets could not be had.
@@ -28,6 +165,8 @@ pub enum ListenError {
     Bind {
         /// The address.
         addr: SocketAddr,
+        /// The keys that name it (`server.port, -p`, `daytime.listen_udp`).
+        keys: &'static str,
         /// Why.
         error: io::Error,
     },
@@ -48,11 +187,11 @@ pub const PRIVILEGED_PORT_ADVICE: &str =
 impl fmt::Display for ListenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ListenError::Bind { addr, error } => {
+            ListenError::Bind { addr, keys, error } => {
                 write!(f, "cannot listen on {}: {error}", show_addr(addr))?;
                 match error.raw_os_error() {
-                    Some(libc::EADDRINUSE) => f.write_str(
-                        "; another program (or another jamd) holds this port: stop it, or choose another port (server.port, -p)",
+                    Some(libc::EADDRINUSE) => write!(f,
+                        "; another program (or another jamd) holds this port: stop it, or choose another port ({keys})",
                     ),
                     Some(libc::EACCES) => f.write_str(PRIVILEGED_PORT_ADVICE),
                     Some(libc::EADDRNOTAVAIL) => f.write_str(
@@ -69,10 +208,10 @@ impl fmt::Display for ListenError {
 
 impl std::error::Error for ListenError {}
 
-/// One bound listener, and a warning for an address that was skipped.
+/// The bound listeners, and a warning for an address that was skipped.
 pub struct Bound {
     /// The listeners, non-blocking.
-    pub listeners: Vec<TcpListener>,
+    pub listeners: Vec<Listening>,
     /// Addresses from the default list that this host cannot bind (no IPv6).
     pub skipped: Vec<(SocketAddr, io::Error)>,
 }
@@ -112,7 +251,46 @@ const SHARED_PORT_TRIES: usize = 16;
 /// address whose family the host lacks is skipped; any other failure is fatal.
 /// Port 0 with several addresses gets one port for all: the kernel picks it
 /// for the first address, and the others take the same one.
-pub fn bind_all(server: &ServerConfig) -> Result<Bound, ListenError> {
+///
+/// Then the `[daytime]` and `[rfc868]` listeners, each exactly where it says.
+pub fn bind_all(config: &Config) -> Result<Bound, ListenError> {
+    let mut bound = bind_jam(&config.server)?;
+    let backlog = config.server.backlog;
+    let reuse = config.server.reuse_address;
+    for l in config.listeners() {
+        if l.protocol == Protocol::Jam {
+            continue;
+        }
+        let socket = match l.transport {
+            Transport::Tcp => bind_one(l.addr, backlog, reuse).map(Socket::Stream),
+            Transport::Udp => bind_udp(l.addr, reuse).map(Socket::Datagram),
+        };
+        let socket = socket.map_err(|error| ListenError::Bind {
+            addr: l.addr,
+            keys: key_of(l),
+            error,
+        })?;
+        bound.listeners.push(Listening {
+            protocol: l.protocol,
+            socket,
+        });
+    }
+    Ok(bound)
+}
+
+/// The key that names a listener.
+fn key_of(l: Listener) -> &'static str {
+    match (l.protocol, l.transport) {
+        (Protocol::Jam, _) => "server.port, -p",
+        (Protocol::Daytime, Transport::Tcp) => "daytime.listen",
+        (Protocol::Daytime, Transport::Udp) => "daytime.listen_udp",
+        (Protocol::Rfc868, Transport::Tcp) => "rfc868.listen",
+        (Protocol::Rfc868, Transport::Udp) => "rfc868.listen_udp",
+    }
+}
+
+/// The JAM listeners: `server.bind` × `server.port`.
+fn bind_jam(server: &ServerConfig) -> Result<Bound, ListenError> {
     if server.bind.is_empty() {
         return Err(ListenError::NoAddress);
     }
@@ -147,12 +325,21 @@ fn bind_all_on(server: &ServerConfig) -> Result<Bound, ListenError> {
                 if port == 0 {
                     port = l.local_addr().map(|a| a.port()).unwrap_or(0);
                 }
-                bound.listeners.push(l);
+                bound.listeners.push(Listening {
+                    protocol: Protocol::Jam,
+                    socket: Socket::Stream(l),
+                });
             }
             Err(error) if is_default && ip.is_ipv6() && family_missing(&error) => {
                 bound.skipped.push((addr, error));
             }
-            Err(error) => return Err(ListenError::Bind { addr, error }),
+            Err(error) => {
+                return Err(ListenError::Bind {
+                    addr,
+                    keys: "server.port, -p",
+                    error,
+                })
+            }
         }
     }
     if bound.listeners.is_empty() {
@@ -170,7 +357,11 @@ fn family_missing(e: &io::Error) -> bool {
 
 /// Binds and listens on one address.
 pub fn bind_one(addr: SocketAddr, backlog: u32, reuse_address: bool) -> io::Result<TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    let socket = Socket2::new(
+        Domain::for_address(addr),
+        Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
@@ -182,22 +373,152 @@ pub fn bind_one(addr: SocketAddr, backlog: u32, reuse_address: bool) -> io::Resu
     Ok(socket.into())
 }
 
-/// What the service manager passed (`LISTEN_PID`, `LISTEN_FDS`).
+/// Binds a UDP socket on one address (v6-only for IPv6), non-blocking.
+pub fn bind_udp(addr: SocketAddr, reuse_address: bool) -> io::Result<UdpSocket> {
+    let socket = Socket2::new(
+        Domain::for_address(addr),
+        Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(reuse_address)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&SockAddr::from(addr))?;
+    Ok(socket.into())
+}
+
+/// What the service manager passed (`LISTEN_PID`, `LISTEN_FDS`,
+/// `LISTEN_FDNAMES`), before the configuration says what each serves.
 #[derive(Debug)]
-pub struct Activation {
-    /// The usable sockets.
-    pub sockets: Sockets,
+pub enum Activation {
+    /// Listening sockets (`Accept=no`).
+    Listeners(Vec<Passed>),
+    /// One connection (`Accept=yes`).
+    Connection(Passed),
+}
+
+/// One passed socket and its `LISTEN_FDNAMES` entry.
+#[derive(Debug)]
+pub struct Passed {
+    fd: i32,
+    name: Option<String>,
+    socket: Inherited,
 }
 
 impl Activation {
-    /// How many of the passed descriptors jamd uses (those it skips are
-    /// named in warnings).
-    pub fn used(&self) -> usize {
-        match &self.sockets {
-            Sockets::Listeners(listeners) => listeners.len(),
-            Sockets::Connection(_) => 1,
+    /// Whether it is one connection (`Accept=yes`).
+    pub fn is_connection(&self) -> bool {
+        matches!(self, Activation::Connection(_))
+    }
+
+    /// How many sockets were passed that jamd can use.
+    pub fn passed(&self) -> usize {
+        match self {
+            Activation::Listeners(l) => l.len(),
+            Activation::Connection(_) => 1,
         }
     }
+
+    /// What each passed socket serves: the protocol its `LISTEN_FDNAMES`
+    /// entry names (`jam`, `daytime`, `rfc868`); else the configured
+    /// listener with its transport and local address (a wildcard address
+    /// matching any); else, for a stream socket, JAM as ever. A datagram
+    /// socket that matches nothing is skipped with a warning.
+    pub fn resolve(
+        self,
+        config: &Config,
+        warnings: &mut Vec<String>,
+    ) -> Result<Sockets, ListenError> {
+        let configured = config.listeners();
+        let passed = match self {
+            Activation::Connection(p) => {
+                let protocol = p.protocol(&configured).unwrap_or(Protocol::Jam);
+                return match p.socket {
+                    Inherited::Connection(c) => Ok(Sockets::Connection(c, protocol)),
+                    Inherited::Listener(_) | Inherited::Datagram(_) => Err(ListenError::Inherited(
+                        "the passed connection is not a connection".into(),
+                    )),
+                };
+            }
+            Activation::Listeners(passed) => passed,
+        };
+        let n = passed.len();
+        let mut listeners = Vec::with_capacity(n);
+        for p in passed {
+            let protocol = p.protocol(&configured);
+            let socket = match p.socket {
+                Inherited::Listener(l) => Socket::Stream(l),
+                Inherited::Datagram(u) => Socket::Datagram(u),
+                Inherited::Connection(_) => continue,
+            };
+            match (protocol, socket) {
+                (Some(protocol), socket) => listeners.push(Listening { protocol, socket }),
+                (None, socket @ Socket::Stream(_)) => listeners.push(Listening {
+                    protocol: Protocol::Jam,
+                    socket,
+                }),
+                (None, Socket::Datagram(u)) => {
+                    let at = u.local_addr().map(|a| show_addr(&a)).unwrap_or_default();
+                    warnings.push(format!(
+                        "passed descriptor {} (udp {at}) is named for no protocol (FileDescriptorName=daytime or rfc868) and matches no daytime.listen_udp or rfc868.listen_udp; skipping it",
+                        p.fd
+                    ));
+                }
+            }
+        }
+        if listeners.is_empty() {
+            return Err(ListenError::Inherited(format!(
+                "none of the {n} socket(s) passed by the service manager can be served"
+            )));
+        }
+        Ok(Sockets::Listeners(listeners))
+    }
+}
+
+impl Passed {
+    /// The protocol its name says, or the configured listener it matches.
+    fn protocol(&self, configured: &[Listener]) -> Option<Protocol> {
+        if let Some(p) = self.name.as_deref().and_then(Protocol::from_name) {
+            return Some(p);
+        }
+        let (transport, local) = match &self.socket {
+            Inherited::Listener(l) => (Transport::Tcp, l.local_addr().ok()?),
+            Inherited::Connection(c) => (Transport::Tcp, c.local_addr().ok()?),
+            Inherited::Datagram(u) => (Transport::Udp, u.local_addr().ok()?),
+        };
+        match_listener(configured, transport, local)
+    }
+}
+
+/// The protocol of the configured listener with this transport and local
+/// address: the same address first, then a wildcard on either side.
+fn match_listener(
+    configured: &[Listener],
+    transport: Transport,
+    local: SocketAddr,
+) -> Option<Protocol> {
+    let candidates = || {
+        configured
+            .iter()
+            .filter(move |l| l.transport == transport && l.addr.port() == local.port())
+    };
+    candidates()
+        .find(|l| l.addr.ip().to_canonical() == local.ip().to_canonical())
+        .or_else(|| {
+            candidates().find(|l| l.addr.ip().is_unspecified() || local.ip().is_unspecified())
+        })
+        .map(|l| l.protocol)
+}
+
+/// The names `LISTEN_FDNAMES` gives the `n` passed descriptors, in order
+/// (an empty or missing entry is no name).
+fn fd_names(names: Option<&str>, n: usize) -> Vec<Option<String>> {
+    let mut given = names.map(|s| s.split(':')).into_iter().flatten();
+    (0..n)
+        .map(|_| given.next().filter(|s| !s.is_empty()).map(str::to_owned))
+        .collect()
 }
 
 /// Reads and clears the socket-activation variables. Returns `Ok(None)` when
@@ -207,6 +528,7 @@ impl Activation {
 pub fn from_service_manager(warnings: &mut Vec<String>) -> Result<Option<Activation>, ListenError> {
     let pid = std::env::var("LISTEN_PID").ok();
     let fds = std::env::var("LISTEN_FDS").ok();
+    let names = std::env::var("LISTEN_FDNAMES").ok();
     // Children must never see them (sd_listen_fds(3) does the same).
     for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
         crate::sys::remove_env(var);
@@ -238,9 +560,11 @@ pub fn from_service_manager(warnings: &mut Vec<String>) -> Result<Option<Activat
             )))
         }
     };
+    let mut names = fd_names(names.as_deref(), n.unsigned_abs() as usize).into_iter();
     let mut listeners = Vec::new();
     let mut connections = Vec::new();
     for fd in 3..3 + n {
+        let name = names.next().flatten();
         match fd::kind(fd) {
             FdKind::Closed => {
                 warnings.push(format!("passed descriptor {fd} is not open; skipping it"));
@@ -261,17 +585,17 @@ pub fn from_service_manager(warnings: &mut Vec<String>) -> Result<Option<Activat
             continue;
         };
         match classify(owned) {
-            Ok(Inherited::Listener(l)) => listeners.push(l),
-            Ok(Inherited::Connection(c)) => connections.push(c),
+            Ok(socket @ Inherited::Connection(_)) => connections.push(Passed { fd, name, socket }),
+            Ok(socket) => listeners.push(Passed { fd, name, socket }),
             Err(why) => warnings.push(format!("passed descriptor {fd} {why}; skipping it")),
         }
     }
-    let sockets = match (listeners.is_empty(), connections.len()) {
-        (false, 0) => Sockets::Listeners(listeners),
-        (true, 1) => Sockets::Connection(connections.remove(0)),
+    let activation = match (listeners.is_empty(), connections.len()) {
+        (false, 0) => Activation::Listeners(listeners),
+        (true, 1) => Activation::Connection(connections.remove(0)),
         (true, 0) => {
             return Err(ListenError::Inherited(format!(
-                "none of the {n} descriptor(s) passed by the service manager is a TCP socket"
+                "none of the {n} descriptor(s) passed by the service manager is a TCP socket (or a UDP one)"
             )))
         }
         _ => {
@@ -280,25 +604,35 @@ pub fn from_service_manager(warnings: &mut Vec<String>) -> Result<Option<Activat
             ))
         }
     };
-    Ok(Some(Activation { sockets }))
+    Ok(Some(activation))
 }
 
+#[derive(Debug)]
 enum Inherited {
     Listener(TcpListener),
     Connection(TcpStream),
+    Datagram(UdpSocket),
 }
 
-/// Decides whether an inherited socket is a TCP listener or a connection.
+/// Decides whether an inherited socket is a TCP listener, a connection or
+/// a UDP socket.
 fn classify(owned: OwnedFd) -> Result<Inherited, String> {
     let sock = SockRef::from(&owned);
-    match sock.r#type() {
-        Ok(t) if t == Type::STREAM => {}
-        Ok(_) => return Err("is not a stream socket".into()),
+    let datagram = match sock.r#type() {
+        Ok(t) if t == Type::STREAM => false,
+        Ok(t) if t == Type::DGRAM => true,
+        Ok(_) => return Err("is neither a stream nor a datagram socket".into()),
         Err(e) => return Err(format!("is not usable: {e}")),
-    }
+    };
     match sock.domain() {
         Ok(d) if d == Domain::IPV4 || d == Domain::IPV6 => {}
+        _ if datagram => return Err("is not a UDP/IP socket".into()),
         _ => return Err("is not a TCP/IP socket".into()),
+    }
+    if datagram {
+        sock.set_nonblocking(true)
+            .map_err(|e| format!("cannot be made non-blocking: {e}"))?;
+        return Ok(Inherited::Datagram(UdpSocket::from(owned)));
     }
     let listening = sock
         .is_listener()
@@ -327,7 +661,10 @@ pub enum Inetd {
 /// (SPEC 12). For a TCP socket, standard I/O is pointed at /dev/null
 /// afterwards so that nothing jamd prints can reach the client and closing
 /// the connection really closes it.
-pub fn from_inetd() -> Result<Inetd, ListenError> {
+///
+/// `protocol` is what `--protocol` names: a UDP socket on standard input
+/// (`dgram udp wait`) serves it in datagrams, which JAM has none of.
+pub fn from_inetd(protocol: Protocol) -> Result<Inetd, ListenError> {
     let bad = |why: String| ListenError::Inherited(format!("--inetd: {why}"));
     if fd::kind(0) == FdKind::Closed {
         return Err(bad("standard input is closed: there is no client".into()));
@@ -335,8 +672,20 @@ pub fn from_inetd() -> Result<Inetd, ListenError> {
     if fd::kind(0) == FdKind::Socket && stdin_is_tcp() {
         let owned = fd::dup_stdin().map_err(|e| bad(format!("cannot use standard input: {e}")))?;
         let sockets = match classify(owned) {
-            Ok(Inherited::Listener(l)) => Sockets::Listeners(vec![l]),
-            Ok(Inherited::Connection(c)) => Sockets::Connection(c),
+            Ok(Inherited::Listener(l)) => Sockets::Listeners(vec![Listening {
+                protocol,
+                socket: Socket::Stream(l),
+            }]),
+            Ok(Inherited::Connection(c)) => Sockets::Connection(c, protocol),
+            Ok(Inherited::Datagram(_)) if protocol == Protocol::Jam => {
+                return Err(bad(
+                    "standard input is a UDP socket, and JAM is served over TCP only: give --protocol daytime or rfc868 for a dgram entry".into(),
+                ))
+            }
+            Ok(Inherited::Datagram(u)) => Sockets::Datagrams(Listening {
+                protocol,
+                socket: Socket::Datagram(u),
+            }),
             Err(why) => return Err(bad(format!("standard input {why}"))),
         };
         fd::detach_stdio_sockets().map_err(|e| bad(format!("cannot detach stdio: {e}")))?;
@@ -384,12 +733,16 @@ pub fn activation_differs(sockets: &Sockets, server: &ServerConfig) -> Option<St
     let Sockets::Listeners(listeners) = sockets else {
         return None;
     };
+    // JAM's own: the other protocols' sockets are not server.port's.
     let passed: Vec<(SocketAddr, bool)> = listeners
         .iter()
-        .filter_map(|l| {
-            let addr = l.local_addr().ok()?;
-            let dual = addr.is_ipv6() && SockRef::from(l).only_v6().ok() == Some(false);
-            Some((addr, dual))
+        .filter_map(|l| match &l.socket {
+            Socket::Stream(s) if l.protocol == Protocol::Jam => {
+                let addr = s.local_addr().ok()?;
+                let dual = addr.is_ipv6() && SockRef::from(s).only_v6().ok() == Some(false);
+                Some((addr, dual))
+            }
+            Socket::Stream(_) | Socket::Datagram(_) => None,
         })
         .collect();
     let any4 = IpAddr::from([0u8, 0, 0, 0]);
@@ -485,13 +838,130 @@ mod tests {
             reuse_address: false,
             ..ServerConfig::default()
         };
-        let e = bind_all(&server).err().unwrap();
+        let config = Config {
+            server,
+            ..Config::default()
+        };
+        let e = bind_all(&config).err().unwrap();
         let text = e.to_string();
         assert!(text.starts_with("cannot listen on 127.0.0.1:"), "{text}");
         assert!(text.contains("Address already in use"), "{text}");
         assert!(
             text.contains("choose another port (server.port, -p)"),
             "{text}"
+        );
+    }
+
+    fn listener(addr: &str, transport: Transport, protocol: Protocol) -> Listener {
+        Listener {
+            addr: addr.parse().unwrap(),
+            transport,
+            protocol,
+        }
+    }
+
+    #[test]
+    fn every_configured_listener_is_bound_with_its_protocol() {
+        let mut config = Config::default();
+        config.server.bind = vec!["127.0.0.1".parse().unwrap()];
+        config.server.port = 0;
+        config.daytime.listen_udp = vec!["127.0.0.1:0".parse().unwrap()];
+        config.rfc868.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        let bound = bind_all(&config).unwrap();
+        let got: Vec<(Protocol, Transport)> = bound
+            .listeners
+            .iter()
+            .map(|l| (l.protocol, l.transport()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Protocol::Jam, Transport::Tcp),
+                (Protocol::Daytime, Transport::Udp),
+                (Protocol::Rfc868, Transport::Tcp),
+            ]
+        );
+        let line = bound.listeners[1].announcement(Some(128), None).unwrap();
+        assert!(line.starts_with("listening on 127.0.0.1:"), "{line}");
+        assert!(line.ends_with(" (daytime, udp)"), "{line}");
+        let line = bound.listeners[0].announcement(Some(128), None).unwrap();
+        assert!(line.ends_with(" (backlog 128)"), "{line}");
+        let line = bound.listeners[2]
+            .announcement(None, Some("inetd"))
+            .unwrap();
+        assert!(line.ends_with(" (rfc868, from inetd)"), "{line}");
+        let line = bound.listeners[0]
+            .announcement(None, Some("inetd"))
+            .unwrap();
+        assert!(line.ends_with(" (from inetd)"), "{line}");
+    }
+
+    #[test]
+    fn a_taken_udp_port_is_an_error_naming_the_key() {
+        let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut config = Config::default();
+        config.server.bind = vec!["127.0.0.1".parse().unwrap()];
+        config.server.port = 0;
+        config.rfc868.listen_udp = vec![taken.local_addr().unwrap()];
+        let e = bind_all(&config).err().unwrap().to_string();
+        assert!(e.contains("Address already in use"), "{e}");
+        assert!(
+            e.ends_with("choose another port (rfc868.listen_udp)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn fd_names_are_read_in_order_and_may_be_missing() {
+        assert_eq!(
+            fd_names(Some("jam:daytime::rfc868"), 5),
+            [
+                Some("jam".to_owned()),
+                Some("daytime".to_owned()),
+                None,
+                Some("rfc868".to_owned()),
+                None
+            ]
+        );
+        assert_eq!(fd_names(None, 2), [None, None]);
+    }
+
+    #[test]
+    fn a_passed_socket_matches_the_listener_at_its_address() {
+        let configured = [
+            listener("0.0.0.0:45000", Transport::Tcp, Protocol::Jam),
+            listener("0.0.0.0:13", Transport::Tcp, Protocol::Daytime),
+            listener("127.0.0.1:37", Transport::Udp, Protocol::Rfc868),
+            listener("[::]:37", Transport::Udp, Protocol::Daytime),
+        ];
+        let at = |s: &str| s.parse::<SocketAddr>().unwrap();
+        // A wildcard in the configuration matches any address of the port.
+        assert_eq!(
+            match_listener(&configured, Transport::Tcp, at("127.0.0.1:13")),
+            Some(Protocol::Daytime)
+        );
+        // The exact address wins over a wildcard.
+        assert_eq!(
+            match_listener(&configured, Transport::Udp, at("127.0.0.1:37")),
+            Some(Protocol::Rfc868)
+        );
+        assert_eq!(
+            match_listener(&configured, Transport::Udp, at("[::1]:37")),
+            Some(Protocol::Daytime)
+        );
+        // A passed wildcard matches a listener of its port.
+        assert_eq!(
+            match_listener(&configured, Transport::Tcp, at("[::]:13")),
+            Some(Protocol::Daytime)
+        );
+        // Another transport or port matches nothing.
+        assert_eq!(
+            match_listener(&configured, Transport::Udp, at("0.0.0.0:13")),
+            None
+        );
+        assert_eq!(
+            match_listener(&configured, Transport::Tcp, at("127.0.0.1:99")),
+            None
         );
     }
 

@@ -5,9 +5,9 @@
 //! The action says everything the caller (the server's connection) must do,
 //! in the manner of ntpd-rs's `ntp-proto`: which [`Reply`] to send
 //! ([`Action::reply`]) and whether to close afterwards, and why
-//! ([`Action::close`]). How the connection ends after an idle timeout or at
-//! shutdown is decided here too ([`CloseReason::farewell`]). The caller only
-//! moves bytes. Nothing here knows about sockets or clocks, which is what
+//! ([`Action::close`]). The lines a client is told when the server ends its
+//! connection (idle, shutdown) or refuses it are [`ErrorReply`]s too. The
+//! caller only moves bytes. Nothing here knows about sockets or clocks, which is what
 //! lets the rules be tested to the byte and fuzzed.
 //!
 //! Memory is bounded: a session never holds more than `max_line_bytes` bytes of
@@ -49,10 +49,10 @@ impl Action {
     }
 
     /// Whether to close the connection once the reply is sent, and why.
-    pub fn close(self) -> Option<CloseReason> {
+    pub fn close(self) -> Option<End> {
         match self {
-            Action::Quit => Some(CloseReason::Quit),
-            Action::TooLong => Some(CloseReason::TooLong),
+            Action::Quit => Some(End::Quit),
+            Action::TooLong => Some(End::TooLong),
             Action::Time | Action::Unknown | Action::Empty => None,
         }
     }
@@ -73,64 +73,15 @@ pub enum Reply {
     Error(ErrorReply),
 }
 
-/// Why a connection ended. The names are stable: the `closed … reason=`
-/// log line and the `jamd_connections_closed_total{reason}` metric use
-/// [`CloseReason::as_str`].
+/// Why a JAM session ends the connection by its own rules (the server's
+/// connection adds the reasons of the transport: the client closed, an
+/// error, idle, shutdown).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
+pub enum End {
     /// The client sent QUIT.
     Quit,
-    /// The client closed its side.
-    Eof,
-    /// No complete line within the idle timeout.
-    Idle,
     /// A line longer than max_line_bytes.
     TooLong,
-    /// A socket error (reset, broken pipe, …).
-    Error,
-    /// The shutdown grace period ended.
-    Shutdown,
-}
-
-impl CloseReason {
-    /// Every reason, in the order metrics render them (and index their counters).
-    pub const ALL: [CloseReason; 6] = [
-        CloseReason::Quit,
-        CloseReason::Eof,
-        CloseReason::Idle,
-        CloseReason::TooLong,
-        CloseReason::Error,
-        CloseReason::Shutdown,
-    ];
-
-    /// The stable name, as in the `closed` log line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CloseReason::Quit => "quit",
-            CloseReason::Eof => "eof",
-            CloseReason::Idle => "idle",
-            CloseReason::TooLong => "too_long",
-            CloseReason::Error => "error",
-            CloseReason::Shutdown => "shutdown",
-        }
-    }
-
-    /// The line a client is told when the server ends its connection for
-    /// this reason on its own (not in answer to a request line).
-    pub fn farewell(self) -> Option<ErrorReply> {
-        match self {
-            CloseReason::Idle => Some(ErrorReply::IdleTimeout),
-            CloseReason::Shutdown => Some(ErrorReply::ShuttingDown),
-            CloseReason::TooLong => Some(ErrorReply::LineTooLong),
-            CloseReason::Quit | CloseReason::Eof | CloseReason::Error => None,
-        }
-    }
-}
-
-impl fmt::Display for CloseReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// An error reply the server can send.
@@ -144,9 +95,9 @@ pub enum ErrorReply {
     IdleTimeout,
     /// Too many clients (in all, or from this source).
     ServerBusy,
-    /// `[access]` denies the client (SPEC 7).
+    /// `[access]` denies the client.
     AccessDenied,
-    /// The client's source opens connections faster than its rate (SPEC 8).
+    /// The client's source opens connections faster than its rate.
     RateLimited,
     /// The shutdown grace period ended.
     ShuttingDown,
@@ -528,26 +479,11 @@ mod tests {
         assert_eq!(TooLong.reply(), Some(Reply::Error(ErrorReply::LineTooLong)));
         assert_eq!(Quit.reply(), None);
         assert_eq!(Empty.reply(), None);
-        assert_eq!(Quit.close(), Some(CloseReason::Quit));
-        assert_eq!(TooLong.close(), Some(CloseReason::TooLong));
+        assert_eq!(Quit.close(), Some(End::Quit));
+        assert_eq!(TooLong.close(), Some(End::TooLong));
         for a in [Time, Unknown, Empty] {
             assert_eq!(a.close(), None);
         }
-    }
-
-    #[test]
-    fn close_reasons_have_stable_names_and_farewells() {
-        let names: Vec<_> = CloseReason::ALL.iter().map(|r| r.to_string()).collect();
-        assert_eq!(
-            names,
-            ["quit", "eof", "idle", "too_long", "error", "shutdown"]
-        );
-        assert_eq!(CloseReason::Idle.farewell(), Some(ErrorReply::IdleTimeout));
-        assert_eq!(
-            CloseReason::Shutdown.farewell(),
-            Some(ErrorReply::ShuttingDown)
-        );
-        assert_eq!(CloseReason::Eof.farewell(), None);
     }
 
     #[test]

@@ -359,6 +359,22 @@ impl SourceTable {
         }
     }
 
+    /// A datagram from `key`: takes a token from its bucket, and counts
+    /// nothing (a datagram holds no connection). False when the bucket is
+    /// empty, or when the table is full of sources with open connections
+    /// and so cannot keep this one's bucket.
+    pub fn take_token(&mut self, key: SourceKey, now: Instant) -> bool {
+        match self.admit(key, now) {
+            Ok(ticket) => {
+                self.release(ticket, now);
+                true
+            }
+            // The token was taken before the count was looked at.
+            Err(Refusal::SourceBusy) => true,
+            Err(Refusal::RateLimited | Refusal::TableFull) => false,
+        }
+    }
+
     /// Counts a connection that is already open without any check (no
     /// token, no limit): for the clients connected when a reload sets a
     /// per-source rule. It is never refused, so the table may go over its
@@ -454,6 +470,26 @@ mod tests {
     fn visit(t: &mut SourceTable, k: SourceKey, at: Instant) {
         let tk = t.admit(k, at).unwrap();
         t.release(tk, at);
+    }
+
+    #[test]
+    fn a_datagram_takes_a_token_shared_with_connections_and_counts_nothing() {
+        let (mut t, t0) = table(limits(1, 3, 1, 16));
+        let k = key("192.0.2.7");
+        let conn = t.admit(k, t0).unwrap();
+        // The source is at its connection limit: datagrams still get their
+        // tokens, and leave no count behind.
+        assert!(t.take_token(k, t0));
+        assert!(t.take_token(k, t0));
+        assert!(!t.take_token(k, t0), "the burst of 3 is spent");
+        assert_eq!(t.open(k), 1);
+        t.release(conn, t0);
+        assert_eq!(t.open(k), 0);
+        assert!(
+            t.admit(k, ms(t0, 500)).is_err(),
+            "no token for a connection either"
+        );
+        assert!(t.take_token(k, ms(t0, 1000)), "the rate refills it");
     }
 
     #[test]

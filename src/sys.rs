@@ -443,3 +443,110 @@ pub fn set_open_file_soft_limit(soft: u64, hard: Option<u64>) -> io::Result<()> 
     }
     Ok(())
 }
+
+/// The most datagrams one [`recv_datagrams`] or [`send_datagrams`] call
+/// moves.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub const DATAGRAM_BATCH: usize = 32;
+
+/// Receives up to `bufs.len()` datagrams (at most [`DATAGRAM_BATCH`]) from a
+/// non-blocking UDP socket in one `recvmmsg(2)`: for each, its length (cut
+/// to its buffer) and its source go into `got`, and the count is returned.
+/// `WouldBlock` when none is waiting.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn recv_datagrams(
+    socket: &impl AsRawFd,
+    bufs: &mut [[u8; 512]],
+    got: &mut [(usize, Option<std::net::SocketAddr>)],
+) -> io::Result<usize> {
+    use socket2::{SockAddr, SockAddrStorage};
+    let n = bufs.len().min(got.len()).min(DATAGRAM_BATCH);
+    let mut names: [SockAddrStorage; DATAGRAM_BATCH] =
+        std::array::from_fn(|_| SockAddrStorage::zeroed());
+    // SAFETY: iovec and mmsghdr are plain C structs for which all zeroes
+    // (null pointers, zero lengths) is a valid value.
+    let mut iovs: [libc::iovec; DATAGRAM_BATCH] = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut msgs: [libc::mmsghdr; DATAGRAM_BATCH] = unsafe { std::mem::zeroed() };
+    for i in 0..n {
+        iovs[i].iov_base = bufs[i].as_mut_ptr().cast();
+        iovs[i].iov_len = bufs[i].len();
+        let hdr = &mut msgs[i].msg_hdr;
+        hdr.msg_name = std::ptr::from_mut(&mut names[i]).cast();
+        hdr.msg_namelen = names[i].size_of();
+        hdr.msg_iov = &mut iovs[i];
+        hdr.msg_iovlen = 1;
+    }
+    let vlen = libc::c_uint::try_from(n).unwrap_or(0);
+    // SAFETY: each of the first `n` headers points at its own buffer, name
+    // and iovec, all of which live (and are not otherwise borrowed) until the
+    // call returns; the kernel writes at most the lengths given.
+    let r = unsafe {
+        libc::recvmmsg(
+            socket.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            vlen,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
+    };
+    let Ok(received) = usize::try_from(r) else {
+        return Err(io::Error::last_os_error());
+    };
+    for i in 0..received {
+        let len = usize::try_from(msgs[i].msg_len).unwrap_or(0);
+        let namelen = msgs[i].msg_hdr.msg_namelen;
+        let name = std::mem::replace(&mut names[i], SockAddrStorage::zeroed());
+        // SAFETY: the kernel filled `name` with a socket address of
+        // `namelen` bytes (at most its size).
+        let from = unsafe { SockAddr::new(name, namelen) };
+        got[i] = (len.min(bufs[i].len()), from.as_socket());
+    }
+    Ok(received)
+}
+
+/// Sends each `(to, bytes)` on a non-blocking UDP socket in one
+/// `sendmmsg(2)`; returns how many were sent, in order (the first one not
+/// sent failed: sending it alone gives its error). `WouldBlock` when the
+/// socket's send buffer is full.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn send_datagrams(
+    socket: &impl AsRawFd,
+    messages: &[(std::net::SocketAddr, &[u8])],
+) -> io::Result<usize> {
+    use socket2::SockAddr;
+    let n = messages.len().min(DATAGRAM_BATCH);
+    let names: Vec<SockAddr> = messages[..n]
+        .iter()
+        .map(|(to, _)| SockAddr::from(*to))
+        .collect();
+    // SAFETY: iovec and mmsghdr are plain C structs for which all zeroes
+    // (null pointers, zero lengths) is a valid value.
+    let mut iovs: [libc::iovec; DATAGRAM_BATCH] = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut msgs: [libc::mmsghdr; DATAGRAM_BATCH] = unsafe { std::mem::zeroed() };
+    for i in 0..n {
+        let bytes = messages[i].1;
+        // The kernel only reads from it (a send).
+        iovs[i].iov_base = bytes.as_ptr().cast_mut().cast();
+        iovs[i].iov_len = bytes.len();
+        let hdr = &mut msgs[i].msg_hdr;
+        hdr.msg_name = names[i].as_ptr().cast_mut().cast();
+        hdr.msg_namelen = names[i].len();
+        hdr.msg_iov = &mut iovs[i];
+        hdr.msg_iovlen = 1;
+    }
+    let vlen = libc::c_uint::try_from(n).unwrap_or(0);
+    // SAFETY: each of the first `n` headers points at an address, an iovec
+    // and the bytes of one message, all alive until the call returns; for a
+    // send the kernel only reads them (and writes `msg_len`).
+    let r = unsafe {
+        libc::sendmmsg(
+            socket.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            vlen,
+            libc::MSG_DONTWAIT,
+        )
+    };
+    usize::try_from(r).map_err(|_| io::Error::last_os_error())
+}

@@ -25,11 +25,13 @@ const T: Duration = Duration::from_secs(10);
 const MAX_EXPOSURE: f64 = 1.5;
 
 /// Every unit file we ship, by its file name in packaging/systemd/.
-const UNITS: [&str; 4] = [
+const UNITS: [&str; 6] = [
     "jamd.service",
     "jamd.socket",
     "jamd-conn.socket",
     "jamd-conn@.service",
+    "jamd-daytime.socket",
+    "jamd-rfc868.socket",
 ];
 
 /// Whether `tool` is on PATH. When it is not: a skip message outside CI, a

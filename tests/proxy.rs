@@ -207,7 +207,7 @@ fn bytes_after_the_header_in_the_same_packet_are_the_first_request() {
 
 #[test]
 fn health_checks_are_served_as_the_balancer_itself() {
-    let jamd = behind_balancer("");
+    let jamd = behind_balancer("[log]\nhealth_checks = true\n");
     let unix = {
         // AF_UNIX, SOCK_STREAM: two 108-byte paths.
         let mut b = vec![0u8; 216];
@@ -529,7 +529,8 @@ fn haproxy_send_proxy_v1_and_v2_with_health_checks() {
         return;
     };
     for version in ["send-proxy", "send-proxy-v2"] {
-        let jamd = behind_balancer("");
+        // Health checks logged, to see them come and end well.
+        let jamd = behind_balancer("[log]\nhealth_checks = true\n");
         let opts = format!("{version} check inter 100ms");
         let hp = Haproxy::start(&haproxy, "", &[(jamd.addr, &opts)]);
         // Some health checks first (they connect from 127.0.0.1).
@@ -726,4 +727,209 @@ fn connections_made_during_a_restart_wait_in_the_kernel_and_are_served() {
         "{text}"
     );
     drop(sup);
+}
+
+/// The metrics endpoint of a jamd started with `listen = "127.0.0.1:0"`.
+fn metrics_addr(jamd: &Jamd) -> SocketAddr {
+    let line = jamd
+        .stderr
+        .wait_for("metrics at http://", T)
+        .unwrap_or_else(|| panic!("no metrics line: {:?}", jamd.stderr.all()));
+    let rest = &line[line.find("http://").unwrap() + "http://".len()..];
+    rest.split('/').next().unwrap().parse().expect("an address")
+}
+
+/// The value of the sample `name` (with its labels, as rendered).
+fn sample(metrics: SocketAddr, name: &str) -> f64 {
+    let mut s = TcpStream::connect_timeout(&metrics, T).expect("connect to metrics");
+    s.set_read_timeout(Some(T)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .parse()
+        .unwrap()
+}
+
+/// The connection counters a scrape shows: open, accepted, closed (all
+/// reasons).
+fn connection_counts(metrics: SocketAddr) -> (f64, f64, f64) {
+    let closed = ["quit", "eof", "idle", "too_long", "error", "shutdown"]
+        .iter()
+        .map(|r| {
+            sample(
+                metrics,
+                &format!("jamd_connections_closed_total{{reason=\"{r}\"}}"),
+            )
+        })
+        .sum();
+    (
+        sample(metrics, "jamd_connections_open"),
+        sample(metrics, "jamd_connections_accepted_total"),
+        closed,
+    )
+}
+
+/// Waits (bounded) until `f` holds.
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + T;
+    while !f() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_balancer_connection_before_its_header_holds_a_slot_but_is_no_client() {
+    let jamd = Jamd::start(
+        "[server]\nmax_connections = 2\n\
+         [proxy]\ntrusted = [\"127.0.0.1\"]\nheader_timeout = 60\n\
+         [metrics]\nlisten = \"127.0.0.1:0\"\n",
+    );
+    let metrics = metrics_addr(&jamd);
+    let mut waiting = Peer::connect("127.0.0.1", jamd.addr);
+    let mut direct = Peer::connect("127.0.0.5", jamd.addr);
+    assert!(jam_time(&direct.ask("TIME")).is_some());
+    // The balancer's connection is not a client yet...
+    assert_eq!(connection_counts(metrics), (1.0, 1.0, 0.0));
+    jamd.signal("USR1");
+    wait_line(&jamd, &["status: 1 connection(s) open, accepted=1 "]);
+    // ...but it holds one of max_connections all the same.
+    let mut third = Peer::connect("127.0.0.6", jamd.addr);
+    assert_eq!(third.line(), "ERROR server busy");
+    // Once its header names a client, that client is one.
+    waiting.send(&v1("192.0.2.44", 44));
+    assert!(jam_time(&waiting.ask("TIME")).is_some());
+    assert_eq!(connection_counts(metrics), (2.0, 2.0, 0.0));
+    waiting.send(b"QUIT\r\n");
+    assert!(waiting.rest().is_empty());
+    wait_until("accepted = open + closed after a QUIT", || {
+        connection_counts(metrics) == (1.0, 2.0, 1.0)
+    });
+
+    // At shutdown, one waiting for its header is not counted as open.
+    let _waiting = Peer::connect("127.0.0.1", jamd.addr);
+    // Accepted (it holds the other slot: the next client is refused), and
+    // still not counted.
+    let mut fourth = Peer::connect("127.0.0.6", jamd.addr);
+    assert_eq!(fourth.line(), "ERROR server busy");
+    assert_eq!(connection_counts(metrics), (1.0, 2.0, 1.0));
+    jamd.signal("TERM");
+    wait_line(&jamd, &["shutting down: 1 connection(s) open"]);
+    drop(direct);
+}
+
+#[test]
+fn health_checks_are_not_clients_and_are_not_logged_by_default() {
+    let jamd = Jamd::start(
+        "[proxy]\ntrusted = [\"127.0.0.1\"]\nheader_timeout = 5\n\
+         [metrics]\nlisten = \"127.0.0.1:0\"\n",
+    );
+    let metrics = metrics_addr(&jamd);
+    let mut ports = Vec::new();
+    for header in [v2(0, 0x00, &[]), b"PROXY UNKNOWN\r\n".to_vec()] {
+        // A health check that asks, then one that closes after its header.
+        let mut c = Peer::connect("127.0.0.1", jamd.addr);
+        ports.push(c.port());
+        c.send(&header);
+        assert!(jam_time(&c.ask("TIME")).is_some(), "served as the balancer");
+        drop(c);
+        let mut c = Peer::connect("127.0.0.1", jamd.addr);
+        ports.push(c.port());
+        c.send(&header);
+        drop(c);
+    }
+    // And a plain TCP check: closed without a byte.
+    let c = Peer::connect("127.0.0.1", jamd.addr);
+    ports.push(c.port());
+    drop(c);
+    wait_until("four LOCAL/UNKNOWN headers counted", || {
+        sample(metrics, "jamd_proxy_headers_total{result=\"local\"}") == 4.0
+    });
+    // Then a client, so that every earlier connection has been handled.
+    let mut client = Peer::connect("127.0.0.1", jamd.addr);
+    client.send(&v1("192.0.2.3", 3));
+    assert!(jam_time(&client.ask("TIME")).is_some());
+    wait_line(&jamd, &["connection from 192.0.2.3:3 via"]);
+    wait_until("the health checks closed", || {
+        sample(metrics, "jamd_connections_open") == 1.0
+    });
+    // Not clients: only the one client is counted.
+    assert_eq!(connection_counts(metrics), (1.0, 1.0, 0.0));
+    // Not logged.
+    for line in jamd.stderr.all() {
+        for p in &ports {
+            assert!(
+                !line.contains(&format!("127.0.0.1:{p}")),
+                "a health check was logged: {line}"
+            );
+        }
+    }
+}
+
+#[test]
+fn health_checks_are_logged_when_asked_for() {
+    let jamd = behind_balancer("[log]\nhealth_checks = true\n");
+    let c = Peer::connect("127.0.0.1", jamd.addr);
+    let port = c.port();
+    drop(c);
+    wait_line(&jamd, &[&format!("connection from 127.0.0.1:{port}")]);
+    wait_line(
+        &jamd,
+        &[
+            &format!("closed 127.0.0.1:{port} requests=0 "),
+            "reason=eof",
+        ],
+    );
+}
+
+#[test]
+fn haproxy_health_checks_are_counted_as_local_and_not_logged() {
+    let Some(haproxy) = haproxy() else {
+        return;
+    };
+    let jamd = behind_balancer("[metrics]\nlisten = \"127.0.0.1:0\"\n");
+    let metrics = metrics_addr(&jamd);
+    let hp = Haproxy::start(
+        &haproxy,
+        "",
+        &[(jamd.addr, "send-proxy-v2 check inter 100ms")],
+    );
+    wait_until("HAProxy's health checks counted as local", || {
+        sample(metrics, "jamd_proxy_headers_total{result=\"local\"}") >= 4.0
+    });
+    // Clients so far (the harness may have tried the front end): all closed.
+    let (open, accepted, closed) = connection_counts(metrics);
+    assert_eq!((open, accepted), (0.0, closed));
+    let reply = session("127.0.0.5", hp.front).expect("a session through HAProxy");
+    assert!(jam_time(&reply).is_some(), "{reply}");
+    wait_line(&jamd, &["closed 127.0.0.5:", "reason=quit"]);
+    // The session is a client; the checks that went on meanwhile are not:
+    // accepted = open + closed.
+    let checks = sample(metrics, "jamd_proxy_headers_total{result=\"local\"}");
+    wait_until("more health checks", || {
+        sample(metrics, "jamd_proxy_headers_total{result=\"local\"}") >= checks + 3.0
+    });
+    assert_eq!(
+        connection_counts(metrics),
+        (0.0, accepted + 1.0, closed + 1.0)
+    );
+    drop(hp);
+    // A health check would be logged as the balancer itself, with no client
+    // named (`via`); every `closed` line is a named client's.
+    let lines = jamd.stderr.all();
+    let named: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.contains(" via "))
+        .filter_map(|l| l.split("connection from ").nth(1)?.split(' ').next())
+        .collect();
+    for line in &lines {
+        let check = match line.split("closed ").nth(1) {
+            Some(rest) => !named.contains(&rest.split(' ').next().unwrap_or("")),
+            None => line.contains("connection from ") && !line.contains(" via "),
+        };
+        assert!(!check, "a health check was logged: {line}\n{lines:#?}");
+    }
 }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use crate::config::{LogTarget, Overrides};
+use crate::listen::Protocol;
 
 /// jamd — a small TCP time service: clients send TIME and get `JAM 14:03:27`.
 #[derive(Debug, Clone, Parser)]
@@ -37,6 +38,10 @@ pub struct JamdArgs {
     /// Serve from inetd: stdin is the connection ("nowait") or a listening socket ("wait")
     #[arg(long = "inetd")]
     pub inetd: bool,
+
+    /// With --inetd: the protocol to serve: jam, daytime (RFC 867) or rfc868 (RFC 868) [default: jam]
+    #[arg(long = "protocol", value_name = "NAME", value_enum, requires = "inetd")]
+    pub protocol: Option<Protocol>,
 
     /// Check the configuration, print the effective settings as TOML, and exit (0 valid, 78 not)
     #[arg(short = 't', long = "check-config")]

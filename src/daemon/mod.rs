@@ -66,13 +66,15 @@ where
                 return ExitCode::from(1);
             }
         }
-        let code = match crate::inetd::serve(stream, &started.config, &log, &started.signals) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                log.error(format!("cannot serve standard input: {e}"));
-                ExitCode::from(1)
-            }
-        };
+        let protocol = args.protocol.unwrap_or(crate::listen::Protocol::Jam);
+        let code =
+            match crate::inetd::serve(stream, protocol, &started.config, &log, &started.signals) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    log.error(format!("cannot serve standard input: {e}"));
+                    ExitCode::from(1)
+                }
+            };
         log.flush(Duration::from_secs(2));
         return code;
     }

@@ -83,7 +83,11 @@ fn keep_running(new: &mut Config, running: &Config) -> Vec<&'static str> {
         server.user,
         server.group,
         server.sandbox,
-        metrics.listen
+        metrics.listen,
+        daytime.listen,
+        daytime.listen_udp,
+        rfc868.listen,
+        rfc868.listen_udp
     );
     changed
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::config::{Config, LogConfig};
 use crate::inetd::ByteStream;
-use crate::listen::{self, show_addr, Inetd, Sockets};
+use crate::listen::{self, show_addr, Activation, Inetd, Protocol, Sockets};
 use crate::log::Logger;
 
 use super::cli::JamdArgs;
@@ -78,7 +78,6 @@ impl Fatal {
 #[derive(Default)]
 struct Held {
     warnings: Vec<String>,
-    notices: Vec<String>,
 }
 
 /// Runs start-up up to the point where the workers can be started.
@@ -100,7 +99,7 @@ pub fn start(args: &JamdArgs) -> Result<Started, Fatal> {
     let stdio_is_client = if args.inetd {
         stderr_is_client
     } else {
-        matches!(inherited, Some(Sockets::Connection(_)))
+        matches!(&inherited, Some(Inherited::Manager(a)) if a.is_connection())
     };
     if stdio_is_client {
         // Closing the connection must really close it, and nothing printed may reach it.
@@ -138,12 +137,30 @@ pub fn start(args: &JamdArgs) -> Result<Started, Fatal> {
 
     // The sockets to serve: the inherited ones, or our own.
     let sockets = match inherited {
-        Some(sockets) => {
-            announce_inherited(&sockets, args, held.notices, &log);
-            if !args.inetd {
-                if let Some(notice) = listen::activation_differs(&sockets, &config.server) {
-                    log.info(notice);
-                }
+        Some(Inherited::Inetd(sockets)) => {
+            announce_inherited(&sockets, "inetd", &log);
+            sockets
+        }
+        Some(Inherited::Manager(activation)) => {
+            // What each passed socket serves: its name, or the
+            // configuration's listener at its address.
+            let mut warnings = Vec::new();
+            let sockets = activation.resolve(&config, &mut warnings);
+            for w in warnings {
+                log.warn(w);
+            }
+            let sockets = sockets.map_err(|why| {
+                log.flush(Duration::from_millis(500));
+                Fatal::new(1, why, stdio_is_client)
+            })?;
+            let used = match &sockets {
+                Sockets::Listeners(l) => l.len(),
+                Sockets::Connection(..) | Sockets::Datagrams(_) => 1,
+            };
+            log.info(format!("using {used} socket(s) from the service manager"));
+            announce_inherited(&sockets, "the service manager", &log);
+            if let Some(notice) = listen::activation_differs(&sockets, &config.server) {
+                log.info(notice);
             }
             sockets
         }
@@ -232,28 +249,31 @@ fn confine_step(
     Ok(())
 }
 
+/// Sockets jamd did not open itself.
+enum Inherited {
+    /// From inetd (`--inetd`), serving `--protocol`.
+    Inetd(Sockets),
+    /// From a service manager (`LISTEN_FDS`); what each serves is decided
+    /// once the configuration is read.
+    Manager(Activation),
+}
+
 /// The sockets inetd (`--inetd`) or a service manager (`LISTEN_FDS`) passed,
 /// if any, or the byte stream `--inetd` found instead of a TCP socket.
 fn inherited_sockets(
     args: &JamdArgs,
     held: &mut Held,
     stderr_is_client: bool,
-) -> Result<(Option<Sockets>, Option<ByteStream>), Fatal> {
+) -> Result<(Option<Inherited>, Option<ByteStream>), Fatal> {
     if args.inetd {
-        return match listen::from_inetd() {
-            Ok(Inetd::Sockets(s)) => Ok((Some(s), None)),
+        return match listen::from_inetd(args.protocol.unwrap_or(Protocol::Jam)) {
+            Ok(Inetd::Sockets(s)) => Ok((Some(Inherited::Inetd(s)), None)),
             Ok(Inetd::Stream(stream)) => Ok((None, Some(stream))),
             Err(why) => Err(Fatal::new(1, why, stderr_is_client)),
         };
     }
     match listen::from_service_manager(&mut held.warnings) {
-        Ok(Some(activation)) => {
-            held.notices.push(format!(
-                "using {} socket(s) from the service manager",
-                activation.used()
-            ));
-            Ok((Some(activation.sockets), None))
-        }
+        Ok(Some(activation)) => Ok((Some(Inherited::Manager(activation)), None)),
         Ok(None) => Ok((None, None)),
         Err(why) => {
             // There is no log yet; the warnings may explain the error.
@@ -265,40 +285,30 @@ fn inherited_sockets(
     }
 }
 
-/// Logs what was inherited: `using N socket(s)` and a `listening on` line
-/// per listener.
-fn announce_inherited(sockets: &Sockets, args: &JamdArgs, notices: Vec<String>, log: &Logger) {
-    for n in notices {
-        log.info(n);
-    }
-    if let Sockets::Listeners(listeners) = sockets {
-        let from = if args.inetd {
-            "inetd"
-        } else {
-            "the service manager"
-        };
-        for l in listeners {
-            if let Ok(addr) = l.local_addr() {
-                log.info(format!("listening on {} (from {from})", show_addr(&addr)));
-            }
+/// Logs a `listening on` line per inherited listener, saying `from` whom.
+fn announce_inherited(sockets: &Sockets, from: &str, log: &Logger) {
+    let listeners = match sockets {
+        Sockets::Listeners(listeners) => &listeners[..],
+        Sockets::Datagrams(one) => std::slice::from_ref(one),
+        Sockets::Connection(..) => return,
+    };
+    for l in listeners {
+        if let Some(line) = l.announcement(None, Some(from)) {
+            log.info(line);
         }
     }
 }
 
 /// Binds `server.bind` × `server.port` and logs a `listening on` line for each.
 fn bind(config: &Config, log: &Logger, stdio_is_client: bool) -> Result<Sockets, Fatal> {
-    match listen::bind_all(&config.server) {
+    match listen::bind_all(config) {
         Ok(bound) => {
             for w in bound.skip_warnings() {
                 log.warn(w);
             }
             for l in &bound.listeners {
-                if let Ok(addr) = l.local_addr() {
-                    log.info(format!(
-                        "listening on {} (backlog {})",
-                        show_addr(&addr),
-                        config.server.backlog
-                    ));
+                if let Some(line) = l.announcement(Some(config.server.backlog), None) {
+                    log.info(line);
                 }
             }
             Ok(Sockets::Listeners(bound.listeners))
@@ -323,7 +333,7 @@ fn bind_metrics(
     let Some(addr) = config.metrics.listen else {
         return Ok(None);
     };
-    if let Sockets::Connection(_) = sockets {
+    if let Sockets::Connection(..) | Sockets::Datagrams(_) = sockets {
         log.info("metrics.listen is not used when serving a single connection");
         return Ok(None);
     }

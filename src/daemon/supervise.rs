@@ -11,7 +11,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::log::Logger;
-use crate::server::{Server, ServerError};
+use crate::server::{Phase, Server, ServerError};
 
 use super::config_file::ConfigFile;
 use super::notify::Notifier;
@@ -25,22 +25,6 @@ const WORKER_ENDED: Token = Token(1);
 const STATUS_EVERY: Duration = Duration::from_secs(1);
 /// How often the control loop looks around while draining, as a safety net.
 const DRAIN_TICK: Duration = Duration::from_millis(250);
-
-/// Where jamd is on its way from serving to stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Accepting and serving; SIGHUP reloads.
-    Serving,
-    /// SIGTERM arrived: no longer accepting; open connections may finish
-    /// until `deadline` (`server.shutdown_timeout`).
-    Draining {
-        /// When the grace period ends.
-        deadline: Instant,
-    },
-    /// The grace period is over (its deadline, or a second SIGTERM): the
-    /// remaining clients are told and closed.
-    GraceOver,
-}
 
 /// Serves until a signal stops it (or, with one inherited connection, until
 /// that connection ends). Returns when every worker has finished.
@@ -84,7 +68,7 @@ pub fn serve(started: Started) -> Result<(), ServerError> {
         log,
         config_file,
         stdio_is_client,
-        phase: Phase::Serving,
+        grace_ends: None,
         last_status: (0, Instant::now()),
         next_watchdog: Instant::now(),
     };
@@ -109,7 +93,7 @@ pub fn serve(started: Started) -> Result<(), ServerError> {
             control.log.info(control.server.status_line());
         }
         if control.server.worker_died() {
-            // SPEC 12: never serve on with less capacity, never report a
+            // Never serve on with less capacity, never report a
             // clean stop after a crash. The others stop at once.
             control.server.drain();
             control.server.end_grace();
@@ -135,7 +119,9 @@ struct Control {
     log: Logger,
     config_file: ConfigFile,
     stdio_is_client: bool,
-    phase: Phase,
+    /// When the grace period ends, once a SIGTERM began it (the phase
+    /// itself is the server's: [`Server::phase`]).
+    grace_ends: Option<Instant>,
     /// The connection count last sent as `STATUS=`, and when.
     last_status: (usize, Instant),
     next_watchdog: Instant,
@@ -148,10 +134,12 @@ impl Control {
         let now = Instant::now();
         let mut t: Option<Duration> = None;
         let mut at_most = |d: Duration| t = Some(t.map_or(d, |t| t.min(d)));
-        match self.phase {
+        match self.server.phase() {
             Phase::Serving => {}
-            Phase::Draining { deadline } => {
-                at_most(deadline.saturating_duration_since(now));
+            Phase::Draining => {
+                if let Some(deadline) = self.grace_ends {
+                    at_most(deadline.saturating_duration_since(now));
+                }
                 at_most(DRAIN_TICK);
             }
             Phase::GraceOver => at_most(DRAIN_TICK),
@@ -172,28 +160,22 @@ impl Control {
 
     /// SIGTERM/SIGINT: stop accepting and drain; a second one ends the grace period.
     fn stop(&mut self) {
-        match self.phase {
+        match self.server.phase() {
             Phase::Serving => {
                 let open = self.server.open_connections();
                 self.notifier.stopping();
-                self.log
-                    .info(format!("shutting down: {open} connection(s) open"));
+                self.log.info(crate::server::shutting_down_line(open));
                 let grace = self.server.runtime().config.server.shutdown_timeout;
-                self.phase = Phase::Draining {
-                    deadline: Instant::now() + Duration::from_secs(grace),
-                };
+                self.grace_ends = Some(Instant::now() + Duration::from_secs(grace));
                 self.server.drain();
             }
-            Phase::Draining { .. } | Phase::GraceOver => {
-                self.phase = Phase::GraceOver;
-                self.server.end_grace();
-            }
+            Phase::Draining | Phase::GraceOver => self.server.end_grace(),
         }
     }
 
     /// SIGHUP: re-read the configuration, unless jamd is stopping.
     fn reload(&mut self) {
-        if self.phase != Phase::Serving {
+        if self.server.phase() != Phase::Serving {
             return;
         }
         self.notifier.reloading();
@@ -209,11 +191,8 @@ impl Control {
     /// Timed work; returns true when every worker has ended.
     fn tick(&mut self) -> bool {
         let now = Instant::now();
-        if let Phase::Draining { deadline } = self.phase {
-            if now >= deadline {
-                self.phase = Phase::GraceOver;
-                self.server.end_grace();
-            }
+        if self.server.phase() == Phase::Draining && self.grace_ends.is_some_and(|d| now >= d) {
+            self.server.end_grace();
         }
         let open = self.server.open_connections();
         if open != self.last_status.0

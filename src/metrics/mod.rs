@@ -19,6 +19,9 @@ pub mod render;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::labels::labels;
+pub use crate::listen::{Protocol, Transport};
+
 pub use render::{render, Sample};
 
 /// Why a connection was refused: the `reason` label of
@@ -27,86 +30,77 @@ pub use crate::server::Refusal;
 
 /// Why an admitted connection ended: the `reason` label of
 /// `jamd_connections_closed_total` is the `reason=` of the `closed` log line.
-pub use crate::protocol::CloseReason as Closed;
+pub use crate::server::CloseReason as Closed;
 
-/// A request line that was answered: the `command` label of
-/// `jamd_requests_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Command {
-    /// `TIME`.
-    Time,
-    /// Anything else that got `ERROR unknown command`.
-    Unknown,
+labels! {
+    /// A request line that was answered: the `command` label of
+    /// `jamd_requests_total`.
+    pub enum Command {
+        /// `TIME`.
+        Time = "time",
+        /// Anything else that got `ERROR unknown command`.
+        Unknown = "unknown",
+    }
 }
 
-impl Command {
-    /// Every command, in the order they are rendered.
-    pub const ALL: [Command; 2] = [Command::Time, Command::Unknown];
+labels! {
+    /// How a SIGHUP ended: the `result` label of `jamd_reloads_total`.
+    pub enum Reload {
+        /// The new configuration is in effect.
+        Ok = "ok",
+        /// The file was unreadable or invalid; the old configuration stays.
+        Failed = "failed",
+    }
+}
 
-    /// The label value.
-    pub fn label(self) -> &'static str {
+labels! {
+    /// What a trusted balancer's PROXY header turned out to be: the `result`
+    /// label of `jamd_proxy_headers_total`.
+    pub enum ProxyHeader {
+        /// A header carrying the client's address.
+        Proxy = "proxy",
+        /// A `LOCAL` / `PROXY UNKNOWN` header (a health check).
+        Local = "local",
+        /// A malformed or oversized header.
+        Invalid = "invalid",
+        /// No complete header within `header_timeout`.
+        Timeout = "timeout",
+    }
+}
+
+labels! {
+    /// Why a datagram got no answer: the `reason` label of
+    /// `jamd_datagrams_refused_total`.
+    pub enum DatagramRefused {
+        /// `[access]` denies its source.
+        AccessDenied = "access_denied",
+        /// Its source's rate bucket (shared with its connections) is empty.
+        RateLimited = "rate_limited",
+        /// From port 0, a port below 1024, or an unspecified, multicast or
+        /// broadcast address: answering could start a loop between two
+        /// services, or aim jamd at a whole network.
+        BadSource = "bad_source",
+        /// The socket's send buffer was full (or the send failed): the reply
+        /// was dropped rather than waited for.
+        SendFailed = "send_failed",
+    }
+}
+
+impl DatagramRefused {
+    /// The words of the `refused ADDR: …` log line.
+    pub fn words(self) -> &'static str {
         match self {
-            Command::Time => "time",
-            Command::Unknown => "unknown",
+            DatagramRefused::AccessDenied => "access denied",
+            DatagramRefused::RateLimited => "rate limited",
+            DatagramRefused::BadSource => "bad source",
+            DatagramRefused::SendFailed => "send failed",
         }
     }
 }
 
-/// How a SIGHUP ended: the `result` label of `jamd_reloads_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reload {
-    /// The new configuration is in effect.
-    Ok,
-    /// The file was unreadable or invalid; the old configuration stays.
-    Failed,
-}
-
-impl Reload {
-    /// Every result, in the order they are rendered.
-    pub const ALL: [Reload; 2] = [Reload::Ok, Reload::Failed];
-
-    /// The label value.
-    pub fn label(self) -> &'static str {
-        match self {
-            Reload::Ok => "ok",
-            Reload::Failed => "failed",
-        }
-    }
-}
-
-/// What a trusted balancer's PROXY header turned out to be: the `result`
-/// label of `jamd_proxy_headers_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProxyHeader {
-    /// A header carrying the client's address.
-    Proxy,
-    /// A `LOCAL` / `PROXY UNKNOWN` header (a health check).
-    Local,
-    /// A malformed or oversized header.
-    Invalid,
-    /// No complete header within `header_timeout`.
-    Timeout,
-}
-
-impl ProxyHeader {
-    /// Every result, in the order they are rendered.
-    pub const ALL: [ProxyHeader; 4] = [
-        ProxyHeader::Proxy,
-        ProxyHeader::Local,
-        ProxyHeader::Invalid,
-        ProxyHeader::Timeout,
-    ];
-
-    /// The label value.
-    pub fn label(self) -> &'static str {
-        match self {
-            ProxyHeader::Proxy => "proxy",
-            ProxyHeader::Local => "local",
-            ProxyHeader::Invalid => "invalid",
-            ProxyHeader::Timeout => "timeout",
-        }
-    }
-}
+/// The protocols whose replies `jamd_replies_total` counts (JAM's are
+/// `jamd_requests_total`).
+pub const REPLY_PROTOCOLS: [Protocol; 2] = [Protocol::Daytime, Protocol::Rfc868];
 
 /// One writer's counters. Aligned to two cache lines so that two shards never
 /// share one (adjacent-line prefetching pairs lines on x86).
@@ -114,11 +108,15 @@ impl ProxyHeader {
 #[derive(Debug, Default)]
 pub struct Shard {
     accepted: AtomicU64,
-    refused: [AtomicU64; Refusal::ALL.len()],
-    closed: [AtomicU64; Closed::ALL.len()],
-    requests: [AtomicU64; Command::ALL.len()],
-    reloads: [AtomicU64; Reload::ALL.len()],
-    proxy: [AtomicU64; ProxyHeader::ALL.len()],
+    refused: [AtomicU64; Refusal::COUNT],
+    closed: [AtomicU64; Closed::COUNT],
+    requests: [AtomicU64; Command::COUNT],
+    reloads: [AtomicU64; Reload::COUNT],
+    proxy: [AtomicU64; ProxyHeader::COUNT],
+    /// By protocol and transport (indexed by their place in their lists).
+    replies: [[AtomicU64; Transport::COUNT]; Protocol::COUNT],
+    datagrams: [AtomicU64; Protocol::COUNT],
+    datagrams_refused: [AtomicU64; DatagramRefused::COUNT],
 }
 
 /// Adds one. Relaxed: each counter is independent, and a scrape that sees
@@ -165,8 +163,40 @@ impl Shard {
         bump(&self.proxy[result as usize]);
     }
 
+    /// `n` replies of `protocol` were sent over `transport`.
+    pub fn replies(&self, protocol: Protocol, transport: Transport, n: u64) {
+        if n > 0 {
+            self.replies[protocol as usize][transport as usize].fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// `n` datagrams for `protocol` arrived.
+    pub fn datagrams(&self, protocol: Protocol, n: u64) {
+        if n > 0 {
+            self.datagrams[protocol as usize].fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// `n` datagrams got no answer, for `why`.
+    pub fn datagrams_refused(&self, why: DatagramRefused, n: u64) {
+        if n > 0 {
+            self.datagrams_refused[why as usize].fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
     fn add_to(&self, c: &mut Counters) {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        for (sums, by_transport) in c.replies.iter_mut().zip(&self.replies) {
+            for (sum, a) in sums.iter_mut().zip(by_transport) {
+                *sum += get(a);
+            }
+        }
+        for (sum, a) in c.datagrams.iter_mut().zip(&self.datagrams) {
+            *sum += get(a);
+        }
+        for (sum, a) in c.datagrams_refused.iter_mut().zip(&self.datagrams_refused) {
+            *sum += get(a);
+        }
         c.accepted += get(&self.accepted);
         for (sum, a) in c.refused.iter_mut().zip(&self.refused) {
             *sum += get(a);
@@ -270,15 +300,21 @@ pub struct Counters {
     /// Clients admitted.
     pub accepted: u64,
     /// Clients refused, by [`Refusal`].
-    pub refused: [u64; Refusal::ALL.len()],
+    pub refused: [u64; Refusal::COUNT],
     /// Admitted connections ended, by [`Closed`].
-    pub closed: [u64; Closed::ALL.len()],
+    pub closed: [u64; Closed::COUNT],
     /// Request lines answered, by [`Command`].
-    pub requests: [u64; Command::ALL.len()],
+    pub requests: [u64; Command::COUNT],
     /// SIGHUPs handled, by [`Reload`].
-    pub reloads: [u64; Reload::ALL.len()],
+    pub reloads: [u64; Reload::COUNT],
     /// PROXY headers from trusted balancers, by [`ProxyHeader`].
-    pub proxy: [u64; ProxyHeader::ALL.len()],
+    pub proxy: [u64; ProxyHeader::COUNT],
+    /// Daytime and Time replies sent, by [`Protocol`] and [`Transport`].
+    pub replies: [[u64; Transport::COUNT]; Protocol::COUNT],
+    /// Datagrams received, by [`Protocol`].
+    pub datagrams: [u64; Protocol::COUNT],
+    /// Datagrams not answered, by [`DatagramRefused`].
+    pub datagrams_refused: [u64; DatagramRefused::COUNT],
 }
 
 impl Counters {
@@ -342,7 +378,7 @@ mod tests {
         let c = m.counters();
         assert_eq!(c.accepted, 2);
         assert_eq!(c.refused, [0, 0, 1, 0, 0]);
-        assert_eq!(c.closed, [0, 0, 0, 1, 0, 0]);
+        assert_eq!(c.closed, [0, 0, 0, 1, 0, 0, 0]);
         assert_eq!(c.requests, [3, 1]);
         assert_eq!(c.reloads, [0, 1]);
         assert_eq!(c.proxy, [0, 0, 0, 1]);
@@ -358,28 +394,90 @@ mod tests {
         let logged: Vec<String> = Closed::ALL.iter().map(|r| r.to_string()).collect();
         assert_eq!(
             labels,
-            ["quit", "eof", "idle", "too_long", "error", "shutdown"]
+            ["quit", "eof", "idle", "too_long", "error", "shutdown", "sent"]
         );
         assert_eq!(labels, logged);
     }
 
+    /// Every variant of every list has a counter of its own: bumping each
+    /// once shows a 1 at its place of `ALL` and nowhere else, and its name is
+    /// its own.
     #[test]
-    fn label_order_matches_the_enum_index() {
-        for (i, r) in Refusal::ALL.iter().enumerate() {
-            assert_eq!(*r as usize, i);
+    fn every_variant_of_every_list_has_its_own_counter_and_name() {
+        fn check<T: Copy + std::fmt::Debug>(
+            all: &[T],
+            count: usize,
+            name: fn(T) -> &'static str,
+            bump: fn(&Shard, T),
+            counts: fn(&Counters) -> Vec<u64>,
+        ) {
+            assert_eq!(all.len(), count);
+            let names: std::collections::BTreeSet<_> = all.iter().map(|v| name(*v)).collect();
+            assert_eq!(names.len(), all.len(), "two variants share a name: {all:?}");
+            for (i, v) in all.iter().enumerate() {
+                let m = Metrics::new(1);
+                bump(m.worker(0), *v);
+                let mut want = vec![0; count];
+                want[i] = 1;
+                assert_eq!(counts(&m.counters()), want, "{v:?}");
+            }
         }
-        for (i, r) in Closed::ALL.iter().enumerate() {
-            assert_eq!(*r as usize, i);
-        }
-        for (i, r) in Command::ALL.iter().enumerate() {
-            assert_eq!(*r as usize, i);
-        }
-        for (i, r) in Reload::ALL.iter().enumerate() {
-            assert_eq!(*r as usize, i);
-        }
-        for (i, r) in ProxyHeader::ALL.iter().enumerate() {
-            assert_eq!(*r as usize, i);
-        }
+        check(
+            &Refusal::ALL,
+            Refusal::COUNT,
+            Refusal::as_str,
+            Shard::refused,
+            |c| c.refused.to_vec(),
+        );
+        check(
+            &Closed::ALL,
+            Closed::COUNT,
+            Closed::as_str,
+            Shard::closed,
+            |c| c.closed.to_vec(),
+        );
+        check(
+            &Command::ALL,
+            Command::COUNT,
+            Command::as_str,
+            Shard::request,
+            |c| c.requests.to_vec(),
+        );
+        check(
+            &Reload::ALL,
+            Reload::COUNT,
+            Reload::as_str,
+            Shard::reload,
+            |c| c.reloads.to_vec(),
+        );
+        check(
+            &ProxyHeader::ALL,
+            ProxyHeader::COUNT,
+            ProxyHeader::as_str,
+            Shard::proxy_header,
+            |c| c.proxy.to_vec(),
+        );
+        check(
+            &DatagramRefused::ALL,
+            DatagramRefused::COUNT,
+            DatagramRefused::as_str,
+            |s, why| s.datagrams_refused(why, 1),
+            |c| c.datagrams_refused.to_vec(),
+        );
+        check(
+            &Protocol::ALL,
+            Protocol::COUNT,
+            Protocol::as_str,
+            |s, p| s.datagrams(p, 1),
+            |c| c.datagrams.to_vec(),
+        );
+        check(
+            &Transport::ALL,
+            Transport::COUNT,
+            Transport::as_str,
+            |s, t| s.replies(Protocol::Rfc868, t, 1),
+            |c| c.replies[Protocol::Rfc868 as usize].to_vec(),
+        );
     }
 
     #[test]

@@ -10,7 +10,10 @@
 use std::fmt::Write;
 
 use super::process::Process;
-use super::{Closed, Command, Counters, ProxyHeader, Refusal, Reload};
+use super::{
+    Closed, Command, Counters, DatagramRefused, ProxyHeader, Refusal, Reload, Transport,
+    REPLY_PROTOCOLS,
+};
 
 /// Everything one scrape shows, as plain numbers.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -159,7 +162,7 @@ pub fn render(s: &Sample, out: &mut String) {
         "Request lines answered, by command.",
         "command",
         &Command::ALL,
-        Command::label,
+        Command::as_str,
         &c.requests,
     );
     o.single(
@@ -185,7 +188,7 @@ pub fn render(s: &Sample, out: &mut String) {
         "Configuration reloads (SIGHUP), by result.",
         "result",
         &Reload::ALL,
-        Reload::label,
+        Reload::as_str,
         &c.reloads,
     );
     o.single(
@@ -205,8 +208,43 @@ pub fn render(s: &Sample, out: &mut String) {
         "PROXY protocol headers from trusted balancers, by result.",
         "result",
         &ProxyHeader::ALL,
-        ProxyHeader::label,
+        ProxyHeader::as_str,
         &c.proxy,
+    );
+    o.head(
+        "jamd_replies_total",
+        Kind::Counter,
+        "Daytime (RFC 867) and Time (RFC 868) replies sent, by protocol and transport.",
+    );
+    for protocol in REPLY_PROTOCOLS {
+        for transport in [Transport::Tcp, Transport::Udp] {
+            let _ = writeln!(
+                o.0,
+                "jamd_replies_total{{protocol=\"{protocol}\",transport=\"{transport}\"}} {}",
+                c.replies[protocol as usize][transport as usize]
+            );
+        }
+    }
+    o.head(
+        "jamd_datagrams_received_total",
+        Kind::Counter,
+        "Datagrams received on the UDP listeners, by protocol.",
+    );
+    for protocol in REPLY_PROTOCOLS {
+        o.labelled(
+            "jamd_datagrams_received_total",
+            "protocol",
+            protocol.as_str(),
+            c.datagrams[protocol as usize],
+        );
+    }
+    o.counter_by(
+        "jamd_datagrams_refused_total",
+        "Datagrams not answered, by reason.",
+        "reason",
+        &DatagramRefused::ALL,
+        DatagramRefused::as_str,
+        &c.datagrams_refused,
     );
     let p = &s.process;
     o.known(
@@ -252,10 +290,13 @@ mod tests {
             counters: Counters {
                 accepted: 7,
                 refused: [1, 2, 3, 4, 5],
-                closed: [1, 1, 1, 1, 1, 0],
+                closed: [1, 1, 1, 1, 1, 0, 2],
                 requests: [10, 2],
                 reloads: [3, 1],
                 proxy: [4, 3, 2, 1],
+                replies: [[0, 0], [11, 12], [13, 14]],
+                datagrams: [0, 15, 16],
+                datagrams_refused: [17, 18, 19, 20],
             },
             open: 2,
             tracked_sources: 6,
@@ -323,6 +364,9 @@ mod tests {
             ("jamd_config_last_reload_successful", "gauge"),
             ("jamd_config_last_reload_success_timestamp_seconds", "gauge"),
             ("jamd_proxy_headers_total", "counter"),
+            ("jamd_replies_total", "counter"),
+            ("jamd_datagrams_received_total", "counter"),
+            ("jamd_datagrams_refused_total", "counter"),
             ("process_start_time_seconds", "gauge"),
             ("process_cpu_seconds_total", "counter"),
             ("process_resident_memory_bytes", "gauge"),
@@ -397,6 +441,7 @@ mod tests {
                 ("too_long", "1"),
                 ("error", "1"),
                 ("shutdown", "0"),
+                ("sent", "2"),
             ],
         );
         samples_by(
@@ -404,6 +449,43 @@ mod tests {
             "jamd_requests_total",
             "command",
             &[("time", "10"), ("unknown", "2")],
+        );
+        for (key, want) in [
+            (
+                "jamd_replies_total{protocol=\"daytime\",transport=\"tcp\"}",
+                "11",
+            ),
+            (
+                "jamd_replies_total{protocol=\"daytime\",transport=\"udp\"}",
+                "12",
+            ),
+            (
+                "jamd_replies_total{protocol=\"rfc868\",transport=\"tcp\"}",
+                "13",
+            ),
+            (
+                "jamd_replies_total{protocol=\"rfc868\",transport=\"udp\"}",
+                "14",
+            ),
+        ] {
+            assert_eq!(value_of(&text, key), want, "{key}");
+        }
+        samples_by(
+            &text,
+            "jamd_datagrams_received_total",
+            "protocol",
+            &[("daytime", "15"), ("rfc868", "16")],
+        );
+        samples_by(
+            &text,
+            "jamd_datagrams_refused_total",
+            "reason",
+            &[
+                ("access_denied", "17"),
+                ("rate_limited", "18"),
+                ("bad_source", "19"),
+                ("send_failed", "20"),
+            ],
         );
         samples_by(
             &text,
@@ -431,9 +513,10 @@ mod tests {
             ..Sample::default()
         });
         let samples = values(&text);
-        // 1 build_info + open + accepted + 5 refused + 6 closed + 2 requests
-        // + tracked + evicted + dropped + 2 reloads + 2 last reload + 4 proxy.
-        assert_eq!(samples.len(), 27, "{text}");
+        // 1 build_info + open + accepted + 5 refused + 7 closed + 2 requests
+        // + tracked + evicted + dropped + 2 reloads + 2 last reload + 4 proxy
+        // + 4 replies + 2 datagrams received + 4 datagrams refused.
+        assert_eq!(samples.len(), 38, "{text}");
         for (k, v) in samples {
             if k.starts_with("jamd_build_info") {
                 assert_eq!(v, "1");

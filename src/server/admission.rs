@@ -1,6 +1,6 @@
 //! Admission: whether a new client is served, as a value.
 //!
-//! [`Admission::admit`] makes the whole decision in one place and returns
+//! [`Admission::arrive`] makes the whole decision in one place and returns
 //! either a [`Ticket`] or a [`Refusal`]. A ticket holds the client's slots
 //! (one of `max_connections`, and its source's count in the per-source
 //! table when a per-source rule is set) and gives them back
@@ -36,63 +36,32 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::{lock, Runtime};
-use crate::protocol::ErrorReply;
+use crate::labels::labels;
+use crate::metrics::DatagramRefused;
 use crate::sources::{self, SourceTable};
 
-/// Why a client was not served. The names are stable: log lines and the
-/// `reason` label of `jamd_connections_refused_total` use
-/// [`Refusal::as_str`]. (Admission decides in another order: access first,
-/// see [`Admission::admit`].)
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// `max_connections` are open, or the per-source table has no room
-    /// because every source in it has clients connected.
-    Busy,
-    /// `max_connections_per_source` are open from the client's source.
-    SourceBusy,
-    /// The source's connection rate bucket is empty (SPEC 8).
-    RateLimited,
-    /// `[access]` denies the client (SPEC 7).
-    AccessDenied,
-    /// A trusted balancer sent a malformed or oversized PROXY header, or
-    /// none in time (SPEC 10): closed without a reply.
-    BadProxyHeader,
+labels! {
+    /// Why a client was not served. The names are stable: log lines and the
+    /// `reason` label of `jamd_connections_refused_total` use
+    /// [`Refusal::as_str`]. (Admission decides in another order: access first,
+    /// see [`Admission::admit`].)
+    pub enum Refusal {
+        /// `max_connections` are open, or the per-source table has no room
+        /// because every source in it has clients connected.
+        Busy = "busy",
+        /// `max_connections_per_source` are open from the client's source.
+        SourceBusy = "source_busy",
+        /// The source's connection rate bucket is empty.
+        RateLimited = "rate_limited",
+        /// `[access]` denies the client.
+        AccessDenied = "access_denied",
+        /// A trusted balancer sent a malformed or oversized PROXY header, or
+        /// none in time: closed without a reply.
+        BadProxyHeader = "bad_proxy_header",
+    }
 }
 
 impl Refusal {
-    /// Every reason, in the order metrics render them (and index their
-    /// counters): the order of the variants.
-    pub const ALL: [Refusal; 5] = [
-        Refusal::Busy,
-        Refusal::SourceBusy,
-        Refusal::RateLimited,
-        Refusal::AccessDenied,
-        Refusal::BadProxyHeader,
-    ];
-
-    /// The stable name, as in metrics labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Refusal::AccessDenied => "access_denied",
-            Refusal::Busy => "busy",
-            Refusal::SourceBusy => "source_busy",
-            Refusal::RateLimited => "rate_limited",
-            Refusal::BadProxyHeader => "bad_proxy_header",
-        }
-    }
-
-    /// What the client is told before it is closed.
-    pub(crate) fn reply(self) -> Option<ErrorReply> {
-        match self {
-            Refusal::AccessDenied => Some(ErrorReply::AccessDenied),
-            Refusal::Busy | Refusal::SourceBusy => Some(ErrorReply::ServerBusy),
-            Refusal::RateLimited => Some(ErrorReply::RateLimited),
-            // A balancer that does not speak the protocol would pass any
-            // reply on to a client as if it were the server's answer.
-            Refusal::BadProxyHeader => None,
-        }
-    }
-
     /// The words of the `refused ADDR: …` log line.
     pub(crate) fn words(self) -> &'static str {
         match self {
@@ -108,8 +77,11 @@ impl Refusal {
 /// The counts admission keeps, shared by every worker.
 #[derive(Debug)]
 pub(crate) struct Admission {
-    /// Clients served right now, over all workers.
+    /// Slots of `max_connections` taken right now, over all workers.
     open: AtomicUsize,
+    /// Of those, the ones a trusted balancer's connection holds before (or
+    /// without: a health check) its header names a client.
+    unnamed: AtomicUsize,
     /// Per-source counts and rate buckets, used while a
     /// per-source rule is set; bounded by `max_tracked_sources`.
     per_source: Mutex<SourceTable>,
@@ -135,6 +107,7 @@ impl Admission {
     pub(crate) fn new(rt: &Runtime) -> Arc<Admission> {
         Arc::new(Admission {
             open: AtomicUsize::new(0),
+            unnamed: AtomicUsize::new(0),
             per_source: Mutex::new(SourceTable::new(rt.config.server.source_limits())),
             tracked: AtomicUsize::new(0),
             evicted: AtomicU64::new(0),
@@ -144,9 +117,12 @@ impl Admission {
         })
     }
 
-    /// Clients served right now.
+    /// Clients served right now: the slots taken, less those of
+    /// connections that are not clients (a balancer's before its header
+    /// names one, and its health checks).
     pub(crate) fn open(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
+        let unnamed = self.unnamed.load(Ordering::Relaxed);
+        self.open.load(Ordering::Relaxed).saturating_sub(unnamed)
     }
 
     /// Sources in the per-source table now (`jamd_tracked_sources`).
@@ -223,6 +199,19 @@ impl Admission {
         table
     }
 
+    /// A connection from `ip` arrived: a ticket, or why it is refused. From
+    /// a trusted balancer (`[proxy] trusted`), the ticket holds only the
+    /// global slot and awaits the client the PROXY header names
+    /// ([`Ticket::awaits_client`]); from anyone else, it is the client,
+    /// admitted by [`Admission::admit`].
+    pub(crate) fn arrive(self: &Arc<Self>, rt: &Runtime, ip: IpAddr) -> Result<Ticket, Refusal> {
+        if rt.config.proxy.trusts(ip) {
+            self.enter_balancer(rt)
+        } else {
+            self.admit(rt, ip)
+        }
+    }
+
     /// Decides whether a client at `ip` is served under the configuration
     /// `rt`: a ticket holding its slots, or why not.
     pub(crate) fn admit(self: &Arc<Self>, rt: &Runtime, ip: IpAddr) -> Result<Ticket, Refusal> {
@@ -249,6 +238,40 @@ impl Admission {
         }
         Ok(ticket)
     }
+
+    /// [`Admission::enter`] for a trusted balancer's connection: its slot
+    /// is taken, but it is no client (not in [`Admission::open`]) until
+    /// its header names one.
+    pub(crate) fn enter_balancer(self: &Arc<Self>, rt: &Runtime) -> Result<Ticket, Refusal> {
+        let mut ticket = self.enter(rt)?;
+        self.unnamed.fetch_add(1, Ordering::AcqRel);
+        ticket.source = Source::Balancer;
+        Ok(ticket)
+    }
+}
+
+impl Admission {
+    /// Whether a datagram from `ip` is answered: `[access]`, then a token
+    /// from its source's rate bucket, the one its TCP connections take
+    /// from. A datagram is no connection: it takes no slot and is not
+    /// counted against any connection limit.
+    pub(crate) fn datagram(&self, rt: &Runtime, ip: IpAddr) -> Result<(), DatagramRefused> {
+        if access(rt, ip).is_err() {
+            return Err(DatagramRefused::AccessDenied);
+        }
+        if rt.config.server.connection_rate_per_source == 0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let mut table = self.table(rt, now);
+        let taken = table.take_token(rt.config.server.source_of(ip), now);
+        self.publish(&table);
+        if taken {
+            Ok(())
+        } else {
+            Err(DatagramRefused::RateLimited)
+        }
+    }
 }
 
 /// `[access]` for the client at `ip`.
@@ -273,8 +296,11 @@ pub(crate) struct Ticket {
 /// given back is the one taken.
 #[derive(Debug)]
 enum Source {
-    /// Not known yet: a balancer's connection before its PROXY header.
+    /// Not known yet (while admission decides).
     Unnamed,
+    /// A balancer's connection before its PROXY header names a client (or
+    /// for good: a health check); counted in `Admission::unnamed`.
+    Balancer,
     /// Known, and not counted: no per-source rule was set when it came.
     Named(IpAddr),
     /// Counted by the per-source table until the ticket is dropped.
@@ -282,6 +308,12 @@ enum Source {
 }
 
 impl Ticket {
+    /// Whether it is a trusted balancer's, awaiting (or without, for a
+    /// health check) the client a PROXY header names.
+    pub(crate) fn awaits_client(&self) -> bool {
+        matches!(self.source, Source::Balancer)
+    }
+
     /// For a ticket that holds only the global slot (a connection from a
     /// trusted balancer): the client its PROXY header names at `ip` is
     /// checked against `[access]`, then joins its source.
@@ -295,7 +327,9 @@ impl Ticket {
     /// locked when no per-source rule is set).
     fn join_source(&mut self, rt: &Runtime, ip: IpAddr) -> Result<(), Refusal> {
         let source = rt.config.server.source_of(ip);
-        self.source = Source::Named(ip);
+        if let Source::Balancer = std::mem::replace(&mut self.source, Source::Named(ip)) {
+            self.admission.unnamed.fetch_sub(1, Ordering::AcqRel);
+        }
         if !rt.per_source {
             return Ok(());
         }
@@ -322,7 +356,7 @@ impl Ticket {
     /// yet).
     pub(crate) fn count_source(&mut self, rt: &Runtime) -> bool {
         let ip = match &self.source {
-            Source::Unnamed => return false,
+            Source::Unnamed | Source::Balancer => return false,
             Source::Counted(ip, t) if t.key() == rt.config.server.source_of(*ip) => return false,
             Source::Named(ip) | Source::Counted(ip, _) => *ip,
         };
@@ -339,10 +373,16 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        if let Source::Counted(_, counted) = std::mem::replace(&mut self.source, Source::Unnamed) {
-            let mut table = lock(&self.admission.per_source);
-            table.release(counted, Instant::now());
-            self.admission.publish(&table);
+        match std::mem::replace(&mut self.source, Source::Unnamed) {
+            Source::Counted(_, counted) => {
+                let mut table = lock(&self.admission.per_source);
+                table.release(counted, Instant::now());
+                self.admission.publish(&table);
+            }
+            Source::Balancer => {
+                self.admission.unnamed.fetch_sub(1, Ordering::AcqRel);
+            }
+            Source::Unnamed | Source::Named(_) => {}
         }
         self.admission.open.fetch_sub(1, Ordering::AcqRel);
     }
@@ -441,10 +481,6 @@ mod tests {
         }
         assert_eq!(a.open(), 1);
         assert_eq!(a.tracked_sources(), 1);
-        assert_eq!(
-            Refusal::AccessDenied.reply(),
-            Some(ErrorReply::AccessDenied)
-        );
     }
 
     #[test]
@@ -461,7 +497,6 @@ mod tests {
         assert_eq!(a.open(), 2);
         drop((t1, t2));
         assert_eq!(a.open(), 0);
-        assert_eq!(Refusal::RateLimited.reply(), Some(ErrorReply::RateLimited));
     }
 
     #[test]
@@ -584,13 +619,34 @@ mod tests {
         assert_eq!(Refusal::SourceBusy.as_str(), "source_busy");
         assert_eq!(Refusal::RateLimited.as_str(), "rate_limited");
         assert_eq!(Refusal::AccessDenied.as_str(), "access_denied");
-        assert_eq!(Refusal::SourceBusy.reply(), Some(ErrorReply::ServerBusy));
         assert_eq!(Refusal::RateLimited.words(), "rate limited");
         assert_eq!(Refusal::Busy.words(), "server busy");
         assert_eq!(Refusal::SourceBusy.words(), "source busy");
         assert_eq!(Refusal::AccessDenied.words(), "access denied");
         assert_eq!(Refusal::BadProxyHeader.as_str(), "bad_proxy_header");
         assert_eq!(Refusal::BadProxyHeader.words(), "bad proxy header");
-        assert_eq!(Refusal::BadProxyHeader.reply(), None);
+    }
+
+    #[test]
+    fn a_balancers_connection_holds_a_slot_but_is_no_client_until_named() {
+        let rt = runtime(2, 0);
+        let a = Admission::new(&rt);
+        let mut balancer = a.enter_balancer(&rt).unwrap();
+        let check = a.enter_balancer(&rt).unwrap();
+        assert_eq!(a.open(), 0, "no clients yet");
+        assert_eq!(
+            refusal(&a, &rt, "192.0.2.1"),
+            Refusal::Busy,
+            "both slots taken"
+        );
+        balancer.name_client(&rt, ip("192.0.2.2")).unwrap();
+        assert_eq!(a.open(), 1, "named: a client");
+        drop(check);
+        assert_eq!(a.open(), 1);
+        drop(balancer);
+        assert_eq!(a.open(), 0);
+        let client = a.admit(&rt, ip("192.0.2.3")).unwrap();
+        assert_eq!(a.open(), 1, "every slot came back");
+        drop(client);
     }
 }

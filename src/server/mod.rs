@@ -8,16 +8,19 @@
 //! which each worker picks up by comparing a generation counter once per turn
 //! of its loop. Nothing is locked on the path of a request.
 
-mod admission;
-mod conn;
+pub(crate) mod admission;
+pub(crate) mod conn;
 pub(crate) mod refusals;
+pub(crate) mod session;
+mod udp;
 mod worker;
 
 pub use admission::Refusal;
+pub use conn::CloseReason;
 
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
@@ -27,9 +30,32 @@ use mio::{Poll, Waker};
 use crate::access::AccessList;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::listen::{show_addr, Sockets};
+use crate::labels::labels;
+use crate::listen::{show_addr, Protocol, Sockets};
 use crate::log::Logger;
 use crate::metrics::{self, Metrics, Reload};
+
+labels! {
+    /// Where the server is on its way from serving to stopped: one atomic
+    /// value that only moves forward, so that "the grace period is over
+    /// but jamd is not stopping" cannot be.
+    #[repr(u8)]
+    pub enum Phase {
+        /// Accepting and serving.
+        Serving = "serving",
+        /// Stopping: no new connections; the open ones are served until
+        /// they end or the grace period does.
+        Draining = "draining",
+        /// The grace period is over: the remaining clients are told and
+        /// closed.
+        GraceOver = "grace_over",
+    }
+}
+
+/// The line that says jamd stops, and how many clients it still serves.
+pub(crate) fn shutting_down_line(open: usize) -> String {
+    format!("shutting down: {open} connection(s) open")
+}
 
 /// The configuration as the workers see it: swapped whole on reload.
 #[derive(Debug)]
@@ -38,6 +64,8 @@ pub struct Runtime {
     pub config: Config,
     /// The clock built from `config.time`.
     pub clock: Arc<Clock>,
+    /// The clock of Daytime replies: `[daytime] format` in `[time] timezone`.
+    pub daytime_clock: Arc<Clock>,
     /// `[access]`, ready to decide.
     pub access: AccessList,
     /// Whether any per-source rule (a rate or a count) is set.
@@ -48,12 +76,14 @@ impl Runtime {
     /// Builds the runtime view of a configuration.
     pub fn new(config: Config) -> Arc<Runtime> {
         let clock = config.time.clock();
+        let daytime_clock = config.daytime_clock();
         let access = config.access.list();
         let s = &config.server;
         let per_source = s.connection_rate_per_source > 0 || s.max_connections_per_source > 0;
         Arc::new(Runtime {
             config,
             clock,
+            daytime_clock,
             access,
             per_source,
         })
@@ -69,10 +99,8 @@ pub(crate) struct Shared {
     /// The counters behind `/metrics` and SIGUSR1's status line: created
     /// once, so they survive reloads.
     metrics: Metrics,
-    /// SIGTERM arrived: stop accepting, drain.
-    stopping: AtomicBool,
-    /// The grace period is over: tell the remaining clients and close.
-    grace_over: AtomicBool,
+    /// The [`Phase`], as a number: it only grows.
+    phase: AtomicU8,
     log: Logger,
     /// Refusal log lines: one a second at most, the rest summed up.
     refusals: Mutex<refusals::RefusalLog>,
@@ -83,7 +111,7 @@ pub(crate) struct Shared {
     worker_ended: Waker,
     /// Worker threads that have ended (or are ending: counted on the way out).
     workers_ended: AtomicUsize,
-    /// A worker thread ended by a panic: jamd must stop (SPEC 12).
+    /// A worker thread ended by a panic: jamd must stop (jamd(8), EXIT STATUS).
     worker_died: AtomicBool,
     /// The watchdog's question to the workers: each answers by copying it
     /// into its slot of `alive` once its event loop turns.
@@ -98,6 +126,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
+    /// Where the server is on its way to stopped.
+    fn phase(&self) -> Phase {
+        let n = self.phase.load(Ordering::Acquire);
+        Phase::ALL[usize::from(n).min(Phase::COUNT - 1)]
+    }
+
+    /// Moves on to `phase`, unless the server is there or past it already.
+    fn advance(&self, phase: Phase) {
+        self.phase.fetch_max(phase as u8, Ordering::AcqRel);
+    }
+
     fn runtime(&self) -> (u64, Arc<Runtime>) {
         let guard = lock(&self.current);
         (self.generation.load(Ordering::Acquire), Arc::clone(&guard))
@@ -137,6 +176,44 @@ impl Shared {
                     format!("refused {}: {}{detail}", show_addr(peer), why.words()),
                 )
             }
+            refusals::Say::More(tally) => self.log.refused_more(tally),
+            refusals::Say::Nothing => self.refusals_pending.store(true, Ordering::Release),
+        }
+    }
+
+    /// Logs a datagram that got no answer like a refused connection (the
+    /// same one line a second for all, the rest counted):
+    /// `refused ADDR: rate limited (rfc868 over udp)`. A datagram from a bad
+    /// source has a line within that limit and is otherwise left to
+    /// `jamd_datagrams_refused_total`; a full send buffer is only counted:
+    /// logging under that load would add to it.
+    fn log_refused_datagram(
+        &self,
+        from: &SocketAddr,
+        why: metrics::DatagramRefused,
+        protocol: Protocol,
+    ) {
+        let line = || {
+            format!(
+                "refused {}: {} ({protocol} over udp)",
+                show_addr(from),
+                why.words()
+            )
+        };
+        let refusal = match why {
+            metrics::DatagramRefused::AccessDenied => admission::Refusal::AccessDenied,
+            metrics::DatagramRefused::RateLimited => admission::Refusal::RateLimited,
+            metrics::DatagramRefused::BadSource => {
+                if lock(&self.refusals).line_allowed(Instant::now()) {
+                    self.log.warn(line());
+                }
+                return;
+            }
+            metrics::DatagramRefused::SendFailed => return,
+        };
+        let say = lock(&self.refusals).refused(refusal, Instant::now());
+        match say {
+            refusals::Say::This => self.log.refused(refusal, line()),
             refusals::Say::More(tally) => self.log.refused_more(tally),
             refusals::Say::Nothing => self.refusals_pending.store(true, Ordering::Release),
         }
@@ -235,7 +312,7 @@ impl Server {
     ) -> Result<Server, ServerError> {
         let workers = match &sockets {
             Sockets::Listeners(_) => config.server.worker_count(),
-            Sockets::Connection(_) => 1,
+            Sockets::Connection(..) | Sockets::Datagrams(_) => 1,
         };
         let runtime = Runtime::new(config);
         let shared = Arc::new(Shared {
@@ -243,8 +320,7 @@ impl Server {
             current: Mutex::new(runtime),
             generation: AtomicU64::new(0),
             metrics: Metrics::new(workers),
-            stopping: AtomicBool::new(false),
-            grace_over: AtomicBool::new(false),
+            phase: AtomicU8::new(Phase::Serving as u8),
             log,
             refusals: Mutex::new(refusals::RefusalLog::new()),
             refusals_pending: AtomicBool::new(false),
@@ -316,15 +392,20 @@ impl Server {
         self.shared.admission.open()
     }
 
+    /// Where the server is on its way to stopped.
+    pub fn phase(&self) -> Phase {
+        self.shared.phase()
+    }
+
     /// Stops accepting; open connections are served until they end.
     pub fn drain(&self) {
-        self.shared.stopping.store(true, Ordering::SeqCst);
+        self.shared.advance(Phase::Draining);
         self.pool.wake_all();
     }
 
     /// Ends the grace period: the remaining clients are told and closed.
     pub fn end_grace(&self) {
-        self.shared.grace_over.store(true, Ordering::SeqCst);
+        self.shared.advance(Phase::GraceOver);
         self.pool.wake_all();
     }
 
@@ -416,9 +497,10 @@ fn spawn_workers(shared: &Arc<Shared>, sockets: Sockets, count: usize) -> io::Re
         handles: Vec::new(),
         wakers: Vec::new(),
     };
-    let (listeners, mut connection): (Vec<TcpListener>, Option<TcpStream>) = match sockets {
-        Sockets::Listeners(l) => (l, None),
-        Sockets::Connection(c) => (Vec::new(), Some(c)),
+    let (listeners, mut connection, until_idle) = match sockets {
+        Sockets::Listeners(l) => (l, None, false),
+        Sockets::Connection(c, protocol) => (Vec::new(), Some((c, protocol)), false),
+        Sockets::Datagrams(l) => (vec![l], None, true),
     };
     for id in 0..count {
         let poll = Poll::new()?;
@@ -427,7 +509,14 @@ fn spawn_workers(shared: &Arc<Shared>, sockets: Sockets, count: usize) -> io::Re
             .iter()
             .map(|l| l.try_clone())
             .collect::<io::Result<Vec<_>>>()?;
-        let w = worker::Worker::new(id, poll, Arc::clone(shared), mine, connection.take())?;
+        let w = worker::Worker::new(
+            id,
+            poll,
+            Arc::clone(shared),
+            mine,
+            connection.take(),
+            until_idle,
+        )?;
         let ended = WakeOnEnd(Arc::clone(shared));
         let handle = thread::Builder::new()
             .name(format!("jamd-worker-{id}"))

@@ -80,6 +80,17 @@ impl RefusalLog {
         }
     }
 
+    /// A refusal that no reason of [`Refusal`] names (a datagram from a bad
+    /// source) at `now`: whether its own line may be logged, within the
+    /// same one line a second; when not, it is left to its counter.
+    pub(crate) fn line_allowed(&mut self, now: Instant) -> bool {
+        if !self.slot_free(now) {
+            return false;
+        }
+        self.last_line = Some(now);
+        true
+    }
+
     /// When [`RefusalLog::tick`] has something to say; `None`: nothing left out.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         let since = self.since?;

@@ -2,7 +2,7 @@
 //! connections, sweeps idle ones, and drains them at shutdown.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
+use std::net::{SocketAddr, TcpStream as StdStream};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,17 +12,21 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::admission::Refusal;
-use super::conn::{self, BadHeader, CloseReason, Conn, Next, Scratch};
-use super::{Runtime, Shared};
-use crate::clock::ClockCache;
+use super::conn::{
+    self, BadHeader, Buffers, CloseReason, Conn, Next, Peer, Scratch, CLOSING_LIMIT,
+};
+use super::udp::{Batch, Datagrams, Served};
+use super::{Phase, Runtime, Shared};
 use crate::config::Level;
-use crate::listen::show_addr;
+use crate::listen::{show_addr, Listening, Protocol, Socket};
 use crate::metrics::ProxyHeader;
 use crate::proxy::Header;
 
 /// The token of the waker the control loop uses.
 pub(crate) const WAKER: Token = Token(usize::MAX);
 const LISTENER_BASE: usize = usize::MAX - 1024;
+/// UDP listeners' tokens: below the TCP listeners', above any connection's.
+const DATAGRAM_BASE: usize = LISTENER_BASE - 1024;
 
 /// Connections accepted per listener per turn before others get a turn.
 const ACCEPT_BURST: usize = 64;
@@ -30,8 +34,6 @@ const ACCEPT_BURST: usize = 64;
 const SWEEP_EVERY: Duration = Duration::from_millis(250);
 /// How long accepting pauses after running out of descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-/// How long a closing connection may take to take its last bytes.
-const CLOSING_LIMIT: Duration = Duration::from_secs(5);
 /// Whether an accepted socket inherits TCP_NODELAY from its listener, as on
 /// Linux; elsewhere it is set on each connection.
 const NODELAY_INHERITED: bool = cfg!(any(target_os = "linux", target_os = "android"));
@@ -50,33 +52,29 @@ enum Accepting {
     Closed,
 }
 
-/// Where the worker is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Accepting and serving.
-    Serving,
-    /// Shutting down: no new connections; the open ones are served until
-    /// they end or the grace period does.
-    Draining,
-    /// The grace period is over: the remaining clients were told and are
-    /// being closed.
-    GraceOver,
-}
-
 pub(crate) struct Worker {
     id: usize,
     poll: Poll,
     shared: Arc<Shared>,
-    listeners: Vec<TcpListener>,
+    /// The TCP listeners, each with the protocol it serves.
+    listeners: Vec<(TcpListener, Protocol)>,
+    /// The UDP listeners.
+    datagrams: Vec<Datagrams>,
+    /// Buffers for a batch of datagrams.
+    batch: Batch,
+    /// UDP listeners to serve again at the end of this turn.
+    datagrams_again: Vec<usize>,
+    /// inetd `dgram wait`: exit once no datagram came for `idle_timeout`;
+    /// since when none has.
+    until_idle: Option<Instant>,
     conns: Slab<Conn>,
     generation: u64,
     rt: Arc<Runtime>,
-    cache: ClockCache,
-    read_buf: Box<[u8]>,
-    out_buf: Vec<u8>,
+    buffers: Buffers,
     /// Connections to drive again at the end of this turn.
     again: Vec<usize>,
     accepting: Accepting,
+    /// The phase this worker has acted on (the server's may be ahead).
     phase: Phase,
     /// Serving one inherited connection: exit when it is gone.
     single: bool,
@@ -87,6 +85,9 @@ pub(crate) struct Worker {
     /// The listeners were registered with `EPOLLEXCLUSIVE` (by hand, not by
     /// mio).
     listeners_exclusive: bool,
+    /// Debug builds: the fault a test asked for.
+    #[cfg(debug_assertions)]
+    fault: Fault,
 }
 
 impl Worker {
@@ -94,8 +95,9 @@ impl Worker {
         id: usize,
         poll: Poll,
         shared: Arc<Shared>,
-        listeners: Vec<StdListener>,
-        connection: Option<StdStream>,
+        listeners: Vec<Listening>,
+        connection: Option<(StdStream, Protocol)>,
+        until_idle: bool,
     ) -> io::Result<Worker> {
         let (generation, rt) = shared.runtime();
         let mut w = Worker {
@@ -103,12 +105,14 @@ impl Worker {
             poll,
             shared,
             listeners: Vec::new(),
+            datagrams: Vec::new(),
+            batch: Batch::new(),
+            datagrams_again: Vec::new(),
+            until_idle: until_idle.then(Instant::now),
             conns: Slab::new(),
             generation,
             rt,
-            cache: ClockCache::new(),
-            read_buf: vec![0u8; 4096].into_boxed_slice(),
-            out_buf: Vec::with_capacity(4096),
+            buffers: Buffers::new(),
             again: Vec::new(),
             accepting: Accepting::Open,
             phase: Phase::Serving,
@@ -117,20 +121,33 @@ impl Worker {
             emfile_logged: None,
             nodelay_inherited: true,
             listeners_exclusive: cfg!(any(target_os = "linux", target_os = "android")),
+            #[cfg(debug_assertions)]
+            fault: Fault::from_env(),
         };
-        for (i, l) in listeners.into_iter().enumerate() {
+        for listening in listeners {
+            let protocol = listening.protocol;
+            let l = match listening.socket {
+                Socket::Stream(l) => l,
+                Socket::Datagram(u) => {
+                    let mut d = Datagrams::new(u, protocol)?;
+                    let token = Token(DATAGRAM_BASE + w.datagrams.len());
+                    w.register_listener(d.socket_mut(), token)?;
+                    w.datagrams.push(d);
+                    continue;
+                }
+            };
             l.set_nonblocking(true)?;
             // Accepted sockets inherit it: no setsockopt per connection.
             w.nodelay_inherited &=
                 NODELAY_INHERITED && socket2::SockRef::from(&l).set_tcp_nodelay(true).is_ok();
             let mut l = TcpListener::from_std(l);
-            w.register_listener(&mut l, Token(LISTENER_BASE + i))?;
-            w.listeners.push(l);
+            w.register_listener(&mut l, Token(LISTENER_BASE + w.listeners.len()))?;
+            w.listeners.push((l, protocol));
         }
-        if let Some(c) = connection {
+        if let Some((c, protocol)) = connection {
             c.set_nonblocking(true)?;
             let peer = c.peer_addr()?;
-            w.admit(TcpStream::from_std(c), peer);
+            w.admit(TcpStream::from_std(c), peer, protocol);
         }
         Ok(w)
     }
@@ -139,7 +156,7 @@ impl Worker {
         let mut events = Events::with_capacity(256);
         loop {
             // Before deciding it is finished: a stop takes the connections
-            // waiting in the listen queue first (SPEC 12), or an empty
+            // waiting in the listen queue first (jamd(8), SIGTERM), or an empty
             // worker would return and its listener close and reset them.
             self.begin_draining();
             // Checked before waiting: an inherited connection may already be
@@ -163,6 +180,7 @@ impl Worker {
                 match event.token() {
                     WAKER => {}
                     Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE),
+                    Token(t) if t >= DATAGRAM_BASE => self.serve_datagrams(t - DATAGRAM_BASE),
                     Token(key) => {
                         if event.is_read_closed() || event.is_error() {
                             if let Some(conn) = self.conns.get_mut(key) {
@@ -175,6 +193,9 @@ impl Worker {
             }
             for key in std::mem::take(&mut self.again) {
                 self.drive(key);
+            }
+            for i in std::mem::take(&mut self.datagrams_again) {
+                self.serve_datagrams(i);
             }
             if self.accepting == Accepting::Again {
                 self.accepting = Accepting::Open;
@@ -191,11 +212,44 @@ impl Worker {
     /// housekeeping has closed the listeners are the connections that
     /// waited in their queue accepted (else they would be reset).
     fn finished(&self) -> bool {
-        self.conns.is_empty() && (self.single || self.phase != Phase::Serving)
+        self.conns.is_empty()
+            && (self.single || self.phase != Phase::Serving || self.idle_deadline_passed())
+    }
+
+    /// inetd `dgram wait`: when no datagram has come for `idle_timeout`
+    /// (0: never), the worker is done.
+    fn idle_deadline(&self) -> Option<Instant> {
+        let idle = Duration::from_secs(self.rt.config.server.idle_timeout);
+        self.until_idle
+            .filter(|_| !idle.is_zero())
+            .map(|since| since + idle)
+    }
+
+    fn idle_deadline_passed(&self) -> bool {
+        self.idle_deadline().is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Answers the datagrams queued on UDP listener `i`, for one turn.
+    fn serve_datagrams(&mut self, i: usize) {
+        // As for an accepted client: a reload in this turn applies now.
+        self.refresh();
+        let Some(d) = self.datagrams.get_mut(i) else {
+            return;
+        };
+        if self.until_idle.is_some() {
+            self.until_idle = Some(Instant::now());
+        }
+        let served = d.serve(&mut self.batch, &self.shared, &self.rt, self.id);
+        if served == Served::More && !self.datagrams_again.contains(&i) {
+            self.datagrams_again.push(i);
+        }
     }
 
     fn timeout(&self) -> Duration {
-        if !self.again.is_empty() || self.accepting == Accepting::Again {
+        if !self.again.is_empty()
+            || !self.datagrams_again.is_empty()
+            || self.accepting == Accepting::Again
+        {
             return Duration::ZERO;
         }
         let now = Instant::now();
@@ -204,6 +258,9 @@ impl Worker {
         } else {
             self.next_sweep.saturating_duration_since(now)
         };
+        if let Some(due) = self.idle_deadline() {
+            t = t.min(due.saturating_duration_since(now));
+        }
         if let Accepting::PausedUntil(until) = self.accepting {
             t = t.min(until.saturating_duration_since(now));
         }
@@ -224,10 +281,6 @@ impl Worker {
         let (generation, rt) = self.shared.runtime();
         self.generation = generation;
         self.rt = rt;
-        let max_line = self.rt.config.server.max_line_bytes;
-        for (_, conn) in self.conns.iter_mut() {
-            conn.set_max_line_bytes(max_line);
-        }
         // Sources are counted only while a per-source rule is set; when a
         // reload sets one, the clients already connected count against it.
         if self.rt.per_source {
@@ -238,16 +291,8 @@ impl Worker {
     }
 
     fn scratch(&mut self) -> (&mut Slab<Conn>, Scratch<'_>) {
-        (
-            &mut self.conns,
-            Scratch {
-                read: &mut self.read_buf,
-                out: &mut self.out_buf,
-                cache: &mut self.cache,
-                clock: &self.rt.clock,
-                metrics: self.shared.metrics.worker(self.id),
-            },
-        )
+        let metrics = self.shared.metrics.worker(self.id);
+        (&mut self.conns, self.buffers.lend(&self.rt, metrics))
     }
 
     fn drive(&mut self, key: usize) {
@@ -256,6 +301,16 @@ impl Worker {
             return;
         };
         let next = conn.drive(&mut s);
+        self.after(key, next);
+    }
+
+    /// The connection's client is admitted: its session may speak first.
+    fn open(&mut self, key: usize) {
+        let (conns, mut s) = self.scratch();
+        let Some(conn) = conns.get_mut(key) else {
+            return;
+        };
+        let next = conn.open(&mut s);
         self.after(key, next);
     }
 
@@ -277,8 +332,8 @@ impl Worker {
             }
             Next::Header(header) => self.named(key, header),
             Next::BadHeader(why) => self.bad_header(key, why),
-            // A plain TCP health check: no line, no count (SPEC 10).
-            Next::Vanished => self.close(key, CloseReason::Eof),
+            // A plain TCP health check: no client, so no count.
+            Next::Vanished => self.vanished(key),
         }
     }
 
@@ -290,11 +345,12 @@ impl Worker {
             return;
         }
         for _ in 0..ACCEPT_BURST {
-            let Some(listener) = self.listeners.get(i) else {
+            let Some((listener, protocol)) = self.listeners.get(i) else {
                 return;
             };
+            let protocol = *protocol;
             match listener.accept() {
-                Ok((stream, peer)) => self.admit(stream, peer),
+                Ok((stream, peer)) => self.admit(stream, peer, protocol),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if out_of_descriptors(&e) => {
                     // Back off instead of spinning: the pending connections
@@ -326,33 +382,32 @@ impl Worker {
 
     /// Serves a new connection if admission lets it in, or refuses it.
     ///
-    /// SPEC 10: a connection from a trusted balancer takes only its global
+    /// A connection from a trusted balancer takes only its global
     /// slot here (the balancer is no source, and `[access]` is not asked
     /// about it) and enters the slab awaiting its PROXY header; the client
     /// the header names is admitted in [`Worker::named`].
-    fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
+    fn admit(&mut self, stream: TcpStream, peer: SocketAddr, protocol: Protocol) {
+        // A reload put in effect while this turn ran (a burst of accepts
+        // can outlast one) applies to the client accepted now: one atomic
+        // load when nothing changed.
+        self.refresh();
         #[cfg(debug_assertions)]
-        fault_for_tests();
+        self.fault.strike();
         let max_line = self.rt.config.server.max_line_bytes;
-        let trusted = self.rt.config.proxy.trusts(peer.ip());
-        let admitted = if trusted {
-            self.shared.admission.enter(&self.rt)
-        } else {
-            self.shared.admission.admit(&self.rt, peer.ip())
-        };
-        let ticket = match admitted {
+        let ticket = match self.shared.admission.arrive(&self.rt, peer.ip()) {
             Ok(ticket) => ticket,
-            Err(refusal) => return self.refuse(stream, peer, refusal),
+            Err(refusal) => return self.refuse(stream, peer, protocol, refusal),
         };
+        let trusted = ticket.awaits_client();
         // Replies are whole lines written at once: never hold them back.
         // Sockets accepted from our listeners have it already (Linux).
         if self.single || !self.nodelay_inherited {
             let _ = stream.set_nodelay(true);
         }
         let mut conn = if trusted {
-            Conn::awaiting_header(stream, peer, ticket, max_line)
+            Conn::awaiting_header(stream, peer, ticket, protocol, max_line)
         } else {
-            Conn::new(stream, peer, ticket, max_line)
+            Conn::new(stream, Peer::Ip(peer), ticket, protocol, max_line)
         };
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -363,6 +418,7 @@ impl Worker {
         entry.insert(conn);
         if !trusted {
             self.announce(&self.conns[key]);
+            self.open(key);
         }
         if self.single {
             // An inherited connection may have input waiting already.
@@ -371,21 +427,21 @@ impl Worker {
     }
 
     /// A client is served from now on: `connection from CLIENT`, with
-    /// `via BALANCER` when a PROXY header named it.
+    /// `via BALANCER` when a PROXY header named it. A balancer's health
+    /// check is no client: not counted, and logged only when asked for.
     fn announce(&self, conn: &Conn) {
-        self.shared.metrics.worker(self.id).accepted();
-        if !self.shared.log.connections() {
-            return;
+        if conn.is_client() {
+            self.shared.metrics.worker(self.id).accepted();
         }
-        let line = match conn.via() {
-            Some(balancer) => format!(
-                "connection from {} via {}",
-                show_addr(conn.peer()),
-                show_addr(balancer)
-            ),
-            None => format!("connection from {}", show_addr(conn.peer())),
-        };
-        self.shared.log.info(line);
+        if self.logs(conn) {
+            self.shared.log.info(conn.connection_line());
+        }
+    }
+
+    /// Whether the `connection from` and `closed` lines are logged for
+    /// this connection.
+    fn logs(&self, conn: &Conn) -> bool {
+        self.shared.log.connections() && (conn.is_client() || self.rt.config.log.health_checks)
     }
 
     /// A trusted balancer's header is complete: the client it names is
@@ -397,7 +453,9 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let balancer = *conn.peer();
+        let Peer::Ip(balancer) = *conn.peer() else {
+            return;
+        };
         match header {
             Header::Proxied { client, .. } => {
                 self.shared
@@ -406,7 +464,7 @@ impl Worker {
                     .proxy_header(ProxyHeader::Proxy);
                 if let Err(refusal) = conn.ticket_mut().name_client(&self.rt, client.ip()) {
                     let conn = self.conns.remove(key);
-                    conn.refuse(refusal.reply());
+                    conn.refuse(refusal);
                     self.refused(&client, refusal, None);
                     return;
                 }
@@ -421,7 +479,7 @@ impl Worker {
             }
         }
         self.announce(&self.conns[key]);
-        self.drive(key);
+        self.open(key);
     }
 
     /// A trusted balancer's header is malformed, oversized or late: closed
@@ -435,18 +493,26 @@ impl Worker {
             BadHeader::Invalid(_) | BadHeader::Truncated => ProxyHeader::Invalid,
         };
         self.shared.metrics.worker(self.id).proxy_header(result);
-        let balancer = *conn.peer();
+        let peer = *conn.peer();
         conn.close(CloseReason::Error);
-        self.refused(&balancer, Refusal::BadProxyHeader, Some(&why));
+        if let Peer::Ip(balancer) = peer {
+            self.refused(&balancer, Refusal::BadProxyHeader, Some(&why));
+        }
     }
 
-    fn refuse(&mut self, stream: TcpStream, peer: SocketAddr, refusal: Refusal) {
-        conn::refuse(stream, refusal.reply());
+    fn refuse(
+        &mut self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        protocol: Protocol,
+        refusal: Refusal,
+    ) {
+        conn::refuse(stream, protocol.refusal(refusal));
         self.refused(&peer, refusal, None);
     }
 
     /// Logs a refusal: a debug line for each, and the rate-limited
-    /// `refused ADDR: WHY` line (SPEC 8), with `detail` in parentheses.
+    /// `refused ADDR: WHY` line (jamd(8)), with `detail` in parentheses.
     fn refused(&self, peer: &SocketAddr, refusal: Refusal, detail: Option<&BadHeader>) {
         self.shared.metrics.worker(self.id).refused(refusal);
         if self.shared.log.enabled(Level::Debug) {
@@ -463,28 +529,38 @@ impl Worker {
             .log_refused(peer, refusal, detail.map(|d| d as &dyn std::fmt::Display));
     }
 
+    /// A trusted balancer's connection closed before it sent a byte: a
+    /// plain TCP health check, closed quietly (logged only when health
+    /// checks are).
+    fn vanished(&mut self, key: usize) {
+        let Some(conn) = self.conns.try_remove(key) else {
+            return;
+        };
+        if self.shared.log.connections() && self.rt.config.log.health_checks {
+            self.shared.log.info(conn.connection_line());
+            self.shared.log.info(conn.closed_line(CloseReason::Eof));
+        }
+        conn.close(CloseReason::Eof);
+    }
+
     fn close(&mut self, key: usize, reason: CloseReason) {
         let Some(conn) = self.conns.try_remove(key) else {
             return;
         };
         // Closing the descriptor removes it from the poll set: connections
         // are never duplicated, so no deregister call is needed.
-        // A connection still awaiting its PROXY header was never announced
-        // as a client: it leaves no line (and is no `closed` count).
-        if !conn.is_client() {
+        // A connection still awaiting its PROXY header was never announced:
+        // it leaves no line (and is no `closed` count).
+        if conn.awaiting_since().is_some() {
             return conn.close(reason);
         }
         // Counted before the socket closes: when the client sees the close,
-        // a scrape already shows it.
-        self.shared.metrics.worker(self.id).closed(reason);
-        if self.shared.log.connections() {
-            self.shared.log.info(format!(
-                "closed {} requests={} duration_ms={} reason={}",
-                show_addr(conn.peer()),
-                conn.requests(),
-                conn.opened().elapsed().as_millis(),
-                reason
-            ));
+        // a scrape already shows it. A health check is no client.
+        if conn.is_client() {
+            self.shared.metrics.worker(self.id).closed(reason);
+        }
+        if self.logs(&conn) {
+            self.shared.log.info(conn.closed_line(reason));
         }
         conn.close(reason);
     }
@@ -500,7 +576,7 @@ impl Worker {
             }
         }
         self.begin_draining();
-        if self.phase == Phase::Draining && self.shared.grace_over.load(Ordering::Acquire) {
+        if self.phase == Phase::Draining && self.shared.phase() == Phase::GraceOver {
             self.phase = Phase::GraceOver;
             self.end_all(CloseReason::Shutdown);
         }
@@ -512,7 +588,7 @@ impl Worker {
 
     /// SIGTERM arrived: accept what is queued, then close the listeners.
     fn begin_draining(&mut self) {
-        if self.phase == Phase::Serving && self.shared.stopping.load(Ordering::Acquire) {
+        if self.phase == Phase::Serving && self.shared.phase() != Phase::Serving {
             self.phase = Phase::Draining;
             self.close_listeners();
         }
@@ -522,7 +598,7 @@ impl Worker {
         // Connections the kernel has completed wait in the accept queue,
         // and closing the socket would reset them: a load balancer that
         // had connected counts them as served, so they would fail at the
-        // client (SPEC 10's fleet). Take them and serve them through the
+        // client (the fleet of jamd(8)). Take them and serve them through the
         // grace period; later ones are refused, and a balancer retries
         // those elsewhere.
         if self.accepting != Accepting::Closed {
@@ -532,10 +608,18 @@ impl Worker {
             }
         }
         self.accepting = Accepting::Closed;
-        for mut l in std::mem::take(&mut self.listeners) {
+        for (mut l, _) in std::mem::take(&mut self.listeners) {
             // The descriptor is shared with the other workers' duplicates, so
             // it must leave this poll set explicitly.
             self.deregister_listener(&mut l);
+        }
+        // The datagrams already queued are answered; later ones are not.
+        for i in 0..self.datagrams.len() {
+            self.serve_datagrams(i);
+        }
+        self.datagrams_again.clear();
+        for mut d in std::mem::take(&mut self.datagrams) {
+            self.deregister_listener(d.socket_mut());
         }
     }
 
@@ -543,7 +627,11 @@ impl Worker {
     /// workers all watch the same listening sockets (duplicates of one), and
     /// without it every idle worker wakes for each new connection and all
     /// but one find nothing to accept.
-    fn register_listener(&mut self, l: &mut TcpListener, token: Token) -> io::Result<()> {
+    fn register_listener(
+        &mut self,
+        l: &mut (impl mio::event::Source + std::os::fd::AsRawFd),
+        token: Token,
+    ) -> io::Result<()> {
         #[cfg(any(target_os = "linux", target_os = "android"))]
         if self.listeners_exclusive {
             match crate::sys::epoll_add_exclusive(&self.poll, l, token.0 as u64) {
@@ -558,7 +646,7 @@ impl Worker {
         self.poll.registry().register(l, token, Interest::READABLE)
     }
 
-    fn deregister_listener(&mut self, l: &mut TcpListener) {
+    fn deregister_listener(&mut self, l: &mut (impl mio::event::Source + std::os::fd::AsRawFd)) {
         #[cfg(any(target_os = "linux", target_os = "android"))]
         if self.listeners_exclusive {
             let _ = crate::sys::epoll_delete(&self.poll, l);
@@ -595,7 +683,7 @@ impl Worker {
         let mut stuck = Vec::new();
         let mut late = Vec::new();
         for (key, conn) in self.conns.iter() {
-            // SPEC 10: a trusted balancer has `header_timeout` for its
+            // A trusted balancer has `header_timeout` for its
             // header; the idle timer starts once a client is named.
             if let Some(since) = conn.awaiting_since() {
                 if now.duration_since(since) >= Duration::from_secs(header_timeout) {
@@ -603,10 +691,8 @@ impl Worker {
                 }
                 continue;
             }
-            match conn.closing() {
-                Some((reason, since)) if now.duration_since(since) >= limit => {
-                    stuck.push((key, reason))
-                }
+            match conn.closing(limit) {
+                Some((reason, by)) if now >= by => stuck.push((key, reason)),
                 Some(_) => {}
                 None if !idle.is_zero() && now.duration_since(conn.last_line()) >= idle => {
                     idle_keys.push(key)
@@ -623,10 +709,10 @@ impl Worker {
         for key in idle_keys {
             // The socket first: requests that arrived while jamd could not
             // run (SIGSTOP, a paused container) are answered, not idled out
-            // (SPEC 12). Driving reads them and resets the idle clock.
+            // (jamd(8)). Driving reads them and resets the idle clock.
             self.drive(key);
             let still_idle = self.conns.get(key).is_some_and(|c| {
-                c.closing().is_none() && now.duration_since(c.last_line()) >= idle
+                c.closing(limit).is_none() && now.duration_since(c.last_line()) >= idle
             });
             if still_idle {
                 self.end(key, CloseReason::Idle);
@@ -638,15 +724,34 @@ impl Worker {
 /// Debug builds only, never a release: `JAMD_TEST_FAULT=panic` (or `hang`)
 /// makes a worker panic (or stop turning for good) when it admits a client,
 /// so that tests/lifecycle.rs can show what jamd does about a dead or stuck
-/// worker: nothing else can make one die on purpose.
+/// worker: nothing else can make one die on purpose. Read once, when the
+/// worker starts, not on each admission.
 #[cfg(debug_assertions)]
-fn fault_for_tests() {
-    match std::env::var("JAMD_TEST_FAULT").as_deref() {
-        Ok("panic") => panic!("JAMD_TEST_FAULT=panic"),
-        Ok("hang") => loop {
-            std::thread::sleep(Duration::from_secs(3600));
-        },
-        _ => {}
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    None,
+    Panic,
+    Hang,
+}
+
+#[cfg(debug_assertions)]
+impl Fault {
+    fn from_env() -> Fault {
+        match std::env::var("JAMD_TEST_FAULT").as_deref() {
+            Ok("panic") => Fault::Panic,
+            Ok("hang") => Fault::Hang,
+            _ => Fault::None,
+        }
+    }
+
+    fn strike(self) {
+        match self {
+            Fault::Panic => panic!("JAMD_TEST_FAULT=panic"),
+            Fault::Hang => loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            },
+            Fault::None => {}
+        }
     }
 }
 
@@ -677,6 +782,7 @@ fn transient_accept_error(e: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::TcpListener as StdListener;
 
     /// A loopback listener on a free port, non-blocking as the workers keep theirs.
     #[cfg(any(target_os = "linux", target_os = "android"))]
