@@ -18,6 +18,9 @@
 //!   slot come back.
 //! - [`tmp`]: private temporary directories removed on drop, and
 //!   `write_file`.
+//! - [`wait`]: `wait_until`, the one bounded polling loop: it names what
+//!   it awaited and shows the last state when time runs out (`poll_until`
+//!   when the caller decides).
 //! - [`repo`] and [`repo_file`]: the repository's own files (docs, units,
 //!   Cargo.toml) as the tests read them.
 //!
@@ -34,6 +37,7 @@ pub mod slots;
 pub mod supervisor;
 pub mod syslog;
 pub mod tmp;
+pub mod wait;
 
 /// The repository's root (where Cargo.toml is).
 pub fn repo() -> &'static std::path::Path {
@@ -58,3 +62,4 @@ pub use process::{
 pub use skip::{in_ci, require_namespaces, require_tool};
 pub use syslog::{syslog_config, SyslogSink};
 pub use tmp::{temp_dir, write_file, TempDir};
+pub use wait::{poll_until, wait_until};

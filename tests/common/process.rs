@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::daemon::{JAMC, JAMD};
 use super::tmp::{temp_dir, write_file};
+use super::wait::poll_until;
 
 /// Longest a jamc run may take before the test kills it and fails.
 pub const JAMC_BOUND: Duration = Duration::from_secs(20);
@@ -47,16 +48,7 @@ impl ChildGuard {
 
     /// Waits (bounded) for it to exit; None if it is still running.
     pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.0.try_wait().expect("try_wait") {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
+        poll_until(timeout, || self.0.try_wait().expect("try_wait").ok_or(())).ok()
     }
 }
 

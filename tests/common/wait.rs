@@ -1,0 +1,60 @@
+//! Waiting for something to happen: the one polling loop the tests share,
+//! bounded in time and in tries, that says on failure what it waited for
+//! and what it saw last.
+//!
+//! A probe returns `Ok(value)` once the awaited thing happened, or
+//! `Err(state)`: what it sees now (a log, a reply, a count), shown if the
+//! wait runs out. For a plain condition: `cond.then_some(()).ok_or(state)`.
+
+use std::fmt::Debug;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The first pause between two tries; it doubles up to [`LONGEST_PAUSE`],
+/// so a quick event is seen at once and a slow one costs few tries.
+const FIRST_PAUSE: Duration = Duration::from_millis(10);
+/// The longest pause between two tries.
+const LONGEST_PAUSE: Duration = Duration::from_millis(100);
+/// Most tries, whatever the time bound (a probe that returns at once on a
+/// clock that does not move still ends).
+const MOST_TRIES: u32 = 100_000;
+
+/// Tries `probe` until it gives `Ok`, for at most `within` (the last try
+/// starts before then) and at most [`MOST_TRIES`] tries: its value, or the
+/// state it gave on the last try.
+pub fn poll_until<T, S>(within: Duration, mut probe: impl FnMut() -> Result<T, S>) -> Result<T, S> {
+    let deadline = Instant::now() + within;
+    let mut pause = FIRST_PAUSE;
+    for _ in 1..MOST_TRIES {
+        let state = match probe() {
+            Ok(value) => return Ok(value),
+            Err(state) => state,
+        };
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(state);
+        }
+        thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(LONGEST_PAUSE);
+    }
+    probe()
+}
+
+/// Tries `probe` until it gives `Ok` (see [`poll_until`]) and returns its
+/// value; when `within` runs out, panics naming `what` was awaited and
+/// showing the state of the last try.
+#[track_caller]
+pub fn wait_until<T, S: Debug>(
+    what: &str,
+    within: Duration,
+    probe: impl FnMut() -> Result<T, S>,
+) -> T {
+    let started = Instant::now();
+    match poll_until(within, probe) {
+        Ok(value) => value,
+        Err(last) => panic!(
+            "waited {:.1?} (at most {within:?}) for {what}; last seen: {last:#?}",
+            started.elapsed()
+        ),
+    }
+}
