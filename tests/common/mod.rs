@@ -20,7 +20,7 @@
 //!   `write_file`.
 //! - [`wait`]: `wait_until`, the one bounded polling loop: it names what
 //!   it awaited and shows the last state when time runs out (`poll_until`
-//!   when the caller decides).
+//!   when the caller decides), and `wait_file` for a file a child writes.
 //! - [`repo`] and [`repo_file`]: the repository's own files (docs, units,
 //!   Cargo.toml) as the tests read them.
 //!
@@ -62,4 +62,4 @@ pub use process::{
 pub use skip::{in_ci, require_namespaces, require_tool};
 pub use syslog::{syslog_config, SyslogSink};
 pub use tmp::{temp_dir, write_file, TempDir};
-pub use wait::{poll_until, wait_until};
+pub use wait::{poll_until, wait_file, wait_file_holds, wait_until, Verbatim};

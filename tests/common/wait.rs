@@ -7,6 +7,7 @@
 //! wait runs out. For a plain condition: `cond.then_some(()).ok_or(state)`.
 
 use std::fmt::Debug;
+use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -56,5 +57,37 @@ pub fn wait_until<T, S: Debug>(
             "waited {:.1?} (at most {within:?}) for {what}; last seen: {last:#?}",
             started.elapsed()
         ),
+    }
+}
+
+/// Waits (bounded) until the file at `path` holds `needle` (a log a child
+/// writes, say); its text then. Panics naming the file and showing its
+/// text when `within` runs out.
+#[track_caller]
+pub fn wait_file(path: &Path, needle: &str, within: Duration) -> String {
+    wait_file_holds(path, &[needle], within)
+}
+
+/// Like [`wait_file`], until the file holds every one of `needles`.
+#[track_caller]
+pub fn wait_file_holds(path: &Path, needles: &[&str], within: Duration) -> String {
+    let what = format!("{} to hold all of {needles:?}", path.display());
+    wait_until(&what, within, || {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if needles.iter().all(|n| text.contains(n)) {
+            Ok(text)
+        } else {
+            Err(Verbatim(text))
+        }
+    })
+}
+
+/// A state shown as it is, lines and quotes unescaped, when a wait runs
+/// out: for a log's text.
+pub struct Verbatim(pub String);
+
+impl Debug for Verbatim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "\n{}", self.0)
     }
 }
