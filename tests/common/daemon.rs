@@ -81,16 +81,46 @@ impl Lines {
     /// Waits (bounded) for a line containing `needle` written after `mark`
     /// (from [`Lines::mark`]); returns the first such line.
     pub fn wait_for_after(&self, mark: usize, needle: &str, timeout: Duration) -> Option<String> {
+        self.wait_lines(timeout, |lines| {
+            let found = lines.iter().skip(mark).find(|l| l.contains(needle));
+            found.cloned().ok_or(())
+        })
+        .ok()
+    }
+
+    /// Waits (bounded) until `n` lines contain `needle`; returns how many
+    /// do then (fewer than `n` when time ran out).
+    pub fn wait_for_count(&self, needle: &str, n: usize, timeout: Duration) -> usize {
+        let seen = self.wait_lines(timeout, |lines| {
+            let seen = lines.iter().filter(|l| l.contains(needle)).count();
+            if seen >= n {
+                Ok(seen)
+            } else {
+                Err(seen)
+            }
+        });
+        seen.unwrap_or_else(|seen| seen)
+    }
+
+    /// Tries `probe` on the lines so far, and again each time one comes,
+    /// until it gives `Ok` or `timeout` runs out: its value, or the state
+    /// it gave last. (Woken by each new line: no polling.)
+    fn wait_lines<T, S>(
+        &self,
+        timeout: Duration,
+        mut probe: impl FnMut(&[String]) -> Result<T, S>,
+    ) -> Result<T, S> {
         let deadline = Instant::now() + timeout;
         let (m, c) = &*self.inner;
         let mut lines = m.lock().unwrap();
         loop {
-            if let Some(l) = lines.iter().skip(mark).find(|l| l.contains(needle)) {
-                return Some(l.clone());
-            }
+            let state = match probe(&lines) {
+                Ok(value) => return Ok(value),
+                Err(state) => state,
+            };
             let now = Instant::now();
             if now >= deadline {
-                return None;
+                return Err(state);
             }
             lines = c.wait_timeout(lines, deadline - now).unwrap().0;
         }
