@@ -3,8 +3,12 @@
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 
-use socket2::{Domain, Socket, Type};
+use std::path::Path;
 use std::time::Duration;
+
+use socket2::{Domain, Socket, Type};
+
+use super::wait::{wait_until, Verbatim};
 
 /// How long a read waits for the server before the test gives up on it.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -21,6 +25,15 @@ impl Client {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
             .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
         Client::from_stream(stream)
+    }
+
+    /// Connects to `addr` once something listens there, retrying (bounded)
+    /// while it starts (a supervisor, a proxy). The probe that found it
+    /// listening is closed at once, and this client is a second connection
+    /// (under `Accept=yes`, each starts a jamd of its own).
+    pub fn connect_retry(addr: SocketAddr) -> Client {
+        drop(wait_listening(addr, LISTEN_WITHIN, None));
+        Client::connect(addr)
     }
 
     /// Connects (bounded) from the local address `src` to `to`; panics if it cannot.
@@ -118,6 +131,23 @@ impl Client {
         self.stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
         open
     }
+}
+
+/// How long a supervisor or proxy may take to listen, on a loaded machine.
+const LISTEN_WITHIN: Duration = Duration::from_secs(10);
+
+/// A stream connected to `addr` as soon as something listens there,
+/// retrying (bounded by `within`) while it starts. When nothing does in
+/// time, panics with the last error and, if given, the text of `log` (the
+/// starting program's log file).
+#[track_caller]
+pub fn wait_listening(addr: SocketAddr, within: Duration, log: Option<&Path>) -> TcpStream {
+    wait_until(&format!("something to listen on {addr}"), within, || {
+        TcpStream::connect_timeout(&addr, Duration::from_secs(1)).map_err(|e| {
+            let log = log.map(|p| Verbatim(std::fs::read_to_string(p).unwrap_or_default()));
+            (e, log)
+        })
+    })
 }
 
 /// A stream connected (bounded) from the local address `src` to `to`, with

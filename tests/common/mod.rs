@@ -5,13 +5,15 @@
 //!   it need not listen), signal it, reload it (`reload`, `reload_failing`,
 //!   `reloaded_under`), read what it logs; it is killed by its pid when
 //!   dropped.
-//! - [`client`]: a JAM client with bounded reads (`time`, `told_and_closed`).
+//! - [`client`]: a JAM client with bounded reads (`time`, `told_and_closed`),
+//!   and `wait_listening` for a server that is starting.
 //! - [`fake`]: an independent JAM server that can misbehave (for jamc).
 //! - [`process`]: a kill-on-drop guard for any child, and bounded runs of
 //!   `jamd`/`jamc`/any tool to completion (`check_config`: `jamd -t`).
 //! - [`supervisor`]: inetd, xinetd or systemd-socket-activate under test,
 //!   stopped with the jamds it started.
-//! - [`syslog`]: a unix datagram socket standing in for /dev/log.
+//! - [`syslog`]: a unix datagram socket standing in for /dev/log, and
+//!   `recv_until` for any datagram socket (syslog over UDP, sd_notify).
 //! - [`skip`]: the one way a test skips (a failure under `CI=true`), also
 //!   for a missing tool or namespaces.
 //! - [`slots`]: fill jamd's connection slots, see a newcomer refused and a
@@ -51,7 +53,7 @@ pub fn repo_file(rel: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
-pub use client::{jam_time, Client};
+pub use client::{jam_time, wait_listening, Client};
 pub use daemon::{
     parse_listening, spawn_jamd, Jamd, Lines, JAMC, JAMD, LOOPBACK_ARGS, LOOPBACK_FILE_LOG,
 };
@@ -60,6 +62,6 @@ pub use process::{
     check_config, jamc, run_bounded, run_jamd, run_within, Checked, ChildGuard, Run, JAMC_BOUND,
 };
 pub use skip::{in_ci, require_namespaces, require_tool};
-pub use syslog::{syslog_config, SyslogSink};
+pub use syslog::{recv_until, syslog_config, SyslogSink};
 pub use tmp::{temp_dir, write_file, TempDir};
 pub use wait::{poll_until, wait_file, wait_file_holds, wait_until, Verbatim};

@@ -1,5 +1,6 @@
 //! A unix datagram socket standing in for /dev/log.
 
+use std::io;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -33,17 +34,11 @@ impl SyslogSink {
 
     /// Receives datagrams until one contains `needle` (bounded); returns it.
     pub fn wait_for(&self, needle: &str, timeout: Duration) -> Option<String> {
-        let deadline = Instant::now() + timeout;
-        let mut buf = vec![0u8; 4096];
-        while Instant::now() < deadline {
-            if let Ok(n) = self.sock.recv(&mut buf) {
-                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-                if msg.contains(needle) {
-                    return Some(msg);
-                }
-            }
-        }
-        None
+        recv_until(
+            |buf| self.sock.recv(buf),
+            timeout,
+            |msg| msg.contains(needle),
+        )
     }
 
     /// Every datagram up to and including the first that contains `needle`
@@ -77,4 +72,25 @@ impl SyslogSink {
         }
         out
     }
+}
+
+/// Receives datagrams with `recv` (a socket's `recv`, whose read timeout
+/// bounds each call) until one satisfies `wanted`, for at most `within`:
+/// that one, or None. Those before it are dropped.
+pub fn recv_until(
+    mut recv: impl FnMut(&mut [u8]) -> io::Result<usize>,
+    within: Duration,
+    wanted: impl Fn(&str) -> bool,
+) -> Option<String> {
+    let deadline = Instant::now() + within;
+    let mut buf = vec![0u8; 4096];
+    while Instant::now() < deadline {
+        if let Ok(n) = recv(&mut buf) {
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if wanted(&msg) {
+                return Some(msg);
+            }
+        }
+    }
+    None
 }
