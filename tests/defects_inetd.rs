@@ -5,13 +5,12 @@
 mod common;
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{require_tool, temp_dir, write_file, ChildGuard, JAMD};
+use common::{require_tool, temp_dir, wait_listening, write_file, ChildGuard, JAMD};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -129,14 +128,7 @@ fn socat_exec_serves_each_client() {
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
     );
-    let deadline = Instant::now() + T;
-    let stream = loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(s) => break s,
-            Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
-            Err(e) => panic!("socat did not listen: {e}"),
-        }
-    };
+    let stream = wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), T, None);
     stream.set_read_timeout(Some(T)).unwrap();
     for _ in 0..2 {
         let mut s = stream.try_clone().unwrap();

@@ -10,13 +10,15 @@
 mod common;
 
 use std::fs;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::supervisor::{current_user, packaged_daemon, Supervisor};
-use common::{free_port, jam_time, repo, repo_file, Client, SyslogSink, TempDir, JAMD};
+use common::{
+    free_port, jam_time, repo, repo_file, wait_listening, Client, SyslogSink, TempDir, JAMD,
+};
 
 /// How long a daemon under test may take to answer or to log.
 const T: Duration = Duration::from_secs(10);
@@ -520,19 +522,6 @@ fn sink_config(scratch: &TempDir, sink: &SyslogSink) -> PathBuf {
     path
 }
 
-/// Waits (bounded) until something listens on `addr`; on failure shows `log`.
-fn wait_listening(addr: SocketAddr, log: &Path) {
-    let deadline = Instant::now() + T;
-    while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let log = fs::read_to_string(log).unwrap_or_default();
-    panic!("nothing listens on {addr}; daemon log:\n{log}");
-}
-
 /// Two clients in turn, each served by the jamd the inetd starts for it.
 fn assert_serves_jam(addr: SocketAddr, sink: &SyslogSink) {
     for _ in 0..2 {
@@ -577,7 +566,7 @@ fn assert_packaged_daemon_serves_jam(
     args(&mut cmd, &conf_path, &log, &scratch);
     let _daemon = Supervisor::spawn(&mut cmd);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    wait_listening(addr, &log);
+    wait_listening(addr, T, Some(&log));
     assert_serves_jam(addr, &sink);
 }
 
