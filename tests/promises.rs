@@ -16,8 +16,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    free_port, jam_time, require_namespaces, slots, temp_dir, ChildGuard, Client, Jamd, Lines,
-    SyslogSink, JAMD, LOOPBACK_ARGS,
+    free_port, jam_time, require_namespaces, slots, temp_dir, wait_until, ChildGuard, Client, Jamd,
+    Lines, SyslogSink, JAMD, LOOPBACK_ARGS,
 };
 
 const T: Duration = Duration::from_secs(15);
@@ -402,18 +402,10 @@ fn log_level_warn_leaves_out_information() {
     );
     let stderr = Lines::collect(child.stderr.take().unwrap());
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + T;
-    let mut c = loop {
-        if let Ok(s) = TcpStream::connect(addr) {
-            break Client::from_stream(s);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "jamd never listened: {:#?}",
-            stderr.all()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let stream = wait_until(&format!("jamd to listen on {addr}"), T, || {
+        TcpStream::connect(addr).map_err(|e| (e, stderr.all()))
+    });
+    let mut c = Client::from_stream(stream);
     c.time();
     c.send(b"QUIT\r\n");
     assert!(c.closed());
