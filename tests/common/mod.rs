@@ -13,7 +13,8 @@
 //! - [`supervisor`]: inetd, xinetd or systemd-socket-activate under test,
 //!   stopped with the jamds it started.
 //! - [`syslog`]: a unix datagram socket standing in for /dev/log, and
-//!   `recv_until` for any datagram socket (syslog over UDP, sd_notify).
+//!   `recv_until`/`recv_within` for any datagram socket (syslog over UDP,
+//!   sd_notify).
 //! - [`skip`]: the one way a test skips (a failure under `CI=true`), also
 //!   for a missing tool or namespaces.
 //! - [`slots`]: fill jamd's connection slots, see a newcomer refused and a
@@ -62,6 +63,6 @@ pub use process::{
     check_config, jamc, run_bounded, run_jamd, run_within, Checked, ChildGuard, Run, JAMC_BOUND,
 };
 pub use skip::{in_ci, require_namespaces, require_tool};
-pub use syslog::{recv_until, syslog_config, SyslogSink};
+pub use syslog::{recv_until, recv_within, syslog_config, SyslogSink};
 pub use tmp::{temp_dir, write_file, TempDir};
 pub use wait::{poll_until, wait_file, wait_file_holds, wait_until, Verbatim};

@@ -62,15 +62,7 @@ impl SyslogSink {
 
     /// Every datagram that arrives within `window`.
     pub fn drain(&self, window: Duration) -> Vec<String> {
-        let deadline = Instant::now() + window;
-        let mut buf = vec![0u8; 4096];
-        let mut out = Vec::new();
-        while Instant::now() < deadline {
-            if let Ok(n) = self.sock.recv(&mut buf) {
-                out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-            }
-        }
-        out
+        recv_within(|buf| self.sock.recv(buf), window)
     }
 }
 
@@ -80,7 +72,7 @@ impl SyslogSink {
 pub fn recv_until(
     mut recv: impl FnMut(&mut [u8]) -> io::Result<usize>,
     within: Duration,
-    wanted: impl Fn(&str) -> bool,
+    mut wanted: impl FnMut(&str) -> bool,
 ) -> Option<String> {
     let deadline = Instant::now() + within;
     let mut buf = vec![0u8; 4096];
@@ -93,4 +85,21 @@ pub fn recv_until(
         }
     }
     None
+}
+
+/// Every datagram `recv` gets within `window` (which must pass: to show
+/// that something does not come).
+pub fn recv_within(
+    mut recv: impl FnMut(&mut [u8]) -> io::Result<usize>,
+    window: Duration,
+) -> Vec<String> {
+    let deadline = Instant::now() + window;
+    let mut buf = vec![0u8; 4096];
+    let mut out = Vec::new();
+    while Instant::now() < deadline {
+        if let Ok(n) = recv(&mut buf) {
+            out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    out
 }
