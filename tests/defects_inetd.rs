@@ -10,7 +10,7 @@ use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{require_tool, temp_dir, wait_listening, write_file, ChildGuard, JAMD};
+use common::{require_tool, run_fed, temp_dir, wait_listening, write_file, ChildGuard, JAMD};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -146,29 +146,11 @@ fn socat_exec_serves_each_client() {
 /// is closed at once), to its end (bounded): its exit code, standard
 /// output and standard error.
 fn inetd_run(cfg: &str, stdin: Stdio) -> (Option<i32>, String, String) {
-    let mut jamd = ChildGuard::spawn(
-        Command::new(JAMD)
-            .args(["--inetd", "-c", cfg])
-            .stdin(stdin)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped()),
-    );
-    drop(jamd.stdin.take());
-    let Some(status) = jamd.wait_timeout(T) else {
+    let ran = run_fed(Command::new(JAMD).args(["--inetd", "-c", cfg]), stdin, T);
+    let Some(status) = ran.status else {
         panic!("jamd --inetd -c {cfg} did not end within {T:?}");
     };
-    let (mut out, mut err) = (String::new(), String::new());
-    jamd.stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    jamd.stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    (status.code(), out, err)
+    (status.code(), ran.stdout, ran.stderr)
 }
 
 /// Standard error is not the client here: start-up errors are printed there.

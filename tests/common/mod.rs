@@ -9,7 +9,9 @@
 //!   and `wait_listening` for a server that is starting.
 //! - [`fake`]: an independent JAM server that can misbehave (for jamc).
 //! - [`process`]: a kill-on-drop guard for any child, and bounded runs of
-//!   `jamd`/`jamc`/any tool to completion (`check_config`: `jamd -t`).
+//!   `jamd`/`jamc`/any tool to completion: one, `run_fed`, and the shapes
+//!   the tests take it in (`run_bounded`, `run_within`, `run_jamd`, `jamc`,
+//!   `check_config`: `jamd -t`).
 //! - [`supervisor`]: inetd, xinetd or systemd-socket-activate under test,
 //!   stopped with the jamds it started.
 //! - [`syslog`]: a unix datagram socket standing in for /dev/log, and
@@ -60,7 +62,8 @@ pub use daemon::{
 };
 pub use fake::{closed_port, free_port, Behaviour, FakeServer};
 pub use process::{
-    check_config, jamc, run_bounded, run_jamd, run_within, Checked, ChildGuard, Run, JAMC_BOUND,
+    check_config, jamc, run_bounded, run_fed, run_jamd, run_within, Checked, ChildGuard, Finished,
+    Run, JAMC_BOUND,
 };
 pub use skip::{in_ci, require_namespaces, require_tool};
 pub use syslog::{recv_until, recv_within, syslog_config, SyslogSink};
