@@ -847,20 +847,6 @@ fn the_configuration_error_shown_in_jamd_toml_5_is_what_jamd_prints() {
     );
 }
 
-/// Finds a program on PATH or in `extra` directories. Missing, the test that
-/// needs it is skipped, except in CI (`CI=true`), where it must be installed.
-fn tool(name: &str, extra: &[&str]) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path)
-        .chain(extra.iter().map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        common::skip::record_skip(&format!("{name} is not installed"));
-    }
-    found
-}
-
 /// A jamd with the shipped configuration on a free loopback port, killed
 /// when dropped.
 fn start_daemon() -> common::Jamd {
@@ -893,7 +879,7 @@ fn run_example(command: &str, daemon: &common::Jamd, path_extra: &[PathBuf]) -> 
 
 #[test]
 fn the_nc_example_of_jamd_8_gets_the_time() {
-    if tool("nc", &[]).is_none() {
+    if common::require_tool("nc").is_none() {
         return;
     }
     let shown = example("jamd.8", "$ printf 'TIME");
@@ -917,8 +903,9 @@ fn the_check_tcp_example_of_jamc_1_says_ok() {
         "/usr/lib/nagios/plugins",
         "/usr/lib/monitoring-plugins",
         "/usr/lib64/nagios/plugins",
-    ];
-    let Some(check_tcp) = tool("check_tcp", &dirs) else {
+    ]
+    .map(PathBuf::from);
+    let Some(check_tcp) = common::require_tool_in("check_tcp", &dirs) else {
         return;
     };
     let shown = example("jamc.1", "check_tcp ");

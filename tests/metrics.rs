@@ -20,11 +20,7 @@ const T: Duration = Duration::from_secs(10);
 
 /// promtool or prometheus: unpacked by .ci/run, or installed.
 fn prometheus_tool(name: &str) -> Option<PathBuf> {
-    let unpacked = repo().join("target/tools/root/usr/bin").join(name);
-    if unpacked.is_file() {
-        return Some(unpacked);
-    }
-    common::require_tool(name)
+    common::require_unpacked(name)
 }
 
 /// A jamd with metrics on a port the kernel picks, and that port.

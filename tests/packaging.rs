@@ -34,19 +34,6 @@ const UNITS: [&str; 4] = [
     "jamd-conn@.service",
 ];
 
-/// Whether `tool` is on PATH. When it is not: a skip message outside CI, a
-/// panic under CI.
-fn have_tool(tool: &str) -> bool {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()));
-    if !found {
-        common::skip::record_skip(&format!(
-            "`{tool}` is not installed (apt-get install systemd / dash)"
-        ));
-    }
-    found
-}
-
 fn text(output: &Output) -> String {
     format!(
         "{}{}",
@@ -143,7 +130,7 @@ fn verify_complaints(files: &[PathBuf]) -> Vec<String> {
 /// with `edit` (text in jamd.service, its replacement) made first: what it
 /// says about our units. None when systemd-analyze is missing.
 fn verify_copies(edit: Option<(&str, &str)>) -> Option<Vec<String>> {
-    if !have_tool("systemd-analyze") {
+    if common::require_tool("systemd-analyze").is_none() {
         return None;
     }
     let scratch = TempDir::new("verify");
@@ -208,7 +195,7 @@ fn exposure(unit: &str) -> f64 {
 
 #[test]
 fn services_are_sandboxed_to_exposure_at_most_1_5() {
-    if !have_tool("systemd-analyze") {
+    if common::require_tool("systemd-analyze").is_none() {
         return;
     }
     for unit in ["jamd.service", "jamd-conn@.service"] {
@@ -418,7 +405,7 @@ fn write_script(path: &Path, body: &str) {
 
 #[test]
 fn cron_example_is_silent_when_ok_and_speaks_on_trouble() {
-    if !have_tool("sh") {
+    if common::require_tool("sh").is_none() {
         return;
     }
     let (printed, logged) = run_cron_job(0);

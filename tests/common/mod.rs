@@ -65,7 +65,7 @@ pub use process::{
     check_config, jamc, run_bounded, run_fed, run_jamd, run_within, Checked, ChildGuard, Finished,
     Run, JAMC_BOUND,
 };
-pub use skip::{in_ci, require_namespaces, require_tool};
+pub use skip::{in_ci, require_namespaces, require_tool, require_tool_in, require_unpacked};
 pub use syslog::{recv_until, recv_within, syslog_config, SyslogSink};
 pub use tmp::{temp_dir, write_file, TempDir};
 pub use wait::{poll_until, wait_file, wait_file_holds, wait_until, Verbatim};
