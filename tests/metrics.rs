@@ -11,7 +11,6 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{repo, slots, temp_dir, ChildGuard, Client, Jamd};
@@ -150,14 +149,20 @@ fn expect_delta(
             .unwrap_or_else(|| panic!("{k} is not watched"));
         *want.get_mut(*full).unwrap() += d;
     }
-    let deadline = Instant::now() + T;
-    loop {
+    let got = common::poll_until(T, || {
         let now = counts(addr);
         if now == want {
-            assert_identity(&now);
-            return now;
+            Ok(now)
+        } else {
+            Err(now)
         }
-        if Instant::now() >= deadline {
+    });
+    match got {
+        Ok(now) => {
+            assert_identity(&now);
+            now
+        }
+        Err(now) => {
             let diff: Vec<_> = WATCHED
                 .iter()
                 .filter(|k| now[**k] != want[**k])
@@ -165,7 +170,6 @@ fn expect_delta(
                 .collect();
             panic!("counters after {delta:?}: {diff:?}");
         }
-        thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -507,12 +511,15 @@ fn the_per_source_table_is_shown_and_its_evictions_counted() {
     );
     let mut held = Client::connect_from("127.0.1.1", s.jamd.addr);
     assert!(held.ask("TIME").starts_with("JAM "));
-    let deadline = Instant::now() + T;
-    let mut all = scrape(s.metrics);
-    while all["jamd_tracked_sources"] != 1.0 && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(50));
-        all = scrape(s.metrics);
-    }
+    let all = common::poll_until(T, || {
+        let all = scrape(s.metrics);
+        if all["jamd_tracked_sources"] == 1.0 {
+            Ok(all)
+        } else {
+            Err(all)
+        }
+    })
+    .unwrap_or_else(|all| all);
     assert_eq!(all["jamd_tracked_sources"], 1.0, "one source with a client");
     assert_eq!(all["jamd_tracked_sources_evicted_total"], 0.0);
     // New sources one after another: the table is full, so the one seen
@@ -562,17 +569,19 @@ fn proxy_headers_are_counted_by_result() {
     c.send(b"PROXY TCP4 192.0.2.7");
     assert_eq!(c.line_raw(), "");
 
-    let deadline = Instant::now() + T;
-    let mut now = scrape(a);
     // The refusal is counted apart from the header's result: wait for both.
-    while (proxy(&now, "timeout") == proxy(&c0, "timeout")
-        || now[bad] - c0[bad] < 2.0
-        || now["jamd_connections_closed_total{reason=\"quit\"}"] < 2.0)
-        && Instant::now() < deadline
-    {
-        thread::sleep(Duration::from_millis(50));
-        now = scrape(a);
-    }
+    let now = common::poll_until(T, || {
+        let now = scrape(a);
+        if proxy(&now, "timeout") == proxy(&c0, "timeout")
+            || now[bad] - c0[bad] < 2.0
+            || now["jamd_connections_closed_total{reason=\"quit\"}"] < 2.0
+        {
+            Err(now)
+        } else {
+            Ok(now)
+        }
+    })
+    .unwrap_or_else(|now| now);
     for (result, want) in [
         ("proxy", 1.0),
         ("local", 1.0),
@@ -759,18 +768,16 @@ fn a_real_prometheus_scrapes_jamd() {
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(&log).unwrap()),
         );
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut up = None;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = guard.0.try_wait() {
-                break;
+        // Until it scrapes jamd, or exits (a port taken: the next try).
+        let up = common::poll_until(Duration::from_secs(60), || {
+            let up = prom_query(api, "up{job=\"jamd\"}");
+            if up.as_deref() == Some("1") || matches!(guard.0.try_wait(), Ok(Some(_))) {
+                Ok(up)
+            } else {
+                Err(up)
             }
-            up = prom_query(api, "up{job=\"jamd\"}");
-            if up.as_deref() == Some("1") {
-                break;
-            }
-            thread::sleep(Duration::from_millis(250));
-        }
+        })
+        .unwrap_or_else(|up| up);
         if up.as_deref() != Some("1") {
             last_err = format!(
                 "up = {up:?}; prometheus said:\n{}",
@@ -786,15 +793,15 @@ fn a_real_prometheus_scrapes_jamd() {
             let mut c = s.jamd.connect();
             assert!(c.ask("TIME").starts_with("JAM "));
         }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut seen = None;
-        while Instant::now() < deadline {
-            seen = prom_query(api, "jamd_connections_accepted_total{job=\"jamd\"}");
+        let seen = common::poll_until(Duration::from_secs(30), || {
+            let seen = prom_query(api, "jamd_connections_accepted_total{job=\"jamd\"}");
             if seen.as_deref() == Some("5") {
-                break;
+                Ok(seen)
+            } else {
+                Err(seen)
             }
-            thread::sleep(Duration::from_millis(250));
-        }
+        })
+        .unwrap_or_else(|seen| seen);
         assert_eq!(seen.as_deref(), Some("5"));
         let refused = prom_query(
             api,
