@@ -88,6 +88,16 @@ impl Lines {
         .ok()
     }
 
+    /// Waits (bounded) for a line containing every one of `needles`;
+    /// returns the first such line.
+    pub fn wait_for_all(&self, needles: &[&str], timeout: Duration) -> Option<String> {
+        self.wait_lines(timeout, |lines| {
+            let found = lines.iter().find(|l| needles.iter().all(|n| l.contains(n)));
+            found.cloned().ok_or(())
+        })
+        .ok()
+    }
+
     /// Waits (bounded) until `n` lines contain `needle`; returns how many
     /// do then (fewer than `n` when time ran out).
     pub fn wait_for_count(&self, needle: &str, n: usize, timeout: Duration) -> usize {
