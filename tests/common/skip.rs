@@ -2,6 +2,9 @@
 //! is also appended to a list (`target/test-skips.txt`, or `$JAMD_SKIP_FILE`)
 //! that `scripts/test` prints at the end. Under `CI=true` a skip is a
 //! failure: CI installs every tool and must run every test.
+//!
+//! The library's unit tests include this file by path too (src/listen.rs,
+//! for a host without IPv6): it uses std only.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
