@@ -16,8 +16,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    free_port, jam_time, require_namespaces, slots, temp_dir, wait_until, ChildGuard, Client, Jamd,
-    Lines, SyslogSink, JAMD, LOOPBACK_ARGS,
+    free_port, jam_time, require_namespaces, slots, tcp_queues, temp_dir, wait_until, ChildGuard,
+    Client, Jamd, Lines, SyslogSink, JAMD, LOOPBACK_ARGS,
 };
 
 const T: Duration = Duration::from_secs(15);
@@ -110,7 +110,16 @@ fn a_request_received_before_sigterm_is_answered_even_with_no_grace_period() {
     let mut c = jamd.served_client();
     jamd.signal("STOP");
     c.send(b"TIME\r\nTIME\r\n");
-    std::thread::sleep(Duration::from_millis(200));
+    // Both requests wait in jamd's receive queue before the signal.
+    let (client, server) = (c.stream.local_addr().unwrap(), jamd.addr);
+    wait_until(
+        "the requests in frozen jamd's queue",
+        T,
+        || match tcp_queues(client, server) {
+            Some((0, 12)) => Ok(()),
+            other => Err(other),
+        },
+    );
     jamd.signal("TERM");
     jamd.signal("CONT");
     for _ in 0..2 {

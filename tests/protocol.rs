@@ -7,7 +7,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{jam_time, wait_until, Jamd};
+use common::{jam_time, tcp_queues, wait_until, Jamd};
 
 const BASE: &str = "[time]\ntimezone = \"UTC\"\n";
 
@@ -144,49 +144,13 @@ fn a_request_split_over_packets_is_reassembled() {
         // jamd reads each piece before the next is sent: a read of its own.
         let what = format!("jamd to read {piece:?}");
         wait_until(&what, Duration::from_secs(10), || {
-            match unread_bytes(client, server) {
-                Some(0) => Ok(()),
+            match tcp_queues(client, server) {
+                Some((0, 0)) => Ok(()),
                 other => Err(other),
             }
         });
     }
     assert!(jam_time(&c.line()).is_some());
-}
-
-/// Bytes sent from `client` to `server` (an IPv4 TCP connection) that the
-/// server has not read yet: those the client's kernel has not seen acked
-/// plus those waiting in the server's receive queue, from /proc/net/tcp.
-/// None while either side is not listed.
-fn unread_bytes(client: SocketAddr, server: SocketAddr) -> Option<u64> {
-    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
-    // `0100007F:1F90`: the address as the kernel's u32 in hex, the port.
-    let hex = |a: SocketAddr| match a {
-        SocketAddr::V4(v4) => format!(
-            "{:08X}:{:04X}",
-            u32::from_ne_bytes(v4.ip().octets()),
-            v4.port()
-        ),
-        SocketAddr::V6(_) => String::new(),
-    };
-    // `tx_queue:rx_queue` of the row for this local and remote address.
-    let queues = |local: &str, remote: &str| {
-        table.lines().find_map(|row| {
-            let f: Vec<&str> = row.split_whitespace().collect();
-            if f.len() > 4 && f[1] == local && f[2] == remote {
-                let (tx, rx) = f[4].split_once(':')?;
-                Some((
-                    u64::from_str_radix(tx, 16).ok()?,
-                    u64::from_str_radix(rx, 16).ok()?,
-                ))
-            } else {
-                None
-            }
-        })
-    };
-    let (c, s) = (hex(client), hex(server));
-    let (unacked, _) = queues(&c, &s)?;
-    let (_, unread) = queues(&s, &c)?;
-    Some(unacked + unread)
 }
 
 #[test]

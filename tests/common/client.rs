@@ -164,6 +164,40 @@ pub fn connect_from(src: &str, to: SocketAddr) -> TcpStream {
     stream
 }
 
+/// The queues of an IPv4 TCP connection on this host, from /proc/net/tcp:
+/// the bytes `client` sent that its kernel has not seen acked, and the
+/// bytes that reached `server` and wait there unread. (0, 0): the server
+/// has read all that was sent. None while either side is not listed.
+pub fn tcp_queues(client: SocketAddr, server: SocketAddr) -> Option<(u64, u64)> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    // `0100007F:1F90`: the address as the kernel's u32 in hex, the port.
+    let hex = |a: SocketAddr| match a {
+        SocketAddr::V4(v4) => format!(
+            "{:08X}:{:04X}",
+            u32::from_ne_bytes(v4.ip().octets()),
+            v4.port()
+        ),
+        SocketAddr::V6(_) => String::new(),
+    };
+    // `tx_queue:rx_queue` of the row for this local and remote address.
+    let queues = |local: &str, remote: &str| {
+        table.lines().find_map(|row| {
+            let f: Vec<&str> = row.split_whitespace().collect();
+            if f.len() > 4 && f[1] == local && f[2] == remote {
+                let (tx, rx) = f[4].split_once(':')?;
+                let hex = |q| u64::from_str_radix(q, 16).ok();
+                Some((hex(tx)?, hex(rx)?))
+            } else {
+                None
+            }
+        })
+    };
+    let (c, s) = (hex(client), hex(server));
+    let (unacked, _) = queues(&c, &s)?;
+    let (_, unread) = queues(&s, &c)?;
+    Some((unacked, unread))
+}
+
 /// Parses `hh:mm:ss` from a `JAM hh:mm:ss` reply.
 pub fn jam_time(reply: &str) -> Option<(u32, u32, u32)> {
     let t = reply.strip_prefix("JAM ")?;

@@ -56,7 +56,7 @@ pub fn repo_file(rel: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
-pub use client::{jam_time, wait_listening, Client};
+pub use client::{jam_time, tcp_queues, wait_listening, Client};
 pub use daemon::{
     parse_listening, spawn_jamd, Jamd, Lines, JAMC, JAMD, LOOPBACK_ARGS, LOOPBACK_FILE_LOG,
 };

@@ -44,19 +44,15 @@ impl SyslogSink {
     /// Every datagram up to and including the first that contains `needle`
     /// (bounded: returns what came if it never does).
     pub fn collect_until(&self, needle: &str, timeout: Duration) -> Vec<String> {
-        let deadline = Instant::now() + timeout;
-        let mut buf = vec![0u8; 4096];
         let mut out = Vec::new();
-        while Instant::now() < deadline {
-            if let Ok(n) = self.sock.recv(&mut buf) {
-                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-                let done = msg.contains(needle);
-                out.push(msg);
-                if done {
-                    break;
-                }
-            }
-        }
+        recv_until(
+            |buf| self.sock.recv(buf),
+            timeout,
+            |msg| {
+                out.push(msg.to_owned());
+                msg.contains(needle)
+            },
+        );
         out
     }
 
