@@ -5,6 +5,7 @@
 //! (Named `daemon`, not `jamd`: a glob `use common::*` must not shadow the
 //! `jamd` crate.)
 
+use std::cell::Cell;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,6 +18,7 @@ use super::client::Client;
 use super::process::ChildGuard;
 use super::syslog::{syslog_config, SyslogSink};
 use super::tmp::TempDir;
+use super::wait::poll_until_woken;
 
 /// The jamd binary cargo built for these tests.
 pub const JAMD: &str = env!("CARGO_BIN_EXE_jamd");
@@ -112,28 +114,29 @@ impl Lines {
         seen.unwrap_or_else(|seen| seen)
     }
 
-    /// Tries `probe` on the lines so far, and again each time one comes,
+    /// Tries `probe` on the lines so far, and again as soon as more come,
     /// until it gives `Ok` or `timeout` runs out: its value, or the state
-    /// it gave last. (Woken by each new line: no polling.)
+    /// it gave last.
     fn wait_lines<T, S>(
         &self,
         timeout: Duration,
         mut probe: impl FnMut(&[String]) -> Result<T, S>,
     ) -> Result<T, S> {
-        let deadline = Instant::now() + timeout;
         let (m, c) = &*self.inner;
-        let mut lines = m.lock().unwrap();
-        loop {
-            let state = match probe(&lines) {
-                Ok(value) => return Ok(value),
-                Err(state) => state,
-            };
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(state);
+        let seen = Cell::new(0);
+        let try_lines = || {
+            let lines = m.lock().unwrap();
+            seen.set(lines.len());
+            probe(&lines)
+        };
+        // Woken by a new line; asleep while none comes.
+        let until_more = |longest| {
+            let lines = m.lock().unwrap();
+            if lines.len() == seen.get() {
+                drop(c.wait_timeout(lines, longest).unwrap());
             }
-            lines = c.wait_timeout(lines, deadline - now).unwrap().0;
-        }
+        };
+        poll_until_woken(timeout, try_lines, until_more)
     }
 
     /// How many lines contain `needle`.

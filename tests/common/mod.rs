@@ -68,4 +68,4 @@ pub use process::{
 pub use skip::{in_ci, require_namespaces, require_tool, require_tool_in, require_unpacked};
 pub use syslog::{recv_until, recv_within, syslog_config, SyslogSink};
 pub use tmp::{temp_dir, write_file, TempDir};
-pub use wait::{poll_until, wait_file, wait_file_holds, wait_until, Verbatim};
+pub use wait::{poll_until, poll_until_woken, wait_file, wait_file_holds, wait_until, Verbatim};

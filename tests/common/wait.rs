@@ -23,9 +23,20 @@ const MOST_TRIES: u32 = 100_000;
 /// Tries `probe` until it gives `Ok`, for at most `within` (the last try
 /// starts before then) and at most [`MOST_TRIES`] tries: its value, or the
 /// state it gave on the last try.
-pub fn poll_until<T, S>(within: Duration, mut probe: impl FnMut() -> Result<T, S>) -> Result<T, S> {
+pub fn poll_until<T, S>(within: Duration, probe: impl FnMut() -> Result<T, S>) -> Result<T, S> {
+    poll_until_woken(within, probe, thread::sleep)
+}
+
+/// Like [`poll_until`], pausing between tries with `pause(longest)`, which
+/// may return sooner: when something the probe looks at changed (a
+/// condition variable), so that the next try comes at once.
+pub fn poll_until_woken<T, S>(
+    within: Duration,
+    mut probe: impl FnMut() -> Result<T, S>,
+    mut pause: impl FnMut(Duration),
+) -> Result<T, S> {
     let deadline = Instant::now() + within;
-    let mut pause = FIRST_PAUSE;
+    let mut longest = FIRST_PAUSE;
     for _ in 1..MOST_TRIES {
         let state = match probe() {
             Ok(value) => return Ok(value),
@@ -35,8 +46,8 @@ pub fn poll_until<T, S>(within: Duration, mut probe: impl FnMut() -> Result<T, S
         if now >= deadline {
             return Err(state);
         }
-        thread::sleep(pause.min(deadline - now));
-        pause = (pause * 2).min(LONGEST_PAUSE);
+        pause(longest.min(deadline - now));
+        longest = (longest * 2).min(LONGEST_PAUSE);
     }
     probe()
 }
