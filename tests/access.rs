@@ -125,10 +125,12 @@ fn a_source_over_its_rate_is_rate_limited_and_others_are_not() {
         assert_eq!(served, 3, "{replies:?} in {elapsed:?}");
     }
     assert_served("127.0.0.3", jamd.addr);
-    assert!(jamd
-        .stderr
-        .wait_for(": rate limited", T)
-        .is_some_and(|l| l.contains("refused 127.0.0.2:")));
+    let line = jamd.stderr.wait_for(": rate limited", T);
+    assert!(
+        line.is_some_and(|l| l.contains("refused 127.0.0.2:")),
+        "{:#?}",
+        jamd.log()
+    );
 }
 
 #[test]

@@ -16,9 +16,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::supervisor::{current_user, packaged_daemon, Supervisor};
-use common::{
-    free_port, jam_time, repo, repo_file, wait_listening, Client, SyslogSink, TempDir, JAMD,
-};
+use common::{free_port, repo, repo_file, wait_listening, Client, SyslogSink, TempDir, JAMD};
 
 /// How long a daemon under test may take to answer or to log.
 const T: Duration = Duration::from_secs(10);
@@ -512,16 +510,7 @@ fn sink_config(scratch: &TempDir, sink: &SyslogSink) -> PathBuf {
 /// Two clients in turn, each served by the jamd the inetd starts for it.
 fn assert_serves_jam(addr: SocketAddr, sink: &SyslogSink) {
     for _ in 0..2 {
-        let mut client = Client::connect(addr);
-        let reply = client.ask("TIME");
-        assert!(jam_time(&reply).is_some(), "TIME got {reply:?}");
-        assert_eq!(client.ask("HELLO"), "ERROR unknown command");
-        client.send(b"QUIT\r\n");
-        assert_eq!(
-            client.line_raw(),
-            "",
-            "nothing but replies may reach the client"
-        );
+        Client::connect(addr).assert_one_session();
     }
     assert!(
         sink.wait_for("reason=quit", T).is_some(),

@@ -89,6 +89,20 @@ impl Client {
         assert!(self.closed(), "still open after {last:?}");
     }
 
+    /// Checks a whole session with a jamd started for this one connection
+    /// (by inetd, or socket activation with `Accept=yes`): TIME is
+    /// answered, an unknown command refused, and QUIT closes with nothing
+    /// else sent (nothing but replies reach the client: no log line leaks
+    /// onto a connection that is jamd's stdio).
+    pub fn assert_one_session(&mut self) {
+        let reply = self.ask("TIME");
+        assert!(jam_time(&reply).is_some(), "TIME got {reply:?}");
+        assert_eq!(self.ask("HELLO"), "ERROR unknown command");
+        self.send(b"QUIT\r\n");
+        let after = self.line_raw();
+        assert_eq!(after, "", "closed after QUIT, nothing but replies sent");
+    }
+
     /// True when the server closed the connection — EOF, or a reset — with
     /// nothing more sent, within the read timeout. A timeout (the connection
     /// is still open) and unread bytes are both "not closed".
