@@ -128,9 +128,7 @@ fn verify_complaints(files: &[PathBuf]) -> Vec<String> {
 /// with `edit` (text in jamd.service, its replacement) made first: what it
 /// says about our units. None when systemd-analyze is missing.
 fn verify_copies(edit: Option<(&str, &str)>) -> Option<Vec<String>> {
-    if common::require_tool("systemd-analyze").is_none() {
-        return None;
-    }
+    common::require_tool("systemd-analyze")?;
     let scratch = TempDir::new("verify");
     let files = units_with_built_binary(&scratch);
     if let Some((from, to)) = edit {
