@@ -620,9 +620,7 @@ fn counters_survive_reloads_which_are_counted() {
         .reload(&format!("{same}\n[time]\nformat = \"%H:%M\"\n"));
     let c1 = expect_delta(s.metrics, &c0, &[("\"ok", 1.0)]);
     // A broken file: counted as failed, and nothing is reset.
-    s.jamd.write_config("[server]\nport = \"forty\"\n");
-    s.jamd.signal("HUP");
-    assert!(s.jamd.stderr.wait_for("reload failed", T).is_some());
+    s.jamd.reload_failing("[server]\nport = \"forty\"\n");
     expect_delta(s.metrics, &c1, &[("failed", 1.0)]);
     // Changing the metrics address needs a restart, and says so.
     s.jamd
