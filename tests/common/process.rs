@@ -188,6 +188,22 @@ pub fn run_within(cmd: &mut Command, bound: Duration) -> (Option<i32>, String, S
     (ran.code(), ran.stdout, ran.stderr)
 }
 
+/// The state of each thread of a process, from /proc (`R` running, `S`
+/// sleeping, `T` stopped by a signal, …): a SIGSTOP has taken effect when
+/// every one is `T`.
+pub fn thread_states(pid: i32) -> Vec<char> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"));
+    let mut states: Vec<char> = tasks
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("stat")).ok())
+        .filter_map(|stat| stat.rsplit(')').next()?.trim_start().chars().next())
+        .collect();
+    states.sort_unstable();
+    states
+}
+
 /// Children of a process, from /proc.
 pub fn children_of(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
