@@ -104,7 +104,7 @@ fn requests_that_arrived_while_frozen_are_answered_first() {
             jamd.log()
         );
     }
-    jamd.child.signal(libc::SIGSTOP);
+    jamd.freeze();
     for c in &mut clients {
         c.send(b"TIME\r\n");
     }
@@ -124,7 +124,7 @@ fn requests_that_arrived_while_frozen_are_answered_first() {
 #[test]
 fn sigterm_serves_the_connections_waiting_in_the_listen_queue() {
     let mut jamd = Jamd::start("[server]\nshutdown_timeout = 5\n");
-    jamd.child.signal(libc::SIGSTOP);
+    jamd.freeze();
     let mut clients: Vec<Client> = (0..5).map(|_| jamd.connect()).collect();
     for c in &mut clients {
         c.send(b"TIME\r\n");

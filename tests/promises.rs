@@ -15,7 +15,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::process::thread_states;
 use common::{
     free_port, jam_time, require_namespaces, slots, tcp_queues, temp_dir, wait_until, ChildGuard,
     Client, Jamd, Lines, SyslogSink, JAMD, LOOPBACK_ARGS,
@@ -109,13 +108,7 @@ fn shutdown_timeout_0_closes_open_connections_at_once() {
 fn a_request_received_before_sigterm_is_answered_even_with_no_grace_period() {
     let mut jamd = Jamd::start("[server]\nshutdown_timeout = 0\n");
     let mut c = jamd.served_client();
-    jamd.signal("STOP");
-    // A signal takes effect as each thread next runs: wait until all stand.
-    wait_until("every thread of jamd stopped", T, || {
-        let states = thread_states(jamd.pid());
-        let stopped = !states.is_empty() && states.iter().all(|&s| s == 'T');
-        stopped.then_some(()).ok_or(states)
-    });
+    jamd.freeze();
     c.send(b"TIME\r\nTIME\r\n");
     // Both requests wait in jamd's receive queue before the signal.
     let (client, server) = (c.stream.local_addr().unwrap(), jamd.addr);

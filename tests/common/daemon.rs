@@ -15,10 +15,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::client::Client;
-use super::process::ChildGuard;
+use super::process::{thread_states, ChildGuard};
 use super::syslog::{syslog_config, SyslogSink};
 use super::tmp::TempDir;
-use super::wait::poll_until_woken;
+use super::wait::{poll_until_woken, wait_until};
 
 /// The jamd binary cargo built for these tests.
 pub const JAMD: &str = env!("CARGO_BIN_EXE_jamd");
@@ -302,6 +302,18 @@ impl Jamd {
             other => panic!("no signal named {other}"),
         };
         self.child.signal(num);
+    }
+
+    /// Freezes jamd with SIGSTOP and waits (bounded) until every one of its
+    /// threads has stopped (a signal takes effect as each thread next
+    /// runs): from then on it reads and answers nothing until SIGCONT.
+    pub fn freeze(&self) {
+        self.signal("STOP");
+        wait_until("every thread of jamd stopped", RELOAD_TIMEOUT, || {
+            let states = thread_states(self.pid());
+            let stopped = !states.is_empty() && states.iter().all(|&s| s == 'T');
+            stopped.then_some(()).ok_or(states)
+        });
     }
 
     /// Waits (bounded) for jamd to exit; returns its exit code.
