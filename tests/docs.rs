@@ -830,18 +830,14 @@ fn the_configuration_error_shown_in_jamd_toml_5_is_what_jamd_prints() {
 
     let dir = common::temp_dir("bad-toml");
     std::fs::write(dir.join("bad.toml"), file).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_jamd"))
-        .args(&args)
-        .current_dir(&dir)
-        .output()
-        .expect("cannot run jamd");
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "exit status of jamd {args:?}"
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_jamd"));
+    let (status, _, stderr) = common::run_within(
+        cmd.args(&args).current_dir(&dir),
+        std::time::Duration::from_secs(20),
     );
+    assert_eq!(status, Some(code), "exit status of jamd {args:?}");
     assert_eq!(
-        String::from_utf8_lossy(&out.stderr).trim_end(),
+        stderr.trim_end(),
         error,
         "jamd.toml.5 shows another error than jamd prints"
     );

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::supervisor::{current_user, packaged_daemon, Supervisor};
 use common::{
-    free_port, jam_time, recv_until, require_tool, temp_dir, wait_file, wait_file_holds,
-    wait_until, ChildGuard, Client, Jamd, SyslogSink, TempDir, Verbatim, JAMD,
+    free_port, jam_time, recv_until, require_tool, run_jamd, run_within, temp_dir, wait_file,
+    wait_file_holds, wait_until, ChildGuard, Client, Jamd, SyslogSink, TempDir, Verbatim, JAMD,
 };
 
 const T: Duration = Duration::from_secs(10);
@@ -210,19 +210,13 @@ fn listen_fds_for_another_process_are_ignored_with_a_warning() {
 fn run_activated(env: &str, redirect: &str) -> (Option<i32>, String) {
     let dir = temp_dir("activated");
     let cfg = write_config(&dir, "");
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "LISTEN_PID=$$ {env} exec {JAMD} -c {} --log stderr {redirect}",
-            cfg.display()
-        ))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut sh = Command::new("sh");
+    sh.arg("-c").arg(format!(
+        "LISTEN_PID=$$ {env} exec {JAMD} -c {} --log stderr {redirect}",
+        cfg.display()
+    ));
+    let (code, _, err) = run_within(&mut sh, T);
+    (code, err)
 }
 
 #[test]
@@ -313,12 +307,8 @@ fn inetd_wait_hands_jamd_the_listening_socket() {
 
 #[test]
 fn inetd_flag_without_a_socket_on_stdin_exits_1() {
-    let out = Command::new(JAMD)
-        .args(["--inetd", "--log", "stderr"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    let (code, _, err) = run_jamd(&["--inetd", "--log", "stderr"], T);
+    assert_eq!(code, Some(1), "{err}");
 }
 
 /// Receives notify datagrams (bounded) until one satisfies `pred`.
