@@ -11,8 +11,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    check_config, require_tool, run_jamd, temp_dir, write_file, Checked, ChildGuard, Client, Jamd,
-    JAMD,
+    check_config, require_tool, run_jamd, temp_dir, wait_file, wait_until, write_file, Checked,
+    ChildGuard, Client, Jamd, Verbatim, JAMD,
 };
 
 const T: Duration = Duration::from_secs(10);
@@ -97,15 +97,10 @@ fn per_source_limits_count_sources_cut_to_their_prefix() {
     assert_served("127.0.1.3", jamd.addr);
     drop(held);
     // The slot comes back once the first client is gone.
-    let deadline = Instant::now() + T;
-    loop {
+    wait_until("127.0.0.3's slot back", T, || {
         let reply = first_reply("127.0.0.3", jamd.addr);
-        if reply.starts_with("JAM ") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "slot never came back: {reply}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        reply.starts_with("JAM ").then_some(()).ok_or(reply)
+    });
 }
 
 #[test]
@@ -130,27 +125,12 @@ fn a_source_over_its_rate_is_rate_limited_and_others_are_not() {
         assert_eq!(served, 3, "{replies:?} in {elapsed:?}");
     }
     assert_served("127.0.0.3", jamd.addr);
-    assert!(jamd
-        .stderr
-        .wait_for(": rate limited", T)
-        .is_some_and(|l| l.contains("refused 127.0.0.2:")));
-}
-
-/// Rewrites the file, sends SIGHUP, and waits for this reload's own
-/// `configuration reloaded` line (counting them, so it works every time).
-fn reload(jamd: &Jamd, text: &str) {
-    let before = jamd.stderr.count("configuration reloaded");
-    jamd.write_config(text);
-    jamd.signal("HUP");
-    let deadline = Instant::now() + T;
-    while jamd.stderr.count("configuration reloaded") == before {
-        assert!(
-            Instant::now() < deadline,
-            "not reloaded: {:#?}",
-            jamd.stderr.all()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let line = jamd.stderr.wait_for(": rate limited", T);
+    assert!(
+        line.is_some_and(|l| l.contains("refused 127.0.0.2:")),
+        "{:#?}",
+        jamd.log()
+    );
 }
 
 #[test]
@@ -161,10 +141,7 @@ fn reloads_add_and_remove_rules_without_dropping_anyone() {
     assert!(two.ask("TIME").starts_with("JAM "));
     assert!(three.ask("TIME").starts_with("JAM "));
 
-    reload(
-        &jamd,
-        "[access]\ndeny = [\"127.0.0.2\"]\n[server]\nmax_connections_per_source = 1\n",
-    );
+    jamd.reload("[access]\ndeny = [\"127.0.0.2\"]\n[server]\nmax_connections_per_source = 1\n");
     // Those connected stay served; new ones meet the new rules, and the
     // clients already connected count against the new per-source limit.
     assert!(two.ask("TIME").starts_with("JAM "));
@@ -173,10 +150,7 @@ fn reloads_add_and_remove_rules_without_dropping_anyone() {
     assert_refused("127.0.0.3", jamd.addr, "server busy");
     assert_served("127.0.0.4", jamd.addr);
 
-    reload(
-        &jamd,
-        "[server]\nconnection_rate_per_source = 1\nconnection_burst_per_source = 1\n",
-    );
+    jamd.reload("[server]\nconnection_rate_per_source = 1\nconnection_burst_per_source = 1\n");
     assert!(two.ask("TIME").starts_with("JAM "));
     assert!(three.ask("TIME").starts_with("JAM "));
     assert_served("127.0.0.2", jamd.addr);
@@ -188,7 +162,7 @@ fn reloads_add_and_remove_rules_without_dropping_anyone() {
         "{reply}"
     );
 
-    reload(&jamd, "");
+    jamd.reload("");
     assert!(two.ask("TIME").starts_with("JAM "));
     assert!(three.ask("TIME").starts_with("JAM "));
     for _ in 0..5 {
@@ -218,10 +192,7 @@ fn a_full_table_forgets_the_source_seen_longest_ago_but_never_a_connected_one() 
 
     // Sources with clients connected are never forgotten: with both places
     // taken by connected sources, a new source is turned away.
-    reload(
-        &jamd,
-        "[server]\nmax_tracked_sources = 2\nmax_connections_per_source = 5\n",
-    );
+    jamd.reload("[server]\nmax_tracked_sources = 2\nmax_connections_per_source = 5\n");
     let mut a = Client::connect_from("127.0.0.5", jamd.addr);
     let mut b = Client::connect_from("127.0.0.6", jamd.addr);
     assert!(a.ask("TIME").starts_with("JAM "));
@@ -229,11 +200,10 @@ fn a_full_table_forgets_the_source_seen_longest_ago_but_never_a_connected_one() 
     assert_refused("127.0.0.7", jamd.addr, "server busy");
     assert!(a.ask("TIME").starts_with("JAM "));
     drop(b);
-    let deadline = Instant::now() + T;
-    while !first_reply("127.0.0.7", jamd.addr).starts_with("JAM ") {
-        assert!(Instant::now() < deadline, "no room after a source left");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("room for 127.0.0.7 after a source left", T, || {
+        let reply = first_reply("127.0.0.7", jamd.addr);
+        reply.starts_with("JAM ").then_some(()).ok_or(reply)
+    });
 }
 
 /// Sums what the log says about refusals: the lines naming a client and
@@ -266,24 +236,26 @@ fn a_flood_of_refusals_logs_a_line_a_second_and_every_count() {
     }
     let elapsed = start.elapsed();
     // The summary comes once refusals stop (within a minute at most).
-    let deadline = Instant::now() + Duration::from_secs(70);
-    loop {
-        let (single, more) = refusals_logged(&jamd.stderr.all());
-        if single as u64 + more == N as u64 {
-            assert!(
-                single <= usize::try_from(elapsed.as_secs()).unwrap() + 2,
-                "{single} lines in {elapsed:?}"
-            );
-            assert!(more > 0);
-            break;
-        }
+    let what = format!("the log to count all {N} refusals");
+    let (single, more) = wait_until(&what, Duration::from_secs(70), || {
+        let lines = jamd.stderr.all();
+        let (single, more) = refusals_logged(&lines);
+        let logged = single as u64 + more;
         assert!(
-            single as u64 + more < N as u64 && Instant::now() < deadline,
-            "logged {single} + {more} of {N}: {:#?}",
-            jamd.stderr.all()
+            logged <= N as u64,
+            "logged {single} + {more} of {N}: {lines:#?}"
         );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        if logged == N as u64 {
+            Ok((single, more))
+        } else {
+            Err((single, more, lines))
+        }
+    });
+    assert!(
+        single <= usize::try_from(elapsed.as_secs()).unwrap() + 2,
+        "{single} lines in {elapsed:?}"
+    );
+    assert!(more > 0);
 }
 
 #[test]
@@ -427,22 +399,16 @@ fn ipv4_rules_apply_to_clients_of_a_dual_stack_socket() {
     let to = SocketAddr::from(([127, 0, 0, 1], port));
     // systemd-socket-activate listens at once, and starts jamd at the first
     // connection; a refused connect means it is not listening yet.
-    let deadline = Instant::now() + T;
-    while TcpStream::connect_timeout(&to, Duration::from_secs(1)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on [::]:{port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(&format!("a listener on [::]:{port}"), T, || {
+        TcpStream::connect_timeout(&to, Duration::from_secs(1))
+    });
     // The probe started jamd; wait until it has taken the socket, so that a
     // slow start on a loaded machine is not mistaken for a failure below.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.contains("socket(s) from the service manager") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "jamd did not start: {text}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_file(
+        &log,
+        "socket(s) from the service manager",
+        Duration::from_secs(30),
+    );
     // The clients reach jamd as ::ffff:127.0.0.x: the IPv4 entry matches.
     assert_refused("127.0.0.2", to, "access denied");
     let _held = served_from("127.0.0.3", to);
@@ -450,13 +416,10 @@ fn ipv4_rules_apply_to_clients_of_a_dual_stack_socket() {
     assert_refused("127.0.0.3", to, "server busy");
     assert_served("127.0.0.4", to);
     // The log is written by jamd's logging thread: give it time.
-    let deadline = Instant::now() + T;
-    loop {
+    wait_until("127.0.0.2's refusal logged", T, || {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.contains("refused [::ffff:127.0.0.2]:") || text.contains("refused 127.0.0.2:") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no refusal logged: {text}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        let logged =
+            text.contains("refused [::ffff:127.0.0.2]:") || text.contains("refused 127.0.0.2:");
+        logged.then_some(()).ok_or(Verbatim(text))
+    });
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{jam_time, slots, Client, Jamd};
 
@@ -15,18 +15,6 @@ fn full(config: &str, held: usize) -> (Jamd, Vec<Client>) {
     let clients = slots::hold(&jamd, held);
     slots::assert_refused(jamd.connect());
     (jamd, clients)
-}
-
-/// Waits (bounded) until `n` stderr lines contain `needle`.
-fn wait_count(jamd: &Jamd, needle: &str, n: usize) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let seen = jamd.stderr.count(needle);
-        if seen >= n || Instant::now() >= deadline {
-            return seen;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -62,7 +50,8 @@ fn at_debug_level_every_refused_connection_is_logged_with_its_reason() {
         assert_eq!(jamd.connect().line(), "ERROR server busy");
     }
     assert_eq!(
-        wait_count(&jamd, "reason=busy", 3),
+        jamd.stderr
+            .wait_for_count("reason=busy", 3, Duration::from_secs(10)),
         3,
         "{:?}",
         jamd.stderr.all()
@@ -80,7 +69,8 @@ fn a_refusal_by_source_is_logged_as_source_busy() {
         1,
     );
     assert_eq!(
-        wait_count(&jamd, "reason=source_busy", 1),
+        jamd.stderr
+            .wait_for_count("reason=source_busy", 1, Duration::from_secs(10)),
         1,
         "{:?}",
         jamd.stderr.all()

@@ -1,11 +1,11 @@
 //! ARCHITECTURE.md stays true: every source file and directory it names
 //! exists, and every thread it names is one jamd starts.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use common::repo;
 
 fn architecture() -> String {
     std::fs::read_to_string(repo().join("ARCHITECTURE.md")).expect("ARCHITECTURE.md")
@@ -23,7 +23,7 @@ fn code_spans(text: &str) -> Vec<String> {
 /// (`tests/common`, `config/jamd.toml`) or from `src/` (`server/conn.rs`).
 fn exists(name: &str) -> bool {
     let root = repo();
-    [root.clone(), root.join("src")]
+    [root.to_path_buf(), root.join("src")]
         .iter()
         .any(|base| Path::new(base).join(name.trim_end_matches('/')).exists())
 }

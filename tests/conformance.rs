@@ -149,7 +149,7 @@ fn prove_reads_the_report() {
     let Some(prove) = require_tool("prove") else {
         return;
     };
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/conformance.t");
+    let script = common::repo().join("tests/conformance.t");
     let prove_against = |server: &str| {
         let mut cmd = Command::new(&prove);
         cmd.arg(&script)
@@ -204,14 +204,7 @@ impl SeedServer {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect_timeout(&server.addr, Duration::from_secs(1)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "seed_server.py did not start listening"
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
+        common::wait_listening(server.addr, Duration::from_secs(20), None);
         Some(server)
     }
 }
@@ -226,7 +219,7 @@ impl Drop for SeedServer {
 /// ../shared/bench/seed_server.py beside the repository (CI), or beside the
 /// directory of worktrees; `JAMD_BENCH_TOOLS` names another place, as for scripts/bench.
 fn seed_script() -> Option<PathBuf> {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let repo = common::repo();
     let mut places: Vec<PathBuf> = std::env::var_os("JAMD_BENCH_TOOLS")
         .map(PathBuf::from)
         .into_iter()

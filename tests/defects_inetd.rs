@@ -5,13 +5,12 @@
 mod common;
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{require_tool, temp_dir, write_file, ChildGuard, JAMD};
+use common::{require_tool, run_fed, temp_dir, wait_listening, write_file, ChildGuard, JAMD};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -129,14 +128,7 @@ fn socat_exec_serves_each_client() {
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
     );
-    let deadline = Instant::now() + T;
-    let stream = loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(s) => break s,
-            Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
-            Err(e) => panic!("socat did not listen: {e}"),
-        }
-    };
+    let stream = wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), T, None);
     stream.set_read_timeout(Some(T)).unwrap();
     for _ in 0..2 {
         let mut s = stream.try_clone().unwrap();
@@ -154,29 +146,11 @@ fn socat_exec_serves_each_client() {
 /// is closed at once), to its end (bounded): its exit code, standard
 /// output and standard error.
 fn inetd_run(cfg: &str, stdin: Stdio) -> (Option<i32>, String, String) {
-    let mut jamd = ChildGuard::spawn(
-        Command::new(JAMD)
-            .args(["--inetd", "-c", cfg])
-            .stdin(stdin)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped()),
-    );
-    drop(jamd.stdin.take());
-    let Some(status) = jamd.wait_timeout(T) else {
+    let ran = run_fed(Command::new(JAMD).args(["--inetd", "-c", cfg]), stdin, T);
+    let Some(status) = ran.status else {
         panic!("jamd --inetd -c {cfg} did not end within {T:?}");
     };
-    let (mut out, mut err) = (String::new(), String::new());
-    jamd.stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    jamd.stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    (status.code(), out, err)
+    (status.code(), ran.stdout, ran.stderr)
 }
 
 /// Standard error is not the client here: start-up errors are printed there.

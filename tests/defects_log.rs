@@ -8,13 +8,13 @@ mod common;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::unix::fs::MetadataExt as _;
 use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{
-    require_namespaces, syslog_config, temp_dir, write_file, ChildGuard, Jamd, SyslogSink, JAMD,
+    recv_until, require_namespaces, syslog_config, temp_dir, wait_file, write_file, ChildGuard,
+    Jamd, SyslogSink, JAMD,
 };
 
 const T: Duration = Duration::from_secs(10);
@@ -62,15 +62,8 @@ fn after_a_receiver_restart_the_next_line_is_not_lost() {
         .unwrap();
     let client = visit(addr);
     let needle = format!("connection from {client}");
-    let deadline = Instant::now() + T;
-    let mut buf = vec![0u8; 4096];
-    let mut got = false;
-    while Instant::now() < deadline && !got {
-        if let Ok(n) = again.recv(&mut buf) {
-            got = String::from_utf8_lossy(&buf[..n]).contains(&needle);
-        }
-    }
-    assert!(got, "the first line after the restart was lost");
+    let got = recv_until(|buf| again.recv(buf), T, |msg| msg.contains(&needle));
+    assert!(got.is_some(), "the first line after the restart was lost");
     drop(jamd);
 }
 
@@ -101,23 +94,12 @@ fn start_with_stderr_file(journal: bool) -> (ChildGuard, PathBuf) {
     (ChildGuard::spawn(&mut cmd), out)
 }
 
-fn wait_file(path: &Path, needle: &str) -> String {
-    let deadline = Instant::now() + T;
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        if text.contains(needle) || Instant::now() >= deadline {
-            return text;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Starts jamd with its stderr on a file (a journal stream or not) and
 /// checks its first lines: the listening line and a warning start with
 /// `listening` and `warning` (their prefixes), and `absent` is nowhere.
 fn assert_stderr_lines(journal: bool, listening: &str, warning: &str, absent: &str) {
     let (_jamd, out) = start_with_stderr_file(journal);
-    let text = wait_file(&out, "listening on");
+    let text = wait_file(&out, "listening on", T);
     for prefix in [listening, warning] {
         assert!(
             text.lines().any(|l| l.starts_with(prefix)),
@@ -177,17 +159,7 @@ fn udp_syslog_lines_carry_the_host_name_without_proc_sys() {
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
     );
-    let deadline = Instant::now() + T;
-    let mut buf = vec![0u8; 4096];
-    let mut line = None;
-    while Instant::now() < deadline && line.is_none() {
-        if let Ok(n) = collector.recv(&mut buf) {
-            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-            if text.contains("listening on") {
-                line = Some(text);
-            }
-        }
-    }
+    let line = recv_until(|buf| collector.recv(buf), T, |m| m.contains("listening on"));
     let line = line.expect("a listening line over UDP");
     assert!(line.contains(" jamd-test-host jamd["), "{line}");
 }

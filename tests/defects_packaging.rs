@@ -9,7 +9,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{repo_file, require_tool, run_jamd, TempDir, JAMC, JAMD};
+use common::{repo_file, require_tool, run_bounded, run_jamd, TempDir, JAMC, JAMD};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -30,9 +30,9 @@ fn version_names_the_commit_and_date_when_built_from_git() {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
     let version = env!("CARGO_PKG_VERSION");
     for (name, bin) in [("jamd", JAMD), ("jamc", JAMC)] {
-        let out = Command::new(bin).arg("-V").output().unwrap();
-        assert!(out.status.success());
-        let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let out = run_bounded(Command::new(bin).arg("-V"), T);
+        assert_eq!(out.code, 0, "{name} -V: {}", out.stderr);
+        let text = out.stdout.trim().to_owned();
         match &head {
             Some(commit) => {
                 let rest = text

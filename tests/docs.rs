@@ -830,35 +830,17 @@ fn the_configuration_error_shown_in_jamd_toml_5_is_what_jamd_prints() {
 
     let dir = common::temp_dir("bad-toml");
     std::fs::write(dir.join("bad.toml"), file).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_jamd"))
-        .args(&args)
-        .current_dir(&dir)
-        .output()
-        .expect("cannot run jamd");
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "exit status of jamd {args:?}"
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_jamd"));
+    let (status, _, stderr) = common::run_within(
+        cmd.args(&args).current_dir(&dir),
+        std::time::Duration::from_secs(20),
     );
+    assert_eq!(status, Some(code), "exit status of jamd {args:?}");
     assert_eq!(
-        String::from_utf8_lossy(&out.stderr).trim_end(),
+        stderr.trim_end(),
         error,
         "jamd.toml.5 shows another error than jamd prints"
     );
-}
-
-/// Finds a program on PATH or in `extra` directories. Missing, the test that
-/// needs it is skipped, except in CI (`CI=true`), where it must be installed.
-fn tool(name: &str, extra: &[&str]) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path)
-        .chain(extra.iter().map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        common::skip::record_skip(&format!("{name} is not installed"));
-    }
-    found
 }
 
 /// A jamd with the shipped configuration on a free loopback port, killed
@@ -893,7 +875,7 @@ fn run_example(command: &str, daemon: &common::Jamd, path_extra: &[PathBuf]) -> 
 
 #[test]
 fn the_nc_example_of_jamd_8_gets_the_time() {
-    if tool("nc", &[]).is_none() {
+    if common::require_tool("nc").is_none() {
         return;
     }
     let shown = example("jamd.8", "$ printf 'TIME");
@@ -917,8 +899,9 @@ fn the_check_tcp_example_of_jamc_1_says_ok() {
         "/usr/lib/nagios/plugins",
         "/usr/lib/monitoring-plugins",
         "/usr/lib64/nagios/plugins",
-    ];
-    let Some(check_tcp) = tool("check_tcp", &dirs) else {
+    ]
+    .map(PathBuf::from);
+    let Some(check_tcp) = common::require_tool_in("check_tcp", &dirs) else {
         return;
     };
     let shown = example("jamc.1", "check_tcp ");

@@ -23,12 +23,15 @@ use std::time::{Duration, Instant};
 
 use common::client::connect_from;
 use common::{
-    jam_time, parse_listening, require_tool, spawn_jamd, syslog_config, temp_dir, Jamd, JAMD,
-    LOOPBACK_FILE_LOG,
+    jam_time, parse_listening, poll_until, recv_until, require_tool, spawn_jamd, syslog_config,
+    temp_dir, wait_until, Jamd, JAMD, LOOPBACK_FILE_LOG,
 };
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 const BASE: &str = "[time]\ntimezone = \"UTC\"\n";
+
+/// How long something jamd does at once may take on a loaded machine.
+const T: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------------------
 // Helpers: what /proc says about jamd, and clients that report instead of panic.
@@ -91,27 +94,13 @@ fn start_ready(config: &str, wrapper: &[&str]) -> Jamd {
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let jamd = Jamd::spawn(cmd, dir, path);
-    let mut buf = [0u8; 256];
-    let ready = wait_until(
+    let ready = recv_until(
+        |buf| notify.recv(buf),
         Duration::from_secs(10),
-        || matches!(notify.recv(&mut buf), Ok(n) if buf[..n].starts_with(b"READY=1")),
+        |m| m.starts_with("READY=1"),
     );
-    assert!(ready, "jamd sent no READY=1");
+    assert!(ready.is_some(), "jamd sent no READY=1");
     jamd
-}
-
-/// Waits (bounded) until `cond` holds; returns whether it did.
-fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// What each of a process's descriptors is, for failure messages.
@@ -133,12 +122,15 @@ fn fd_list(pid: i32) -> Vec<String> {
 /// Waits (bounded) for jamd's descriptor count to come back to `base`;
 /// returns the last count seen.
 fn settle_fds(pid: i32, base: usize) -> usize {
-    let mut now = fd_count(pid);
-    wait_until(Duration::from_secs(10), || {
-        now = fd_count(pid);
-        now == base
+    let settled = poll_until(Duration::from_secs(10), || {
+        let now = fd_count(pid);
+        if now == base {
+            Ok(now)
+        } else {
+            Err(now)
+        }
     });
-    now
+    settled.unwrap_or_else(|now| now)
 }
 
 /// A process's descriptors at one moment, to check later that it holds as
@@ -405,35 +397,45 @@ fn random_bytes_from_500_clients_leave_jamd_serving_without_growing() {
 #[test]
 fn slowloris_clients_do_not_delay_normal_clients_and_are_timed_out() {
     let idle = 3;
-    let jamd = Jamd::start(&format!("[server]\nidle_timeout = {idle}\n{BASE}"));
-    let addr = jamd.addr;
+    // Ready and served once: its descriptor count is its steady state.
+    let jamd = start_ready(&format!("[server]\nidle_timeout = {idle}\n{BASE}"), &[]);
+    let (addr, pid) = (jamd.addr, jamd.pid());
+    assert_serving(addr);
+    let base_fds = fd_count(pid);
     let stop = Arc::new(AtomicBool::new(false));
-    let started = Arc::new(Barrier::new(2));
+    let sent = Arc::new(AtomicUsize::new(0));
 
     // 200 clients that each send one byte every 0.2 s and never end a line.
     let slow = {
-        let (stop, started) = (Arc::clone(&stop), Arc::clone(&started));
+        let (stop, sent) = (Arc::clone(&stop), Arc::clone(&sent));
         thread::spawn(move || {
             let mut conns: Vec<TcpStream> = (0..200)
                 .map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap())
                 .collect();
-            started.wait();
-            let mut sent = 0usize;
             while !stop.load(Ordering::Relaxed) {
                 for c in &mut conns {
                     // Once jamd has closed one, writes to it fail: that is fine.
                     if c.write_all(b"x").is_ok() {
-                        sent += 1;
+                        sent.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 thread::sleep(Duration::from_millis(200));
             }
-            (conns, sent)
+            conns
         })
     };
-    started.wait();
-    let trickle_start = Instant::now();
-    thread::sleep(Duration::from_millis(500));
+    // The normal clients come once jamd holds the slowloris clients and
+    // they trickle (a first byte from each).
+    wait_until("jamd to hold 200 trickling clients", T, || {
+        let (fds, bytes) = (fd_count(pid), sent.load(Ordering::Relaxed));
+        if fds >= base_fds + 200 && bytes >= 200 {
+            Ok(())
+        } else {
+            Err(format!(
+                "{fds} descriptors (from {base_fds}), {bytes} bytes sent"
+            ))
+        }
+    });
 
     // Beside them, 200 normal clients in 10 threads, over about two seconds.
     let slowest = Arc::new(Mutex::new(Duration::ZERO));
@@ -459,11 +461,20 @@ fn slowloris_clients_do_not_delay_normal_clients_and_are_timed_out() {
         }
     });
     // A trickle of bytes is not a request: once idle_timeout has passed
-    // since they connected, jamd must have closed every slowloris client.
-    let until = trickle_start + Duration::from_secs(idle) + Duration::from_millis(1500);
-    thread::sleep(until.saturating_duration_since(Instant::now()));
+    // since they connected, jamd closes every slowloris client, which gives
+    // their descriptors back; they trickle on until then.
+    let closed_within = Duration::from_secs(idle) + T;
+    wait_until("jamd to close the slowloris clients", closed_within, || {
+        let fds = fd_count(pid);
+        if fds <= base_fds {
+            Ok(())
+        } else {
+            Err(format!("{fds} descriptors (from {base_fds})"))
+        }
+    });
     stop.store(true, Ordering::Relaxed);
-    let (conns, sent) = slow.join().unwrap();
+    let conns = slow.join().unwrap();
+    let sent = sent.load(Ordering::Relaxed);
 
     let failures = failures.lock().unwrap();
     assert!(failures.is_empty(), "normal clients failed: {failures:?}");
@@ -554,10 +565,8 @@ fn out_of_descriptors_jamd_idles_serves_its_clients_and_recovers() {
     // The held clients are the ones answered; wait until that number settles.
     let mut answered = vec![false; clients.len()];
     let mut last_change = Instant::now();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline
-        && (last_change.elapsed() < Duration::from_secs(1) || !answered.contains(&true))
-    {
+    // Not settled in time is not a failure here: the asserts below judge.
+    let _ = poll_until(Duration::from_secs(15), || {
         for (i, c) in clients.iter().enumerate() {
             let mut buf = [0u8; 64];
             if !answered[i] && matches!((&*c).read(&mut buf), Ok(n) if n > 0) {
@@ -565,8 +574,9 @@ fn out_of_descriptors_jamd_idles_serves_its_clients_and_recovers() {
                 last_change = Instant::now();
             }
         }
-        thread::sleep(Duration::from_millis(50));
-    }
+        let settled = last_change.elapsed() >= Duration::from_secs(1) && answered.contains(&true);
+        settled.then_some(()).ok_or(())
+    });
     let held: Vec<usize> = (0..clients.len()).filter(|&i| answered[i]).collect();
     assert!(!held.is_empty(), "jamd answered none of the clients");
     assert!(
@@ -577,6 +587,7 @@ fn out_of_descriptors_jamd_idles_serves_its_clients_and_recovers() {
     assert!(fd_count(pid) >= 60, "jamd holds only {} fds", fd_count(pid));
 
     // While out of descriptors with clients waiting, jamd must not spin.
+    // A rate needs time to pass: there is no event to wait for.
     let (cpu0, t0) = (cpu_seconds(pid), Instant::now());
     thread::sleep(Duration::from_secs(2));
     let rate = (cpu_seconds(pid) - cpu0) / t0.elapsed().as_secs_f64();
@@ -888,23 +899,15 @@ fn syslog_socket_removed_and_recreated_serving_goes_on_and_logging_resumes() {
         syslog_config(sock_path.display(), "connections = true\n")
     );
     let (_jamd, stderr, _dir) = spawn_jamd(&config, &LOOPBACK_FILE_LOG);
-    let mut listening = None;
-    wait_until(Duration::from_secs(10), || {
-        listening = find(&lines, 0, "listening on ");
-        listening.is_some()
+    let listening = wait_until("jamd's listening line in syslog", T, || {
+        find(&lines, 0, "listening on ").ok_or(())
     });
-    let addr = parse_listening(&listening.expect("jamd logs listening on to syslog")).unwrap();
+    let addr = parse_listening(&listening).unwrap();
 
     let load = Load::start(addr, 2);
-    assert!(
-        wait_until(Duration::from_secs(5), || find(
-            &lines,
-            0,
-            "connection from"
-        )
-        .is_some()),
-        "no connection lines in syslog"
-    );
+    wait_until("connection lines in syslog", Duration::from_secs(5), || {
+        find(&lines, 0, "connection from").ok_or(())
+    });
     // syslog goes away for a while, under load: jamd says so once on stderr
     // and logs there meanwhile (jamd.8, LOGGING).
     log.remove();
@@ -926,10 +929,10 @@ fn syslog_socket_removed_and_recreated_serving_goes_on_and_logging_resumes() {
     let _log = LogSocket::bind(&sock_path, Arc::clone(&lines));
 
     // The receiver is back: lines reach syslog again.
-    let resumed = wait_until(t, || find(&lines, mark, "connection from").is_some());
+    let resumed = poll_until(t, || find(&lines, mark, "connection from").ok_or(()));
     let result = load.finish();
     assert!(
-        resumed,
+        resumed.is_ok(),
         "logging did not resume: {} line(s) since the socket came back, stderr: {:?}",
         lines.lock().unwrap().len() - mark,
         stderr.all()
@@ -964,8 +967,9 @@ fn a_hundred_sighups_in_a_second_fail_no_client() {
     let load = Load::start(jamd.addr, 4);
     // One long-lived client asking all through the storm.
     let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
     let long = {
-        let (stop, addr) = (Arc::clone(&stop), jamd.addr);
+        let (stop, answered, addr) = (Arc::clone(&stop), Arc::clone(&answered), jamd.addr);
         thread::spawn(move || -> Result<usize, String> {
             let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
                 .map_err(|e| e.to_string())?;
@@ -975,7 +979,10 @@ fn a_hundred_sighups_in_a_second_fail_no_client() {
             while !stop.load(Ordering::Relaxed) {
                 (&s).write_all(b"TIME\r\n").map_err(|e| e.to_string())?;
                 match read_reply(&mut reader) {
-                    Reply::Line(l) if jam_time(&l).is_some() => n += 1,
+                    Reply::Line(l) if jam_time(&l).is_some() => {
+                        n += 1;
+                        answered.store(n, Ordering::Relaxed);
+                    }
                     Reply::Line(l) => return Err(format!("reply {l:?}")),
                     Reply::Closed => return Err("closed".into()),
                     Reply::Truncated(b) => return Err(format!("truncated {b:?}")),
@@ -986,7 +993,20 @@ fn a_hundred_sighups_in_a_second_fail_no_client() {
             Ok(n)
         })
     };
-    thread::sleep(Duration::from_millis(200));
+    // The long-lived client has been answered `more` times after `since`
+    // (its failure ends the wait: the join below reports it).
+    let answered_again = |since: usize, more: usize, what: &str| {
+        wait_until(what, T, || {
+            let n = answered.load(Ordering::Relaxed);
+            if n >= since + more || long.is_finished() {
+                Ok(n)
+            } else {
+                Err(n)
+            }
+        })
+    };
+    // The storm starts once the long-lived client is being served.
+    answered_again(0, 1, "the long-lived client's first reply");
     // Each reload really changes something: the limits and the log settings
     // alternate. The file is replaced by rename, so every read sees a whole one.
     let variants = [
@@ -1004,7 +1024,14 @@ fn a_hundred_sighups_in_a_second_fail_no_client() {
         assert_eq!(unsafe { libc::kill(jamd.pid(), libc::SIGHUP) }, 0);
         thread::sleep(Duration::from_millis(10));
     }
-    thread::sleep(Duration::from_millis(500));
+    // It goes on asking through the end of the storm, while the last
+    // signals are handled, and is still answered after it.
+    let after_storm = answered.load(Ordering::Relaxed);
+    answered_again(
+        after_storm,
+        20,
+        "replies to the long-lived client after the storm",
+    );
     stop.store(true, Ordering::Relaxed);
     let long = long.join().unwrap();
     let result = load.finish();
@@ -1029,18 +1056,18 @@ fn a_hundred_sighups_in_a_second_fail_no_client() {
     .unwrap();
     std::fs::rename(&next, &jamd.config).unwrap();
     jamd.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let last = loop {
-        let reply = jamd.connect().ask("TIME");
-        if reply.starts_with("JAM ") && reply.matches('.').count() == 2 {
-            break reply;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the last file never took effect: {reply}"
-        );
-        thread::sleep(Duration::from_millis(100));
-    };
+    let last = wait_until(
+        "the last file to take effect",
+        Duration::from_secs(15),
+        || {
+            let reply = jamd.connect().ask("TIME");
+            if reply.starts_with("JAM ") && reply.matches('.').count() == 2 {
+                Ok(reply)
+            } else {
+                Err(reply)
+            }
+        },
+    );
     assert!(jam_time(&last.replace('.', ":")).is_some(), "{last}");
     let mut c = jamd.connect();
     assert_eq!(c.ask("TIME     "), "ERROR line too long");
@@ -1056,13 +1083,15 @@ fn sigterm_under_load_truncates_no_reply_and_exits_zero_in_time() {
     let addr = jamd.addr;
     let clients = 50;
     let ready = Arc::new(Barrier::new(clients + 1));
+    let replies_before = Arc::new(AtomicUsize::new(0));
     let replies_after = Arc::new(AtomicUsize::new(0));
     let term_sent = Arc::new(AtomicBool::new(false));
     let handles: Vec<_> = (0..clients)
         .map(|_| {
-            let (ready, term_sent, replies_after) = (
+            let (ready, term_sent, replies_before, replies_after) = (
                 Arc::clone(&ready),
                 Arc::clone(&term_sent),
+                Arc::clone(&replies_before),
                 Arc::clone(&replies_after),
             );
             thread::spawn(move || -> Result<String, String> {
@@ -1084,6 +1113,8 @@ fn sigterm_under_load_truncates_no_reply_and_exits_zero_in_time() {
                         Reply::Line(l) if jam_time(&l).is_some() => {
                             if term_sent.load(Ordering::Relaxed) {
                                 replies_after.fetch_add(1, Ordering::Relaxed);
+                            } else {
+                                replies_before.fetch_add(1, Ordering::Relaxed);
                             }
                             last = l;
                         }
@@ -1107,7 +1138,17 @@ fn sigterm_under_load_truncates_no_reply_and_exits_zero_in_time() {
         })
         .collect();
     ready.wait();
-    thread::sleep(Duration::from_millis(300));
+    // SIGTERM comes once the clients ask without pause: two replies each
+    // on average (a client that ended early ends the wait; it is judged
+    // below).
+    wait_until("the clients to be asking without pause", T, || {
+        let n = replies_before.load(Ordering::Relaxed);
+        if n >= 2 * clients || handles.iter().any(|h| h.is_finished()) {
+            Ok(())
+        } else {
+            Err(n)
+        }
+    });
     term_sent.store(true, Ordering::Relaxed);
     let t = Instant::now();
     // SAFETY: kill(2) on the pid of our own child.

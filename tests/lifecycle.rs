@@ -9,7 +9,9 @@ use std::os::fd::OwnedFd;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{parse_listening, ChildGuard, Client, Jamd, Lines, TempDir, JAMD};
+use common::{
+    parse_listening, recv_until, recv_within, ChildGuard, Client, Jamd, Lines, TempDir, JAMD,
+};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -102,10 +104,13 @@ fn requests_that_arrived_while_frozen_are_answered_first() {
             jamd.log()
         );
     }
-    jamd.child.signal(libc::SIGSTOP);
+    jamd.freeze();
     for c in &mut clients {
         c.send(b"TIME\r\n");
     }
+    // The freeze must outlast idle_timeout (2 s), so that the idle sweep
+    // finds these clients due when jamd runs again: time has to pass, and
+    // a frozen jamd shows no event to wait for.
     std::thread::sleep(Duration::from_secs(3));
     jamd.child.signal(libc::SIGCONT);
     for c in &mut clients {
@@ -119,7 +124,7 @@ fn requests_that_arrived_while_frozen_are_answered_first() {
 #[test]
 fn sigterm_serves_the_connections_waiting_in_the_listen_queue() {
     let mut jamd = Jamd::start("[server]\nshutdown_timeout = 5\n");
-    jamd.child.signal(libc::SIGSTOP);
+    jamd.freeze();
     let mut clients: Vec<Client> = (0..5).map(|_| jamd.connect()).collect();
     for c in &mut clients {
         c.send(b"TIME\r\n");
@@ -184,30 +189,27 @@ fn the_watchdog_stops_when_a_worker_is_stuck() {
         .env("WATCHDOG_USEC", "200000")
         .env("JAMD_TEST_FAULT", "hang");
     let jamd = Jamd::spawn(cmd, dir, config);
-    let count_for = |window: Duration| {
-        let end = std::time::Instant::now() + window;
-        let mut buf = [0u8; 512];
-        let mut n = 0;
-        while std::time::Instant::now() < end {
-            if let Ok(len) = sock.recv(&mut buf) {
-                n += String::from_utf8_lossy(&buf[..len])
-                    .lines()
-                    .filter(|l| *l == "WATCHDOG=1")
-                    .count();
-            }
-        }
-        n
-    };
-    assert!(
-        count_for(Duration::from_secs(1)) >= 3,
-        "pings while healthy"
+    let pings = |msg: &str| msg.lines().filter(|l| *l == "WATCHDOG=1").count();
+    // Three pings within a second (WATCHDOG_USEC is 0.2 s).
+    let mut seen = 0;
+    let third = recv_until(
+        |buf| sock.recv(buf),
+        Duration::from_secs(1),
+        |msg| {
+            seen += pings(msg);
+            seen >= 3
+        },
     );
+    assert!(third.is_some(), "pings while healthy: {seen}");
     // One worker admits this client and hangs.
     let _c = std::net::TcpStream::connect(jamd.addr).unwrap();
-    // The ping it answered just before it hung may still be sent: let it go.
-    count_for(Duration::from_millis(500));
+    // The ping it answered just before it hung may still be sent: let it
+    // go. Then no ping for two seconds: showing that none comes takes the
+    // time.
+    recv_within(|buf| sock.recv(buf), Duration::from_millis(500));
+    let late = recv_within(|buf| sock.recv(buf), Duration::from_secs(2));
     assert_eq!(
-        count_for(Duration::from_secs(2)),
+        late.iter().map(|m| pings(m)).sum::<usize>(),
         0,
         "no ping with a stuck worker"
     );

@@ -11,7 +11,6 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{repo, slots, temp_dir, ChildGuard, Client, Jamd};
@@ -20,11 +19,7 @@ const T: Duration = Duration::from_secs(10);
 
 /// promtool or prometheus: unpacked by .ci/run, or installed.
 fn prometheus_tool(name: &str) -> Option<PathBuf> {
-    let unpacked = repo().join("target/tools/root/usr/bin").join(name);
-    if unpacked.is_file() {
-        return Some(unpacked);
-    }
-    common::require_tool(name)
+    common::require_unpacked(name)
 }
 
 /// A jamd with metrics on a port the kernel picks, and that port.
@@ -154,14 +149,20 @@ fn expect_delta(
             .unwrap_or_else(|| panic!("{k} is not watched"));
         *want.get_mut(*full).unwrap() += d;
     }
-    let deadline = Instant::now() + T;
-    loop {
+    let got = common::poll_until(T, || {
         let now = counts(addr);
         if now == want {
-            assert_identity(&now);
-            return now;
+            Ok(now)
+        } else {
+            Err(now)
         }
-        if Instant::now() >= deadline {
+    });
+    match got {
+        Ok(now) => {
+            assert_identity(&now);
+            now
+        }
+        Err(now) => {
             let diff: Vec<_> = WATCHED
                 .iter()
                 .filter(|k| now[**k] != want[**k])
@@ -169,7 +170,6 @@ fn expect_delta(
                 .collect();
             panic!("counters after {delta:?}: {diff:?}");
         }
-        thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -593,12 +593,15 @@ fn the_per_source_table_is_shown_and_its_evictions_counted() {
     );
     let mut held = Client::connect_from("127.0.1.1", s.jamd.addr);
     assert!(held.ask("TIME").starts_with("JAM "));
-    let deadline = Instant::now() + T;
-    let mut all = scrape(s.metrics);
-    while all["jamd_tracked_sources"] != 1.0 && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(50));
-        all = scrape(s.metrics);
-    }
+    let all = common::poll_until(T, || {
+        let all = scrape(s.metrics);
+        if all["jamd_tracked_sources"] == 1.0 {
+            Ok(all)
+        } else {
+            Err(all)
+        }
+    })
+    .unwrap_or_else(|all| all);
     assert_eq!(all["jamd_tracked_sources"], 1.0, "one source with a client");
     assert_eq!(all["jamd_tracked_sources_evicted_total"], 0.0);
     // New sources one after another: the table is full, so the one seen
@@ -648,17 +651,19 @@ fn proxy_headers_are_counted_by_result() {
     c.send(b"PROXY TCP4 192.0.2.7");
     assert_eq!(c.line_raw(), "");
 
-    let deadline = Instant::now() + T;
-    let mut now = scrape(a);
     // The refusal is counted apart from the header's result: wait for both.
-    while (proxy(&now, "timeout") == proxy(&c0, "timeout")
-        || now[bad] - c0[bad] < 2.0
-        || now["jamd_connections_closed_total{reason=\"quit\"}"] < 1.0)
-        && Instant::now() < deadline
-    {
-        thread::sleep(Duration::from_millis(50));
-        now = scrape(a);
-    }
+    let now = common::poll_until(T, || {
+        let now = scrape(a);
+        if proxy(&now, "timeout") == proxy(&c0, "timeout")
+            || now[bad] - c0[bad] < 2.0
+            || now["jamd_connections_closed_total{reason=\"quit\"}"] < 1.0
+        {
+            Err(now)
+        } else {
+            Ok(now)
+        }
+    })
+    .unwrap_or_else(|now| now);
     for (result, want) in [
         ("proxy", 1.0),
         ("local", 1.0),
@@ -698,9 +703,7 @@ fn counters_survive_reloads_which_are_counted() {
         .reload(&format!("{same}\n[time]\nformat = \"%H:%M\"\n"));
     let c1 = expect_delta(s.metrics, &c0, &[("\"ok", 1.0)]);
     // A broken file: counted as failed, and nothing is reset.
-    s.jamd.write_config("[server]\nport = \"forty\"\n");
-    s.jamd.signal("HUP");
-    assert!(s.jamd.stderr.wait_for("reload failed", T).is_some());
+    s.jamd.reload_failing("[server]\nport = \"forty\"\n");
     expect_delta(s.metrics, &c1, &[("failed", 1.0)]);
     // Changing the metrics address needs a restart, and says so.
     s.jamd
@@ -846,18 +849,16 @@ fn a_real_prometheus_scrapes_jamd() {
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(&log).unwrap()),
         );
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut up = None;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = guard.0.try_wait() {
-                break;
+        // Until it scrapes jamd, or exits (a port taken: the next try).
+        let up = common::poll_until(Duration::from_secs(60), || {
+            let up = prom_query(api, "up{job=\"jamd\"}");
+            if up.as_deref() == Some("1") || matches!(guard.0.try_wait(), Ok(Some(_))) {
+                Ok(up)
+            } else {
+                Err(up)
             }
-            up = prom_query(api, "up{job=\"jamd\"}");
-            if up.as_deref() == Some("1") {
-                break;
-            }
-            thread::sleep(Duration::from_millis(250));
-        }
+        })
+        .unwrap_or_else(|up| up);
         if up.as_deref() != Some("1") {
             last_err = format!(
                 "up = {up:?}; prometheus said:\n{}",
@@ -873,15 +874,15 @@ fn a_real_prometheus_scrapes_jamd() {
             let mut c = s.jamd.connect();
             assert!(c.ask("TIME").starts_with("JAM "));
         }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut seen = None;
-        while Instant::now() < deadline {
-            seen = prom_query(api, "jamd_connections_accepted_total{job=\"jamd\"}");
+        let seen = common::poll_until(Duration::from_secs(30), || {
+            let seen = prom_query(api, "jamd_connections_accepted_total{job=\"jamd\"}");
             if seen.as_deref() == Some("5") {
-                break;
+                Ok(seen)
+            } else {
+                Err(seen)
             }
-            thread::sleep(Duration::from_millis(250));
-        }
+        })
+        .unwrap_or_else(|seen| seen);
         assert_eq!(seen.as_deref(), Some("5"));
         let refused = prom_query(
             api,

@@ -10,13 +10,13 @@
 mod common;
 
 use std::fs;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::supervisor::{current_user, packaged_daemon, Supervisor};
-use common::{free_port, jam_time, repo, repo_file, Client, SyslogSink, TempDir, JAMD};
+use common::{free_port, repo, repo_file, wait_listening, Client, SyslogSink, TempDir, JAMD};
 
 /// How long a daemon under test may take to answer or to log.
 const T: Duration = Duration::from_secs(10);
@@ -33,19 +33,6 @@ const UNITS: [&str; 6] = [
     "jamd-daytime.socket",
     "jamd-rfc868.socket",
 ];
-
-/// Whether `tool` is on PATH. When it is not: a skip message outside CI, a
-/// panic under CI.
-fn have_tool(tool: &str) -> bool {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()));
-    if !found {
-        common::skip::record_skip(&format!(
-            "`{tool}` is not installed (apt-get install systemd / dash)"
-        ));
-    }
-    found
-}
 
 fn text(output: &Output) -> String {
     format!(
@@ -143,9 +130,7 @@ fn verify_complaints(files: &[PathBuf]) -> Vec<String> {
 /// with `edit` (text in jamd.service, its replacement) made first: what it
 /// says about our units. None when systemd-analyze is missing.
 fn verify_copies(edit: Option<(&str, &str)>) -> Option<Vec<String>> {
-    if !have_tool("systemd-analyze") {
-        return None;
-    }
+    common::require_tool("systemd-analyze")?;
     let scratch = TempDir::new("verify");
     let files = units_with_built_binary(&scratch);
     if let Some((from, to)) = edit {
@@ -208,7 +193,7 @@ fn exposure(unit: &str) -> f64 {
 
 #[test]
 fn services_are_sandboxed_to_exposure_at_most_1_5() {
-    if !have_tool("systemd-analyze") {
+    if common::require_tool("systemd-analyze").is_none() {
         return;
     }
     for unit in ["jamd.service", "jamd-conn@.service"] {
@@ -418,7 +403,7 @@ fn write_script(path: &Path, body: &str) {
 
 #[test]
 fn cron_example_is_silent_when_ok_and_speaks_on_trouble() {
-    if !have_tool("sh") {
+    if common::require_tool("sh").is_none() {
         return;
     }
     let (printed, logged) = run_cron_job(0);
@@ -530,32 +515,10 @@ fn sink_config(scratch: &TempDir, sink: &SyslogSink) -> PathBuf {
     path
 }
 
-/// Waits (bounded) until something listens on `addr`; on failure shows `log`.
-fn wait_listening(addr: SocketAddr, log: &Path) {
-    let deadline = Instant::now() + T;
-    while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let log = fs::read_to_string(log).unwrap_or_default();
-    panic!("nothing listens on {addr}; daemon log:\n{log}");
-}
-
 /// Two clients in turn, each served by the jamd the inetd starts for it.
 fn assert_serves_jam(addr: SocketAddr, sink: &SyslogSink) {
     for _ in 0..2 {
-        let mut client = Client::connect(addr);
-        let reply = client.ask("TIME");
-        assert!(jam_time(&reply).is_some(), "TIME got {reply:?}");
-        assert_eq!(client.ask("HELLO"), "ERROR unknown command");
-        client.send(b"QUIT\r\n");
-        assert_eq!(
-            client.line_raw(),
-            "",
-            "nothing but replies may reach the client"
-        );
+        Client::connect(addr).assert_one_session();
     }
     assert!(
         sink.wait_for("reason=quit", T).is_some(),
@@ -587,7 +550,7 @@ fn assert_packaged_daemon_serves_jam(
     args(&mut cmd, &conf_path, &log, &scratch);
     let _daemon = Supervisor::spawn(&mut cmd);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    wait_listening(addr, &log);
+    wait_listening(addr, T, Some(&log));
     assert_serves_jam(addr, &sink);
 }
 

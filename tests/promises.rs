@@ -16,8 +16,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    free_port, jam_time, require_namespaces, slots, temp_dir, ChildGuard, Client, Jamd, Lines,
-    SyslogSink, JAMD, LOOPBACK_ARGS,
+    free_port, jam_time, require_namespaces, slots, tcp_queues, temp_dir, wait_until, ChildGuard,
+    Client, Jamd, Lines, SyslogSink, JAMD, LOOPBACK_ARGS,
 };
 
 const T: Duration = Duration::from_secs(15);
@@ -108,9 +108,18 @@ fn shutdown_timeout_0_closes_open_connections_at_once() {
 fn a_request_received_before_sigterm_is_answered_even_with_no_grace_period() {
     let mut jamd = Jamd::start("[server]\nshutdown_timeout = 0\n");
     let mut c = jamd.served_client();
-    jamd.signal("STOP");
+    jamd.freeze();
     c.send(b"TIME\r\nTIME\r\n");
-    std::thread::sleep(Duration::from_millis(200));
+    // Both requests wait in jamd's receive queue before the signal.
+    let (client, server) = (c.stream.local_addr().unwrap(), jamd.addr);
+    wait_until(
+        "the requests in frozen jamd's queue",
+        T,
+        || match tcp_queues(client, server) {
+            Some((0, 12)) => Ok(()),
+            other => Err(other),
+        },
+    );
     jamd.signal("TERM");
     jamd.signal("CONT");
     for _ in 0..2 {
@@ -402,18 +411,10 @@ fn log_level_warn_leaves_out_information() {
     );
     let stderr = Lines::collect(child.stderr.take().unwrap());
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + T;
-    let mut c = loop {
-        if let Ok(s) = TcpStream::connect(addr) {
-            break Client::from_stream(s);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "jamd never listened: {:#?}",
-            stderr.all()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let stream = wait_until(&format!("jamd to listen on {addr}"), T, || {
+        TcpStream::connect(addr).map_err(|e| (e, stderr.all()))
+    });
+    let mut c = Client::from_stream(stream);
     c.time();
     c.send(b"QUIT\r\n");
     assert!(c.closed());

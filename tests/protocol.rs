@@ -7,7 +7,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{jam_time, Jamd};
+use common::{jam_time, tcp_queues, wait_until, Jamd};
 
 const BASE: &str = "[time]\ntimezone = \"UTC\"\n";
 
@@ -138,9 +138,17 @@ fn a_request_split_over_packets_is_reassembled() {
     let jamd = Jamd::start(BASE);
     let mut c = jamd.connect();
     c.stream.set_nodelay(true).unwrap();
+    let (client, server) = (c.stream.local_addr().unwrap(), jamd.addr);
     for piece in [&b"T"[..], b"I", b"M", b"E", b"\r", b"\n"] {
         c.send(piece);
-        std::thread::sleep(Duration::from_millis(20));
+        // jamd reads each piece before the next is sent: a read of its own.
+        let what = format!("jamd to read {piece:?}");
+        wait_until(&what, Duration::from_secs(10), || {
+            match tcp_queues(client, server) {
+                Some((0, 0)) => Ok(()),
+                other => Err(other),
+            }
+        });
     }
     assert!(jam_time(&c.line()).is_some());
 }
@@ -218,6 +226,7 @@ fn complete_lines_reset_the_idle_timer() {
     let jamd = Jamd::start("[server]\nidle_timeout = 4\n");
     let mut c = jamd.connect();
     for _ in 0..4 {
+        // Time has to pass: the test shows a timeout that does not come.
         std::thread::sleep(Duration::from_millis(1500));
         assert!(jam_time(&c.ask("TIME")).is_some());
     }
@@ -242,6 +251,7 @@ fn sub_second_formats_show_milliseconds() {
     let jamd = Jamd::start("[time]\nformat = \"%H:%M:%S%.3f\"\n");
     let mut c = jamd.connect();
     let a = c.ask("TIME");
+    // The clock has to move for the two replies to differ: no event shows it.
     std::thread::sleep(Duration::from_millis(20));
     let b = c.ask("TIME");
     for reply in [&a, &b] {

@@ -131,23 +131,9 @@ fn v2_tcp(client: IpAddr, cport: u16, tlvs: &[u8]) -> Vec<u8> {
 
 /// Waits (bounded) for a line with every one of `needles`.
 fn wait_line(jamd: &Jamd, needles: &[&str]) -> String {
-    let deadline = Instant::now() + T;
-    loop {
-        if let Some(l) = jamd
-            .stderr
-            .all()
-            .into_iter()
-            .find(|l| needles.iter().all(|n| l.contains(n)))
-        {
-            return l;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no line with {needles:?}: {:#?}",
-            jamd.stderr.all()
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+    jamd.stderr
+        .wait_for_all(needles, T)
+        .unwrap_or_else(|| panic!("no line with {needles:?}: {:#?}", jamd.stderr.all()))
 }
 
 #[test]
@@ -487,11 +473,7 @@ impl Haproxy {
             log,
             _dir: dir,
         };
-        let deadline = Instant::now() + T;
-        while TcpStream::connect_timeout(&front, Duration::from_secs(1)).is_err() {
-            assert!(Instant::now() < deadline, "haproxy does not listen: {cfg}");
-            thread::sleep(Duration::from_millis(50));
-        }
+        common::wait_listening(front, T, Some(&h.log));
         h
     }
 }
@@ -614,11 +596,10 @@ fn a_fleet_behind_haproxy_loses_no_session_when_one_jamd_stops() {
     a.signal("TERM");
     assert_eq!(a.wait_exit(T), Some(0), "{:#?}", a.stderr.all());
     let served_by_b = b.stderr.count("connection from 127.0.0.6:");
-    let deadline = Instant::now() + T;
-    while b.stderr.count("connection from 127.0.0.6:") < served_by_b + 200 {
-        assert!(Instant::now() < deadline, "b serves no more sessions");
-        thread::sleep(Duration::from_millis(20));
-    }
+    let now = b
+        .stderr
+        .wait_for_count("connection from 127.0.0.6:", served_by_b + 200, T);
+    assert!(now >= served_by_b + 200, "b serves no more sessions");
     stop.store(true, Ordering::Release);
     let results = client.join().unwrap();
     let failed: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
@@ -684,25 +665,15 @@ fn connections_made_during_a_restart_wait_in_the_kernel_and_are_served() {
     );
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let wait_log = |needle: &str, n: usize| {
-        let deadline = Instant::now() + T;
-        while read_log().matches(needle).count() < n {
-            assert!(
-                Instant::now() < deadline,
-                "no {needle:?} x{n}: {}",
-                read_log()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
+        common::wait_until(&format!("{needle:?} x{n} in the log"), T, || {
+            let text = read_log();
+            let enough = text.matches(needle).count() >= n;
+            enough.then_some(()).ok_or(common::Verbatim(text))
+        });
     };
-    let mut first = None;
-    let deadline = Instant::now() + T;
-    while first.is_none() {
-        assert!(Instant::now() < deadline, "nothing listens: {}", read_log());
-        match session("127.0.0.1", addr) {
-            Ok(r) => first = Some(r),
-            Err(_) => thread::sleep(Duration::from_millis(50)),
-        }
-    }
+    common::wait_until("a first session served", T, || {
+        session("127.0.0.1", addr).map_err(|e| (e, common::Verbatim(read_log())))
+    });
     wait_log("using 1 socket(s) from the service manager", 1);
     let gen1 = common::process::children_of(sup.0.id());
     assert_eq!(gen1.len(), 1, "one jamd under the shell: {gen1:?}");

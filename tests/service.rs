@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::supervisor::{current_user, packaged_daemon, Supervisor};
 use common::{
-    free_port, jam_time, require_tool, temp_dir, ChildGuard, Client, Jamd, SyslogSink, TempDir,
-    JAMD,
+    free_port, jam_time, recv_until, require_tool, run_jamd, run_within, temp_dir, wait_file,
+    wait_file_holds, wait_until, ChildGuard, Client, Jamd, SyslogSink, TempDir, Verbatim, JAMD,
 };
 
 const T: Duration = Duration::from_secs(10);
@@ -22,19 +22,6 @@ fn write_config(dir: &Path, text: &str) -> PathBuf {
     let p = dir.join("jamd.toml");
     std::fs::write(&p, text).unwrap();
     p
-}
-
-/// Connects, retrying (bounded) while the server is still starting.
-fn connect_retry(addr: SocketAddr) -> Client {
-    let deadline = Instant::now() + T;
-    loop {
-        if std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok() {
-            // That probe connection is closed at once; now the real one.
-            return Client::connect(addr);
-        }
-        assert!(Instant::now() < deadline, "nothing listens on {addr}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// systemd-socket-activate listening on 127.0.0.1 at each of `ports` with
@@ -84,40 +71,24 @@ fn socket_activation_serves_the_passed_listeners() {
     // jamd's pid is the tool's pid and its stderr goes to the file.
     let mut child = ChildGuard::spawn(&mut activate);
     for port in [p1, p2] {
-        let mut c = connect_retry(SocketAddr::from(([127, 0, 0, 1], port)));
+        let mut c = Client::connect_retry(SocketAddr::from(([127, 0, 0, 1], port)));
         assert!(jam_time(&c.ask("TIME")).is_some());
     }
     // jamd writes its log from a thread of its own: wait (bounded) for it.
-    let text = wait_file_contains(
+    let text = wait_file_holds(
         &log,
         &[
             "jamd: using 2 socket(s) from the service manager",
             &format!("listening on 127.0.0.1:{p1} (from the service manager)"),
             &format!("listening on 127.0.0.1:{p2} (from the service manager)"),
         ],
+        T,
     );
     // It did not bind anything of its own (the configured port is 45000).
     assert!(!text.contains("(backlog "), "{text}");
     child.signal(libc::SIGTERM);
     let status = child.wait_timeout(T).expect("jamd did not stop on SIGTERM");
     assert_eq!(status.code(), Some(0));
-}
-
-/// Waits (bounded) until the file holds every one of `needles`; its text.
-fn wait_file_contains(path: &Path, needles: &[&str]) -> String {
-    let deadline = Instant::now() + T;
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        if needles.iter().all(|n| text.contains(n)) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} never held all of {needles:?}: {text}",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -136,12 +107,7 @@ fn socket_activation_with_accept_serves_one_connection_per_process() {
     let child = Supervisor::spawn(&mut activate);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     for _ in 0..2 {
-        let mut c = connect_retry(addr);
-        let reply = c.ask("TIME");
-        assert!(jam_time(&reply).is_some(), "{reply:?}");
-        assert_eq!(c.ask("HELLO"), "ERROR unknown command");
-        c.send(b"QUIT\r\n");
-        assert_eq!(c.line_raw(), "", "closed after QUIT, nothing else sent");
+        Client::connect_retry(addr).assert_one_session();
     }
     assert!(sink
         .wait_for("using 1 socket(s) from the service manager", T)
@@ -154,23 +120,21 @@ fn socket_activation_with_accept_serves_one_connection_per_process() {
         "{closed}"
     );
     // Each per-connection jamd has exited.
-    let deadline = Instant::now() + T;
-    while !child.children().is_empty() {
-        assert!(Instant::now() < deadline, "per-connection jamd lingers");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("the per-connection jamds to exit", T, || {
+        let left = child.children();
+        left.is_empty().then_some(()).ok_or(left)
+    });
     // …and each exited 0 (`Child PID died with code N`; connect_retry's
     // probe connections started one each too).
-    let deadline = Instant::now() + T;
-    let text = loop {
+    let text = wait_until("every exit reported", T, || {
         let text = std::fs::read_to_string(&tool_log).unwrap_or_default();
         let spawned = text.matches("Spawned ").count();
         if spawned >= 2 && text.matches("died with code").count() == spawned {
-            break text;
+            Ok(text)
+        } else {
+            Err(Verbatim(text))
         }
-        assert!(Instant::now() < deadline, "exits not all reported: {text}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    });
     let codes: Vec<&str> = text
         .lines()
         .filter_map(|l| l.split("died with code ").nth(1))
@@ -186,12 +150,12 @@ fn activated_log(config: &str, port: u16) -> Option<String> {
     let log = dir.join("stderr.log");
     let mut activate = socket_activate(&[port], &[], &cfg, &["--log", "stderr"], &log)?;
     let mut child = ChildGuard::spawn(&mut activate);
-    let mut c = connect_retry(SocketAddr::from(([127, 0, 0, 1], port)));
+    let mut c = Client::connect_retry(SocketAddr::from(([127, 0, 0, 1], port)));
     let reply = c.ask("TIME");
     assert!(jam_time(&reply).is_some(), "{reply:?}");
     c.send(b"QUIT\r\n");
     assert_eq!(c.line_raw(), "", "closed after QUIT, nothing else sent");
-    wait_file_contains(&log, &["(from the service manager)"]);
+    wait_file(&log, "(from the service manager)", T);
     child.signal(libc::SIGTERM);
     let _ = child.wait_timeout(T);
     Some(std::fs::read_to_string(&log).unwrap())
@@ -246,19 +210,13 @@ fn listen_fds_for_another_process_are_ignored_with_a_warning() {
 fn run_activated(env: &str, redirect: &str) -> (Option<i32>, String) {
     let dir = temp_dir("activated");
     let cfg = write_config(&dir, "");
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "LISTEN_PID=$$ {env} exec {JAMD} -c {} --log stderr {redirect}",
-            cfg.display()
-        ))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut sh = Command::new("sh");
+    sh.arg("-c").arg(format!(
+        "LISTEN_PID=$$ {env} exec {JAMD} -c {} --log stderr {redirect}",
+        cfg.display()
+    ));
+    let (code, _, err) = run_within(&mut sh, T);
+    (code, err)
 }
 
 #[test]
@@ -311,29 +269,21 @@ fn inetd_nowait_runs_jamd_per_connection_and_nothing_but_replies_reach_the_clien
         return;
     };
     for _ in 0..2 {
-        let mut c = connect_retry(addr);
-        assert!(jam_time(&c.ask("TIME")).is_some());
-        assert_eq!(c.ask("BOGUS"), "ERROR unknown command");
-        c.send(b"QUIT\r\n");
-        // Only replies: no log line leaked onto the connection (stderr is the socket).
-        assert_eq!(c.line_raw(), "");
+        // Only replies: no log line leaks onto the connection (stderr is the socket).
+        Client::connect_retry(addr).assert_one_session();
     }
     assert!(sink.wait_for("connection from 127.0.0.1:", T).is_some());
     assert!(sink.wait_for("reason=quit", T).is_some());
     // Each jamd exits once its connection is over, also when TIME and QUIT
     // arrive together and the connection ends before jamd ever waits.
-    let mut c = connect_retry(addr);
+    let mut c = Client::connect_retry(addr);
     c.send(b"TIME\r\nQUIT\r\n");
     assert!(jam_time(&c.line()).is_some());
     assert_eq!(c.line_raw(), "");
-    let deadline = Instant::now() + T;
-    while !inetd.children().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "jamd lingers after its connection"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("jamd to exit after its connection", T, || {
+        let left = inetd.children();
+        left.is_empty().then_some(()).ok_or(left)
+    });
     drop(inetd);
 }
 
@@ -343,7 +293,7 @@ fn inetd_wait_hands_jamd_the_listening_socket() {
     let Some((inetd, addr, _dir)) = run_inetd("wait", &sink) else {
         return;
     };
-    let mut a = connect_retry(addr);
+    let mut a = Client::connect_retry(addr);
     assert!(jam_time(&a.ask("TIME")).is_some());
     // One jamd accepts every later client itself.
     let mut b = Client::connect(addr);
@@ -357,12 +307,8 @@ fn inetd_wait_hands_jamd_the_listening_socket() {
 
 #[test]
 fn inetd_flag_without_a_socket_on_stdin_exits_1() {
-    let out = Command::new(JAMD)
-        .args(["--inetd", "--log", "stderr"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    let (code, _, err) = run_jamd(&["--inetd", "--log", "stderr"], T);
+    assert_eq!(code, Some(1), "{err}");
 }
 
 /// Receives notify datagrams (bounded) until one satisfies `pred`.
@@ -371,17 +317,7 @@ fn notify_wait(
     timeout: Duration,
     pred: impl Fn(&str) -> bool,
 ) -> Option<String> {
-    let deadline = Instant::now() + timeout;
-    let mut buf = [0u8; 1024];
-    while Instant::now() < deadline {
-        if let Ok(n) = sock.recv(&mut buf) {
-            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-            if pred(&msg) {
-                return Some(msg);
-            }
-        }
-    }
-    None
+    recv_until(|buf| sock.recv(buf), timeout, pred)
 }
 
 fn notify_socket(name: &str) -> (UnixDatagram, PathBuf, TempDir) {

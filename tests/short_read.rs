@@ -44,21 +44,3 @@ fn request_and_fin_in_one_burst_get_the_reply_then_close() {
         .wait_for_count("reason=eof", clients, Duration::from_secs(10));
     assert_eq!(closed, clients, "{:?}", jamd.stderr.all());
 }
-
-trait CountLines {
-    fn wait_for_count(&self, needle: &str, n: usize, timeout: Duration) -> usize;
-}
-
-impl CountLines for common::Lines {
-    /// Waits (bounded) until `n` lines contain `needle`; returns how many do.
-    fn wait_for_count(&self, needle: &str, n: usize, timeout: Duration) -> usize {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            let seen = self.count(needle);
-            if seen >= n || std::time::Instant::now() >= deadline {
-                return seen;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}

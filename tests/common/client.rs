@@ -3,8 +3,12 @@
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 
-use socket2::{Domain, Socket, Type};
+use std::path::Path;
 use std::time::Duration;
+
+use socket2::{Domain, Socket, Type};
+
+use super::wait::{wait_until, Verbatim};
 
 /// How long a read waits for the server before the test gives up on it.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -21,6 +25,15 @@ impl Client {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
             .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
         Client::from_stream(stream)
+    }
+
+    /// Connects to `addr` once something listens there, retrying (bounded)
+    /// while it starts (a supervisor, a proxy). The probe that found it
+    /// listening is closed at once, and this client is a second connection
+    /// (under `Accept=yes`, each starts a jamd of its own).
+    pub fn connect_retry(addr: SocketAddr) -> Client {
+        drop(wait_listening(addr, LISTEN_WITHIN, None));
+        Client::connect(addr)
     }
 
     /// Connects (bounded) from the local address `src` to `to`; panics if it cannot.
@@ -76,6 +89,20 @@ impl Client {
         assert!(self.closed(), "still open after {last:?}");
     }
 
+    /// Checks a whole session with a jamd started for this one connection
+    /// (by inetd, or socket activation with `Accept=yes`): TIME is
+    /// answered, an unknown command refused, and QUIT closes with nothing
+    /// else sent (nothing but replies reach the client: no log line leaks
+    /// onto a connection that is jamd's stdio).
+    pub fn assert_one_session(&mut self) {
+        let reply = self.ask("TIME");
+        assert!(jam_time(&reply).is_some(), "TIME got {reply:?}");
+        assert_eq!(self.ask("HELLO"), "ERROR unknown command");
+        self.send(b"QUIT\r\n");
+        let after = self.line_raw();
+        assert_eq!(after, "", "closed after QUIT, nothing but replies sent");
+    }
+
     /// True when the server closed the connection — EOF, or a reset — with
     /// nothing more sent, within the read timeout. A timeout (the connection
     /// is still open) and unread bytes are both "not closed".
@@ -120,6 +147,23 @@ impl Client {
     }
 }
 
+/// How long a supervisor or proxy may take to listen, on a loaded machine.
+const LISTEN_WITHIN: Duration = Duration::from_secs(10);
+
+/// A stream connected to `addr` as soon as something listens there,
+/// retrying (bounded by `within`) while it starts. When nothing does in
+/// time, panics with the last error and, if given, the text of `log` (the
+/// starting program's log file).
+#[track_caller]
+pub fn wait_listening(addr: SocketAddr, within: Duration, log: Option<&Path>) -> TcpStream {
+    wait_until(&format!("something to listen on {addr}"), within, || {
+        TcpStream::connect_timeout(&addr, Duration::from_secs(1)).map_err(|e| {
+            let log = log.map(|p| Verbatim(std::fs::read_to_string(p).unwrap_or_default()));
+            (e, log)
+        })
+    })
+}
+
 /// A stream connected (bounded) from the local address `src` to `to`, with
 /// the bounded read timeout: 127.0.0.2, … play other hosts. Panics if it cannot.
 pub fn connect_from(src: &str, to: SocketAddr) -> TcpStream {
@@ -132,6 +176,40 @@ pub fn connect_from(src: &str, to: SocketAddr) -> TcpStream {
     let stream: TcpStream = sock.into();
     stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
     stream
+}
+
+/// The queues of an IPv4 TCP connection on this host, from /proc/net/tcp:
+/// the bytes `client` sent that its kernel has not seen acked, and the
+/// bytes that reached `server` and wait there unread. (0, 0): the server
+/// has read all that was sent. None while either side is not listed.
+pub fn tcp_queues(client: SocketAddr, server: SocketAddr) -> Option<(u64, u64)> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    // `0100007F:1F90`: the address as the kernel's u32 in hex, the port.
+    let hex = |a: SocketAddr| match a {
+        SocketAddr::V4(v4) => format!(
+            "{:08X}:{:04X}",
+            u32::from_ne_bytes(v4.ip().octets()),
+            v4.port()
+        ),
+        SocketAddr::V6(_) => String::new(),
+    };
+    // `tx_queue:rx_queue` of the row for this local and remote address.
+    let queues = |local: &str, remote: &str| {
+        table.lines().find_map(|row| {
+            let f: Vec<&str> = row.split_whitespace().collect();
+            if f.len() > 4 && f[1] == local && f[2] == remote {
+                let (tx, rx) = f[4].split_once(':')?;
+                let hex = |q| u64::from_str_radix(q, 16).ok();
+                Some((hex(tx)?, hex(rx)?))
+            } else {
+                None
+            }
+        })
+    };
+    let (c, s) = (hex(client), hex(server));
+    let (unacked, _) = queues(&c, &s)?;
+    let (_, unread) = queues(&s, &c)?;
+    Some((unacked, unread))
 }
 
 /// Parses `hh:mm:ss` from a `JAM hh:mm:ss` reply.

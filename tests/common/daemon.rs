@@ -5,6 +5,7 @@
 //! (Named `daemon`, not `jamd`: a glob `use common::*` must not shadow the
 //! `jamd` crate.)
 
+use std::cell::Cell;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,9 +15,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::client::Client;
-use super::process::ChildGuard;
+use super::process::{thread_states, ChildGuard};
 use super::syslog::{syslog_config, SyslogSink};
 use super::tmp::TempDir;
+use super::wait::{poll_until_woken, wait_until};
 
 /// The jamd binary cargo built for these tests.
 pub const JAMD: &str = env!("CARGO_BIN_EXE_jamd");
@@ -81,19 +83,60 @@ impl Lines {
     /// Waits (bounded) for a line containing `needle` written after `mark`
     /// (from [`Lines::mark`]); returns the first such line.
     pub fn wait_for_after(&self, mark: usize, needle: &str, timeout: Duration) -> Option<String> {
-        let deadline = Instant::now() + timeout;
+        self.wait_lines(timeout, |lines| {
+            let found = lines.iter().skip(mark).find(|l| l.contains(needle));
+            found.cloned().ok_or(())
+        })
+        .ok()
+    }
+
+    /// Waits (bounded) for a line containing every one of `needles`;
+    /// returns the first such line.
+    pub fn wait_for_all(&self, needles: &[&str], timeout: Duration) -> Option<String> {
+        self.wait_lines(timeout, |lines| {
+            let found = lines.iter().find(|l| needles.iter().all(|n| l.contains(n)));
+            found.cloned().ok_or(())
+        })
+        .ok()
+    }
+
+    /// Waits (bounded) until `n` lines contain `needle`; returns how many
+    /// do then (fewer than `n` when time ran out).
+    pub fn wait_for_count(&self, needle: &str, n: usize, timeout: Duration) -> usize {
+        let seen = self.wait_lines(timeout, |lines| {
+            let seen = lines.iter().filter(|l| l.contains(needle)).count();
+            if seen >= n {
+                Ok(seen)
+            } else {
+                Err(seen)
+            }
+        });
+        seen.unwrap_or_else(|seen| seen)
+    }
+
+    /// Tries `probe` on the lines so far, and again as soon as more come,
+    /// until it gives `Ok` or `timeout` runs out: its value, or the state
+    /// it gave last.
+    fn wait_lines<T, S>(
+        &self,
+        timeout: Duration,
+        mut probe: impl FnMut(&[String]) -> Result<T, S>,
+    ) -> Result<T, S> {
         let (m, c) = &*self.inner;
-        let mut lines = m.lock().unwrap();
-        loop {
-            if let Some(l) = lines.iter().skip(mark).find(|l| l.contains(needle)) {
-                return Some(l.clone());
+        let seen = Cell::new(0);
+        let try_lines = || {
+            let lines = m.lock().unwrap();
+            seen.set(lines.len());
+            probe(&lines)
+        };
+        // Woken by a new line; asleep while none comes.
+        let until_more = |longest| {
+            let lines = m.lock().unwrap();
+            if lines.len() == seen.get() {
+                drop(c.wait_timeout(lines, longest).unwrap());
             }
-            let now = Instant::now();
-            if now >= deadline {
-                return None;
-            }
-            lines = c.wait_timeout(lines, deadline - now).unwrap().0;
-        }
+        };
+        poll_until_woken(timeout, try_lines, until_more)
     }
 
     /// How many lines contain `needle`.
@@ -259,6 +302,18 @@ impl Jamd {
             other => panic!("no signal named {other}"),
         };
         self.child.signal(num);
+    }
+
+    /// Freezes jamd with SIGSTOP and waits (bounded) until every one of its
+    /// threads has stopped (a signal takes effect as each thread next
+    /// runs): from then on it reads and answers nothing until SIGCONT.
+    pub fn freeze(&self) {
+        self.signal("STOP");
+        wait_until("every thread of jamd stopped", RELOAD_TIMEOUT, || {
+            let states = thread_states(self.pid());
+            let stopped = !states.is_empty() && states.iter().all(|&s| s == 'T');
+            stopped.then_some(()).ok_or(states)
+        });
     }
 
     /// Waits (bounded) for jamd to exit; returns its exit code.

@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+use super::wait::poll_until;
+
 /// Longest any fake server or helper thread lives (jamc's watch runs
 /// several checks against one server).
 const SERVER_LIFETIME: Duration = Duration::from_secs(90);
-/// Longest a jamc run may take before the test kills it and fails.
-pub const JAMC_BOUND: Duration = Duration::from_secs(20);
+pub use super::process::JAMC_BOUND;
 
 /// What an [`Behaviour::Answer`] server sends for one TIME, made from this
 /// machine's clock when the request was read; the bytes go out as they are.
@@ -125,11 +126,15 @@ impl FakeServer {
 
     /// Waits (bounded) until `n` lines have been received; jamc's QUIT may land after it exits.
     pub fn wait_for_lines(&self, n: usize) -> Vec<String> {
-        let end = Instant::now() + Duration::from_secs(5);
-        while self.received().len() < n && Instant::now() < end {
-            thread::sleep(Duration::from_millis(10));
-        }
-        self.received()
+        poll_until(Duration::from_secs(5), || {
+            let lines = self.received();
+            if lines.len() >= n {
+                Ok(lines)
+            } else {
+                Err(lines)
+            }
+        })
+        .unwrap_or_else(|lines| lines)
     }
 }
 

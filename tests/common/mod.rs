@@ -5,21 +5,29 @@
 //!   it need not listen), signal it, reload it (`reload`, `reload_failing`,
 //!   `reloaded_under`), read what it logs; it is killed by its pid when
 //!   dropped.
-//! - [`client`]: a JAM client with bounded reads (`time`, `told_and_closed`).
+//! - [`client`]: a JAM client with bounded reads (`time`, `told_and_closed`),
+//!   and `wait_listening` for a server that is starting.
 //! - [`fake`]: an independent JAM server that can misbehave (for jamc).
 //! - [`process`]: a kill-on-drop guard for any child, and bounded runs of
-//!   `jamd`/`jamc`/any tool to completion (`check_config`: `jamd -t`).
+//!   `jamd`/`jamc`/any tool to completion: one, `run_fed`, and the shapes
+//!   the tests take it in (`run_bounded`, `run_within`, `run_jamd`, `jamc`,
+//!   `check_config`: `jamd -t`).
 //! - [`relay`]: a delaying relay on loopback (TCP or UDP), for slow and
 //!   asymmetric links.
 //! - [`supervisor`]: inetd, xinetd or systemd-socket-activate under test,
 //!   stopped with the jamds it started.
-//! - [`syslog`]: a unix datagram socket standing in for /dev/log.
+//! - [`syslog`]: a unix datagram socket standing in for /dev/log, and
+//!   `recv_until`/`recv_within` for any datagram socket (syslog over UDP,
+//!   sd_notify).
 //! - [`skip`]: the one way a test skips (a failure under `CI=true`), also
 //!   for a missing tool or namespaces.
 //! - [`slots`]: fill jamd's connection slots, see a newcomer refused and a
 //!   slot come back.
 //! - [`tmp`]: private temporary directories removed on drop, and
 //!   `write_file`.
+//! - [`wait`]: `wait_until`, the one bounded polling loop: it names what
+//!   it awaited and shows the last state when time runs out (`poll_until`
+//!   when the caller decides), and `wait_file` for a file a child writes.
 //! - [`repo`] and [`repo_file`]: the repository's own files (docs, units,
 //!   Cargo.toml) as the tests read them.
 //!
@@ -37,6 +45,7 @@ pub mod slots;
 pub mod supervisor;
 pub mod syslog;
 pub mod tmp;
+pub mod wait;
 
 /// The repository's root (where Cargo.toml is).
 pub fn repo() -> &'static std::path::Path {
@@ -50,14 +59,16 @@ pub fn repo_file(rel: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
-pub use client::{jam_time, Client};
+pub use client::{jam_time, tcp_queues, wait_listening, Client};
 pub use daemon::{
     parse_listening, spawn_jamd, Jamd, Lines, JAMC, JAMD, LOOPBACK_ARGS, LOOPBACK_FILE_LOG,
 };
 pub use fake::{closed_port, free_port, Behaviour, FakeServer};
 pub use process::{
-    check_config, jamc, run_bounded, run_jamd, run_within, Checked, ChildGuard, Run, JAMC_BOUND,
+    check_config, jamc, run_bounded, run_fed, run_jamd, run_within, Checked, ChildGuard, Finished,
+    Run, JAMC_BOUND,
 };
-pub use skip::{in_ci, require_namespaces, require_tool};
-pub use syslog::{syslog_config, SyslogSink};
+pub use skip::{in_ci, require_namespaces, require_tool, require_tool_in, require_unpacked};
+pub use syslog::{recv_until, recv_within, syslog_config, SyslogSink};
 pub use tmp::{temp_dir, write_file, TempDir};
+pub use wait::{poll_until, poll_until_woken, wait_file, wait_file_holds, wait_until, Verbatim};

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::daemon::{JAMC, JAMD};
 use super::tmp::{temp_dir, write_file};
+use super::wait::poll_until;
 
 /// Longest a jamc run may take before the test kills it and fails.
 pub const JAMC_BOUND: Duration = Duration::from_secs(20);
@@ -47,16 +48,7 @@ impl ChildGuard {
 
     /// Waits (bounded) for it to exit; None if it is still running.
     pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.0.try_wait().expect("try_wait") {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
+        poll_until(timeout, || self.0.try_wait().expect("try_wait").ok_or(())).ok()
     }
 }
 
@@ -82,6 +74,47 @@ impl Drop for ChildGuard {
     }
 }
 
+/// What [`run_fed`], the one bounded run, saw.
+#[derive(Debug)]
+pub struct Finished {
+    /// How it ended; None when it outlived its bound and was killed.
+    pub status: Option<ExitStatus>,
+    /// What it wrote to its standard output (until killed, if it was).
+    pub stdout: String,
+    /// What it wrote to its standard error.
+    pub stderr: String,
+    /// How long it ran.
+    pub took: Duration,
+}
+
+impl Finished {
+    /// Its exit code; None when it was killed (at the bound, or by a signal).
+    pub fn code(&self) -> Option<i32> {
+        self.status.and_then(|s| s.code())
+    }
+}
+
+/// The one bounded run: starts `cmd` with `stdin` (a pipe is closed at
+/// once: it reads EOF; stdout and stderr are read on helper threads, so a
+/// full pipe never blocks it), waits at most
+/// `bound`, and kills it by its pid and reaps it if it still runs then.
+/// The functions below are the shapes the tests take it in.
+pub fn run_fed(cmd: &mut Command, stdin: Stdio, bound: Duration) -> Finished {
+    let started = Instant::now();
+    let (mut child, out, err) = spawn_piped(cmd.stdin(stdin));
+    drop(child.stdin.take());
+    let status = child.wait_timeout(bound);
+    let took = started.elapsed();
+    // Kills and reaps it if it is still running, which ends the pipes.
+    drop(child);
+    Finished {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+        took,
+    }
+}
+
 /// What a bounded run gave.
 #[derive(Debug)]
 pub struct Run {
@@ -96,36 +129,28 @@ pub fn jamc(args: &[&str]) -> Run {
     run_bounded(Command::new(JAMC).args(args), JAMC_BOUND)
 }
 
-/// Runs any command with a bound (killed and a failure past it); stdout and
-/// stderr are read on helper threads so a full pipe never blocks it.
+/// Runs any command (stdin empty) with a bound: killed and a failure past
+/// it; its exit code is -1 when a signal ended it.
 pub fn run_bounded(cmd: &mut Command, bound: Duration) -> Run {
-    let started = Instant::now();
-    let (mut child, out, err) = spawn_piped(cmd);
-    let Some(status) = child.wait_timeout(bound) else {
-        drop(child);
-        panic!("{cmd:?} ran longer than {bound:?}; killed");
+    let ran = run_fed(cmd, Stdio::null(), bound);
+    let Some(status) = ran.status else {
+        panic!(
+            "{cmd:?} ran longer than {bound:?}; killed. Its stderr: {}",
+            ran.stderr
+        );
     };
-    let took = started.elapsed();
     Run {
         code: status.code().unwrap_or(-1),
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
-        took,
+        stdout: ran.stdout,
+        stderr: ran.stderr,
+        took: ran.took,
     }
 }
 
 /// Runs jamd with arguments to completion (bounded) and returns (exit code,
 /// stdout, stderr); the code is None if it had to be killed.
 pub fn run_jamd(args: &[&str], timeout: Duration) -> (Option<i32>, String, String) {
-    let (mut child, out, err) = spawn_piped(Command::new(JAMD).args(args));
-    match child.wait_timeout(timeout) {
-        Some(status) => (
-            status.code(),
-            out.join().unwrap_or_default(),
-            err.join().unwrap_or_default(),
-        ),
-        None => (None, String::new(), "timed out".into()),
-    }
+    run_within(Command::new(JAMD).args(args), timeout)
 }
 
 /// What `jamd -t` made of a configuration file.
@@ -156,19 +181,27 @@ pub fn check_config(config: &str, args: &[&str]) -> Checked {
 /// Longest a `jamd -t` may take.
 const CHECK_BOUND: Duration = Duration::from_secs(20);
 
-/// Runs any command for at most `bound` (stdin empty; stdout and stderr read
-/// on helper threads): its exit code, None when it had to be killed, and what
-/// it wrote until then.
+/// Runs any command for at most `bound` (stdin empty): its exit code, None
+/// when it had to be killed, and what it wrote until then.
 pub fn run_within(cmd: &mut Command, bound: Duration) -> (Option<i32>, String, String) {
-    let (mut child, out, err) = spawn_piped(cmd);
-    let code = child.wait_timeout(bound).and_then(|status| status.code());
-    // Kills and reaps it if it is still running, which ends the pipes.
-    drop(child);
-    (
-        code,
-        out.join().unwrap_or_default(),
-        err.join().unwrap_or_default(),
-    )
+    let ran = run_fed(cmd, Stdio::null(), bound);
+    (ran.code(), ran.stdout, ran.stderr)
+}
+
+/// The state of each thread of a process, from /proc (`R` running, `S`
+/// sleeping, `T` stopped by a signal, …): a SIGSTOP has taken effect when
+/// every one is `T`.
+pub fn thread_states(pid: i32) -> Vec<char> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"));
+    let mut states: Vec<char> = tasks
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("stat")).ok())
+        .filter_map(|stat| stat.rsplit(')').next()?.trim_start().chars().next())
+        .collect();
+    states.sort_unstable();
+    states
 }
 
 /// Children of a process, from /proc.
@@ -191,12 +224,10 @@ pub fn children_of(pid: u32) -> Vec<u32> {
 
 type Reader = thread::JoinHandle<String>;
 
+/// Spawns `cmd` (its stdin as the caller set it) with stdout and stderr
+/// piped, each read to its end on a thread of its own.
 fn spawn_piped(cmd: &mut Command) -> (ChildGuard, Reader, Reader) {
-    let mut child = ChildGuard::spawn(
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped()),
-    );
+    let mut child = ChildGuard::spawn(cmd.stdout(Stdio::piped()).stderr(Stdio::piped()));
     let out = drain(
         child
             .stdout

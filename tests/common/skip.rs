@@ -2,6 +2,9 @@
 //! is also appended to a list (`target/test-skips.txt`, or `$JAMD_SKIP_FILE`)
 //! that `scripts/test` prints at the end. Under `CI=true` a skip is a
 //! failure: CI installs every tool and must run every test.
+//!
+//! The library's unit tests include this file by path too (src/listen.rs,
+//! for a host without IPv6): it uses std only.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -66,9 +69,34 @@ pub fn record_skip(reason: &str) {
 /// test is recorded as skipped (a failure under `CI=true`) and None comes
 /// back: the caller returns.
 pub fn require_tool(name: &str) -> Option<PathBuf> {
-    let found = find_tool(name, &[]);
+    require_tool_in(name, &[])
+}
+
+/// Like [`require_tool`], looking in the `extra` directories after PATH
+/// (a plugin directory, say).
+pub fn require_tool_in(name: &str, extra: &[PathBuf]) -> Option<PathBuf> {
+    let found = find_tool(name, extra);
     if found.is_none() {
         record_skip(&format!("{name} is not installed"));
+    }
+    found
+}
+
+/// A program from a Debian package that .ci/run unpacks into
+/// target/tools/root (one that would start a service if installed, or
+/// conflicts with another: prometheus, inetd, xinetd), found there first,
+/// then on PATH or in /usr/sbin. Missing, as [`require_tool`].
+pub fn require_unpacked(name: &str) -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools/root");
+    let unpacked = ["usr/bin", "usr/sbin"]
+        .iter()
+        .map(|dir| root.join(dir).join(name))
+        .find(|p| p.is_file());
+    let found = unpacked.or_else(|| find_tool(name, &[PathBuf::from("/usr/sbin")]));
+    if found.is_none() {
+        record_skip(&format!(
+            "{name} is neither in target/tools/root (.ci/run unpacks it there) nor installed"
+        ));
     }
     found
 }

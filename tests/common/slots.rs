@@ -1,10 +1,11 @@
 //! jamd's connection slots from a client's side: fill them, see a newcomer
 //! refused, see a slot come back when its client leaves.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::client::{jam_time, Client};
 use super::daemon::Jamd;
+use super::wait::wait_until;
 
 /// How long a freed slot may take to be given to a newcomer.
 const FREED_WITHIN: Duration = Duration::from_secs(15);
@@ -31,13 +32,8 @@ pub fn assert_refused(mut c: Client) {
 pub fn assert_slot_comes_back(jamd: &Jamd, mut held: Client) {
     held.send(b"QUIT\r\n");
     assert!(held.closed(), "QUIT closes");
-    let deadline = Instant::now() + FREED_WITHIN;
-    loop {
+    wait_until("a newcomer served in the freed slot", FREED_WITHIN, || {
         let reply = jamd.connect().ask("TIME");
-        if jam_time(&reply).is_some() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "slot never freed: {reply}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        jam_time(&reply).map(drop).ok_or(reply)
+    });
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use super::process::children_of;
-use super::skip::record_skip;
+use super::skip::require_unpacked;
 
 /// A running supervisor; dropping it kills the jamd processes it started
 /// that still run, then itself.
@@ -50,18 +50,7 @@ impl Drop for Supervisor {
 /// installing one would start a system inetd), or installed in /usr/sbin.
 /// None, recorded as a skip (a failure under `CI=true`), when neither.
 pub fn packaged_daemon(name: &str) -> Option<PathBuf> {
-    let unpacked = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("target/tools/root/usr/sbin")
-        .join(name);
-    let installed = Path::new("/usr/sbin").join(name);
-    let found = [unpacked, installed].into_iter().find(|p| p.is_file());
-    if found.is_none() {
-        record_skip(&format!(
-            "{name} is in neither target/tools/root/usr/sbin nor /usr/sbin \
-             (.ci/run unpacks it)"
-        ));
-    }
-    found
+    require_unpacked(name)
 }
 
 /// The user the tests run as (`id -un`), for the user field of an inetd

@@ -1,5 +1,6 @@
 //! A unix datagram socket standing in for /dev/log.
 
+use std::io;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -33,48 +34,68 @@ impl SyslogSink {
 
     /// Receives datagrams until one contains `needle` (bounded); returns it.
     pub fn wait_for(&self, needle: &str, timeout: Duration) -> Option<String> {
-        let deadline = Instant::now() + timeout;
-        let mut buf = vec![0u8; 4096];
-        while Instant::now() < deadline {
-            if let Ok(n) = self.sock.recv(&mut buf) {
-                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-                if msg.contains(needle) {
-                    return Some(msg);
-                }
-            }
-        }
-        None
+        recv_until(
+            |buf| self.sock.recv(buf),
+            timeout,
+            |msg| msg.contains(needle),
+        )
     }
 
     /// Every datagram up to and including the first that contains `needle`
     /// (bounded: returns what came if it never does).
     pub fn collect_until(&self, needle: &str, timeout: Duration) -> Vec<String> {
-        let deadline = Instant::now() + timeout;
-        let mut buf = vec![0u8; 4096];
         let mut out = Vec::new();
-        while Instant::now() < deadline {
-            if let Ok(n) = self.sock.recv(&mut buf) {
-                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-                let done = msg.contains(needle);
-                out.push(msg);
-                if done {
-                    break;
-                }
-            }
-        }
+        recv_until(
+            |buf| self.sock.recv(buf),
+            timeout,
+            |msg| {
+                out.push(msg.to_owned());
+                msg.contains(needle)
+            },
+        );
         out
     }
 
     /// Every datagram that arrives within `window`.
     pub fn drain(&self, window: Duration) -> Vec<String> {
-        let deadline = Instant::now() + window;
-        let mut buf = vec![0u8; 4096];
-        let mut out = Vec::new();
-        while Instant::now() < deadline {
-            if let Ok(n) = self.sock.recv(&mut buf) {
-                out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        recv_within(|buf| self.sock.recv(buf), window)
+    }
+}
+
+/// Receives datagrams with `recv` (a socket's `recv`, whose read timeout
+/// bounds each call) until one satisfies `wanted`, for at most `within`:
+/// that one, or None. Those before it are dropped.
+pub fn recv_until(
+    mut recv: impl FnMut(&mut [u8]) -> io::Result<usize>,
+    within: Duration,
+    mut wanted: impl FnMut(&str) -> bool,
+) -> Option<String> {
+    let deadline = Instant::now() + within;
+    let mut buf = vec![0u8; 4096];
+    while Instant::now() < deadline {
+        if let Ok(n) = recv(&mut buf) {
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if wanted(&msg) {
+                return Some(msg);
             }
         }
-        out
     }
+    None
+}
+
+/// Every datagram `recv` gets within `window` (which must pass: to show
+/// that something does not come).
+pub fn recv_within(
+    mut recv: impl FnMut(&mut [u8]) -> io::Result<usize>,
+    window: Duration,
+) -> Vec<String> {
+    let deadline = Instant::now() + window;
+    let mut buf = vec![0u8; 4096];
+    let mut out = Vec::new();
+    while Instant::now() < deadline {
+        if let Ok(n) = recv(&mut buf) {
+            out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    out
 }
