@@ -479,6 +479,41 @@ mod tests {
     }
 
     #[test]
+    fn a_cr_at_the_limit_after_an_earlier_piece_waits_for_its_lf() {
+        // The line so far and the new piece together reach the limit + 1
+        // with a CR: it may be the CR of a CR LF.
+        for split in 1..8 {
+            let line = b"TIME    \r";
+            let mut s = Session::new(8);
+            assert_eq!(feed(&mut s, &line[..split]), None, "split at {split}");
+            assert_eq!(feed(&mut s, &line[split..]), None, "split at {split}");
+            assert_eq!(s.buffered(), 9);
+            assert_eq!(feed(&mut s, b"\n"), Some(Time), "split at {split}");
+            assert!(!s.is_ended());
+        }
+        // Anything else one byte over the limit is too long at once.
+        let mut s = Session::new(8);
+        assert_eq!(feed(&mut s, b"TIME"), None);
+        assert_eq!(feed(&mut s, b"     "), Some(TooLong));
+        assert!(s.is_ended());
+        assert_eq!(s.buffered(), 0);
+    }
+
+    #[test]
+    fn a_new_line_limit_applies_to_the_next_line() {
+        let mut s = Session::new(4);
+        s.set_max_line_bytes(8);
+        assert_eq!(feed(&mut s, b"TIME    \r\n"), Some(Time));
+        assert_eq!(feed(&mut s, b"TIME    "), None);
+        assert_eq!(feed(&mut s, b"\n"), Some(Time));
+        s.set_max_line_bytes(4);
+        assert_eq!(feed(&mut s, b"TIME \r\n"), Some(TooLong));
+        let mut s = Session::new(256);
+        s.set_max_line_bytes(3);
+        assert_eq!(feed(&mut s, b"TIME"), Some(TooLong));
+    }
+
+    #[test]
     fn the_session_never_holds_more_than_the_limit() {
         let mut s = Session::new(16);
         for _ in 0..100 {

@@ -558,6 +558,24 @@ mod tests {
     }
 
     #[test]
+    fn a_per_source_count_alone_makes_a_full_table_refuse() {
+        // No rate, only max_connections_per_source: a source the table has
+        // no room for could not be counted, so it is refused, not let in
+        // unchecked.
+        let (mut t, t0) = table(limits(0, 0, 2, 1));
+        let a = t.admit(key("127.0.0.2"), t0).unwrap();
+        assert_eq!(t.admit(key("127.0.0.3"), t0), Err(Refusal::TableFull));
+        assert_eq!(t.tracked(), 1);
+        assert_eq!(t.open(key("127.0.0.3")), 0);
+        t.release(a, t0);
+        assert!(t.admit(key("127.0.0.3"), t0).is_ok());
+        // A rate alone does the same.
+        let (mut t, t0) = table(limits(1, 1, 0, 1));
+        let _a = t.admit(key("127.0.0.2"), t0).unwrap();
+        assert_eq!(t.admit(key("127.0.0.3"), t0), Err(Refusal::TableFull));
+    }
+
+    #[test]
     fn reload_keeps_counts_and_shrinks_to_the_new_bound() {
         let (mut t, t0) = table(limits(1, 1, 0, 8));
         let open = t.admit(key("127.0.0.9"), t0).unwrap();
