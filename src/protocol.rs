@@ -500,6 +500,33 @@ mod tests {
     }
 
     #[test]
+    fn a_too_long_line_is_refused_without_reading_on_to_its_end() {
+        // However long the packet, the session looks at no more of a line
+        // than the limit and two bytes (a CR, and the byte that shows the
+        // line goes on): the rest of a too-long line is left unread.
+        // (max_line_bytes, what came before, the packet that makes it too long)
+        let cases: &[(usize, &[u8], &[u8])] = &[
+            (8, b"", b"123456789x\nTIME\r\n"),
+            (8, b"TIME", b"     x\nTIME\r\n"),
+            (8, b"TIME    ", b"xy\nTIME\r\n"),
+            (8, b"TIME    \r", b"x\nTIME\r\n"),
+            (8, b"TIME    \r", b"\rx\n"),
+            (1, b"a\r", b"x\n"),
+        ];
+        for &(max, before, packet) in cases {
+            let mut s = Session::new(max);
+            assert_eq!(feed(&mut s, before), None, "max {max}, before {before:?}");
+            let mut input = packet;
+            assert_eq!(s.next_action(&mut input), Some(TooLong), "{packet:?}");
+            assert_eq!(
+                input, packet,
+                "max {max}, before {before:?}: took some of {packet:?}"
+            );
+            assert_eq!(s.buffered(), 0);
+        }
+    }
+
+    #[test]
     fn a_new_line_limit_applies_to_the_next_line() {
         let mut s = Session::new(4);
         s.set_max_line_bytes(8);
