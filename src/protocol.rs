@@ -561,6 +561,26 @@ mod tests {
     }
 
     #[test]
+    fn a_split_line_reserves_room_for_the_line_once() {
+        // The buffer is sized when a line is first split: what arrived, at
+        // least 16 bytes, at most the limit and a CR; a line that fits the
+        // limit never makes it grow.
+        let mut s = Session::new(256);
+        assert_eq!(feed(&mut s, b"TI"), None);
+        assert_eq!(s.partial.capacity(), 16);
+        let mut s = Session::new(256);
+        assert_eq!(feed(&mut s, &[b' '; 40]), None);
+        assert_eq!(s.partial.capacity(), 40);
+        let mut s = Session::new(8);
+        for piece in [&b"TI"[..], b"ME", b"    ", b"\r"] {
+            assert_eq!(feed(&mut s, piece), None);
+            assert_eq!(s.partial.capacity(), 9, "after {piece:?}");
+        }
+        assert_eq!(feed(&mut s, b"\n"), Some(Time));
+        assert_eq!(s.partial.capacity(), 0);
+    }
+
+    #[test]
     fn reply_lines_end_with_crlf() {
         let mut out = Vec::new();
         write_time_reply(&mut out, "14:03:27");
