@@ -53,7 +53,11 @@ pub fn check(data: &[u8]) {
         let _ = config.proxy.trusts(IpAddr::V4(ip));
         let _ = config.server.source_of(IpAddr::V4(ip));
     }
-    for v6 in [Ipv6Addr::LOCALHOST, Ipv6Addr::UNSPECIFIED, "2001:db8::1".parse().unwrap()] {
+    for v6 in [
+        Ipv6Addr::LOCALHOST,
+        Ipv6Addr::UNSPECIFIED,
+        "2001:db8::1".parse().unwrap(),
+    ] {
         let _ = list.decide(IpAddr::V6(v6));
         let _ = config.server.source_of(IpAddr::V6(v6));
     }

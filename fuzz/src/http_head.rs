@@ -41,7 +41,11 @@ pub fn check(data: &[u8]) {
     let head = &stream[..whole.unwrap_or(stream.len())];
     if let Some(end) = whole {
         assert!(end <= stream.len(), "head ends past the bytes received");
-        assert_eq!(head_end(head), Some(end), "the bytes after the head changed it");
+        assert_eq!(
+            head_end(head),
+            Some(end),
+            "the bytes after the head changed it"
+        );
     }
     let request = parse_request(head);
     assert!(request.minor <= 1);
@@ -50,7 +54,11 @@ pub fn check(data: &[u8]) {
         asked = true;
         text.push_str("jamd_up 1\n");
     });
-    assert_eq!(asked, request.route == Route::Metrics, "body written for {request:?}");
+    assert_eq!(
+        asked,
+        request.route == Route::Metrics,
+        "body written for {request:?}"
+    );
     let text = std::str::from_utf8(&out).expect("responses are text");
     let (head_out, body) = text.split_once("\r\n\r\n").expect("a response head");
     assert!(

@@ -31,7 +31,13 @@ const FORMATS: &[&str] = &[
     "%H:%M:%S %Z",
 ];
 
-const ZONES: &[&str] = &["UTC", "+07:00", "-03:30", "Europe/Berlin", "Australia/Lord_Howe"];
+const ZONES: &[&str] = &[
+    "UTC",
+    "+07:00",
+    "-03:30",
+    "Europe/Berlin",
+    "Australia/Lord_Howe",
+];
 
 /// 2026-01-01T00:00:00Z.
 const BASE: i64 = 1_767_225_600;
@@ -57,8 +63,11 @@ pub fn check(data: &[u8]) {
         (ReplyFormat::new(text).expect("a valid format"), rest)
     };
     let zone = Zone::parse(ZONES[usize::from(*zone) % ZONES.len()]).expect("a valid zone");
-    let local = DateTime::from_timestamp(BASE + i64::from(u32::from_le_bytes([*t0, *t1, *t2, *t3])), 0)
-        .expect("a date in range");
+    let local = DateTime::from_timestamp(
+        BASE + i64::from(u32::from_le_bytes([*t0, *t1, *t2, *t3])),
+        0,
+    )
+    .expect("a date in range");
     let reply = Reply {
         line: line.to_vec(),
         rtt: std::time::Duration::from_millis(1),
