@@ -12,9 +12,12 @@
 //! - nothing panics.
 //!
 //! Input layout: byte 0 the number of cuts (0..=15), then two bytes per cut,
-//! then the stream.
+//! then the stream, of which the first `MAX_HEAD` + 1024 bytes count: the
+//! endpoint reads 1024 bytes at a time and closes a connection whose head
+//! is not complete within `MAX_HEAD`. The byte-at-a-time check (quadratic)
+//! is made on streams of up to 1024 bytes: longer ones made AFL++ time out.
 
-use jamd::metrics::http::{head_end, parse_request, response, Route};
+use jamd::metrics::http::{head_end, parse_request, response, Route, MAX_HEAD};
 
 /// What the endpoint does: look for the end of the head after each piece.
 fn incremental(stream: &[u8], ends: &[usize]) -> Option<usize> {
@@ -28,14 +31,18 @@ pub fn check(data: &[u8]) {
     let Some((ends, stream)) = jamd_fuzz::cuts_and_stream(data) else {
         return;
     };
+    let stream = &stream[..stream.len().min(MAX_HEAD + 1024)];
+    let ends: Vec<usize> = ends.into_iter().filter(|&e| e <= stream.len()).collect();
     let whole = head_end(stream);
     assert_eq!(incremental(stream, &ends), whole, "split changed the head");
-    let every: Vec<usize> = (0..stream.len()).collect();
-    assert_eq!(
-        incremental(stream, &every),
-        whole,
-        "byte-at-a-time changed the head"
-    );
+    if stream.len() <= 1024 {
+        let every: Vec<usize> = (0..stream.len()).collect();
+        assert_eq!(
+            incremental(stream, &every),
+            whole,
+            "byte-at-a-time changed the head"
+        );
+    }
     // A head or not, the endpoint answers what it has (a full buffer gets
     // 400): parse whatever the head is, or the whole stream.
     let head = &stream[..whole.unwrap_or(stream.len())];
