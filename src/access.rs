@@ -148,11 +148,6 @@ impl Prefix {
         self.addr
     }
 
-    /// How many leading bits count.
-    pub fn prefix_len(&self) -> u8 {
-        self.len
-    }
-
     /// Whether the prefix is a single address (/32 or /128).
     pub fn is_host(&self) -> bool {
         self.len == bits(self.addr).1
@@ -451,6 +446,21 @@ mod tests {
         let l = list(&[], &[]);
         assert!(l.is_open());
         assert_eq!(l.decide(ip("1.2.3.4")), Decision::Allowed { by: None });
+    }
+
+    #[test]
+    fn any_entry_closes_the_list() {
+        for (allow, deny) in [
+            (&["10.0.0.0/8"][..], &[][..]),
+            (&[], &["10.0.0.0/8"]),
+            (&["0.0.0.0/0"], &[]),
+            (&["::/0"], &["0.0.0.0/0"]),
+        ] {
+            assert!(
+                !list(allow, deny).is_open(),
+                "allow {allow:?} deny {deny:?}"
+            );
+        }
     }
 
     #[test]
