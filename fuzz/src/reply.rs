@@ -72,6 +72,8 @@ pub fn check(data: &[u8]) {
         line: line.to_vec(),
         rtt: std::time::Duration::from_millis(1),
         mid: local,
+        began: std::time::Instant::now(),
+        mid_at: std::time::Instant::now(),
     };
     let Some(time) = reply.jam_time() else {
         return;
