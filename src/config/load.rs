@@ -74,9 +74,9 @@ impl std::error::Error for ConfigError {}
 #[derive(Debug, Clone)]
 pub struct Loaded {
     /// The settings, command line applied.
-    pub config: Config,
+    pub(crate) config: Config,
     /// The default file was absent, so these are the built-in defaults.
-    pub missing_default: bool,
+    pub(crate) missing_default: bool,
 }
 
 /// Reads the configuration jamd runs with: the file at `path` or, when it
@@ -84,7 +84,11 @@ pub struct Loaded {
 /// built-in defaults; then applies the command line and checks the result.
 /// Only a file that does not exist means "use the defaults": an unreadable
 /// directory, a FIFO or a device is an error.
-pub fn load(path: &Path, explicit: bool, overrides: &Overrides) -> Result<Loaded, ConfigError> {
+pub(crate) fn load(
+    path: &Path,
+    explicit: bool,
+    overrides: &Overrides,
+) -> Result<Loaded, ConfigError> {
     let (mut config, missing_default) = match read_regular_file(path) {
         Ok(text) => (Config::parse_bytes(&text, path)?, false),
         Err(error) if !explicit && error.kind() == std::io::ErrorKind::NotFound => {
@@ -136,16 +140,6 @@ pub(crate) fn read_regular_file(path: &Path) -> std::io::Result<Vec<u8>> {
 }
 
 impl Config {
-    /// Reads and validates the file at `path` (no command line, no default
-    /// for a missing file).
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let bytes = read_regular_file(path).map_err(|error| ConfigError::Read {
-            path: path.to_owned(),
-            error,
-        })?;
-        Config::parse_bytes(&bytes, path)
-    }
-
     /// Validates the bytes of a file, which must be UTF-8 text.
     fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Config, ConfigError> {
         match std::str::from_utf8(bytes) {
@@ -166,7 +160,7 @@ impl Config {
     }
 
     /// Validates configuration text; `path` is only used in error messages.
-    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    pub(crate) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let invalid = |span: Option<Range<usize>>, message: String| ConfigError::Invalid {
             path: path.to_owned(),
             place: span.map(|s| line_column(text, s.start)),
@@ -184,17 +178,17 @@ impl Config {
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
     /// `-p`.
-    pub port: Option<u16>,
+    pub(crate) port: Option<u16>,
     /// `-b` (repeatable).
-    pub bind: Vec<IpAddr>,
+    pub(crate) bind: Vec<IpAddr>,
     /// `--log`.
-    pub log_target: Option<LogTarget>,
+    pub(crate) log_target: Option<LogTarget>,
 }
 
 impl Overrides {
     /// Applies the overrides to a configuration read from a file; a `-b`
     /// list that cannot work is an error.
-    pub fn apply(&self, config: &mut Config) -> Result<(), ConfigError> {
+    pub(crate) fn apply(&self, config: &mut Config) -> Result<(), ConfigError> {
         if let Some(port) = self.port {
             config.server.port = port;
         }
@@ -281,7 +275,12 @@ mod tests {
 
     #[test]
     fn a_missing_file_is_a_read_error() {
-        let e = Config::load(Path::new("/nonexistent/jamd.toml")).unwrap_err();
+        let e = load(
+            Path::new("/nonexistent/jamd.toml"),
+            true,
+            &Overrides::default(),
+        )
+        .unwrap_err();
         assert!(matches!(e, ConfigError::Read { .. }));
         assert!(e.to_string().starts_with("/nonexistent/jamd.toml: "));
     }

@@ -7,9 +7,10 @@
 //! user's words (never a Rust type):
 //! `jamd.toml:4:8: server.port: expected a port number (0-65535), found the string "x"`.
 //!
-//! The file is read by hand from toml's spanned document ([`Keys`], [`Value`])
-//! rather than by `serde::Deserialize`, whose messages speak Rust (`expected
-//! u16`, `expected struct ServerConfig`).
+//! The file is read by hand from toml's spanned document
+//! ([`reader::Keys`], [`reader::Value`]) rather than by `serde::Deserialize`,
+//! whose messages speak Rust (`expected u16`, `expected struct
+//! ServerConfig`).
 //!
 //! # Adding a key
 //!
@@ -33,8 +34,8 @@
 //! # Where things are
 //!
 //! - here: the schema (one struct per section) and its defaults;
-//! - `reader.rs`: the spanned TOML reader ([`Keys`], [`Value`], [`Invalid`])
-//!   and its messages;
+//! - `reader.rs`: the spanned TOML reader ([`reader::Keys`],
+//!   [`reader::Value`], [`reader::Invalid`]) and its messages;
 //! - `sections.rs`: one reader per section, and the checks across keys;
 //! - `load.rs`: reading the file, [`load`], [`Overrides`];
 //! - `syntax.rs`: TOML syntax errors in words.
@@ -44,10 +45,9 @@ mod reader;
 mod sections;
 mod syntax;
 
+pub(crate) use load::load;
 pub(crate) use load::read_regular_file;
-pub use load::{load, ConfigError, Loaded, Overrides};
-pub use reader::{Invalid, Keys, Value};
-pub use sections::{check_bind, parse_address};
+pub use load::{ConfigError, Loaded, Overrides};
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -64,40 +64,40 @@ use crate::listen::{Listener, Protocol, Transport};
 use crate::sources::{Rate, SourceKey, SourceLimits};
 
 /// Where jamd looks for its configuration when `-c` is not given.
-pub const DEFAULT_PATH: &str = "/etc/jamd/jamd.toml";
+pub(crate) const DEFAULT_PATH: &str = "/etc/jamd/jamd.toml";
 
 /// The most listening sockets jamd serves on (each needs an event-loop
 /// token below the workers' own; see src/server/worker.rs).
-pub const MAX_LISTENERS: usize = 1024;
+pub(crate) const MAX_LISTENERS: usize = 1024;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct Config {
     /// `[server]`: sockets and limits.
-    pub server: ServerConfig,
+    pub(crate) server: ServerConfig,
     /// `[time]`: how replies show the time.
-    pub time: TimeConfig,
+    pub(crate) time: TimeConfig,
     /// `[log]`: where log lines go.
-    pub log: LogConfig,
+    pub(crate) log: LogConfig,
     /// `[access]`: who may connect.
-    pub access: AccessConfig,
+    pub(crate) access: AccessConfig,
     /// `[proxy]`: load balancers that send a PROXY protocol header.
-    pub proxy: ProxyConfig,
+    pub(crate) proxy: ProxyConfig,
     /// `[metrics]`: the Prometheus endpoint.
-    pub metrics: MetricsConfig,
+    pub(crate) metrics: MetricsConfig,
     /// `[daytime]`: Daytime (RFC 867) listeners and their format.
-    pub daytime: DaytimeConfig,
+    pub(crate) daytime: DaytimeConfig,
     /// `[rfc868]`: Time (RFC 868) listeners.
-    pub rfc868: Rfc868Config,
+    pub(crate) rfc868: Rfc868Config,
 }
 
 /// `[metrics]`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
-pub struct MetricsConfig {
+pub(crate) struct MetricsConfig {
     /// Where `/metrics` is served; `None` (written `""`) is off. Bound at
     /// start only: a change needs a restart.
     #[serde(serialize_with = "serialize_listen")]
-    pub listen: Option<SocketAddr>,
+    pub(crate) listen: Option<SocketAddr>,
 }
 
 fn serialize_listen<S: Serializer>(addr: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
@@ -106,13 +106,13 @@ fn serialize_listen<S: Serializer>(addr: &Option<SocketAddr>, s: S) -> Result<S:
 
 /// `[daytime]`: Daytime (RFC 867). Listeners are bound at start only.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DaytimeConfig {
+pub(crate) struct DaytimeConfig {
     /// TCP listeners; empty: none.
-    pub listen: Vec<SocketAddr>,
+    pub(crate) listen: Vec<SocketAddr>,
     /// UDP listeners; empty: none.
-    pub listen_udp: Vec<SocketAddr>,
+    pub(crate) listen_udp: Vec<SocketAddr>,
     /// The line's strftime format, in `[time] timezone`.
-    pub format: TimeFormat,
+    pub(crate) format: TimeFormat,
 }
 
 impl Default for DaytimeConfig {
@@ -127,56 +127,56 @@ impl Default for DaytimeConfig {
 
 /// `[rfc868]`: Time (RFC 868). Listeners are bound at start only.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
-pub struct Rfc868Config {
+pub(crate) struct Rfc868Config {
     /// TCP listeners; empty: none.
-    pub listen: Vec<SocketAddr>,
+    pub(crate) listen: Vec<SocketAddr>,
     /// UDP listeners; empty: none.
-    pub listen_udp: Vec<SocketAddr>,
+    pub(crate) listen_udp: Vec<SocketAddr>,
 }
 /// `[server]`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ServerConfig {
     /// TCP port (0: the kernel picks one; the log says which).
-    pub port: u16,
+    pub(crate) port: u16,
     /// One listening socket per address.
-    pub bind: Vec<IpAddr>,
+    pub(crate) bind: Vec<IpAddr>,
     /// listen(2) backlog.
-    pub backlog: u32,
+    pub(crate) backlog: u32,
     /// SO_REUSEADDR.
-    pub reuse_address: bool,
+    pub(crate) reuse_address: bool,
     /// Clients served at once.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// Clients from one source at once; 0 means no limit.
-    pub max_connections_per_source: usize,
+    pub(crate) max_connections_per_source: usize,
     /// Clients count as one source per this IPv4 prefix length.
-    pub source_prefix_v4: u8,
+    pub(crate) source_prefix_v4: u8,
     /// Clients count as one source per this IPv6 prefix length.
-    pub source_prefix_v6: u8,
+    pub(crate) source_prefix_v6: u8,
     /// New connections a second from one source; 0: no limit.
-    pub connection_rate_per_source: u32,
+    pub(crate) connection_rate_per_source: u32,
     /// Connections a source may open at once above the rate.
-    pub connection_burst_per_source: u32,
+    pub(crate) connection_burst_per_source: u32,
     /// Bound on the per-source state kept in memory.
-    pub max_tracked_sources: usize,
+    pub(crate) max_tracked_sources: usize,
     /// Seconds without a complete request before closing; 0 disables.
-    pub idle_timeout: u64,
+    pub(crate) idle_timeout: u64,
     /// Longest request line accepted, terminator not counted.
-    pub max_line_bytes: usize,
+    pub(crate) max_line_bytes: usize,
     /// Seconds SIGTERM waits for open connections.
-    pub shutdown_timeout: u64,
+    pub(crate) shutdown_timeout: u64,
     /// Event-loop threads; 0 means one per CPU. One by default: see
     /// BENCHMARKS.md, "Workers".
-    pub workers: usize,
+    pub(crate) workers: usize,
     /// Started as root: the user to become once every socket is open; "": stay.
-    pub user: String,
+    pub(crate) user: String,
     /// That user's group; "": the user's primary group.
-    pub group: String,
+    pub(crate) group: String,
     /// After start-up, confine jamd to the system calls it needs (jamd.8).
-    pub sandbox: bool,
+    pub(crate) sandbox: bool,
 }
 
 /// The addresses bound when neither the file nor `-b` names any.
-pub fn default_bind() -> Vec<IpAddr> {
+pub(crate) fn default_bind() -> Vec<IpAddr> {
     vec![
         IpAddr::from([0u8, 0, 0, 0]),
         IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 0]),
@@ -210,12 +210,12 @@ impl Default for ServerConfig {
 
 impl ServerConfig {
     /// The source a client address counts as.
-    pub fn source_of(&self, ip: IpAddr) -> SourceKey {
+    pub(crate) fn source_of(&self, ip: IpAddr) -> SourceKey {
         SourceKey::new(ip, self.source_prefix_v4, self.source_prefix_v6)
     }
 
     /// The per-source limits, for the source table.
-    pub fn source_limits(&self) -> SourceLimits {
+    pub(crate) fn source_limits(&self) -> SourceLimits {
         SourceLimits {
             rate: Rate {
                 per_second: self.connection_rate_per_source,
@@ -227,7 +227,7 @@ impl ServerConfig {
     }
 
     /// The number of worker threads to run.
-    pub fn worker_count(&self) -> usize {
+    pub(crate) fn worker_count(&self) -> usize {
         if self.workers > 0 {
             self.workers
         } else {
@@ -238,16 +238,16 @@ impl ServerConfig {
 
 /// `[access]`: the allow and deny lists.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
-pub struct AccessConfig {
+pub(crate) struct AccessConfig {
     /// Addresses or prefixes that may connect; empty: everyone not denied.
-    pub allow: Vec<Prefix>,
+    pub(crate) allow: Vec<Prefix>,
     /// Addresses or prefixes that may not connect.
-    pub deny: Vec<Prefix>,
+    pub(crate) deny: Vec<Prefix>,
 }
 
 impl AccessConfig {
     /// The lists, ready to decide.
-    pub fn list(&self) -> AccessList {
+    pub(crate) fn list(&self) -> AccessList {
         AccessList::new(&self.allow, &self.deny)
     }
 }
@@ -255,11 +255,11 @@ impl AccessConfig {
 /// `[proxy]`: load balancers trusted to name the client with a PROXY
 /// protocol header.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ProxyConfig {
+pub(crate) struct ProxyConfig {
     /// Addresses or prefixes of the balancers; empty: off.
-    pub trusted: Vec<Prefix>,
+    pub(crate) trusted: Vec<Prefix>,
     /// Seconds a trusted connection has to send its header.
-    pub header_timeout: u64,
+    pub(crate) header_timeout: u64,
 }
 
 impl Default for ProxyConfig {
@@ -273,18 +273,18 @@ impl Default for ProxyConfig {
 
 impl ProxyConfig {
     /// Whether a connection from `ip` must begin with a PROXY header.
-    pub fn trusts(&self, ip: IpAddr) -> bool {
+    pub(crate) fn trusts(&self, ip: IpAddr) -> bool {
         self.trusted.iter().any(|p| p.contains(ip))
     }
 }
 
 /// `[time]`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TimeConfig {
+pub(crate) struct TimeConfig {
     /// strftime format.
-    pub format: TimeFormat,
+    pub(crate) format: TimeFormat,
     /// Time zone.
-    pub timezone: Zone,
+    pub(crate) timezone: Zone,
 }
 
 impl Default for TimeConfig {
@@ -301,7 +301,7 @@ impl Default for TimeConfig {
 
 impl TimeConfig {
     /// The clock these settings describe.
-    pub fn clock(&self) -> Arc<Clock> {
+    pub(crate) fn clock(&self) -> Arc<Clock> {
         Arc::new(Clock {
             format: self.format.clone(),
             zone: self.timezone.clone(),
@@ -313,17 +313,17 @@ impl TimeConfig {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LogConfig {
     /// syslog, stderr or both.
-    pub target: LogTarget,
+    pub(crate) target: LogTarget,
     /// syslog facility.
-    pub facility: Facility,
+    pub(crate) facility: Facility,
     /// A unix datagram socket path, or `udp://HOST:PORT`.
-    pub syslog_socket: SyslogSocket,
+    pub(crate) syslog_socket: SyslogSocket,
     /// The least severe level logged.
-    pub level: Level,
+    pub(crate) level: Level,
     /// One line when a client connects and one when it leaves.
-    pub connections: bool,
+    pub(crate) connections: bool,
     /// Those lines for a trusted balancer's health checks too.
-    pub health_checks: bool,
+    pub(crate) health_checks: bool,
 }
 
 impl Default for LogConfig {
@@ -355,7 +355,7 @@ pub enum LogTarget {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 #[allow(missing_docs)]
-pub enum Facility {
+pub(crate) enum Facility {
     Daemon,
     User,
     Local0,
@@ -384,7 +384,7 @@ pub enum Level {
 
 /// Where syslog lines are sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SyslogSocket {
+pub(crate) enum SyslogSocket {
     /// A local unix datagram socket such as `/dev/log`.
     Unix(PathBuf),
     /// A remote collector, `HOST:PORT`, over UDP.
@@ -439,7 +439,7 @@ string_serialize!(SyslogSocket, |s| s.to_string());
 impl Config {
     /// Every listener the configuration names: JAM on `server.bind` ×
     /// `server.port`, then `[daytime]`'s and `[rfc868]`'s.
-    pub fn listeners(&self) -> Vec<Listener> {
+    pub(crate) fn listeners(&self) -> Vec<Listener> {
         let jam = self.server.bind.iter().map(|ip| Listener {
             addr: SocketAddr::new(*ip, self.server.port),
             transport: Transport::Tcp,
@@ -471,7 +471,7 @@ impl Config {
     }
 
     /// The clock of Daytime replies: `[daytime] format` in `[time] timezone`.
-    pub fn daytime_clock(&self) -> Arc<Clock> {
+    pub(crate) fn daytime_clock(&self) -> Arc<Clock> {
         Arc::new(Clock {
             format: self.daytime.format.clone(),
             zone: self.time.timezone.clone(),
@@ -481,7 +481,7 @@ impl Config {
     /// The effective settings as TOML, as `jamd -t` prints them; a zone given
     /// as "local" gets a comment with the zone in effect and where it came
     /// from (`# Asia/Jakarta, from TZ`).
-    pub fn to_toml(&self) -> String {
+    pub(crate) fn to_toml(&self) -> String {
         let text = toml::to_string(self)
             .unwrap_or_else(|e| format!("# cannot show the configuration: {e}\n"));
         match self.time.timezone.origin() {
@@ -495,7 +495,7 @@ impl Config {
     }
 
     /// Legal but odd settings worth a warning.
-    pub fn warnings(&self) -> Vec<String> {
+    pub(crate) fn warnings(&self) -> Vec<String> {
         let s = &self.server;
         let mut w = Vec::new();
         if s.max_connections_per_source > s.max_connections {
@@ -573,7 +573,7 @@ mod tests {
     #[test]
     fn the_shipped_config_is_the_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/jamd.toml");
-        let c = Config::load(&path).unwrap();
+        let c = load(&path, true, &Overrides::default()).unwrap().config;
         assert_eq!(c, Config::default());
     }
 }

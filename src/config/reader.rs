@@ -11,7 +11,7 @@ use toml::Spanned;
 /// A value the file gives that its key cannot take: where it is (byte offsets
 /// into the file) and what is wrong, in a user's words, key first.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Invalid {
+pub(crate) struct Invalid {
     /// None: the problem is not at one place (a default that cannot work).
     pub(super) span: Option<Range<usize>>,
     pub(super) message: String,
@@ -19,7 +19,7 @@ pub struct Invalid {
 
 impl Invalid {
     /// An error at `span` of the file.
-    pub fn at(span: Range<usize>, message: impl Into<String>) -> Self {
+    pub(crate) fn at(span: Range<usize>, message: impl Into<String>) -> Self {
         Invalid {
             span: Some(span),
             message: message.into(),
@@ -30,7 +30,7 @@ impl Invalid {
 /// The keys of one table of the file (a section such as `[server]`, or the
 /// top level), read one by one with [`Keys::read`]. [`Keys::finish`] rejects
 /// any key that no `read` asked for.
-pub struct Keys<'a, 'i> {
+pub(crate) struct Keys<'a, 'i> {
     /// `server.` for `[server]`, empty for the top level.
     prefix: String,
     /// The table's entries in the order the file gives them.
@@ -53,7 +53,7 @@ impl<'a, 'i> Keys<'a, 'i> {
 
     /// Reads `key` into `into` with `how` when the file gives it; leaves the
     /// default otherwise.
-    pub fn read<T>(
+    pub(crate) fn read<T>(
         &mut self,
         key: &'static str,
         into: &mut T,
@@ -72,13 +72,13 @@ impl<'a, 'i> Keys<'a, 'i> {
     }
 
     /// Whether the file gives `key` in this table.
-    pub fn has(&self, key: &str) -> bool {
+    pub(crate) fn has(&self, key: &str) -> bool {
         self.entries.iter().any(|(k, _)| k.get_ref() == key)
     }
 
     /// Fails on the first key (in file order) that no [`Keys::read`] took,
     /// naming the keys this table does take.
-    pub fn finish(self) -> Result<(), Invalid> {
+    pub(crate) fn finish(self) -> Result<(), Invalid> {
         let Some(i) = self.taken.iter().position(|t| !t) else {
             return Ok(());
         };
@@ -156,24 +156,24 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 /// One key's value and its place in the file, read as the type the key takes.
 /// Every error names the key (`server.port`) and says what it takes.
-pub struct Value<'a, 'i> {
+pub(crate) struct Value<'a, 'i> {
     key: String,
     pub(super) value: &'a Spanned<DeValue<'i>>,
 }
 
 impl<'a, 'i> Value<'a, 'i> {
     /// The key's full name, such as `server.port`.
-    pub fn key(&self) -> &str {
+    pub(crate) fn key(&self) -> &str {
         &self.key
     }
 
     /// An error about this value: `KEY: what`.
-    pub fn error(&self, what: impl fmt::Display) -> Invalid {
+    pub(crate) fn error(&self, what: impl fmt::Display) -> Invalid {
         Invalid::at(self.value.span(), format!("{}: {what}", self.key))
     }
 
     /// `KEY: expected WHAT, found …` (what the file gives, in words).
-    pub fn expected(&self, what: impl fmt::Display) -> Invalid {
+    pub(crate) fn expected(&self, what: impl fmt::Display) -> Invalid {
         self.error(format_args!("expected {what}, found {}", self.found()))
     }
 
@@ -200,7 +200,12 @@ impl<'a, 'i> Value<'a, 'i> {
     /// in (`u8`, `u32`, `usize`…); `what` says what it counts ("a number of
     /// seconds"), and the range is added to the message. A range wider than
     /// the type is the same error, never a value cut short.
-    pub fn integer<T: TryFrom<i64>>(&self, min: i64, max: i64, what: &str) -> Result<T, Invalid> {
+    pub(crate) fn integer<T: TryFrom<i64>>(
+        &self,
+        min: i64,
+        max: i64,
+        what: &str,
+    ) -> Result<T, Invalid> {
         let n = match self.value.get_ref() {
             DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix()).ok(),
             _ => None,
@@ -211,17 +216,17 @@ impl<'a, 'i> Value<'a, 'i> {
     }
 
     /// A TCP port number.
-    pub fn port(&self) -> Result<u16, Invalid> {
+    pub(crate) fn port(&self) -> Result<u16, Invalid> {
         self.integer(0, 65_535, "a port number")
     }
 
     /// A number of seconds, up to a year.
-    pub fn seconds(&self) -> Result<u64, Invalid> {
+    pub(crate) fn seconds(&self) -> Result<u64, Invalid> {
         self.integer(0, 86_400 * 365, "a number of seconds")
     }
 
     /// `true` or `false`.
-    pub fn boolean(&self) -> Result<bool, Invalid> {
+    pub(crate) fn boolean(&self) -> Result<bool, Invalid> {
         match self.value.get_ref() {
             DeValue::Boolean(b) => Ok(*b),
             _ => Err(self.expected("true or false")),
@@ -229,7 +234,7 @@ impl<'a, 'i> Value<'a, 'i> {
     }
 
     /// Any string; `what` says what it should be, for the error.
-    pub fn string(&self, what: &str) -> Result<&'a str, Invalid> {
+    pub(crate) fn string(&self, what: &str) -> Result<&'a str, Invalid> {
         match self.value.get_ref() {
             DeValue::String(s) => Ok(s.as_ref()),
             _ => Err(self.expected(what)),
@@ -239,7 +244,7 @@ impl<'a, 'i> Value<'a, 'i> {
     /// A string turned into a `T` by `parse`, whose error (already in a
     /// user's words) follows the key. `what` is for a value that is not a
     /// string at all.
-    pub fn parse_str<T>(
+    pub(crate) fn parse_str<T>(
         &self,
         what: &str,
         parse: impl FnOnce(&str) -> Result<T, String>,
@@ -249,7 +254,7 @@ impl<'a, 'i> Value<'a, 'i> {
     }
 
     /// One of a few words.
-    pub fn one_of<T: Copy>(&self, choices: &[(&str, T)]) -> Result<T, Invalid> {
+    pub(crate) fn one_of<T: Copy>(&self, choices: &[(&str, T)]) -> Result<T, Invalid> {
         let names: Vec<String> = choices.iter().map(|(n, _)| format!("{n:?}")).collect();
         let what = format!("one of {}", names.join(", "));
         let s = self.string(&what)?;
@@ -262,7 +267,7 @@ impl<'a, 'i> Value<'a, 'i> {
 
     /// A list; each item is a [`Value`] under the same key. `what` describes
     /// the whole list, for a value that is not one.
-    pub fn list(&self, what: &str) -> Result<Vec<Value<'a, 'i>>, Invalid> {
+    pub(crate) fn list(&self, what: &str) -> Result<Vec<Value<'a, 'i>>, Invalid> {
         match self.value.get_ref() {
             DeValue::Array(items) => Ok(items
                 .iter()
@@ -276,7 +281,7 @@ impl<'a, 'i> Value<'a, 'i> {
     }
 
     /// A section (`[server]`), to read its keys.
-    pub fn table(&self) -> Result<Keys<'a, 'i>, Invalid> {
+    pub(crate) fn table(&self) -> Result<Keys<'a, 'i>, Invalid> {
         match self.value.get_ref() {
             DeValue::Table(t) => Ok(Keys::new(format!("{}.", self.key), t)),
             _ => Err(self.expected(format_args!("one [{}] section", self.key))),

@@ -321,7 +321,7 @@ fn read_bind(v: &Value<'_, '_>) -> Result<Vec<IpAddr>, Invalid> {
 
 /// One `bind` address; a host name is refused with a reason, as jamd binds
 /// before it could trust any resolver.
-pub fn parse_address(s: &str) -> Result<IpAddr, String> {
+pub(crate) fn parse_address(s: &str) -> Result<IpAddr, String> {
     if let Ok(ip) = s.parse::<IpAddr>() {
         return Ok(ip);
     }
@@ -341,7 +341,7 @@ pub fn parse_address(s: &str) -> Result<IpAddr, String> {
 
 /// Whether jamd can listen on all these addresses at once, on one port.
 /// The error names the offending entry (by index) when there is one.
-pub fn check_bind(list: &[IpAddr]) -> Result<(), (Option<usize>, String)> {
+pub(crate) fn check_bind(list: &[IpAddr]) -> Result<(), (Option<usize>, String)> {
     if list.is_empty() {
         return Err((
             None,
