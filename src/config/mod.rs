@@ -55,6 +55,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
@@ -158,12 +159,15 @@ pub struct ServerConfig {
     pub(crate) connection_burst_per_source: u32,
     /// Bound on the per-source state kept in memory.
     pub(crate) max_tracked_sources: usize,
-    /// Seconds without a complete request before closing; 0 disables.
-    pub(crate) idle_timeout: u64,
+    /// How long without a complete request before closing; `None` (0 in
+    /// the file): never.
+    #[serde(serialize_with = "serialize_seconds_or_off")]
+    pub(crate) idle_timeout: Option<Duration>,
     /// Longest request line accepted, terminator not counted.
     pub(crate) max_line_bytes: usize,
-    /// Seconds SIGTERM waits for open connections.
-    pub(crate) shutdown_timeout: u64,
+    /// How long SIGTERM waits for open connections (whole seconds).
+    #[serde(serialize_with = "serialize_seconds")]
+    pub(crate) shutdown_timeout: Duration,
     /// Event-loop threads; 0 means one per CPU. One by default: see
     /// BENCHMARKS.md, "Workers".
     pub(crate) workers: usize,
@@ -173,6 +177,16 @@ pub struct ServerConfig {
     pub(crate) group: String,
     /// After start-up, confine jamd to the system calls it needs (jamd.8).
     pub(crate) sandbox: bool,
+}
+
+/// A number of seconds, as the file gives it and `jamd -t` prints it.
+fn serialize_seconds<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_secs())
+}
+
+/// A timeout that may be off: its seconds, or 0 for off.
+fn serialize_seconds_or_off<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.map_or(0, |d| d.as_secs()))
 }
 
 /// The addresses bound when neither the file nor `-b` names any.
@@ -197,9 +211,9 @@ impl Default for ServerConfig {
             connection_rate_per_source: 0,
             connection_burst_per_source: 20,
             max_tracked_sources: 65_536,
-            idle_timeout: 30,
+            idle_timeout: Some(Duration::from_secs(30)),
             max_line_bytes: 256,
-            shutdown_timeout: 5,
+            shutdown_timeout: Duration::from_secs(5),
             workers: 1,
             user: String::new(),
             group: String::new(),
@@ -258,15 +272,17 @@ impl AccessConfig {
 pub(crate) struct ProxyConfig {
     /// Addresses or prefixes of the balancers; empty: off.
     pub(crate) trusted: Vec<Prefix>,
-    /// Seconds a trusted connection has to send its header.
-    pub(crate) header_timeout: u64,
+    /// How long a trusted connection has to send its header (whole
+    /// seconds, at least one).
+    #[serde(serialize_with = "serialize_seconds")]
+    pub(crate) header_timeout: Duration,
 }
 
 impl Default for ProxyConfig {
     fn default() -> Self {
         ProxyConfig {
             trusted: Vec::new(),
-            header_timeout: 3,
+            header_timeout: Duration::from_secs(3),
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::ops::Range;
+use std::time::Duration;
 
 use toml::de::{DeString, DeTable, DeValue};
 use toml::Spanned;
@@ -221,8 +222,14 @@ impl<'a, 'i> Value<'a, 'i> {
     }
 
     /// A number of seconds, up to a year.
-    pub(crate) fn seconds(&self) -> Result<u64, Invalid> {
+    pub(crate) fn seconds(&self) -> Result<Duration, Invalid> {
         self.integer(0, 86_400 * 365, "a number of seconds")
+            .map(Duration::from_secs)
+    }
+
+    /// A number of seconds up to a year, 0 for off (`None`).
+    pub(crate) fn seconds_or_off(&self) -> Result<Option<Duration>, Invalid> {
+        Ok(Some(self.seconds()?).filter(|d| !d.is_zero()))
     }
 
     /// `true` or `false`.

@@ -3,6 +3,7 @@
 //! listeners no two of which may share an address, port and transport).
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use super::reader::{Invalid, Keys, Value};
 use super::*;
@@ -241,7 +242,7 @@ fn read_server(mut keys: Keys<'_, '_>) -> Result<ServerConfig, Invalid> {
     keys.read("max_tracked_sources", &mut s.max_tracked_sources, |v| {
         v.integer(1, 100_000_000, "a number of sources")
     })?;
-    keys.read("idle_timeout", &mut s.idle_timeout, |v| v.seconds())?;
+    keys.read("idle_timeout", &mut s.idle_timeout, |v| v.seconds_or_off())?;
     keys.read("max_line_bytes", &mut s.max_line_bytes, |v| {
         v.integer(4, 65_536, "a number of bytes")
     })?;
@@ -285,6 +286,7 @@ fn read_proxy(mut keys: Keys<'_, '_>) -> Result<ProxyConfig, Invalid> {
     // connection (and one of max_connections) for ever.
     keys.read("header_timeout", &mut p.header_timeout, |v| {
         v.integer(1, 3600, "a number of seconds")
+            .map(Duration::from_secs)
     })?;
     keys.finish()?;
     Ok(p)
@@ -489,9 +491,9 @@ listen = "[::1]:9645"
         assert!(!c.server.reuse_address);
         assert_eq!(c.server.max_connections, 10);
         assert_eq!(c.server.max_connections_per_source, 2);
-        assert_eq!(c.server.idle_timeout, 7);
+        assert_eq!(c.server.idle_timeout, Some(Duration::from_secs(7)));
         assert_eq!(c.server.max_line_bytes, 100);
-        assert_eq!(c.server.shutdown_timeout, 3);
+        assert_eq!(c.server.shutdown_timeout, Duration::from_secs(3));
         assert_eq!(c.server.workers, 2);
         assert_eq!(c.time.timezone.name(), "+07:00");
         assert_eq!(c.log.target, LogTarget::Both);
@@ -655,7 +657,7 @@ deny = ["10.1.2.0/24"]
     fn proxy_keys_are_read() {
         let c =
             parse("[proxy]\ntrusted = [\"10.0.0.0/8\", \"::1\"]\nheader_timeout = 5\n").unwrap();
-        assert_eq!(c.proxy.header_timeout, 5);
+        assert_eq!(c.proxy.header_timeout, Duration::from_secs(5));
         assert!(c.proxy.trusts("10.9.8.7".parse().unwrap()));
         assert!(c.proxy.trusts("::ffff:10.0.0.1".parse().unwrap()));
         assert!(c.proxy.trusts("::1".parse().unwrap()));
