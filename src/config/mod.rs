@@ -51,6 +51,7 @@ pub use load::{ConfigError, Loaded, Overrides};
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::num::{NonZeroU32, NonZeroUsize};
 #[cfg(test)]
 use std::path::Path;
 use std::path::PathBuf;
@@ -147,14 +148,17 @@ pub struct ServerConfig {
     pub(crate) reuse_address: bool,
     /// Clients served at once.
     pub(crate) max_connections: usize,
-    /// Clients from one source at once; 0 means no limit.
-    pub(crate) max_connections_per_source: usize,
+    /// Clients from one source at once; `None` (0 in the file): no limit.
+    #[serde(serialize_with = "serialize_or_zero")]
+    pub(crate) max_connections_per_source: Option<NonZeroUsize>,
     /// Clients count as one source per this IPv4 prefix length.
     pub(crate) source_prefix_v4: u8,
     /// Clients count as one source per this IPv6 prefix length.
     pub(crate) source_prefix_v6: u8,
-    /// New connections a second from one source; 0: no limit.
-    pub(crate) connection_rate_per_source: u32,
+    /// New connections a second from one source; `None` (0 in the file):
+    /// no limit.
+    #[serde(serialize_with = "serialize_or_zero")]
+    pub(crate) connection_rate_per_source: Option<NonZeroU32>,
     /// Connections a source may open at once above the rate.
     pub(crate) connection_burst_per_source: u32,
     /// Bound on the per-source state kept in memory.
@@ -177,6 +181,14 @@ pub struct ServerConfig {
     pub(crate) group: String,
     /// After start-up, confine jamd to the system calls it needs (jamd.8).
     pub(crate) sandbox: bool,
+}
+
+/// A limit that may be off: the limit, or 0 for off.
+fn serialize_or_zero<S: Serializer, T: Serialize>(n: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+    match n {
+        Some(n) => n.serialize(s),
+        None => s.serialize_u64(0),
+    }
 }
 
 /// A number of seconds, as the file gives it and `jamd -t` prints it.
@@ -205,10 +217,10 @@ impl Default for ServerConfig {
             backlog: 128,
             reuse_address: true,
             max_connections: 1024,
-            max_connections_per_source: 0,
+            max_connections_per_source: None,
             source_prefix_v4: 32,
             source_prefix_v6: 64,
-            connection_rate_per_source: 0,
+            connection_rate_per_source: None,
             connection_burst_per_source: 20,
             max_tracked_sources: 65_536,
             idle_timeout: Some(Duration::from_secs(30)),
@@ -232,10 +244,10 @@ impl ServerConfig {
     pub(crate) fn source_limits(&self) -> SourceLimits {
         SourceLimits {
             rate: Rate {
-                per_second: self.connection_rate_per_source,
+                per_second: self.connection_rate_per_source.map_or(0, NonZeroU32::get),
                 burst: self.connection_burst_per_source,
             },
-            max_open: self.max_connections_per_source,
+            max_open: self.max_connections_per_source.map_or(0, NonZeroUsize::get),
             max_tracked: self.max_tracked_sources,
         }
     }
@@ -514,10 +526,13 @@ impl Config {
     pub(crate) fn warnings(&self) -> Vec<String> {
         let s = &self.server;
         let mut w = Vec::new();
-        if s.max_connections_per_source > s.max_connections {
+        if let Some(per_source) = s
+            .max_connections_per_source
+            .filter(|n| n.get() > s.max_connections)
+        {
             w.push(format!(
                 "server.max_connections_per_source ({}) is above server.max_connections ({}): it has no effect",
-                s.max_connections_per_source, s.max_connections
+                per_source, s.max_connections
             ));
         }
         let limits = s.source_limits();

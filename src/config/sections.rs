@@ -3,6 +3,7 @@
 //! listeners no two of which may share an address, port and transport).
 
 use std::net::{IpAddr, SocketAddr};
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::time::Duration;
 
 use super::reader::{Invalid, Keys, Value};
@@ -215,7 +216,10 @@ fn read_server(mut keys: Keys<'_, '_>) -> Result<ServerConfig, Invalid> {
     keys.read(
         "max_connections_per_source",
         &mut s.max_connections_per_source,
-        |v| v.integer(0, 10_000_000, "a number of connections (0: no limit)"),
+        |v| {
+            v.integer(0, 10_000_000, "a number of connections (0: no limit)")
+                .map(NonZeroUsize::new)
+        },
     )?;
     keys.read("source_prefix_v4", &mut s.source_prefix_v4, |v| {
         v.integer(0, 32, "an IPv4 prefix length")
@@ -232,6 +236,7 @@ fn read_server(mut keys: Keys<'_, '_>) -> Result<ServerConfig, Invalid> {
                 1_000_000,
                 "a number of connections a second (0: no limit)",
             )
+            .map(NonZeroU32::new)
         },
     )?;
     keys.read(
@@ -490,7 +495,7 @@ listen = "[::1]:9645"
         assert_eq!(c.server.backlog, 64);
         assert!(!c.server.reuse_address);
         assert_eq!(c.server.max_connections, 10);
-        assert_eq!(c.server.max_connections_per_source, 2);
+        assert_eq!(c.server.max_connections_per_source, NonZeroUsize::new(2));
         assert_eq!(c.server.idle_timeout, Some(Duration::from_secs(7)));
         assert_eq!(c.server.max_line_bytes, 100);
         assert_eq!(c.server.shutdown_timeout, Duration::from_secs(3));
@@ -636,7 +641,7 @@ deny = ["10.1.2.0/24"]
         .unwrap();
         assert_eq!(c.server.source_prefix_v4, 24);
         assert_eq!(c.server.source_prefix_v6, 48);
-        assert_eq!(c.server.connection_rate_per_source, 5);
+        assert_eq!(c.server.connection_rate_per_source, NonZeroU32::new(5));
         assert_eq!(c.server.connection_burst_per_source, 10);
         assert_eq!(c.server.max_tracked_sources, 256);
         let list = c.access.list();
