@@ -172,9 +172,8 @@ pub struct ServerConfig {
     /// How long SIGTERM waits for open connections (whole seconds).
     #[serde(serialize_with = "serialize_seconds")]
     pub(crate) shutdown_timeout: Duration,
-    /// Event-loop threads; 0 means one per CPU. One by default: see
-    /// BENCHMARKS.md, "Workers".
-    pub(crate) workers: usize,
+    /// Event-loop threads. One by default: see BENCHMARKS.md, "Workers".
+    pub(crate) workers: Workers,
     /// Started as root: the user to become once every socket is open; "": stay.
     pub(crate) user: String,
     /// That user's group; "": the user's primary group.
@@ -226,7 +225,7 @@ impl Default for ServerConfig {
             idle_timeout: Some(Duration::from_secs(30)),
             max_line_bytes: 256,
             shutdown_timeout: Duration::from_secs(5),
-            workers: 1,
+            workers: Workers::Count(NonZeroUsize::MIN),
             user: String::new(),
             group: String::new(),
             sandbox: cfg!(target_os = "linux"),
@@ -254,10 +253,28 @@ impl ServerConfig {
 
     /// The number of worker threads to run.
     pub(crate) fn worker_count(&self) -> usize {
-        if self.workers > 0 {
-            self.workers
-        } else {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
+        match self.workers {
+            Workers::Count(n) => n.get(),
+            Workers::PerCpu => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+/// `server.workers`: how many event-loop threads to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Workers {
+    /// One per CPU (0 in the file).
+    PerCpu,
+    /// This many.
+    Count(NonZeroUsize),
+}
+
+impl Serialize for Workers {
+    /// As the file gives it: the count, or 0 for one per CPU.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Workers::PerCpu => s.serialize_u64(0),
+            Workers::Count(n) => n.serialize(s),
         }
     }
 }

@@ -253,7 +253,8 @@ fn read_server(mut keys: Keys<'_, '_>) -> Result<ServerConfig, Invalid> {
     })?;
     keys.read("shutdown_timeout", &mut s.shutdown_timeout, |v| v.seconds())?;
     keys.read("workers", &mut s.workers, |v| {
-        v.integer(0, 1024, "a number of threads (0: one per CPU)")
+        let n = v.integer(0, 1024, "a number of threads (0: one per CPU)")?;
+        Ok(NonZeroUsize::new(n).map_or(Workers::PerCpu, Workers::Count))
     })?;
     keys.read("user", &mut s.user, |v| {
         v.parse_str("a user name such as \"nobody\", or \"\"", account_name)
@@ -499,7 +500,10 @@ listen = "[::1]:9645"
         assert_eq!(c.server.idle_timeout, Some(Duration::from_secs(7)));
         assert_eq!(c.server.max_line_bytes, 100);
         assert_eq!(c.server.shutdown_timeout, Duration::from_secs(3));
-        assert_eq!(c.server.workers, 2);
+        assert_eq!(
+            c.server.workers,
+            Workers::Count(NonZeroUsize::new(2).unwrap())
+        );
         assert_eq!(c.time.timezone.name(), "+07:00");
         assert_eq!(c.log.target, LogTarget::Both);
         assert_eq!(c.log.facility, Facility::Local3);
@@ -668,6 +672,31 @@ deny = ["10.1.2.0/24"]
         assert!(c.proxy.trusts("::1".parse().unwrap()));
         assert!(!c.proxy.trusts("192.0.2.1".parse().unwrap()));
         assert!(!Config::default().proxy.trusts("127.0.0.1".parse().unwrap()));
+    }
+
+    /// 0 and "off" in the file are kinds, not numbers, once read; `jamd -t`
+    /// prints them back as the file gives them.
+    #[test]
+    fn zero_means_per_cpu_or_off_and_prints_back_as_zero() {
+        let c = parse(
+            "[server]\nworkers = 0\nidle_timeout = 0\nmax_connections_per_source = 0\nconnection_rate_per_source = 0\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.workers, Workers::PerCpu);
+        assert!(c.server.worker_count() >= 1);
+        assert_eq!(c.server.idle_timeout, None);
+        assert_eq!(c.server.max_connections_per_source, None);
+        assert_eq!(c.server.connection_rate_per_source, None);
+        let toml = c.to_toml();
+        for line in [
+            "workers = 0\n",
+            "idle_timeout = 0\n",
+            "max_connections_per_source = 0\n",
+            "connection_rate_per_source = 0\n",
+        ] {
+            assert!(toml.contains(line), "{line:?} not in:\n{toml}");
+        }
+        assert_eq!(parse(&toml).unwrap(), c);
     }
 
     #[test]
