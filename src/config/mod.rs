@@ -19,7 +19,7 @@
 //! 2. Read it in the section's reader in `sections.rs` with one line, saying
 //!    in words what it takes; the reader names the key and the place in every error:
 //!    ```ignore
-//!    keys.read("idle_timeout", &mut s.idle_timeout, |v| v.seconds())?;
+//!    keys.read("shutdown_timeout", &mut s.shutdown_timeout, |v| v.seconds())?;
 //!    keys.read("rate", &mut a.rate, |v| v.integer(0, 1_000_000, "a number of requests per second"))?;
 //!    keys.read("mode", &mut a.mode, |v| v.one_of(&[("allow", Mode::Allow), ("deny", Mode::Deny)]))?;
 //!    keys.read("listen", &mut m.listen, |v| v.parse_str("an address such as \"127.0.0.1:9100\"", parse_listen))?;
