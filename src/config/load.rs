@@ -160,7 +160,7 @@ impl Config {
     }
 
     /// Validates configuration text; `path` is only used in error messages.
-    pub(crate) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let invalid = |span: Option<Range<usize>>, message: String| ConfigError::Invalid {
             path: path.to_owned(),
             place: span.map(|s| line_column(text, s.start)),

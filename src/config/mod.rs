@@ -75,16 +75,18 @@ pub(crate) const MAX_LISTENERS: usize = 1024;
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct Config {
+    // server, access and proxy are `pub` for the configuration fuzz target
+    // (fuzz/src/config.rs), which checks the decisions read from them.
     /// `[server]`: sockets and limits.
-    pub(crate) server: ServerConfig,
+    pub server: ServerConfig,
     /// `[time]`: how replies show the time.
     pub(crate) time: TimeConfig,
     /// `[log]`: where log lines go.
     pub(crate) log: LogConfig,
     /// `[access]`: who may connect.
-    pub(crate) access: AccessConfig,
+    pub access: AccessConfig,
     /// `[proxy]`: load balancers that send a PROXY protocol header.
-    pub(crate) proxy: ProxyConfig,
+    pub proxy: ProxyConfig,
     /// `[metrics]`: the Prometheus endpoint.
     pub(crate) metrics: MetricsConfig,
     /// `[daytime]`: Daytime (RFC 867) listeners and their format.
@@ -235,12 +237,12 @@ impl Default for ServerConfig {
 
 impl ServerConfig {
     /// The source a client address counts as.
-    pub(crate) fn source_of(&self, ip: IpAddr) -> SourceKey {
+    pub fn source_of(&self, ip: IpAddr) -> SourceKey {
         SourceKey::new(ip, self.source_prefix_v4, self.source_prefix_v6)
     }
 
     /// The per-source limits, for the source table.
-    pub(crate) fn source_limits(&self) -> SourceLimits {
+    pub fn source_limits(&self) -> SourceLimits {
         SourceLimits {
             rate: Rate {
                 per_second: self.connection_rate_per_source.map_or(0, NonZeroU32::get),
@@ -281,7 +283,7 @@ impl Serialize for Workers {
 
 /// `[access]`: the allow and deny lists.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
-pub(crate) struct AccessConfig {
+pub struct AccessConfig {
     /// Addresses or prefixes that may connect; empty: everyone not denied.
     pub(crate) allow: Vec<Prefix>,
     /// Addresses or prefixes that may not connect.
@@ -290,7 +292,7 @@ pub(crate) struct AccessConfig {
 
 impl AccessConfig {
     /// The lists, ready to decide.
-    pub(crate) fn list(&self) -> AccessList {
+    pub fn list(&self) -> AccessList {
         AccessList::new(&self.allow, &self.deny)
     }
 }
@@ -298,7 +300,7 @@ impl AccessConfig {
 /// `[proxy]`: load balancers trusted to name the client with a PROXY
 /// protocol header.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub(crate) struct ProxyConfig {
+pub struct ProxyConfig {
     /// Addresses or prefixes of the balancers; empty: off.
     pub(crate) trusted: Vec<Prefix>,
     /// How long a trusted connection has to send its header (whole
@@ -318,7 +320,7 @@ impl Default for ProxyConfig {
 
 impl ProxyConfig {
     /// Whether a connection from `ip` must begin with a PROXY header.
-    pub(crate) fn trusts(&self, ip: IpAddr) -> bool {
+    pub fn trusts(&self, ip: IpAddr) -> bool {
         self.trusted.iter().any(|p| p.contains(ip))
     }
 }
@@ -526,7 +528,7 @@ impl Config {
     /// The effective settings as TOML, as `jamd -t` prints them; a zone given
     /// as "local" gets a comment with the zone in effect and where it came
     /// from (`# Asia/Jakarta, from TZ`).
-    pub(crate) fn to_toml(&self) -> String {
+    pub fn to_toml(&self) -> String {
         let text = toml::to_string(self)
             .unwrap_or_else(|e| format!("# cannot show the configuration: {e}\n"));
         match self.time.timezone.origin() {
@@ -540,7 +542,7 @@ impl Config {
     }
 
     /// Legal but odd settings worth a warning.
-    pub(crate) fn warnings(&self) -> Vec<String> {
+    pub fn warnings(&self) -> Vec<String> {
         let s = &self.server;
         let mut w = Vec::new();
         if let Some(per_source) = s
