@@ -148,15 +148,15 @@ fn tzif_with_one_change(at: i64, before: i32, after: i32) -> Vec<u8> {
 
 #[test]
 fn a_reading_across_a_dst_change_is_taken_on_the_side_nearest_local_time() {
-    // A zone that leaves "summer time" (UTC-4 -> UTC-5) 2.5 s from now, and a
-    // server 5 s ahead: jamc asks before the change, the server reads its clock
-    // after it. The truth is +5 s, not 5 s - 1 h. A run that ends after the
+    // A zone that leaves "summer time" (UTC-4 -> UTC-5) 4.5 s from now (a
+    // check takes up to 3 s), and a server 5 s ahead: jamc asks before the
+    // change, the server reads its clock after it. The truth is +5 s, not 5 s - 1 h. A run that ends after the
     // change (a loaded machine) did not straddle it: try again, at most 3 times.
     let dir = TempDir::new("tzdir");
     std::fs::create_dir_all(dir.join("Test")).expect("mkdir");
     let mut straddled = 0;
     for _ in 0..3 {
-        let change = Utc::now() + chrono::Duration::milliseconds(2500);
+        let change = Utc::now() + chrono::Duration::milliseconds(4500);
         std::fs::write(
             dir.join("Test/Shift"),
             tzif_with_one_change(change.timestamp(), -4 * 3600, -5 * 3600),
