@@ -1,5 +1,6 @@
-//! Who may connect (SPEC 7): an allow list and a deny list of addresses and
-//! prefixes, decided by the longest prefix that contains the client.
+//! Who may connect (jamd.toml(5), The [access] table): an allow list and a
+//! deny list of addresses and prefixes, decided by the longest prefix that
+//! contains the client.
 //!
 //! The rule does not depend on the order of lines: the most specific entry
 //! that contains the address decides, over both lists; an `allow` and a
@@ -511,7 +512,7 @@ mod tests {
             ]
         }
 
-        /// The rule as SPEC 7 words it, computed the slow way.
+        /// The rule as jamd.toml(5) words it, computed the slow way.
         fn reference(allow: &[Prefix], deny: &[Prefix], ip: IpAddr) -> bool {
             let best = |l: &[Prefix]| l.iter().filter(|p| p.contains(ip)).map(|p| p.len).max();
             match (best(allow), best(deny)) {

@@ -658,7 +658,7 @@ pub enum Inetd {
 
 /// `--inetd`: standard input is the connection (`nowait`), a listening socket
 /// (`wait`), or any other byte stream with standard output as its other half
-/// (SPEC 12). For a TCP socket, standard I/O is pointed at /dev/null
+/// (jamd(8), INETD). For a TCP socket, standard I/O is pointed at /dev/null
 /// afterwards so that nothing jamd prints can reach the client and closing
 /// the connection really closes it.
 ///
@@ -726,8 +726,8 @@ fn stdin_is_stream_socket() -> bool {
 
 /// When the service manager's listening sockets are not what `server.port`
 /// and `server.bind` say, the notice to log: the file's settings are then
-/// ignored, and an operator editing them would wonder why (SPEC 12, issue 12
-/// item 18). A dual-stack `[::]` socket (systemd's `BindIPv6Only=both`)
+/// ignored, and an operator editing them would wonder why (jamd(8), SOCKET
+/// ACTIVATION). A dual-stack `[::]` socket (systemd's `BindIPv6Only=both`)
 /// stands for `0.0.0.0` too.
 pub fn activation_differs(sockets: &Sockets, server: &ServerConfig) -> Option<String> {
     let Sockets::Listeners(listeners) = sockets else {

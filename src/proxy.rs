@@ -1,5 +1,6 @@
 //! The PROXY protocol header (HAProxy's `proxy-protocol.txt`), versions 1
-//! and 2 on the same stream, without any I/O (SPEC 10).
+//! and 2 on the same stream, without any I/O (jamd(8), BEHIND A LOAD
+//! BALANCER).
 //!
 //! A load balancer that speaks it begins each connection with a header that
 //! names the real client. [`parse`] is given everything received so far on

@@ -143,7 +143,7 @@ impl ClientError {
     }
 }
 
-/// What jamd's refusals mean for the person who reads them (SPEC 2, 7, 8).
+/// What jamd's refusals mean for the person who reads them (jamc(1), OUTPUT).
 fn refusal_in_words(line: &str) -> Option<&'static str> {
     Some(match line.strip_prefix("ERROR ")?.trim() {
         "access denied" => "this address is not allowed to use the server",
