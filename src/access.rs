@@ -17,7 +17,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Serialize, Serializer};
 
 /// An address prefix: an IP address and how many leading bits count.
 ///
@@ -144,16 +144,6 @@ impl Prefix {
         Prefix { addr, len }
     }
 
-    /// The first address of the prefix.
-    pub fn addr(&self) -> IpAddr {
-        self.addr
-    }
-
-    /// How many leading bits count.
-    pub fn prefix_len(&self) -> u8 {
-        self.len
-    }
-
     /// Whether the prefix is a single address (/32 or /128).
     pub fn is_host(&self) -> bool {
         self.len == bits(self.addr).1
@@ -230,13 +220,6 @@ impl Serialize for Prefix {
     }
 }
 
-impl<'de> Deserialize<'de> for Prefix {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Prefix, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
 /// Which list an entry is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Rule {
@@ -293,7 +276,8 @@ impl Decision {
         matches!(self, Decision::Allowed { .. })
     }
 
-    /// The entry that decided, if one did.
+    /// The entry that decided, if one did (what the tests look at).
+    #[cfg(test)]
     pub fn by(&self) -> Option<Entry> {
         match self {
             Decision::Allowed { by } | Decision::Denied { by } => *by,
@@ -341,11 +325,6 @@ impl AccessList {
             ordered,
             allow_empty: allow.is_empty(),
         }
-    }
-
-    /// Whether the list lets everyone in (no entry at all).
-    pub fn is_open(&self) -> bool {
-        self.ordered.is_empty()
     }
 
     /// Decides for one client address (IPv4-mapped is taken as IPv4).
@@ -431,7 +410,7 @@ mod tests {
         assert_eq!(p("::ffff:10.0.0.0/104"), p("10.0.0.0/8"));
         assert_eq!(p("::ffff:0.0.0.0/96"), p("0.0.0.0/0"));
         // Shorter than /96 it covers more than the mapped range: left as IPv6.
-        assert_eq!(p("::fffe:0:0/95").addr(), ip("::fffe:0:0"));
+        assert_eq!(p("::fffe:0:0/95").addr, ip("::fffe:0:0"));
         assert!(!p("::fffe:0:0/95").contains(ip("10.0.0.1")));
     }
 
@@ -450,7 +429,7 @@ mod tests {
     #[test]
     fn empty_list_allows_everyone() {
         let l = list(&[], &[]);
-        assert!(l.is_open());
+        assert!(l.ordered.is_empty());
         assert_eq!(l.decide(ip("1.2.3.4")), Decision::Allowed { by: None });
     }
 

@@ -413,14 +413,6 @@ impl Activation {
         matches!(self, Activation::Connection(_))
     }
 
-    /// How many sockets were passed that jamd can use.
-    pub fn passed(&self) -> usize {
-        match self {
-            Activation::Listeners(l) => l.len(),
-            Activation::Connection(_) => 1,
-        }
-    }
-
     /// What each passed socket serves: the protocol its `LISTEN_FDNAMES`
     /// entry names (`jam`, `daytime`, `rfc868`); else the configured
     /// listener with its transport and local address (a wildcard address
@@ -783,17 +775,6 @@ pub fn show_addr(addr: &SocketAddr) -> String {
             None => format!("[{}]:{}", v6.ip(), v6.port()),
         },
         SocketAddr::V4(_) => addr.to_string(),
-    }
-}
-
-/// The source address a per-source limit counts, with v4-mapped folded to v4.
-pub fn source_ip(addr: &SocketAddr) -> IpAddr {
-    match addr.ip() {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        ip @ IpAddr::V4(_) => ip,
     }
 }
 

@@ -141,11 +141,6 @@ impl Shard {
         bump(&self.closed[why as usize]);
     }
 
-    /// A request line was answered.
-    pub fn request(&self, command: Command) {
-        bump(&self.requests[command as usize]);
-    }
-
     /// `n` request lines of one kind were answered (one read's worth).
     pub fn requests(&self, command: Command, n: u64) {
         if n > 0 {
@@ -323,11 +318,6 @@ impl Counters {
         self.refused.iter().sum()
     }
 
-    /// Admitted connections that have ended, whatever the reason.
-    pub fn closed_total(&self) -> u64 {
-        self.closed.iter().sum()
-    }
-
     /// Request lines answered, whatever the command.
     pub fn requests_total(&self) -> u64 {
         self.requests.iter().sum()
@@ -372,7 +362,7 @@ mod tests {
         m.worker(1).refused(Refusal::RateLimited);
         m.worker(0).closed(Closed::TooLong);
         m.worker(0).requests(Command::Time, 3);
-        m.worker(1).request(Command::Unknown);
+        m.worker(1).requests(Command::Unknown, 1);
         m.control().reload(Reload::Failed);
         m.control().proxy_header(ProxyHeader::Timeout);
         let c = m.counters();
@@ -440,7 +430,7 @@ mod tests {
             &Command::ALL,
             Command::COUNT,
             Command::as_str,
-            Shard::request,
+            |s, c| s.requests(c, 1),
             |c| c.requests.to_vec(),
         );
         check(
