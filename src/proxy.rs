@@ -32,7 +32,7 @@ pub const MAX_V1: usize = 107;
 /// of addresses and TLVs.
 pub const MAX_V2: usize = 16 + MAX_V2_PAYLOAD;
 /// The most bytes of addresses and TLVs a version 2 header may declare.
-pub const MAX_V2_PAYLOAD: usize = 4096;
+pub(crate) const MAX_V2_PAYLOAD: usize = 4096;
 
 const V1_PREFIX: &[u8] = b"PROXY ";
 const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
