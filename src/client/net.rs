@@ -18,8 +18,6 @@ use super::cli::{Family, Target};
 use super::error::{ClientError, ClientErrorKind, ConnectFailure};
 use super::wire::{End, Reader};
 
-pub(crate) use super::wire::read_by;
-
 /// Longest reply line jamc accepts, terminator not counted.
 pub const MAX_REPLY_BYTES: usize = 1024;
 
