@@ -90,11 +90,6 @@ impl ReplyFormat {
         })
     }
 
-    /// The format as given.
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-
     /// Reads the time part of a JAM reply: what it shows, and the unit it is truncated to.
     pub fn read(&self, text: &str) -> Result<Reading, TimeError> {
         let bad = || TimeError {
@@ -159,13 +154,6 @@ pub struct Reading {
     pub time: ServerTime,
     /// 1 s for `%H:%M:%S`, 1 ms for `%.3f`, 1 min for `%H:%M`.
     pub unit: Duration,
-}
-
-impl Reading {
-    /// True when the reply has fractions of a second.
-    pub fn is_fractional(&self) -> bool {
-        self.unit < Duration::seconds(1)
-    }
 }
 
 /// True for an item that reads fractions of a second.
