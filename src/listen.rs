@@ -163,11 +163,9 @@ pub enum Sockets {
 pub enum ListenError {
     /// An address could not be bound or listened on.
     Bind {
-        /// The address.
         addr: SocketAddr,
         /// The keys that name it (`server.port, -p`, `daytime.listen_udp`).
         keys: &'static str,
-        /// Why.
         error: io::Error,
     },
     /// Nothing to listen on.

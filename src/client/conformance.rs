@@ -78,7 +78,6 @@ const CLOCK_SLACK_SECS: f64 = 5.0;
 /// What `jamc --conformance` was asked to do.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The server.
     pub target: Target,
     /// `-4` / `-6`.
     pub family: Family,
