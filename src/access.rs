@@ -144,6 +144,11 @@ impl Prefix {
         Prefix { addr, len }
     }
 
+    /// The first address of the prefix.
+    pub fn addr(&self) -> IpAddr {
+        self.addr
+    }
+
     /// Whether the prefix is a single address (/32 or /128).
     pub fn is_host(&self) -> bool {
         self.len == bits(self.addr).1
@@ -431,6 +436,21 @@ mod tests {
         let l = list(&[], &[]);
         assert!(l.ordered.is_empty());
         assert_eq!(l.decide(ip("1.2.3.4")), Decision::Allowed { by: None });
+    }
+
+    #[test]
+    fn any_entry_closes_the_list() {
+        for (allow, deny) in [
+            (&["10.0.0.0/8"][..], &[][..]),
+            (&[], &["10.0.0.0/8"]),
+            (&["0.0.0.0/0"], &[]),
+            (&["::/0"], &["0.0.0.0/0"]),
+        ] {
+            assert!(
+                !list(allow, deny).ordered.is_empty(),
+                "allow {allow:?} deny {deny:?}"
+            );
+        }
     }
 
     #[test]

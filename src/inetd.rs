@@ -12,7 +12,7 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd as _, OwnedFd};
 use std::os::unix::fs::MetadataExt as _;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mio::unix::pipe::{Receiver, Sender};
 use mio::unix::SourceFd;
@@ -127,7 +127,7 @@ pub fn serve(
     let ticket = admission
         .enter(&rt)
         .map_err(|why| io::Error::other(why.words()))?;
-    let idle = Duration::from_secs(config.server.idle_timeout);
+    let idle = config.server.idle_timeout;
     let max_line = config.server.max_line_bytes;
     let what = stream.what;
     let mut conn = Conn::new(stream, Peer::Stdio(what), ticket, protocol, max_line);
@@ -164,7 +164,7 @@ pub fn serve(
         let mut deadline = shutdown_deadline.filter(|_| closing.is_none());
         if let Some((_, by)) = closing {
             deadline = Some(by);
-        } else if !idle.is_zero() {
+        } else if let Some(idle) = idle {
             let at = conn.last_line() + idle;
             deadline = Some(deadline.map_or(at, |d| d.min(at)));
         }
@@ -179,9 +179,7 @@ pub fn serve(
                     let arrived = signals.take();
                     if arrived.stop && shutdown_deadline.is_none() {
                         log.info(shutting_down_line(1));
-                        shutdown_deadline = Some(
-                            Instant::now() + Duration::from_secs(config.server.shutdown_timeout),
-                        );
+                        shutdown_deadline = Some(Instant::now() + config.server.shutdown_timeout);
                     }
                     if arrived.reload {
                         log.info("SIGHUP ignored: one --inetd connection keeps its configuration");
@@ -207,7 +205,7 @@ pub fn serve(
                     &mut buffers.lend(&rt, metrics.worker(0)),
                 )
             }
-            None if !idle.is_zero() && now >= conn.last_line() + idle => {
+            None if idle.is_some_and(|idle| now >= conn.last_line() + idle) => {
                 next = conn.end(CloseReason::Idle, &mut buffers.lend(&rt, metrics.worker(0)))
             }
             None => {}

@@ -40,7 +40,7 @@
 // crate-private modules on purpose.
 #![allow(rustdoc::private_intra_doc_links)]
 
-pub(crate) mod access;
+pub mod access;
 pub mod client;
 pub mod clock;
 pub mod completions;
@@ -51,10 +51,10 @@ pub(crate) mod inetd;
 mod labels;
 pub(crate) mod listen;
 pub(crate) mod log;
-pub(crate) mod metrics;
+pub mod metrics;
 pub mod protocol;
 pub mod proxy;
 pub(crate) mod rfc868;
 pub(crate) mod server;
-pub(crate) mod sources;
+pub mod sources;
 mod sys;

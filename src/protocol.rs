@@ -425,6 +425,68 @@ mod tests {
     }
 
     #[test]
+    fn a_cr_at_the_limit_after_an_earlier_piece_waits_for_its_lf() {
+        // The line so far and the new piece together reach the limit + 1
+        // with a CR: it may be the CR of a CR LF.
+        for split in 1..8 {
+            let line = b"TIME    \r";
+            let mut s = Session::new(8);
+            assert_eq!(feed(&mut s, &line[..split]), None, "split at {split}");
+            assert_eq!(feed(&mut s, &line[split..]), None, "split at {split}");
+            assert_eq!(s.buffered(), 9);
+            assert_eq!(feed(&mut s, b"\n"), Some(Time), "split at {split}");
+            assert!(!s.is_ended());
+        }
+        // Anything else one byte over the limit is too long at once.
+        let mut s = Session::new(8);
+        assert_eq!(feed(&mut s, b"TIME"), None);
+        assert_eq!(feed(&mut s, b"     "), Some(TooLong));
+        assert!(s.is_ended());
+        assert_eq!(s.buffered(), 0);
+    }
+
+    #[test]
+    fn a_too_long_line_is_refused_without_reading_on_to_its_end() {
+        // However long the packet, the session looks at no more of a line
+        // than the limit and two bytes (a CR, and the byte that shows the
+        // line goes on): the rest of a too-long line is left unread.
+        // (max_line_bytes, what came before, the packet that makes it too long)
+        let cases: &[(usize, &[u8], &[u8])] = &[
+            (8, b"", b"123456789x\nTIME\r\n"),
+            (8, b"TIME", b"     x\nTIME\r\n"),
+            (8, b"TIME    ", b"xy\nTIME\r\n"),
+            (8, b"TIME    \r", b"x\nTIME\r\n"),
+            (8, b"TIME    \r", b"\rx\n"),
+            (1, b"a\r", b"x\n"),
+        ];
+        for &(max, before, packet) in cases {
+            let mut s = Session::new(max);
+            assert_eq!(feed(&mut s, before), None, "max {max}, before {before:?}");
+            let mut input = packet;
+            assert_eq!(s.next_action(&mut input), Some(TooLong), "{packet:?}");
+            assert_eq!(
+                input, packet,
+                "max {max}, before {before:?}: took some of {packet:?}"
+            );
+            assert_eq!(s.buffered(), 0);
+        }
+    }
+
+    #[test]
+    fn a_new_line_limit_applies_to_the_next_line() {
+        let mut s = Session::new(4);
+        s.set_max_line_bytes(8);
+        assert_eq!(feed(&mut s, b"TIME    \r\n"), Some(Time));
+        assert_eq!(feed(&mut s, b"TIME    "), None);
+        assert_eq!(feed(&mut s, b"\n"), Some(Time));
+        s.set_max_line_bytes(4);
+        assert_eq!(feed(&mut s, b"TIME \r\n"), Some(TooLong));
+        let mut s = Session::new(256);
+        s.set_max_line_bytes(3);
+        assert_eq!(feed(&mut s, b"TIME"), Some(TooLong));
+    }
+
+    #[test]
     fn the_session_never_holds_more_than_the_limit() {
         let mut s = Session::new(16);
         for _ in 0..100 {
@@ -441,6 +503,26 @@ mod tests {
         assert_eq!(s.partial.capacity(), 0);
         assert_eq!(feed(&mut s, b"TI"), None);
         assert_eq!(feed(&mut s, b"ME\r\n"), Some(Time));
+        assert_eq!(s.partial.capacity(), 0);
+    }
+
+    #[test]
+    fn a_split_line_reserves_room_for_the_line_once() {
+        // The buffer is sized when a line is first split: what arrived, at
+        // least 16 bytes, at most the limit and a CR; a line that fits the
+        // limit never makes it grow.
+        let mut s = Session::new(256);
+        assert_eq!(feed(&mut s, b"TI"), None);
+        assert_eq!(s.partial.capacity(), 16);
+        let mut s = Session::new(256);
+        assert_eq!(feed(&mut s, &[b' '; 40]), None);
+        assert_eq!(s.partial.capacity(), 40);
+        let mut s = Session::new(8);
+        for piece in [&b"TI"[..], b"ME", b"    ", b"\r"] {
+            assert_eq!(feed(&mut s, piece), None);
+            assert_eq!(s.partial.capacity(), 9, "after {piece:?}");
+        }
+        assert_eq!(feed(&mut s, b"\n"), Some(Time));
         assert_eq!(s.partial.capacity(), 0);
     }
 

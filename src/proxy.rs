@@ -403,6 +403,48 @@ mod tests {
     }
 
     #[test]
+    fn v1_ports_are_one_to_five_digits_and_nothing_else() {
+        // Rust's u16 parser takes a leading '+' and any number of leading
+        // zeros: a balancer's header gets neither.
+        for port in [
+            "000080", "+80", "+0", "-0", "", " 80", "80 ", "8_0", "0x50", "１",
+        ] {
+            let line = format!("PROXY TCP4 1.2.3.4 5.6.7.8 {port} 2\r\n");
+            assert_eq!(
+                parse(line.as_bytes()),
+                Parse::Invalid(if port.contains(' ') {
+                    Invalid::V1Fields
+                } else {
+                    Invalid::V1Port
+                }),
+                "source port {port:?}"
+            );
+            let line = format!("PROXY TCP6 ::1 ::2 1 {port}\r\n");
+            assert!(
+                matches!(parse(line.as_bytes()), Parse::Invalid(_)),
+                "destination port {port:?}"
+            );
+        }
+        // Five digits, leading zeros included, are a port.
+        for (port, want) in [("00080", 80), ("65535", 65535), ("0", 0), ("00000", 0)] {
+            let line = format!("PROXY TCP4 1.2.3.4 5.6.7.8 {port} {port}\r\n");
+            let (h, _) = done(line.as_bytes());
+            let Header::Proxied { client, server, .. } = h else {
+                panic!("{port}: {h:?}");
+            };
+            assert_eq!((client.port(), server.port()), (want, want), "{port}");
+        }
+        assert_eq!(
+            parse(b"PROXY TCP4 1.2.3.4 5.6.7.8 99999 2\r\n"),
+            Parse::Invalid(Invalid::V1Port)
+        );
+        assert_eq!(
+            Invalid::V1Port.to_string(),
+            "v1 port is not a number from 0 to 65535"
+        );
+    }
+
+    #[test]
     fn v1_is_refused_past_107_bytes_not_buffered() {
         let mut line = b"PROXY UNKNOWN ".to_vec();
         line.resize(MAX_V1 - 2, b'x');

@@ -230,8 +230,7 @@ impl SourceTable {
         self.evicted
     }
 
-    /// Connections counted as open from `key` (what the tests look at).
-    #[cfg(test)]
+    /// Connections counted as open from `key`.
     pub fn open(&self, key: SourceKey) -> usize {
         self.slots.get(&key).map_or(0, |s| s.open)
     }
@@ -603,6 +602,69 @@ mod tests {
         assert_eq!(t.open(key("127.0.0.2")), 1);
         t.release(a, t0);
         assert_eq!(t.tracked(), 0);
+    }
+
+    #[test]
+    fn a_per_source_count_alone_makes_a_full_table_refuse() {
+        // No rate, only max_connections_per_source: a source the table has
+        // no room for could not be counted, so it is refused, not let in
+        // unchecked.
+        let (mut t, t0) = table(limits(0, 0, 2, 1));
+        let a = t.admit(key("127.0.0.2"), t0).unwrap();
+        assert_eq!(t.admit(key("127.0.0.3"), t0), Err(Refusal::TableFull));
+        assert_eq!(t.tracked(), 1);
+        assert_eq!(t.open(key("127.0.0.3")), 0);
+        t.release(a, t0);
+        assert!(t.admit(key("127.0.0.3"), t0).is_ok());
+        // A rate alone does the same.
+        let (mut t, t0) = table(limits(1, 1, 0, 1));
+        let _a = t.admit(key("127.0.0.2"), t0).unwrap();
+        assert_eq!(t.admit(key("127.0.0.3"), t0), Err(Refusal::TableFull));
+    }
+
+    #[test]
+    fn count_takes_a_connection_in_without_any_check() {
+        // A rate and a per-source limit, and a bucket already empty: count
+        // still counts (these connections were open before the reload).
+        let (mut t, t0) = table(limits(1, 1, 1, 2));
+        let a = key("127.0.0.2");
+        let idle = key("127.0.0.3");
+        visit(&mut t, idle, t0); // tracked, idle, its token taken
+        let first = t.count(a, t0);
+        assert_eq!(t.open(a), 1);
+        assert_eq!((t.tracked(), t.evicted()), (2, 0), "there was room");
+        let second = t.count(a, t0);
+        assert_eq!(t.open(a), 2, "over max_connections_per_source: counted");
+        // The idle source is counted too and leaves the idle order: a full
+        // table forgets no source with open connections.
+        let back = t.count(idle, t0);
+        assert_eq!(t.open(idle), 1);
+        assert_eq!(t.admit(key("127.0.0.4"), t0), Err(Refusal::TableFull));
+        assert_eq!((t.open(a), t.open(idle)), (2, 1));
+        // Released: a (its bucket full) is dropped, the idle source stays.
+        for tk in [first, second, back] {
+            t.release(tk, t0);
+        }
+        assert_eq!((t.tracked(), t.evicted()), (1, 0));
+        // A new source with no room: the idle one seen longest ago goes.
+        let (c, d) = (key("127.0.0.5"), key("127.0.0.6"));
+        let _c = t.count(c, ms(t0, 1));
+        let _d = t.count(d, ms(t0, 1));
+        assert_eq!((t.open(c), t.open(d)), (1, 1));
+        assert_eq!((t.tracked(), t.evicted()), (2, 1));
+    }
+
+    #[test]
+    fn a_refused_connection_leaves_the_open_ones_counted() {
+        let (mut t, t0) = table(limits(0, 0, 1, 4));
+        let a = key("127.0.0.2");
+        let open = t.admit(a, t0).unwrap();
+        assert_eq!(t.admit(a, t0), Err(Refusal::SourceBusy));
+        assert_eq!(t.open(a), 1);
+        assert_eq!(t.tracked(), 1);
+        assert_eq!(t.admit(a, t0), Err(Refusal::SourceBusy));
+        t.release(open, t0);
+        assert_eq!((t.open(a), t.tracked()), (0, 0));
     }
 
     #[test]

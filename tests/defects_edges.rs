@@ -502,3 +502,24 @@ fn check_access_on_a_trusted_balancer_says_it_is_one() {
     assert_eq!(code, Some(0));
     assert_eq!(out.trim_end(), "10.1.2.3: allowed");
 }
+
+/// `metrics.listen` on the JAM listener's own address and port is refused by
+/// `jamd -t` and by a real start alike (78), naming the key, before jamd
+/// binds anything.
+#[test]
+fn metrics_on_the_jam_listeners_address_is_refused_by_check_and_start() {
+    let config = "[server]\nport = 45999\nbind = [\"127.0.0.1\"]\n\
+                  [metrics]\nlisten = \"127.0.0.1:45999\"\n";
+    let checked = common::check_config(config, &[]);
+    assert_eq!(checked.code, Some(78), "{checked:?}");
+    let why =
+        "metrics.listen: 127.0.0.1:45999 (tcp) is taken by server.bind and server.port already";
+    assert!(checked.err.contains(why), "{checked:?}");
+    let dir = common::temp_dir("metrics-taken");
+    let file = common::write_file(&dir, "jamd.toml", config);
+    let (code, _out, err) =
+        common::run_jamd(&["-c", &file, "--log", "stderr"], Duration::from_secs(10));
+    assert_eq!(code, Some(78), "{err}");
+    assert!(err.contains(why), "{err}");
+    assert!(!err.contains("listening on"), "{err}");
+}

@@ -458,7 +458,10 @@ fn xinetd_built_in_daytime_and_time_are_read_over_tcp_and_udp() {
         args.push(&target);
         let plain = jamc(&args);
         assert_eq!(plain.code, 0, "{proto} udp={udp}: {plain:?}");
-        // The same clock: the truth is 0. xinetd writes its zone's name.
+        // The same clock, read by xinetd with time(2), which on Linux is
+        // the coarse clock: it lags the real one by up to a kernel tick (at
+        // most 10 ms, HZ >= 100), so the truth lies in [-10 ms, 0].
+        // xinetd writes its zone's name.
         let mut check_args = vec!["--timezone", "local"];
         check_args.extend_from_slice(&args);
         let mut all = vec!["--check"];
@@ -467,7 +470,8 @@ fn xinetd_built_in_daytime_and_time_are_read_over_tcp_and_udp() {
         assert_eq!(run.code, 0, "{proto} udp={udp}: {run:?}");
         let line = first_line(&run);
         let (offset, uncertainty) = (perf(line, "offset"), perf(line, "uncertainty"));
-        assert_holds(offset, uncertainty, 0.0, &run);
+        let truth = offset.clamp(-0.010, 0.0);
+        assert_holds(offset, uncertainty, truth, &run);
     }
 }
 

@@ -153,3 +153,75 @@ proptest! {
         prop_assert_eq!(actions.is_empty(), !too_long);
     }
 }
+
+/// A line body over the limit: no LF in it, and not all blanks (so that
+/// it would be a command if it were short enough).
+fn long_line(max: usize) -> impl Strategy<Value = Vec<u8>> {
+    (
+        prop_oneof![
+            Just(b"TIME".to_vec()),
+            Just(b"QUIT".to_vec()),
+            Just(b"x".to_vec())
+        ],
+        prop::collection::vec(any::<u8>().prop_filter("no LF", |b| *b != b'\n'), 0..64),
+        1usize..48,
+    )
+        .prop_map(move |(word, noise, over)| {
+            // The word, then padding up to the limit and `over` bytes more.
+            let mut line = word;
+            line.extend(noise);
+            let want = max + over;
+            line.resize(want, b' ');
+            line.truncate(want);
+            line
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    /// A line over max_line_bytes is never answered as a request (TIME,
+    /// QUIT or an unknown command), however it is split or padded: it gets
+    /// the too-long error, which ends the session, and nothing after it is
+    /// read.
+    #[test]
+    fn a_line_over_the_limit_gets_no_reply(
+        max in 1usize..40,
+        before in prop::collection::vec(prop_oneof![Just(&b"TIME\r\n"[..]), Just(&b"\n"[..]), Just(&b"junk\n"[..])], 0..4),
+        line in (1usize..40).prop_flat_map(long_line),
+        end in prop_oneof![Just(&b"\r\n"[..]), Just(&b"\n"[..]), Just(&b""[..])],
+        cuts in prop::collection::vec(any::<usize>(), 0..8),
+    ) {
+        // Earlier lines must fit the limit to be answered: keep those that do.
+        let before: Vec<&[u8]> = before.into_iter().filter(|l| l.len() <= max + 1).collect();
+        let mut input: Vec<u8> = before.concat();
+        let line: Vec<u8> = line.into_iter().take(max + 48).collect();
+        prop_assume!(line.len() > max);
+        input.extend_from_slice(&line);
+        input.extend_from_slice(end);
+        input.extend_from_slice(b"TIME\r\n");
+        let actions = run(max, &split(&input, &cuts));
+        let answered: Vec<Action> = before
+            .iter()
+            .map(|l| parse_line(l.strip_suffix(b"\n").unwrap_or(l)))
+            .collect();
+        prop_assert_eq!(&actions[..answered.len()], &answered[..]);
+        prop_assert_eq!(&actions[answered.len()..], &[Action::TooLong][..]);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// What a session holds is bounded by the limit (one more for a CR
+    /// that may start a CR LF) after every call, for any limit and any
+    /// bytes; once ended it holds nothing. (`run` asserts it call by call.)
+    #[test]
+    fn a_session_never_holds_more_than_the_limit_and_a_cr(
+        input in prop::collection::vec(prop_oneof![Just(b'\r'), Just(b'\n'), Just(b'T'), any::<u8>()], 0..1024),
+        cuts in prop::collection::vec(any::<usize>(), 0..32),
+        max in 1usize..300,
+    ) {
+        let _ = run(max, &split(&input, &cuts));
+    }
+}

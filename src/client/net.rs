@@ -28,7 +28,7 @@ pub struct Reply {
     pub line: Vec<u8>,
     /// How long the window is in which the server read its clock: for JAM,
     /// from sending `TIME` to the end of the reply line; for a daytime or
-    /// RFC 868 connection, from its handshake to the reply; for a datagram,
+    /// RFC 868 connection, from beginning to connect to the reply; for a datagram,
     /// from sending it to its answer.
     pub rtt: Duration,
     /// This machine's clock at the middle of that window.
@@ -63,7 +63,7 @@ impl Reply {
 }
 
 /// Resolves the target to the addresses to try, in the resolver's order, within the deadline.
-pub fn resolve(
+pub(crate) fn resolve(
     target: &Target,
     family: Family,
     deadline: Instant,

@@ -90,6 +90,11 @@ impl ReplyFormat {
         })
     }
 
+    /// The format as given.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
     /// Reads the time part of a JAM reply: what it shows, and the unit it is truncated to.
     pub fn read(&self, text: &str) -> Result<Reading, TimeError> {
         let bad = || TimeError {

@@ -153,6 +153,60 @@ mod tests {
     }
 
     #[test]
+    fn the_borders_of_a_range_are_inside_it() {
+        let r = |s| Range::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+        // A day is the largest threshold; a hair more is refused.
+        assert!(!r("86400").alerts(86_400.0) && r("86400").alerts(86_400.5));
+        assert!(!r("-86400:").alerts(0.0));
+        for bad in ["86400.001", "-86400.001:", "@0:86401"] {
+            let e = Range::parse(bad).unwrap_err();
+            assert!(
+                e.contains("is not a usable number of seconds"),
+                "{bad}: {e}"
+            );
+        }
+        // The plain 0: any offset but none at all alerts.
+        assert!(!r("0").alerts(0.0) && r("0").alerts(1e-9));
+        assert!(!r("-0").alerts(0.0));
+        let e = Range::parse("-0.5").unwrap_err();
+        assert_eq!(e, "\"-0.5\": a threshold is not negative");
+        // A range whose start is its end holds that one value.
+        assert!(!r("5:5").alerts(5.0) && r("5:5").alerts(4.9) && r("5:5").alerts(5.1));
+        assert!(r("@5:5").alerts(5.0) && !r("@5:5").alerts(4.9));
+        let e = Range::parse("5:4.9").unwrap_err();
+        assert_eq!(e, "\"5:4.9\": the start of the range is more than its end");
+        // Both ends are in the range.
+        assert!(!r("10").alerts(0.0) && !r("10").alerts(10.0));
+        assert!(!r("2:3").alerts(2.0) && !r("2:3").alerts(3.0));
+        assert!(r("@2:3").alerts(2.0) && r("@2:3").alerts(3.0) && !r("@2:3").alerts(3.1));
+        assert!(!r("10:").alerts(10.0) && !r(":7").alerts(0.0) && r(":7").alerts(7.5));
+    }
+
+    #[test]
+    fn only_two_plain_bounds_are_compared() {
+        // A warning range that is not a plain bound is never held against
+        // a plain critical one, whatever its numbers.
+        for w in ["5:10", "@0:3", "@3", "1:", "~:9", "@1:3"] {
+            assert!(t(w, "2").is_ok(), "-w {w} -c 2");
+        }
+        // Two plain bounds: warning ≤ critical, both ways round.
+        assert!(t("0", "0").is_ok());
+        assert!(t("2", "2.5").is_ok());
+        let e = t("2.5", "2").unwrap_err();
+        assert!(e.starts_with("-w 2.5 is more than -c 2"), "{e}");
+        // `:N` is a plain bound too (it starts at 0).
+        assert!(t(":3", "2").is_err());
+        // The judgement: critical first, then warning.
+        let th = t("5:10", "2").unwrap();
+        assert_eq!(th.judge(1.0), Status::Warning);
+        assert_eq!(th.judge(-7.0), Status::Critical);
+        let th = t("@0:3", "20").unwrap();
+        assert_eq!(th.judge(0.0), Status::Warning);
+        assert_eq!(th.judge(3.5), Status::Ok);
+        assert_eq!(th.judge(-20.5), Status::Critical);
+    }
+
+    #[test]
     fn thresholds_judge_the_absolute_offset() {
         let th = t("2", "10").unwrap();
         assert_eq!(th.judge(0.4), Status::Ok);

@@ -136,7 +136,7 @@ mod tests {
         let mut new = running.clone();
         new.server.port = running.server.port + 1;
         new.server.backlog = running.server.backlog + 1;
-        new.server.workers = running.server.workers + 2;
+        new.server.workers = crate::config::Workers::Count(std::num::NonZeroUsize::new(3).unwrap());
         new.server.max_connections = running.server.max_connections + 1;
         new.metrics.listen = Some("127.0.0.1:9645".parse().unwrap());
         let changed = keep_running(&mut new, &running);

@@ -166,7 +166,7 @@ impl Control {
                 self.notifier.stopping();
                 self.log.info(crate::server::shutting_down_line(open));
                 let grace = self.server.runtime().config.server.shutdown_timeout;
-                self.grace_ends = Some(Instant::now() + Duration::from_secs(grace));
+                self.grace_ends = Some(Instant::now() + grace);
                 self.server.drain();
             }
             Phase::Draining | Phase::GraceOver => self.server.end_grace(),

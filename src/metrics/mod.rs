@@ -13,8 +13,8 @@
 //! and survive reloads (the `Metrics` value lives as long as the process).
 
 pub mod http;
-pub mod process;
-pub mod render;
+pub(crate) mod process;
+pub(crate) mod render;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -259,7 +259,7 @@ impl Admission {
         if access(rt, ip).is_err() {
             return Err(DatagramRefused::AccessDenied);
         }
-        if rt.config.server.connection_rate_per_source == 0 {
+        if rt.config.server.connection_rate_per_source.is_none() {
             return Ok(());
         }
         let now = Instant::now();
@@ -394,11 +394,12 @@ mod tests {
     use crate::config::Config;
     use crate::sources::SourceKey;
     use std::net::Ipv6Addr;
+    use std::num::{NonZeroU32, NonZeroUsize};
 
     fn runtime(max: usize, per_source: usize) -> Arc<Runtime> {
         runtime_with(|config| {
             config.server.max_connections = max;
-            config.server.max_connections_per_source = per_source;
+            config.server.max_connections_per_source = NonZeroUsize::new(per_source);
         })
     }
 
@@ -454,7 +455,7 @@ mod tests {
     #[test]
     fn sources_are_cut_to_their_prefix() {
         let rt = runtime_with(|config| {
-            config.server.max_connections_per_source = 1;
+            config.server.max_connections_per_source = NonZeroUsize::new(1);
             config.server.source_prefix_v4 = 24;
             config.server.source_prefix_v6 = 48;
         });
@@ -471,7 +472,7 @@ mod tests {
         let rt = runtime_with(|config| {
             config.access.deny = vec!["192.0.2.0/24".parse().unwrap()];
             config.server.max_connections = 1;
-            config.server.connection_rate_per_source = 1;
+            config.server.connection_rate_per_source = NonZeroU32::new(1);
             config.server.connection_burst_per_source = 1;
         });
         let a = Admission::new(&rt);
@@ -486,7 +487,7 @@ mod tests {
     #[test]
     fn an_empty_bucket_is_rate_limited_and_not_counted() {
         let rt = runtime_with(|config| {
-            config.server.connection_rate_per_source = 1;
+            config.server.connection_rate_per_source = NonZeroU32::new(1);
             config.server.connection_burst_per_source = 2;
         });
         let a = Admission::new(&rt);
@@ -527,7 +528,7 @@ mod tests {
         // Now one source per /24: the three clients are one source, over
         // its limit of two, so a fourth is refused.
         let per_24 = runtime_with(|c| {
-            c.server.max_connections_per_source = 2;
+            c.server.max_connections_per_source = NonZeroUsize::new(2);
             c.server.source_prefix_v4 = 24;
         });
         for t in &mut held {
@@ -553,7 +554,7 @@ mod tests {
     #[test]
     fn sources_that_need_no_state_are_swept_without_new_clients() {
         let rt = runtime_with(|c| {
-            c.server.connection_rate_per_source = 100;
+            c.server.connection_rate_per_source = NonZeroU32::new(100);
             c.server.connection_burst_per_source = 5;
         });
         let a = Admission::new(&rt);
@@ -591,7 +592,7 @@ mod tests {
     fn a_ticket_without_a_source_holds_the_global_slot_only() {
         // The state of a connection awaiting a PROXY header.
         let rt = runtime_with(|config| {
-            config.server.max_connections_per_source = 1;
+            config.server.max_connections_per_source = NonZeroUsize::new(1);
             config.access.deny = vec!["192.0.2.66".parse().unwrap()];
         });
         let a = Admission::new(&rt);

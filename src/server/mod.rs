@@ -79,7 +79,8 @@ impl Runtime {
         let daytime_clock = config.daytime_clock();
         let access = config.access.list();
         let s = &config.server;
-        let per_source = s.connection_rate_per_source > 0 || s.max_connections_per_source > 0;
+        let per_source =
+            s.connection_rate_per_source.is_some() || s.max_connections_per_source.is_some();
         Arc::new(Runtime {
             config,
             clock,

@@ -219,10 +219,9 @@ impl Worker {
     /// inetd `dgram wait`: when no datagram has come for `idle_timeout`
     /// (0: never), the worker is done.
     fn idle_deadline(&self) -> Option<Instant> {
-        let idle = Duration::from_secs(self.rt.config.server.idle_timeout);
         self.until_idle
-            .filter(|_| !idle.is_zero())
-            .map(|since| since + idle)
+            .zip(self.rt.config.server.idle_timeout)
+            .map(|(since, idle)| since + idle)
     }
 
     fn idle_deadline_passed(&self) -> bool {
@@ -672,7 +671,7 @@ impl Worker {
     }
 
     fn sweep(&mut self, now: Instant) {
-        let idle = Duration::from_secs(self.rt.config.server.idle_timeout);
+        let idle = self.rt.config.server.idle_timeout;
         let limit = if self.phase == Phase::GraceOver {
             Duration::from_millis(500)
         } else {
@@ -686,7 +685,7 @@ impl Worker {
             // A trusted balancer has `header_timeout` for its
             // header; the idle timer starts once a client is named.
             if let Some(since) = conn.awaiting_since() {
-                if now.duration_since(since) >= Duration::from_secs(header_timeout) {
+                if now.duration_since(since) >= header_timeout {
                     late.push(key);
                 }
                 continue;
@@ -694,7 +693,7 @@ impl Worker {
             match conn.closing(limit) {
                 Some((reason, by)) if now >= by => stuck.push((key, reason)),
                 Some(_) => {}
-                None if !idle.is_zero() && now.duration_since(conn.last_line()) >= idle => {
+                None if idle.is_some_and(|idle| now.duration_since(conn.last_line()) >= idle) => {
                     idle_keys.push(key)
                 }
                 None => {}
@@ -704,7 +703,7 @@ impl Worker {
             self.close(key, reason);
         }
         for key in late {
-            self.bad_header(key, BadHeader::Late(header_timeout));
+            self.bad_header(key, BadHeader::Late(header_timeout.as_secs()));
         }
         for key in idle_keys {
             // The socket first: requests that arrived while jamd could not
@@ -712,7 +711,8 @@ impl Worker {
             // (jamd(8)). Driving reads them and resets the idle clock.
             self.drive(key);
             let still_idle = self.conns.get(key).is_some_and(|c| {
-                c.closing(limit).is_none() && now.duration_since(c.last_line()) >= idle
+                c.closing(limit).is_none()
+                    && idle.is_some_and(|idle| now.duration_since(c.last_line()) >= idle)
             });
             if still_idle {
                 self.end(key, CloseReason::Idle);
