@@ -1,7 +1,8 @@
 /*
  * proxyload.c - connection-rate load for jamd, with or without a PROXY
- * protocol v2 header on every connection (SPEC 10), so that both sides of
- * the comparison are measured by the same tool in the same way.
+ * protocol v2 header on every connection (HAProxy's proxy-protocol.txt),
+ * so that both sides of the comparison are measured by the same tool in the
+ * same way.
  *
  * Build:  gcc -O2 -o proxyload scripts/proxyload.c
  * Usage:  proxyload [-h HOST] [-p PORT] [-n CONNS] [-c CONC] [-d SECS] [-P] [-s]

@@ -1,5 +1,6 @@
-//! Who may connect (SPEC 7): an allow list and a deny list of addresses and
-//! prefixes, decided by the longest prefix that contains the client.
+//! Who may connect (jamd.toml(5), The [access] table): an allow list and a
+//! deny list of addresses and prefixes, decided by the longest prefix that
+//! contains the client.
 //!
 //! The rule does not depend on the order of lines: the most specific entry
 //! that contains the address decides, over both lists; an `allow` and a
@@ -16,7 +17,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Serialize, Serializer};
 
 /// An address prefix: an IP address and how many leading bits count.
 ///
@@ -224,13 +225,6 @@ impl Serialize for Prefix {
     }
 }
 
-impl<'de> Deserialize<'de> for Prefix {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Prefix, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
 /// Which list an entry is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Rule {
@@ -287,7 +281,8 @@ impl Decision {
         matches!(self, Decision::Allowed { .. })
     }
 
-    /// The entry that decided, if one did.
+    /// The entry that decided, if one did (what the tests look at).
+    #[cfg(test)]
     pub fn by(&self) -> Option<Entry> {
         match self {
             Decision::Allowed { by } | Decision::Denied { by } => *by,
@@ -335,11 +330,6 @@ impl AccessList {
             ordered,
             allow_empty: allow.is_empty(),
         }
-    }
-
-    /// Whether the list lets everyone in (no entry at all).
-    pub fn is_open(&self) -> bool {
-        self.ordered.is_empty()
     }
 
     /// Decides for one client address (IPv4-mapped is taken as IPv4).
@@ -425,7 +415,7 @@ mod tests {
         assert_eq!(p("::ffff:10.0.0.0/104"), p("10.0.0.0/8"));
         assert_eq!(p("::ffff:0.0.0.0/96"), p("0.0.0.0/0"));
         // Shorter than /96 it covers more than the mapped range: left as IPv6.
-        assert_eq!(p("::fffe:0:0/95").addr(), ip("::fffe:0:0"));
+        assert_eq!(p("::fffe:0:0/95").addr, ip("::fffe:0:0"));
         assert!(!p("::fffe:0:0/95").contains(ip("10.0.0.1")));
     }
 
@@ -444,7 +434,7 @@ mod tests {
     #[test]
     fn empty_list_allows_everyone() {
         let l = list(&[], &[]);
-        assert!(l.is_open());
+        assert!(l.ordered.is_empty());
         assert_eq!(l.decide(ip("1.2.3.4")), Decision::Allowed { by: None });
     }
 
@@ -457,7 +447,7 @@ mod tests {
             (&["::/0"], &["0.0.0.0/0"]),
         ] {
             assert!(
-                !list(allow, deny).is_open(),
+                !list(allow, deny).ordered.is_empty(),
                 "allow {allow:?} deny {deny:?}"
             );
         }
@@ -521,7 +511,7 @@ mod tests {
             ]
         }
 
-        /// The rule as SPEC 7 words it, computed the slow way.
+        /// The rule as jamd.toml(5) words it, computed the slow way.
         fn reference(allow: &[Prefix], deny: &[Prefix], ip: IpAddr) -> bool {
             let best = |l: &[Prefix]| l.iter().filter(|p| p.contains(ip)).map(|p| p.len).max();
             match (best(allow), best(deny)) {

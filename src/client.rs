@@ -2,7 +2,7 @@
 //! definition, [`cli::JamcArgs`], and resolves it into [`cli::Settings`]):
 //!
 //! - [`net`]: resolving, connecting and reading reply lines, within deadlines;
-//! - [`query`]: one conversation, and `-P` clients at once;
+//! - [`query`](mod@query): one conversation, and `-P` clients at once;
 //! - [`output`]: how replies are printed (plain, `--raw`, `--json`);
 //! - [`check`]: `--check`, one server or several, the monitoring-plugins
 //!   report; [`reading`] reads the server's time from a reply, [`estimate`]
@@ -19,29 +19,30 @@
 //! connection (`-n`) gets the timeout again. So `jamc -w 5` with one request
 //! never takes much more than 5 s.
 
-pub mod answer;
-pub mod check;
+pub(crate) mod answer;
+pub(crate) mod check;
 pub mod cli;
-pub mod conformance;
-pub mod error;
-pub mod estimate;
+pub(crate) mod conformance;
+pub(crate) mod error;
+pub(crate) mod estimate;
 pub mod net;
-pub mod output;
+pub(crate) mod output;
 pub mod plugin;
-pub mod query;
+pub(crate) mod query;
 pub mod reading;
-pub mod sampling;
-pub mod textfile;
-pub mod thresholds;
-pub mod wire;
+pub(crate) mod sampling;
+pub(crate) mod textfile;
+pub(crate) mod thresholds;
+pub(crate) mod wire;
 
 use std::io::Write;
 use std::thread;
 use std::time::Instant;
 
-pub use error::{ClientError, ClientErrorKind, ConnectFailure};
-pub use net::{connect, resolve, Reply, MAX_REPLY_BYTES};
-pub use query::{query, Flow};
+pub use error::ClientError;
+pub use net::connect;
+pub(crate) use net::{resolve, Reply};
+pub(crate) use query::query;
 
 use cli::{CheckSettings, Mode, Settings, Target};
 use output::Output;
@@ -61,7 +62,11 @@ pub fn run_parsed(parsed: Result<Settings, cli::EarlyExit>) -> u8 {
 }
 
 /// Runs jamc with checked settings, writing to `out` and `err`; returns the exit code.
-pub fn run(settings: &Settings, out: &mut (dyn Write + Send), err: &mut (dyn Write + Send)) -> u8 {
+pub(crate) fn run(
+    settings: &Settings,
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
+) -> u8 {
     if let Mode::Conformance { strict } = settings.mode {
         let options = conformance::Options {
             target: settings.target.clone(),

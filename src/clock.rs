@@ -69,13 +69,8 @@ impl TimeFormat {
     }
 
     /// The format as written in the configuration.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.source
-    }
-
-    /// The smallest time step the format shows, in nanoseconds.
-    pub fn resolution_ns(&self) -> u32 {
-        self.resolution_ns
     }
 }
 
@@ -176,7 +171,7 @@ const ZONE_FORMS: &str =
 
 impl Zone {
     /// UTC.
-    pub fn utc() -> Self {
+    pub(crate) fn utc() -> Self {
         Zone::named("UTC", ZoneRules::Fixed(0))
     }
 
@@ -253,22 +248,22 @@ impl Zone {
     }
 
     /// The zone as written in the configuration.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
     /// For "local": the zone in effect and where it came from.
-    pub fn origin(&self) -> Option<&str> {
+    pub(crate) fn origin(&self) -> Option<&str> {
         self.origin.as_deref()
     }
 
     /// A warning about how the zone was found, for the log.
-    pub fn warning(&self) -> Option<String> {
+    pub(crate) fn warning(&self) -> Option<String> {
         self.warning.clone()
     }
 
     /// The offset from UTC, in seconds, at a Unix time.
-    pub fn offset_at(&self, unix_secs: i64) -> i32 {
+    pub(crate) fn offset_at(&self, unix_secs: i64) -> i32 {
         match &self.rules {
             ZoneRules::Fixed(s) => *s,
             ZoneRules::Tz(tz) => tz
@@ -335,7 +330,7 @@ fn read_zone_file(path: &Path) -> std::io::Result<tz::TimeZone> {
 }
 
 /// `+HH:MM`, `-HH:MM`, `+HHMM`, `+HH` → seconds east of UTC.
-pub fn parse_fixed_offset(s: &str) -> Option<i32> {
+pub(crate) fn parse_fixed_offset(s: &str) -> Option<i32> {
     let (sign, rest) = match s.as_bytes().first()? {
         b'+' => (1, &s[1..]),
         b'-' => (-1, &s[1..]),
@@ -379,7 +374,7 @@ impl Clock {
 /// The system clock as Unix seconds and nanoseconds, also before 1970: a
 /// clock set wrong is still shown as it reads (a time service says the truth
 /// it has, not the epoch), so the operator can see that it is wrong.
-pub fn unix_now() -> (i64, u32) {
+pub(crate) fn unix_now() -> (i64, u32) {
     unix_time(SystemTime::now())
 }
 
@@ -423,7 +418,7 @@ impl ClockCache {
     }
 
     /// The time `secs`.`nanos` rendered by `clock`, from the cache when it holds it.
-    pub fn at(&mut self, clock: &Arc<Clock>, secs: i64, nanos: u32) -> &str {
+    pub(crate) fn at(&mut self, clock: &Arc<Clock>, secs: i64, nanos: u32) -> &str {
         let key = (secs, nanos / clock.format.resolution_ns);
         let same_clock = self.clock.as_ref().is_some_and(|c| Arc::ptr_eq(c, clock));
         if !same_clock || key != self.key || self.text.is_empty() {
@@ -519,21 +514,21 @@ mod tests {
     #[test]
     fn sub_second_formats_have_a_finer_resolution() {
         assert_eq!(
-            TimeFormat::parse("%T").unwrap().resolution_ns(),
+            TimeFormat::parse("%T").unwrap().resolution_ns,
             1_000_000_000
         );
         assert_eq!(
-            TimeFormat::parse("%T%.3f").unwrap().resolution_ns(),
+            TimeFormat::parse("%T%.3f").unwrap().resolution_ns,
             1_000_000
         );
-        assert_eq!(TimeFormat::parse("%T%.6f").unwrap().resolution_ns(), 1_000);
-        assert_eq!(TimeFormat::parse("%T%.f").unwrap().resolution_ns(), 1);
+        assert_eq!(TimeFormat::parse("%T%.6f").unwrap().resolution_ns, 1_000);
+        assert_eq!(TimeFormat::parse("%T%.f").unwrap().resolution_ns, 1);
         assert_eq!(
-            TimeFormat::parse("%T.%3f").unwrap().resolution_ns(),
+            TimeFormat::parse("%T.%3f").unwrap().resolution_ns,
             1_000_000
         );
-        assert_eq!(TimeFormat::parse("%+").unwrap().resolution_ns(), 1);
-        assert_eq!(TimeFormat::parse("%T.%f").unwrap().resolution_ns(), 1);
+        assert_eq!(TimeFormat::parse("%+").unwrap().resolution_ns, 1);
+        assert_eq!(TimeFormat::parse("%T.%f").unwrap().resolution_ns, 1);
     }
 
     /// Every specifier chrono formats (its strftime table), with the padding

@@ -55,11 +55,6 @@ impl ByteStream {
             what,
         })
     }
-
-    /// What the stream is, as the log shows it.
-    pub fn what(&self) -> &'static str {
-        self.what
-    }
 }
 
 impl Drop for ByteStream {

@@ -34,6 +34,11 @@
 // Every public item of the library has a doc comment. (Set here, not in
 // Cargo.toml's [lints]: there it would also ask it of the benchmark's main.)
 #![warn(missing_docs)]
+// Only what the tests, fuzz targets and benchmarks use is `pub`; the rest is
+// `pub(crate)`, so that the compiler sees dead code. These docs are for
+// contributors (`cargo doc --document-private-items`), and link to
+// crate-private modules on purpose.
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod access;
 pub mod client;
@@ -41,15 +46,15 @@ pub mod clock;
 pub mod completions;
 pub mod config;
 pub mod daemon;
-pub mod daytime;
-pub mod inetd;
+pub(crate) mod daytime;
+pub(crate) mod inetd;
 mod labels;
-pub mod listen;
-pub mod log;
+pub(crate) mod listen;
+pub(crate) mod log;
 pub mod metrics;
 pub mod protocol;
 pub mod proxy;
-pub mod rfc868;
-pub mod server;
+pub(crate) mod rfc868;
+pub(crate) mod server;
 pub mod sources;
 mod sys;

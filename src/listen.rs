@@ -163,11 +163,9 @@ pub enum Sockets {
 pub enum ListenError {
     /// An address could not be bound or listened on.
     Bind {
-        /// The address.
         addr: SocketAddr,
         /// The keys that name it (`server.port, -p`, `daytime.listen_udp`).
         keys: &'static str,
-        /// Why.
         error: io::Error,
     },
     /// Nothing to listen on.
@@ -413,14 +411,6 @@ impl Activation {
         matches!(self, Activation::Connection(_))
     }
 
-    /// How many sockets were passed that jamd can use.
-    pub fn passed(&self) -> usize {
-        match self {
-            Activation::Listeners(l) => l.len(),
-            Activation::Connection(_) => 1,
-        }
-    }
-
     /// What each passed socket serves: the protocol its `LISTEN_FDNAMES`
     /// entry names (`jam`, `daytime`, `rfc868`); else the configured
     /// listener with its transport and local address (a wildcard address
@@ -658,7 +648,7 @@ pub enum Inetd {
 
 /// `--inetd`: standard input is the connection (`nowait`), a listening socket
 /// (`wait`), or any other byte stream with standard output as its other half
-/// (SPEC 12). For a TCP socket, standard I/O is pointed at /dev/null
+/// (jamd(8), INETD). For a TCP socket, standard I/O is pointed at /dev/null
 /// afterwards so that nothing jamd prints can reach the client and closing
 /// the connection really closes it.
 ///
@@ -726,8 +716,8 @@ fn stdin_is_stream_socket() -> bool {
 
 /// When the service manager's listening sockets are not what `server.port`
 /// and `server.bind` say, the notice to log: the file's settings are then
-/// ignored, and an operator editing them would wonder why (SPEC 12, issue 12
-/// item 18). A dual-stack `[::]` socket (systemd's `BindIPv6Only=both`)
+/// ignored, and an operator editing them would wonder why (jamd(8), SOCKET
+/// ACTIVATION). A dual-stack `[::]` socket (systemd's `BindIPv6Only=both`)
 /// stands for `0.0.0.0` too.
 pub fn activation_differs(sockets: &Sockets, server: &ServerConfig) -> Option<String> {
     let Sockets::Listeners(listeners) = sockets else {
@@ -783,17 +773,6 @@ pub fn show_addr(addr: &SocketAddr) -> String {
             None => format!("[{}]:{}", v6.ip(), v6.port()),
         },
         SocketAddr::V4(_) => addr.to_string(),
-    }
-}
-
-/// The source address a per-source limit counts, with v4-mapped folded to v4.
-pub fn source_ip(addr: &SocketAddr) -> IpAddr {
-    match addr.ip() {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        ip @ IpAddr::V4(_) => ip,
     }
 }
 

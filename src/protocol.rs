@@ -39,7 +39,7 @@ impl Action {
     }
 
     /// What to send in answer, if anything.
-    pub fn reply(self) -> Option<Reply> {
+    pub(crate) fn reply(self) -> Option<Reply> {
         match self {
             Action::Time => Some(Reply::Time),
             Action::Unknown => Some(Reply::Error(ErrorReply::UnknownCommand)),
@@ -49,23 +49,18 @@ impl Action {
     }
 
     /// Whether to close the connection once the reply is sent, and why.
-    pub fn close(self) -> Option<End> {
+    pub(crate) fn close(self) -> Option<End> {
         match self {
             Action::Quit => Some(End::Quit),
             Action::TooLong => Some(End::TooLong),
             Action::Time | Action::Unknown | Action::Empty => None,
         }
     }
-
-    /// Whether this action counts as an answered request (`requests=N` in the log).
-    pub fn is_answered(self) -> bool {
-        matches!(self, Action::Time | Action::Unknown)
-    }
 }
 
 /// A reply line to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reply {
+pub(crate) enum Reply {
     /// `JAM <time>`, the time rendered as the request is answered (see
     /// [`write_time_reply`]).
     Time,
@@ -77,7 +72,7 @@ pub enum Reply {
 /// connection adds the reasons of the transport: the client closed, an
 /// error, idle, shutdown).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum End {
+pub(crate) enum End {
     /// The client sent QUIT.
     Quit,
     /// A line longer than max_line_bytes.
@@ -86,7 +81,7 @@ pub enum End {
 
 /// An error reply the server can send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorReply {
+pub(crate) enum ErrorReply {
     /// The line was not a known command.
     UnknownCommand,
     /// The line exceeded `max_line_bytes`.
@@ -105,7 +100,7 @@ pub enum ErrorReply {
 
 impl ErrorReply {
     /// The whole reply line, CR LF included.
-    pub fn line(self) -> &'static [u8] {
+    pub(crate) fn line(self) -> &'static [u8] {
         match self {
             ErrorReply::UnknownCommand => b"ERROR unknown command\r\n",
             ErrorReply::LineTooLong => b"ERROR line too long\r\n",
@@ -188,7 +183,7 @@ impl Session {
     }
 
     /// Changes the line limit (after a reload); applies from the next line.
-    pub fn set_max_line_bytes(&mut self, max_line_bytes: usize) {
+    pub(crate) fn set_max_line_bytes(&mut self, max_line_bytes: usize) {
         self.max_line = max_line_bytes;
     }
 
@@ -375,7 +370,7 @@ mod tests {
         let mut s = Session::new(256);
         let mut input: &[u8] = b" \t\r\n";
         assert_eq!(s.next_action(&mut input), Some(Empty));
-        assert!(!Empty.is_answered() && !Empty.closes());
+        assert!(Empty.reply().is_none() && !Empty.closes());
     }
 
     #[test]
@@ -566,13 +561,5 @@ mod tests {
         for a in [Time, Unknown, Empty] {
             assert_eq!(a.close(), None);
         }
-    }
-
-    #[test]
-    fn answered_requests_count_time_and_unknown_only() {
-        assert!(Time.is_answered());
-        assert!(Unknown.is_answered());
-        assert!(!Quit.is_answered());
-        assert!(!TooLong.is_answered());
     }
 }

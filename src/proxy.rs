@@ -1,5 +1,6 @@
 //! The PROXY protocol header (HAProxy's `proxy-protocol.txt`), versions 1
-//! and 2 on the same stream, without any I/O (SPEC 10).
+//! and 2 on the same stream, without any I/O (jamd(8), BEHIND A LOAD
+//! BALANCER).
 //!
 //! A load balancer that speaks it begins each connection with a header that
 //! names the real client. [`parse`] is given everything received so far on
@@ -31,7 +32,7 @@ pub const MAX_V1: usize = 107;
 /// of addresses and TLVs.
 pub const MAX_V2: usize = 16 + MAX_V2_PAYLOAD;
 /// The most bytes of addresses and TLVs a version 2 header may declare.
-pub const MAX_V2_PAYLOAD: usize = 4096;
+pub(crate) const MAX_V2_PAYLOAD: usize = 4096;
 
 const V1_PREFIX: &[u8] = b"PROXY ";
 const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";

@@ -40,11 +40,6 @@ impl SourceKey {
         };
         SourceKey(Prefix::new(ip, len).unwrap_or_else(|| Prefix::host(ip)))
     }
-
-    /// The source as a prefix.
-    pub fn prefix(&self) -> Prefix {
-        self.0
-    }
 }
 
 impl fmt::Display for SourceKey {
@@ -64,12 +59,6 @@ pub struct Rate {
 }
 
 impl Rate {
-    /// No limit at all.
-    pub const UNLIMITED: Rate = Rate {
-        per_second: 0,
-        burst: 0,
-    };
-
     fn is_limited(&self) -> bool {
         self.per_second > 0
     }

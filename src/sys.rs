@@ -28,7 +28,6 @@ pub enum FdKind {
     Closed,
     /// Open, but not a socket (a file, a pipe, a terminal).
     NotASocket,
-    /// A socket.
     Socket,
 }
 
@@ -221,7 +220,6 @@ pub fn clock_ticks_per_second() -> Option<u64> {
 /// to become it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Passwd {
-    /// The user id.
     pub uid: u32,
     /// The user's primary group.
     pub gid: u32,

@@ -1,8 +1,9 @@
-//! Who may connect and how much each source may take (SPEC 7, 8), against a
-//! real jamd on loopback: clients bind 127.0.0.2, 127.0.0.3, … to play other
-//! hosts. Also `jamd --check-access`, the configuration errors, reloads that
-//! change the rules while clients are connected, the refusal log lines, the
-//! bounded source table, and a dual-stack socket from systemd.
+//! Who may connect and how much each source may take (jamd.toml(5), The
+//! [access] table and The [server] table), against a real jamd on loopback:
+//! clients bind 127.0.0.2, 127.0.0.3, … to play other hosts. Also
+//! `jamd --check-access`, the configuration errors, reloads that change the
+//! rules while clients are connected, the refusal log lines, the bounded
+//! source table, and a dual-stack socket from systemd.
 
 mod common;
 

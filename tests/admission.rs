@@ -1,6 +1,6 @@
-//! Admission as an operator sees it (SPEC 2, 5): who is refused, that those
-//! already connected are still served, how a refusal is logged, and that a
-//! slot comes back when its client leaves.
+//! Admission as an operator sees it (jamd(8), Limits and LOGGING): who is
+//! refused, that those already connected are still served, how a refusal is
+//! logged, and that a slot comes back when its client leaves.
 
 mod common;
 

@@ -1,6 +1,7 @@
-//! `jamc --conformance` (SPEC 13) against the real jamd, against the seed-style
-//! Python server of the course (../shared/bench/seed_server.py), against
-//! servers written here and broken on purpose, and read by prove(1).
+//! `jamc --conformance` (jamc(1), CONFORMANCE) against the real jamd, against
+//! the seed-style Python server of the course
+//! (../shared/bench/seed_server.py), against servers written here and broken
+//! on purpose, and read by prove(1).
 //!
 //! Loopback only. Every server here stops when its handle drops, every loop
 //! has a deadline, and every jamc run is killed by its pid if it outlives
@@ -22,9 +23,9 @@ use common::{require_tool, Jamd};
 
 const JAMC: &str = env!("CARGO_BIN_EXE_jamc");
 
-/// SPEC 13: a whole run ends within about 60 s, whatever the server does. The
-/// machine running the tests is shared and slow, so the margin is wide; a run
-/// that hangs is killed here and fails the test.
+/// jamc(1), CONFORMANCE: a whole run ends within about 60 s, whatever the
+/// server does. The machine running the tests is shared and slow, so the
+/// margin is wide; a run that hangs is killed here and fails the test.
 const RUN_BOUND: Duration = Duration::from_secs(80);
 
 /// Longest a server written here lives, whatever happens to the test.

@@ -1,5 +1,6 @@
-//! SPEC 3 and 4 checked from outside: configuration errors and exit codes,
-//! overrides, -t, signals (drain and reload), and log lines as syslog gets them.
+//! jamd.toml(5) and jamd(8) checked from outside: configuration errors and
+//! exit codes, overrides, -t, signals (drain and reload), and log lines as
+//! syslog gets them.
 
 mod common;
 

@@ -1,5 +1,5 @@
 //! The local zone as the C library reads it, and a clock before 1970
-//! (SPEC 12; issue 12 items 11 and 12).
+//! (jamd.toml(5), Time zones).
 
 mod common;
 

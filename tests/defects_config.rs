@@ -1,5 +1,5 @@
-//! Configuration errors in a user's words (SPEC 12, issue 12 items 4, 8, 9,
-//! 10, 19): every message names the file, line, column and key and says what
+//! Configuration errors in a user's words (jamd(8), DIAGNOSTICS): every
+//! message names the file, line, column and key and says what
 //! the key takes; `bind` lists that cannot work fail `-t` and start-up with
 //! 78; a FIFO never blocks jamd.
 

@@ -1,4 +1,4 @@
-//! `--inetd` over any byte stream (SPEC 12, issue 12 item 13): two pipes, a
+//! `--inetd` over any byte stream (jamd(8), INETD): two pipes, a
 //! unix socketpair, socat's `EXEC:`; start-up errors on standard error when
 //! standard error is not the client.
 

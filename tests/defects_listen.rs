@@ -1,5 +1,5 @@
-//! Listening and the smaller protocol edges (issue 12 items 8 and the
-//! "smaller" list): `-p 0` gives every address one port, and a CR inside a
+//! Listening and the smaller protocol edges (jamd(8), DESCRIPTION and The
+//! JAM protocol): `-p 0` gives every address one port, and a CR inside a
 //! line is not a blank. (A port in use gets a hint: daemon.rs,
 //! `an_address_in_use_exits_1_with_one_clear_line_and_a_hint`.)
 

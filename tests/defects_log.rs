@@ -1,4 +1,4 @@
-//! Logging (SPEC 3 and 12; issue 12 items 7 and 20, and the hostname):
+//! Logging (jamd(8), LOGGING; jamd.toml(5), The [log] table):
 //! a syslog outage after start sends lines to stderr, a restarted receiver
 //! gets the very next line, the journal gets `<N>` priorities, and UDP lines
 //! carry the host name even where /proc/sys is hidden.

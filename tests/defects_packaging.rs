@@ -1,7 +1,7 @@
-//! Packaging and the docs that must agree with the program (issue 12 items
-//! 18, 21, 22, 24): `-V` build information, the jamd@.service template, and
-//! drift checks on README, jamd.8, the shipped configuration and the units.
-//! (The socket-activation notice is checked in tests/service.rs, the
+//! Packaging and the docs that must agree with the program (README.md,
+//! Running as a service): `-V` build information, the jamd@.service template,
+//! and drift checks on README, jamd.8, the shipped configuration and the
+//! units. (The socket-activation notice is checked in tests/service.rs, the
 //! trigger limit of jamd-conn.socket in tests/packaging.rs.)
 
 mod common;

@@ -32,20 +32,21 @@ const JAMD_LOG_LINES: &[&str] = &[
     "dropped N log line(s)",
 ];
 
-/// The `reason=` values of the `closed` line (SPEC 4).
+/// The `reason=` values of the `closed` line (jamd(8), LOGGING).
 const CLOSE_REASONS: &[&str] = &["quit", "eof", "idle", "too_long", "error", "shutdown"];
 
-/// jamd's exit codes (SPEC 4): clean stop, other failure, bad command line, EX_CONFIG.
+/// jamd's exit codes (jamd(8), EXIT STATUS): clean stop, other failure, bad
+/// command line, EX_CONFIG.
 const JAMD_EXIT_CODES: &[&str] = &["0", "1", "2", "78"];
 
-/// jamc's exit codes without `--check`, and with it (SPEC 5).
+/// jamc's exit codes without `--check`, and with it (jamc(1), EXIT STATUS).
 const JAMC_EXIT_CODES: &[&str] = &["0", "1", "2"];
 const JAMC_CHECK_EXIT_CODES: &[&str] = &["0", "1", "2", "3"];
 
-/// The monitoring-plugin states of `jamc --check` (SPEC 5).
+/// The monitoring-plugin states of `jamc --check` (jamc(1), CHECK MODE).
 const JAMC_STATES: &[&str] = &["OK", "WARNING", "CRITICAL", "UNKNOWN"];
 
-/// Service-manager messages jamd sends (SPEC 4).
+/// Service-manager messages jamd sends (jamd(8), READINESS NOTIFICATION).
 const NOTIFY_MESSAGES: &[&str] = &[
     "READY=1",
     "RELOADING=1",
@@ -55,7 +56,7 @@ const NOTIFY_MESSAGES: &[&str] = &[
     "WATCHDOG=1",
 ];
 
-/// Environment variables jamd reads (SPEC 3, 4).
+/// Environment variables jamd reads (jamd(8), ENVIRONMENT).
 const JAMD_ENVIRONMENT: &[&str] = &[
     "TZ",
     "LISTEN_PID",
@@ -64,7 +65,8 @@ const JAMD_ENVIRONMENT: &[&str] = &[
     "WATCHDOG_USEC",
 ];
 
-/// Keys that SIGHUP applies at once, and those that need a restart (SPEC 4).
+/// Keys that SIGHUP applies at once, and those that need a restart
+/// (jamd.toml(5), RELOADING).
 const RELOAD_AT_ONCE: &[&str] = &[
     "max_connections",
     "max_connections_per_source",
@@ -74,7 +76,8 @@ const RELOAD_AT_ONCE: &[&str] = &[
 ];
 const RELOAD_NEEDS_RESTART: &[&str] = &["port", "bind", "backlog", "reuse_address"];
 
-/// The example outputs SPEC 5 gives for jamc, which its page must show verbatim.
+/// The example outputs jamc was specified with, which its page must show
+/// verbatim.
 const JAMC_SPEC_EXAMPLES: &[&str] = &[
     r#"{"client":1,"server":"localhost:45000","reply":"JAM 14:03:27","time":"14:03:27","rtt_ms":0.21}"#,
     "JAM OK - offset +0.012 s from localhost:45000 | offset=0.012s;2;10 time=0.000210s uncertainty=0.003s",
@@ -475,7 +478,8 @@ fn word_set(text: &str) -> BTreeSet<&str> {
         .collect()
 }
 
-/// Checks one page's account of a reload against SPEC 4.
+/// Checks one page's account of a reload against `RELOAD_AT_ONCE` and
+/// `RELOAD_NEEDS_RESTART`.
 fn check_reload_text(page: &str, text: &str) {
     let (now, later) = reload_split(text);
     // Each key is named where it belongs, and not in the other part.
@@ -611,7 +615,7 @@ fn every_exit_code_of_jamd_is_documented_in_jamd_8() {
     assert_eq!(
         exit_codes(&Page::read("jamd.8")),
         vec![strings(JAMD_EXIT_CODES)],
-        "jamd.8: EXIT STATUS must list exactly the codes of SPEC 4"
+        "jamd.8: EXIT STATUS must list exactly jamd's exit codes"
     );
 }
 

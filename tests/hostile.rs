@@ -1,10 +1,10 @@
-//! Hostile clients and faults (issue 7), against the real jamd on loopback:
+//! Hostile clients and faults, against the real jamd on loopback:
 //! no client behaviour and no resource fault stops jamd, harms other
 //! clients, leaks descriptors or memory, or loses a reply.
 //!
 //! Every test is bounded in connections and time; jamd is stopped by its pid
-//! (the `Jamd` guard kills it on drop). Time bounds are behaviour bounds from
-//! the issue, kept generous for a busy 2-core machine, not benchmarks.
+//! (the `Jamd` guard kills it on drop). Time bounds are behaviour bounds the
+//! man pages promise, kept generous for a busy 2-core machine, not benchmarks.
 
 // kill(2) on our own child and sysconf(3); Cargo.toml denies unsafe elsewhere.
 #![allow(unsafe_code)]
@@ -1167,7 +1167,7 @@ fn sigterm_under_load_truncates_no_reply_and_exits_zero_in_time() {
     let bad: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().err()).collect();
     assert!(bad.is_empty(), "clients saw: {bad:?}");
     // Open connections were served during the grace period, and all of them
-    // were still open when it ended: each was told so (SPEC 2).
+    // were still open when it ended: each was told so (jamd(8), SIGNALS).
     assert!(replies_after.load(Ordering::Relaxed) > 0);
     let told = outcomes
         .iter()

@@ -120,7 +120,7 @@ fn raw_prints_whole_reply_lines_with_control_characters_escaped() {
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(run.stdout, "JAM 12:34:56 and more\nJAM 12:34:56 and more\n");
 
-    // SPEC 12: not even --raw lets a server drive the terminal.
+    // jamc(1), SECURITY: not even --raw lets a server drive the terminal.
     let garbage = FakeServer::start(Behaviour::Reply(b"HELLO\tthere \x1b[2J | x\r\n".to_vec()));
     let run = jamc(&["--raw", &garbage.target()]);
     assert_eq!(run.code, 1, "{run:?}");

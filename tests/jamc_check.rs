@@ -1,6 +1,6 @@
 //! jamc's check against fake servers (common::fake) whose clocks are known (an
 //! offset, a frozen or backward clock, a slow link, a hostile reply), and
-//! against the real jamd: SPEC 11 and the jamc parts of SPEC 12.
+//! against the real jamd: jamc(1), CHECK MODE, and check_jam(1).
 //!
 //! Loopback only; every wait is bounded; every process is stopped by its handle.
 
@@ -48,7 +48,7 @@ fn perf(line: &str, name: &str) -> f64 {
         .unwrap_or_else(|_| panic!("bad {name}= in {line:?}"))
 }
 
-// ------------------------------------------------ SPEC 12: server text escaped
+// ---------------------------------------- jamc(1), SECURITY: server text escaped
 
 #[test]
 fn a_server_cannot_forge_perfdata_in_the_check_line() {
@@ -90,7 +90,7 @@ fn escape_sequences_do_not_reach_the_terminal_in_plain_mode() {
     assert!(run.stderr.contains("HELLO \\x1b[31mred"), "{run:?}");
 }
 
-// ---------------------------------- SPEC 12: every fractional format jamd renders
+// ------------------------------ jamc(1): every fractional format jamd renders
 
 #[test]
 fn check_reads_every_fractional_format_jamd_renders() {
@@ -113,7 +113,7 @@ fn check_reads_every_fractional_format_jamd_renders() {
     }
 }
 
-// ------------------------------------------ SPEC 12: a reading across a DST change
+// -------------------------------------- jamc(1): a reading across a DST change
 
 /// A TZif version 2 file: `before` seconds east of UTC until `at`, then
 /// `after` (a whole number of hours west of UTC, as the footer says it).
@@ -190,7 +190,7 @@ fn a_reading_across_a_dst_change_is_taken_on_the_side_nearest_local_time() {
     );
 }
 
-// ----------------------------------------- SPEC 12 / issue 12: thresholds, digits
+// ---------------------------------- jamc(1), Thresholds: thresholds, digits
 
 #[test]
 fn inverted_thresholds_are_a_usage_error() {
@@ -261,7 +261,7 @@ fn jamc_1_names_where_check_tcp_is_installed() {
     }
 }
 
-// ------------------------------------------- SPEC 11: sub-second offsets
+// ---------------- jamc(1), How the offset is measured: sub-second offsets
 
 /// The offset, uncertainty and round trip of a one-server --check line.
 fn reading(run: &Run) -> (f64, f64) {
@@ -439,7 +439,7 @@ fn on_a_slow_link_the_round_trip_widens_the_uncertainty() {
     assert_holds(&run, 3.45);
 }
 
-// ------------------------------------------------- SPEC 11: several servers
+// ---------------------------------------- jamc(1), CHECK MODE: several servers
 
 /// Asserts that after its first line a fleet --check printed one line per
 /// server, in the order given, each starting as `starts` says.
@@ -538,7 +538,7 @@ fn several_servers_are_asked_at_once_and_printed_in_the_order_given() {
     assert_eq!(a.connections() + b.connections() + c.connections(), 3);
 }
 
-// ----------------------------------------------- SPEC 11: refusals in words
+// -------------------------------------- jamc(1), OUTPUT: refusals in words
 
 #[test]
 fn access_denied_and_rate_limited_are_said_in_words() {
@@ -744,7 +744,7 @@ fn source_connects_from_the_address_given() {
     assert!(first_line(&run).contains("--source"), "{run:?}");
 }
 
-// ------------------------------------------------------ SPEC 11: check_jam
+// --------------------------------------------------------- check_jam(1)
 
 fn check_jam(args: &[&str]) -> Run {
     run_bounded(

@@ -1,4 +1,4 @@
-//! jamd's life from start to stop (SPEC 12; issue 12 items 1, 2, 3, 5, 6):
+//! jamd's life from start to stop (jamd(8), SOCKET ACTIVATION and SIGNALS):
 //! inherited descriptors, signals an operator sends by habit, a worker that
 //! dies, a jamd frozen past its idle timeout, the listen queue at SIGTERM.
 

@@ -1,6 +1,6 @@
-//! The metrics endpoint (SPEC 9) against the real things: a real jamd with
-//! `[metrics] listen` on loopback, real clients, `promtool`, and a real
-//! Prometheus server scraping it. promtool and prometheus come from the
+//! The metrics endpoint (jamd(8), METRICS) against the real things: a real
+//! jamd with `[metrics] listen` on loopback, real clients, `promtool`, and a
+//! real Prometheus server scraping it. promtool and prometheus come from the
 //! Debian package, unpacked by .ci/run into target/tools/root (no service
 //! starts); outside CI a missing tool skips the test that needs it.
 
@@ -119,7 +119,7 @@ fn counts(addr: SocketAddr) -> HashMap<String, f64> {
         .collect()
 }
 
-/// accepted = open + the sum of closed, SPEC 9's identity.
+/// accepted = open + the sum of closed, the identity jamd(8), METRICS, states.
 fn assert_identity(c: &HashMap<String, f64>) {
     let closed: f64 = c
         .iter()
@@ -189,7 +189,7 @@ fn a_scrape_is_the_text_format_and_promtool_finds_nothing_to_say() {
     assert!(r
         .headers
         .contains(&format!("Content-Length: {}", r.body.len())));
-    // Every metric of SPEC 9's table, with HELP and TYPE.
+    // Every metric of jamd(8), METRICS, with HELP and TYPE.
     for name in [
         "jamd_build_info",
         "jamd_connections_open",
@@ -717,7 +717,7 @@ fn counters_survive_reloads_which_are_counted() {
     assert_eq!(get(s.metrics, "/metrics").status, "HTTP/1.1 200 OK");
 }
 
-/// SIGUSR1's line (SPEC 12) and a scrape agree, refusals and unknown
+/// SIGUSR1's line (jamd(8), SIGNALS) and a scrape agree, refusals and unknown
 /// commands included.
 #[test]
 fn sigusr1_logs_a_status_line_from_the_same_counters() {

@@ -1,4 +1,4 @@
-//! Checks of what ships besides the binaries (SPEC section 6): the systemd
+//! Checks of what ships besides the binaries (README.md, Layout): the systemd
 //! units, the inetd/xinetd entries, the cron example and the Debian metadata.
 //!
 //! Tests that need an outside tool (systemd-analyze, sh, xinetd,

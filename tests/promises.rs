@@ -1,4 +1,4 @@
-//! Promises of the man pages that no other test exercised (issue 18): each
+//! Promises of the man pages that no other test exercised: each
 //! test names the page and what it says, and checks it against the real
 //! jamd on loopback, with real signals and real tools (`date`, `unshare`,
 //! `systemd-socket-activate`).

@@ -1,5 +1,6 @@
-//! SPEC 2 checked from outside, against a real jamd on a loopback port
-//! (who is refused and when a slot comes back: tests/admission.rs).
+//! The JAM protocol (jamd(8), The JAM protocol) checked from outside, against
+//! a real jamd on a loopback port (who is refused and when a slot comes back:
+//! tests/admission.rs).
 
 mod common;
 

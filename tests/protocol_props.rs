@@ -38,7 +38,8 @@ fn run(max: usize, chunks: &[&[u8]]) -> Vec<Action> {
     out
 }
 
-/// A plain restatement of SPEC 2 over the whole stream at once, to compare with.
+/// A plain restatement of jamd(8), The JAM protocol, over the whole stream
+/// at once, to compare with.
 fn oracle(max: usize, input: &[u8]) -> Vec<Action> {
     let mut out = Vec::new();
     let mut rest = input;

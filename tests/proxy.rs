@@ -1,9 +1,10 @@
-//! Behind a load balancer (SPEC 10), against a real jamd on loopback: HAProxy
-//! (`send-proxy`, `send-proxy-v2`, health checks, a fleet of two jamd with
-//! one stopped), headers written by the test byte by byte (split, TLVs,
-//! IPv6, malformed, oversized, too slow), `[access]` and the per-source
-//! limits applied to the clients that headers name, and a restart under
-//! socket activation during which connections wait in the kernel.
+//! Behind a load balancer (jamd(8), BEHIND A LOAD BALANCER), against a real
+//! jamd on loopback: HAProxy (`send-proxy`, `send-proxy-v2`, health checks, a
+//! fleet of two jamd with one stopped), headers written by the test byte by
+//! byte (split, TLVs, IPv6, malformed, oversized, too slow), `[access]` and
+//! the per-source limits applied to the clients that headers name, and a
+//! restart under socket activation during which connections wait in the
+//! kernel.
 //!
 //! Clients bind 127.0.0.5 and the like to play other hosts; jamd trusts
 //! 127.0.0.1, where HAProxy (or the test playing it) connects from.

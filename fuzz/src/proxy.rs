@@ -1,6 +1,6 @@
 //! Fuzz target for the PROXY protocol parser: one input is a byte stream
-//! plus the points where the network split it. It checks what SPEC 10 and
-//! `jamd::proxy` promise:
+//! plus the points where the network split it. It checks what jamd(8),
+//! BEHIND A LOAD BALANCER, and `jamd::proxy` promise:
 //!
 //! - parsing the buffer as it grows, piece by piece, and stopping at the
 //!   first answer that is not `Incomplete`, gives the answer for the whole

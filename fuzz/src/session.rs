@@ -1,6 +1,6 @@
 //! Fuzz target for the protocol core: one input is a byte stream plus the
-//! points where the network split it. It checks what SPEC 2 promises of
-//! `jamd::protocol::Session`:
+//! points where the network split it. It checks what jamd(8), The JAM
+//! protocol, promises of `jamd::protocol::Session`:
 //!
 //! - feeding the stream in pieces gives the same actions as feeding it whole,
 //!   and the same as one byte at a time;

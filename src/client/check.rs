@@ -12,7 +12,6 @@
 
 use std::time::Duration;
 
-use super::cli::{CheckSettings, Settings, Target};
 use super::error::ClientError;
 use super::estimate::Estimate;
 use super::thresholds::Thresholds;
@@ -171,24 +170,6 @@ fn rounded_up(x: f64, decimals: i32) -> f64 {
     ((x * scale) - 1e-6).ceil().max(0.0) / scale
 }
 
-/// Measures one server's offset, in the protocol `--protocol` names (see
-/// [`super::sampling`]).
-pub fn measure(
-    settings: &Settings,
-    target: &Target,
-    check: &CheckSettings,
-) -> Result<Measurement, ClientError> {
-    super::sampling::measure(settings, target, check)
-}
-
-/// Checks every server at once; the outcomes in the order given.
-pub fn measure_all(settings: &Settings, check: &CheckSettings) -> Vec<Outcome> {
-    super::sampling::measure_all(settings, check)
-        .into_iter()
-        .map(|(outcome, _)| outcome)
-        .collect()
-}
-
 /// The report: the worst state, and the lines to print (the status line
 /// first; for several servers one more line each). `verbose` adds how each
 /// offset was measured.
@@ -343,7 +324,7 @@ mod tests {
             ClientErrorKind::Connect {
                 attempts: vec![(
                     "127.0.0.1:45000".parse().unwrap(),
-                    crate::client::ConnectFailure::Refused,
+                    crate::client::error::ConnectFailure::Refused,
                 )],
                 timeout: Duration::from_secs(5),
             },

@@ -16,9 +16,9 @@ use super::thresholds::{Range, Thresholds};
 use crate::clock::Zone;
 
 /// Default JAM port.
-pub const DEFAULT_PORT: u16 = 45000;
+pub(crate) const DEFAULT_PORT: u16 = 45000;
 /// Most clients `-P` starts at once (each is a thread and a socket).
-pub const MAX_PARALLEL: u32 = 1000;
+pub(crate) const MAX_PARALLEL: u32 = 1000;
 
 /// jamc's raw command-line arguments (clap derive).
 #[derive(Debug, Clone, Parser)]
@@ -39,7 +39,7 @@ pub const MAX_PARALLEL: u32 = 1000;
 // A command line's switches are bools by nature; they are resolved into
 // settings (modes, formats) right after parsing.
 #[allow(clippy::struct_excessive_bools)]
-pub struct JamcArgs {
+pub(crate) struct JamcArgs {
     /// The servers to ask, as written on the command line.
     #[arg(
         value_name = "HOST[:PORT]",
@@ -47,49 +47,49 @@ pub struct JamcArgs {
         num_args = 1..,
         help = "Servers to ask (all at once): HOST, HOST:PORT, an IPv6 address, or [IPv6]:PORT"
     )]
-    pub servers: Vec<String>,
+    pub(crate) servers: Vec<String>,
 
     /// TCP port (default 45000)
     #[arg(short = 'p', long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
-    pub port: Option<u16>,
+    pub(crate) port: Option<u16>,
 
     /// Seconds allowed for connecting and for each reply
     #[arg(short = 'w', long, value_name = "SECS", default_value = "5", value_parser = parse_timeout)]
-    pub timeout: f64,
+    pub(crate) timeout: f64,
 
     /// TIME requests on each connection
     #[arg(short = 'n', long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub count: u32,
+    pub(crate) count: u32,
 
     /// N clients at once, each on its own connection
     #[arg(short = 'P', long, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_PARALLEL)))]
-    pub parallel: Option<u32>,
+    pub(crate) parallel: Option<u32>,
 
     /// Print whole reply lines as received (without CR LF; control characters escaped)
     #[arg(long, conflicts_with_all = ["json", "check"])]
-    pub raw: bool,
+    pub(crate) raw: bool,
 
     /// Print one JSON object per reply
     #[arg(long, conflicts_with = "check")]
-    pub json: bool,
+    pub(crate) json: bool,
 
     /// Monitoring mode: one status line, exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN
     #[arg(long, conflicts_with = "parallel")]
-    pub check: bool,
+    pub(crate) check: bool,
 
     /// --check: |offset| in seconds that makes WARNING (or a range, as the monitoring plugins write it)
     #[arg(long, value_name = "SECS", default_value = "2", requires = "check", value_parser = Range::parse)]
-    pub warning: Range,
+    pub(crate) warning: Range,
 
     /// --check: |offset| in seconds that makes CRITICAL (or a range)
     #[arg(long, value_name = "SECS", default_value = "10", requires = "check", value_parser = Range::parse)]
-    pub critical: Range,
+    pub(crate) critical: Range,
 
     /// --check: take one reply instead of pinning the second change (whole-second replies: ±0.5 s)
     #[arg(long, requires = "check")]
-    pub quick: bool,
+    pub(crate) quick: bool,
 
     /// --check: strftime format of the server's time (fractional seconds are read when present)
     #[arg(
@@ -98,7 +98,7 @@ pub struct JamcArgs {
         default_value = "%H:%M:%S",
         requires = "check"
     )]
-    pub format: String,
+    pub(crate) format: String,
 
     /// --check: the server's time zone: local, UTC, +07:00 or an IANA name
     #[arg(
@@ -108,39 +108,39 @@ pub struct JamcArgs {
         requires = "check",
         allow_hyphen_values = true
     )]
-    pub timezone: String,
+    pub(crate) timezone: String,
 
     /// Check the server against the JAM protocol and print a TAP report (exit 0: every required check passed)
     #[arg(long, conflicts_with_all = ["check", "raw", "json", "parallel", "count", "timeout"])]
-    pub conformance: bool,
+    pub(crate) conformance: bool,
 
     /// --conformance: also check the rest of the protocol (exit 0 only when every check passed)
     #[arg(long, requires = "conformance")]
-    pub strict: bool,
+    pub(crate) strict: bool,
 
     /// Protocol to speak: jam, daytime (RFC 867) or rfc868 (RFC 868); the default port follows it (45000, 13, 37)
     #[arg(long, value_name = "PROTO", default_value = "jam", value_parser = Protocol::parse)]
-    pub protocol: Protocol,
+    pub(crate) protocol: Protocol,
 
     /// daytime and rfc868: one datagram a reading instead of one TCP connection
     #[arg(long)]
-    pub udp: bool,
+    pub(crate) udp: bool,
 
     /// --check: also write the result for node_exporter's textfile collector to FILE (replaced atomically)
     #[arg(long, value_name = "FILE", requires = "check")]
-    pub textfile: Option<PathBuf>,
+    pub(crate) textfile: Option<PathBuf>,
 
     /// Connect from this local address (to test an access list, as nc -s does)
     #[arg(short = 's', long, value_name = "ADDR", value_parser = parse_source)]
-    pub source: Option<IpAddr>,
+    pub(crate) source: Option<IpAddr>,
 
     /// IPv4 only
     #[arg(short = '4', conflicts_with = "ipv6")]
-    pub ipv4: bool,
+    pub(crate) ipv4: bool,
 
     /// IPv6 only
     #[arg(short = '6')]
-    pub ipv6: bool,
+    pub(crate) ipv6: bool,
 }
 
 pub(crate) fn parse_seconds(text: &str, min_exclusive: bool) -> Result<f64, String> {
@@ -204,7 +204,7 @@ pub(crate) fn source_family(
 
 /// IP families a host name may be resolved to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
+pub(crate) enum Family {
     /// Any address (the default).
     Any,
     /// `-4`: IPv4 only.
@@ -215,22 +215,21 @@ pub enum Family {
 
 /// The server to ask: a host (name or address literal) and a port.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub(crate) struct Target {
     /// Host name or IP address literal (without brackets).
-    pub host: String,
+    pub(crate) host: String,
     /// TCP port.
-    pub port: u16,
+    pub(crate) port: u16,
 }
 
 impl Target {
-    /// Reads `HOST`, `HOST:PORT`, `::1`, `[::1]` or `[::1]:PORT`; `port_flag` is `-p`.
-    pub fn parse(text: &str, port_flag: Option<u16>) -> Result<Target, String> {
-        Target::parse_with(text, port_flag, true, DEFAULT_PORT)
-    }
-
-    /// Like [`Target::parse`], for one of several servers: `-p` is the port
-    /// of those that name none, and another port in `HOST:PORT` is no conflict.
-    pub fn parse_one_of_several(text: &str, port_flag: Option<u16>) -> Result<Target, String> {
+    /// Reads `HOST`, `HOST:PORT`, `::1`, `[::1]` or `[::1]:PORT` for one of
+    /// several servers: `-p` (`port_flag`) is the port of those that name
+    /// none, and another port in `HOST:PORT` is no conflict.
+    pub(crate) fn parse_one_of_several(
+        text: &str,
+        port_flag: Option<u16>,
+    ) -> Result<Target, String> {
         Target::parse_with(text, port_flag, false, DEFAULT_PORT)
     }
 
@@ -286,7 +285,7 @@ impl Target {
     }
 
     /// True when the host is an IPv6 address literal.
-    pub fn is_ipv6_literal(&self) -> bool {
+    pub(crate) fn is_ipv6_literal(&self) -> bool {
         self.host.parse::<std::net::Ipv6Addr>().is_ok()
     }
 }
@@ -304,24 +303,24 @@ impl fmt::Display for Target {
 
 /// What `--check` needs besides the connection settings.
 #[derive(Debug, Clone)]
-pub struct CheckSettings {
+pub(crate) struct CheckSettings {
     /// `--warning` and `--critical`.
-    pub thresholds: Thresholds,
+    pub(crate) thresholds: Thresholds,
     /// `--format`.
-    pub format: ReplyFormat,
+    pub(crate) format: ReplyFormat,
     /// `--timezone`.
-    pub zone: Zone,
+    pub(crate) zone: Zone,
     /// `--quick`: one reply, no readings to pin the second's change.
-    pub quick: bool,
+    pub(crate) quick: bool,
     /// check_jam's `-v`: a line on how each offset was measured.
-    pub verbose: bool,
+    pub(crate) verbose: bool,
     /// `--textfile`: where to write the result for node_exporter, if anywhere.
-    pub textfile: Option<PathBuf>,
+    pub(crate) textfile: Option<PathBuf>,
 }
 
 /// How replies are reported.
 #[derive(Debug, Clone)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// The server's time, one line per reply.
     Plain,
     /// `--raw`: whole reply lines as received, control characters escaped.
@@ -341,48 +340,41 @@ pub enum Mode {
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// The first (for `-P`, the only) server.
-    pub target: Target,
+    pub(crate) target: Target,
     /// Every server, in the order given (the first is `target`).
-    pub targets: Vec<Target>,
+    pub(crate) targets: Vec<Target>,
     /// `-4` / `-6`.
-    pub family: Family,
+    pub(crate) family: Family,
     /// `-w`: for connecting (all addresses together) plus the first reply, and for each later reply.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// `-s`: the local address to connect from, when given.
-    pub source: Option<IpAddr>,
+    pub(crate) source: Option<IpAddr>,
     /// `-n`: TIME requests per connection.
-    pub count: u32,
+    pub(crate) count: u32,
     /// `-P`: clients at once, when given.
-    pub parallel: Option<u32>,
+    pub(crate) parallel: Option<u32>,
     /// What to print.
-    pub mode: Mode,
+    pub(crate) mode: Mode,
     /// `--protocol`.
-    pub protocol: Protocol,
+    pub(crate) protocol: Protocol,
     /// `--udp`: datagrams (daytime and rfc868 only).
-    pub transport: Transport,
-}
-
-impl Settings {
-    /// True in `--check` mode.
-    pub fn is_check(&self) -> bool {
-        matches!(self.mode, Mode::Check(_))
-    }
+    pub(crate) transport: Transport,
 }
 
 /// The end of a run decided while reading the command line (help, version, usage error).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EarlyExit {
     /// Exit code: 0 for help/version, 2 for a bad command line, 3 with --check.
-    pub code: u8,
+    pub(crate) code: u8,
     /// Text for stdout.
-    pub stdout: String,
+    pub(crate) stdout: String,
     /// Text for stderr.
-    pub stderr: String,
+    pub(crate) stderr: String,
 }
 
 impl JamcArgs {
     /// Checks the values clap cannot check alone and builds [`Settings`].
-    pub fn resolve(self) -> Result<Settings, String> {
+    pub(crate) fn resolve(self) -> Result<Settings, String> {
         let several = self.servers.len() > 1;
         let default_port = self.protocol.default_port();
         let targets = self
@@ -544,7 +536,7 @@ mod tests {
 
     #[test]
     fn targets_are_read_in_every_spelling() {
-        let t = |s: &str, p| Target::parse(s, p);
+        let t = |s: &str, p| Target::parse_with(s, p, true, DEFAULT_PORT);
         assert_eq!(t("localhost", None).unwrap().to_string(), "localhost:45000");
         assert_eq!(t("example.org:123", None).unwrap().port, 123);
         assert_eq!(t("127.0.0.1", Some(9)).unwrap().to_string(), "127.0.0.1:9");
@@ -609,7 +601,7 @@ mod tests {
             "[::1]:1",
         ])
         .unwrap();
-        assert!(s.is_check());
+        assert!(matches!(s.mode, Mode::Check(_)));
         assert_eq!(s.timeout, Duration::from_millis(500));
         assert_eq!(s.target.port, 1);
         let s = parse_args(["jamc", "-P", "9", "-n", "3", "--json", "-6"]).unwrap();

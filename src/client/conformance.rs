@@ -28,11 +28,12 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use super::cli::{Family, Target};
+use super::wire::{self, Reader};
 
 /// Time allowed for each connect and for each reply. Generous
 /// because the assignment's own server listens with a backlog of 1, so some of
@@ -77,7 +78,6 @@ const CLOCK_SLACK_SECS: f64 = 5.0;
 /// What `jamc --conformance` was asked to do.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The server.
     pub target: Target,
     /// `-4` / `-6`.
     pub family: Family,
@@ -444,6 +444,19 @@ enum End {
 }
 
 impl End {
+    /// How a read that began at `started` ended, waiting until `deadline`.
+    fn of(end: wire::End, deadline: Instant, started: Instant) -> End {
+        match end {
+            wire::End::TimedOut(got) => {
+                End::TimedOut(deadline.saturating_duration_since(started), got)
+            }
+            wire::End::Closed(got) => End::Closed(got),
+            wire::End::Reset(got) => End::Reset(got),
+            wire::End::TooLong(got) => End::TooLong(got),
+            wire::End::Failed(e) => End::Failed(format!("reading failed: {e}")),
+        }
+    }
+
     /// In words, after "sent X, ": "no reply within 5 s", ….
     fn describe(&self) -> String {
         let partial = |bytes: &[u8]| {
@@ -498,11 +511,11 @@ fn seconds(waited: Duration) -> String {
     }
 }
 
-/// One connection to the server under test, reading lines within deadlines.
+/// One connection to the server under test, reading lines within deadlines
+/// through jamc's one reader (a line may be [`MAX_REPLY_LINE`] bytes, its end
+/// included).
 struct Conn {
-    stream: TcpStream,
-    /// Bytes received and not yet returned as a line.
-    buf: Vec<u8>,
+    reader: Reader,
 }
 
 impl Conn {
@@ -531,8 +544,7 @@ impl Conn {
                 // Each piece a check sends must leave at once, as its own packet.
                 let _ = stream.set_nodelay(true);
                 Ok(Conn {
-                    stream,
-                    buf: Vec::new(),
+                    reader: Reader::counting_line_ends(stream, MAX_REPLY_LINE),
                 })
             }
             Err(e) => Err((e, left)),
@@ -545,8 +557,9 @@ impl Conn {
         if left.is_zero() {
             return Err(End::TimedOut(left, Vec::new()));
         }
-        let _ = self.stream.set_write_timeout(Some(left));
-        self.stream.write_all(bytes).map_err(|e| match e.kind() {
+        let stream = self.reader.stream();
+        let _ = stream.set_write_timeout(Some(left));
+        stream.write_all(bytes).map_err(|e| match e.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
                 End::Failed(format!("could not send within {}", seconds(left)))
             }
@@ -558,48 +571,12 @@ impl Conn {
         })
     }
 
-    /// Reads more bytes into the buffer, waiting no later than the deadline.
-    /// `Ok(false)` at end of stream.
-    fn fill(&mut self, deadline: Instant, started: Instant) -> Result<bool, End> {
-        let mut chunk = [0u8; 4096];
-        match super::net::read_by(&mut self.stream, &mut chunk, deadline) {
-            Ok(Some(0)) => Ok(false),
-            Ok(Some(n)) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                Ok(true)
-            }
-            Ok(None) => Err(End::TimedOut(
-                deadline.saturating_duration_since(started),
-                self.buf.clone(),
-            )),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
-                ) =>
-            {
-                Err(End::Reset(std::mem::take(&mut self.buf)))
-            }
-            Err(e) => Err(End::Failed(format!("reading failed: {e}"))),
-        }
-    }
-
     /// The next reply line, its line end included, waiting no later than the deadline.
     fn line(&mut self, deadline: Instant) -> Result<Vec<u8>, End> {
         let started = Instant::now();
-        loop {
-            if let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
-                if end < MAX_REPLY_LINE {
-                    return Ok(self.buf.drain(..=end).collect());
-                }
-            }
-            if self.buf.len() >= MAX_REPLY_LINE {
-                return Err(End::TooLong(self.buf[..MAX_REPLY_LINE].to_vec()));
-            }
-            if !self.fill(deadline, started)? {
-                return Err(End::Closed(std::mem::take(&mut self.buf)));
-            }
-        }
+        self.reader
+            .line(deadline)
+            .map_err(|end| End::of(end, deadline, started))
     }
 
     /// Sends a request and reads the reply line; a failure says what was sent.
@@ -615,16 +592,11 @@ impl Conn {
     /// reading and keeping (up to a line's worth) whatever comes first.
     fn closes(&mut self, deadline: Instant) -> Result<(), End> {
         let started = Instant::now();
-        loop {
-            // Only the first bytes are worth showing; a server talking forever
-            // must not grow the buffer without end.
-            self.buf.truncate(MAX_REPLY_LINE);
-            match self.fill(deadline, started) {
-                Ok(false) | Err(End::Reset(_)) => return Ok(()),
-                Ok(true) => {}
-                Err(end) => return Err(end),
-            }
-        }
+        // Only the first bytes are worth showing; a server talking forever
+        // must not grow the buffer without end.
+        self.reader
+            .closes(MAX_REPLY_LINE, deadline)
+            .map_err(|end| End::of(end, deadline, started))
     }
 }
 
@@ -648,13 +620,20 @@ fn connect_error(e: &io::Error, waited: Duration) -> String {
     }
 }
 
-/// A `JAM …` line: the answer to `TIME`, whatever its time looks like
-/// (only check 2 judges the format).
+/// A `JAM …` line: the answer to `TIME`, whatever its time looks like (only
+/// check 2 judges the format). Not [`super::answer::jam_reply`], which reads
+/// a time for jamc to use: a line with no time (`JAM \r\n`) or one that is
+/// not UTF-8 is no reading, but it is still an answer to `TIME`, and the
+/// other checks are about answering, not about the time shown.
 fn is_jam(line: &[u8]) -> bool {
     line.starts_with(b"JAM ") && line.ends_with(b"\n")
 }
 
-/// An `ERROR` line: `ERROR`, or `ERROR` and a reason.
+/// An `ERROR` line: `ERROR`, or `ERROR` and a reason. Judged on the line as
+/// it came, its end included, so that a CR right after `ERROR` counts
+/// whatever follows it; [`super::answer::jam_reply`] sees the line with its
+/// end cut, and an `ERROR\r…` line with more after the CR is no error there.
+/// The verdicts stay what they were.
 fn is_error(line: &[u8]) -> bool {
     line.strip_prefix(b"ERROR")
         .is_some_and(|rest| matches!(rest.first(), Some(b' ' | b'\r' | b'\n')))
@@ -696,7 +675,7 @@ fn time_is_answered_exactly(server: &Server) -> Verdict {
     let mut conn = server.connect()?;
     let line = conn.ask(b"TIME\r\n", server)?;
     // "Exactly" includes nothing after the line: whatever came with it is there now.
-    let extra = std::mem::take(&mut conn.buf);
+    let extra = conn.reader.take_pending();
     match jam_line_fault(&line) {
         Some(why) => Err(Fault::Wrong(format!(
             "sent \"TIME\\r\\n\", got {}: {why}",
@@ -1094,7 +1073,9 @@ fn crowd(server: &Server, n: usize, allowance: Allowance) -> Verdict {
                 Ok(line) if is_jam(&line) => CrowdEnd::Answered,
                 Ok(line) => CrowdEnd::Failed(format!("sent \"TIME\\r\\n\", got {}", escape(&line))),
                 Err(End::TimedOut(_, got)) if got.is_empty() => {
-                    if crate::sys::tcp_unacknowledged_bytes(&conn.stream).is_ok_and(|n| n > 0) {
+                    if crate::sys::tcp_unacknowledged_bytes(conn.reader.stream())
+                        .is_ok_and(|n| n > 0)
+                    {
                         CrowdEnd::NotAccepted
                     } else {
                         CrowdEnd::Failed(format!(
@@ -1196,6 +1177,7 @@ pub fn escape(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::TcpStream;
 
     #[test]
     fn escape_shows_control_characters_and_cuts_long_text() {

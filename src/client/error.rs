@@ -46,14 +46,12 @@ pub struct ClientError {
 pub enum ClientErrorKind {
     /// The host name did not resolve.
     Resolve {
-        /// The host.
         host: String,
         /// The resolver's words.
         why: String,
     },
     /// The host has no address of the family asked for.
     NoAddress {
-        /// The host.
         host: String,
         /// "IPv4" or "IPv6".
         family: &'static str,
@@ -66,13 +64,9 @@ pub enum ClientErrorKind {
         timeout: Duration,
     },
     /// No complete reply within the timeout.
-    ReplyTimeout {
-        /// The timeout.
-        timeout: Duration,
-    },
+    ReplyTimeout { timeout: Duration },
     /// Part of a reply came, not all of it, within the timeout.
     Incomplete {
-        /// The timeout.
         timeout: Duration,
         /// What had arrived (a line without its end, some of RFC 868's four bytes).
         partial: Vec<u8>,
@@ -113,10 +107,7 @@ pub enum ClientErrorKind {
         why: String,
     },
     /// The reply's time could not be read with `--format` (check mode).
-    Time {
-        /// Why.
-        why: String,
-    },
+    Time { why: String },
 }
 
 impl ClientError {
@@ -143,7 +134,7 @@ impl ClientError {
     }
 }
 
-/// What jamd's refusals mean for the person who reads them (SPEC 2, 7, 8).
+/// What jamd's refusals mean for the person who reads them (jamc(1), OUTPUT).
 fn refusal_in_words(line: &str) -> Option<&'static str> {
     Some(match line.strip_prefix("ERROR ")?.trim() {
         "access denied" => "this address is not allowed to use the server",

@@ -24,7 +24,7 @@
 //! intersection is `[s + 1 − b₂, s + 1 − a₁]`: the tick is pinned between
 //! the first request's sending and the second reply's arrival, and the
 //! uncertainty is half of that span, at most rtt/2 + the gap between the
-//! requests (SPEC 11).
+//! requests (jamc(1), How the offset is measured).
 //!
 //! Replies that no single offset explains (an empty intersection: a frozen
 //! server clock, one running backwards, one that jumps by more than its unit,

@@ -18,8 +18,6 @@ use super::cli::{Family, Target};
 use super::error::{ClientError, ClientErrorKind, ConnectFailure};
 use super::wire::{End, Reader};
 
-pub(crate) use super::wire::read_by;
-
 /// Longest reply line jamc accepts, terminator not counted.
 pub const MAX_REPLY_BYTES: usize = 1024;
 
@@ -65,7 +63,7 @@ impl Reply {
 }
 
 /// Resolves the target to the addresses to try, in the resolver's order, within the deadline.
-pub fn resolve(
+pub(crate) fn resolve(
     target: &Target,
     family: Family,
     deadline: Instant,

@@ -98,7 +98,8 @@ impl<'a> Output<'a> {
         };
         match settings.mode {
             // The whole line, ERROR lines included, but escaped like every
-            // other server text (SPEC 12): a plain reply reads as it came.
+            // other server text (jamc(1), OUTPUT): a plain reply reads as it
+            // came.
             Mode::Raw => {
                 let shown = match settings.protocol {
                     Protocol::Rfc868 => escape(text.as_bytes()),
@@ -131,7 +132,7 @@ impl<'a> Output<'a> {
 }
 
 /// Server text made safe to print: a server must not forge a status line or
-/// perfdata, or drive the terminal (SPEC 12).
+/// perfdata, or drive the terminal (jamc(1), SECURITY).
 ///
 /// Control characters become `\x1b` (or `\u{85}` above ASCII), bytes that are
 /// not UTF-8 `\xff`, `|` (the perfdata bar) `\|`, and `\` itself `\\`, so the

@@ -21,7 +21,7 @@ use super::thresholds::{Range, Thresholds};
 use crate::clock::Zone;
 
 /// The name jamc answers to as a plugin.
-pub const NAME: &str = "check_jam";
+pub(crate) const NAME: &str = "check_jam";
 
 /// check_jam's raw command-line arguments (clap derive).
 #[derive(Debug, Clone, Parser)]
@@ -40,34 +40,34 @@ pub const NAME: &str = "check_jam";
         2 CRITICAL, 3 UNKNOWN. Thresholds apply to the offset's absolute value and \
         take the monitoring plugins' range syntax (10, 10:, ~:10, 5:10, @5:10)."
 )]
-pub struct CheckJamArgs {
+pub(crate) struct CheckJamArgs {
     /// Server to check (name or address; HOST:PORT too); repeat for several
     #[arg(short = 'H', long = "hostname", value_name = "HOST", required = true)]
-    pub hosts: Vec<String>,
+    pub(crate) hosts: Vec<String>,
 
     /// TCP port (default 45000)
     #[arg(short = 'p', long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
-    pub port: Option<u16>,
+    pub(crate) port: Option<u16>,
 
     /// Offset in seconds (or range) that makes WARNING
     #[arg(short = 'w', long, value_name = "SECS", default_value = "2", value_parser = Range::parse)]
-    pub warning: Range,
+    pub(crate) warning: Range,
 
     /// Offset in seconds (or range) that makes CRITICAL
     #[arg(short = 'c', long, value_name = "SECS", default_value = "10", value_parser = Range::parse)]
-    pub critical: Range,
+    pub(crate) critical: Range,
 
     /// Seconds before the check gives up (CRITICAL)
     #[arg(short = 't', long, value_name = "SECS", default_value = "10", value_parser = parse_timeout)]
-    pub timeout: f64,
+    pub(crate) timeout: f64,
 
     /// Take one reply instead of pinning the second change (±0.5 s)
     #[arg(short = 'q', long)]
-    pub quick: bool,
+    pub(crate) quick: bool,
 
     /// strftime format of the server's time
     #[arg(long, value_name = "FMT", default_value = "%H:%M:%S")]
-    pub format: String,
+    pub(crate) format: String,
 
     /// The server's time zone: local, UTC, +07:00 or an IANA name
     #[arg(
@@ -76,28 +76,28 @@ pub struct CheckJamArgs {
         default_value = "local",
         allow_hyphen_values = true
     )]
-    pub timezone: String,
+    pub(crate) timezone: String,
 
     /// Also say how each offset was measured
     #[arg(short = 'v', long, action = clap::ArgAction::Count)]
-    pub verbose: u8,
+    pub(crate) verbose: u8,
 
     /// Connect from this local address (to test an access list)
     #[arg(short = 's', long, value_name = "ADDR", value_parser = parse_source)]
-    pub source: Option<std::net::IpAddr>,
+    pub(crate) source: Option<std::net::IpAddr>,
 
     /// IPv4 only
     #[arg(short = '4', long = "use-ipv4", conflicts_with = "ipv6")]
-    pub ipv4: bool,
+    pub(crate) ipv4: bool,
 
     /// IPv6 only
     #[arg(short = '6', long = "use-ipv6")]
-    pub ipv6: bool,
+    pub(crate) ipv6: bool,
 }
 
 impl CheckJamArgs {
     /// Checks what clap cannot and builds check [`Settings`].
-    pub fn resolve(self) -> Result<Settings, String> {
+    pub(crate) fn resolve(self) -> Result<Settings, String> {
         let targets = self
             .hosts
             .iter()

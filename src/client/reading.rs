@@ -161,13 +161,6 @@ pub struct Reading {
     pub unit: Duration,
 }
 
-impl Reading {
-    /// True when the reply has fractions of a second.
-    pub fn is_fractional(&self) -> bool {
-        self.unit < Duration::seconds(1)
-    }
-}
-
 /// True for an item that reads fractions of a second.
 fn is_fraction(item: &Item<'_>) -> bool {
     matches!(

@@ -23,14 +23,14 @@ pub enum End {
     Failed(io::Error),
 }
 
-impl End {
-    /// What had arrived when the wait ended.
-    pub fn partial(&self) -> &[u8] {
-        match self {
-            End::TimedOut(got) | End::Closed(got) | End::Reset(got) | End::TooLong(got) => got,
-            End::Failed(_) => &[],
-        }
-    }
+/// How long a line may be; a longer one is [`End::TooLong`], which holds
+/// this many of its first bytes.
+#[derive(Debug, Clone, Copy)]
+enum LineLimit {
+    /// At most this many bytes before the line end (LF, or CR LF).
+    Text(usize),
+    /// At most this many bytes, the line end included.
+    Whole(usize),
 }
 
 /// Reads from one TCP stream within deadlines, keeping what was received and
@@ -39,8 +39,8 @@ impl End {
 pub struct Reader {
     stream: TcpStream,
     buf: Vec<u8>,
-    /// Longest line returned, its line end not counted.
-    max_line: usize,
+    /// Longest line returned.
+    limit: LineLimit,
 }
 
 impl Reader {
@@ -49,7 +49,17 @@ impl Reader {
         Reader {
             stream,
             buf: Vec::new(),
-            max_line,
+            limit: LineLimit::Text(max_line),
+        }
+    }
+
+    /// Reads `stream`; a line longer than `max_line` bytes, its end included,
+    /// is [`End::TooLong`] (what `--conformance` allows a reply line).
+    pub fn counting_line_ends(stream: TcpStream, max_line: usize) -> Reader {
+        Reader {
+            stream,
+            buf: Vec::new(),
+            limit: LineLimit::Whole(max_line),
         }
     }
 
@@ -87,17 +97,25 @@ impl Reader {
 
     /// The next line, its line end (LF, or CR LF) included, by the deadline.
     pub fn line(&mut self, deadline: Instant) -> Result<Vec<u8>, End> {
+        let (max, room) = match self.limit {
+            // Room for the longest line plus CR: more without LF is too long.
+            LineLimit::Text(max) => (max, max + 1),
+            // Room for the longest line but its LF.
+            LineLimit::Whole(max) => (max, max.saturating_sub(1)),
+        };
         loop {
             if let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
-                let cr = usize::from(end > 0 && self.buf[end - 1] == b'\r');
-                if end - cr > self.max_line {
-                    return Err(End::TooLong(self.buf[..self.max_line].to_vec()));
+                let len = match self.limit {
+                    LineLimit::Text(_) => end - usize::from(end > 0 && self.buf[end - 1] == b'\r'),
+                    LineLimit::Whole(_) => end + 1,
+                };
+                if len > max {
+                    return Err(End::TooLong(self.buf[..max].to_vec()));
                 }
                 return Ok(self.buf.drain(..=end).collect());
             }
-            // Room for the longest line plus CR: more without LF is too long.
-            if self.buf.len() > self.max_line + 1 {
-                return Err(End::TooLong(self.buf[..self.max_line].to_vec()));
+            if self.buf.len() > room {
+                return Err(End::TooLong(self.buf[..max].to_vec()));
             }
             if !self.fill(deadline)? {
                 return Err(End::Closed(std::mem::take(&mut self.buf)));
@@ -136,7 +154,7 @@ impl Reader {
 
 /// Reads once from `stream` into `chunk`, waiting no later than `deadline`
 /// (and reading again after a signal): `Ok(None)` when the deadline came first.
-pub(crate) fn read_by(
+fn read_by(
     stream: &mut TcpStream,
     chunk: &mut [u8],
     deadline: Instant,
@@ -205,7 +223,7 @@ mod tests {
         let (mut r, _keep) = reading(b"JAM 04:50:54", false);
         let end = r.line(soon()).unwrap_err();
         assert!(matches!(end, End::TimedOut(_)), "{end:?}");
-        assert_eq!(end.partial(), b"JAM 04:50:54");
+        assert!(matches!(end, End::TimedOut(ref got) if got == b"JAM 04:50:54"));
     }
 
     #[test]
@@ -218,5 +236,26 @@ mod tests {
         assert_eq!(r.exactly(4, soon()).unwrap(), b"\xea\xc1\xd2\xf6");
         let (mut r, _) = reading(b"\xea\xc1", true);
         assert!(matches!(r.exactly(4, soon()), Err(End::Closed(got)) if got == b"\xea\xc1"));
+    }
+
+    /// A reader counting line ends, with a limit of 16 bytes.
+    fn reading_whole(send: &'static [u8]) -> (Reader, TcpStream) {
+        let (r, keep) = reading(send, false);
+        (Reader::counting_line_ends(r.stream, 16), keep.unwrap())
+    }
+
+    #[test]
+    fn counting_line_ends_the_end_is_part_of_the_limit() {
+        // 16 bytes with CR LF, and with LF alone: both fit.
+        let (mut r, _keep) = reading_whole(b"0123456789abcd\r\n");
+        assert_eq!(r.line(soon()).unwrap().len(), 16);
+        let (mut r, _keep) = reading_whole(b"0123456789abcde\n");
+        assert_eq!(r.line(soon()).unwrap().len(), 16);
+        // 17 bytes: too long, with its first 16 bytes kept.
+        let (mut r, _keep) = reading_whole(b"0123456789abcde\r\n");
+        assert!(matches!(r.line(soon()), Err(End::TooLong(got)) if got == b"0123456789abcde\r"));
+        // 16 bytes and no LF yet: too long without waiting for more.
+        let (mut r, _keep) = reading_whole(b"0123456789abcdef");
+        assert!(matches!(r.line(soon()), Err(End::TooLong(got)) if got.len() == 16));
     }
 }

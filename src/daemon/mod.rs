@@ -15,14 +15,14 @@
 //! knows nothing of signals or systemd, and is steered through
 //! [`crate::server::Server`].
 
-pub mod cli;
-pub mod config_file;
-pub mod confine;
-pub mod notify;
-pub mod reload;
-pub mod signals;
-pub mod startup;
-pub mod supervise;
+pub(crate) mod cli;
+pub(crate) mod config_file;
+pub(crate) mod confine;
+pub(crate) mod notify;
+pub(crate) mod reload;
+pub(crate) mod signals;
+pub(crate) mod startup;
+pub(crate) mod supervise;
 
 use std::ffi::OsString;
 use std::net::IpAddr;
@@ -35,7 +35,7 @@ use cli::JamdArgs;
 use config_file::ConfigFile;
 
 /// EX_CONFIG from sysexits.h: the configuration is wrong.
-pub const EX_CONFIG: u8 = 78;
+pub(crate) const EX_CONFIG: u8 = 78;
 
 /// Runs jamd with these arguments (the program name first) and returns its
 /// exit status: 0 clean stop, 1 failure, 2 bad command line, 78 bad configuration.

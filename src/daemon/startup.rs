@@ -85,15 +85,15 @@ pub fn start(args: &JamdArgs) -> Result<Started, Fatal> {
     // Inherited sockets first: whether standard I/O is a client decides
     // where every later message may go.
     // inetd hands the client to standard error too; socat and a shell do
-    // not, and then start-up errors can be printed there (SPEC 12).
+    // not, and then start-up errors can be printed there (jamd(8), INETD).
     let stderr_is_client = args.inetd && crate::inetd::stderr_is_client();
     let mut held = Held::default();
     let (inherited, stream) = inherited_sockets(args, &mut held, stderr_is_client)?;
     // Only now a descriptor of jamd's own (the signal pipe): created
     // earlier it could sit where LISTEN_FDS says a passed socket is, and be
-    // taken for one (issue 12 item 1). Still before anything can announce
-    // that jamd is up: a signal sent right after the first log line must
-    // find its handler in place.
+    // taken for one (jamd(8), SOCKET ACTIVATION). Still before anything
+    // can announce that jamd is up: a signal sent right after the first
+    // log line must find its handler in place.
     let signals = Signals::install()
         .map_err(|e| Fatal::new(1, format!("cannot install signal handlers: {e}"), false))?;
     let stdio_is_client = if args.inetd {

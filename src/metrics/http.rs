@@ -17,7 +17,7 @@
 //! request as it connects and is answered at once.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener as StdListener};
+use std::net::{Shutdown, TcpListener as StdListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -234,7 +234,6 @@ pub type Warn = Box<dyn Fn(String) + Send>;
 
 /// The running endpoint. Dropping it stops the thread.
 pub struct Endpoint {
-    addr: SocketAddr,
     stop: Arc<AtomicBool>,
     waker: Arc<Waker>,
     thread: Option<JoinHandle<()>>,
@@ -244,7 +243,6 @@ impl Endpoint {
     /// Serves `/metrics` on `listener` from a new thread.
     pub fn start(listener: StdListener, body: Body, warn: Warn) -> io::Result<Endpoint> {
         listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
         let mut listener = TcpListener::from_std(listener);
         let poll = Poll::new()?;
         poll.registry()
@@ -264,16 +262,10 @@ impl Endpoint {
             .name("jamd-metrics".into())
             .spawn(move || server.run())?;
         Ok(Endpoint {
-            addr,
             stop,
             waker,
             thread: Some(thread),
         })
-    }
-
-    /// The address it listens on.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
     }
 }
 
@@ -486,6 +478,7 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
 
     fn answer(head: &str) -> Answer {
         parse_request(head.as_bytes()).answer
@@ -634,14 +627,17 @@ mod tests {
         );
     }
 
-    fn endpoint() -> Endpoint {
+    /// A running endpoint and the address it listens on.
+    fn endpoint() -> (Endpoint, SocketAddr) {
         let listener = StdListener::bind("127.0.0.1:0").unwrap();
-        Endpoint::start(
+        let addr = listener.local_addr().unwrap();
+        let e = Endpoint::start(
             listener,
             Box::new(|s: &mut String| s.push_str("up 1\n")),
             Box::new(|_| {}),
         )
-        .unwrap()
+        .unwrap();
+        (e, addr)
     }
 
     fn exchange(addr: SocketAddr, request: &[u8]) -> String {
@@ -655,18 +651,18 @@ mod tests {
 
     #[test]
     fn the_endpoint_answers_and_closes() {
-        let e = endpoint();
-        let reply = exchange(e.local_addr(), b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        let (_e, addr) = endpoint();
+        let reply = exchange(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
         assert!(reply.ends_with("\r\n\r\nup 1\n"), "{reply}");
-        let reply = exchange(e.local_addr(), b"GET /nope HTTP/1.0\r\n\r\n");
+        let reply = exchange(addr, b"GET /nope HTTP/1.0\r\n\r\n");
         assert!(reply.starts_with("HTTP/1.0 404 "), "{reply}");
     }
 
     #[test]
     fn an_oversized_head_is_closed_without_a_reply() {
-        let e = endpoint();
-        let mut s = std::net::TcpStream::connect(e.local_addr()).unwrap();
+        let (_e, addr) = endpoint();
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut head = b"GET /metrics HTTP/1.1\r\n".to_vec();
         while head.len() <= MAX_HEAD {
@@ -681,15 +677,15 @@ mod tests {
 
     #[test]
     fn a_crowd_that_says_nothing_does_not_keep_a_scrape_out() {
-        let e = endpoint();
+        let (_e, addr) = endpoint();
         let crowd: Vec<_> = (0..MAX_CLIENTS * 2)
             .map(|_| {
-                let mut c = std::net::TcpStream::connect(e.local_addr()).unwrap();
+                let mut c = std::net::TcpStream::connect(addr).unwrap();
                 c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x").unwrap();
                 c
             })
             .collect();
-        let mut s = std::net::TcpStream::connect(e.local_addr()).unwrap();
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
         s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
         // Well within the crowd's HEAD_TIMEOUT: nobody had to time out.
         s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();

@@ -13,8 +13,8 @@
 //! and survive reloads (the `Metrics` value lives as long as the process).
 
 pub mod http;
-pub mod process;
-pub mod render;
+pub(crate) mod process;
+pub(crate) mod render;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -139,11 +139,6 @@ impl Shard {
     /// An admitted client's connection ended.
     pub fn closed(&self, why: Closed) {
         bump(&self.closed[why as usize]);
-    }
-
-    /// A request line was answered.
-    pub fn request(&self, command: Command) {
-        bump(&self.requests[command as usize]);
     }
 
     /// `n` request lines of one kind were answered (one read's worth).
@@ -323,11 +318,6 @@ impl Counters {
         self.refused.iter().sum()
     }
 
-    /// Admitted connections that have ended, whatever the reason.
-    pub fn closed_total(&self) -> u64 {
-        self.closed.iter().sum()
-    }
-
     /// Request lines answered, whatever the command.
     pub fn requests_total(&self) -> u64 {
         self.requests.iter().sum()
@@ -372,7 +362,7 @@ mod tests {
         m.worker(1).refused(Refusal::RateLimited);
         m.worker(0).closed(Closed::TooLong);
         m.worker(0).requests(Command::Time, 3);
-        m.worker(1).request(Command::Unknown);
+        m.worker(1).requests(Command::Unknown, 1);
         m.control().reload(Reload::Failed);
         m.control().proxy_header(ProxyHeader::Timeout);
         let c = m.counters();
@@ -440,7 +430,7 @@ mod tests {
             &Command::ALL,
             Command::COUNT,
             Command::as_str,
-            Shard::request,
+            |s, c| s.requests(c, 1),
             |c| c.requests.to_vec(),
         );
         check(
