@@ -420,4 +420,104 @@ mod tests {
             assert!(daytime_reading(none).is_none(), "{none:?}");
         }
     }
+
+    #[test]
+    fn protocols_are_named_and_have_their_ports() {
+        for (p, name, port) in [
+            (Protocol::Jam, "jam", super::super::cli::DEFAULT_PORT),
+            (Protocol::Daytime, "daytime", 13),
+            (Protocol::Rfc868, "rfc868", 37),
+        ] {
+            assert_eq!(p.name(), name);
+            assert_eq!(p.to_string(), name);
+            assert_eq!(p.default_port(), port);
+            assert_eq!(Protocol::parse(name), Ok(p));
+        }
+        assert_eq!(Protocol::parse(" time\n"), Ok(Protocol::Rfc868));
+        let err = Protocol::parse("ntp").unwrap_err();
+        assert!(
+            err.contains("\"ntp\"") && err.contains("jam, daytime or rfc868"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_padding_around_a_daytime_line_is_not_read() {
+        let r = daytime_reading("\0  Fri Dec  4 04:12:30 2026 \0\r\n\0").unwrap();
+        assert_eq!(
+            r.time,
+            ServerTime::DateTime {
+                wall: naive(2026, 12, 4, 4, 12, 30),
+                offset: None,
+            }
+        );
+    }
+
+    #[test]
+    fn a_time_of_day_is_whole_and_ends_where_its_digits_end() {
+        let of_day = |h: i64, m: i64, s: i64| ServerTime::TimeOfDay {
+            since_midnight: Duration::seconds(h * 3600 + m * 60 + s),
+            offset: None,
+        };
+        for (line, want, unit) in [
+            // Two digits of hour, not the last of them.
+            (
+                "it is 12:34:56 now",
+                of_day(12, 34, 56),
+                Duration::seconds(1),
+            ),
+            // A full stop after the seconds is no fraction.
+            ("it was 4:12:30.", of_day(4, 12, 30), Duration::seconds(1)),
+            // A number after a space is not a fraction either.
+            (
+                "4:12:30 5 seconds late",
+                of_day(4, 12, 30),
+                Duration::seconds(1),
+            ),
+            // A comma is a decimal sign too.
+            (
+                "4:12:30,5",
+                ServerTime::TimeOfDay {
+                    since_midnight: Duration::milliseconds(15_150_500),
+                    offset: None,
+                },
+                Duration::milliseconds(100),
+            ),
+            // After a number that is no hour, the next time is found.
+            (
+                "123:45:56 then 7:08:09",
+                of_day(7, 8, 9),
+                Duration::seconds(1),
+            ),
+            // A zone name that means UTC is the offset 0.
+            (
+                "time 23:59:59 UTC",
+                ServerTime::TimeOfDay {
+                    since_midnight: Duration::seconds(86_399),
+                    offset: Some(0),
+                },
+                Duration::seconds(1),
+            ),
+        ] {
+            let r = daytime_reading(line).unwrap_or_else(|| panic!("{line:?}"));
+            assert_eq!(r.time, want, "{line:?}");
+            assert_eq!(r.unit, unit, "{line:?}");
+        }
+        assert!(daytime_reading("123:45:56").is_none());
+    }
+
+    #[test]
+    fn an_rfc868_reading_is_the_second_shown() {
+        let t = utc(2026, 12, 4, 4, 12, 30);
+        let v = u32::try_from(t.timestamp() + RFC868_TO_UNIX).unwrap();
+        let r = rfc868_reading(v, t + Duration::days(9000));
+        assert_eq!(r.time, ServerTime::Instant(t));
+        assert_eq!(r.unit, Duration::seconds(1));
+        assert_eq!(rfc868_value(b"\x01\x02\x03\x04\x05"), None);
+        assert_eq!(rfc868_value(b"\x00\x00\x01\x02"), Some(258));
+        // Half an era away in either direction is still this era's reading.
+        let half = Duration::seconds(1 << 31) - Duration::seconds(1);
+        assert_eq!(rfc868_instant(v, t + half), t);
+        assert_eq!(rfc868_instant(v, t - half), t);
+    }
 }
