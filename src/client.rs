@@ -19,7 +19,7 @@
 //! connection (`-n`) gets the timeout again. So `jamc -w 5` with one request
 //! never takes much more than 5 s.
 
-pub(crate) mod answer;
+pub mod answer;
 pub(crate) mod check;
 pub mod cli;
 pub(crate) mod conformance;

@@ -69,7 +69,7 @@ impl TimeFormat {
     }
 
     /// The format as written in the configuration.
-    pub(crate) fn as_str(&self) -> &str {
+    pub fn as_str(&self) -> &str {
         &self.source
     }
 }
