@@ -355,17 +355,7 @@ fn family_missing(e: &io::Error) -> bool {
 
 /// Binds and listens on one address.
 pub fn bind_one(addr: SocketAddr, backlog: u32, reuse_address: bool) -> io::Result<TcpListener> {
-    let socket = Socket2::new(
-        Domain::for_address(addr),
-        Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    socket.set_reuse_address(reuse_address)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&SockAddr::from(addr))?;
+    let socket = bound(addr, Type::STREAM, socket2::Protocol::TCP, reuse_address)?;
     // listen(2) takes an int; the kernel caps it at somaxconn anyway.
     socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
     Ok(socket.into())
@@ -373,18 +363,25 @@ pub fn bind_one(addr: SocketAddr, backlog: u32, reuse_address: bool) -> io::Resu
 
 /// Binds a UDP socket on one address (v6-only for IPv6), non-blocking.
 pub fn bind_udp(addr: SocketAddr, reuse_address: bool) -> io::Result<UdpSocket> {
-    let socket = Socket2::new(
-        Domain::for_address(addr),
-        Type::DGRAM,
-        Some(socket2::Protocol::UDP),
-    )?;
+    Ok(bound(addr, Type::DGRAM, socket2::Protocol::UDP, reuse_address)?.into())
+}
+
+/// A non-blocking socket bound to `addr`, v6-only for IPv6 (so `::` and
+/// `0.0.0.0` can both be listened on), SO_REUSEADDR as `server.reuse_address` says.
+fn bound(
+    addr: SocketAddr,
+    kind: Type,
+    protocol: socket2::Protocol,
+    reuse_address: bool,
+) -> io::Result<Socket2> {
+    let socket = Socket2::new(Domain::for_address(addr), kind, Some(protocol))?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
     socket.set_reuse_address(reuse_address)?;
     socket.set_nonblocking(true)?;
     socket.bind(&SockAddr::from(addr))?;
-    Ok(socket.into())
+    Ok(socket)
 }
 
 /// What the service manager passed (`LISTEN_PID`, `LISTEN_FDS`,

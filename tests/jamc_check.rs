@@ -932,26 +932,6 @@ fn every_flag_of_check_jam_is_documented_in_check_jam_1() {
 
 // ------------------------------------------- the fleet line of the cron example
 
-/// The commented fleet job of packaging/cron/jamd-check, its command only.
-fn fleet_cron_command() -> String {
-    let text = std::fs::read_to_string(repo().join("packaging/cron/jamd-check")).expect("cron");
-    let line = text
-        .lines()
-        .map(|l| l.trim_start_matches('#').trim())
-        .find(|l| l.starts_with("*/5") && l.contains("ntp1 ntp2 ntp3"))
-        .expect("a fleet example in packaging/cron/jamd-check");
-    // minute hour day month weekday user command
-    let mut rest = line;
-    for _ in 0..6 {
-        rest = rest
-            .split_once(char::is_whitespace)
-            .expect("7 fields")
-            .1
-            .trim_start();
-    }
-    rest.to_string()
-}
-
 #[test]
 fn the_fleet_cron_example_is_silent_when_all_is_well_and_names_the_worst_otherwise() {
     let dir = TempDir::new("cron-fleet");
@@ -969,7 +949,7 @@ fn the_fleet_cron_example_is_silent_when_all_is_well_and_names_the_worst_otherwi
         .expect("bin dir");
     let path = format!("{}:{}:/usr/bin:/bin", dir.display(), jamc_dir.display());
     let run = |servers: [&FakeServer; 3]| {
-        let command = fleet_cron_command()
+        let command = common::cron_example_command("ntp1 ntp2 ntp3")
             .replace("ntp1 ntp2 ntp3", &servers.map(FakeServer::target).join(" "));
         run_bounded(
             Command::new("/bin/sh")

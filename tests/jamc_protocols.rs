@@ -627,32 +627,13 @@ fn node_exporter_reads_the_textfile() {
     }
 }
 
-/// The commented textfile job of packaging/cron/jamd-check, its command only.
-fn textfile_cron_command() -> String {
-    let text = common::repo_file("packaging/cron/jamd-check");
-    let line = text
-        .lines()
-        .map(|l| l.trim_start_matches('#').trim())
-        .find(|l| l.starts_with("*/5") && l.contains("--textfile"))
-        .expect("a textfile example in packaging/cron/jamd-check");
-    let mut rest = line;
-    for _ in 0..6 {
-        rest = rest
-            .split_once(char::is_whitespace)
-            .expect("7 fields")
-            .1
-            .trim_start();
-    }
-    rest.to_string()
-}
-
 #[test]
 fn the_textfile_cron_example_writes_the_file_and_is_silent_when_all_is_well() {
     let dir = TempDir::new("jamc-cron-textfile");
     let file = dir.join("jamd.prom");
     let server =
         FakeServer::answering(|now| format!("JAM {}\r\n", now.format("%H:%M:%S")).into_bytes());
-    let command = textfile_cron_command()
+    let command = common::cron_example_command("--textfile")
         .replace(
             "/var/lib/prometheus/node-exporter/jamd.prom",
             &file.to_string_lossy(),

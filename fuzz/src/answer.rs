@@ -193,15 +193,4 @@ fn daytime_form(data: &[u8]) {
     assert_eq!(reading.time, want, "{line:?}");
 }
 
-#[cfg(feature = "afl")]
-fn main() {
-    afl::fuzz!(|data: &[u8]| {
-        check(data);
-    });
-}
-
-/// Without AFL: check each file named on the command line, or standard input.
-#[cfg(not(feature = "afl"))]
-fn main() {
-    jamd_fuzz::replay(check);
-}
+jamd_fuzz::main!(check);

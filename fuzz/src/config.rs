@@ -64,15 +64,4 @@ pub fn check(data: &[u8]) {
     let _ = config.server.source_limits();
 }
 
-#[cfg(feature = "afl")]
-fn main() {
-    afl::fuzz!(|data: &[u8]| {
-        check(data);
-    });
-}
-
-/// Without AFL: check each file named on the command line, or standard input.
-#[cfg(not(feature = "afl"))]
-fn main() {
-    jamd_fuzz::replay(check);
-}
+jamd_fuzz::main!(check);

@@ -39,3 +39,23 @@ pub fn replay(check: fn(&[u8])) {
         eprintln!("{} input(s) checked", files.len());
     }
 }
+
+/// The `main` of a fuzz target: AFL++'s loop over `check` when built with
+/// the `afl` feature (scripts/fuzz), else [`replay`] over the files named on
+/// the command line (scripts/test).
+#[macro_export]
+macro_rules! main {
+    ($check:path) => {
+        #[cfg(feature = "afl")]
+        fn main() {
+            afl::fuzz!(|data: &[u8]| {
+                $check(data);
+            });
+        }
+
+        #[cfg(not(feature = "afl"))]
+        fn main() {
+            $crate::replay($check);
+        }
+    };
+}

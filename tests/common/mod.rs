@@ -29,7 +29,8 @@
 //!   it awaited and shows the last state when time runs out (`poll_until`
 //!   when the caller decides), and `wait_file` for a file a child writes.
 //! - [`repo`] and [`repo_file`]: the repository's own files (docs, units,
-//!   Cargo.toml) as the tests read them.
+//!   Cargo.toml) as the tests read them; [`cron_example_command`], an
+//!   example job of packaging/cron/jamd-check.
 //!
 //! Each test file is its own crate and uses only part of this, hence
 //! `allow(dead_code)`.
@@ -57,6 +58,27 @@ pub fn repo() -> &'static std::path::Path {
 pub fn repo_file(rel: &str) -> String {
     let path = repo().join(rel);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// The command of a commented example job in packaging/cron/jamd-check:
+/// the `*/5` line that contains `marker`, without its five time fields and
+/// its user (minute hour day month weekday user command).
+pub fn cron_example_command(marker: &str) -> String {
+    let text = repo_file("packaging/cron/jamd-check");
+    let line = text
+        .lines()
+        .map(|l| l.trim_start_matches('#').trim())
+        .find(|l| l.starts_with("*/5") && l.contains(marker))
+        .unwrap_or_else(|| panic!("an example with {marker} in packaging/cron/jamd-check"));
+    let mut rest = line;
+    for _ in 0..6 {
+        rest = rest
+            .split_once(char::is_whitespace)
+            .expect("7 fields")
+            .1
+            .trim_start();
+    }
+    rest.to_string()
 }
 
 pub use client::{jam_time, tcp_queues, wait_listening, Client};
