@@ -37,9 +37,19 @@ fn a_syslog_outage_after_start_sends_lines_to_stderr() {
     let path = sink.path.clone();
     drop(sink);
     std::fs::remove_file(&path).unwrap();
-    let client = visit(addr);
-    let line = stderr.wait_for(&format!("connection from {client}"), T);
-    assert!(line.is_some(), "{:?}", stderr.all());
+    // A line jamd sent in the instant the receiver went away can be lost
+    // with it (it was written to a socket that then closed): what the
+    // operator relies on is that lines reach stderr from then on. So a few
+    // clients (bounded) visit until one's line is there.
+    let mut seen = None;
+    for _ in 0..5 {
+        let client = visit(addr);
+        seen = stderr.wait_for(&format!("connection from {client}"), Duration::from_secs(2));
+        if seen.is_some() {
+            break;
+        }
+    }
+    assert!(seen.is_some(), "{:?}", stderr.all());
     assert!(
         stderr.wait_for("cannot reach syslog", T).is_some(),
         "{:?}",
