@@ -424,7 +424,7 @@ fn replies_have_the_shape_of_xinetds_builtins() {
 /// jamd run by faketime (`@DATE`: the clock starts there and runs on),
 /// with daytime over TCP and rfc868 over TCP and UDP: those addresses.
 fn start_faked(date: &str) -> Option<(Jamd, [SocketAddr; 3])> {
-    let faketime = require_tool("faketime")?;
+    let libfaketime = common::libfaketime()?;
     let dir = TempDir::new("faked");
     let path = dir.join("jamd.toml");
     std::fs::write(
@@ -433,13 +433,14 @@ fn start_faked(date: &str) -> Option<(Jamd, [SocketAddr; 3])> {
          [rfc868]\nlisten = [\"127.0.0.1:0\"]\nlisten_udp = [\"127.0.0.1:0\"]\n",
     )
     .unwrap();
-    let mut cmd = Command::new(faketime);
-    cmd.arg("-f")
-        .arg(format!("@{date}"))
-        .arg(JAMD)
-        .arg("-c")
+    // libfaketime preloaded into jamd itself, so that the pid the guard
+    // stops is jamd's (the faketime command would fork it as its child).
+    let mut cmd = Command::new(JAMD);
+    cmd.arg("-c")
         .arg(&path)
         .args(common::LOOPBACK_ARGS)
+        .env("LD_PRELOAD", libfaketime)
+        .env("FAKETIME", format!("@{date}"))
         // The timers of the event loop keep real time.
         .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
     let jamd = Jamd::spawn(cmd, dir, path);
@@ -462,10 +463,12 @@ fn the_count_wraps_on_2036_02_07_06_28_16_utc() {
     assert!(n >= u32::MAX - 2, "before the wrap: {n}");
     let day = String::from_utf8(tcp_reply(daytime, b"")).unwrap();
     assert!(day.starts_with("Thu Feb  7 06:28:1"), "{day:?}");
+    let first = jamd.pid();
     drop(jamd);
+    remove_faketime_shm(first);
 
     // Just after it: the count starts again from 0, over TCP and UDP.
-    let Some((_jamd, [_, time, time_udp])) = start_faked("2036-02-07 06:28:17") else {
+    let Some((jamd, [_, time, time_udp])) = start_faked("2036-02-07 06:28:17") else {
         return;
     };
     let four = tcp_reply(time, b"");
@@ -475,6 +478,17 @@ fn the_count_wraps_on_2036_02_07_06_28_16_utc() {
     let four = udp_reply(&udp, time_udp, b"").expect("a time datagram");
     let n = u32::from_be_bytes(four.try_into().unwrap());
     assert!((1..=5).contains(&n), "after the wrap, over UDP: {n}");
+    let second = jamd.pid();
+    drop(jamd);
+    remove_faketime_shm(second);
+}
+
+/// libfaketime's shared-memory files of a jamd that has stopped: the
+/// sandbox keeps jamd from removing them itself at exit.
+fn remove_faketime_shm(pid: i32) {
+    for name in ["faketime_shm_", "sem.faketime_sem_"] {
+        let _ = std::fs::remove_file(format!("/dev/shm/{name}{pid}"));
+    }
 }
 
 #[test]

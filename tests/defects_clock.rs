@@ -6,26 +6,11 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{require_tool, run_jamd, temp_dir, Jamd, JAMD, LOOPBACK_ARGS};
+use common::{run_jamd, temp_dir, Jamd, JAMD, LOOPBACK_ARGS};
 
 /// Starts jamd with `config`, `TZ` set to `tz`, and more environment.
 fn start_in(config: &str, tz: &str, env: &[(&str, &str)]) -> Jamd {
     Jamd::start_file(config, &LOOPBACK_ARGS, &[&[("TZ", tz)], env].concat())
-}
-
-/// libfaketime's multi-threaded preload library (Debian package faketime).
-fn libfaketime() -> Option<String> {
-    require_tool("faketime")?;
-    let found = std::fs::read_dir("/usr/lib").ok().and_then(|dirs| {
-        dirs.flatten()
-            .map(|d| d.path().join("faketime/libfaketimeMT.so.1"))
-            .find(|p| p.is_file())
-    });
-    assert!(
-        found.is_some() || !common::in_ci(),
-        "libfaketimeMT.so.1 not found"
-    );
-    found.map(|p| p.to_string_lossy().into_owned())
 }
 
 /// What date(1) prints for `format` in zone `tz` (the C library's answer).
@@ -90,7 +75,7 @@ fn a_local_zone_that_cannot_be_read_is_an_error_not_utc() {
 /// A clock set before 1970 is shown as it reads, not as the epoch.
 #[test]
 fn a_clock_before_1970_is_served_as_it_reads() {
-    let Some(lib) = libfaketime() else {
+    let Some(lib) = common::libfaketime() else {
         return;
     };
     // Preloaded into jamd itself (the faketime wrapper would stand between

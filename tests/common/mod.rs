@@ -81,6 +81,21 @@ pub fn cron_example_command(marker: &str) -> String {
     rest.to_string()
 }
 
+/// libfaketime's multi-threaded preload library (Debian package faketime),
+/// for a jamd that runs in a faked time. Preloaded into jamd itself (not run
+/// through the `faketime` command, which forks and waits): the pid a test
+/// stops is jamd's own.
+pub fn libfaketime() -> Option<String> {
+    require_tool("faketime")?;
+    let found = std::fs::read_dir("/usr/lib").ok().and_then(|dirs| {
+        dirs.flatten()
+            .map(|d| d.path().join("faketime/libfaketimeMT.so.1"))
+            .find(|p| p.is_file())
+    });
+    assert!(found.is_some() || !in_ci(), "libfaketimeMT.so.1 not found");
+    found.map(|p| p.to_string_lossy().into_owned())
+}
+
 pub use client::{jam_time, tcp_queues, wait_listening, Client};
 pub use daemon::{
     parse_listening, spawn_jamd, Jamd, Lines, JAMC, JAMD, LOOPBACK_ARGS, LOOPBACK_FILE_LOG,
