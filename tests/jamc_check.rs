@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{jamc, repo, run_bounded, FakeServer, Run, TempDir, JAMC_BOUND};
+use common::{first_line, jamc, perf, repo, run_bounded, FakeServer, Run, TempDir, JAMC_BOUND};
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -25,27 +25,6 @@ fn clock_line(now: DateTime<Utc>, offset_ms: i64, format: &str) -> Vec<u8> {
 /// A server whose UTC clock is `offset_ms` off, answering in whole seconds.
 fn offset_server(offset_ms: i64) -> FakeServer {
     FakeServer::answering(move |now| clock_line(now, offset_ms, "%H:%M:%S"))
-}
-
-/// The first line of stdout of a --check run.
-fn first_line(run: &Run) -> &str {
-    run.stdout.lines().next().unwrap_or("")
-}
-
-/// A perfdata value: `name=1.234s;…` → 1.234 (the first such label in `line`).
-fn perf(line: &str, name: &str) -> f64 {
-    let data = line.split_once(" | ").map_or("", |(_, d)| d);
-    let value = data
-        .split_whitespace()
-        .find_map(|item| item.strip_prefix(&format!("{name}=")))
-        .unwrap_or_else(|| panic!("no {name}= in {line:?}"));
-    let number: String = value
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | '+'))
-        .collect();
-    number
-        .parse()
-        .unwrap_or_else(|_| panic!("bad {name}= in {line:?}"))
 }
 
 // ---------------------------------------- jamc(1), SECURITY: server text escaped

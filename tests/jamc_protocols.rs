@@ -12,8 +12,8 @@ mod common;
 use common::relay::Relay;
 use common::supervisor::{packaged_daemon, Supervisor};
 use common::{
-    free_port, jamc, repo, require_tool, run_bounded, ChildGuard, FakeServer, Lines, Run, TempDir,
-    JAMC_BOUND,
+    first_line, free_port, jamc, perf, repo, require_tool, run_bounded, ChildGuard, FakeServer,
+    Lines, Run, TempDir, JAMC_BOUND,
 };
 
 use std::io::{Read, Write};
@@ -73,27 +73,6 @@ impl TimeServer {
     fn readings(&self) -> usize {
         self.lines.count("reading ")
     }
-}
-
-/// The first line of stdout.
-fn first_line(run: &Run) -> &str {
-    run.stdout.lines().next().unwrap_or("")
-}
-
-/// A perfdata value of a one-server --check line.
-fn perf(line: &str, name: &str) -> f64 {
-    let data = line.split_once(" | ").map_or("", |(_, d)| d);
-    let value = data
-        .split_whitespace()
-        .find_map(|item| item.strip_prefix(&format!("{name}=")))
-        .unwrap_or_else(|| panic!("no {name}= in {line:?}"));
-    let number: String = value
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | '+'))
-        .collect();
-    number
-        .parse()
-        .unwrap_or_else(|_| panic!("bad {name}= in {line:?}"))
 }
 
 /// `jamc --check` with `args` (the server last): exit 0, and (offset, uncertainty).

@@ -102,8 +102,8 @@ pub use daemon::{
 };
 pub use fake::{closed_port, free_port, Behaviour, FakeServer};
 pub use process::{
-    check_config, jamc, run_bounded, run_fed, run_jamd, run_within, Checked, ChildGuard, Finished,
-    Run, JAMC_BOUND,
+    check_config, first_line, jamc, perf, run_bounded, run_fed, run_jamd, run_within, Checked,
+    ChildGuard, Finished, Run, JAMC_BOUND,
 };
 pub use skip::{in_ci, require_namespaces, require_tool, require_tool_in, require_unpacked};
 pub use syslog::{recv_until, recv_within, syslog_config, SyslogSink};

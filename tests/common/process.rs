@@ -124,6 +124,28 @@ pub struct Run {
     pub took: Duration,
 }
 
+/// The first line of a run's stdout (a `--check` status line).
+pub fn first_line(run: &Run) -> &str {
+    run.stdout.lines().next().unwrap_or("")
+}
+
+/// A perfdata value of a `--check` line: `name=1.234s;…` → 1.234 (the
+/// first such label in `line`).
+pub fn perf(line: &str, name: &str) -> f64 {
+    let data = line.split_once(" | ").map_or("", |(_, d)| d);
+    let value = data
+        .split_whitespace()
+        .find_map(|item| item.strip_prefix(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name}= in {line:?}"));
+    let number: String = value
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | '+'))
+        .collect();
+    number
+        .parse()
+        .unwrap_or_else(|_| panic!("bad {name}= in {line:?}"))
+}
+
 /// Runs jamc with `args`, killing it (and failing) if it outlives [`JAMC_BOUND`].
 pub fn jamc(args: &[&str]) -> Run {
     run_bounded(Command::new(JAMC).args(args), JAMC_BOUND)
