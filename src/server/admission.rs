@@ -290,10 +290,10 @@ pub(crate) struct Ticket {
     source: Source,
 }
 
-/// Where a ticket's client stands with its source. The client's address is
-/// kept, so that a reload that cuts sources differently can count it again
-/// under its new source; the counted key is kept too, so that the slot
-/// given back is the one taken.
+/// Where a ticket's client stands with its source. The counted key is kept,
+/// so that the slot given back is the one taken; the client's address is
+/// not (its connection has it, and gives it to [`Ticket::count_source`]):
+/// thousands of idle clients each hold a ticket.
 #[derive(Debug)]
 enum Source {
     /// Not known yet (while admission decides).
@@ -302,9 +302,9 @@ enum Source {
     /// for good: a health check); counted in `Admission::unnamed`.
     Balancer,
     /// Known, and not counted: no per-source rule was set when it came.
-    Named(IpAddr),
+    Named,
     /// Counted by the per-source table until the ticket is dropped.
-    Counted(IpAddr, sources::Ticket),
+    Counted(sources::Ticket),
 }
 
 impl Ticket {
@@ -327,7 +327,7 @@ impl Ticket {
     /// locked when no per-source rule is set).
     fn join_source(&mut self, rt: &Runtime, ip: IpAddr) -> Result<(), Refusal> {
         let source = rt.config.server.source_of(ip);
-        if let Source::Balancer = std::mem::replace(&mut self.source, Source::Named(ip)) {
+        if let Source::Balancer = std::mem::replace(&mut self.source, Source::Named) {
             self.admission.unnamed.fetch_sub(1, Ordering::AcqRel);
         }
         if !rt.per_source {
@@ -339,7 +339,7 @@ impl Ticket {
         self.admission.publish(&table);
         match admitted {
             Ok(t) => {
-                self.source = Source::Counted(ip, t);
+                self.source = Source::Counted(t);
                 Ok(())
             }
             Err(sources::Refusal::RateLimited) => Err(Refusal::RateLimited),
@@ -348,24 +348,25 @@ impl Ticket {
         }
     }
 
-    /// Makes the per-source table count this client (with no check) under
-    /// its source as `rt` cuts it, for after a reload: when it sets a
-    /// per-source rule, or changes `source_prefix_v4`/`_v6`, the clients
-    /// already connected count against their sources as new ones would.
-    /// Returns false if it was counted so already (or belongs to no source
-    /// yet).
-    pub(crate) fn count_source(&mut self, rt: &Runtime) -> bool {
-        let ip = match &self.source {
+    /// Makes the per-source table count this client, at `ip`, (with no
+    /// check) under its source as `rt` cuts it, for after a reload: when it
+    /// sets a per-source rule, or changes `source_prefix_v4`/`_v6`, the
+    /// clients already connected count against their sources as new ones
+    /// would. Returns false if it was counted so already (or belongs to no
+    /// source yet).
+    pub(crate) fn count_source(&mut self, rt: &Runtime, ip: IpAddr) -> bool {
+        let key = rt.config.server.source_of(ip);
+        match &self.source {
             Source::Unnamed | Source::Balancer => return false,
-            Source::Counted(ip, t) if t.key() == rt.config.server.source_of(*ip) => return false,
-            Source::Named(ip) | Source::Counted(ip, _) => *ip,
-        };
+            Source::Counted(t) if t.key() == key => return false,
+            Source::Named | Source::Counted(_) => {}
+        }
         let now = Instant::now();
         let mut table = self.admission.table(rt, now);
-        if let Source::Counted(_, old) = std::mem::replace(&mut self.source, Source::Unnamed) {
+        if let Source::Counted(old) = std::mem::replace(&mut self.source, Source::Unnamed) {
             table.release(old, now);
         }
-        self.source = Source::Counted(ip, table.count(rt.config.server.source_of(ip), now));
+        self.source = Source::Counted(table.count(key, now));
         self.admission.publish(&table);
         true
     }
@@ -374,7 +375,7 @@ impl Ticket {
 impl Drop for Ticket {
     fn drop(&mut self) {
         match std::mem::replace(&mut self.source, Source::Unnamed) {
-            Source::Counted(_, counted) => {
+            Source::Counted(counted) => {
                 let mut table = lock(&self.admission.per_source);
                 table.release(counted, Instant::now());
                 self.admission.publish(&table);
@@ -382,7 +383,7 @@ impl Drop for Ticket {
             Source::Balancer => {
                 self.admission.unnamed.fetch_sub(1, Ordering::AcqRel);
             }
-            Source::Unnamed | Source::Named(_) => {}
+            Source::Unnamed | Source::Named => {}
         }
         self.admission.open.fetch_sub(1, Ordering::AcqRel);
     }
@@ -505,12 +506,13 @@ mod tests {
         let rt = runtime(10, 0);
         let a = Admission::new(&rt);
         let mut t = a.admit(&rt, IpAddr::V6(Ipv6Addr::LOCALHOST)).unwrap();
-        assert!(matches!(t.source, Source::Named(_)));
+        assert!(matches!(t.source, Source::Named));
         assert_eq!(a.tracked_sources(), 0);
         // A reload that sets a limit counts the clients already connected.
         let limited = runtime(10, 1);
-        assert!(t.count_source(&limited));
-        assert!(!t.count_source(&limited));
+        let client = IpAddr::V6(Ipv6Addr::LOCALHOST);
+        assert!(t.count_source(&limited, client));
+        assert!(!t.count_source(&limited, client));
         assert_eq!(refusal(&a, &limited, "::1"), Refusal::SourceBusy);
         drop(t);
         assert_eq!(a.tracked_sources(), 0);
@@ -521,9 +523,9 @@ mod tests {
     fn a_reload_that_cuts_sources_wider_counts_the_clients_again() {
         let per_host = runtime(10, 2);
         let a = Admission::new(&per_host);
-        let mut held: Vec<Ticket> = ["192.0.2.1", "192.0.2.2", "192.0.2.3"]
+        let mut held: Vec<(Ticket, IpAddr)> = ["192.0.2.1", "192.0.2.2", "192.0.2.3"]
             .iter()
-            .map(|s| a.admit(&per_host, ip(s)).unwrap())
+            .map(|s| (a.admit(&per_host, ip(s)).unwrap(), ip(s)))
             .collect();
         // Now one source per /24: the three clients are one source, over
         // its limit of two, so a fourth is refused.
@@ -531,9 +533,9 @@ mod tests {
             c.server.max_connections_per_source = NonZeroUsize::new(2);
             c.server.source_prefix_v4 = 24;
         });
-        for t in &mut held {
-            assert!(t.count_source(&per_24));
-            assert!(!t.count_source(&per_24), "counted once");
+        for (t, client) in &mut held {
+            assert!(t.count_source(&per_24, *client));
+            assert!(!t.count_source(&per_24, *client), "counted once");
         }
         let wide = |s: &str| lock(&a.per_source).open(SourceKey::new(ip(s), 24, 64));
         assert_eq!(wide("192.0.2.9"), 3);
@@ -541,8 +543,8 @@ mod tests {
         assert_eq!(refusal(&a, &per_24, "192.0.2.4"), Refusal::SourceBusy);
         assert!(a.admit(&per_24, ip("198.51.100.1")).is_ok());
         // Back to one source per host: each counts alone again.
-        for t in &mut held {
-            assert!(t.count_source(&per_host));
+        for (t, client) in &mut held {
+            assert!(t.count_source(&per_host, *client));
         }
         assert_eq!(wide("192.0.2.9"), 0);
         assert_eq!(counted(&a, "192.0.2.1"), 1);
@@ -597,7 +599,10 @@ mod tests {
         });
         let a = Admission::new(&rt);
         let mut t = a.enter(&rt).unwrap();
-        assert!(!t.count_source(&rt), "no source to count yet");
+        assert!(
+            !t.count_source(&rt, ip("192.0.2.1")),
+            "no source to count yet"
+        );
         assert_eq!(a.tracked_sources(), 0);
         assert_eq!(a.open(), 1);
         let _other = a.admit(&rt, ip("192.0.2.1")).unwrap();

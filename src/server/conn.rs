@@ -282,7 +282,7 @@ pub(crate) struct Conn<S = TcpStream> {
 // goes in a box (as `Route::Balancer` does), and this check fails the build
 // when a field makes every connection bigger. scripts/bench's idle phase
 // shows the cost per client.
-const _: () = assert!(std::mem::size_of::<Conn>() <= 240);
+const _: () = assert!(std::mem::size_of::<Conn>() <= 224);
 
 impl<S: Stream + mio::event::Source> Conn<S> {
     /// Starts watching the socket for input.
@@ -437,6 +437,15 @@ impl<S: Stream> Conn<S> {
     /// The client's admission ticket.
     pub(crate) fn ticket_mut(&mut self) -> &mut Ticket {
         &mut self.ticket
+    }
+
+    /// After a reload: counts the client against its source as `rt` cuts
+    /// it ([`Ticket::count_source`]). Returns false if nothing changed.
+    pub(crate) fn count_source(&mut self, rt: &Runtime) -> bool {
+        match self.peer {
+            Peer::Ip(client) => self.ticket.count_source(rt, client.ip()),
+            Peer::Stdio(_) => false,
+        }
     }
 
     /// When the last complete line arrived (or the connection opened).

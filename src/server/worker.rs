@@ -284,7 +284,7 @@ impl Worker {
         // reload sets one, the clients already connected count against it.
         if self.rt.per_source {
             for (_, conn) in self.conns.iter_mut() {
-                conn.ticket_mut().count_source(&self.rt);
+                conn.count_source(&self.rt);
             }
         }
     }
