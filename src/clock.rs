@@ -324,7 +324,7 @@ fn read_zone_name(name: &str) -> Result<tz::TimeZone, String> {
 
 /// A compiled zone file.
 fn read_zone_file(path: &Path) -> std::io::Result<tz::TimeZone> {
-    let bytes = crate::config::read_regular_file(path)?;
+    let bytes = crate::sys::read_regular_file(path)?;
     tz::TimeZone::from_tz_data(&bytes)
         .map_err(|e| std::io::Error::other(format!("not a zone file ({e})")))
 }

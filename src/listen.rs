@@ -9,68 +9,8 @@ use std::os::fd::OwnedFd;
 use socket2::{Domain, SockAddr, SockRef, Socket as Socket2, Type};
 
 use crate::config::{default_bind, Config, ServerConfig};
-use crate::inetd::ByteStream;
-use crate::labels::labels;
+use crate::listener::{show_addr, Listener, Protocol, Transport};
 use crate::sys::{self as fd, FdKind};
-
-labels! {
-    /// The protocols jamd serves. Their names are the same wherever one is
-    /// named: `--protocol`, `LISTEN_FDNAMES`, log lines and metric labels.
-    #[derive(clap::ValueEnum)]
-    pub enum Protocol {
-        /// JAM: `TIME` → `JAM 14:03:27` (jamd(8)).
-        Jam = "jam",
-        /// Daytime (RFC 867): one line of text.
-        Daytime = "daytime",
-        /// Time (RFC 868): seconds since 1900 in 4 bytes.
-        Rfc868 = "rfc868",
-    }
-}
-
-impl Protocol {
-    /// The protocol of a name (exactly as [`Protocol::as_str`] writes it).
-    pub fn from_name(name: &str) -> Option<Protocol> {
-        Protocol::ALL.into_iter().find(|p| p.as_str() == name)
-    }
-}
-
-labels! {
-    /// How a listener's clients reach it: the `transport` label of the
-    /// metrics.
-    pub enum Transport {
-        /// Connections (a stream socket).
-        Tcp = "tcp",
-        /// Datagrams.
-        Udp = "udp",
-    }
-}
-
-/// One listener as configured: where, over what, serving which protocol.
-/// The configuration lists them ([`crate::config::Config::listeners`]),
-/// [`bind_all`] binds them, socket activation matches passed sockets
-/// against them, and the workers serve each by its protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Listener {
-    /// The local address and port.
-    pub addr: SocketAddr,
-    /// TCP or UDP.
-    pub transport: Transport,
-    /// What it serves.
-    pub protocol: Protocol,
-}
-
-impl fmt::Display for Listener {
-    /// `daytime on 0.0.0.0:13 (udp)`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} on {} ({})",
-            self.protocol,
-            show_addr(&self.addr),
-            self.transport
-        )
-    }
-}
 
 /// A listening socket: a TCP listener or a UDP socket.
 #[derive(Debug)]
@@ -594,8 +534,9 @@ pub fn from_service_manager(warnings: &mut Vec<String>) -> Result<Option<Activat
     Ok(Some(activation))
 }
 
+/// What an inherited socket is ([`classify`]).
 #[derive(Debug)]
-enum Inherited {
+pub(crate) enum Inherited {
     Listener(TcpListener),
     Connection(TcpStream),
     Datagram(UdpSocket),
@@ -603,7 +544,7 @@ enum Inherited {
 
 /// Decides whether an inherited socket is a TCP listener, a connection or
 /// a UDP socket.
-fn classify(owned: OwnedFd) -> Result<Inherited, String> {
+pub(crate) fn classify(owned: OwnedFd) -> Result<Inherited, String> {
     let sock = SockRef::from(&owned);
     let datagram = match sock.r#type() {
         Ok(t) if t == Type::STREAM => false,
@@ -631,84 +572,6 @@ fn classify(owned: OwnedFd) -> Result<Inherited, String> {
     } else {
         Inherited::Connection(TcpStream::from(owned))
     })
-}
-
-/// What `--inetd` found on standard input.
-pub enum Inetd {
-    /// A TCP socket: a connection (`nowait`) or a listener (`wait`), served
-    /// by the workers.
-    Sockets(Sockets),
-    /// Any other byte stream (a unix socketpair, pipes, a terminal), served
-    /// by [`crate::inetd::serve`].
-    Stream(ByteStream),
-}
-
-/// `--inetd`: standard input is the connection (`nowait`), a listening socket
-/// (`wait`), or any other byte stream with standard output as its other half
-/// (jamd(8), INETD). For a TCP socket, standard I/O is pointed at /dev/null
-/// afterwards so that nothing jamd prints can reach the client and closing
-/// the connection really closes it.
-///
-/// `protocol` is what `--protocol` names: a UDP socket on standard input
-/// (`dgram udp wait`) serves it in datagrams, which JAM has none of.
-pub fn from_inetd(protocol: Protocol) -> Result<Inetd, ListenError> {
-    let bad = |why: String| ListenError::Inherited(format!("--inetd: {why}"));
-    if fd::kind(0) == FdKind::Closed {
-        return Err(bad("standard input is closed: there is no client".into()));
-    }
-    if fd::kind(0) == FdKind::Socket && stdin_is_tcp() {
-        let owned = fd::dup_stdin().map_err(|e| bad(format!("cannot use standard input: {e}")))?;
-        let sockets = match classify(owned) {
-            Ok(Inherited::Listener(l)) => Sockets::Listeners(vec![Listening {
-                protocol,
-                socket: Socket::Stream(l),
-            }]),
-            Ok(Inherited::Connection(c)) => Sockets::Connection(c, protocol),
-            Ok(Inherited::Datagram(_)) if protocol == Protocol::Jam => {
-                return Err(bad(
-                    "standard input is a UDP socket, and JAM is served over TCP only: give --protocol daytime or rfc868 for a dgram entry".into(),
-                ))
-            }
-            Ok(Inherited::Datagram(u)) => Sockets::Datagrams(Listening {
-                protocol,
-                socket: Socket::Datagram(u),
-            }),
-            Err(why) => return Err(bad(format!("standard input {why}"))),
-        };
-        fd::detach_stdio_sockets().map_err(|e| bad(format!("cannot detach stdio: {e}")))?;
-        return Ok(Inetd::Sockets(sockets));
-    }
-    let what = match crate::inetd::describe_stdin() {
-        Ok(Some(what)) => what,
-        Ok(None) => {
-            return Err(bad(
-                "standard input is a file, not a connection (run jamd from inetd, socat or a pipe, or without --inetd)".into(),
-            ))
-        }
-        Err(e) => return Err(bad(format!("cannot use standard input: {e}"))),
-    };
-    if what == "a unix socket" && !stdin_is_stream_socket() {
-        return Err(bad(
-            "standard input is a datagram socket, not a byte stream".into(),
-        ));
-    }
-    ByteStream::from_stdio(what)
-        .map(Inetd::Stream)
-        .map_err(|e| bad(format!("cannot use standard input and output: {e}")))
-}
-
-/// Whether standard input is a TCP/IP socket (the workers serve those).
-fn stdin_is_tcp() -> bool {
-    let stdin = std::io::stdin();
-    let sock = SockRef::from(&stdin);
-    matches!(sock.domain(), Ok(d) if d == Domain::IPV4 || d == Domain::IPV6)
-}
-
-/// Whether standard input is a stream socket (not datagrams).
-fn stdin_is_stream_socket() -> bool {
-    let stdin = std::io::stdin();
-    let sock = SockRef::from(&stdin);
-    matches!(sock.r#type(), Ok(t) if t == Type::STREAM)
 }
 
 /// When the service manager's listening sockets are not what `server.port`
@@ -759,18 +622,6 @@ pub fn activation_differs(sockets: &Sockets, server: &ServerConfig) -> Option<St
                 .collect()
         )
     ))
-}
-
-/// `ADDR` as log lines write it: `1.2.3.4:5678` or `[::1]:5678`; an
-/// IPv4-mapped IPv6 address is shown as plain IPv4.
-pub fn show_addr(addr: &SocketAddr) -> String {
-    match addr {
-        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
-            Some(v4) => format!("{v4}:{}", v6.port()),
-            None => format!("[{}]:{}", v6.ip(), v6.port()),
-        },
-        SocketAddr::V4(_) => addr.to_string(),
-    }
 }
 
 /// The integration tests' one way to skip: listed for scripts/test, a

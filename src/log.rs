@@ -23,8 +23,7 @@ use std::time::{Duration, Instant};
 use syslog::{LogFormat, LoggerBackend, Severity};
 
 use crate::config::{Facility, Level, LogConfig, LogTarget, SyslogSocket};
-use crate::server::refusals::Tally;
-use crate::server::Refusal;
+use crate::outcome::{Refusal, Tally};
 
 /// Lines waiting for the logging thread before new ones are dropped.
 const QUEUE_LINES: usize = 4096;

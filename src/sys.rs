@@ -7,12 +7,16 @@
 //! jamc's conformance check), and giving up root (getpwnam_r and friends,
 //! setgid, setgroups, setuid) and raising the open-file limit (getrlimit,
 //! setrlimit) for `daemon::confine`. Nothing else in the crate may use
-//! `unsafe`, and this module is private to the crate.
+//! `unsafe`, and this module is private to the crate. Also here, with no
+//! `unsafe` but as close to the OS: reading a file that must be a regular
+//! one (the configuration, a zone file) without blocking on a FIFO.
 #![allow(unsafe_code)]
 
 use std::fs::OpenOptions;
-use std::io;
+use std::io::{self, Read as _};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
+use std::path::Path;
 
 /// Whether `fd` is open in this process.
 fn is_open(fd: RawFd) -> bool {
@@ -547,4 +551,35 @@ pub fn send_datagrams(
         )
     };
     usize::try_from(r).map_err(|_| io::Error::last_os_error())
+}
+
+/// The file's bytes, refusing anything but a regular file without blocking
+/// on it: a FIFO would otherwise hang jamd (also on reload, in the control
+/// thread), and a device could be read forever. The configuration and the
+/// zone files are read this way.
+pub(crate) fn read_regular_file(path: &Path) -> io::Result<Vec<u8>> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    let kind = file.metadata()?.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_dir() {
+            "a directory"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "not a file"
+        };
+        return Err(io::Error::other(format!(
+            "it is {what}, not a regular file"
+        )));
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
 }

@@ -3,10 +3,8 @@
 //! [`Overrides`].
 
 use std::fmt;
-use std::io::Read as _;
 use std::net::IpAddr;
 use std::ops::Range;
-use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use toml::de::DeTable;
@@ -15,7 +13,8 @@ use super::reader::Keys;
 use super::sections::{check_bind, read_config};
 use super::syntax::syntax_message;
 use super::{Config, LogTarget};
-use crate::listen::{show_addr, Protocol, Transport};
+use crate::listener::{show_addr, Protocol, Transport};
+use crate::sys::read_regular_file;
 // ---------------------------------------------------------------------------
 // Loading.
 
@@ -106,37 +105,6 @@ pub(crate) fn load(
         config,
         missing_default,
     })
-}
-
-/// The file's bytes, refusing anything but a regular file without blocking
-/// on it: a FIFO would otherwise hang jamd (also on reload, in the control
-/// thread), and a device could be read forever. The configuration and the
-/// zone files are read this way.
-pub(crate) fn read_regular_file(path: &Path) -> std::io::Result<Vec<u8>> {
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)?;
-    let kind = file.metadata()?.file_type();
-    if !kind.is_file() {
-        let what = if kind.is_fifo() {
-            "a FIFO"
-        } else if kind.is_dir() {
-            "a directory"
-        } else if kind.is_char_device() || kind.is_block_device() {
-            "a device"
-        } else if kind.is_socket() {
-            "a socket"
-        } else {
-            "not a file"
-        };
-        return Err(std::io::Error::other(format!(
-            "it is {what}, not a regular file"
-        )));
-    }
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
-    Ok(bytes)
 }
 
 impl Config {

@@ -46,7 +46,6 @@ mod sections;
 mod syntax;
 
 pub(crate) use load::load;
-pub(crate) use load::read_regular_file;
 pub use load::{ConfigError, Loaded, Overrides};
 
 use std::fmt;
@@ -62,7 +61,7 @@ use serde::{Serialize, Serializer};
 
 use crate::access::{AccessList, Prefix};
 use crate::clock::{Clock, TimeFormat, Zone};
-use crate::listen::{Listener, Protocol, Transport};
+use crate::listener::{Listener, Protocol, Transport};
 use crate::sources::{Rate, SourceKey, SourceLimits};
 
 /// Where jamd looks for its configuration when `-c` is not given.

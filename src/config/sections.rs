@@ -10,7 +10,7 @@ use super::reader::{Invalid, Keys, Value};
 use super::*;
 use crate::access::Prefix;
 use crate::clock::{TimeFormat, Zone};
-use crate::listen::{show_addr, Transport};
+use crate::listener::{show_addr, Transport};
 /// `metrics.listen`: `""` or an address with a port. Only an address: the
 /// socket must be exactly where the operator said, not wherever a host name
 /// resolves today.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use crate::config::{LogTarget, Overrides};
-use crate::listen::Protocol;
+use crate::listener::Protocol;
 
 /// jamd — a small TCP time service: clients send TIME and get `JAM 14:03:27`.
 #[derive(Debug, Clone, Parser)]

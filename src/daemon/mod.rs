@@ -18,6 +18,7 @@
 pub(crate) mod cli;
 pub(crate) mod config_file;
 pub(crate) mod confine;
+pub(crate) mod inetd;
 pub(crate) mod notify;
 pub(crate) mod reload;
 pub(crate) mod signals;
@@ -66,15 +67,14 @@ where
                 return ExitCode::from(1);
             }
         }
-        let protocol = args.protocol.unwrap_or(crate::listen::Protocol::Jam);
-        let code =
-            match crate::inetd::serve(stream, protocol, &started.config, &log, &started.signals) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    log.error(format!("cannot serve standard input: {e}"));
-                    ExitCode::from(1)
-                }
-            };
+        let protocol = args.protocol.unwrap_or(crate::listener::Protocol::Jam);
+        let code = match inetd::serve(stream, protocol, &started.config, &log, &started.signals) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                log.error(format!("cannot serve standard input: {e}"));
+                ExitCode::from(1)
+            }
+        };
         log.flush(Duration::from_secs(2));
         return code;
     }

@@ -7,9 +7,10 @@ use std::net::TcpListener;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use super::inetd::{self, ByteStream, Inetd};
 use crate::config::{Config, LogConfig};
-use crate::inetd::ByteStream;
-use crate::listen::{self, show_addr, Activation, Inetd, Protocol, Sockets};
+use crate::listen::{self, Activation, Sockets};
+use crate::listener::{show_addr, Protocol};
 use crate::log::Logger;
 
 use super::cli::JamdArgs;
@@ -28,7 +29,7 @@ pub struct Started {
     /// The `[metrics] listen` socket, bound, when metrics are on.
     pub metrics: Option<TcpListener>,
     /// `--inetd` on a byte stream that is not TCP (pipes, a socketpair):
-    /// served by [`crate::inetd::serve`] instead of the workers, and then
+    /// served by [`inetd::serve`] instead of the workers, and then
     /// `sockets` is empty.
     pub stream: Option<ByteStream>,
     /// The effective configuration.
@@ -86,7 +87,7 @@ pub fn start(args: &JamdArgs) -> Result<Started, Fatal> {
     // where every later message may go.
     // inetd hands the client to standard error too; socat and a shell do
     // not, and then start-up errors can be printed there (jamd(8), INETD).
-    let stderr_is_client = args.inetd && crate::inetd::stderr_is_client();
+    let stderr_is_client = args.inetd && inetd::stderr_is_client();
     let mut held = Held::default();
     let (inherited, stream) = inherited_sockets(args, &mut held, stderr_is_client)?;
     // Only now a descriptor of jamd's own (the signal pipe): created
@@ -266,7 +267,7 @@ fn inherited_sockets(
     stderr_is_client: bool,
 ) -> Result<(Option<Inherited>, Option<ByteStream>), Fatal> {
     if args.inetd {
-        return match listen::from_inetd(args.protocol.unwrap_or(Protocol::Jam)) {
+        return match inetd::from_stdin(args.protocol.unwrap_or(Protocol::Jam)) {
             Ok(Inetd::Sockets(s)) => Ok((Some(Inherited::Inetd(s)), None)),
             Ok(Inetd::Stream(stream)) => Ok((None, Some(stream))),
             Err(why) => Err(Fatal::new(1, why, stderr_is_client)),

@@ -20,17 +20,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::labels::labels;
-pub use crate::listen::{Protocol, Transport};
+pub use crate::listener::{Protocol, Transport};
 
 pub use render::{render, Sample};
 
 /// Why a connection was refused: the `reason` label of
 /// `jamd_connections_refused_total` is the name admission gives it.
-pub use crate::server::Refusal;
+pub use crate::outcome::Refusal;
 
 /// Why an admitted connection ended: the `reason` label of
 /// `jamd_connections_closed_total` is the `reason=` of the `closed` log line.
-pub use crate::server::CloseReason as Closed;
+pub use crate::outcome::CloseReason as Closed;
 
 labels! {
     /// A request line that was answered: the `command` label of

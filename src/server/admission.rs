@@ -36,43 +36,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::{lock, Runtime};
-use crate::labels::labels;
 use crate::metrics::DatagramRefused;
+use crate::outcome::Refusal;
 use crate::sources::{self, SourceTable};
-
-labels! {
-    /// Why a client was not served. The names are stable: log lines and the
-    /// `reason` label of `jamd_connections_refused_total` use
-    /// [`Refusal::as_str`]. (Admission decides in another order: access first,
-    /// see [`Admission::admit`].)
-    pub enum Refusal {
-        /// `max_connections` are open, or the per-source table has no room
-        /// because every source in it has clients connected.
-        Busy = "busy",
-        /// `max_connections_per_source` are open from the client's source.
-        SourceBusy = "source_busy",
-        /// The source's connection rate bucket is empty.
-        RateLimited = "rate_limited",
-        /// `[access]` denies the client.
-        AccessDenied = "access_denied",
-        /// A trusted balancer sent a malformed or oversized PROXY header, or
-        /// none in time: closed without a reply.
-        BadProxyHeader = "bad_proxy_header",
-    }
-}
-
-impl Refusal {
-    /// The words of the `refused ADDR: …` log line.
-    pub(crate) fn words(self) -> &'static str {
-        match self {
-            Refusal::AccessDenied => "access denied",
-            Refusal::Busy => "server busy",
-            Refusal::SourceBusy => "source busy",
-            Refusal::RateLimited => "rate limited",
-            Refusal::BadProxyHeader => "bad proxy header",
-        }
-    }
-}
 
 /// The counts admission keeps, shared by every worker.
 #[derive(Debug)]

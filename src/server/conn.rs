@@ -17,37 +17,14 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use super::admission::{Refusal, Ticket};
+use super::admission::Ticket;
 use super::session::{Cx, Protocol, Session, Then};
 use super::Runtime;
 use crate::clock::ClockCache;
-use crate::labels::labels;
-use crate::listen::show_addr;
+use crate::listener::show_addr;
 use crate::metrics::Shard;
+use crate::outcome::{CloseReason, Refusal};
 use crate::proxy::{self, Header, Parse};
-
-labels! {
-    /// Why a connection ended. The names are stable: the `closed … reason=`
-    /// log line and the `jamd_connections_closed_total{reason}` metric use
-    /// [`CloseReason::as_str`].
-    pub enum CloseReason {
-        /// The client sent QUIT.
-        Quit = "quit",
-        /// The client closed its side.
-        Eof = "eof",
-        /// No complete line within the idle timeout.
-        Idle = "idle",
-        /// A line longer than max_line_bytes.
-        TooLong = "too_long",
-        /// A socket error (reset, broken pipe, …).
-        Error = "error",
-        /// The shutdown grace period ended.
-        Shutdown = "shutdown",
-        /// The whole reply was sent (daytime, rfc868), and the client closed
-        /// or the linger time was over.
-        Sent = "sent",
-    }
-}
 
 /// Who is at the other end, as log lines name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,9 +15,6 @@ pub(crate) mod session;
 mod udp;
 mod worker;
 
-pub use admission::Refusal;
-pub use conn::CloseReason;
-
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -31,9 +28,11 @@ use crate::access::AccessList;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::labels::labels;
-use crate::listen::{show_addr, Protocol, Sockets};
+use crate::listen::Sockets;
+use crate::listener::{show_addr, Protocol};
 use crate::log::Logger;
 use crate::metrics::{self, Metrics, Reload};
+use crate::outcome::Refusal;
 
 labels! {
     /// Where the server is on its way from serving to stopped: one atomic
@@ -162,12 +161,7 @@ impl Shared {
     /// Logs `refused ADDR: WHY` (with `(DETAIL)` when given: the reason a
     /// PROXY header was bad), at most one refusal line a second over all
     /// workers and reasons; the others are counted for a summary.
-    fn log_refused(
-        &self,
-        peer: &SocketAddr,
-        why: admission::Refusal,
-        detail: Option<&dyn std::fmt::Display>,
-    ) {
+    fn log_refused(&self, peer: &SocketAddr, why: Refusal, detail: Option<&dyn std::fmt::Display>) {
         let say = lock(&self.refusals).refused(why, Instant::now());
         match say {
             refusals::Say::This => {
@@ -202,8 +196,8 @@ impl Shared {
             )
         };
         let refusal = match why {
-            metrics::DatagramRefused::AccessDenied => admission::Refusal::AccessDenied,
-            metrics::DatagramRefused::RateLimited => admission::Refusal::RateLimited,
+            metrics::DatagramRefused::AccessDenied => Refusal::AccessDenied,
+            metrics::DatagramRefused::RateLimited => Refusal::RateLimited,
             metrics::DatagramRefused::BadSource => {
                 if lock(&self.refusals).line_allowed(Instant::now()) {
                     self.log.warn(line());

@@ -11,10 +11,9 @@
 //! A line the log could not take gives its [`Tally`] back to the logger,
 //! which says it later (see `Logger::refused`).
 
-use std::fmt;
 use std::time::{Duration, Instant};
 
-use super::admission::Refusal;
+use crate::outcome::{Refusal, Tally};
 
 /// Lines are at most this often, over all reasons.
 const EVERY: Duration = Duration::from_secs(1);
@@ -113,68 +112,6 @@ impl RefusalLog {
     pub(crate) fn take(&mut self) -> Option<Tally> {
         self.since = None;
         Some(std::mem::take(&mut self.left_out)).filter(|t| !t.is_empty())
-    }
-}
-
-/// Refusals counted by reason: what a `refused N more connection(s)` line
-/// says, in the words of the single lines (`8 rate limited, 3 source busy`).
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct Tally {
-    /// By reason, in the order of [`Refusal::ALL`].
-    counts: [u64; Refusal::ALL.len()],
-}
-
-impl Tally {
-    /// `n` refusals for `why`.
-    pub(crate) fn of(why: Refusal, n: u64) -> Tally {
-        let mut t = Tally::default();
-        t.add(why, n);
-        t
-    }
-
-    /// Counts `n` more refusals for `why`.
-    pub(crate) fn add(&mut self, why: Refusal, n: u64) {
-        if let Some(i) = Refusal::ALL.iter().position(|r| *r == why) {
-            self.counts[i] = self.counts[i].saturating_add(n);
-        }
-    }
-
-    /// Adds another tally's counts to this one.
-    pub(crate) fn merge(&mut self, other: &Tally) {
-        for (mine, theirs) in self.counts.iter_mut().zip(other.counts) {
-            *mine = mine.saturating_add(theirs);
-        }
-    }
-
-    /// All refusals counted.
-    pub(crate) fn total(&self) -> u64 {
-        self.counts.iter().fold(0, |a, n| a.saturating_add(*n))
-    }
-
-    /// Nothing counted.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.total() == 0
-    }
-}
-
-/// `refused 11 more connection(s): 8 rate limited, 3 source busy`: the
-/// reasons by count, the most frequent first.
-impl fmt::Display for Tally {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "refused {} more connection(s)", self.total())?;
-        let mut reasons: Vec<(u64, Refusal)> = Refusal::ALL
-            .iter()
-            .zip(self.counts)
-            .filter(|(_, n)| *n > 0)
-            .map(|(why, n)| (n, *why))
-            .collect();
-        // Stable: equal counts keep the order of Refusal::ALL.
-        reasons.sort_by_key(|r| std::cmp::Reverse(r.0));
-        for (i, (n, why)) in reasons.iter().enumerate() {
-            let sep = if i == 0 { ": " } else { ", " };
-            write!(f, "{sep}{n} {}", why.words())?;
-        }
-        Ok(())
     }
 }
 

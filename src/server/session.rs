@@ -19,14 +19,13 @@
 
 use std::sync::Arc;
 
-use super::admission::Refusal;
-use super::conn::CloseReason;
 use crate::clock::{Clock, ClockCache};
-use crate::listen::Transport;
+use crate::listener::Transport;
 use crate::metrics::{Command, Shard};
+use crate::outcome::{CloseReason, Refusal};
 use crate::protocol::{self, write_time_reply, Action, End, ErrorReply, Reply};
 
-pub(crate) use crate::listen::Protocol;
+pub(crate) use crate::listener::Protocol;
 
 impl Protocol {
     /// A new session of this protocol (`max_line_bytes`: the limit in

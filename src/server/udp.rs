@@ -18,7 +18,7 @@ use mio::net::UdpSocket;
 
 use super::{Runtime, Shared};
 use crate::clock::{unix_now, ClockCache};
-use crate::listen::{Protocol, Transport};
+use crate::listener::{Protocol, Transport};
 use crate::metrics::DatagramRefused;
 
 /// The most bytes of a datagram read (the rest is discarded: nothing in a

@@ -11,15 +11,14 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use super::admission::Refusal;
-use super::conn::{
-    self, BadHeader, Buffers, CloseReason, Conn, Next, Peer, Scratch, CLOSING_LIMIT,
-};
+use super::conn::{self, BadHeader, Buffers, Conn, Next, Peer, Scratch, CLOSING_LIMIT};
 use super::udp::{Batch, Datagrams, Served};
 use super::{Phase, Runtime, Shared};
 use crate::config::Level;
-use crate::listen::{show_addr, Listening, Protocol, Socket};
+use crate::listen::{Listening, Socket};
+use crate::listener::{show_addr, Protocol};
 use crate::metrics::ProxyHeader;
+use crate::outcome::{CloseReason, Refusal};
 use crate::proxy::Header;
 
 /// The token of the waker the control loop uses.

@@ -6,8 +6,8 @@
 //! the server's workers (built around TCP sockets, admission by source
 //! address, listeners): its loop is here, in the main thread, and the client
 //! is a `server::conn::Conn` as a worker's are: the same session, replies,
-//! farewells, close and log lines. A TCP socket on standard input still goes
-//! to the server ([`crate::listen::from_inetd`]).
+//! farewells, close and log lines. A TCP or UDP socket on standard input
+//! goes to the server's workers instead ([`from_stdin`] tells which).
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd as _, OwnedFd};
@@ -18,14 +18,97 @@ use mio::unix::pipe::{Receiver, Sender};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
+use socket2::{Domain, SockRef, Type};
+
+use super::signals::Signals;
 use crate::config::Config;
-use crate::daemon::signals::Signals;
+use crate::listen::{classify, Inherited, ListenError, Listening, Socket, Sockets};
+use crate::listener::Protocol;
 use crate::log::Logger;
 use crate::metrics::Metrics;
+use crate::outcome::CloseReason;
 use crate::server::admission::Admission;
 use crate::server::conn::{Buffers, Conn, Next, Peer, Stream, CLOSING_LIMIT};
-use crate::server::session::Protocol;
-use crate::server::{shutting_down_line, CloseReason, Runtime};
+use crate::server::{shutting_down_line, Runtime};
+use crate::sys::{self, FdKind};
+
+/// What `--inetd` found on standard input.
+pub enum Inetd {
+    /// A TCP socket: a connection (`nowait`) or a listener (`wait`), served
+    /// by the workers.
+    Sockets(Sockets),
+    /// Any other byte stream (a unix socketpair, pipes, a terminal), served
+    /// by [`serve`].
+    Stream(ByteStream),
+}
+
+/// `--inetd`: standard input is the connection (`nowait`), a listening socket
+/// (`wait`), or any other byte stream with standard output as its other half
+/// (jamd(8), INETD). For a TCP socket, standard I/O is pointed at /dev/null
+/// afterwards so that nothing jamd prints can reach the client and closing
+/// the connection really closes it.
+///
+/// `protocol` is what `--protocol` names: a UDP socket on standard input
+/// (`dgram udp wait`) serves it in datagrams, which JAM has none of.
+pub fn from_stdin(protocol: Protocol) -> Result<Inetd, ListenError> {
+    let bad = |why: String| ListenError::Inherited(format!("--inetd: {why}"));
+    if sys::kind(0) == FdKind::Closed {
+        return Err(bad("standard input is closed: there is no client".into()));
+    }
+    if sys::kind(0) == FdKind::Socket && stdin_is_tcp() {
+        let owned = sys::dup_stdin().map_err(|e| bad(format!("cannot use standard input: {e}")))?;
+        let sockets = match classify(owned) {
+            Ok(Inherited::Listener(l)) => Sockets::Listeners(vec![Listening {
+                protocol,
+                socket: Socket::Stream(l),
+            }]),
+            Ok(Inherited::Connection(c)) => Sockets::Connection(c, protocol),
+            Ok(Inherited::Datagram(_)) if protocol == Protocol::Jam => {
+                return Err(bad(
+                    "standard input is a UDP socket, and JAM is served over TCP only: give --protocol daytime or rfc868 for a dgram entry".into(),
+                ))
+            }
+            Ok(Inherited::Datagram(u)) => Sockets::Datagrams(Listening {
+                protocol,
+                socket: Socket::Datagram(u),
+            }),
+            Err(why) => return Err(bad(format!("standard input {why}"))),
+        };
+        sys::detach_stdio_sockets().map_err(|e| bad(format!("cannot detach stdio: {e}")))?;
+        return Ok(Inetd::Sockets(sockets));
+    }
+    let what = match describe_stdin() {
+        Ok(Some(what)) => what,
+        Ok(None) => {
+            return Err(bad(
+                "standard input is a file, not a connection (run jamd from inetd, socat or a pipe, or without --inetd)".into(),
+            ))
+        }
+        Err(e) => return Err(bad(format!("cannot use standard input: {e}"))),
+    };
+    if what == "a unix socket" && !stdin_is_stream_socket() {
+        return Err(bad(
+            "standard input is a datagram socket, not a byte stream".into(),
+        ));
+    }
+    ByteStream::from_stdio(what)
+        .map(Inetd::Stream)
+        .map_err(|e| bad(format!("cannot use standard input and output: {e}")))
+}
+
+/// Whether standard input is a TCP/IP socket (the workers serve those).
+fn stdin_is_tcp() -> bool {
+    let stdin = std::io::stdin();
+    let sock = SockRef::from(&stdin);
+    matches!(sock.domain(), Ok(d) if d == Domain::IPV4 || d == Domain::IPV6)
+}
+
+/// Whether standard input is a stream socket (not datagrams).
+fn stdin_is_stream_socket() -> bool {
+    let stdin = std::io::stdin();
+    let sock = SockRef::from(&stdin);
+    matches!(sock.r#type(), Ok(t) if t == Type::STREAM)
+}
 
 const INPUT: Token = Token(0);
 const OUTPUT: Token = Token(1);
