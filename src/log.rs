@@ -525,10 +525,21 @@ impl Writer {
         let Some(logger) = self.syslog.as_mut() else {
             return false;
         };
+        // What a send on the unix datagram socket can say:
+        // - it went into the receiver's queue: delivered as far as any
+        //   sender can know. A receiver that then closes with it unread
+        //   (or a socket another process still held open when the receiver
+        //   quit) loses it with no word back: no sender can tell.
+        // - EAGAIN after the write timeout (the receiver's queue is full):
+        //   a slow reader, kept; the line is dropped and counted.
+        // - ECONNREFUSED (the receiver closed; the socket is disconnected),
+        //   then ENOTCONN, or anything else (ENOBUFS, EINTR): reconnect and
+        //   resend once; if that fails (ENOENT: the file is gone;
+        //   ECONNREFUSED: nobody bound it), the line goes to stderr with the
+        //   notice, as do those after it until syslog answers.
         let result = send_at(logger, level, line);
         match result {
             Ok(()) => true,
-            // A slow reader keeps the socket; the line is dropped and counted.
             Err(e) if is_timeout(&e) => false,
             Err(e) => {
                 // The reader is gone (socket removed, receiver restarted):
