@@ -684,14 +684,15 @@ fn connect_syslog(sinks: &Sinks) -> Result<Syslog, String> {
                 .map_err(|e| e.to_string())?;
             Ok(syslog::Logger::new(LoggerBackend::Unix(sock), formatter))
         }
-        SyslogSocket::Udp(hostport) => {
+        SyslogSocket::Udp(collector) => {
             // Remote collectors want to know which host the line is from.
             formatter.hostname = hostname();
-            let server = hostport
+            // Looked up at each connect, not once in the configuration.
+            let server = (collector.host(), collector.port().get())
                 .to_socket_addrs()
                 .map_err(|e| e.to_string())?
                 .next()
-                .ok_or_else(|| format!("{hostport} has no address"))?;
+                .ok_or_else(|| format!("{collector} has no address"))?;
             let local = if server.is_ipv4() {
                 "0.0.0.0:0"
             } else {
@@ -795,6 +796,26 @@ mod tests {
             line.contains(&format!("jamd[{}]: hello there", std::process::id())),
             "{line}"
         );
+    }
+
+    #[test]
+    fn lines_reach_a_udp_collector_named_by_a_bracketed_ipv6_address() {
+        let collector = UdpSocket::bind("[::1]:0").unwrap();
+        collector
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let at = format!("udp://[::1]:{}", collector.local_addr().unwrap().port());
+        let c = LogConfig {
+            target: LogTarget::Syslog,
+            syslog_socket: SyslogSocket::parse(&at).unwrap(),
+            ..LogConfig::default()
+        };
+        let logger = Logger::start(&c, false);
+        logger.info("over udp");
+        let mut buf = [0u8; 2048];
+        let n = collector.recv(&mut buf).unwrap();
+        let line = String::from_utf8_lossy(&buf[..n]);
+        assert!(line.ends_with("]: over udp"), "{line}");
     }
 
     #[test]
