@@ -524,10 +524,21 @@ impl Writer {
         let Some(logger) = self.syslog.as_mut() else {
             return false;
         };
+        // What a send on the unix datagram socket can say:
+        // - it went into the receiver's queue: delivered as far as any
+        //   sender can know. A receiver that then closes with it unread
+        //   (or a socket another process still held open when the receiver
+        //   quit) loses it with no word back: no sender can tell.
+        // - EAGAIN after the write timeout (the receiver's queue is full):
+        //   a slow reader, kept; the line is dropped and counted.
+        // - ECONNREFUSED (the receiver closed; the socket is disconnected),
+        //   then ENOTCONN, or anything else (ENOBUFS, EINTR): reconnect and
+        //   resend once; if that fails (ENOENT: the file is gone;
+        //   ECONNREFUSED: nobody bound it), the line goes to stderr with the
+        //   notice, as do those after it until syslog answers.
         let result = send_at(logger, level, line);
         match result {
             Ok(()) => true,
-            // A slow reader keeps the socket; the line is dropped and counted.
             Err(e) if is_timeout(&e) => false,
             Err(e) => {
                 // The reader is gone (socket removed, receiver restarted):
@@ -672,14 +683,15 @@ fn connect_syslog(sinks: &Sinks) -> Result<Syslog, String> {
                 .map_err(|e| e.to_string())?;
             Ok(syslog::Logger::new(LoggerBackend::Unix(sock), formatter))
         }
-        SyslogSocket::Udp(hostport) => {
+        SyslogSocket::Udp(collector) => {
             // Remote collectors want to know which host the line is from.
             formatter.hostname = hostname();
-            let server = hostport
+            // Looked up at each connect, not once in the configuration.
+            let server = (collector.host(), collector.port().get())
                 .to_socket_addrs()
                 .map_err(|e| e.to_string())?
                 .next()
-                .ok_or_else(|| format!("{hostport} has no address"))?;
+                .ok_or_else(|| format!("{collector} has no address"))?;
             let local = if server.is_ipv4() {
                 "0.0.0.0:0"
             } else {
@@ -783,6 +795,26 @@ mod tests {
             line.contains(&format!("jamd[{}]: hello there", std::process::id())),
             "{line}"
         );
+    }
+
+    #[test]
+    fn lines_reach_a_udp_collector_named_by_a_bracketed_ipv6_address() {
+        let collector = UdpSocket::bind("[::1]:0").unwrap();
+        collector
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let at = format!("udp://[::1]:{}", collector.local_addr().unwrap().port());
+        let c = LogConfig {
+            target: LogTarget::Syslog,
+            syslog_socket: SyslogSocket::parse(&at).unwrap(),
+            ..LogConfig::default()
+        };
+        let logger = Logger::start(&c, false);
+        logger.info("over udp");
+        let mut buf = [0u8; 2048];
+        let n = collector.recv(&mut buf).unwrap();
+        let line = String::from_utf8_lossy(&buf[..n]);
+        assert!(line.ends_with("]: over udp"), "{line}");
     }
 
     #[test]

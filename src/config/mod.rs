@@ -50,7 +50,7 @@ pub use load::{ConfigError, Loaded, Overrides};
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::num::{NonZeroU32, NonZeroUsize};
+use std::num::{NonZeroU16, NonZeroU32, NonZeroUsize};
 #[cfg(test)]
 use std::path::Path;
 use std::path::PathBuf;
@@ -433,22 +433,18 @@ pub enum Level {
 pub(crate) enum SyslogSocket {
     /// A local unix datagram socket such as `/dev/log`.
     Unix(PathBuf),
-    /// A remote collector, `HOST:PORT`, over UDP.
-    Udp(String),
+    /// A remote collector over UDP.
+    Udp(UdpCollector),
 }
 
 impl SyslogSocket {
-    fn parse(s: &str) -> Result<Self, String> {
+    /// `log.syslog_socket`: an absolute path, or `udp://HOST:PORT`.
+    pub(crate) fn parse(s: &str) -> Result<Self, String> {
         const WHAT: &str = "expected an absolute socket path (\"/dev/log\") or udp://HOST:PORT";
         if let Some(hostport) = s.strip_prefix("udp://") {
-            match hostport.rsplit_once(':') {
-                Some((host, port))
-                    if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) =>
-                {
-                    Ok(SyslogSocket::Udp(hostport.to_owned()))
-                }
-                _ => Err(format!("{WHAT}, found the string {s:?}")),
-            }
+            UdpCollector::parse(hostport)
+                .map(SyslogSocket::Udp)
+                .ok_or_else(|| format!("{WHAT}, found the string {s:?}"))
         } else if s.starts_with('/') {
             Ok(SyslogSocket::Unix(PathBuf::from(s)))
         } else {
@@ -461,7 +457,68 @@ impl fmt::Display for SyslogSocket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SyslogSocket::Unix(p) => write!(f, "{}", p.display()),
-            SyslogSocket::Udp(a) => write!(f, "udp://{a}"),
+            SyslogSocket::Udp(c) => write!(f, "udp://{c}"),
+        }
+    }
+}
+
+/// A remote syslog collector, `HOST:PORT`: a host name or address and a
+/// port that is not 0. The host is looked up when the logger connects (at
+/// start, after a reload that changes `[log]`, after a failed send), not
+/// here: a name that moves meanwhile is followed then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UdpCollector {
+    /// A name or an address; an IPv6 address without its brackets.
+    host: String,
+    port: NonZeroU16,
+    /// Written `[ADDR]:PORT`: shown again that way.
+    bracketed: bool,
+}
+
+impl UdpCollector {
+    /// `HOST:PORT`, `[IPV6]:PORT`, or an IPv6 address and a port without
+    /// brackets (`::1:514`, read from the last colon); None if not that.
+    fn parse(hostport: &str) -> Option<UdpCollector> {
+        let (host, port) = hostport.rsplit_once(':')?;
+        let port = port.parse::<NonZeroU16>().ok()?;
+        let (host, bracketed) = match host.strip_prefix('[') {
+            Some(inner) => {
+                let inner = inner.strip_suffix(']')?;
+                // An address, with a zone (`fe80::1%eth0`) if it has one.
+                let addr = inner.split_once('%').map_or(inner, |(a, _)| a);
+                addr.parse::<std::net::Ipv6Addr>().ok()?;
+                (inner, true)
+            }
+            None => (host, false),
+        };
+        if host.is_empty() {
+            return None;
+        }
+        Some(UdpCollector {
+            host: host.to_owned(),
+            port,
+            bracketed,
+        })
+    }
+
+    /// The host name or address to look up (an IPv6 address unbracketed).
+    pub(crate) fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The UDP port.
+    pub(crate) fn port(&self) -> NonZeroU16 {
+        self.port
+    }
+}
+
+/// `HOST:PORT` as it was written.
+impl fmt::Display for UdpCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.bracketed {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
         }
     }
 }
@@ -617,6 +674,48 @@ mod tests {
         let again = parse(&c.to_toml()).unwrap();
         assert_eq!(c, again);
         assert!(c.to_toml().contains("port = 4501"));
+    }
+
+    #[test]
+    fn a_udp_syslog_target_is_a_host_and_a_port_shown_as_written() {
+        for (text, host, port) in [
+            ("udp://127.0.0.1:514", "127.0.0.1", 514),
+            ("udp://logs.example.org:6514", "logs.example.org", 6514),
+            ("udp://[::1]:514", "::1", 514),
+            ("udp://::1:514", "::1", 514),
+            ("udp://[fe80::1%eth0]:514", "fe80::1%eth0", 514),
+        ] {
+            let socket = SyslogSocket::parse(text).unwrap();
+            let SyslogSocket::Udp(collector) = &socket else {
+                panic!("{text}: {socket:?}");
+            };
+            assert_eq!((collector.host(), collector.port().get()), (host, port));
+            assert_eq!(socket.to_string(), text);
+        }
+    }
+
+    #[test]
+    fn a_udp_syslog_target_without_a_host_or_a_port_is_refused() {
+        for text in [
+            "udp://host",
+            "udp://host:0",
+            "udp://host:65536",
+            "udp://host:x",
+            "udp://:514",
+            "udp://[]:514",
+            "udp://[::1]",
+            "udp://[::1:514",
+            "udp://[logs.example.org]:514",
+        ] {
+            let e = SyslogSocket::parse(text).expect_err(text);
+            assert_eq!(
+                e,
+                format!(
+                    "expected an absolute socket path (\"/dev/log\") or udp://HOST:PORT, \
+                     found the string {text:?}"
+                )
+            );
+        }
     }
 
     #[test]

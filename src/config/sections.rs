@@ -507,9 +507,12 @@ listen = "[::1]:9645"
         assert_eq!(c.time.timezone.name(), "+07:00");
         assert_eq!(c.log.target, LogTarget::Both);
         assert_eq!(c.log.facility, Facility::Local3);
+        let SyslogSocket::Udp(collector) = &c.log.syslog_socket else {
+            panic!("{:?}", c.log.syslog_socket);
+        };
         assert_eq!(
-            c.log.syslog_socket,
-            SyslogSocket::Udp("127.0.0.1:514".into())
+            (collector.host(), collector.port().get()),
+            ("127.0.0.1", 514)
         );
         assert_eq!(c.log.level, Level::Debug);
         assert!(!c.log.connections);

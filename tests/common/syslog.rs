@@ -56,10 +56,52 @@ impl SyslogSink {
         out
     }
 
+    /// The receiver goes away: closes the socket, removes its file, and
+    /// waits (bounded) until the kernel has released the socket, which is
+    /// when a sender's next datagram is refused. Dropping it is not enough:
+    /// a child another test thread is starting holds a copy of every open
+    /// descriptor from fork(2) until it execs, and a datagram sent meanwhile
+    /// is queued in the socket, accepted, and lost when the copy closes, as
+    /// with a real receiver that closes with lines unread. No sender can
+    /// know that; a test of what jamd does when it can know waits for this.
+    pub fn close(self) -> PathBuf {
+        let inode = self.sock_inode();
+        let path = self.path.clone();
+        drop(self);
+        std::fs::remove_file(&path).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while unix_socket_exists(inode) {
+            assert!(
+                Instant::now() < deadline,
+                "the closed syslog socket (inode {inode}) is still open somewhere"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        path
+    }
+
+    fn sock_inode(&self) -> u64 {
+        use std::os::fd::AsFd as _;
+        use std::os::unix::fs::MetadataExt as _;
+        let fd = self.sock.as_fd().try_clone_to_owned().unwrap();
+        std::fs::File::from(fd).metadata().unwrap().ino()
+    }
+
     /// Every datagram that arrives within `window`.
     pub fn drain(&self, window: Duration) -> Vec<String> {
         recv_within(|buf| self.sock.recv(buf), window)
     }
+}
+
+/// Whether a unix socket with this inode is still open in this network
+/// namespace (/proc/net/unix lists them until the last descriptor closes).
+fn unix_socket_exists(inode: u64) -> bool {
+    let table = std::fs::read_to_string("/proc/net/unix").unwrap();
+    // Num RefCount Protocol Flags Type St Inode [Path]
+    table
+        .lines()
+        .skip(1)
+        .any(|l| l.split_whitespace().nth(6) == Some(&inode.to_string()))
 }
 
 /// Receives datagrams with `recv` (a socket's `recv`, whose read timeout
