@@ -336,9 +336,34 @@ pub mod filter {
     //! are here for paths the tests reach only in part: UDP syslog (bind,
     //! uname for the host name, a name lookup), threads still starting when
     //! the filter comes (set_robust_list, rseq, prctl, sigaltstack), abort().
-    //! The calls of the serving path (accept4, read, write, epoll_wait, …)
-    //! are allowed whatever their arguments: the kernel then caches the
-    //! answer by call number, and serving runs no filter code.
+    //!
+    //! What the filter costs. The calls of the serving path (accept4,
+    //! read/recvfrom, write/sendto, epoll_wait, epoll_ctl, close, futex; the
+    //! UDP calls) are allowed whatever their arguments, so the kernel (5.11
+    //! and later) caches "allowed" by call number and never runs this
+    //! program for them; a unit test below replays the kernel's check. What
+    //! is left is the slower system-call entry of any filtered task, some
+    //! tens of nanoseconds a call: about 1 % of jamd's CPU time under load
+    //! (BENCHMARKS.md, "Confinement"). A JAM connection makes only those
+    //! calls: accept4 (the client is non-blocking and close-on-exec from
+    //! the start, no ioctl or fcntl after it), epoll_ctl, a recvfrom and a
+    //! sendto per request, close.
+    //!
+    //! The calls checked by argument run the program each time, but none of
+    //! them is made per client, and each check is worth its few hundred
+    //! instructions: mmap and mprotect without PROT_EXEC (when the allocator
+    //! grows or a thread starts) keep code that got in from making memory
+    //! executable; openat and open read-only (reload, metrics) keep it from
+    //! creating or writing a file; socket (syslog reconnecting) allows no raw,
+    //! packet or netlink socket; ioctl (std's set_nonblocking on a socket made
+    //! after start-up) keeps terminal and device requests out; prctl only
+    //! names a thread; tgkill signals only jamd itself (abort()).
+    //!
+    //! Installing it sets no SECCOMP_FILTER_FLAG_SPEC_ALLOW: kernels before
+    //! 5.16 (or booted with spec_store_bypass_disable=seccomp) then turn on
+    //! the Speculative Store Bypass mitigation for jamd's threads, which
+    //! costs on every load and store; from 5.16 on the kernel leaves it to
+    //! the process.
 
     use std::collections::BTreeMap;
 
@@ -641,6 +666,91 @@ pub mod filter {
                     a.name
                 );
             }
+        }
+
+        /// `AUDIT_ARCH_*` of this architecture (linux/audit.h).
+        fn audit_arch() -> u32 {
+            let machine = match std::env::consts::ARCH {
+                "x86_64" => 62,
+                "aarch64" => 183,
+                "riscv64" => 243,
+                other => panic!("no filter for {other}"),
+            };
+            // __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE
+            machine | 0x8000_0000 | 0x4000_0000
+        }
+
+        /// The kernel's test for caching a call as always allowed
+        /// (seccomp_is_const_allow in kernel/seccomp.c): run the program
+        /// knowing only the call number and the architecture; loading an
+        /// argument, or any instruction it does not emulate, means "no".
+        fn always_allowed(program: &[seccompiler::sock_filter], nr: i64, arch: u32) -> bool {
+            let nr = u32::try_from(nr).expect("a system call number");
+            // BPF_LD | BPF_W | BPF_ABS, BPF_JMP | BPF_JA, BPF_ALU | BPF_AND | BPF_K.
+            const LD_W_ABS: u16 = 0x20;
+            const JMP_JA: u16 = 0x05;
+            const ALU_AND_K: u16 = 0x54;
+            let mut reg = 0u32;
+            let mut pc = 0usize;
+            while let Some(insn) = program.get(pc) {
+                match insn.code {
+                    LD_W_ABS => match insn.k {
+                        0 => reg = nr,
+                        4 => reg = arch,
+                        _ => return false,
+                    },
+                    RET_K => return insn.k == libc::SECCOMP_RET_ALLOW,
+                    JMP_JA => pc += insn.k as usize,
+                    ALU_AND_K => reg &= insn.k,
+                    code if code & 0x07 == 0x05 && code & 0x08 == 0 => {
+                        let taken = match code & 0xf0 {
+                            0x10 => reg == insn.k,
+                            0x20 => reg > insn.k,
+                            0x30 => reg >= insn.k,
+                            0x40 => reg & insn.k != 0,
+                            _ => return false,
+                        };
+                        pc += usize::from(if taken { insn.jt } else { insn.jf });
+                    }
+                    _ => return false,
+                }
+                pc += 1;
+            }
+            false
+        }
+
+        #[test]
+        fn the_serving_calls_never_run_the_filter() {
+            let program = program().unwrap();
+            let serving = [
+                libc::SYS_accept4,
+                libc::SYS_read,
+                libc::SYS_recvfrom,
+                libc::SYS_recvmsg,
+                libc::SYS_recvmmsg,
+                libc::SYS_write,
+                libc::SYS_sendto,
+                libc::SYS_sendmsg,
+                libc::SYS_sendmmsg,
+                libc::SYS_epoll_pwait,
+                libc::SYS_epoll_ctl,
+                libc::SYS_close,
+                libc::SYS_shutdown,
+                libc::SYS_futex,
+                libc::SYS_clock_gettime,
+            ];
+            for nr in serving {
+                assert!(
+                    always_allowed(&program, nr, audit_arch()),
+                    "system call {nr} is checked by argument: every client would run the filter"
+                );
+            }
+            // The replay can tell: a call checked by argument, one not
+            // allowed, and another architecture are not cached as allowed.
+            for nr in [libc::SYS_ioctl, libc::SYS_openat, libc::SYS_execve] {
+                assert!(!always_allowed(&program, nr, audit_arch()), "{nr}");
+            }
+            assert!(!always_allowed(&program, libc::SYS_read, 0x4000_0003));
         }
 
         #[test]
