@@ -277,6 +277,10 @@ impl ServerTime {
 /// The distinct UTC offsets `zone` has within half a day of `local`.
 ///
 /// Sampled every half hour: no zone keeps an offset for less than that.
+/// The offset in force at `local` comes first (it wins a tie, see
+/// [`ServerTime::offset_from`]); the order of the rest decides nothing, as
+/// there is at most one: no zone in tzdata changes its offset twice within
+/// a day.
 fn offsets_near(zone: &Zone, local: DateTime<Utc>) -> Vec<i32> {
     let mut offsets = vec![zone.offset_at(local.timestamp())];
     for step in -24..=24_i64 {
@@ -458,6 +462,16 @@ mod tests {
             "America/New_York",
             -3_599_500,
         );
+    }
+
+    #[test]
+    fn a_reading_across_a_zone_s_last_change_is_read_on_its_side() {
+        // Mexico City left DST for good at 07:00 UTC on 30 October 2022
+        // (01:59:59 CDT, then 01:00 CST): a server still on CDT, two seconds
+        // after it, is two seconds behind, not an hour ahead, though CDT is
+        // neither the zone's offset now nor in any rule it has since.
+        let local = Utc.with_ymd_and_hms(2022, 10, 30, 7, 0, 1).unwrap();
+        check("%H:%M:%S", "01:59:59", local, "America/Mexico_City", -1500);
     }
 
     #[test]
