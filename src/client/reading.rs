@@ -90,6 +90,11 @@ impl ReplyFormat {
         })
     }
 
+    /// The format as given (the fuzz target `reply` names it in what it reports).
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
     /// Reads the time part of a JAM reply: what it shows, and the unit it is truncated to.
     pub fn read(&self, text: &str) -> Result<Reading, TimeError> {
         let bad = || TimeError {
@@ -378,6 +383,13 @@ mod tests {
             assert!(f.read(bad).is_err(), "{bad}");
         }
         assert!(ReplyFormat::new("%H:%Q").is_err());
+    }
+
+    #[test]
+    fn a_format_is_kept_as_written() {
+        // As written, not as the items it is read with (`%T` gets an
+        // optional fraction after its seconds).
+        assert_eq!(ReplyFormat::new("%T").unwrap().as_str(), "%T");
     }
 
     #[test]
