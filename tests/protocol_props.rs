@@ -196,7 +196,13 @@ proptest! {
         let before: Vec<&[u8]> = before.into_iter().filter(|l| l.len() <= max + 1).collect();
         let mut input: Vec<u8> = before.concat();
         let line: Vec<u8> = line.into_iter().take(max + 48).collect();
-        prop_assume!(line.len() > max);
+        // A CR that ends the line, with an LF after it, is a CR LF: the
+        // line's body is one byte shorter, and may fit the limit.
+        let body = match end {
+            b"\n" => line.strip_suffix(b"\r").unwrap_or(&line),
+            _ => &line[..],
+        };
+        prop_assume!(body.len() > max);
         input.extend_from_slice(&line);
         input.extend_from_slice(end);
         input.extend_from_slice(b"TIME\r\n");

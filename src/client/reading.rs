@@ -90,7 +90,7 @@ impl ReplyFormat {
         })
     }
 
-    /// The format as given.
+    /// The format as given (the fuzz target `reply` names it in what it reports).
     pub fn as_str(&self) -> &str {
         &self.text
     }
@@ -223,7 +223,8 @@ impl ServerTime {
     /// A reading taken near a change of the zone's UTC offset (DST) may come
     /// from the other side of the change than `local`: each offset the zone
     /// has within half a day is tried, those that agree with the instant they
-    /// imply are kept, and of these the reading nearest local time wins.
+    /// imply are kept, and of these the reading nearest local time wins (on
+    /// a tie, the one taken at the offset in force at `local`).
     pub fn offset_from(&self, local: DateTime<Utc>, zone: &Zone) -> Duration {
         let written = match *self {
             ServerTime::Instant(instant) => return instant.signed_duration_since(local),
@@ -264,7 +265,12 @@ impl ServerTime {
             ServerTime::TimeOfDay { since_midnight, .. } => {
                 let midnight = local_wall.date().and_time(chrono::NaiveTime::MIN);
                 let diff = (midnight + since_midnight).signed_duration_since(local_wall);
-                let wrapped = wrap_half_day(nanos(diff));
+                // Less than a day either way (a time of day, plus a leap
+                // second at most): far inside an i64 of nanoseconds.
+                let diff = diff
+                    .num_nanoseconds()
+                    .expect("a day of nanoseconds fits an i64");
+                let wrapped = wrap_half_day(i128::from(diff));
                 Duration::nanoseconds(
                     i64::try_from(wrapped).expect("half a day of nanoseconds fits an i64"),
                 )
@@ -276,6 +282,10 @@ impl ServerTime {
 /// The distinct UTC offsets `zone` has within half a day of `local`.
 ///
 /// Sampled every half hour: no zone keeps an offset for less than that.
+/// The offset in force at `local` comes first (it wins a tie, see
+/// [`ServerTime::offset_from`]); the order of the rest decides nothing, as
+/// there is at most one: no zone in tzdata changes its offset twice within
+/// a day.
 fn offsets_near(zone: &Zone, local: DateTime<Utc>) -> Vec<i32> {
     let mut offsets = vec![zone.offset_at(local.timestamp())];
     for step in -24..=24_i64 {
@@ -287,18 +297,10 @@ fn offsets_near(zone: &Zone, local: DateTime<Utc>) -> Vec<i32> {
     offsets
 }
 
-/// Nanoseconds in a chrono duration (saturating far outside any real offset).
-fn nanos(d: Duration) -> i128 {
-    d.num_nanoseconds()
-        .map(i128::from)
-        .unwrap_or(if d < Duration::zero() {
-            i128::from(i64::MIN)
-        } else {
-            i128::from(i64::MAX)
-        })
-}
-
 /// Wraps a time-of-day difference into [−12 h, +12 h).
+///
+/// (`diff - HALF_DAY_NANOS` in place of `diff + HALF_DAY_NANOS` would give
+/// the same: the two differ by a whole day, which `rem_euclid` removes.)
 fn wrap_half_day(diff: i128) -> i128 {
     (diff + HALF_DAY_NANOS).rem_euclid(DAY_NANOS) - HALF_DAY_NANOS
 }
@@ -384,6 +386,51 @@ mod tests {
     }
 
     #[test]
+    fn a_format_is_kept_as_written() {
+        // As written, not as the items it is read with (`%T` gets an
+        // optional fraction after its seconds).
+        assert_eq!(ReplyFormat::new("%T").unwrap().as_str(), "%T");
+    }
+
+    #[test]
+    fn errors_say_what_was_not_read_and_with_what() {
+        // What jamc prints: the format, the reply, and a reply's control
+        // characters escaped (a server's bytes never drive the terminal).
+        assert_eq!(
+            ReplyFormat::new("%H:%Q").unwrap_err().to_string(),
+            r#"invalid --format "%H:%Q": not a valid strftime format"#
+        );
+        let f = ReplyFormat::new("%H:%M:%S").unwrap();
+        assert_eq!(
+            f.read("noon\x1b[2J").unwrap_err().to_string(),
+            r#"cannot read "noon\x1b[2J" as a time with format "%H:%M:%S""#
+        );
+    }
+
+    #[test]
+    fn a_reading_is_as_fine_as_its_last_fraction() {
+        // The unit a reply is truncated to: 10^-n s for n digits, whatever
+        // the format says; a second or a minute without them.
+        let f = ReplyFormat::new("%H:%M:%S").unwrap();
+        for digits in 1..=9 {
+            let reply = format!("14:03:27.{}", "7".repeat(digits));
+            let want = Duration::nanoseconds(10_i64.pow(9 - u32::try_from(digits).unwrap()));
+            assert_eq!(f.read(&reply).unwrap().unit, want, "{reply}");
+        }
+        assert_eq!(f.read("14:03:27").unwrap().unit, Duration::seconds(1));
+        let unit =
+            |format: &str, reply: &str| ReplyFormat::new(format).unwrap().read(reply).unwrap().unit;
+        assert_eq!(unit("%H:%M", "14:03"), Duration::seconds(60));
+        assert_eq!(unit("%s", "1795615412"), Duration::seconds(1));
+        // A comma or full stop later in the reply, with no digits after it,
+        // is no fraction: the milliseconds are still the finest field.
+        assert_eq!(
+            unit("%H:%M:%S%.3f %a, %d %b %Y", "14:03:27.250 Wed, 25 Nov 2026"),
+            Duration::milliseconds(1)
+        );
+    }
+
+    #[test]
     fn fractions_after_a_literal_dot_are_read_as_written() {
         for (format, reply) in [
             ("%H:%M:%S.%3f", "14:03:27.250"),
@@ -414,6 +461,45 @@ mod tests {
             local,
             "America/New_York",
             -3_599_500,
+        );
+        // Half an hour before the change (01:30 EDT), a server showing
+        // 00:30 is an hour behind: read as EST it would be exact, but 00:30
+        // EST is 05:30 UTC, when New York is on EDT, so that reading does
+        // not agree with the zone and is not taken.
+        let local = Utc.with_ymd_and_hms(2026, 11, 1, 5, 30, 0).unwrap();
+        check(
+            "%H:%M:%S",
+            "00:30:00",
+            local,
+            "America/New_York",
+            -3_599_500,
+        );
+    }
+
+    #[test]
+    fn a_reading_across_a_zone_s_last_change_is_read_on_its_side() {
+        // Mexico City left DST for good at 07:00 UTC on 30 October 2022
+        // (01:59:59 CDT, then 01:00 CST): a server still on CDT, two seconds
+        // after it, is two seconds behind, not an hour ahead, though CDT is
+        // neither the zone's offset now nor in any rule it has since.
+        let local = Utc.with_ymd_and_hms(2022, 10, 30, 7, 0, 1).unwrap();
+        check("%H:%M:%S", "01:59:59", local, "America/Mexico_City", -1500);
+    }
+
+    #[test]
+    fn of_two_readings_equally_near_the_one_at_the_offset_in_force_wins() {
+        // 05:40 UTC is 01:40 EDT, twenty minutes before New York leaves DST;
+        // a server showing 01:10 is half an hour behind on EDT, or half an
+        // hour ahead on EST (01:10 EST is 06:10 UTC, after the change): both
+        // agree with the zone and are as near. The offset in force here
+        // (EDT) decides, the same on every run.
+        let local = Utc.with_ymd_and_hms(2026, 11, 1, 5, 40, 0).unwrap();
+        check(
+            "%H:%M:%S",
+            "01:10:00",
+            local,
+            "America/New_York",
+            -1_799_500,
         );
     }
 }
