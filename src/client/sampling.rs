@@ -23,6 +23,15 @@
 //! past `--timeout`. For JAM the readings are requests on one connection;
 //! for daytime and rfc868 each is a connection or a datagram of its own, so
 //! a server that forks a process a connection is never hammered.
+//!
+//! A reading does not wait for the reply before it: up to
+//! [`PIPELINE_DEPTH`] are in flight at once, so that a pass over a slow
+//! link holds several readings (see [`super::estimate`]). On a JAM
+//! connection the `TIME` requests are pipelined and the replies, which the
+//! server sends in order, are paired with the requests in order; a daytime
+//! or rfc868 reading runs on a thread of its own, its outcome taken in the
+//! order the readings began. Each reading's window is its own: from sending
+//! its request (for TCP, from beginning to connect) to its own reply.
 //! [`super::estimate`] turns the readings into the offset and what they
 //! prove of it: the truth lies within the reported uncertainty.
 
