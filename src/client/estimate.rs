@@ -695,7 +695,7 @@ mod tests {
                 };
                 // The oldest reply comes first, or there is no room in flight: take it.
                 let oldest_first = flying.front().is_some_and(|f| {
-                    begin.map_or(true, |(_, at)| f.end <= at || flying.len() >= self.depth)
+                    begin.is_none_or(|(_, at)| f.end <= at || flying.len() >= self.depth)
                 });
                 if oldest_first {
                     let f = flying.pop_front().expect("a reading in flight");
