@@ -385,9 +385,11 @@ where
 
     fn send(&mut self, deadline: Instant) -> Result<(), ClientError> {
         let (tx, take, number) = (self.tx.clone(), self.take, self.sent);
+        let (began_tx, began) = mpsc::sync_channel(1);
         thread::Builder::new()
             .name("jamc-reading".into())
             .spawn_scoped(self.scope, move || {
+                let _ = began_tx.send(());
                 let _ = tx.send((number, take(deadline)));
             })
             .map_err(|e| {
@@ -399,19 +401,22 @@ where
                     },
                 )
             })?;
+        // The reading has begun when its thread runs: the next is paced from then.
+        let _ = began.recv_timeout(THREAD_GRACE);
         self.sent += 1;
         Ok(())
     }
 
     fn oldest(&mut self, until: Instant, deadline: Instant) -> Result<Option<Reply>, ClientError> {
+        // The reading's own wait ends at its deadline; a little more for its thread to say so.
+        let given_up = deadline + THREAD_GRACE;
         loop {
             if let Some(result) = self.arrived.remove(&self.oldest) {
                 self.oldest += 1;
                 return result.map(Some);
             }
             let now = Instant::now();
-            // The reading's own wait ends at its deadline; a little more for its thread to say so.
-            if now >= deadline + Duration::from_millis(100) {
+            if now >= given_up {
                 self.oldest += 1;
                 return Err(ClientError::new(
                     self.server,
@@ -421,23 +426,28 @@ where
                     },
                 ));
             }
-            let wait = until
-                .min(deadline + Duration::from_millis(100))
-                .saturating_duration_since(now);
-            match self.rx.recv_timeout(wait) {
-                Ok((number, result)) if number >= self.oldest => {
+            if now >= until && now < deadline {
+                return Ok(None);
+            }
+            let wait_until = if now < deadline {
+                until.min(deadline)
+            } else {
+                given_up
+            };
+            if let Ok((number, result)) = self
+                .rx
+                .recv_timeout(wait_until.saturating_duration_since(now))
+            {
+                if number >= self.oldest {
                     self.arrived.insert(number, result);
                 }
-                Ok(_) => {}
-                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < until => {}
-                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
-                    return Ok(None)
-                }
-                Err(_) => {}
             }
         }
     }
 }
+
+/// How long past its deadline a reading's thread is waited for.
+const THREAD_GRACE: Duration = Duration::from_millis(100);
 
 /// Adds a reading to those taken.
 fn record(
@@ -561,7 +571,8 @@ fn bisect<P: Pipe>(
             continue;
         }
         bisection.taken();
-        taken.last_began = Some(now);
+        // The next reading is paced from the end of this one's sending.
+        taken.last_began = Some(Instant::now());
         flying.push_back((planned, reply_deadline));
     }
 }
