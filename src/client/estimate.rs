@@ -447,16 +447,11 @@ impl Bisection {
             // Pinned: one pass of guards verifies the clock did not step meanwhile.
             (if left >= 2 { plan(0, true) } else { Vec::new() }, true)
         } else {
-            // Without guards only when a guarded pass can still follow.
             // Without guards only when a guarded pass can still follow: with
-            // one reading inside the window, or two when a round trip holds
-            // more than two readings (they overlap and are all taken before
-            // the first outcome is known: two split the window in three).
-            let reserve = if timing.duration > 2.0 * spacing {
-                4
-            } else {
-                3
-            };
+            // one reading inside the window, or two when the readings
+            // overlap (they are all taken before the first outcome is known:
+            // two split the window in three).
+            let reserve = if overlap { 4 } else { 3 };
             let inner = LATER_PASS.min(left.saturating_sub(reserve));
             let unguarded = if inner > 0 {
                 plan(inner, false)
