@@ -744,6 +744,75 @@ mod tests {
         worst
     }
 
+    /// Where a pass over the window `[0.05, 0.41]` (the offsets `[-0.46,
+    /// 0]` less half a 100 ms round trip each side) puts three readings,
+    /// when a reading takes `duration`.
+    fn three_across(duration: f64) -> Vec<f64> {
+        let timing = Timing {
+            now: 0.0,
+            end: 10.0,
+            lead: 0.05,
+            duration,
+            gap: 0.02,
+            depth: PIPELINE_DEPTH,
+        };
+        plan_pass((-0.46, 0.0), 0.05, &timing, 3, false)
+            .iter()
+            .map(|p| p.at)
+            .collect()
+    }
+
+    #[test]
+    fn a_pass_whose_readings_overlap_splits_its_window_evenly() {
+        // Readings 90 ms apart, a round trip 100 ms: all are taken before
+        // the first outcome is known, so the four parts are even.
+        let at = three_across(0.1);
+        assert_eq!(at.len(), 3, "{at:?}");
+        for (got, want) in at.iter().zip([0.14, 0.23, 0.32]) {
+            assert!((got - want).abs() < 1e-9, "{at:?}");
+        }
+        // A reading that ends at once: the first parts are wider, since the
+        // pass ends at the first reading that shows the new second.
+        let at = three_across(0.001);
+        assert!((at[0] - (0.05 + 0.36 * 6.0 / 19.0)).abs() < 1e-9, "{at:?}");
+        assert!(at[0] - 0.05 > at[1] - at[0], "{at:?}");
+    }
+
+    #[test]
+    fn the_check_ends_once_no_reading_is_in_flight() {
+        let at = |sent: f64, shown: f64| Sample {
+            shown_minus_mid: shown - (sent + 0.0005),
+            rtt: 0.001,
+            unit: 1.0,
+        };
+        let timing = Timing {
+            now: 10.3,
+            end: 13.0,
+            lead: 0.0005,
+            duration: 0.001,
+            gap: 0.02,
+            depth: PIPELINE_DEPTH,
+        };
+        // Readings that contradict each other, and ten readings.
+        let backwards = [at(10.0, 10.0), at(10.03, 9.0)];
+        let ten: Vec<Sample> = (0..10)
+            .map(|i| at(10.0 + 0.03 * f64::from(i), 10.0))
+            .collect();
+        for samples in [&backwards[..], &ten[..]] {
+            let mut b = Bisection::new(10);
+            assert_eq!(b.next(samples, 0.0005, &timing, 1), Step::Wait);
+            assert_eq!(b.next(samples, 0.0005, &timing, 0), Step::Done);
+        }
+        // Seven and three in flight: those are awaited, no other taken;
+        // then a pass is planned.
+        let mut b = Bisection::new(10);
+        assert_eq!(b.next(&ten[..7], 0.0005, &timing, 3), Step::Wait);
+        assert!(matches!(
+            b.next(&ten[..7], 0.0005, &timing, 0),
+            Step::Take(_)
+        ));
+    }
+
     #[test]
     fn bisection_pins_a_whole_second_server_in_few_readings() {
         let mut worst: f64 = 0.0;
