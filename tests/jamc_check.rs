@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::relay::Relay;
 use common::{first_line, jamc, perf, repo, run_bounded, FakeServer, Run, TempDir, JAMC_BOUND};
 
 use std::net::TcpListener;
@@ -416,6 +417,62 @@ fn on_a_slow_link_the_round_trip_widens_the_uncertainty() {
     let (_, uncertainty) = reading(&run);
     assert!(uncertainty >= 0.15, "{run:?}");
     assert_holds(&run, 3.45);
+}
+
+/// The gaps between the TIME requests `server` read, in seconds.
+fn request_gaps(server: &FakeServer) -> Vec<f64> {
+    server
+        .time_arrivals()
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs_f64())
+        .collect()
+}
+
+#[test]
+fn over_a_slow_link_time_requests_are_pipelined_at_least_20_ms_apart() {
+    // A whole-second server 0.37 s ahead, 50 ms away each way: requests
+    // that reach it less than a round trip apart were sent before the reply
+    // to the one before could have come back (jamc(1), How the offset is
+    // measured: several readings in flight at once).
+    let server = offset_server(370);
+    let relay = Relay::tcp(
+        server.addr,
+        Duration::from_millis(50),
+        Duration::from_millis(50),
+    );
+    let run = jamc(&["--check", "--warning", "5", &relay.target()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_holds(&run, 0.37);
+    let requests = server.requests();
+    assert!((2..=10).contains(&requests), "{requests} requests: {run:?}");
+    assert_eq!(server.connections(), 1, "one connection: {run:?}");
+    let gaps = request_gaps(&server);
+    assert!(
+        gaps.iter().any(|&gap| gap < 0.09),
+        "no request sent before the reply to the one before it: {gaps:?}"
+    );
+    // jamc keeps 20 ms between requests; the relay and the server, each
+    // scheduled on a loaded machine, may take a little off what the server sees.
+    assert!(
+        gaps.iter().all(|&gap| gap >= 0.012),
+        "requests closer than 20 ms: {gaps:?}"
+    );
+}
+
+#[test]
+fn without_a_round_trip_to_wait_for_requests_stay_20_ms_apart() {
+    // On loopback one request is in flight at a time; the server reads
+    // them at least 20 ms apart.
+    let server = offset_server(-700);
+    let run = jamc(&["--check", "--warning", "5", &server.target()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_holds(&run, -0.7);
+    let gaps = request_gaps(&server);
+    assert!(!gaps.is_empty() && gaps.len() < 10, "{gaps:?}");
+    assert!(
+        gaps.iter().all(|&gap| gap >= 0.015),
+        "requests closer than 20 ms: {gaps:?}"
+    );
 }
 
 // ---------------------------------------- jamc(1), CHECK MODE: several servers

@@ -211,6 +211,13 @@ pub fn open(addr: &SocketAddr, source: Option<IpAddr>, timeout: Duration) -> io:
     Ok(socket.into())
 }
 
+/// When a request went out: the beginning of its reading's window.
+#[derive(Debug, Clone, Copy)]
+pub struct Sent {
+    began: Instant,
+    wall: DateTime<Utc>,
+}
+
 /// A connection to a JAM server that reads reply lines within deadlines.
 pub struct Connection {
     reader: Reader,
@@ -259,7 +266,8 @@ impl Connection {
         }
     }
 
-    fn timed_out(&self) -> ClientError {
+    /// The error of a reply that did not come in time.
+    pub fn timed_out(&self) -> ClientError {
         ClientError::new(
             &self.server,
             ClientErrorKind::ReplyTimeout {
@@ -318,6 +326,38 @@ impl Connection {
         }
         let line = self.read_line(deadline)?;
         Ok(Reply::ended_now(line, started, started, wall))
+    }
+
+    /// Sends `TIME` without waiting for its reply: several requests may be
+    /// in flight at once (jamd answers them in order, jamd(8)), each reply
+    /// read with [`Connection::reply_by`].
+    pub fn send_time(&mut self, deadline: Instant) -> Result<Sent, ClientError> {
+        let sent = Sent {
+            began: Instant::now(),
+            wall: Utc::now(),
+        };
+        self.send(b"TIME\r\n", deadline)?;
+        Ok(sent)
+    }
+
+    /// The next reply line, as the reply to the oldest request not yet
+    /// answered (`sent`), waiting no later than `until`: None when `until`
+    /// came first (what arrived of the line is kept for the next call).
+    ///
+    /// Replies come in the order of the requests, so the reply to a request
+    /// was written after that request was sent: its window runs from
+    /// `sent` to now, whatever other requests were in flight.
+    pub fn reply_by(&mut self, sent: Sent, until: Instant) -> Result<Option<Reply>, ClientError> {
+        match self.reader.line(until) {
+            Ok(line) => Ok(Some(Reply::ended_now(
+                without_line_end(&line).to_vec(),
+                sent.began,
+                sent.began,
+                sent.wall,
+            ))),
+            Err(End::TimedOut(_)) => Ok(None),
+            Err(end) => Err(end_error(&self.server, end, self.timeout)),
+        }
     }
 
     /// Says `QUIT` (best effort) and closes.

@@ -23,10 +23,21 @@
 //! past `--timeout`. For JAM the readings are requests on one connection;
 //! for daytime and rfc868 each is a connection or a datagram of its own, so
 //! a server that forks a process a connection is never hammered.
+//!
+//! A reading does not wait for the reply before it: up to
+//! [`PIPELINE_DEPTH`] are in flight at once, so that a pass over a slow
+//! link holds several readings (see [`super::estimate`]). On a JAM
+//! connection the `TIME` requests are pipelined and the replies, which the
+//! server sends in order, are paired with the requests in order; a daytime
+//! or rfc868 reading runs on a thread of its own, its outcome taken in the
+//! order the readings began. Each reading's window is its own: from sending
+//! its request (for TCP, from beginning to connect) to its own reply.
 //! [`super::estimate`] turns the readings into the offset and what they
 //! prove of it: the truth lies within the reported uncertainty.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -36,8 +47,8 @@ use super::answer::{daytime_reading, rfc868_reading, rfc868_value, Protocol, Tra
 use super::check::{Measurement, Outcome};
 use super::cli::{CheckSettings, Settings, Target};
 use super::error::{ClientError, ClientErrorKind};
-use super::estimate::{estimate, Bisection, Sample, Timing};
-use super::net::{connect_from, reading, resolve, Connection, Reply};
+use super::estimate::{estimate, Bisection, Planned, Sample, Step, Timing, PIPELINE_DEPTH};
+use super::net::{connect_from, reading, resolve, Connection, Reply, Sent};
 use super::query::{judge, judge_as, READING_GAP};
 use super::reading::Reading;
 
@@ -236,18 +247,47 @@ pub fn measure(
 
     if !check.quick && (taken.unit - 1.0).abs() < 1e-9 {
         let end = deadline.min(started + CHECK_WITHIN);
-        bisect(
-            &mut taken,
-            &frame,
-            end,
-            |source_deadline| {
-                let reply = take(&mut source, source_deadline)?;
-                let reading = read(&reply)?;
-                Ok((reply, reading))
-            },
-            settings.protocol,
-            check,
-        );
+        let server = server.as_str();
+        let read = |reply: &Reply| read_reply(settings.protocol, server, check, reply);
+        match &mut source {
+            Source::Jam(conn) => {
+                let mut pipe = JamPipe {
+                    conn,
+                    sent: VecDeque::new(),
+                };
+                bisect(&mut taken, &frame, end, &mut pipe, &read, check);
+            }
+            Source::Each {
+                protocol,
+                transport,
+                addrs,
+            } => {
+                let (protocol, transport, addrs) = (*protocol, *transport, *addrs);
+                let take = move |deadline: Instant| {
+                    reading(
+                        (protocol, transport),
+                        server,
+                        addrs,
+                        (deadline, settings.timeout),
+                        settings.source,
+                    )
+                };
+                thread::scope(|scope| {
+                    let (tx, rx) = mpsc::channel();
+                    let mut pipe = EachPipe {
+                        scope,
+                        take: &take,
+                        server,
+                        tx,
+                        rx,
+                        sent: 0,
+                        oldest: 0,
+                        arrived: BTreeMap::new(),
+                    };
+                    bisect(&mut taken, &frame, end, &mut pipe, &read, check);
+                });
+            }
+        }
     }
     if let Source::Jam(conn) = source {
         conn.quit();
@@ -264,13 +304,150 @@ pub fn measure(
 
 /// Waits until [`READING_GAP`] after the last reading began.
 fn pace(taken: &Taken, at: Instant) {
-    if let Some(last) = taken.last_began {
-        let earliest = (last + READING_GAP).max(at);
-        thread::sleep(earliest.saturating_duration_since(Instant::now()));
-    } else {
-        thread::sleep(at.saturating_duration_since(Instant::now()));
+    thread::sleep(earliest(taken, at).saturating_duration_since(Instant::now()));
+}
+
+/// `at`, or [`READING_GAP`] after the last reading began when that is later.
+fn earliest(taken: &Taken, at: Instant) -> Instant {
+    taken
+        .last_began
+        .map_or(at, |last| (last + READING_GAP).max(at))
+}
+
+/// Readings that may be in flight several at once: each sent, and the
+/// replies taken oldest first.
+trait Pipe {
+    /// Whether a reading that failed ends the check (a JAM connection is
+    /// out of step after one); else the check goes on without it.
+    const ONE_CONNECTION: bool;
+    /// Begins a reading whose reply is due by `deadline`.
+    fn send(&mut self, deadline: Instant) -> Result<(), ClientError>;
+    /// The reply to the oldest reading in flight, due by `deadline`, waiting
+    /// no later than `until`: None when `until` came first, an error when
+    /// the reading failed (it is then no longer in flight).
+    fn oldest(&mut self, until: Instant, deadline: Instant) -> Result<Option<Reply>, ClientError>;
+}
+
+/// JAM: `TIME` requests pipelined on one connection, answered in order.
+struct JamPipe<'c> {
+    conn: &'c mut Connection,
+    sent: VecDeque<Sent>,
+}
+
+impl Pipe for JamPipe<'_> {
+    const ONE_CONNECTION: bool = true;
+
+    fn send(&mut self, deadline: Instant) -> Result<(), ClientError> {
+        let sent = self.conn.send_time(deadline)?;
+        self.sent.push_back(sent);
+        Ok(())
+    }
+
+    fn oldest(&mut self, until: Instant, deadline: Instant) -> Result<Option<Reply>, ClientError> {
+        let Some(&sent) = self.sent.front() else {
+            return Err(self.conn.timed_out());
+        };
+        match self.conn.reply_by(sent, until.min(deadline))? {
+            Some(reply) => {
+                self.sent.pop_front();
+                Ok(Some(reply))
+            }
+            None if Instant::now() >= deadline => Err(self.conn.timed_out()),
+            None => Ok(None),
+        }
     }
 }
+
+/// A reply (or why none came) of reading number `.0`.
+type Arrived = (usize, Result<Reply, ClientError>);
+
+/// Daytime and RFC 868: each reading a connection or datagram of its own,
+/// taken on a thread of its own so that several may overlap.
+struct EachPipe<'scope, 'env, F> {
+    scope: &'scope thread::Scope<'scope, 'env>,
+    take: &'env F,
+    server: &'env str,
+    tx: mpsc::Sender<Arrived>,
+    rx: mpsc::Receiver<Arrived>,
+    /// Readings begun.
+    sent: usize,
+    /// The number of the oldest reading in flight.
+    oldest: usize,
+    /// Replies that came before an older reading's.
+    arrived: BTreeMap<usize, Result<Reply, ClientError>>,
+}
+
+impl<'scope, 'env, F> Pipe for EachPipe<'scope, 'env, F>
+where
+    F: Fn(Instant) -> Result<Reply, ClientError> + Sync,
+{
+    const ONE_CONNECTION: bool = false;
+
+    fn send(&mut self, deadline: Instant) -> Result<(), ClientError> {
+        let (tx, take, number) = (self.tx.clone(), self.take, self.sent);
+        let (began_tx, began) = mpsc::sync_channel(1);
+        thread::Builder::new()
+            .name("jamc-reading".into())
+            .spawn_scoped(self.scope, move || {
+                let _ = began_tx.send(());
+                let _ = tx.send((number, take(deadline)));
+            })
+            .map_err(|e| {
+                ClientError::new(
+                    self.server,
+                    ClientErrorKind::Io {
+                        doing: "starting a thread",
+                        why: e.to_string(),
+                    },
+                )
+            })?;
+        // The reading has begun when its thread runs: the next is paced from then.
+        let _ = began.recv_timeout(THREAD_GRACE);
+        self.sent += 1;
+        Ok(())
+    }
+
+    fn oldest(&mut self, until: Instant, deadline: Instant) -> Result<Option<Reply>, ClientError> {
+        // The reading's own wait ends at its deadline; a little more for its thread to say so.
+        let given_up = deadline + THREAD_GRACE;
+        loop {
+            if let Some(result) = self.arrived.remove(&self.oldest) {
+                self.oldest += 1;
+                return result.map(Some);
+            }
+            let now = Instant::now();
+            if now >= given_up {
+                self.oldest += 1;
+                return Err(ClientError::new(
+                    self.server,
+                    ClientErrorKind::Io {
+                        doing: "reading",
+                        why: "the reading's thread did not answer".into(),
+                    },
+                ));
+            }
+            if now >= until && now < deadline {
+                return Ok(None);
+            }
+            let wait_until = if now < deadline {
+                until.min(deadline)
+            } else {
+                given_up
+            };
+            if let Ok((number, result)) = self
+                .rx
+                .recv_timeout(wait_until.saturating_duration_since(now))
+            {
+                if number >= self.oldest {
+                    self.arrived.insert(number, result);
+                }
+            }
+        }
+    }
+}
+
+/// How long past its deadline a reading's thread is waited for.
+const THREAD_GRACE: Duration = Duration::from_millis(100);
 
 /// Adds a reading to those taken.
 fn record(
@@ -289,7 +466,7 @@ fn record(
         unit: seconds(reading.unit),
     });
     taken.shown.push(d + mid);
-    taken.last_began = Some(reply.began);
+    taken.last_began = Some(taken.last_began.map_or(reply.began, |l| l.max(reply.began)));
     let began = frame.rel_at(reply.began);
     let mid_at = frame.rel_at(reply.mid_at);
     taken.lead = (mid_at - began).max(0.0);
@@ -299,16 +476,22 @@ fn record(
 
 /// The passes over the boundary (see the module docs and
 /// [`Bisection`]), until the boundary is pinned, the readings contradict
-/// each other, or the budget of readings or time is spent.
-fn bisect(
+/// each other, or the budget of readings or time is spent. Up to
+/// [`PIPELINE_DEPTH`] readings are in flight at once, each begun at least
+/// [`READING_GAP`] after the one before.
+fn bisect<P: Pipe>(
     taken: &mut Taken,
     frame: &Frame,
     end: Instant,
-    mut next: impl FnMut(Instant) -> Result<(Reply, Reading), ClientError>,
-    protocol: Protocol,
+    pipe: &mut P,
+    read: &dyn Fn(&Reply) -> Result<Reading, ClientError>,
     check: &CheckSettings,
 ) {
     let mut bisection = Bisection::new(MAX_READINGS);
+    // Each reading in flight: what it was planned for and when its reply is due.
+    let mut flying: VecDeque<(Planned, Instant)> = VecDeque::new();
+    // No more readings begin (the time is spent); those in flight are taken.
+    let mut spent = false;
     loop {
         let timing = Timing {
             now: frame.rel_at(Instant::now()),
@@ -316,29 +499,81 @@ fn bisect(
             lead: taken.lead,
             duration: taken.duration,
             gap: READING_GAP.as_secs_f64(),
+            depth: PIPELINE_DEPTH,
         };
         let half = if taken.half.is_finite() {
             taken.half
         } else {
             0.0
         };
-        let Some(planned) = bisection.next(&taken.samples, &taken.shown, half, &timing) else {
-            break;
+        let next = match bisection.next(&taken.samples, half, &timing, flying.len()) {
+            Step::Done => break,
+            Step::Take(_) if spent => None,
+            Step::Wait => None,
+            Step::Take(planned) => Some((
+                planned,
+                earliest(taken, frame.instant(planned.at - taken.lead)),
+            )),
         };
-        pace(taken, frame.instant(planned.at - taken.lead));
+        // The oldest reply, waited for until the next reading is due (as
+        // long as it takes when none is, or no more may be in flight).
+        if let Some(&(planned, deadline)) = flying.front() {
+            let until = match next {
+                Some((_, at)) if flying.len() < PIPELINE_DEPTH => at,
+                _ => deadline,
+            };
+            match pipe.oldest(until, deadline) {
+                Ok(Some(reply)) => {
+                    flying.pop_front();
+                    let shown = match read(&reply) {
+                        Ok(reading) => {
+                            record(taken, frame, &reply, &reading, check);
+                            taken.shown.last().copied()
+                        }
+                        Err(_) if P::ONE_CONNECTION => break,
+                        Err(_) => None,
+                    };
+                    bisection.outcome(&planned, shown);
+                    continue;
+                }
+                Ok(None) => {}
+                Err(_) if P::ONE_CONNECTION => break,
+                Err(_) => {
+                    // A lost datagram: the next reading is another socket's.
+                    flying.pop_front();
+                    bisection.outcome(&planned, None);
+                    continue;
+                }
+            }
+        }
+        let Some((planned, at)) = next else {
+            if flying.is_empty() {
+                break;
+            }
+            continue;
+        };
+        thread::sleep(at.saturating_duration_since(Instant::now()));
         // A reading that takes far longer than the last is given up (a lost
         // datagram: the next one is another socket's); on a JAM connection
         // that ends the check.
         let patience = Duration::from_secs_f64((4.0 * taken.duration).max(0.5));
-        let reply_deadline = (Instant::now() + patience).min(end);
-        if reply_deadline <= Instant::now() {
-            break;
+        let now = Instant::now();
+        let reply_deadline = (now + patience).min(end);
+        if reply_deadline <= now {
+            spent = true;
+            continue;
         }
-        match next(reply_deadline) {
-            Ok((reply, reading)) => record(taken, frame, &reply, &reading, check),
-            Err(_) if protocol != Protocol::Jam => {}
-            Err(_) => break,
+        if pipe.send(reply_deadline).is_err() {
+            if P::ONE_CONNECTION || flying.is_empty() {
+                break;
+            }
+            spent = true;
+            continue;
         }
+        bisection.taken();
+        // The next reading is paced from the end of this one's sending.
+        taken.last_began = Some(Instant::now());
+        flying.push_back((planned, reply_deadline));
     }
 }
 

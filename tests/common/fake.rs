@@ -53,7 +53,7 @@ pub enum Behaviour {
 pub struct FakeServer {
     pub addr: SocketAddr,
     stop: Arc<AtomicBool>,
-    received: Arc<Mutex<Vec<String>>>,
+    received: Arc<Mutex<Vec<(Instant, String)>>>,
     connections: Arc<AtomicUsize>,
     thread: Option<JoinHandle<()>>,
 }
@@ -108,7 +108,24 @@ impl FakeServer {
 
     /// Every request line received so far, on all connections.
     pub fn received(&self) -> Vec<String> {
-        self.received.lock().map(|v| v.clone()).unwrap_or_default()
+        self.received
+            .lock()
+            .map(|v| v.iter().map(|(_, line)| line.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// When each TIME request was read (requests that came in one read
+    /// share its instant), in order.
+    pub fn time_arrivals(&self) -> Vec<Instant> {
+        self.received
+            .lock()
+            .map(|v| {
+                v.iter()
+                    .filter(|(_, line)| line.eq_ignore_ascii_case("TIME"))
+                    .map(|(at, _)| *at)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// TIME requests received so far, on all connections.
@@ -151,7 +168,7 @@ fn accept_loop(
     listener: TcpListener,
     behaviour: Behaviour,
     stop: Arc<AtomicBool>,
-    received: Arc<Mutex<Vec<String>>>,
+    received: Arc<Mutex<Vec<(Instant, String)>>>,
     connections: Arc<AtomicUsize>,
 ) {
     let end = Instant::now() + SERVER_LIFETIME;
@@ -176,7 +193,7 @@ fn serve(
     mut stream: TcpStream,
     behaviour: Behaviour,
     stop: Arc<AtomicBool>,
-    received: Arc<Mutex<Vec<String>>>,
+    received: Arc<Mutex<Vec<(Instant, String)>>>,
     end: Instant,
 ) {
     let _ = stream.set_nonblocking(false);
@@ -189,16 +206,19 @@ fn serve(
     let mut buf = Vec::new();
     let mut chunk = [0u8; 512];
     while !stop.load(Ordering::SeqCst) && Instant::now() < end {
-        match stream.read(&mut chunk) {
+        let read_at = match stream.read(&mut chunk) {
             Ok(0) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                Instant::now()
+            }
             Err(_) => continue,
-        }
+        };
         while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = buf.drain(..=pos).collect();
             let line = String::from_utf8_lossy(&line).trim().to_string();
             if let Ok(mut r) = received.lock() {
-                r.push(line.clone());
+                r.push((read_at, line.clone()));
             }
             if line.eq_ignore_ascii_case("QUIT") {
                 return;

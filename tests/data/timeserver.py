@@ -11,7 +11,8 @@ Usage: timeserver.py PROTO TRANSPORT OFFSET [FORM] [STEP_AFTER STEP]
              after that many readings, the clock steps by STEP seconds
 
 Listens on 127.0.0.1, an ephemeral port; prints "port N" first, then
-"reading N from ADDR" for every reading it answers, flushed at once.
+"reading N from ADDR at T" for every reading it answers (T: when it was
+read, on the monotonic clock, in seconds), flushed at once.
 """
 import socket
 import struct
@@ -29,7 +30,7 @@ def reply(peer):
     global readings
     t = time.time() + offset + (step if 0 <= step_after <= readings else 0.0)
     readings += 1
-    print("reading %d from %s" % (readings, peer[0]), flush=True)
+    print("reading %d from %s at %.6f" % (readings, peer[0], time.monotonic()), flush=True)
     if proto == "rfc868":
         return struct.pack("!I", (int(t) + 2208988800) % (1 << 32))
     whole = int(t)  # truncated, as a server does
