@@ -24,6 +24,7 @@ pub(crate) mod check;
 pub mod cli;
 pub(crate) mod conformance;
 pub(crate) mod error;
+pub(crate) mod escape;
 pub(crate) mod estimate;
 pub mod net;
 pub(crate) mod output;
@@ -137,7 +138,7 @@ fn run_check(settings: &Settings, check: &CheckSettings, output: &Output<'_>) ->
                 path.display()
             ));
             return match status {
-                check::Status::Ok => check::Status::Unknown.code(),
+                thresholds::Status::Ok => thresholds::Status::Unknown.code(),
                 worse => worse.code(),
             };
         }

@@ -16,6 +16,9 @@ use chrono::{DateTime, Duration, FixedOffset, NaiveDateTime, NaiveTime, Utc};
 
 use super::reading::{fraction_digits, Reading, ServerTime};
 
+/// The JAM port, unless told otherwise.
+pub(crate) const DEFAULT_PORT: u16 = 45000;
+
 /// Which protocol jamc speaks (`--protocol`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -40,7 +43,7 @@ impl Protocol {
     /// The port a server of this protocol listens on unless told otherwise.
     pub fn default_port(self) -> u16 {
         match self {
-            Protocol::Jam => super::cli::DEFAULT_PORT,
+            Protocol::Jam => DEFAULT_PORT,
             Protocol::Daytime => 13,
             Protocol::Rfc868 => 37,
         }
@@ -262,6 +265,9 @@ fn find_time_of_day(text: &str) -> Option<(NaiveTime, Duration)> {
     None
 }
 
+/// Longest JAM reply line jamc accepts, terminator not counted.
+pub const MAX_REPLY_BYTES: usize = 1024;
+
 /// How long a reply over this transport may be: a daytime line, as RFC 867
 /// suggests lines of up to 512 characters, is allowed more than JAM's.
 pub const MAX_DAYTIME_BYTES: usize = 512;
@@ -424,7 +430,7 @@ mod tests {
     #[test]
     fn protocols_are_named_and_have_their_ports() {
         for (p, name, port) in [
-            (Protocol::Jam, "jam", super::super::cli::DEFAULT_PORT),
+            (Protocol::Jam, "jam", super::DEFAULT_PORT),
             (Protocol::Daytime, "daytime", 13),
             (Protocol::Rfc868, "rfc868", 37),
         ] {

@@ -4,7 +4,7 @@
 //!
 //! # How the offset is measured
 //!
-//! [`super::sampling`] takes the readings: for a reply in whole seconds a few
+//! `sampling.rs` takes the readings: for a reply in whole seconds a few
 //! more, placed to pin where the server's second changes (at most 10, within
 //! 3 s, never past `--timeout`); [`super::estimate`] turns them into the
 //! offset and its uncertainty; a reply with fractions of a second needs no
@@ -14,49 +14,7 @@ use std::time::Duration;
 
 use super::error::ClientError;
 use super::estimate::Estimate;
-use super::thresholds::Thresholds;
-
-/// Monitoring-plugin states, with their exit codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    /// 0: all is well.
-    Ok = 0,
-    /// 1: the offset is over `--warning`.
-    Warning = 1,
-    /// 2: the offset is over `--critical`, or the server cannot be reached or misbehaves.
-    Critical = 2,
-    /// 3: bad arguments, or a reply that cannot be read as a time.
-    Unknown = 3,
-}
-
-impl Status {
-    /// The word used in the status line.
-    pub fn word(self) -> &'static str {
-        match self {
-            Status::Ok => "OK",
-            Status::Warning => "WARNING",
-            Status::Critical => "CRITICAL",
-            Status::Unknown => "UNKNOWN",
-        }
-    }
-
-    /// The process exit code.
-    pub fn code(self) -> u8 {
-        self as u8
-    }
-
-    /// How bad, for picking the worst of several: CRITICAL, WARNING, UNKNOWN,
-    /// OK (the monitoring plugins' `max_state_alt`): a server known to be
-    /// wrong outranks one that could not be judged.
-    fn severity(self) -> u8 {
-        match self {
-            Status::Ok => 0,
-            Status::Unknown => 1,
-            Status::Warning => 2,
-            Status::Critical => 3,
-        }
-    }
-}
+use super::thresholds::{Status, Thresholds};
 
 /// One server's clock as measured.
 #[derive(Debug, Clone, Copy, PartialEq)]

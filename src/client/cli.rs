@@ -10,13 +10,12 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
 
+use super::answer::DEFAULT_PORT;
 use super::answer::{Protocol, Transport};
 use super::reading::ReplyFormat;
 use super::thresholds::{Range, Thresholds};
 use crate::clock::Zone;
 
-/// Default JAM port.
-pub(crate) const DEFAULT_PORT: u16 = 45000;
 /// Most clients `-P` starts at once (each is a thread and a socket).
 pub(crate) const MAX_PARALLEL: u32 = 1000;
 

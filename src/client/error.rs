@@ -4,9 +4,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::check::Status;
-use super::net::MAX_REPLY_BYTES;
-use super::output::escape;
+use super::answer::MAX_REPLY_BYTES;
+use super::escape::escape;
+use super::thresholds::Status;
 
 /// Why connecting to one address failed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,14 +12,11 @@ use chrono::{DateTime, Utc};
 
 use super::answer::{
     jam_reply, without_line_end, JamReply, Protocol, Transport, MAX_DATAGRAM_BYTES,
-    MAX_DAYTIME_BYTES,
+    MAX_DAYTIME_BYTES, MAX_REPLY_BYTES,
 };
 use super::cli::{Family, Target};
 use super::error::{ClientError, ClientErrorKind, ConnectFailure};
 use super::wire::{End, Reader};
-
-/// Longest reply line jamc accepts, terminator not counted.
-pub const MAX_REPLY_BYTES: usize = 1024;
 
 /// One reply and when it came: a line (JAM, daytime) or four bytes (RFC 868).
 #[derive(Debug, Clone)]

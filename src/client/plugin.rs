@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use super::answer::{Protocol, Transport};
+use super::answer::{Protocol, Transport, DEFAULT_PORT};
 use super::cli::{
     parse_source, parse_timeout, source_family, CheckSettings, EarlyExit, Family, Mode, Settings,
-    Target, DEFAULT_PORT,
+    Target,
 };
 use super::reading::ReplyFormat;
 use super::thresholds::{Range, Thresholds};

@@ -9,19 +9,10 @@ use super::answer::{jam_reply, JamReply, Protocol};
 use super::cli::{Settings, Target};
 use super::error::{ClientError, ClientErrorKind};
 use super::net::{connect_from, reading, Connection, Reply};
-use super::output::Output;
+use super::output::{Flow, Output};
 
 /// Stack size of each `-P` client thread: they only do blocking socket I/O.
 const CLIENT_STACK_BYTES: usize = 256 * 1024;
-
-/// Whether a conversation goes on after a reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flow {
-    /// Ask again if `-n` says so.
-    Continue,
-    /// Say QUIT now.
-    Stop,
-}
 
 /// Judges a reply in `protocol`: a JAM line; a daytime line; RFC 868's four
 /// bytes (a daytime line is judged by what it holds only under `--check`).

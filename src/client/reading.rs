@@ -29,7 +29,7 @@ use std::fmt;
 use chrono::format::{Fixed, Item, Numeric, Parsed, StrftimeItems};
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 
-use super::output::escape;
+use super::escape::escape;
 use crate::clock::Zone;
 
 /// Nanoseconds in half a day: time-of-day offsets are wrapped into ±this.

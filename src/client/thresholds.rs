@@ -5,9 +5,52 @@
 //! `10` means 0 to 10, `10:` 10 and up, `~:10` anything up to 10, `5:10` 5
 //! to 10; a value outside the range raises the state, or inside it with `@`.
 //! So the plain `--warning 2` warns when the offset's absolute value is more
-//! than 2 s, as check_ntp_time does.
+//! than 2 s, as check_ntp_time does. What a judgement gives is a
+//! [`Status`], the monitoring plugins' state and exit code.
 
 use std::fmt;
+
+/// Monitoring-plugin states, with their exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// 0: all is well.
+    Ok = 0,
+    /// 1: the offset is over `--warning`.
+    Warning = 1,
+    /// 2: the offset is over `--critical`, or the server cannot be reached or misbehaves.
+    Critical = 2,
+    /// 3: bad arguments, or a reply that cannot be read as a time.
+    Unknown = 3,
+}
+
+impl Status {
+    /// The word used in the status line.
+    pub fn word(self) -> &'static str {
+        match self {
+            Status::Ok => "OK",
+            Status::Warning => "WARNING",
+            Status::Critical => "CRITICAL",
+            Status::Unknown => "UNKNOWN",
+        }
+    }
+
+    /// The process exit code.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// How bad, for picking the worst of several: CRITICAL, WARNING, UNKNOWN,
+    /// OK (the monitoring plugins' `max_state_alt`): a server known to be
+    /// wrong outranks one that could not be judged.
+    pub(crate) fn severity(self) -> u8 {
+        match self {
+            Status::Ok => 0,
+            Status::Unknown => 1,
+            Status::Warning => 2,
+            Status::Critical => 3,
+        }
+    }
+}
 
 /// One threshold range.
 #[derive(Debug, Clone, PartialEq)]
@@ -116,8 +159,7 @@ impl Thresholds {
     }
 
     /// The state for an offset in seconds.
-    pub fn judge(&self, offset_secs: f64) -> super::check::Status {
-        use super::check::Status;
+    pub fn judge(&self, offset_secs: f64) -> Status {
         let abs = offset_secs.abs();
         if self.critical.alerts(abs) {
             Status::Critical
@@ -132,7 +174,6 @@ impl Thresholds {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::check::Status;
 
     fn t(w: &str, c: &str) -> Result<Thresholds, String> {
         Thresholds::new(Range::parse(w)?, Range::parse(c)?, ("-w", "-c"))
