@@ -10,9 +10,16 @@
 //! - nothing panics.
 //!
 //! Input layout: byte 0 picks `max_line_bytes` (1..=256), byte 1 the number
-//! of cuts (0..=15), then two bytes per cut, then the stream.
+//! of cuts (0..=15), then two bytes per cut, then the stream, of which the
+//! first [`MAX_STREAM`] bytes count: a line is at most 256 bytes here, so
+//! that holds sixteen of the longest and hundreds of short ones. The fuzzer
+//! had grown inputs of 60 KB, which only made each run slower (about 1,000
+//! runs a second instead of 11,000) without reaching anything new.
 
 use jamd::protocol::{Action, Session};
+
+/// The bytes of the stream an input is checked on.
+const MAX_STREAM: usize = 4096;
 
 fn run(max: usize, chunks: &[&[u8]]) -> Vec<Action> {
     let mut s = Session::new(max);
@@ -59,9 +66,10 @@ pub fn check(data: &[u8]) {
     let Some((cuts, stream)) = jamd_fuzz::cuts_and_stream(rest) else {
         return;
     };
+    let stream = &stream[..stream.len().min(MAX_STREAM)];
     let mut chunks = Vec::new();
     let mut from = 0;
-    for c in cuts {
+    for c in cuts.into_iter().map(|c| c.min(stream.len())) {
         chunks.push(&stream[from..c]);
         from = c;
     }
