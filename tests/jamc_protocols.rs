@@ -105,6 +105,26 @@ fn check(args: &[&str]) -> (f64, f64, Run) {
     (perf(&line, "offset"), perf(&line, "uncertainty"), run)
 }
 
+/// A delaying relay in front of `server`, over its transport (`tcp` or
+/// `udp`), `up` on the way to it and `down` on the way back.
+fn behind_relay(server: &TimeServer, transport: &str, up: Duration, down: Duration) -> Relay {
+    if transport == "udp" {
+        Relay::udp(server.addr(), up, down)
+    } else {
+        Relay::tcp(server.addr(), up, down)
+    }
+}
+
+/// The arguments that read `proto` over `transport` at `target`.
+fn reading_args<'a>(proto: &'a str, transport: &str, target: &'a str) -> Vec<&'a str> {
+    let mut args = vec!["--protocol", proto];
+    if transport == "udp" {
+        args.push("--udp");
+    }
+    args.push(target);
+    args
+}
+
 /// Asserts the truth lies within the reported uncertainty (1 ms for the printed rounding).
 fn assert_holds(offset: f64, uncertainty: f64, truth: f64, run: &Run) {
     assert!(
@@ -121,13 +141,8 @@ fn plain_mode_prints_the_daytime_line_and_the_rfc868_time() {
         let Some(day) = TimeServer::start("daytime", transport, 0.0, "xinetd", None) else {
             return;
         };
-        let mut args = vec!["--protocol", "daytime"];
-        if transport == "udp" {
-            args.push("--udp");
-        }
         let target = day.target();
-        args.push(&target);
-        let run = jamc(&args);
+        let run = jamc(&reading_args("daytime", transport, &target));
         assert_eq!(run.code, 0, "{run:?}");
         let line = run.stdout.trim_end();
         assert!(
@@ -241,12 +256,7 @@ fn known_offsets_are_read_over_every_protocol_and_transport() {
                 return;
             };
             let target = server.target();
-            let mut args = vec!["--protocol", proto];
-            if transport == "udp" {
-                args.push("--udp");
-            }
-            args.push(&target);
-            let (offset, uncertainty, run) = check(&args);
+            let (offset, uncertainty, run) = check(&reading_args(proto, transport, &target));
             assert_holds(offset, uncertainty, truth, &run);
             let readings = server.readings();
             assert!(
@@ -305,18 +315,9 @@ fn over_slow_and_asymmetric_links_the_truth_stays_inside() {
             let Some(server) = TimeServer::start(proto, transport, -0.62, "whole", None) else {
                 return;
             };
-            let relay = if transport == "udp" {
-                Relay::udp(server.addr(), up, down)
-            } else {
-                Relay::tcp(server.addr(), up, down)
-            };
+            let relay = behind_relay(&server, transport, up, down);
             let target = relay.target();
-            let mut args = vec!["--protocol", proto];
-            if transport == "udp" {
-                args.push("--udp");
-            }
-            args.push(&target);
-            let (offset, uncertainty, run) = check(&args);
+            let (offset, uncertainty, run) = check(&reading_args(proto, transport, &target));
             assert_holds(offset, uncertainty, -0.62, &run);
             assert!(
                 server.readings() <= 10,
@@ -342,18 +343,9 @@ fn over_a_slow_link_readings_overlap_at_least_20_ms_apart() {
         let Some(server) = TimeServer::start(proto, transport, 1.3, "whole", None) else {
             return;
         };
-        let relay = if transport == "udp" {
-            Relay::udp(server.addr(), link, link)
-        } else {
-            Relay::tcp(server.addr(), link, link)
-        };
+        let relay = behind_relay(&server, transport, link, link);
         let target = relay.target();
-        let mut args = vec!["--protocol", proto];
-        if transport == "udp" {
-            args.push("--udp");
-        }
-        args.push(&target);
-        let (offset, uncertainty, run) = check(&args);
+        let (offset, uncertainty, run) = check(&reading_args(proto, transport, &target));
         assert_holds(offset, uncertainty, 1.3, &run);
         let readings = server.readings();
         assert!(
