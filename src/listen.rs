@@ -1,5 +1,7 @@
-//! Getting the sockets jamd serves on: binding them itself (socket2), taking
-//! them from a service manager (socket activation), or from inetd on stdin.
+//! Getting the sockets jamd serves on: binding them itself (socket2), or
+//! taking them from a service manager (socket activation). What inetd
+//! passes on standard input is told apart in `daemon/inetd.rs`, with
+//! [`classify`] from here.
 
 use std::fmt;
 use std::io;
