@@ -1,4 +1,4 @@
-//! Who may connect (jamd.toml(5), The [access] table): an allow list and a
+//! Who may connect (jamd.toml(5), The `[access]` table): an allow list and a
 //! deny list of addresses and prefixes, decided by the longest prefix that
 //! contains the client.
 //!

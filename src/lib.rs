@@ -12,12 +12,16 @@
 //!   replies, without any I/O.
 //! - [`clock`]: "what time is it, rendered how": format + zone → string, cached.
 //! - [`config`]: the TOML schema, defaults, validation, `FILE:LINE:COLUMN` errors.
-//! - [`listen`]: listening sockets: socket2 bind, socket activation, inetd stdin.
-//! - [`inetd`]: `--inetd` over a byte stream that is not TCP (socketpair, pipes).
+//! - [`listener`]: what a listener is (address, transport, protocol).
+//! - [`listen`]: listening sockets: socket2 bind, socket activation.
 //! - [`server`]: the event-loop workers: accept, connections, limits, timers,
 //!   shutdown; steered through [`server::Server`].
 //! - [`daemon`]: the jamd process: command line, start-up, the control loop
-//!   (signals, reload, service-manager notification), exit status.
+//!   (signals, reload, service-manager notification), `--inetd` (what
+//!   standard input is; one client over a pipe or socketpair), confinement,
+//!   exit status.
+//! - [`outcome`]: why a client was refused or its connection ended, in the
+//!   names log lines and metrics share.
 //! - [`log`]: syslog / stderr logging that never blocks a worker.
 //! - [`access`]: who may connect: allow/deny lists, longest prefix wins (no I/O).
 //! - [`sources`]: what each source may take: source keys, token buckets, the
@@ -26,7 +30,8 @@
 //! - [`metrics`]: counters and the Prometheus `/metrics` endpoint.
 //! - [`client`]: what jamc does (query, parallel, check), and its command line.
 //! - [`completions`]: shell completions for both programs, from their clap definitions.
-//! - `sys` (private): the only `unsafe` code, thin wrappers over system calls.
+//! - `sys` (private): the only `unsafe` code, thin wrappers over system calls
+//!   (and reading a file that must be a regular one).
 //!
 //! `ARCHITECTURE.md` says how they fit: the threads, who owns what, and where
 //! a new key, limit, refusal reason or metric goes.

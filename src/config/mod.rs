@@ -37,7 +37,7 @@
 //! - `reader.rs`: the spanned TOML reader ([`reader::Keys`],
 //!   [`reader::Value`], [`reader::Invalid`]) and its messages;
 //! - `sections.rs`: one reader per section, and the checks across keys;
-//! - `load.rs`: reading the file, [`load`], [`Overrides`];
+//! - `load.rs`: reading the file, [`load()`], [`Overrides`];
 //! - `syntax.rs`: TOML syntax errors in words.
 
 mod load;
@@ -335,7 +335,7 @@ pub(crate) struct TimeConfig {
 
 impl Default for TimeConfig {
     /// The built-in settings. The local zone is resolved here as best it can
-    /// be; a configuration jamd runs with always comes from [`load`], which
+    /// be; a configuration jamd runs with always comes from [`load()`], which
     /// resolves "local" again and fails when it cannot (never UTC in silence).
     fn default() -> Self {
         TimeConfig {

@@ -2,7 +2,7 @@
 //! Prometheus text format and served over HTTP on a socket of their own.
 //!
 //! - [`Metrics`]: the counters, one shard per worker, summed at scrape.
-//! - [`render`]: a [`Sample`] (numbers only) → the text format.
+//! - [`render`](mod@render): a [`Sample`] (numbers only) → the text format.
 //! - [`process`]: the `process_*` metrics, read from `/proc/self`.
 //! - [`http`]: the `/metrics` endpoint, on its own thread.
 //!
