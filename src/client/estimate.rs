@@ -831,6 +831,7 @@ mod tests {
         plan.iter().map(|p| (p.at - p.second, p.guard)).collect()
     }
 
+    /// The same placements, to within rounding.
     fn close(got: &[(f64, bool)], want: &[(f64, bool)]) -> bool {
         got.len() == want.len()
             && got
@@ -839,8 +840,8 @@ mod tests {
                 .all(|(g, w)| (g.0 - w.0).abs() < 1e-9 && g.1 == w.1)
     }
 
-    /// `count` samples whose offsets left are exactly `[low, high]` (a
-    /// window narrower than a second).
+    /// `count` samples (one or more) whose offsets left are exactly `[low,
+    /// high]`, a window at most a second wide.
     fn window(low: f64, high: f64, count: usize) -> Vec<Sample> {
         let edge = |shown_minus_mid| Sample {
             shown_minus_mid,
@@ -1019,8 +1020,10 @@ mod tests {
 
     #[test]
     fn the_first_pass_takes_one_reading_fewer_when_more_than_two_overlap() {
-        // Readings at least 20 ms apart; a round trip of 40 ms holds two
-        // (quick look and three in all), one of 100 ms four (two in all).
+        // Readings at least 20 ms apart: a round trip of 2 or 40 ms holds
+        // no more than two of them, and the pass is the quick look and two
+        // readings; one of 100 ms holds four, and it is the quick look and
+        // one.
         let first = [Sample {
             shown_minus_mid: -0.7 + 0.05,
             rtt: 0.1,
@@ -1037,7 +1040,8 @@ mod tests {
 
     #[test]
     fn a_pinned_boundary_is_verified_by_one_guarded_pass_then_the_check_ends() {
-        // Half a 2 ms round trip: pinned within 2 + 10 ms (GOOD_ENOUGH).
+        // Half a 2 ms round trip: pinned when the offsets left are within
+        // 2 + 10 ms (GOOD_ENOUGH): 11.5 ms is, 12.5 ms is not.
         let t = timing(10.3, 13.0, 0.001, 0.002, 0.02);
         let pinned = window(-0.5, -0.4885, 4);
         let loose = window(-0.5, -0.4875, 4);
@@ -1058,9 +1062,10 @@ mod tests {
 
     #[test]
     fn a_pass_goes_unguarded_only_when_a_guarded_one_a_second_later_ends_in_time() {
-        // At 10.1 s, offsets [-0.5, -0.3], 7 readings left: four inside the window; a
-        // guarded pass a second later ends with its guard after the window
-        // (30 ms and half a round trip after it), 0.5 ms later.
+        // At 10.1 s, offsets [-0.5, -0.3], 7 readings left: four inside
+        // the window; a guarded pass a second later ends with its guard
+        // after the window (30 ms and half a round trip after it), 0.5 ms
+        // later. Otherwise the guarded pass comes now, with four inside.
         let (lead, duration, half) = (0.0005, 0.001, 0.0005);
         let samples = window(-0.5, -0.3, 3);
         let t = timing(10.1, 13.0, lead, duration, 0.02);
@@ -1079,9 +1084,10 @@ mod tests {
         let pass = |end| next_pass(&mut after(1, false), &samples, half, &Timing { end, ..t });
         assert_eq!(pass(ends + 0.0001), unguarded);
         assert_eq!(pass(ends - 0.0002).len(), 6);
-        // Readings 100 ms apart, one inside [0.461, 0.499] (at 480 ms): a
-        // guard that keeps the spacing after it a second later comes at
-        // 1.58 s, 49 ms past the window's guard.
+        // Readings 100 ms apart, 4 left, one inside [0.461, 0.499] (at 480
+        // ms): the guard a second later must keep the spacing after that
+        // one's place, 580 ms into its second, 49 ms past the window's
+        // guard (531 ms).
         let samples = window(-0.5, -0.46, 6);
         let t = timing(10.1, 13.0, 0.001, 0.002, 0.1);
         let unguarded = plan_pass((-0.5, -0.46), 0.001, &t, 1, false);
