@@ -256,6 +256,9 @@ pub fn plan_pass(
 ) -> Vec<Planned> {
     let spacing = timing.spacing();
     let (lo_in, hi_in) = (-high + half, -low - half);
+    // A window narrower than a reading's own goes to the boundary's
+    // middle. (When `lo_in == hi_in` either branch gives that middle, but
+    // for rounding in the last bit: `<=` here would change nothing.)
     let (lo_in, hi_in) = if lo_in < hi_in {
         (lo_in, hi_in)
     } else {
@@ -453,11 +456,8 @@ impl Bisection {
             // two split the window in three).
             let reserve = if overlap { 4 } else { 3 };
             let inner = LATER_PASS.min(left.saturating_sub(reserve));
-            let unguarded = if inner > 0 {
-                plan(inner, false)
-            } else {
-                Vec::new()
-            };
+            // (No reading inside and no guards: an empty plan.)
+            let unguarded = plan(inner, false);
             // A guarded pass a second later: its last reading, the guard
             // after the window as it stands now, must end in time.
             let another_fits = unguarded.last().is_some_and(|p| {
@@ -811,6 +811,290 @@ mod tests {
             b.next(&ten[..7], 0.0005, &timing, 0),
             Step::Take(_)
         ));
+    }
+
+    /// A timing: now, the time limit, lead and duration of a reading, the
+    /// gap; up to four readings in flight.
+    fn timing(now: f64, end: f64, lead: f64, duration: f64, gap: f64) -> Timing {
+        Timing {
+            now,
+            end,
+            lead,
+            duration,
+            gap,
+            depth: PIPELINE_DEPTH,
+        }
+    }
+
+    /// Where in its second each reading of `plan` goes, and whether it is a guard.
+    fn placed(plan: &[Planned]) -> Vec<(f64, bool)> {
+        plan.iter().map(|p| (p.at - p.second, p.guard)).collect()
+    }
+
+    /// The same placements, to within rounding.
+    fn close(got: &[(f64, bool)], want: &[(f64, bool)]) -> bool {
+        got.len() == want.len()
+            && got
+                .iter()
+                .zip(want)
+                .all(|(g, w)| (g.0 - w.0).abs() < 1e-9 && g.1 == w.1)
+    }
+
+    /// `count` samples (one or more) whose offsets left are exactly `[low,
+    /// high]`, a window at most a second wide.
+    fn window(low: f64, high: f64, count: usize) -> Vec<Sample> {
+        let edge = |shown_minus_mid| Sample {
+            shown_minus_mid,
+            rtt: 0.0,
+            unit: 1.0,
+        };
+        let mut samples = vec![edge(high - 1.0)];
+        samples.resize(count, edge(low));
+        samples
+    }
+
+    #[test]
+    fn a_pass_drops_the_readings_that_do_not_fit_the_spacing() {
+        // The offsets [-1, 0] less 125 ms each side: the window [0.125,
+        // 0.875]. Readings 250 ms apart at least, a round trip of 500 ms:
+        // three would split it in parts of 187.5 ms, two in parts of
+        // exactly 250 ms, which fit.
+        let t = timing(0.0, 10.0, 0.25, 0.5, 0.25);
+        let plan = plan_pass((-1.0, 0.0), 0.125, &t, 3, false);
+        assert!(
+            close(&placed(&plan), &[(0.375, false), (0.625, false)]),
+            "{plan:?}"
+        );
+        // One reading fits any window, and none is asked for none.
+        let plan = plan_pass(
+            (-1.0, 0.0),
+            0.125,
+            &timing(0.0, 10.0, 0.25, 0.5, 0.8),
+            1,
+            false,
+        );
+        assert!(close(&placed(&plan), &[(0.5, false)]), "{plan:?}");
+        assert!(plan_pass((-1.0, 0.0), 0.125, &t, 0, false).is_empty());
+    }
+
+    #[test]
+    fn a_window_narrower_than_a_reading_gets_one_reading_at_its_middle() {
+        // The offsets [-0.5, -0.45] with readings 100 ms long (half 50 ms):
+        // no part of the window is a round trip inside it, so the one
+        // reading goes to the boundary's middle, 475 ms into the second.
+        let t = timing(0.0, 10.0, 0.05, 0.1, 0.02);
+        let plan = plan_pass((-0.5, -0.45), 0.05, &t, 3, false);
+        assert!(close(&placed(&plan), &[(0.475, false)]), "{plan:?}");
+    }
+
+    #[test]
+    fn readings_a_round_trip_apart_get_the_wider_first_parts() {
+        // Window [0.125, 0.875], three parts of 250 ms for two readings,
+        // each reading's round trip 250 ms: its outcome is known before
+        // the next is due, so the first parts are wider (weights 5, 4, 4:
+        // 0.125 + 0.75 · 5/13), and the second reading, which would be
+        // closer than the spacing, is pushed to 250 ms after the first.
+        let t = timing(0.0, 10.0, 0.125, 0.25, 0.25);
+        let plan = placed(&plan_pass((-1.0, 0.0), 0.125, &t, 3, false));
+        let first = 0.125 + 0.75 * 5.0 / 13.0;
+        assert!(
+            close(&plan, &[(first, false), (first + 0.25, false)]),
+            "{plan:?}"
+        );
+    }
+
+    #[test]
+    fn guards_sit_just_outside_the_window_and_keep_the_spacing() {
+        // Offsets [-0.45, -0.44], half 1 ms: the boundary comes 440 to 450
+        // ms into the second. A guards-only pass puts one reading 30 ms
+        // (GUARD_MARGIN) and half a round trip before it, at 409 ms, and
+        // one after, at 481 ms, unless the spacing keeps them further
+        // apart: 100 ms puts the second guard at 509 ms.
+        let pass = |gap, inner| {
+            let t = timing(0.0, 10.0, 0.001, 0.002, gap);
+            placed(&plan_pass((-0.45, -0.44), 0.001, &t, inner, true))
+        };
+        let guards = pass(0.02, 0);
+        assert!(
+            close(&guards, &[(0.409, true), (0.481, true)]),
+            "{guards:?}"
+        );
+        let guards = pass(0.1, 0);
+        assert!(
+            close(&guards, &[(0.409, true), (0.509, true)]),
+            "{guards:?}"
+        );
+        // Offsets [-0.5, -0.4]: the window [0.401, 0.499], one reading in
+        // its middle; the guards (at 369 and 531 ms with no spacing to
+        // keep) are moved out to 100 ms from it.
+        let t = timing(0.0, 10.0, 0.001, 0.002, 0.1);
+        let plan = placed(&plan_pass((-0.5, -0.4), 0.001, &t, 1, true));
+        assert!(
+            close(&plan, &[(0.35, true), (0.45, false), (0.55, true)]),
+            "{plan:?}"
+        );
+        let t = timing(0.0, 10.0, 0.001, 0.002, 0.02);
+        let plan = placed(&plan_pass((-0.5, -0.4), 0.001, &t, 1, true));
+        assert!(
+            close(&plan, &[(0.369, true), (0.45, false), (0.531, true)]),
+            "{plan:?}"
+        );
+    }
+
+    #[test]
+    fn a_pass_begins_at_the_next_boundary_its_first_reading_can_reach() {
+        // The first reading at 375 ms into a second, begun 250 ms before:
+        // at 0.1 s that is second 0's, at 0.2 s second 1's (second 0's
+        // would have begun already), and at 0.124 s too (it would begin 1
+        // ms from now, too soon to be sent).
+        let first = |now| {
+            let t = timing(now, 10.0, 0.25, 0.5, 0.25);
+            plan_pass((-1.0, 0.0), 0.125, &t, 3, false)[0]
+        };
+        assert!((first(0.1).at - 0.375).abs() < 1e-9);
+        assert!((first(0.2).at - 1.375).abs() < 1e-9);
+        assert!((first(0.124).at - 1.375).abs() < 1e-9);
+        assert!((first(0.122).at - 0.375).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_pass_that_would_end_past_the_time_limit_is_not_planned() {
+        // Two readings, the last at 0.625 s, begun 250 ms before and 500
+        // ms long: it ends at 0.875 s.
+        let pass = |end| {
+            plan_pass(
+                (-1.0, 0.0),
+                0.125,
+                &timing(0.0, end, 0.25, 0.5, 0.25),
+                3,
+                false,
+            )
+        };
+        assert_eq!(pass(0.875).len(), 2);
+        assert!(pass(0.874).is_empty());
+    }
+
+    /// The readings a bisection hands out for its next pass (each taken,
+    /// none with an outcome yet).
+    fn next_pass(b: &mut Bisection, samples: &[Sample], half: f64, t: &Timing) -> Vec<Planned> {
+        let mut pass = Vec::new();
+        while let Step::Take(p) = b.next(samples, half, t, pass.len()) {
+            pass.push(p);
+            b.taken();
+            assert!(pass.len() <= 10, "{pass:?}");
+        }
+        pass
+    }
+
+    /// A bisection after `passes` passes, the last guarded or not.
+    fn after(passes: usize, verified: bool) -> Bisection {
+        Bisection {
+            passes,
+            verified,
+            ..Bisection::new(10)
+        }
+    }
+
+    #[test]
+    fn the_first_pass_begins_with_a_quick_look_as_soon_as_the_gap_allows() {
+        // The first reading left the offsets [-0.7, 0.3]; at 10.3 s
+        // the quick look is due a gap (20 ms) later, its middle a lead (1
+        // ms) after that; then two readings split the window, in second 11.
+        let first = window(-0.7, 0.3, 1);
+        let t = timing(10.3, 13.0, 0.001, 0.002, 0.02);
+        let pass = next_pass(&mut Bisection::new(10), &first, 0.001, &t);
+        let inside = plan_pass((-0.7, 0.3), 0.001, &t, 2, false);
+        assert_eq!(pass.len(), 3, "{pass:?}");
+        assert!((pass[0].at - 10.321).abs() < 1e-9, "{pass:?}");
+        assert_eq!((pass[0].second, pass[0].guard), (11.0, false));
+        assert_eq!(pass[1..], inside[..]);
+        // No quick look closer than the gap to the first of those.
+        let late = Timing {
+            now: inside[0].at - 0.004,
+            ..t
+        };
+        let pass = next_pass(&mut Bisection::new(10), &first, 0.001, &late);
+        assert_eq!(pass, plan_pass((-0.7, 0.3), 0.001, &late, 2, false));
+        assert_eq!(pass[0], inside[0]);
+    }
+
+    #[test]
+    fn the_first_pass_takes_one_reading_fewer_when_more_than_two_overlap() {
+        // Readings at least 20 ms apart: a round trip of 2 or 40 ms holds
+        // no more than two of them, and the pass is the quick look and two
+        // readings; one of 100 ms holds four, and it is the quick look and
+        // one.
+        let first = [Sample {
+            shown_minus_mid: -0.7 + 0.05,
+            rtt: 0.1,
+            unit: 1.0,
+        }];
+        let pass = |duration: f64| {
+            let t = timing(10.3, 13.0, duration / 2.0, duration, 0.02);
+            next_pass(&mut Bisection::new(10), &first, duration / 2.0, &t).len()
+        };
+        assert_eq!(pass(0.002), 3);
+        assert_eq!(pass(0.04), 3);
+        assert_eq!(pass(0.1), 2);
+    }
+
+    #[test]
+    fn a_pinned_boundary_is_verified_by_one_guarded_pass_then_the_check_ends() {
+        // Half a 2 ms round trip: pinned when the offsets left are within
+        // 2 + 10 ms (GOOD_ENOUGH): 11.5 ms is, 12.5 ms is not.
+        let t = timing(10.3, 13.0, 0.001, 0.002, 0.02);
+        let pinned = window(-0.5, -0.4885, 4);
+        let loose = window(-0.5, -0.4875, 4);
+        assert_eq!(after(2, true).next(&pinned, 0.001, &t, 0), Step::Done);
+        let pass = next_pass(&mut after(2, true), &loose, 0.001, &t);
+        assert!(!pass.is_empty() && !pass[0].guard, "{pass:?}");
+        // Not verified yet: the guards alone, if two readings are left.
+        let pass = next_pass(&mut after(1, false), &pinned, 0.001, &t);
+        assert_eq!(
+            pass.iter().map(|p| p.guard).collect::<Vec<_>>(),
+            [true, true]
+        );
+        let pass = next_pass(&mut after(1, false), &window(-0.5, -0.4885, 8), 0.001, &t);
+        assert_eq!(pass.len(), 2, "{pass:?}");
+        let mut b = after(1, false);
+        assert_eq!(b.next(&window(-0.5, -0.4885, 9), 0.001, &t, 0), Step::Done);
+    }
+
+    #[test]
+    fn a_pass_goes_unguarded_only_when_a_guarded_one_a_second_later_ends_in_time() {
+        // At 10.1 s, offsets [-0.5, -0.3], 7 readings left: four inside
+        // the window; a guarded pass a second later ends with its guard
+        // after the window (30 ms and half a round trip after it), 0.5 ms
+        // later. Otherwise the guarded pass comes now, with four inside.
+        let (lead, duration, half) = (0.0005, 0.001, 0.0005);
+        let samples = window(-0.5, -0.3, 3);
+        let t = timing(10.1, 13.0, lead, duration, 0.02);
+        let unguarded = plan_pass((-0.5, -0.3), half, &t, 4, false);
+        let guard = unguarded[3].second + 1.0 + 0.5 + half + GUARD_MARGIN;
+        let ends = guard - lead + duration;
+        let pass = |end| next_pass(&mut after(1, false), &samples, half, &Timing { end, ..t });
+        assert_eq!(pass(ends + 0.0001), unguarded);
+        let guarded = pass(ends - 0.0002);
+        assert_eq!(guarded.len(), 6, "{guarded:?}");
+        assert!(guarded[0].guard && guarded[5].guard, "{guarded:?}");
+        // Six left: three inside an unguarded pass, four in a guarded one.
+        let samples = window(-0.5, -0.3, 4);
+        let unguarded = plan_pass((-0.5, -0.3), half, &t, 3, false);
+        let ends = unguarded[2].second + 1.0 + 0.5 + half + GUARD_MARGIN - lead + duration;
+        let pass = |end| next_pass(&mut after(1, false), &samples, half, &Timing { end, ..t });
+        assert_eq!(pass(ends + 0.0001), unguarded);
+        assert_eq!(pass(ends - 0.0002).len(), 6);
+        // Readings 100 ms apart, 4 left, one inside [0.461, 0.499] (at 480
+        // ms): the guard a second later must keep the spacing after that
+        // one's place, 580 ms into its second, 49 ms past the window's
+        // guard (531 ms).
+        let samples = window(-0.5, -0.46, 6);
+        let t = timing(10.1, 13.0, 0.001, 0.002, 0.1);
+        let unguarded = plan_pass((-0.5, -0.46), 0.001, &t, 1, false);
+        let ends = unguarded[0].at + 1.0 + 0.1 - 0.001 + 0.002;
+        let pass = |end| next_pass(&mut after(1, false), &samples, 0.001, &Timing { end, ..t });
+        assert_eq!(pass(ends + 0.0001), unguarded);
+        assert!(pass(ends - 0.01)[0].guard);
     }
 
     #[test]
