@@ -20,6 +20,26 @@ pub fn cuts_and_stream(data: &[u8]) -> Option<(Vec<usize>, &[u8])> {
     Some((cuts, stream))
 }
 
+/// A format picked by an input and the rest of the input: when `pick` is
+/// 255 the input's first line (up to LF) is the format, read with `parse`
+/// (`None` when it is not one); any other value picks one of `known`,
+/// which must parse.
+pub fn pick_format<'a, F, E: std::fmt::Debug>(
+    pick: u8,
+    rest: &'a [u8],
+    known: &[&str],
+    parse: impl Fn(&str) -> Result<F, E>,
+) -> Option<(F, &'a [u8])> {
+    if pick == 255 {
+        let lf = rest.iter().position(|&b| b == b'\n')?;
+        let text = std::str::from_utf8(&rest[..lf]).ok()?;
+        Some((parse(text).ok()?, &rest[lf + 1..]))
+    } else {
+        let text = known[usize::from(pick) % known.len()];
+        Some((parse(text).expect("a valid format"), rest))
+    }
+}
+
 /// Runs `check` on each file named on the command line, or on standard
 /// input when none is, as a plain program (the seed corpus goes through it
 /// in `scripts/test`).

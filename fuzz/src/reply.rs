@@ -47,20 +47,9 @@ pub fn check(data: &[u8]) {
     let [pick, zone, t0, t1, t2, t3, rest @ ..] = data else {
         return;
     };
-    let (format, line) = if *pick == 255 {
-        let Some(lf) = rest.iter().position(|&b| b == b'\n') else {
-            return;
-        };
-        let Ok(text) = std::str::from_utf8(&rest[..lf]) else {
-            return;
-        };
-        let Ok(format) = ReplyFormat::new(text) else {
-            return;
-        };
-        (format, &rest[lf + 1..])
-    } else {
-        let text = FORMATS[usize::from(*pick) % FORMATS.len()];
-        (ReplyFormat::new(text).expect("a valid format"), rest)
+    let Some((format, line)) = jamd_fuzz::pick_format(*pick, rest, FORMATS, ReplyFormat::new)
+    else {
+        return;
     };
     let zone = Zone::parse(ZONES[usize::from(*zone) % ZONES.len()]).expect("a valid zone");
     let local = DateTime::from_timestamp(

@@ -97,20 +97,9 @@ fn daytime(data: &[u8]) {
     let [pick, zone, rest @ ..] = data else {
         return;
     };
-    let (format, rest) = if *pick == 255 {
-        let Some(lf) = rest.iter().position(|&b| b == b'\n') else {
-            return;
-        };
-        let Ok(text) = std::str::from_utf8(&rest[..lf]) else {
-            return;
-        };
-        let Ok(format) = TimeFormat::parse(text) else {
-            return;
-        };
-        (format, &rest[lf + 1..])
-    } else {
-        let text = FORMATS[usize::from(*pick) % FORMATS.len()];
-        (TimeFormat::parse(text).expect("a valid format"), rest)
+    let Some((format, rest)) = jamd_fuzz::pick_format(*pick, rest, FORMATS, TimeFormat::parse)
+    else {
+        return;
     };
     let default = format.as_str() == jamd::daytime::DEFAULT_FORMAT;
     let zone_name = ZONES[usize::from(*zone) % ZONES.len()];
