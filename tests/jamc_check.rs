@@ -402,8 +402,17 @@ fn a_clock_running_backwards_or_jumping_is_not_trusted_beyond_one_reply() {
         assert_eq!(run.code, 0, "{what}: {run:?}");
         let (_, uncertainty) = reading(&run);
         assert!((0.5..0.6).contains(&uncertainty), "{what}: {run:?}");
-        // The shown second changed at the second reply: the watch ended there.
-        assert_eq!(server.requests(), 2, "{what}: {run:?}");
+        // The check ended at the first reply no offset explains with those
+        // before it. Jumping: the second (two seconds on in well under
+        // one). Backwards: the second, or the third when the server's own
+        // second changed between the first two replies, so that the second
+        // reply, a second back, showed the same second as the first.
+        let most = if what == "jumping" { 2 } else { 3 };
+        assert!(
+            (2..=most).contains(&server.requests()),
+            "{what}: {} requests, {run:?}",
+            server.requests()
+        );
     }
 }
 

@@ -6,11 +6,12 @@
 //! second: where the server's second changes (its boundary) is then found by
 //! passes over that boundary, k-ary bisection across the seconds: a pass
 //! places a few readings across the window the boundary is known to lie in
-//! (the first pass begins with a quick look right after the first reading),
-//! the next time that window comes round; the reading that first shows the
-//! new second ends the pass, and the window left is a fraction of the last.
-//! The last pass is guarded: one reading just before the window and one just
-//! after it, whose outcome is certain while the server's clock holds steady,
+//! (the first pass begins right after the first reading; over a slow link
+//! with a quick look), the next time that window comes round; the reading
+//! that first shows the new second ends the pass, and the window left is a
+//! fraction of the last. The last pass is guarded: one reading just before
+//! the window and one just after it (unless a reading inside showed the new
+//! second), whose outcome is certain while the server's clock holds steady,
 //! so a clock that steps during the check contradicts the readings before
 //! and the check gives the wide one-reply answer instead of one wrong by the
 //! step. (A step that falls between the guard before the last window and the
