@@ -418,7 +418,9 @@ fn lay_out(
     let guards = usize::from(guarded);
     let inside = left.checked_sub(2 * guards)?;
     let pre = lo - 2.0 * half - GUARD_MARGIN;
-    let first_least = (earliest - lo).max(if guarded { pre + spacing - lo } else { 0.0 });
+    // The first reading inside: after `earliest`, and the spacing after the guard before.
+    let after_guard = if guarded { pre + spacing - lo } else { 0.0 };
+    let first_least = (earliest - lo).max(after_guard).max(0.0);
     let mut parts: Vec<f64> = Vec::new();
     let mut x = lo;
     for k in 0..=inside {
@@ -1234,10 +1236,56 @@ mod tests {
             &reach(0.015, 0.02, 5)[1],
             &[0.0, 0.0, 0.015, 0.03, 0.03, 0.03]
         ));
+        // A pass before it keeps its readings the spacing apart: parts of
+        // 10 ms hold one reading, parts of exactly 20 ms two.
+        assert!(near(&reach(0.005, 0.02, 5)[2][5..], &[0.02]));
+        assert!(near(&reach(0.01, 0.02, 5)[2][5..], &[0.06]));
         // One pass before it: the part before its first reading leaves the
         // most readings, so it is the widest (with six readings and a
         // 30 ms target: 0.12 + 0.09 + 0.06 and the last part's 0.06).
         assert!((reach(0.03, 0.02, 6)[2][6] - 0.33).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_pass_shares_what_is_to_spare_and_begins_no_sooner_than_it_may() {
+        // The window [0.3, 0.6] of second 10 at 10.29 s, four readings
+        // left, a target of 100 ms: the part before the first reading can
+        // be 200 ms wide (three readings after it pin that), the part
+        // after it as well, so one reading does, with 100 ms to spare.
+        // The first reading may go no sooner than the gap after the last
+        // began (10.306 s) and its lead (2 ms): 8 ms into the window. What
+        // is to spare comes off both parts in proportion to what each has
+        // beyond that: the reading goes 8 ms + 192 ms · (1 − 100/392) in.
+        let t = timing(10.29, 20.0, 0.002, 0.004, 0.02);
+        let pass = lay_out((0.3, 0.6), 0.0, &t, 4, (10.0, false), 0.1).unwrap();
+        assert!(
+            close(&pass, &[(0.308 + 0.192 * (1.0 - 0.1 / 0.392), false)]),
+            "{pass:?}"
+        );
+        // A reading 30 ms long: 2 ms from now (then 7 ms in, with its lead
+        // of 15 ms) is later than the gap after the last began.
+        let t = timing(10.29, 20.0, 0.015, 0.03, 0.02);
+        let pass = lay_out((0.3, 0.6), 0.0, &t, 4, (10.0, false), 0.1).unwrap();
+        assert!(
+            close(&pass, &[(0.307 + 0.193 * (1.0 - 0.1 / 0.393), false)]),
+            "{pass:?}"
+        );
+    }
+
+    #[test]
+    fn a_guarded_pass_is_laid_out_only_when_its_guard_after_ends_in_time() {
+        // Three readings left, a target of 200 ms: a guard before the
+        // window [0.3, 0.6] and after it (30 ms outside), one reading
+        // inside at 450 ms (the two parts of 200 ms less 50 ms each). The
+        // guard after, at 0.63 s begun 2 ms before and 4 ms long, ends
+        // 0.632 s into second 10.
+        let pass = |end| {
+            let t = timing(10.2, end, 0.002, 0.004, 0.02);
+            lay_out((0.3, 0.6), 0.0, &t, 3, (10.0, true), 0.2)
+        };
+        let want = [(0.27, true), (0.45, false), (0.63, true)];
+        assert!(close(&pass(10.6321).unwrap(), &want));
+        assert_eq!(pass(10.6319), None);
     }
 
     #[test]
