@@ -435,12 +435,10 @@ fn lay_out(
                 .map(|(i, &p)| p - least(i))
                 .sum::<f64>()
                 + last;
+            // (`loose` > 0: the last part is at least as wide as what is
+            // left of the window, or as the target, both > 0.)
             let spare = (x + last - hi).max(0.0);
-            let keep = if loose > 0.0 {
-                1.0 - spare / loose
-            } else {
-                1.0
-            };
+            let keep = 1.0 - spare / loose;
             let mut at = lo;
             let mut offsets: Vec<(f64, bool)> = Vec::with_capacity(k + 2);
             for (i, &part) in parts.iter().enumerate() {
@@ -1286,6 +1284,15 @@ mod tests {
         let want = [(0.27, true), (0.45, false), (0.63, true)];
         assert!(close(&pass(10.6321).unwrap(), &want));
         assert_eq!(pass(10.6319), None);
+        // Readings 40 ms long, so 40 ms apart: the first inside goes 10 ms
+        // into the window at least, 40 ms after the guard before.
+        let t = timing(10.2, 20.0, 0.02, 0.04, 0.02);
+        let pass = lay_out((0.3, 0.6), 0.0, &t, 3, (10.0, true), 0.2).unwrap();
+        let inside = 0.31 + 0.19 * (1.0 - 0.1 / 0.39);
+        assert!(
+            close(&pass, &[(0.27, true), (inside, false), (0.63, true)]),
+            "{pass:?}"
+        );
     }
 
     #[test]
