@@ -326,14 +326,7 @@ pub fn plan_pass(
     // The first occurrence of this boundary whose first reading can still begin.
     let first_begin = offsets[0].0 - timing.lead;
     let second = (timing.now + 0.002 - first_begin).ceil();
-    let plan: Vec<Planned> = offsets
-        .into_iter()
-        .map(|(at, guard)| Planned {
-            at: second + at,
-            second,
-            guard,
-        })
-        .collect();
+    let plan = in_second(second, offsets);
     let ends = plan
         .last()
         .map_or(f64::INFINITY, |p| p.at - timing.lead + timing.duration);
@@ -510,15 +503,20 @@ fn one_after_another(
         }
     }
     let ((second, guarded), offsets) = pass(reached)?;
-    let plan = offsets
+    Some((in_second(second, offsets), guarded))
+}
+
+/// Readings placed in the boundary's second `second`, from where in it
+/// each goes and whether it is a guard.
+fn in_second(second: f64, offsets: Vec<(f64, bool)>) -> Vec<Planned> {
+    offsets
         .into_iter()
         .map(|(at, guard)| Planned {
             at: second + at,
             second,
             guard,
         })
-        .collect();
-    Some((plan, guarded))
+        .collect()
 }
 
 /// Readings in the first pass over the boundary when readings overlap (or
