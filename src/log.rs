@@ -29,6 +29,9 @@ use crate::outcome::{Refusal, Tally};
 const QUEUE_LINES: usize = 4096;
 /// How long one syslog write may wait for a slow reader.
 const SYSLOG_WRITE_TIMEOUT: Duration = Duration::from_millis(200);
+/// How many times a syslog write cut short by a signal is tried again
+/// before the line is dropped (and counted) like one that timed out.
+const SYSLOG_INTERRUPTED_TRIES: usize = 4;
 /// How often an unreachable syslog is tried again.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
 /// Refusal lines come at most this often (the server paces its own; the
@@ -531,15 +534,19 @@ impl Writer {
         //   quit) loses it with no word back: no sender can tell.
         // - EAGAIN after the write timeout (the receiver's queue is full):
         //   a slow reader, kept; the line is dropped and counted.
+        // - EINTR: a signal reached this thread while the send waited for
+        //   room (a send with a timeout is never restarted, signal(7)): the
+        //   reader is still there; sent again, a few times, then dropped
+        //   and counted like a timeout.
         // - ECONNREFUSED (the receiver closed; the socket is disconnected),
-        //   then ENOTCONN, or anything else (ENOBUFS, EINTR): reconnect and
+        //   then ENOTCONN, or anything else (ENOBUFS): reconnect and
         //   resend once; if that fails (ENOENT: the file is gone;
         //   ECONNREFUSED: nobody bound it), the line goes to stderr with the
         //   notice, as do those after it until syslog answers.
-        let result = send_at(logger, level, line);
+        let result = send_through_signals(logger, level, line);
         match result {
             Ok(()) => true,
-            Err(e) if is_timeout(&e) => false,
+            Err(e) if is_timeout(&e) || is_interrupted(&e) => false,
             Err(e) => {
                 // The reader is gone (socket removed, receiver restarted):
                 // a restarted receiver is already back at the same path, so
@@ -578,9 +585,25 @@ impl Writer {
         let Some(logger) = self.syslog.as_mut() else {
             return false;
         };
-        let result = send_at(logger, level, line);
-        result.is_ok()
+        send_through_signals(logger, level, line).is_ok()
     }
+}
+
+/// [`send_at`], sent again when a signal cut the send short, at most
+/// [`SYSLOG_INTERRUPTED_TRIES`] times in all.
+fn send_through_signals(
+    logger: &mut Syslog,
+    level: Level,
+    line: &str,
+) -> Result<(), syslog::Error> {
+    let mut result = send_at(logger, level, line);
+    for _ in 1..SYSLOG_INTERRUPTED_TRIES {
+        match &result {
+            Err(e) if is_interrupted(e) => result = send_at(logger, level, line),
+            _ => break,
+        }
+    }
+    result
 }
 
 /// Sends one line to syslog at the severity of `level`.
@@ -599,6 +622,15 @@ fn is_timeout(e: &syslog::Error) -> bool {
             io.kind(),
             std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
         ),
+        syslog::Error::Initialization(_) => false,
+    }
+}
+
+fn is_interrupted(e: &syslog::Error) -> bool {
+    match e {
+        syslog::Error::Io(io) | syslog::Error::Write(io) => {
+            io.kind() == std::io::ErrorKind::Interrupted
+        }
         syslog::Error::Initialization(_) => false,
     }
 }

@@ -1,7 +1,8 @@
 //! Logging (jamd(8), LOGGING; jamd.toml(5), The [log] table):
 //! a syslog outage after start sends lines to stderr, a restarted receiver
-//! gets the very next line, the journal gets `<N>` priorities, and UDP lines
-//! carry the host name even where /proc/sys is hidden.
+//! gets the very next line, signals during a slow receiver's waits are no
+//! outage, the journal gets `<N>` priorities, and UDP lines carry the host
+//! name even where /proc/sys is hidden.
 
 mod common;
 
@@ -160,4 +161,33 @@ fn udp_syslog_lines_carry_the_host_name_without_proc_sys() {
     let line = recv_until(|buf| collector.recv(buf), T, |m| m.contains("listening on"));
     let line = line.expect("a listening line over UDP");
     assert!(line.contains(" jamd-test-host jamd["), "{line}");
+}
+
+#[test]
+fn signals_while_syslog_is_slow_give_no_false_outage_notice() {
+    // A receiver that reads nothing: once its queue is full, each line
+    // waits out the write timeout and is dropped (and counted). A signal
+    // landing on the logging thread meanwhile cuts that wait short (a send
+    // with a timeout is never restarted): the receiver is still there, and
+    // jamd must not say it cannot reach syslog. A burst of SIGHUPs makes
+    // some land on threads other than the main one.
+    let sink = SyslogSink::bind("slow");
+    let jamd = Jamd::start_syslog_only(&sink, "");
+    for _ in 0..30 {
+        visit(jamd.addr);
+    }
+    for _ in 0..100 {
+        for sig in ["HUP", "USR1", "HUP", "USR1"] {
+            jamd.signal(sig);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // jamd still serves; the logging thread works through what it was
+    // given (each line at most the write timeout) meanwhile.
+    visit(jamd.addr);
+    std::thread::sleep(Duration::from_secs(2));
+    let notices = jamd.stderr.count("cannot reach syslog");
+    assert_eq!(notices, 0, "{:?}", jamd.stderr.all());
+    // The receiver was there all along: it goes only now.
+    drop(sink);
 }
