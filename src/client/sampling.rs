@@ -10,11 +10,11 @@
 //! with a quick look), the next time that window comes round; the reading
 //! that first shows the new second ends the pass, and the window left is a
 //! fraction of the last. The last pass is guarded: one reading just before
-//! the window and one just after it (unless a reading inside showed the new
-//! second), whose outcome is certain while the server's clock holds steady,
-//! so a clock that steps during the check contradicts the readings before
-//! and the check gives the wide one-reply answer instead of one wrong by the
-//! step. (A step that falls between the guard before the last window and the
+//! the window and one just after it (over a fast link, only when no reading
+//! inside showed the new second), whose outcome is certain while the
+//! server's clock holds steady, so a clock that steps during the check
+//! contradicts the readings before and the check gives the wide one-reply
+//! answer instead of one wrong by the step. (A step that falls between the guard before the last window and the
 //! readings inside it moves the offset by up to that window, tens of
 //! milliseconds: no reading of that pass can tell it from a boundary early
 //! in the window.)
