@@ -83,11 +83,14 @@ impl Relay {
                         return;
                     };
                     let _ = out.set_read_timeout(Some(Duration::from_secs(2)));
-                    if out.send_to(&datagram, backend).is_err() {
+                    // Connected: only the backend's answer is taken, never a
+                    // stray datagram another test's server sent to a port
+                    // this socket now has.
+                    if out.connect(backend).is_err() || out.send(&datagram).is_err() {
                         return;
                     }
                     let mut answer = [0u8; 2048];
-                    if let Ok((n, _)) = out.recv_from(&mut answer) {
+                    if let Ok(n) = out.recv(&mut answer) {
                         let got = Instant::now();
                         sleep_until(got + down);
                         let _ = back.send_to(&answer[..n], client);
