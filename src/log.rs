@@ -616,23 +616,23 @@ fn send_at(logger: &mut Syslog, level: Level, line: &str) -> Result<(), syslog::
     }
 }
 
-fn is_timeout(e: &syslog::Error) -> bool {
+/// What kind of I/O error a syslog error is, if it is one.
+fn io_kind(e: &syslog::Error) -> Option<std::io::ErrorKind> {
     match e {
-        syslog::Error::Io(io) | syslog::Error::Write(io) => matches!(
-            io.kind(),
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-        ),
-        syslog::Error::Initialization(_) => false,
+        syslog::Error::Io(io) | syslog::Error::Write(io) => Some(io.kind()),
+        syslog::Error::Initialization(_) => None,
     }
 }
 
+fn is_timeout(e: &syslog::Error) -> bool {
+    matches!(
+        io_kind(e),
+        Some(std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+    )
+}
+
 fn is_interrupted(e: &syslog::Error) -> bool {
-    match e {
-        syslog::Error::Io(io) | syslog::Error::Write(io) => {
-            io.kind() == std::io::ErrorKind::Interrupted
-        }
-        syslog::Error::Initialization(_) => false,
-    }
+    io_kind(e) == Some(std::io::ErrorKind::Interrupted)
 }
 
 /// Writes one line to standard error. When that is the journal

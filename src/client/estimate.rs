@@ -202,12 +202,15 @@ pub struct Timing {
     pub depth: usize,
 }
 
+/// How far ahead of now a reading is planned at the soonest, to be sent in time.
+const SEND_AHEAD: f64 = 0.002;
+
 impl Timing {
-    /// The soonest the next reading may begin: a little after now (2 ms,
-    /// to be sent in time), and the gap after the last began (it began a
-    /// reading's duration before now, when its outcome is the latest news).
+    /// The soonest the next reading may begin: [`SEND_AHEAD`] of now, and
+    /// the gap after the last began (it began a reading's duration before
+    /// now, when its outcome is the latest news).
     fn soonest(&self) -> f64 {
-        (self.now + 0.002).max(self.now - self.duration + self.gap)
+        (self.now + SEND_AHEAD).max(self.now - self.duration + self.gap)
     }
 
     /// Shortest time between the beginnings of two readings of a pass: the
@@ -317,16 +320,12 @@ pub fn plan_pass(
         offsets[i].0 = offsets[i].0.max(offsets[i - 1].0 + spacing);
     }
     if guards {
-        let pre = -high - half - GUARD_MARGIN;
-        let pre = offsets.first().map_or(pre, |f| pre.min(f.0 - spacing));
-        let post = (-low + half + GUARD_MARGIN).max(pre + spacing);
-        let post = offsets.last().map_or(post, |l| post.max(l.0 + spacing));
-        offsets.insert(0, (pre, true));
-        offsets.push((post, true));
+        let outside = (-high - half - GUARD_MARGIN, -low + half + GUARD_MARGIN);
+        add_guards(&mut offsets, outside, spacing);
     }
     // The first occurrence of this boundary whose first reading can still begin.
     let first_begin = offsets[0].0 - timing.lead;
-    let second = (timing.now + 0.002 - first_begin).ceil();
+    let second = (timing.now + SEND_AHEAD - first_begin).ceil();
     let plan = in_second(second, offsets);
     let ends = plan
         .last()
@@ -335,6 +334,17 @@ pub fn plan_pass(
         return Vec::new();
     }
     plan
+}
+
+/// Puts a pass's guards around its readings inside the window: one at
+/// `pre`, before the window, and one at `post`, after it, each moved out
+/// to keep `spacing` from the reading next to it.
+fn add_guards(offsets: &mut Vec<(f64, bool)>, (pre, post): (f64, f64), spacing: f64) {
+    let pre = offsets.first().map_or(pre, |f| pre.min(f.0 - spacing));
+    let post = post.max(pre + spacing);
+    let post = offsets.last().map_or(post, |l| post.max(l.0 + spacing));
+    offsets.insert(0, (pre, true));
+    offsets.push((post, true));
 }
 
 /// The widest window the passes before a last, guarded pass of readings
@@ -457,11 +467,7 @@ fn lay_out(
                 offsets.push((at, false));
             }
             if guarded {
-                let pre = offsets.first().map_or(pre, |f| pre.min(f.0 - spacing));
-                let post = (hi + 2.0 * half + GUARD_MARGIN).max(pre + spacing);
-                let post = offsets.last().map_or(post, |l| post.max(l.0 + spacing));
-                offsets.insert(0, (pre, true));
-                offsets.push((post, true));
+                add_guards(&mut offsets, (pre, hi + 2.0 * half + GUARD_MARGIN), spacing);
             }
             let fits = offsets.first().is_some_and(|f| f.0 >= earliest)
                 && offsets.last().is_some_and(|l| l.0 <= latest);

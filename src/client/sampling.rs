@@ -14,10 +14,10 @@
 //! inside showed the new second), whose outcome is certain while the
 //! server's clock holds steady, so a clock that steps during the check
 //! contradicts the readings before and the check gives the wide one-reply
-//! answer instead of one wrong by the step. (A step that falls between the guard before the last window and the
-//! readings inside it moves the offset by up to that window, tens of
-//! milliseconds: no reading of that pass can tell it from a boundary early
-//! in the window.)
+//! answer instead of one wrong by the step. (A step that falls between the
+//! guard before the last window and the readings inside it moves the offset
+//! by up to that window, tens of milliseconds: no reading of that pass can
+//! tell it from a boundary early in the window.)
 //!
 //! Limits: at most [`MAX_READINGS`] readings a server, at least
 //! [`READING_GAP`] apart, the whole check within [`CHECK_WITHIN`] and never
